@@ -1,0 +1,105 @@
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+export const GROUP = 'tenantdb.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+/** A CEL rule carried into the CRD, so `kubectl apply` refuses what the controller would refuse. */
+export interface CelRule {
+  rule: string;
+  message: string;
+}
+export const cel = (...rules: CelRule[]) => ({ 'x-kubernetes-validations': rules });
+
+/** PostgreSQL identifiers the operator creates: lower case, unquoted-safe, at most 63 bytes (NAMEDATALEN-1). */
+export const PG_IDENTIFIER = /^[a-z_][a-z0-9_]*$/;
+export const pgIdentifier = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(63, `${what} must be at most 63 bytes`)
+    .regex(PG_IDENTIFIER, `${what} must match [a-z_][a-z0-9_]* (lower case letters, digits, underscores)`);
+
+/** Extension names may contain hyphens (uuid-ossp); they are always quoted in SQL. */
+export const extensionName = z
+  .string()
+  .min(1)
+  .max(63)
+  .regex(/^[a-z_][a-z0-9_-]*$/, 'extension names must match [a-z_][a-z0-9_-]*');
+
+/** A Kubernetes object name (DNS-1123 subdomain). */
+export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+export const k8sName = (what: string) =>
+  z
+    .string()
+    .min(1)
+    .max(253)
+    .regex(DNS_SUBDOMAIN, `${what} must be a lower case DNS-1123 name`);
+
+/** A host name or IP address, as libpq and PgBouncer accept it. */
+export const hostName = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/, 'must be a host name or an IP address');
+
+export const port = z.number().int().min(1).max(65535);
+
+export function isCidr(value: string): boolean {
+  const slash = value.indexOf('/');
+  if (slash < 0) return false;
+  const addr = value.slice(0, slash);
+  const bits = value.slice(slash + 1);
+  if (!/^\d{1,3}$/.test(bits)) return false;
+  const family = isIP(addr);
+  if (family === 0) return false;
+  const n = Number(bits);
+  return family === 4 ? n <= 32 : n <= 128;
+}
+
+export const cidr = z
+  .string()
+  .max(64)
+  .refine(isCidr, { message: 'must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32' })
+  .meta(cel({ rule: 'isCIDR(self)', message: 'must be a CIDR such as 10.0.0.0/8 or 2001:db8::/32' }));
+
+export const secretRef = z
+  .object({
+    namespace: k8sName('namespace').max(63).describe('Namespace of the Secret.'),
+    name: k8sName('name').describe('Name of the Secret.'),
+  })
+  .describe('A reference to a Secret.');
+
+export const condition = z
+  .object({
+    type: z.string().max(316).describe('Type of the condition, e.g. Ready.'),
+    status: z.enum(['True', 'False', 'Unknown']).describe('True, False or Unknown.'),
+    reason: z.string().max(1024).describe('A CamelCase word saying why the condition is what it is.'),
+    message: z.string().max(32768).describe('A sentence for a person: what is wrong and what to do about it.'),
+    lastTransitionTime: z.string().describe('When the status last changed (RFC 3339).'),
+    observedGeneration: z.number().int().optional().describe('The generation the condition was computed for.'),
+  })
+  .describe('A status condition in the Kubernetes convention.');
+export type Condition = z.infer<typeof condition>;
+
+export const conditions = z
+  .array(condition)
+  .max(32)
+  .optional()
+  .describe('The latest observations of the object\'s state.')
+  .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
+
+export const objectMeta = z.looseObject({
+  name: z.string(),
+  namespace: z.string().optional(),
+  uid: z.string(),
+  generation: z.number().int().optional(),
+  resourceVersion: z.string(),
+  deletionTimestamp: z.string().optional(),
+  finalizers: z.array(z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  creationTimestamp: z.string().optional(),
+});
+export type ObjectMeta = z.infer<typeof objectMeta>;

@@ -1,0 +1,111 @@
+import type { z } from 'zod';
+import { GROUP, VERSION } from './common.js';
+import { ipWhitelist, ipWhitelistSpec, ipWhitelistStatus } from './ipwhitelist.js';
+import { postgresServer, postgresServerSpec, postgresServerStatus } from './postgresserver.js';
+import { tenantDatabase, tenantDatabaseSpec, tenantDatabaseStatus } from './tenantdatabase.js';
+
+export interface PrinterColumn {
+  name: string;
+  type: 'string' | 'integer' | 'date' | 'boolean';
+  jsonPath: string;
+  description: string;
+  priority?: number;
+}
+
+export interface KindInfo {
+  kind: string;
+  plural: string;
+  singular: string;
+  shortNames: string[];
+  namespaced: boolean;
+  description: string;
+  spec: z.ZodType;
+  status: z.ZodType;
+  object: z.ZodType;
+  printerColumns: PrinterColumn[];
+}
+
+const ready: PrinterColumn = {
+  name: 'Ready',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].status',
+  description: 'Whether the object is ready.',
+};
+const reason: PrinterColumn = {
+  name: 'Reason',
+  type: 'string',
+  jsonPath: '.status.conditions[?(@.type=="Ready")].reason',
+  description: 'Why the object is or is not ready.',
+  priority: 1,
+};
+const age: PrinterColumn = {
+  name: 'Age',
+  type: 'date',
+  jsonPath: '.metadata.creationTimestamp',
+  description: 'Time since creation.',
+};
+
+export const POSTGRES_SERVER: KindInfo = {
+  kind: 'PostgresServer',
+  plural: 'postgresservers',
+  singular: 'postgresserver',
+  shortNames: ['pgs'],
+  namespaced: false,
+  description: 'A PostgreSQL server the operator may provision tenant databases on.',
+  spec: postgresServerSpec,
+  status: postgresServerStatus,
+  object: postgresServer,
+  printerColumns: [
+    { name: 'Host', type: 'string', jsonPath: '.spec.host', description: 'Server host.' },
+    { name: 'Version', type: 'string', jsonPath: '.status.version', description: 'Server version.' },
+    { name: 'Tenants', type: 'integer', jsonPath: '.status.tenantCount', description: 'Tenant databases on it.' },
+    ready,
+    reason,
+    age,
+  ],
+};
+
+export const TENANT_DATABASE: KindInfo = {
+  kind: 'TenantDatabase',
+  plural: 'tenantdatabases',
+  singular: 'tenantdatabase',
+  shortNames: ['tdb'],
+  namespaced: true,
+  description: 'A tenant\'s database (or schema), login role, pooler entry and connection Secret.',
+  spec: tenantDatabaseSpec,
+  status: tenantDatabaseStatus,
+  object: tenantDatabase,
+  printerColumns: [
+    { name: 'Server', type: 'string', jsonPath: '.status.serverName', description: 'The PostgresServer in use.' },
+    { name: 'Database', type: 'string', jsonPath: '.status.databaseName', description: 'The database name.' },
+    { name: 'Secret', type: 'string', jsonPath: '.status.secretName', description: 'The connection Secret.', priority: 1 },
+    ready,
+    reason,
+    age,
+  ],
+};
+
+export const IP_WHITELIST: KindInfo = {
+  kind: 'IpWhitelist',
+  plural: 'ipwhitelists',
+  singular: 'ipwhitelist',
+  shortNames: ['ipwl'],
+  namespaced: true,
+  description: 'CIDRs allowed to log in to one tenant database; any list restricts the tenant to the lists\' CIDRs.',
+  spec: ipWhitelistSpec,
+  status: ipWhitelistStatus,
+  object: ipWhitelist,
+  printerColumns: [
+    { name: 'Tenant', type: 'string', jsonPath: '.spec.tenantDatabaseRef.name', description: 'The TenantDatabase.' },
+    { name: 'Rules', type: 'integer', jsonPath: '.status.ruleCount', description: 'Live rules.' },
+    { name: 'Applied', type: 'string', jsonPath: '.status.conditions[?(@.type=="Applied")].status', description: 'Whether the rules are enforced.' },
+    age,
+  ],
+};
+
+export const KINDS = [POSTGRES_SERVER, TENANT_DATABASE, IP_WHITELIST] as const;
+
+export function apiPath(k: KindInfo, namespace?: string): string {
+  const ns = k.namespaced && namespace ? `/namespaces/${namespace}` : '';
+  return `/apis/${GROUP}/${VERSION}${ns}/${k.plural}`;
+}

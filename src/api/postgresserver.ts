@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { cel, extensionName, cidr, conditions, hostName, k8sName, objectMeta, pgIdentifier, port, secretRef } from './common.js';
+
+export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
+
+export const postgresServerSpec = z
+  .object({
+    host: hostName.describe('Host name or IP address the operator uses to reach the server.'),
+    port: port.default(5432).describe('TCP port of the server.'),
+    sslMode: z
+      .enum(SSL_MODES)
+      .default('require')
+      .describe('libpq sslmode for the operator\'s connections and for the connection strings it writes.'),
+    caSecretRef: secretRef
+      .optional()
+      .describe('A Secret whose key ca.crt holds the CA that signed the server certificate (for verify-ca and verify-full).'),
+    adminSecretRef: secretRef.describe(
+      'A Secret with keys username and password of an admin role with CREATEDB and CREATEROLE (superuser is not needed).',
+    ),
+    default: z
+      .boolean()
+      .default(false)
+      .describe('Whether TenantDatabases without serverRef use this server. At most one server should be the default.'),
+    publicHost: hostName
+      .optional()
+      .describe('Host name written into tenant connection strings, when tenants reach the server under another name than the operator.'),
+    pooler: z
+      .object({
+        host: hostName.describe('Host name of PgBouncer as tenants reach it.'),
+        port: port.default(6432).describe('TCP port of PgBouncer.'),
+        adminSecretRef: secretRef
+          .optional()
+          .describe('A Secret with keys username and password of a PgBouncer admin_users entry, for SHOW and RELOAD.'),
+        configSecretRef: secretRef
+          .optional()
+          .describe('The Secret the operator writes the rendered PgBouncer configuration into, for the agent beside PgBouncer.'),
+      })
+      .optional()
+      .describe('The PgBouncer in front of this server.'),
+    hba: z
+      .object({
+        mode: z
+          .enum(['None', 'Agent'])
+          .default('None')
+          .describe('None: the server\'s pg_hba.conf is not managed. Agent: a tenantdb agent beside a self-hosted server manages it.'),
+      })
+      .optional()
+      .describe('Management of the server\'s own pg_hba.conf.'),
+    alwaysAllowedCidrs: z
+      .array(cidr.describe('A CIDR.'))
+      .max(64)
+      .optional()
+      .describe('CIDRs that may always log in to every tenant, whatever its IpWhitelists say (e.g. the pod network).'),
+    sharedDatabase: pgIdentifier('sharedDatabase')
+      .optional()
+      .describe('The database that holds one schema per tenant for TenantDatabases with isolation Schema.'),
+    allowedExtensions: z
+      .array(extensionName.describe('An extension name.'))
+      .max(64)
+      .default([])
+      .describe('Extensions tenants may ask for in spec.extensions.'),
+    maxTenants: z
+      .number()
+      .int()
+      .min(0)
+      .optional()
+      .describe('The most TenantDatabases this server accepts; more are refused with reason CapacityExceeded.'),
+  })
+  .describe('Where the server is and how the operator reaches it.')
+  .meta(
+    cel({
+      rule: "!has(self.sslMode) || !(self.sslMode in ['verify-ca', 'verify-full']) || has(self.caSecretRef)",
+      message: 'caSecretRef is required when sslMode is verify-ca or verify-full',
+    }),
+  );
+
+export const postgresServerStatus = z
+  .object({
+    conditions,
+    observedGeneration: z.number().int().optional().describe('The generation the status was computed for.'),
+    version: z.string().max(256).optional().describe('The server\'s version as it reports it (server_version).'),
+    tenantCount: z.number().int().optional().describe('How many TenantDatabases use this server.'),
+  })
+  .describe('The observed state of the server.');
+
+export const postgresServer = z.object({
+  apiVersion: z.string(),
+  kind: z.literal('PostgresServer'),
+  metadata: objectMeta,
+  spec: postgresServerSpec,
+  status: postgresServerStatus.optional(),
+});
+export type PostgresServer = z.infer<typeof postgresServer>;
+export type PostgresServerSpec = z.infer<typeof postgresServerSpec>;
+export type PostgresServerStatus = z.infer<typeof postgresServerStatus>;
+
+export const postgresServerNameSchema = k8sName('name');

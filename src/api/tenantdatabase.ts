@@ -1,0 +1,106 @@
+import { z } from 'zod';
+import { cel, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
+
+export const tenantDatabaseSpec = z
+  .object({
+    serverRef: z
+      .object({ name: k8sName('serverRef.name').describe('Name of the PostgresServer.') })
+      .optional()
+      .describe('The PostgresServer to provision on. When omitted, the server marked default is used.'),
+    isolation: z
+      .enum(['Database', 'Schema'])
+      .default('Database')
+      .describe('Database: a database of its own. Schema: a schema in the server\'s sharedDatabase.')
+      .meta(cel({ rule: 'self == oldSelf', message: 'isolation cannot be changed' })),
+    databaseName: pgIdentifier('databaseName')
+      .optional()
+      .describe('Name of the database. Derived from namespace and name when omitted. Cannot change once set.')
+      .meta(cel({ rule: 'self == oldSelf', message: 'databaseName cannot be changed' })),
+    schemaName: pgIdentifier('schemaName')
+      .optional()
+      .describe('Name of the schema (isolation Schema only). Derived from namespace and name when omitted.')
+      .meta(cel({ rule: 'self == oldSelf', message: 'schemaName cannot be changed' })),
+    roleName: pgIdentifier('roleName')
+      .optional()
+      .describe('Name of the login role. Derived from namespace and name when omitted. Cannot change once set.')
+      .meta(cel({ rule: 'self == oldSelf', message: 'roleName cannot be changed' })),
+    connectionLimit: z
+      .number()
+      .int()
+      .min(-1)
+      .max(100000)
+      .default(-1)
+      .describe('Most concurrent direct connections of the role and to the database; -1 means no limit.'),
+    pooling: z
+      .object({
+        enabled: z.boolean().default(true).describe('Whether the tenant gets a PgBouncer pool.'),
+        poolMode: z
+          .enum(['session', 'transaction', 'statement'])
+          .default('transaction')
+          .describe('PgBouncer pool_mode of the tenant\'s pool.'),
+        poolSize: z.number().int().min(1).max(10000).default(10).describe('PgBouncer pool_size: server connections per pool.'),
+        maxDbConnections: z
+          .number()
+          .int()
+          .min(0)
+          .max(100000)
+          .default(0)
+          .describe('PgBouncer max_db_connections for the tenant\'s database; 0 means no limit.'),
+      })
+      .prefault({})
+      .describe('The tenant\'s PgBouncer pool.'),
+    extensions: z
+      .array(extensionName.describe('An extension name.'))
+      .max(32)
+      .default([])
+      .describe('Extensions to create in the tenant database; each must be in the server\'s allowedExtensions.'),
+    shadowDatabase: z
+      .boolean()
+      .default(false)
+      .describe('Whether to create a separate <database>_shadow database for Prisma migrate dev.'),
+    secretName: k8sName('secretName')
+      .optional()
+      .describe('Name of the Secret with the connection details. Defaults to <name>-db.'),
+    deletionPolicy: z
+      .enum(['Retain', 'Delete'])
+      .default('Retain')
+      .describe('Retain: on deletion keep database and role, with login disabled. Delete: end sessions and drop both.'),
+  })
+  .describe('The tenant database the operator provisions.')
+  .meta(
+    cel(
+      {
+        rule: "!has(self.schemaName) || self.isolation == 'Schema'",
+        message: 'schemaName is only valid with isolation Schema',
+      },
+      {
+        rule: "!has(self.shadowDatabase) || !self.shadowDatabase || !has(self.databaseName) || size(self.databaseName) <= 56",
+        message: 'databaseName must be at most 56 bytes when shadowDatabase is true, so that <databaseName>_shadow fits in 63',
+      },
+    ),
+  );
+
+export const tenantDatabaseStatus = z
+  .object({
+    conditions,
+    observedGeneration: z.number().int().optional().describe('The generation the status was computed for.'),
+    serverName: z.string().max(253).optional().describe('The PostgresServer in use.'),
+    databaseName: z.string().max(63).optional().describe('The database the tenant uses.'),
+    schemaName: z.string().max(63).optional().describe('The schema the tenant uses (isolation Schema).'),
+    roleName: z.string().max(63).optional().describe('The tenant\'s login role.'),
+    secretName: z.string().max(253).optional().describe('The Secret with the connection details.'),
+    sizeBytes: z.number().int().optional().describe('Size of the tenant database in bytes, refreshed periodically.'),
+    activeConnections: z.number().int().optional().describe('Sessions of the tenant role on the server, refreshed periodically.'),
+  })
+  .describe('The observed state of the tenant database.');
+
+export const tenantDatabase = z.object({
+  apiVersion: z.string(),
+  kind: z.literal('TenantDatabase'),
+  metadata: objectMeta,
+  spec: tenantDatabaseSpec,
+  status: tenantDatabaseStatus.optional(),
+});
+export type TenantDatabase = z.infer<typeof tenantDatabase>;
+export type TenantDatabaseSpec = z.infer<typeof tenantDatabaseSpec>;
+export type TenantDatabaseStatus = z.infer<typeof tenantDatabaseStatus>;

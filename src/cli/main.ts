@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from 'commander';
+import { renderCrdFiles } from '../api/crd-files.js';
+import { loadKubeConfig } from '../kube/client.js';
+import { startOperator } from '../operator.js';
+import { createLogger } from '../runtime/logger.js';
+
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+/** Parses durations such as 30s, 5m, 1h or a number of seconds. */
+export function duration(v: string): number {
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('must be a duration such as 30s, 5m or 1h');
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+}
+
+const program = new Command();
+program.name('tenantdb').description('Tenant databases on PostgreSQL, as Kubernetes resources.');
+
+program
+  .command('operator')
+  .description('Run the operator against the current kube context (or in-cluster config).')
+  .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+  .option('--namespace <ns>', 'namespace of the leader Lease', process.env.POD_NAMESPACE ?? 'tenantdb-system')
+  .option('--workers <n>', 'reconciles run in parallel', positiveInt, 4)
+  .option('--resync <duration>', 'interval of the periodic drift re-check', duration, duration(process.env.TENANTDB_RESYNC ?? '5m'))
+  .option('--metrics-port <port>', 'port of /metrics, /healthz and /readyz (0 picks a free one)', positiveInt, 8080)
+  .option('--metrics-host <host>', 'address to serve metrics and health on', '0.0.0.0')
+  .option('--no-leader-elect', 'run without a leader Lease (one replica only)')
+  .action(async (opts: { kubeconfig?: string; namespace: string; workers: number; resync: number; metricsPort: number; metricsHost: string; leaderElect: boolean }) => {
+    const log = createLogger();
+    let kc;
+    try {
+      kc = loadKubeConfig(opts.kubeconfig);
+      if (!kc.getCurrentCluster()) throw new Error('no current cluster in the kubeconfig');
+    } catch (err) {
+      log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'Cannot load kubeconfig');
+      process.exitCode = 1;
+      return;
+    }
+    const op = await startOperator({
+      kc,
+      log,
+      namespace: opts.namespace,
+      workers: Math.max(1, opts.workers),
+      resyncMs: opts.resync,
+      metricsPort: opts.metricsPort,
+      metricsHost: opts.metricsHost,
+      leaderElection: opts.leaderElect,
+    });
+    log.info({ metricsPort: op.metricsPort() }, 'Operator running');
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'Received signal');
+      void op.stop();
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+    await op.done;
+    log.info('Stopped');
+    // Lost leadership ends the process with a non-zero code so that the pod restarts as a standby.
+    process.exit(process.exitCode ?? 0);
+  });
+
+program
+  .command('crds')
+  .description('Print the CustomResourceDefinitions as YAML.')
+  .action(() => {
+    process.stdout.write(Object.values(renderCrdFiles()).join('---\n'));
+  });
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  process.stderr.write(`tenantdb: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

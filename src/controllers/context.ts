@@ -1,0 +1,83 @@
+import type * as k8s from '@kubernetes/client-node';
+import type { PostgresServer } from '../api/postgresserver.js';
+import type { KubeClients } from '../kube/client.js';
+import type { AdminCredentials, AdminPools, ServerEndpoint } from '../pg/connections.js';
+import type { EventRecorder } from '../runtime/events.js';
+import type { ResilientInformer } from '../runtime/informer.js';
+import type { Logger } from '../runtime/logger.js';
+
+export const FINALIZER = 'tenantdb.dev/finalizer';
+export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+export const MANAGED_BY = 'tenantdb';
+export const TENANT_LABEL = 'tenantdb.dev/tenantdatabase';
+export const FIELD_MANAGER = 'tenantdb-operator';
+
+export interface OperatorConfig {
+  /** How often every object is re-checked for drift. */
+  resyncMs: number;
+}
+
+export interface OperatorContext {
+  clients: KubeClients;
+  log: Logger;
+  events: EventRecorder;
+  pools: AdminPools;
+  config: OperatorConfig;
+  servers: ResilientInformer<k8s.KubernetesObject>;
+  tenants: ResilientInformer<k8s.KubernetesObject>;
+  whitelists: ResilientInformer<k8s.KubernetesObject>;
+}
+
+export function endpointOf(server: PostgresServer, ca?: string): ServerEndpoint {
+  return { host: server.spec.host, port: server.spec.port, sslMode: server.spec.sslMode, ca };
+}
+
+export type Resolved<T> = { ok: true; value: T } | { ok: false; reason: string; message: string };
+
+/** Reads the admin credentials a server's adminSecretRef points at. */
+export async function loadAdminCredentials(clients: KubeClients, server: PostgresServer): Promise<Resolved<AdminCredentials>> {
+  const ref = server.spec.adminSecretRef;
+  let secret: k8s.V1Secret;
+  try {
+    secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+  } catch (err) {
+    const code = (err as { code?: number }).code;
+    if (code === 404) return { ok: false, reason: 'AdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} (adminSecretRef) does not exist` };
+    if (code === 403) return { ok: false, reason: 'AdminSecretForbidden', message: `the operator may not read Secret ${ref.namespace}/${ref.name}` };
+    throw err;
+  }
+  const get = (k: string) => (secret.data?.[k] ? Buffer.from(secret.data[k], 'base64').toString('utf8') : undefined);
+  const username = get('username');
+  const password = get('password');
+  if (!username || !password) {
+    return { ok: false, reason: 'AdminSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} must have keys username and password` };
+  }
+  return { ok: true, value: { username, password, database: get('database') ?? 'postgres' } };
+}
+
+/** Reads the CA certificate for verify-ca / verify-full, if the server names one. */
+export async function loadCa(clients: KubeClients, server: PostgresServer): Promise<Resolved<string | undefined>> {
+  const ref = server.spec.caSecretRef;
+  if (!ref) return { ok: true, value: undefined };
+  try {
+    const secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    const ca = secret.data?.['ca.crt'];
+    if (!ca) return { ok: false, reason: 'CaSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} has no key ca.crt` };
+    return { ok: true, value: Buffer.from(ca, 'base64').toString('utf8') };
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) {
+      return { ok: false, reason: 'CaSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} (caSecretRef) does not exist` };
+    }
+    throw err;
+  }
+}
+
+export function splitKey(key: string): { namespace: string | undefined; name: string } {
+  const i = key.indexOf('/');
+  return i < 0 ? { namespace: undefined, name: key } : { namespace: key.slice(0, i), name: key.slice(i + 1) };
+}
+
+export function keyOf(obj: k8s.KubernetesObject): string {
+  const ns = obj.metadata?.namespace;
+  return ns ? `${ns}/${obj.metadata?.name}` : (obj.metadata?.name ?? '');
+}

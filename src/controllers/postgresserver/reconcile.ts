@@ -1,0 +1,112 @@
+import type { Logger } from 'pino';
+import { API_VERSION } from '../../api/common.js';
+import { POSTGRES_SERVER } from '../../api/kinds.js';
+import { postgresServer, type PostgresServerStatus } from '../../api/postgresserver.js';
+import { customResourceApi } from '../../kube/client.js';
+import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
+import * as sql from '../../pg/tenant-sql.js';
+import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { ReconcileResult } from '../../runtime/controller.js';
+import { addFinalizer, removeFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
+
+/** Maps a connection failure to a reason and message a person can act on. */
+export function connectionFailure(err: unknown, where: string): { reason: string; message: string } {
+  const code = sqlState(err);
+  const detail = describePgError(err);
+  if (code === SQLSTATE.invalidPassword) return { reason: 'AuthenticationFailed', message: `the admin credentials were rejected by ${where}: ${detail}` };
+  if (code === SQLSTATE.invalidAuthorization) return { reason: 'ConnectionRejected', message: `${where} rejected the operator's connection (pg_hba.conf or role attributes): ${detail}` };
+  if (code === SQLSTATE.invalidCatalogName) return { reason: 'DatabaseNotFound', message: `the admin database does not exist on ${where}: ${detail}` };
+  if (code && ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET'].includes(code)) {
+    return { reason: 'Unreachable', message: `cannot reach ${where}: ${detail}` };
+  }
+  if (/timeout/i.test(detail)) return { reason: 'Unreachable', message: `cannot reach ${where}: ${detail}` };
+  if (/SSL|TLS|certificate/i.test(detail)) return { reason: 'TLSError', message: `TLS to ${where} failed: ${detail}` };
+  return { reason: 'ConnectionFailed', message: `connecting to ${where} failed: ${detail}` };
+}
+
+export async function reconcilePostgresServer(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
+  const { name } = splitKey(key);
+  const api = customResourceApi(ctx.clients, POSTGRES_SERVER);
+  const raw = ctx.servers.get(name);
+  if (!raw) {
+    ctx.pools.drop(name);
+    return {};
+  }
+  const parsed = postgresServer.safeParse(raw);
+  const meta = (raw as unknown as { metadata: { name: string; resourceVersion: string; generation?: number; finalizers?: string[]; deletionTimestamp?: string; uid: string } }).metadata;
+  const prev = ((raw as { status?: PostgresServerStatus }).status ?? {}) as PostgresServerStatus;
+  const gen = meta.generation;
+  const tenants = ctx.tenants.list().filter((t) => (t as { status?: { serverName?: string } }).status?.serverName === name);
+  const ref = { apiVersion: API_VERSION, kind: 'PostgresServer', name, uid: meta.uid };
+
+  const save = async (conds: ConditionInput[], extra: Partial<PostgresServerStatus>, settled: boolean) => {
+    const next: PostgresServerStatus = {
+      ...prev,
+      ...extra,
+      tenantCount: tenants.length,
+      conditions: setConditions(prev.conditions, conds, gen),
+      observedGeneration: settled ? gen : prev.observedGeneration,
+    };
+    if (await writeStatusIfChanged(api, meta, prev as Record<string, unknown>, next as Record<string, unknown>)) {
+      const before = prev.conditions?.find((c) => c.type === 'Ready');
+      const after = next.conditions?.find((c) => c.type === 'Ready');
+      if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
+        if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
+        else ctx.events.warning(ref, after.reason, after.message);
+      }
+    }
+  };
+
+  if (meta.deletionTimestamp) {
+    if (tenants.length > 0) {
+      const names = tenants.slice(0, 5).map((t) => `${t.metadata?.namespace}/${t.metadata?.name}`).join(', ');
+      await save([{ type: 'Ready', status: 'False', reason: 'DeletionBlocked', message: `${tenants.length} TenantDatabase(s) still use this server (${names}); delete them first` }], {}, false);
+      return { requeueAfterMs: 10_000 };
+    }
+    ctx.pools.drop(name);
+    await removeFinalizer(api, meta, FINALIZER);
+    return {};
+  }
+  if (!parsed.success) {
+    const message = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    await save([{ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }], {}, true);
+    return {};
+  }
+  if (await addFinalizer(api, meta, FINALIZER)) return {};
+  const server = parsed.data;
+  const where = `${server.spec.host}:${server.spec.port}`;
+  const pooler: ConditionInput = server.spec.pooler
+    ? { type: 'PoolerReady', status: 'Unknown', reason: 'NotConfirmed', message: `pooler ${server.spec.pooler.host}:${server.spec.pooler.port} is not confirmed yet` }
+    : { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
+
+  const creds = await loadAdminCredentials(ctx.clients, server);
+  const ca = creds.ok ? await loadCa(ctx.clients, server) : undefined;
+  const problem = !creds.ok ? creds : ca && !ca.ok ? ca : undefined;
+  if (problem && !problem.ok) {
+    const c: ConditionInput = { type: 'Connected', status: 'False', reason: problem.reason, message: problem.message };
+    await save([c, pooler, { ...c, type: 'Ready' }], {}, false);
+    return { requeueAfterMs: 30_000 };
+  }
+  if (!creds.ok || !ca || !ca.ok) return {};
+  const pool = ctx.pools.get(name, endpointOf(server, ca.value), creds.value);
+  let version: string;
+  let rights: sql.AdminRights;
+  try {
+    version = await sql.serverVersion(pool);
+    rights = await sql.adminRights(pool);
+  } catch (err) {
+    const f = connectionFailure(err, where);
+    const c: ConditionInput = { type: 'Connected', status: 'False', ...f };
+    await save([c, pooler, { ...c, type: 'Ready' }], {}, false);
+    log.warn({ reason: f.reason }, f.message);
+    return { requeueAfterMs: 15_000 };
+  }
+  const connected: ConditionInput = { type: 'Connected', status: 'True', reason: 'Connected', message: `connected to ${where} as ${creds.value.username}` };
+  const missing = [!rights.createdb && !rights.superuser ? 'CREATEDB' : '', !rights.createrole && !rights.superuser ? 'CREATEROLE' : ''].filter(Boolean);
+  const ready: ConditionInput = missing.length
+    ? { type: 'Ready', status: 'False', reason: 'InsufficientPrivileges', message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}` }
+    : { type: 'Ready', status: 'True', reason: 'Connected', message: `PostgreSQL ${version} at ${where} is ready for tenants` };
+  await save([connected, pooler, ready], { version }, true);
+  return { requeueAfterMs: ctx.config.resyncMs };
+}

@@ -1,0 +1,292 @@
+import type { Logger } from 'pino';
+import { API_VERSION } from '../../api/common.js';
+import { TENANT_DATABASE } from '../../api/kinds.js';
+import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
+import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
+import { customResourceApi } from '../../kube/client.js';
+import { tryLogin } from '../../pg/connections.js';
+import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
+import { deterministicSalt, scramVerifier } from '../../pg/scram.js';
+import * as sql from '../../pg/tenant-sql.js';
+import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { ReconcileResult } from '../../runtime/controller.js';
+import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
+import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
+import { finalizeTenant } from './delete.js';
+import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type Owner } from './provision.js';
+import { resolveNames, resolveServer, type TenantNames } from './resolve.js';
+import { renderSecretData } from './secret-data.js';
+import { choosePassword, readSecret, writeSecret } from './secret.js';
+
+export const CONDITION_TYPES = ['Ready', 'DatabaseReady', 'RoleReady', 'SecretReady', 'PoolerReady', 'AccessRulesApplied'] as const;
+
+/** The verifier is a function of role identity and password, so every reconcile computes the same one. */
+export function verifierFor(td: TenantDatabase, role: string, password: string): string {
+  return scramVerifier(password, deterministicSalt(`${td.metadata.uid}/${role}`, password));
+}
+
+function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
+  const out: PostgresServer[] = [];
+  for (const raw of ctx.servers.list()) {
+    const r = postgresServer.safeParse(raw);
+    if (r.success) out.push(r.data);
+    else log.debug({ server: raw.metadata?.name }, 'Skipping a PostgresServer that does not parse');
+  }
+  return out;
+}
+
+interface Outcome {
+  conditions: ConditionInput[];
+  status: Partial<TenantDatabaseStatus>;
+  /** Whether the result is final for this generation (observedGeneration moves). */
+  settled: boolean;
+}
+
+function notReady(reason: string, message: string, settled: boolean, extra: ConditionInput[] = []): Outcome {
+  return { conditions: [...extra, { type: 'Ready', status: 'False', reason, message }], status: {}, settled };
+}
+
+export async function reconcileTenantDatabase(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
+  const { namespace, name } = splitKey(key);
+  const api = customResourceApi(ctx.clients, TENANT_DATABASE);
+  const raw = ctx.tenants.get(name, namespace);
+  if (!raw) return {};
+  const parsed = tenantDatabase.safeParse(raw);
+  if (!parsed.success) {
+    const message = parsed.error.issues.map((i) => `spec.${i.path.slice(1).join('.')}: ${i.message}`).join('; ');
+    const meta = (raw as { metadata: { name: string; namespace?: string; resourceVersion: string; generation?: number } }).metadata;
+    const status = ((raw as { status?: Record<string, unknown> }).status ?? {}) as TenantDatabaseStatus;
+    await writeStatusIfChanged(api, meta, status, {
+      ...status,
+      observedGeneration: meta.generation,
+      conditions: setConditions(status.conditions, [{ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }], meta.generation),
+    });
+    return {};
+  }
+  const td = parsed.data;
+  const rlog = log.child({ kind: 'TenantDatabase', namespace, name, generation: td.metadata.generation });
+
+  if (td.metadata.deletionTimestamp) {
+    await finalizeTenant(ctx, td, parsedServers(ctx, rlog), rlog);
+    return {};
+  }
+
+  if (await addFinalizer(api, td.metadata, FINALIZER)) return {}; // the update event brings us back
+
+  let outcome: Outcome;
+  let names: TenantNames | undefined;
+  let serverName: string | undefined;
+  try {
+    const r = await provision(ctx, td, rlog);
+    outcome = r.outcome;
+    names = r.names;
+    serverName = r.serverName;
+  } catch (err) {
+    if (err instanceof TerminalError) {
+      outcome = notReady(err.reason, err.message, true);
+    } else {
+      const reason = err instanceof RetryableError ? err.reason : 'ReconcileError';
+      const message = err instanceof RetryableError ? err.message : errorMessage(err).split('\n')[0] ?? 'error';
+      await saveStatus(ctx, td, notReady(reason, message, false), undefined, undefined);
+      throw err;
+    }
+  }
+  await saveStatus(ctx, td, outcome, names, serverName);
+  return { requeueAfterMs: ctx.config.resyncMs };
+}
+
+async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, names: TenantNames | undefined, serverName: string | undefined): Promise<void> {
+  const api = customResourceApi(ctx.clients, TENANT_DATABASE);
+  const prev = td.status ?? {};
+  const gen = td.metadata.generation;
+  const next: TenantDatabaseStatus = {
+    ...prev,
+    ...(serverName ? { serverName } : {}),
+    ...(names ? { databaseName: names.database, roleName: names.role, secretName: names.secret } : {}),
+    ...o.status,
+    conditions: setConditions(prev.conditions, o.conditions, gen),
+    observedGeneration: o.settled ? gen : prev.observedGeneration,
+  };
+  const changed = await writeStatusIfChanged(api, td.metadata, prev as Record<string, unknown>, next as Record<string, unknown>);
+  if (changed) {
+    const before = prev.conditions?.find((c) => c.type === 'Ready');
+    const after = next.conditions?.find((c) => c.type === 'Ready');
+    if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
+      const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
+      if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
+      else ctx.events.warning(ref, after.reason, after.message);
+    }
+  }
+}
+
+async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string }> {
+  const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
+  const record = (changes: string[], reason: string) => {
+    for (const c of changes) {
+      log.info(c);
+      ctx.events.normal(ref, reason, c);
+    }
+  };
+
+  // 1. Spec decisions that need no server.
+  if (td.spec.isolation === 'Schema') {
+    return { outcome: notReady('IsolationNotSupported', 'isolation Schema is not supported yet; use isolation Database', true) };
+  }
+  const n = resolveNames(td);
+  if (!n.ok) return { outcome: notReady(n.reason, n.message, true) };
+  const names = n.value;
+
+  // 2. The server, and that it can be used.
+  const s = resolveServer(td, parsedServers(ctx, log));
+  if (!s.ok) return { outcome: notReady(s.reason, s.message, false), names };
+  const server = s.value;
+  const serverName = server.metadata.name;
+  const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
+  if (disallowed.length > 0) {
+    return {
+      outcome: notReady('ExtensionNotAllowed', `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`, true),
+      names,
+      serverName,
+    };
+  }
+  const creds = await loadAdminCredentials(ctx.clients, server);
+  if (!creds.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${creds.message}`);
+  const ca = await loadCa(ctx.clients, server);
+  if (!ca.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${ca.message}`);
+  const ep = endpointOf(server, ca.value);
+  const pool = ctx.pools.get(serverName, ep, creds.value);
+  const owner: Owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid };
+
+  // 3. Claims: change nothing that belongs to someone else.
+  let roleClaim;
+  try {
+    roleClaim = await claimOfRole(pool, names.role, owner.uid);
+  } catch (err) {
+    throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
+  }
+  if (roleClaim.state === 'foreign') {
+    return { outcome: notReady('Conflict', roleClaim.message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message }]), names, serverName };
+  }
+  for (const db of [names.database, names.shadow]) {
+    if (!db) continue;
+    const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
+    if (claim.state === 'foreign') {
+      return {
+        outcome: notReady('Conflict', claim.message, true, [{ type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message }]),
+        names,
+        serverName,
+      };
+    }
+  }
+  if (server.spec.maxTenants !== undefined && roleClaim.state === 'absent') {
+    const used = ctx.tenants
+      .list()
+      .filter((t) => {
+        const st = (t as { status?: TenantDatabaseStatus }).status;
+        return t.metadata?.uid !== owner.uid && st?.serverName === serverName && st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True');
+      }).length;
+    if (used >= server.spec.maxTenants) {
+      return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${server.spec.maxTenants} tenants`, true), names, serverName };
+    }
+  }
+
+  // 4. The Secret first: the password must be stored before any role carries it.
+  const ns = owner.namespace;
+  const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
+  if (current.kind === 'foreign') {
+    const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
+    return { outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]), names, serverName };
+  }
+  let previous: string | undefined;
+  const oldSecretName = td.status?.secretName;
+  if (current.kind === 'missing' && oldSecretName && oldSecretName !== names.secret) {
+    const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
+    if (old.kind === 'owned') previous = old.data.password;
+  }
+  const { password, generated } = choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
+  const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
+  const data = renderSecretData({
+    host: server.spec.publicHost ?? server.spec.host,
+    port: server.spec.port,
+    sslMode: server.spec.sslMode,
+    database: names.database,
+    user: names.role,
+    password,
+    pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
+    shadowDatabase: names.shadow,
+  });
+  const wrote = await writeSecret(ctx.clients, td, names.secret, current, data);
+  if (wrote === 'created') record([generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`], 'SecretCreated');
+  if (wrote === 'updated') record([`Repaired Secret ${names.secret}`], 'SecretUpdated');
+  if (oldSecretName && oldSecretName !== names.secret) {
+    const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
+    if (old.kind === 'owned') {
+      await ctx.clients.core.deleteNamespacedSecret({ name: oldSecretName, namespace: ns });
+      record([`Deleted Secret ${oldSecretName}, replaced by ${names.secret}`], 'SecretDeleted');
+    }
+  }
+
+  // 5. Role, databases, privileges.
+  const verifier = verifierFor(td, names.role, password);
+  record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit: td.spec.connectionLimit }), 'RoleUpdated');
+  for (const db of [names.database, names.shadow]) {
+    if (db) record(await ensureDatabase(pool, owner, { database: db, role: names.role, connectionLimit: td.spec.connectionLimit }), 'DatabaseUpdated');
+  }
+  if (!td.spec.shadowDatabase) {
+    record(await dropShadowIfOurs(pool, `${names.database}_shadow`, names.role, owner.uid), 'DatabaseDeleted');
+  }
+
+  // 6. Extensions, inside the tenant database, owned by the tenant role.
+  const ext = await ctx.pools.withDatabase(ep, creds.value, names.database, (c) => ensureExtensions(c, names.role, td.spec.extensions));
+  if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'ExtensionsCreated');
+
+  // 7. A real login with the Secret's credentials; a changed password is put back.
+  let loginErr = await tryLogin(ep, names.role, password, names.database);
+  if (loginErr && sqlState(loginErr) === SQLSTATE.invalidPassword) {
+    await sql.setRolePassword(pool, names.role, verifier);
+    record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'PasswordRepaired');
+    loginErr = await tryLogin(ep, names.role, password, names.database);
+  }
+
+  const usage = await sql.usage(pool, names.database, names.role);
+  const conditions: ConditionInput[] = [
+    { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
+    { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
+    ext.failed.length
+      ? { type: 'DatabaseReady', status: 'False', reason: 'ExtensionFailed', message: ext.failed.map((f) => `extension ${f.name}: ${f.message}`).join('; ') }
+      : { type: 'DatabaseReady', status: 'True', reason: 'Provisioned', message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready` },
+    poolingOn
+      ? { type: 'PoolerReady', status: 'Unknown', reason: 'NotConfirmed', message: `pooled URLs point at ${server.spec.pooler?.host}:${server.spec.pooler?.port}; the pool entry is not confirmed yet` }
+      : { type: 'PoolerReady', status: 'True', reason: server.spec.pooler ? 'PoolingDisabled' : 'NoPooler', message: server.spec.pooler ? 'pooling is disabled for this tenant; pooled URLs are the direct ones' : `PostgresServer ${serverName} has no pooler; pooled URLs are the direct ones` },
+    accessRulesCondition(ctx, td),
+  ];
+  if (ext.failed.length) {
+    conditions.push({ type: 'Ready', status: 'False', reason: 'ExtensionFailed', message: conditions[2]?.message ?? '' });
+  } else if (loginErr) {
+    conditions.push({ type: 'Ready', status: 'False', reason: 'LoginFailed', message: `a login with the Secret's credentials failed: ${describePgError(loginErr)}` });
+  } else {
+    conditions.push({ type: 'Ready', status: 'True', reason: 'Provisioned', message: `database ${names.database} is ready; connection details in Secret ${names.secret}` });
+  }
+  return {
+    outcome: { conditions, status: { sizeBytes: usage.sizeBytes, activeConnections: usage.activeConnections }, settled: !loginErr && !ext.failed.length },
+    names,
+    serverName,
+  };
+}
+
+function accessRulesCondition(ctx: OperatorContext, td: TenantDatabase): ConditionInput {
+  const lists = ctx.whitelists
+    .list()
+    .filter((w) => w.metadata?.namespace === td.metadata.namespace && (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name === td.metadata.name);
+  if (lists.length === 0) {
+    return { type: 'AccessRulesApplied', status: 'True', reason: 'NoWhitelist', message: 'no IpWhitelist names this tenant; SCRAM logins are accepted from wherever the network allows' };
+  }
+  return {
+    type: 'AccessRulesApplied',
+    status: 'False',
+    reason: 'NotEnforced',
+    message: `${lists.length} IpWhitelist(s) name this tenant, but allow-list enforcement is not available yet`,
+  };
+}
+

@@ -1,0 +1,64 @@
+/**
+ * Pure decisions of the TenantDatabase controller: which server, which names. Each returns either a
+ * value or a reason and message for status, so they are tested in tables without any client.
+ */
+import { RESERVED_DATABASES, RESERVED_ROLES, deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
+import type { PostgresServer } from '../../api/postgresserver.js';
+import type { TenantDatabase } from '../../api/tenantdatabase.js';
+import type { Resolved } from '../context.js';
+
+export function resolveServer(td: TenantDatabase, servers: readonly PostgresServer[]): Resolved<PostgresServer> {
+  const ref = td.spec.serverRef?.name;
+  if (ref) {
+    const s = servers.find((x) => x.metadata.name === ref);
+    return s
+      ? { ok: true, value: s }
+      : { ok: false, reason: 'ServerNotFound', message: `PostgresServer ${ref} does not exist` };
+  }
+  const defaults = servers.filter((x) => x.spec.default);
+  if (defaults.length === 1 && defaults[0]) return { ok: true, value: defaults[0] };
+  if (defaults.length === 0) {
+    return { ok: false, reason: 'NoDefaultServer', message: 'spec.serverRef is empty and no PostgresServer has default: true' };
+  }
+  return {
+    ok: false,
+    reason: 'AmbiguousDefaultServer',
+    message: `spec.serverRef is empty and several PostgresServers are marked default (${defaults.map((d) => d.metadata.name).sort().join(', ')}); set serverRef`,
+  };
+}
+
+export interface TenantNames {
+  database: string;
+  role: string;
+  shadow: string | undefined;
+  secret: string;
+}
+
+export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
+  const ns = td.metadata.namespace ?? '';
+  const name = td.metadata.name;
+  const derived = deriveIdentifier(ns, name);
+  const status = td.status ?? {};
+  const database = td.spec.databaseName ?? status.databaseName ?? derived;
+  const role = td.spec.roleName ?? status.roleName ?? derived;
+  if (status.databaseName && status.databaseName !== database) {
+    return { ok: false, reason: 'ImmutableName', message: `the database is ${status.databaseName}; databaseName cannot change to ${database}` };
+  }
+  if (status.roleName && status.roleName !== role) {
+    return { ok: false, reason: 'ImmutableName', message: `the role is ${status.roleName}; roleName cannot change to ${role}` };
+  }
+  if (RESERVED_DATABASES.has(database)) {
+    return { ok: false, reason: 'InvalidName', message: `databaseName ${database} is reserved` };
+  }
+  if (RESERVED_ROLES.has(role) || role.startsWith('pg_')) {
+    return { ok: false, reason: 'InvalidName', message: `roleName ${role} is reserved by PostgreSQL` };
+  }
+  let shadow: string | undefined;
+  if (td.spec.shadowDatabase) {
+    shadow = shadowDatabaseName(database);
+    if (shadow.length > 63) {
+      return { ok: false, reason: 'InvalidName', message: `${shadow} would exceed 63 bytes; use a databaseName of at most 56 bytes` };
+    }
+  }
+  return { ok: true, value: { database, role, shadow, secret: td.spec.secretName ?? `${name}-db` } };
+}

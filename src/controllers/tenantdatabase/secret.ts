@@ -1,0 +1,90 @@
+import type * as k8s from '@kubernetes/client-node';
+import { API_VERSION } from '../../api/common.js';
+import type { TenantDatabase } from '../../api/tenantdatabase.js';
+import { httpStatus, type KubeClients } from '../../kube/client.js';
+import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL } from '../context.js';
+import { decodeSecretData, encodeSecretData } from './secret-data.js';
+
+export type SecretState =
+  | { kind: 'missing' }
+  | { kind: 'foreign' }
+  | { kind: 'owned'; secret: k8s.V1Secret; data: Record<string, string> };
+
+export function ownedBy(secret: k8s.V1Secret, uid: string): boolean {
+  return (secret.metadata?.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true);
+}
+
+export async function readSecret(clients: KubeClients, namespace: string, name: string, uid: string): Promise<SecretState> {
+  try {
+    const secret = await clients.core.readNamespacedSecret({ name, namespace });
+    if (!ownedBy(secret, uid)) return { kind: 'foreign' };
+    return { kind: 'owned', secret, data: decodeSecretData(secret.data) };
+  } catch (err) {
+    if (httpStatus(err) === 404) return { kind: 'missing' };
+    throw err;
+  }
+}
+
+/** The password to use: the one already in the tenant's Secret when it is sound, else a new one. */
+export function choosePassword(...candidates: (string | undefined)[]): { password: string; generated: boolean } {
+  for (const c of candidates) if (c && isAcceptablePassword(c)) return { password: c, generated: false };
+  return { password: generatePassword(), generated: true };
+}
+
+export function secretObject(td: TenantDatabase, name: string, data: Record<string, string>): k8s.V1Secret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name,
+      namespace: td.metadata.namespace ?? '',
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [TENANT_LABEL]: td.metadata.name },
+      ownerReferences: [
+        { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, uid: td.metadata.uid, controller: true, blockOwnerDeletion: true },
+      ],
+    },
+    data: encodeSecretData(data),
+  };
+}
+
+export function sameData(a: Record<string, string>, b: Record<string, string>): boolean {
+  const ak = Object.keys(a).sort();
+  const bk = Object.keys(b).sort();
+  return ak.length === bk.length && ak.every((k, i) => k === bk[i] && a[k] === b[k]);
+}
+
+/** Creates or rewrites the Secret; returns what it did, for the event trail. */
+export async function writeSecret(
+  clients: KubeClients,
+  td: TenantDatabase,
+  name: string,
+  state: SecretState,
+  data: Record<string, string>,
+): Promise<'created' | 'updated' | 'unchanged'> {
+  const namespace = td.metadata.namespace ?? '';
+  const desired = secretObject(td, name, data);
+  if (state.kind === 'missing') {
+    await clients.core.createNamespacedSecret({ namespace, body: desired });
+    return 'created';
+  }
+  if (state.kind !== 'owned') throw new Error('refusing to write a Secret this TenantDatabase does not own');
+  const labels = state.secret.metadata?.labels ?? {};
+  if (sameData(state.data, data) && labels[MANAGED_BY_LABEL] === MANAGED_BY && labels[TENANT_LABEL] === td.metadata.name) {
+    return 'unchanged';
+  }
+  await clients.core.replaceNamespacedSecret({
+    name,
+    namespace,
+    body: {
+      ...desired,
+      metadata: {
+        ...state.secret.metadata,
+        labels: { ...labels, ...desired.metadata?.labels },
+        ownerReferences: state.secret.metadata?.ownerReferences ?? desired.metadata?.ownerReferences ?? [],
+      },
+    },
+  });
+  return 'updated';
+}

@@ -1,0 +1,164 @@
+/**
+ * The manager: informers, work queues, controllers, leader election, health and metrics, wired
+ * together. No business logic lives here.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { hostname } from 'node:os';
+import type { Server } from 'node:http';
+import { GROUP, VERSION } from './api/common.js';
+import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, apiPath } from './api/kinds.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
+import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
+import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
+import { makeClients } from './kube/client.js';
+import { AdminPools } from './pg/connections.js';
+import { createController, type Controller } from './runtime/controller.js';
+import { eventRecorder } from './runtime/events.js';
+import { startHealthServer } from './runtime/health.js';
+import { resilientInformer, type ResilientInformer } from './runtime/informer.js';
+import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
+import type { Logger } from './runtime/logger.js';
+import { createMetrics } from './runtime/metrics.js';
+
+export interface OperatorOptions {
+  kc: k8s.KubeConfig;
+  log: Logger;
+  namespace: string;
+  workers: number;
+  resyncMs: number;
+  metricsPort: number;
+  metricsHost: string;
+  leaderElection: boolean;
+  identity?: string;
+}
+
+export interface RunningOperator {
+  stop(): Promise<void>;
+  /** Resolves when the operator stops by itself (lost leadership). */
+  done: Promise<void>;
+  metricsPort(): number;
+}
+
+export async function startOperator(o: OperatorOptions): Promise<RunningOperator> {
+  const log = o.log;
+  const clients = makeClients(o.kc);
+  const metrics = createMetrics();
+  const pools = new AdminPools(log);
+  const identity = o.identity ?? `${hostname()}-${process.pid}`;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+
+  const controllers: Record<'servers' | 'tenants', Controller | undefined> = { servers: undefined, tenants: undefined };
+  const enqueueTenant = (obj: k8s.KubernetesObject) => controllers.tenants?.queue.add(keyOf(obj));
+  const enqueueServer = (name: string | undefined) => name && controllers.servers?.queue.add(name);
+  const custom = clients.custom;
+  const list = (plural: string) => () =>
+    custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+
+  let ctxRef: OperatorContext | undefined;
+  const servers = resilientInformer(o.kc, apiPath(POSTGRES_SERVER), list(POSTGRES_SERVER.plural), {
+    onChange: (s) => {
+      enqueueServer(s.metadata?.name);
+      // Tenants follow their server: a server becoming ready, or changing its address, concerns them.
+      for (const t of ctxRef?.tenants.list() ?? []) enqueueTenant(t);
+    },
+  }, log);
+  const tenants = resilientInformer(o.kc, apiPath(TENANT_DATABASE), list(TENANT_DATABASE.plural), {
+    onChange: (t) => {
+      enqueueTenant(t);
+      enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
+    },
+  }, log);
+  const whitelists = resilientInformer(o.kc, apiPath(IP_WHITELIST), list(IP_WHITELIST.plural), {
+    onChange: (w) => {
+      const ref = (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name;
+      if (ref && w.metadata?.namespace) controllers.tenants?.queue.add(`${w.metadata.namespace}/${ref}`);
+    },
+  }, log);
+  const secrets: ResilientInformer<k8s.V1Secret> = resilientInformer<k8s.V1Secret>(
+    o.kc,
+    '/api/v1/secrets',
+    () => clients.core.listSecretForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
+    {
+      onChange: (s) => {
+        for (const r of s.metadata?.ownerReferences ?? []) {
+          if (r.kind === 'TenantDatabase' && r.controller && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
+        }
+      },
+    },
+    log,
+    `${MANAGED_BY_LABEL}=${MANAGED_BY}`,
+  );
+
+  const ctx: OperatorContext = {
+    clients,
+    log,
+    events: eventRecorder(clients.core, 'tenantdb-operator', log),
+    pools,
+    config: { resyncMs: o.resyncMs },
+    servers,
+    tenants,
+    whitelists,
+  };
+  ctxRef = ctx;
+
+  let leader: LeaderElector | undefined;
+  let started = false;
+  let stopping = false;
+  const health: Server = await startHealthServer(o.metricsPort, o.metricsHost, metrics.registry, {
+    healthy: () => !stopping,
+    // A standby replica is ready (it serves health and waits for the Lease); a leader once its caches synced.
+    ready: () => !stopping && (!started || [servers, tenants, whitelists, secrets].every((i) => i.synced())),
+  });
+
+  const runControllers = async () => {
+    started = true;
+    metrics.isLeader.set(1);
+    await Promise.all([servers.start(), tenants.start(), whitelists.start(), secrets.start()]);
+    controllers.servers = createController('postgresserver', (key, l) => reconcilePostgresServer(ctx, key, l), log, metrics);
+    controllers.tenants = createController('tenantdatabase', (key, l) => reconcileTenantDatabase(ctx, key, l), log, metrics);
+    for (const s of servers.list()) enqueueServer(s.metadata?.name);
+    for (const t of tenants.list()) enqueueTenant(t);
+    void controllers.servers.run(Math.max(1, Math.ceil(o.workers / 2)));
+    void controllers.tenants.run(o.workers);
+    log.info({ workers: o.workers, resyncMs: o.resyncMs }, 'Controllers started');
+  };
+
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    log.info('Shutting down');
+    await Promise.all([controllers.servers?.stop(), controllers.tenants?.stop()]);
+    await Promise.all([servers.stop(), tenants.stop(), whitelists.stop(), secrets.stop()].map((p) => p.catch(() => undefined)));
+    await leader?.release();
+    await pools.closeAll();
+    await new Promise<void>((r) => health.close(() => r()));
+    metrics.isLeader.set(0);
+    resolveDone();
+  };
+
+  if (o.leaderElection) {
+    leader = startLeaderElection(
+      clients.coordination,
+      { namespace: o.namespace, name: 'tenantdb-operator', identity, leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
+      log,
+      () => {
+        log.error('Lost leadership, exiting');
+        void stop();
+      },
+    );
+    log.info({ identity }, 'Waiting for the leader Lease');
+    void leader.acquired.then(() => (stopping ? undefined : runControllers()));
+  } else {
+    await runControllers();
+  }
+
+  return {
+    stop,
+    done,
+    metricsPort: () => {
+      const a = health.address();
+      return typeof a === 'object' && a ? a.port : o.metricsPort;
+    },
+  };
+}

@@ -1,0 +1,61 @@
+import type { Logger } from './logger.js';
+import type { Metrics } from './metrics.js';
+import { WorkQueue } from './queue.js';
+import { randomBytes } from 'node:crypto';
+
+export interface ReconcileResult {
+  /** Re-check after this many ms even if nothing changes (periodic drift repair). */
+  requeueAfterMs?: number;
+}
+
+export type Reconciler = (key: string, log: Logger) => Promise<ReconcileResult | void>;
+
+export interface Controller {
+  name: string;
+  queue: WorkQueue;
+  run(workers: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Runs a reconciler over a work queue with a bounded number of workers. A thrown error re-queues
+ * the key with per-key backoff; success forgets the backoff and honours requeueAfterMs.
+ */
+export function createController(name: string, reconcile: Reconciler, log: Logger, metrics: Metrics): Controller {
+  const queue = new WorkQueue();
+  const running: Promise<void>[] = [];
+  const worker = async () => {
+    for (;;) {
+      const key = await queue.get();
+      if (key === undefined) return;
+      metrics.queueDepth.set({ controller: name }, queue.length);
+      const rlog = log.child({ controller: name, key, reconcileId: randomBytes(4).toString('hex') });
+      const end = metrics.reconcileDuration.startTimer({ controller: name });
+      try {
+        const result = await reconcile(key, rlog);
+        queue.forget(key);
+        metrics.reconcileTotal.inc({ controller: name, result: 'success' });
+        if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
+      } catch (err) {
+        const delay = queue.addRateLimited(key);
+        metrics.reconcileTotal.inc({ controller: name, result: 'error' });
+        rlog.warn({ err: err instanceof Error ? err.message.split('\n')[0] : String(err), retryInMs: delay }, 'Reconcile failed');
+      } finally {
+        end();
+        queue.done(key);
+      }
+    }
+  };
+  return {
+    name,
+    queue,
+    run: async (workers) => {
+      for (let i = 0; i < workers; i++) running.push(worker());
+      await Promise.all(running);
+    },
+    stop: async () => {
+      queue.shutdown();
+      await Promise.all(running);
+    },
+  };
+}

@@ -1,0 +1,49 @@
+import * as k8s from '@kubernetes/client-node';
+import { randomBytes } from 'node:crypto';
+import type { Logger } from './logger.js';
+
+export interface ObjectRef {
+  apiVersion: string;
+  kind: string;
+  name: string;
+  namespace?: string | undefined;
+  uid: string;
+}
+
+export interface EventRecorder {
+  normal(obj: ObjectRef, reason: string, message: string): void;
+  warning(obj: ObjectRef, reason: string, message: string): void;
+}
+
+/**
+ * Kubernetes Events, the audit trail of every change the operator makes. Recording is
+ * fire-and-forget: a failed Event is logged and never fails a reconcile. Events of
+ * cluster-scoped objects go to the `default` namespace, where kubectl describe finds them.
+ */
+export function eventRecorder(core: k8s.CoreV1Api, component: string, log: Logger): EventRecorder {
+  const host = process.env.POD_NAME ?? process.env.HOSTNAME ?? 'local';
+  const record = (type: 'Normal' | 'Warning', obj: ObjectRef, reason: string, message: string) => {
+    const namespace = obj.namespace ?? 'default';
+    const now = new Date();
+    const event: k8s.CoreV1Event = {
+      metadata: { name: `${obj.name}.${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`, namespace },
+      involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.name, uid: obj.uid, ...(obj.namespace ? { namespace: obj.namespace } : {}) },
+      type,
+      reason,
+      message: message.slice(0, 1024),
+      source: { component, host },
+      reportingComponent: component,
+      reportingInstance: host,
+      firstTimestamp: now,
+      lastTimestamp: now,
+      count: 1,
+    };
+    core.createNamespacedEvent({ namespace, body: event }).catch((err: unknown) => {
+      log.warn({ reason, err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'Could not record event');
+    });
+  };
+  return {
+    normal: (obj, reason, message) => record('Normal', obj, reason, message),
+    warning: (obj, reason, message) => record('Warning', obj, reason, message),
+  };
+}

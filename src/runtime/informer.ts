@@ -1,0 +1,68 @@
+import * as k8s from '@kubernetes/client-node';
+import type { Logger } from './logger.js';
+
+/**
+ * An informer that keeps running: client-node's informer stops for good on any error other than
+ * 410 Gone, so this one restarts it with capped exponential backoff. Handlers only enqueue keys.
+ */
+export interface ResilientInformer<T extends k8s.KubernetesObject> {
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** True once a list has completed since the last (re)start. */
+  synced(): boolean;
+  list(): readonly T[];
+  get(name: string, namespace?: string): T | undefined;
+}
+
+export interface InformerHandlers<T> {
+  onChange(obj: T): void;
+  onDelete?(obj: T): void;
+}
+
+export function resilientInformer<T extends k8s.KubernetesObject>(
+  kc: k8s.KubeConfig,
+  path: string,
+  listFn: () => Promise<k8s.KubernetesListObject<T>>,
+  handlers: InformerHandlers<T>,
+  log: Logger,
+  labelSelector?: string,
+): ResilientInformer<T> {
+  let hasSynced = false;
+  let stopped = false;
+  let failures = 0;
+  let restartTimer: NodeJS.Timeout | undefined;
+  const wrappedList = async () => {
+    const list = await listFn();
+    hasSynced = true;
+    failures = 0;
+    return list;
+  };
+  const informer = k8s.makeInformer<T>(kc, path, wrappedList, labelSelector);
+  informer.on('add', (o) => handlers.onChange(o));
+  informer.on('update', (o) => handlers.onChange(o));
+  informer.on('delete', (o) => (handlers.onDelete ?? handlers.onChange)(o));
+  informer.on('error', (err) => {
+    if (stopped) return;
+    failures += 1;
+    const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
+    log.warn({ path, err: err instanceof Error ? err.message : String(err), retryInMs: delay }, 'Watch failed, restarting informer');
+    restartTimer = setTimeout(() => {
+      if (stopped) return;
+      informer.start().catch(() => undefined); // a failed start emits 'error' again
+    }, delay);
+  });
+  return {
+    start: async () => {
+      stopped = false;
+      await informer.start();
+    },
+    stop: async () => {
+      stopped = true;
+      if (restartTimer) clearTimeout(restartTimer);
+      await informer.stop();
+    },
+    synced: () => hasSynced,
+    list: () => informer.list(),
+    get: (name, namespace) => informer.get(name, namespace),
+  };
+}

@@ -1,0 +1,67 @@
+/** Helpers that act on the test cluster as its admin: apply manifests, install CRDs, mint the operator's identity. */
+import * as k8s from '@kubernetes/client-node';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { kubeconfigYaml, type ControlPlane } from './controlplane.js';
+import { waitFor } from './ports.js';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+export const OPERATOR_NAMESPACE = 'tenantdb-system';
+export const OPERATOR_SA = 'tenantdb-operator';
+
+export function adminKubeConfig(cp: { adminKubeconfig: string }): k8s.KubeConfig {
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(cp.adminKubeconfig);
+  return kc;
+}
+
+export function readManifests(...files: string[]): k8s.KubernetesObject[] {
+  return files.flatMap((f) =>
+    parseAllDocuments(readFileSync(resolve(ROOT, f), 'utf8'))
+      .map((d) => d.toJS() as k8s.KubernetesObject | null)
+      .filter((d): d is k8s.KubernetesObject => !!d),
+  );
+}
+
+/** Server-side apply of each object, as `kubectl apply --server-side` does. */
+export async function apply(kc: k8s.KubeConfig, objs: k8s.KubernetesObject[], fieldManager = 'tenantdb-tests'): Promise<void> {
+  const api = k8s.KubernetesObjectApi.makeApiClient(kc);
+  for (const o of objs) {
+    await api.patch(o, undefined, undefined, fieldManager, true, k8s.PatchStrategy.ServerSideApply);
+  }
+}
+
+export async function installCrds(kc: k8s.KubeConfig): Promise<void> {
+  const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml');
+  await apply(kc, crds);
+  const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
+  for (const c of crds) {
+    await waitFor(`CRD ${c.metadata?.name} established`, async () => {
+      const crd = await ext.readCustomResourceDefinition({ name: c.metadata?.name ?? '' });
+      return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
+    });
+  }
+}
+
+/**
+ * Applies deploy/'s namespace and RBAC and returns a kubeconfig that authenticates as the operator's
+ * ServiceAccount through a real token (TokenRequest), so missing RBAC fails the tests.
+ */
+export async function operatorKubeconfig(cp: ControlPlane, path: string): Promise<string> {
+  const kc = adminKubeConfig(cp);
+  await apply(kc, readManifests('deploy/namespace.yaml', 'deploy/rbac.yaml'));
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const tr = await core.createNamespacedServiceAccountToken({
+    name: OPERATOR_SA,
+    namespace: OPERATOR_NAMESPACE,
+    body: { spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 24 * 3600 } },
+  });
+  const token = tr.status?.token;
+  if (!token) throw new Error('TokenRequest returned no token');
+  writeFileSync(path, kubeconfigYaml(cp.server, cp.caFile, { token }, 'tenantdb-operator'), { mode: 0o600 });
+  return path;
+}
+
+export const manifestPath = (...p: string[]) => join(ROOT, ...p);

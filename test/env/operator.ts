@@ -1,0 +1,33 @@
+/** The operator under test, as a real process running under its ServiceAccount's kubeconfig. */
+import { join } from 'node:path';
+import { ROOT, OPERATOR_NAMESPACE } from './cluster.js';
+import { startProcess, type Proc } from './process.js';
+
+export interface OperatorProcOptions {
+  kubeconfig: string;
+  logFile: string;
+  resync?: string;
+  identity?: string;
+  extraArgs?: string[];
+}
+
+export function startOperatorProcess(o: OperatorProcOptions): Proc {
+  return startProcess(
+    'operator',
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'src/cli/main.ts'),
+      'operator',
+      `--kubeconfig=${o.kubeconfig}`,
+      `--namespace=${OPERATOR_NAMESPACE}`,
+      '--metrics-port=0',
+      '--metrics-host=127.0.0.1',
+      `--resync=${o.resync ?? '5s'}`,
+      ...(o.extraArgs ?? []),
+    ],
+    o.logFile,
+    { cwd: ROOT, env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...(o.identity ? { POD_NAME: o.identity } : {}) } },
+  );
+}
