@@ -2,6 +2,7 @@ import type { Logger } from './logger.js';
 import type { Metrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
 import { randomBytes } from 'node:crypto';
+import { errorMessage } from './errors.js';
 
 export interface ReconcileResult {
   /** Re-check after this many ms even if nothing changes (periodic drift repair). */
@@ -39,7 +40,7 @@ export function createController(name: string, reconcile: Reconciler, log: Logge
       } catch (err) {
         const delay = queue.addRateLimited(key);
         metrics.reconcileTotal.inc({ controller: name, result: 'error' });
-        rlog.warn({ err: err instanceof Error ? err.message.split('\n')[0] : String(err), retryInMs: delay }, 'Reconcile failed');
+        rlog.warn({ err: errorMessage(err), retryInMs: delay }, 'Reconcile failed');
       } finally {
         end();
         queue.done(key);

@@ -26,6 +26,25 @@ export class RetryableError extends Error {
   }
 }
 
+/** One line for a person: the API server's own message for Kubernetes errors, the SQLSTATE for PostgreSQL ones. */
 export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
+  if (err && typeof err === 'object' && 'body' in err && typeof (err as { code?: unknown }).code === 'number') {
+    const e = err as { code: number; body: unknown };
+    let body = e.body;
+    if (typeof body === 'string') {
+      try {
+        body = JSON.parse(body);
+      } catch {
+        /* keep the string */
+      }
+    }
+    const msg = body && typeof body === 'object' && 'message' in body ? String((body as { message: unknown }).message) : undefined;
+    return `Kubernetes API ${e.code}: ${msg ?? 'request failed'}`;
+  }
+  if (err instanceof Error) {
+    const code = (err as { code?: unknown }).code;
+    const first = err.message.split('\n')[0] ?? err.message;
+    return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? `${first} (SQLSTATE ${code})` : first;
+  }
+  return String(err);
 }

@@ -1,5 +1,6 @@
 /** Helpers that act on the test cluster as its admin: apply manifests, install CRDs, mint the operator's identity. */
 import * as k8s from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -33,9 +34,13 @@ export async function apply(kc: k8s.KubeConfig, objs: k8s.KubernetesObject[], fi
   }
 }
 
-export async function installCrds(kc: k8s.KubeConfig): Promise<void> {
+/**
+ * CRDs go through kubectl, as a user installs them: client-node's typed serializer would drop the
+ * schema keys it models under other names (`default`, `x-kubernetes-validations`).
+ */
+export async function installCrds(kc: k8s.KubeConfig, kubectl: string, kubeconfigPath: string): Promise<void> {
   const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml');
-  await apply(kc, crds);
+  execFileSync(kubectl, ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f', join(ROOT, 'crds')], { stdio: 'pipe' });
   const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
   for (const c of crds) {
     await waitFor(`CRD ${c.metadata?.name} established`, async () => {

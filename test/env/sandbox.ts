@@ -52,7 +52,7 @@ export async function startSandbox(dir: string): Promise<Sandbox> {
   try {
     pg = await startPostgres();
     const kc = adminKubeConfig(cp);
-    await installCrds(kc);
+    await installCrds(kc, join(cp.binDir, 'kubectl'), cp.adminKubeconfig);
     const opKubeconfig = await operatorKubeconfig(cp, join(dir, 'operator.kubeconfig'));
     const started = pg;
     return {

@@ -87,7 +87,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
       outcome = notReady(err.reason, err.message, true);
     } else {
       const reason = err instanceof RetryableError ? err.reason : 'ReconcileError';
-      const message = err instanceof RetryableError ? err.message : errorMessage(err).split('\n')[0] ?? 'error';
+      const message = errorMessage(err);
       await saveStatus(ctx, td, notReady(reason, message, false), undefined, undefined);
       throw err;
     }

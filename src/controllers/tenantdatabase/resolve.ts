@@ -60,5 +60,9 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
       return { ok: false, reason: 'InvalidName', message: `${shadow} would exceed 63 bytes; use a databaseName of at most 56 bytes` };
     }
   }
-  return { ok: true, value: { database, role, shadow, secret: td.spec.secretName ?? `${name}-db` } };
+  const secret = td.spec.secretName ?? `${name}-db`;
+  if (secret.length > 253) {
+    return { ok: false, reason: 'InvalidName', message: `the default Secret name ${name}-db is longer than 253 characters; set spec.secretName` };
+  }
+  return { ok: true, value: { database, role, shadow, secret } };
 }

@@ -32,6 +32,11 @@ export function choosePassword(...candidates: (string | undefined)[]): { passwor
   return { password: generatePassword(), generated: true };
 }
 
+/** Label values are at most 63 characters: a longer TenantDatabase name is left out (the owner reference still names it). */
+export function secretLabels(tdName: string): Record<string, string> {
+  return tdName.length <= 63 ? { [MANAGED_BY_LABEL]: MANAGED_BY, [TENANT_LABEL]: tdName } : { [MANAGED_BY_LABEL]: MANAGED_BY };
+}
+
 export function secretObject(td: TenantDatabase, name: string, data: Record<string, string>): k8s.V1Secret {
   return {
     apiVersion: 'v1',
@@ -40,7 +45,7 @@ export function secretObject(td: TenantDatabase, name: string, data: Record<stri
     metadata: {
       name,
       namespace: td.metadata.namespace ?? '',
-      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [TENANT_LABEL]: td.metadata.name },
+      labels: secretLabels(td.metadata.name),
       ownerReferences: [
         { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, uid: td.metadata.uid, controller: true, blockOwnerDeletion: true },
       ],
@@ -71,7 +76,8 @@ export async function writeSecret(
   }
   if (state.kind !== 'owned') throw new Error('refusing to write a Secret this TenantDatabase does not own');
   const labels = state.secret.metadata?.labels ?? {};
-  if (sameData(state.data, data) && labels[MANAGED_BY_LABEL] === MANAGED_BY && labels[TENANT_LABEL] === td.metadata.name) {
+  const wanted = secretLabels(td.metadata.name);
+  if (sameData(state.data, data) && Object.entries(wanted).every(([k, v]) => labels[k] === v)) {
     return 'unchanged';
   }
   await clients.core.replaceNamespacedSecret({
@@ -81,7 +87,7 @@ export async function writeSecret(
       ...desired,
       metadata: {
         ...state.secret.metadata,
-        labels: { ...labels, ...desired.metadata?.labels },
+        labels: { ...labels, ...wanted },
         ownerReferences: state.secret.metadata?.ownerReferences ?? desired.metadata?.ownerReferences ?? [],
       },
     },

@@ -1,0 +1,171 @@
+/** What the integration tests share: the run's environment, admin clients and small waiting helpers. */
+import * as k8s from '@kubernetes/client-node';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import pg from 'pg';
+import { startOperatorProcess } from '../env/operator.js';
+import { waitFor } from '../env/ports.js';
+import type { Proc } from '../env/process.js';
+import { apply } from '../env/cluster.js';
+
+export interface TestEnv {
+  dir: string;
+  adminKubeconfig: string;
+  operatorKubeconfig: string;
+  server: string;
+  pg: { host: string; port: number; dir: string; superuser: { user: string; password: string }; admin: { user: string; password: string } };
+}
+
+export function testEnv(): TestEnv {
+  const f = process.env.TENANTDB_TEST_ENV;
+  if (!f) throw new Error('TENANTDB_TEST_ENV is not set: run integration tests through jest (npm test)');
+  return JSON.parse(readFileSync(f, 'utf8')) as TestEnv;
+}
+
+export const GROUP = 'tenantdb.dev';
+export const VERSION = 'v1alpha1';
+
+export interface Cluster {
+  env: TestEnv;
+  kc: k8s.KubeConfig;
+  core: k8s.CoreV1Api;
+  custom: k8s.CustomObjectsApi;
+}
+
+export function cluster(): Cluster {
+  const env = testEnv();
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(env.adminKubeconfig);
+  return { env, kc, core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
+}
+
+export function operator(c: Cluster, name: string, resync = '3s'): Proc {
+  return startOperatorProcess({
+    kubeconfig: c.env.operatorKubeconfig,
+    logFile: join(c.env.dir, `operator-${name}.log`),
+    resync,
+    identity: name,
+  });
+}
+
+export async function namespace(c: Cluster, name: string): Promise<void> {
+  await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }]);
+}
+
+export type Obj = { metadata: { name: string; namespace?: string; uid: string; generation?: number; finalizers?: string[] }; spec: Record<string, unknown>; status?: Record<string, unknown> & { conditions?: { type: string; status: string; reason: string; message: string }[] } };
+
+export async function applyServer(c: Cluster, name: string, spec: Record<string, unknown>): Promise<void> {
+  await apply(c.kc, [{ apiVersion: `${GROUP}/${VERSION}`, kind: 'PostgresServer', metadata: { name }, spec } as k8s.KubernetesObject]);
+}
+
+export async function applyTenant(c: Cluster, ns: string, name: string, spec: Record<string, unknown> = {}): Promise<void> {
+  await apply(c.kc, [{ apiVersion: `${GROUP}/${VERSION}`, kind: 'TenantDatabase', metadata: { name, namespace: ns }, spec } as k8s.KubernetesObject]);
+}
+
+export async function getTenant(c: Cluster, ns: string, name: string): Promise<Obj | undefined> {
+  try {
+    return (await c.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'tenantdatabases', name })) as Obj;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+export async function getServer(c: Cluster, name: string): Promise<Obj | undefined> {
+  try {
+    return (await c.custom.getClusterCustomObject({ group: GROUP, version: VERSION, plural: 'postgresservers', name })) as Obj;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+export function condition(o: Obj | undefined, type: string) {
+  return o?.status?.conditions?.find((x) => x.type === type);
+}
+
+/** Waits until the condition has the status (and reason, when given); returns the object. */
+export async function waitForCondition(
+  get: () => Promise<Obj | undefined>,
+  type: string,
+  status: string,
+  reason?: string,
+  timeoutMs = 60_000,
+): Promise<Obj> {
+  let last: Obj | undefined;
+  try {
+    return await waitFor(
+      `${type}=${status}${reason ? ` (${reason})` : ''}`,
+      async () => {
+        last = await get();
+        const cnd = condition(last, type);
+        return cnd && cnd.status === status && (!reason || cnd.reason === reason) ? last : undefined;
+      },
+      timeoutMs,
+      250,
+    );
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; last conditions: ${JSON.stringify(last?.status?.conditions ?? null)}`);
+  }
+}
+
+export const tenantReady = (c: Cluster, ns: string, name: string, timeoutMs?: number) =>
+  waitForCondition(() => getTenant(c, ns, name), 'Ready', 'True', undefined, timeoutMs);
+
+export async function deleteTenant(c: Cluster, ns: string, name: string): Promise<void> {
+  await c.custom.deleteNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'tenantdatabases', name });
+}
+
+export async function waitTenantGone(c: Cluster, ns: string, name: string, timeoutMs = 60_000): Promise<void> {
+  await waitFor(`TenantDatabase ${ns}/${name} to be gone`, async () => !(await getTenant(c, ns, name)), timeoutMs);
+}
+
+export async function readSecretData(c: Cluster, ns: string, name: string): Promise<Record<string, string> | undefined> {
+  try {
+    const s = await c.core.readNamespacedSecret({ name, namespace: ns });
+    return Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+}
+
+/** Connects with a connection string as an application would and runs one query. */
+export async function queryWith(connectionString: string, text = 'SELECT current_user AS u, current_database() AS d'): Promise<pg.QueryResultRow[]> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+export async function superClient(c: Cluster, database = 'postgres'): Promise<pg.Client> {
+  const p = c.env.pg;
+  const client = new pg.Client({ host: p.host, port: p.port, user: p.superuser.user, password: p.superuser.password, database });
+  client.on('error', () => undefined);
+  await client.connect();
+  return client;
+}
+
+export async function superQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(c: Cluster, text: string, values?: unknown[], database = 'postgres'): Promise<R[]> {
+  const client = await superClient(c, database);
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+export async function ensureDefaultServer(c: Cluster): Promise<void> {
+  const { createServerObjects } = await import('../env/sandbox.js');
+  const p = c.env.pg;
+  await createServerObjects(c.kc, { host: p.host, port: p.port, admin: p.admin } as never, 'default', { default: true });
+  await waitForCondition(() => getServer(c, 'default'), 'Ready', 'True');
+}
+
+export function sqlError(err: unknown): string {
+  return (err as { code?: string }).code ?? String(err);
+}
