@@ -1,5 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
+import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 
 export interface ObjectRef {
@@ -39,7 +40,7 @@ export function eventRecorder(core: k8s.CoreV1Api, component: string, log: Logge
       count: 1,
     };
     core.createNamespacedEvent({ namespace, body: event }).catch((err: unknown) => {
-      log.warn({ reason, err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'Could not record event');
+      log.warn({ reason, err: errorMessage(err) }, 'Could not record event');
     });
   };
   return {

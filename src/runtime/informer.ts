@@ -1,4 +1,5 @@
 import * as k8s from '@kubernetes/client-node';
+import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 
 /**
@@ -45,7 +46,7 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
     if (stopped) return;
     failures += 1;
     const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
-    log.warn({ path, err: err instanceof Error ? err.message : String(err), retryInMs: delay }, 'Watch failed, restarting informer');
+    log.warn({ path, err: errorMessage(err), retryInMs: delay }, 'Watch failed, restarting informer');
     restartTimer = setTimeout(() => {
       if (stopped) return;
       informer.start().catch(() => undefined); // a failed start emits 'error' again

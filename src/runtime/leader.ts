@@ -1,5 +1,6 @@
 import * as k8s from '@kubernetes/client-node';
 import { httpStatus } from '../kube/client.js';
+import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
 
 export interface LeaderElectionOptions {
@@ -87,7 +88,7 @@ export function startLeaderElection(api: k8s.CoordinationV1Api, opts: LeaderElec
           return;
         }
       } catch (err) {
-        log.warn({ err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'Lease update failed');
+        log.warn({ err: errorMessage(err) }, 'Lease update failed');
       }
       if (leading && Date.now() - lastRenew > opts.renewDeadlineMs) {
         leading = false;
@@ -114,7 +115,7 @@ export function startLeaderElection(api: k8s.CoordinationV1Api, opts: LeaderElec
         if (lease.spec.acquireTime) lease.spec.acquireTime = new k8s.V1MicroTime(lease.spec.acquireTime);
         await api.replaceNamespacedLease({ name: opts.name, namespace: opts.namespace, body: lease });
       } catch (err) {
-        log.warn({ err: err instanceof Error ? err.message.split('\n')[0] : String(err) }, 'Could not release the Lease');
+        log.warn({ err: errorMessage(err) }, 'Could not release the Lease');
       }
     },
   };

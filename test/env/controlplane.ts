@@ -86,7 +86,15 @@ function httpsGet(url: string, ca: Buffer, token: string): Promise<{ status: num
   });
 }
 
-export async function startControlPlane(baseDir?: string): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /**
+   * Runs once the API server is up and before kube-controller-manager starts: CRDs installed here
+   * are known to the garbage collector from its first discovery, not 30 s later.
+   */
+  beforeControllers?: (adminKubeconfig: string, binDir: string) => Promise<void>;
+}
+
+export async function startControlPlane(baseDir?: string, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const binDir = controlPlaneBinaries();
   const dir = baseDir ?? mkdtempSync(join(tmpdir(), 'tenantdb-cp-'));
   mkdirSync(dir, { recursive: true });
@@ -140,6 +148,7 @@ export async function startControlPlane(baseDir?: string): Promise<ControlPlane>
     await waitFor('kube-apiserver /readyz', async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200, 90_000, 300);
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
     writeFileSync(adminKubeconfig, kubeconfigYaml(server, join(dir, 'ca.crt'), { token: adminToken }), { mode: 0o600 });
+    await opts.beforeControllers?.(adminKubeconfig, binDir);
     procs.push(
       startProcess('kube-controller-manager', join(binDir, 'kube-controller-manager'), [
         `--kubeconfig=${adminKubeconfig}`,

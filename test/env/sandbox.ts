@@ -7,7 +7,7 @@ import * as k8s from '@kubernetes/client-node';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startControlPlane, type ControlPlane } from './controlplane.js';
-import { OPERATOR_NAMESPACE, adminKubeConfig, apply, installCrds, operatorKubeconfig } from './cluster.js';
+import { OPERATOR_NAMESPACE, apply, installCrds, operatorKubeconfig } from './cluster.js';
 import { startPostgres, type PgServer } from './postgres.js';
 
 export interface Sandbox {
@@ -47,12 +47,16 @@ export async function createServerObjects(kc: k8s.KubeConfig, pg: PgServer, name
 
 export async function startSandbox(dir: string): Promise<Sandbox> {
   mkdirSync(dir, { recursive: true });
-  const cp = await startControlPlane(join(dir, 'cluster'));
+  const cp = await startControlPlane(join(dir, 'cluster'), {
+    beforeControllers: async (kubeconfig, binDir) => {
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(kubeconfig);
+      await installCrds(kc, join(binDir, 'kubectl'), kubeconfig);
+    },
+  });
   let pg: PgServer | undefined;
   try {
     pg = await startPostgres();
-    const kc = adminKubeConfig(cp);
-    await installCrds(kc, join(cp.binDir, 'kubectl'), cp.adminKubeconfig);
     const opKubeconfig = await operatorKubeconfig(cp, join(dir, 'operator.kubeconfig'));
     const started = pg;
     return {
