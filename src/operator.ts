@@ -44,7 +44,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const clients = makeClients(o.kc);
   const metrics = createMetrics();
   const pools = new AdminPools(log);
-  const identity = o.identity ?? `${hostname()}-${process.pid}`;
+  const identity = o.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
 

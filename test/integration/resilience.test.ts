@@ -1,0 +1,118 @@
+/** The operator killed mid-reconcile, two replicas with one leader, health and metrics. */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Proc } from '../env/process.js';
+import { waitFor } from '../env/ports.js';
+import { applyTenant, cluster, ensureDefaultServer, namespace, operator, queryWith, readSecretData, superQuery, tenantReady } from './harness.js';
+
+const c = cluster();
+const procs: Proc[] = [];
+const start = (name: string) => {
+  const p = operator(c, name, '3s');
+  procs.push(p);
+  return p;
+};
+
+afterAll(async () => {
+  for (const p of procs) await p.stop();
+});
+
+const logOf = (name: string) => {
+  try {
+    return readFileSync(join(c.env.dir, `operator-${name}.log`), 'utf8');
+  } catch {
+    return '';
+  }
+};
+
+async function assertTenantsIntact(ns: string, names: string[]): Promise<void> {
+  for (const n of names) {
+    const td = await tenantReady(c, ns, n, 90_000);
+    const s = (await readSecretData(c, ns, `${n}-db`)) ?? {};
+    expect((await queryWith(s.DATABASE_URL ?? ''))[0]).toEqual({ u: td.status?.roleName, d: td.status?.databaseName });
+  }
+  const prefix = `${ns.replace(/-/g, '_')}_`;
+  const dbs = (await superQuery<{ datname: string; comment: string | null }>(
+    c,
+    "SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname LIKE $1 AND datname NOT LIKE '%\\_shadow' ORDER BY 1",
+    [`${prefix}%`],
+  ));
+  const roles = await superQuery<{ rolname: string }>(c, 'SELECT rolname FROM pg_roles WHERE rolname LIKE $1 ORDER BY 1', [`${prefix}%`]);
+  const expected = names.map((n) => `${prefix}${n.replace(/-/g, '_')}`).sort();
+  // Exactly one database and one role per tenant: no duplicates, no orphans, every database marked.
+  expect(dbs.map((d) => d.datname)).toEqual(expected);
+  expect(roles.map((r) => r.rolname)).toEqual(expected);
+  for (const d of dbs) expect(d.comment).toMatch(/^managed by tenantdb; tenantdatabase=/);
+  const secrets = await c.core.listNamespacedSecret({ namespace: ns, labelSelector: 'app.kubernetes.io/managed-by=tenantdb' });
+  expect(secrets.items.map((s) => s.metadata?.name).sort()).toEqual(names.map((n) => `${n}-db`).sort());
+}
+
+test('killed mid-reconcile and restarted, the operator ends where it would have without the kill', async () => {
+  const first = start('crash-1');
+  await ensureDefaultServer(c);
+  await namespace(c, 'crash');
+  const names = ['t1', 't2', 't3', 't4', 't5', 't6'];
+  let i = 0;
+  for (const delay of [120, 300, 600]) {
+    const p = i === 0 ? first : start(`crash-${i + 1}`);
+    await waitFor('leadership', async () => logOf(`crash-${i + 1}`).includes('Controllers started') || undefined, 60_000);
+    for (const n of names.slice(i * 2, i * 2 + 2)) await applyTenant(c, 'crash', n, { shadowDatabase: true });
+    await new Promise((r) => setTimeout(r, delay));
+    await p.stop('SIGKILL');
+    i++;
+  }
+  const last = start('crash-4');
+  try {
+    await assertTenantsIntact('crash', names);
+    // Shadow databases too: one each.
+    const shadows = await superQuery(c, "SELECT count(*)::int AS n FROM pg_database WHERE datname LIKE 'crash\\_%\\_shadow'");
+    expect(shadows[0]?.n).toBe(6);
+  } finally {
+    await last.stop();
+  }
+}, 300_000);
+
+test('two replicas: one leads, the other takes over when the leader dies', async () => {
+  await namespace(c, 'ha');
+  const a = start('ha-a');
+  await waitFor('a leader', async () => logOf('ha-a').includes('Controllers started') || undefined, 60_000);
+  const b = start('ha-b');
+  await waitFor('the standby to start', async () => logOf('ha-b').includes('Waiting for the leader Lease') || undefined, 30_000);
+  try {
+    await applyTenant(c, 'ha', 'one');
+    await tenantReady(c, 'ha', 'one');
+    expect(logOf('ha-b')).not.toContain('Controllers started');
+
+    await a.stop('SIGKILL');
+    await waitFor('the standby to take over', async () => logOf('ha-b').includes('Controllers started') || undefined, 60_000);
+    await applyTenant(c, 'ha', 'two');
+    await tenantReady(c, 'ha', 'two');
+  } finally {
+    await a.stop();
+    await b.stop();
+  }
+  expect(logOf('ha-b')).toContain('Stopped');
+}, 180_000);
+
+test('health and metrics are served, and SIGTERM shuts down cleanly and hands the Lease back', async () => {
+  const p = start('metrics');
+  await waitFor('controllers', async () => logOf('metrics').includes('Controllers started') || undefined, 60_000);
+  const line = logOf('metrics').split('\n').find((l) => l.includes('"metricsPort"'));
+  const port = (JSON.parse(line ?? '{}') as { metricsPort?: number }).metricsPort;
+  expect(port).toBeGreaterThan(0);
+  await waitFor('/readyz', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 || undefined, 30_000);
+  expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  expect(metrics).toMatch(/tenantdb_reconcile_total\{controller="(tenantdatabase|postgresserver)",result="success"\} \d+/);
+  expect(metrics).toMatch(/tenantdb_leader 1/);
+  const t0 = Date.now();
+  await p.stop('SIGTERM');
+  expect(Date.now() - t0).toBeLessThan(10_000);
+  expect(p.child.exitCode).toBe(0);
+  // The Lease was released: the next replica leads at once instead of waiting for expiry.
+  const q = start('after-metrics');
+  const t1 = Date.now();
+  await waitFor('the next leader', async () => logOf('after-metrics').includes('Controllers started') || undefined, 30_000);
+  expect(Date.now() - t1).toBeLessThan(10_000);
+  await q.stop();
+}, 120_000);
