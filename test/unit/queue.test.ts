@@ -1,0 +1,55 @@
+import { WorkQueue } from '../../src/runtime/queue.js';
+
+describe('WorkQueue', () => {
+  test('a key waits at most once', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('a');
+    q.add('b');
+    expect(q.length).toBe(2);
+    expect(await q.get()).toBe('a');
+    expect(await q.get()).toBe('b');
+  });
+
+  test('a key in flight is not handed out again; a re-add while it runs comes back after done', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const k = await q.get();
+    q.add('a');
+    expect(q.length).toBe(0);
+    let second: string | undefined;
+    void q.get().then((x) => (second = x));
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBeUndefined();
+    q.done(k ?? '');
+    await new Promise((r) => setImmediate(r));
+    expect(second).toBe('a');
+  });
+
+  test('backoff doubles per failure up to the cap and is forgotten on success', () => {
+    const q = new WorkQueue({ baseMs: 100, maxMs: 1000 });
+    expect([1, 2, 3, 4, 5].map(() => q.addRateLimited('a'))).toEqual([100, 200, 400, 800, 1000]);
+    q.forget('a');
+    expect(q.addRateLimited('a')).toBe(100);
+    q.shutdown();
+  });
+
+  test('addAfter delivers later; an earlier pending delay wins', async () => {
+    const q = new WorkQueue();
+    q.addAfter('a', 30);
+    q.addAfter('a', 5000);
+    const t = Date.now();
+    expect(await q.get()).toBe('a');
+    expect(Date.now() - t).toBeLessThan(1000);
+    q.shutdown();
+  });
+
+  test('shutdown releases waiting workers', async () => {
+    const q = new WorkQueue();
+    const waiting = q.get();
+    q.shutdown();
+    expect(await waiting).toBeUndefined();
+    q.add('x');
+    expect(await q.get()).toBeUndefined();
+  });
+});

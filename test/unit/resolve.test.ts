@@ -1,0 +1,60 @@
+import { postgresServer, type PostgresServer } from '../../src/api/postgresserver.js';
+import { tenantDatabase, type TenantDatabase } from '../../src/api/tenantdatabase.js';
+import { resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
+import { connectionFailure } from '../../src/controllers/postgresserver/reconcile.js';
+
+const meta = (name: string, namespace?: string) => ({ name, ...(namespace ? { namespace } : {}), uid: `uid-${name}`, resourceVersion: '1', generation: 1 });
+const server = (name: string, isDefault = false): PostgresServer =>
+  postgresServer.parse({ apiVersion: 'tenantdb.dev/v1alpha1', kind: 'PostgresServer', metadata: meta(name), spec: { host: 'h', adminSecretRef: { namespace: 'n', name: 's' }, default: isDefault } });
+const tenant = (spec: Record<string, unknown> = {}, status?: Record<string, unknown>): TenantDatabase =>
+  tenantDatabase.parse({ apiVersion: 'tenantdb.dev/v1alpha1', kind: 'TenantDatabase', metadata: meta('app', 'team'), spec, ...(status ? { status } : {}) });
+
+describe('resolveServer', () => {
+  test.each([
+    ['explicit ref', { serverRef: { name: 'b' } }, [server('a', true), server('b')], 'b'],
+    ['the default', {}, [server('a'), server('b', true)], 'b'],
+    ['missing ref', { serverRef: { name: 'c' } }, [server('a', true)], 'ServerNotFound'],
+    ['no default', {}, [server('a')], 'NoDefaultServer'],
+    ['two defaults', {}, [server('a', true), server('b', true)], 'AmbiguousDefaultServer'],
+  ])('%s', (_, spec, servers, want) => {
+    const r = resolveServer(tenant(spec), servers);
+    expect(r.ok ? r.value.metadata.name : r.reason).toBe(want);
+  });
+});
+
+describe('resolveNames', () => {
+  test('derived names and default Secret', () => {
+    const r = resolveNames(tenant());
+    expect(r).toEqual({ ok: true, value: { database: 'team_app', role: 'team_app', shadow: undefined, secret: 'app-db' } });
+  });
+  test('names already in status are kept', () => {
+    const r = resolveNames(tenant({}, { databaseName: 'older', roleName: 'older_role' }));
+    expect(r.ok && r.value.database).toBe('older');
+    expect(r.ok && r.value.role).toBe('older_role');
+  });
+  test.each([
+    [{ databaseName: 'other' }, { databaseName: 'older' }, 'ImmutableName'],
+    [{ databaseName: 'template1' }, undefined, 'InvalidName'],
+    [{ roleName: 'pg_read_all_data' }, undefined, 'InvalidName'],
+    [{ roleName: 'public' }, undefined, 'InvalidName'],
+  ])('%j refused', (spec, status, reason) => {
+    const r = resolveNames(tenant(spec, status));
+    expect(r.ok ? 'ok' : r.reason).toBe(reason);
+  });
+  test('shadow name', () => {
+    const r = resolveNames(tenant({ shadowDatabase: true }));
+    expect(r.ok && r.value.shadow).toBe('team_app_shadow');
+  });
+});
+
+describe('connectionFailure', () => {
+  const err = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+  test.each([
+    [err('28P01', 'password authentication failed'), 'AuthenticationFailed'],
+    [err('28000', 'no pg_hba.conf entry'), 'ConnectionRejected'],
+    [err('ECONNREFUSED', 'connect ECONNREFUSED'), 'Unreachable'],
+    [err('ENOTFOUND', 'getaddrinfo ENOTFOUND'), 'Unreachable'],
+    [new Error('Connection terminated due to connection timeout'), 'Unreachable'],
+    [err('3D000', 'database "postgres" does not exist'), 'DatabaseNotFound'],
+  ])('%s', (e, reason) => expect(connectionFailure(e, 'h:5432').reason).toBe(reason));
+});
