@@ -7,16 +7,21 @@ import { renderCrdFiles } from '../src/api/crd-files.js';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');
 let stale = 0;
-for (const [file, content] of Object.entries(renderCrdFiles())) {
-  const path = join(root, 'crds', file);
+// crds/ for kubectl users; the chart carries the same files in its crds/ folder.
+const targets = Object.entries(renderCrdFiles()).flatMap(([file, content]) => [
+  [join('crds', file), content],
+  [join('charts/tenantdb/crds', file), content],
+]);
+for (const [rel, content] of targets) {
+  const path = join(root, rel);
   const current = existsSync(path) ? readFileSync(path, 'utf8') : '';
   if (current === content) continue;
   if (check) {
-    console.error(`crds/${file} is stale: run npm run generate`);
+    console.error(`${rel} is stale: run npm run generate`);
     stale++;
   } else {
     writeFileSync(path, content);
-    console.log(`wrote crds/${file}`);
+    console.log(`wrote ${rel}`);
   }
 }
 process.exit(stale ? 1 : 0);

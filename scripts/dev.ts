@@ -1,0 +1,98 @@
+/**
+ * The local sandbox: a real control plane, a real PostgreSQL, the CRDs, a default PostgresServer,
+ * the operator under its ServiceAccount, and the examples applied. Runs until interrupted.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ROOT } from '../test/env/cluster.js';
+import { startOperatorProcess } from '../test/env/operator.js';
+import { waitFor } from '../test/env/ports.js';
+import { createServerObjects, startSandbox } from '../test/env/sandbox.js';
+
+const dev = resolve(ROOT, '.dev');
+const say = (s = '') => process.stdout.write(`${s}\n`);
+
+async function main(): Promise<void> {
+  rmSync(join(dev, 'ready'), { force: true });
+  rmSync(join(dev, 'cluster'), { recursive: true, force: true });
+  mkdirSync(dev, { recursive: true });
+  say('tenantdb sandbox: starting etcd, kube-apiserver, kube-controller-manager and PostgreSQL ...');
+  const sb = await startSandbox(dev);
+  const kubeconfig = join(dev, 'kubeconfig');
+  copyFileSync(sb.cp.adminKubeconfig, kubeconfig);
+  const bin = join(dev, 'bin');
+  mkdirSync(bin, { recursive: true });
+  rmSync(join(bin, 'kubectl'), { force: true });
+  symlinkSync(join(sb.cp.binDir, 'kubectl'), join(bin, 'kubectl'));
+  const kubectl = (...args: string[]) => execFileSync(join(bin, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { encoding: 'utf8' });
+
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(kubeconfig);
+  await createServerObjects(kc, sb.pg, 'default', { default: true });
+  const op = startOperatorProcess({ kubeconfig: sb.operatorKubeconfig, logFile: join(dev, 'operator.log'), resync: '30s' });
+
+  let stopping = false;
+  const stop = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('\nStopping the operator, the control plane and PostgreSQL ...');
+    rmSync(join(dev, 'ready'), { force: true });
+    await op.stop();
+    await sb.stop();
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stop(0));
+  process.on('SIGTERM', () => void stop(0));
+  op.child.once('exit', (code) => {
+    if (!stopping) {
+      say(`The operator exited (code ${code}); see .dev/operator.log`);
+      void stop(1);
+    }
+  });
+
+  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  await waitFor('PostgresServer default to be Ready', async () => {
+    const s = (await custom.getClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'default' })) as {
+      status?: { conditions?: { type: string; status: string }[] };
+    };
+    return s.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+  }, 60_000);
+  say(kubectl('apply', '-f', join(ROOT, 'deploy/examples')).trimEnd());
+  writeFileSync(join(dev, 'ready'), `${new Date().toISOString()}\n`);
+  await waitFor('the examples to be Ready', async () => {
+    const out = kubectl('get', 'tdb', '-A', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}');
+    const states = out.split('\n').filter(Boolean);
+    return states.length > 0 && states.every((s) => s === 'True');
+  }, 60_000).catch(() => undefined);
+
+  say('');
+  say(kubectl('get', 'pgs,tdb', '-A').trimEnd());
+  say('');
+  say('The Secret of team-a/orders (password shown as ***):');
+  const secret = JSON.parse(kubectl('get', 'secret', 'orders-db', '-n', 'team-a', '-o', 'json')) as { data?: Record<string, string> };
+  const data = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  const pw = data.password ?? '';
+  for (const [k, v] of Object.entries(data).sort(([a], [b]) => a.localeCompare(b))) {
+    say(`  ${k.padEnd(20)} ${pw ? v.split(encodeURIComponent(pw)).join('***').split(pw).join('***') : v}`);
+  }
+  say('');
+  say('Try it:');
+  say(`  export KUBECONFIG=${kubeconfig} PATH=${bin}:$PATH`);
+  say('  kubectl get tdb -A');
+  say("  psql \"$(kubectl get secret orders-db -n team-a -o jsonpath='{.data.DATABASE_URL}' | base64 -d)\" -c 'select current_user'");
+  say('  kubectl apply -f - <<EOF');
+  say('  apiVersion: tenantdb.dev/v1alpha1');
+  say('  kind: TenantDatabase');
+  say('  metadata: {name: reports, namespace: team-a}');
+  say('  spec: {deletionPolicy: Delete}');
+  say('  EOF');
+  say(`Operator logs: ${join(dev, 'operator.log')}   Stop with Ctrl-C.`);
+  if (!existsSync(join(dev, 'ready'))) throw new Error('sandbox did not become ready');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`tenantdb sandbox failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});
