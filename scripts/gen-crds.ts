@@ -8,7 +8,7 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const check = process.argv.includes('--check');
 let stale = 0;
 // crds/ for kubectl users; the chart carries the same files in its crds/ folder.
-const targets = Object.entries(renderCrdFiles()).flatMap(([file, content]) => [
+const targets: [string, string][] = Object.entries(renderCrdFiles()).flatMap(([file, content]): [string, string][] => [
   [join('crds', file), content],
   [join('charts/tenantdb/crds', file), content],
 ]);

@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 if [ ! -x node_modules/.bin/jest ] || [ ! -x node_modules/.bin/node ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "tenantdb: installing npm packages" >&2
-  npm ci --no-audit --no-fund >&2
+  # npm install, not npm ci: npm 11 rejects this lock file in ci for the optional platform packages
+  # of unrs-resolver (a jest dependency) it records for this platform only; install keeps the locked versions.
+  npm install --no-audit --no-fund >&2
 fi
 
 missing=()

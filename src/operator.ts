@@ -55,17 +55,43 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const list = (plural: string) => () =>
     custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
 
+  /**
+   * Status-only updates (most of them our own writes) do not trigger a reconcile, as with
+   * controller-runtime's GenerationChangedPredicate: otherwise a tenant whose size changes on every
+   * check would be reconciled in a loop. The periodic re-check still visits everything.
+   */
+  const seen = new Map<string, string>();
+  const specChanged = (obj: k8s.KubernetesObject): boolean => {
+    const m = obj.metadata ?? {};
+    const key = `${obj.kind}/${keyOf(obj)}`;
+    const fp = JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.finalizers, m.annotations, m.labels]);
+    if (seen.get(key) === fp) return false;
+    seen.set(key, fp);
+    return true;
+  };
+  const forget = (obj: k8s.KubernetesObject) => seen.delete(`${obj.kind}/${keyOf(obj)}`);
+
   let ctxRef: OperatorContext | undefined;
   const servers = resilientInformer(o.kc, apiPath(POSTGRES_SERVER), list(POSTGRES_SERVER.plural), {
     onChange: (s) => {
+      if (!specChanged(s)) return;
       enqueueServer(s.metadata?.name);
       // Tenants follow their server: a server becoming ready, or changing its address, concerns them.
       for (const t of ctxRef?.tenants.list() ?? []) enqueueTenant(t);
     },
+    onDelete: (s) => {
+      forget(s);
+      enqueueServer(s.metadata?.name);
+    },
   }, log);
   const tenants = resilientInformer(o.kc, apiPath(TENANT_DATABASE), list(TENANT_DATABASE.plural), {
     onChange: (t) => {
+      if (!specChanged(t)) return;
       enqueueTenant(t);
+      enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
+    },
+    onDelete: (t) => {
+      forget(t);
       enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
     },
   }, log);
