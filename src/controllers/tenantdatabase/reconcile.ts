@@ -165,13 +165,22 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   } catch (err) {
     throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
   }
+  // A Secret this tenant wrote before it lost a race for the name holds credentials that cannot work.
+  const dropOwnSecret = async () => {
+    const own = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
+    if (own.kind !== 'owned') return;
+    await ctx.clients.core.deleteNamespacedSecret({ name: names.secret, namespace: owner.namespace });
+    record([`Deleted Secret ${names.secret}: the name it was written for belongs to someone else`], 'SecretDeleted');
+  };
   if (roleClaim.state === 'foreign') {
+    await dropOwnSecret();
     return { outcome: notReady('Conflict', roleClaim.message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message }]), names, serverName };
   }
   for (const db of [names.database, names.shadow]) {
     if (!db) continue;
     const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
     if (claim.state === 'foreign') {
+      await dropOwnSecret();
       return {
         outcome: notReady('Conflict', claim.message, true, [{ type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message }]),
         names,
