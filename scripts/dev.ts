@@ -31,7 +31,9 @@ async function main(): Promise<void> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(kubeconfig);
   await createServerObjects(kc, sb.pg, 'default', { default: true });
-  const op = startOperatorProcess({ kubeconfig: sb.operatorKubeconfig, logFile: join(dev, 'operator.log'), resync: '30s' });
+  // Like a Deployment, the sandbox restarts the operator when it dies (kill it to try a crash).
+  const launch = () => startOperatorProcess({ kubeconfig: sb.operatorKubeconfig, logFile: join(dev, 'operator.log'), resync: '30s' });
+  let op = launch();
 
   let stopping = false;
   const stop = async (code: number) => {
@@ -45,12 +47,17 @@ async function main(): Promise<void> {
   };
   process.on('SIGINT', () => void stop(0));
   process.on('SIGTERM', () => void stop(0));
-  op.child.once('exit', (code) => {
-    if (!stopping) {
-      say(`The operator exited (code ${code}); see .dev/operator.log`);
-      void stop(1);
-    }
-  });
+  const watch = () =>
+    op.child.once('exit', (code, signal) => {
+      if (stopping) return;
+      say(`The operator exited (${signal ?? `code ${code}`}); restarting it. Logs: .dev/operator.log`);
+      setTimeout(() => {
+        if (stopping) return;
+        op = launch();
+        watch();
+      }, 1000);
+    });
+  watch();
 
   const custom = kc.makeApiClient(k8s.CustomObjectsApi);
   await waitFor('PostgresServer default to be Ready', async () => {
@@ -88,7 +95,8 @@ async function main(): Promise<void> {
   say('  metadata: {name: reports, namespace: team-a}');
   say('  spec: {deletionPolicy: Delete}');
   say('  EOF');
-  say(`Operator logs: ${join(dev, 'operator.log')}   Stop with Ctrl-C.`);
+  say(`Operator logs: ${join(dev, 'operator.log')}; it runs as ServiceAccount tenantdb-system/tenantdb-operator`);
+  say('(kubeconfig .dev/operator.kubeconfig) and is restarted when it dies. Stop everything with Ctrl-C.');
   if (!existsSync(join(dev, 'ready'))) throw new Error('sandbox did not become ready');
 }
 
