@@ -10,6 +10,7 @@ import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, apiPath } from './api/k
 import { MANAGED_BY, MANAGED_BY_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
 import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
+import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
 import { makeClients } from './kube/client.js';
 import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
@@ -48,7 +49,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
 
-  const controllers: Record<'servers' | 'tenants', Controller | undefined> = { servers: undefined, tenants: undefined };
+  const controllers: Record<'servers' | 'tenants' | 'whitelists', Controller | undefined> = { servers: undefined, tenants: undefined, whitelists: undefined };
   const enqueueTenant = (obj: k8s.KubernetesObject) => controllers.tenants?.queue.add(keyOf(obj));
   const enqueueServer = (name: string | undefined) => name && controllers.servers?.queue.add(name);
   const custom = clients.custom;
@@ -86,20 +87,29 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   }, log);
   const tenants = resilientInformer(o.kc, apiPath(TENANT_DATABASE), list(TENANT_DATABASE.plural), {
     onChange: (t) => {
+      // The server renders its pooler config from its tenants' status, so it follows every change.
+      enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
       if (!specChanged(t)) return;
       enqueueTenant(t);
-      enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
     },
     onDelete: (t) => {
       forget(t);
       enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
     },
   }, log);
+  const onWhitelist = (w: k8s.KubernetesObject, deleted: boolean) => {
+    if (deleted) forget(w);
+    else if (!specChanged(w)) return;
+    if (!deleted) controllers.whitelists?.queue.add(keyOf(w));
+    const ref = (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name;
+    if (!ref || !w.metadata?.namespace) return;
+    const td = ctxRef?.tenants.get(ref, w.metadata.namespace);
+    controllers.tenants?.queue.add(`${w.metadata.namespace}/${ref}`);
+    enqueueServer((td as { status?: { serverName?: string } } | undefined)?.status?.serverName);
+  };
   const whitelists = resilientInformer(o.kc, apiPath(IP_WHITELIST), list(IP_WHITELIST.plural), {
-    onChange: (w) => {
-      const ref = (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name;
-      if (ref && w.metadata?.namespace) controllers.tenants?.queue.add(`${w.metadata.namespace}/${ref}`);
-    },
+    onChange: (w) => onWhitelist(w, false),
+    onDelete: (w) => onWhitelist(w, true),
   }, log);
   const secrets: ResilientInformer<k8s.V1Secret> = resilientInformer<k8s.V1Secret>(
     o.kc,
@@ -108,7 +118,16 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     {
       onChange: (s) => {
         for (const r of s.metadata?.ownerReferences ?? []) {
-          if (r.kind === 'TenantDatabase' && r.controller && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
+          if (!r.controller) continue;
+          if (r.kind === 'TenantDatabase' && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
+          if (r.kind === 'PostgresServer') {
+            // The pooler agent reports on this Secret: the server and everything on it look again.
+            enqueueServer(r.name);
+            for (const t of ctxRef?.tenants.list() ?? []) {
+              if ((t as { status?: { serverName?: string } }).status?.serverName === r.name) enqueueTenant(t);
+            }
+            for (const w of ctxRef?.whitelists.list() ?? []) controllers.whitelists?.queue.add(keyOf(w));
+          }
         }
       },
     },
@@ -121,10 +140,11 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     log,
     events: eventRecorder(clients.core, 'tenantdb-operator', log),
     pools,
-    config: { resyncMs: o.resyncMs },
+    config: { resyncMs: o.resyncMs, namespace: o.namespace },
     servers,
     tenants,
     whitelists,
+    secrets,
   };
   ctxRef = ctx;
 
@@ -143,8 +163,11 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     await Promise.all([servers.start(), tenants.start(), whitelists.start(), secrets.start()]);
     controllers.servers = createController('postgresserver', (key, l) => reconcilePostgresServer(ctx, key, l), log, metrics);
     controllers.tenants = createController('tenantdatabase', (key, l) => reconcileTenantDatabase(ctx, key, l), log, metrics);
+    controllers.whitelists = createController('ipwhitelist', (key, l) => reconcileIpWhitelist(ctx, key, l), log, metrics);
     for (const s of servers.list()) enqueueServer(s.metadata?.name);
     for (const t of tenants.list()) enqueueTenant(t);
+    for (const w of whitelists.list()) controllers.whitelists.queue.add(keyOf(w));
+    void controllers.whitelists.run(1);
     void controllers.servers.run(Math.max(1, Math.ceil(o.workers / 2)));
     void controllers.tenants.run(o.workers);
     log.info({ workers: o.workers, resyncMs: o.resyncMs }, 'Controllers started');
@@ -154,7 +177,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     if (stopping) return;
     stopping = true;
     log.info('Shutting down');
-    await Promise.all([controllers.servers?.stop(), controllers.tenants?.stop()]);
+    await Promise.all([controllers.servers?.stop(), controllers.tenants?.stop(), controllers.whitelists?.stop()]);
     await Promise.all([servers.stop(), tenants.stop(), whitelists.stop(), secrets.stop()].map((p) => p.catch(() => undefined)));
     await leader?.release();
     await pools.closeAll();

@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 import { Command, InvalidArgumentError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { startPoolerAgent } from '../agent/pooler-agent.js';
 import { renderCrdFiles } from '../api/crd-files.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { startOperator } from '../operator.js';
@@ -65,6 +67,46 @@ program
     log.info('Stopped');
     // Lost leadership ends the process with a non-zero code so that the pod restarts as a standby.
     process.exit(process.exitCode ?? 0);
+  });
+
+program
+  .command('agent')
+  .description('Run the pooler agent beside PgBouncer: load the config Secret the operator renders, check it, RELOAD.')
+  .requiredOption('--secret <namespace/name>', 'the pooler config Secret (PostgresServer spec.pooler.configSecretRef)')
+  .requiredOption('--dir <path>', 'folder for databases.ini, userlist.txt and hba.conf, as pgbouncer.ini names them')
+  .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
+  .option('--pgbouncer-host <host>', 'address of the PgBouncer admin console', '127.0.0.1')
+  .option('--pgbouncer-port <port>', 'port of PgBouncer', positiveInt, 6432)
+  .option('--admin-user <name>', 'a PgBouncer admin_users entry', process.env.TENANTDB_POOLER_ADMIN_USER ?? 'tenantdb_pooler')
+  .option('--admin-password-file <path>', 'file holding the admin password (default: $TENANTDB_POOLER_ADMIN_PASSWORD)')
+  .action(async (opts: { secret: string; dir: string; kubeconfig?: string; pgbouncerHost: string; pgbouncerPort: number; adminUser: string; adminPasswordFile?: string }) => {
+    const log = createLogger();
+    const m = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(opts.secret);
+    if (!m) {
+      log.fatal({ secret: opts.secret }, '--secret must be namespace/name');
+      process.exit(2);
+    }
+    const password = opts.adminPasswordFile ? readFileSync(opts.adminPasswordFile, 'utf8').trim() : process.env.TENANTDB_POOLER_ADMIN_PASSWORD;
+    if (!password) {
+      log.fatal('the admin password is missing: set TENANTDB_POOLER_ADMIN_PASSWORD or --admin-password-file');
+      process.exit(2);
+    }
+    const agent = await startPoolerAgent({
+      kc: loadKubeConfig(opts.kubeconfig),
+      namespace: m[1] ?? '',
+      secretName: m[2] ?? '',
+      dir: opts.dir,
+      admin: { host: opts.pgbouncerHost, port: opts.pgbouncerPort, user: opts.adminUser, password },
+      log,
+    });
+    log.info({ secret: opts.secret, dir: opts.dir }, 'Pooler agent running');
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', () => resolve());
+      process.once('SIGINT', () => resolve());
+    });
+    await agent.stop();
+    log.info('Stopped');
+    process.exit(0);
   });
 
 program

@@ -15,6 +15,8 @@ export const FIELD_MANAGER = 'tenantdb-operator';
 export interface OperatorConfig {
   /** How often every object is re-checked for drift. */
   resyncMs: number;
+  /** The operator's own namespace: default home of pooler config Secrets. */
+  namespace: string;
 }
 
 export interface OperatorContext {
@@ -26,6 +28,8 @@ export interface OperatorContext {
   servers: ResilientInformer<k8s.KubernetesObject>;
   tenants: ResilientInformer<k8s.KubernetesObject>;
   whitelists: ResilientInformer<k8s.KubernetesObject>;
+  /** Secrets labelled as managed by tenantdb: tenant Secrets and pooler config Secrets. */
+  secrets: ResilientInformer<k8s.V1Secret>;
 }
 
 export function endpointOf(server: PostgresServer, ca?: string): ServerEndpoint {

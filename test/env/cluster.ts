@@ -69,4 +69,27 @@ export async function operatorKubeconfig(cp: ControlPlane, path: string): Promis
   return path;
 }
 
+/** The pooler agent's identity: deploy/agent-rbac.yaml, narrowed to the given Secret, and a token. */
+export async function agentKubeconfig(cp: { server: string; caFile: string; adminKubeconfig: string }, path: string, secretName: string): Promise<string> {
+  const kc = adminKubeConfig(cp);
+  const objs = readManifests('deploy/agent-rbac.yaml').map((o) => {
+    if (o.kind !== 'Role') return o;
+    const role = o as k8s.V1Role;
+    return { ...role, metadata: { ...role.metadata, name: `tenantdb-pooler-agent-${secretName}` }, rules: (role.rules ?? []).map((r) => ({ ...r, resourceNames: [secretName] })) } as k8s.KubernetesObject;
+  }).map((o) => {
+    if (o.kind !== 'RoleBinding') return o;
+    const rb = o as k8s.V1RoleBinding;
+    return { ...rb, metadata: { ...rb.metadata, name: `tenantdb-pooler-agent-${secretName}` }, roleRef: { ...rb.roleRef, name: `tenantdb-pooler-agent-${secretName}` } } as k8s.KubernetesObject;
+  });
+  await apply(kc, objs);
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const tr = await core.createNamespacedServiceAccountToken({
+    name: 'tenantdb-pooler-agent',
+    namespace: OPERATOR_NAMESPACE,
+    body: { spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 24 * 3600 } },
+  });
+  writeFileSync(path, kubeconfigYaml(cp.server, cp.caFile, { token: tr.status?.token ?? '' }, 'tenantdb-pooler-agent'), { mode: 0o600 });
+  return path;
+}
+
 export const manifestPath = (...p: string[]) => join(ROOT, ...p);

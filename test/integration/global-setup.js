@@ -19,6 +19,7 @@ export default async function globalSetup() {
       adminKubeconfig: sb.cp.adminKubeconfig,
       operatorKubeconfig: sb.operatorKubeconfig,
       server: sb.cp.server,
+      caFile: sb.cp.caFile,
       pg: { host: sb.pg.host, port: sb.pg.port, dir: sb.pg.dir, superuser: sb.pg.superuser, admin: sb.pg.admin },
     }),
     { mode: 0o600 },

@@ -2,6 +2,7 @@
 import * as k8s from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Socket } from 'node:net';
 import pg from 'pg';
 import { startOperatorProcess } from '../env/operator.js';
 import { waitFor } from '../env/ports.js';
@@ -13,6 +14,7 @@ export interface TestEnv {
   adminKubeconfig: string;
   operatorKubeconfig: string;
   server: string;
+  caFile: string;
   pg: { host: string; port: number; dir: string; superuser: { user: string; password: string }; admin: { user: string; password: string } };
 }
 
@@ -164,6 +166,27 @@ export async function ensureDefaultServer(c: Cluster): Promise<void> {
   const p = c.env.pg;
   await createServerObjects(c.kc, { host: p.host, port: p.port, admin: p.admin } as never, 'default', { default: true });
   await waitForCondition(() => getServer(c, 'default'), 'Ready', 'True');
+}
+
+/** A connection from a chosen loopback source address (127.0.0.2, ...), for allow-list tests. */
+export async function queryFrom(localAddress: string, connectionString: string, text = 'SELECT current_user AS u'): Promise<pg.QueryResultRow[]> {
+  const client = new pg.Client({
+    connectionString,
+    connectionTimeoutMillis: 5000,
+    stream: () => {
+      const s = new Socket();
+      const connect = s.connect.bind(s) as (o: { port: number; host: string; localAddress: string }) => Socket;
+      (s as unknown as { connect: (port: number, host: string) => Socket }).connect = (port, host) => connect({ port, host, localAddress });
+      return s;
+    },
+  });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return (await client.query(text)).rows;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 export function sqlError(err: unknown): string {

@@ -1,7 +1,8 @@
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { POSTGRES_SERVER } from '../../api/kinds.js';
-import { postgresServer, type PostgresServerStatus } from '../../api/postgresserver.js';
+import { postgresServer, type PostgresServer, type PostgresServerStatus } from '../../api/postgresserver.js';
+import { ensurePoolerConfig, loadPoolerAdmin, showDatabases } from '../pooler.js';
 import { customResourceApi } from '../../kube/client.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
@@ -23,6 +24,27 @@ export function connectionFailure(err: unknown, where: string): { reason: string
   if (/timeout/i.test(detail)) return { reason: 'Unreachable', message: `cannot reach ${where}: ${detail}` };
   if (/SSL|TLS|certificate/i.test(detail)) return { reason: 'TLSError', message: `TLS to ${where} failed: ${detail}` };
   return { reason: 'ConnectionFailed', message: `connecting to ${where} failed: ${detail}` };
+}
+
+/** Writes the server's pooler config and reports whether the agent loaded it and PgBouncer answers. */
+async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServer): Promise<ConditionInput> {
+  const p = server.spec.pooler;
+  if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
+  const st = await ensurePoolerConfig(ctx, server);
+  const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
+  if (st.error) {
+    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded` };
+  }
+  if (!st.applied) return { type: 'PoolerReady', status: 'False', reason: 'Pending', message: `waiting for the pooler agent to load config ${st.hash} from ${where}` };
+  const admin = await loadPoolerAdmin(ctx, server);
+  if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `config ${st.hash} is loaded, but ${admin.message}` };
+  try {
+    const dbs = await showDatabases(admin.value);
+    const pools = [...dbs.keys()].filter((k) => k !== 'pgbouncer').length;
+    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} with ${pools} tenant pool(s)` };
+  } catch (err) {
+    return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
+  }
 }
 
 export async function reconcilePostgresServer(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
@@ -76,9 +98,8 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   if (await addFinalizer(api, meta, FINALIZER)) return {};
   const server = parsed.data;
   const where = `${server.spec.host}:${server.spec.port}`;
-  const pooler: ConditionInput = server.spec.pooler
-    ? { type: 'PoolerReady', status: 'Unknown', reason: 'NotConfirmed', message: `pooler ${server.spec.pooler.host}:${server.spec.pooler.port} is not confirmed yet` }
-    : { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
+  const pooler = await serverPoolerCondition(ctx, server);
+  const soon = pooler.status === 'False';
 
   const creds = await loadAdminCredentials(ctx.clients, server);
   const ca = creds.ok ? await loadCa(ctx.clients, server) : undefined;
@@ -108,5 +129,5 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     ? { type: 'Ready', status: 'False', reason: 'InsufficientPrivileges', message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}` }
     : { type: 'Ready', status: 'True', reason: 'Connected', message: `PostgreSQL ${version} at ${where} is ready for tenants` };
   await save([connected, pooler, ready], { version }, true);
-  return { requeueAfterMs: ctx.config.resyncMs };
+  return { requeueAfterMs: soon ? 1000 : ctx.config.resyncMs };
 }

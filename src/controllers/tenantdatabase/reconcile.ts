@@ -6,12 +6,12 @@ import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '
 import { customResourceApi } from '../../kube/client.js';
 import { tryLogin } from '../../pg/connections.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
-import { deterministicSalt, scramVerifier } from '../../pg/scram.js';
 import * as sql from '../../pg/tenant-sql.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
+import { accessState, loadPoolerAdmin, showDatabases, verifierFor } from '../pooler.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type Owner } from './provision.js';
@@ -21,10 +21,6 @@ import { choosePassword, readSecret, writeSecret } from './secret.js';
 
 export const CONDITION_TYPES = ['Ready', 'DatabaseReady', 'RoleReady', 'SecretReady', 'PoolerReady', 'AccessRulesApplied'] as const;
 
-/** The verifier is a function of role identity and password, so every reconcile computes the same one. */
-export function verifierFor(td: TenantDatabase, role: string, password: string): string {
-  return scramVerifier(password, deterministicSalt(`${td.metadata.uid}/${role}`, password));
-}
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   const out: PostgresServer[] = [];
@@ -77,11 +73,13 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   let outcome: Outcome;
   let names: TenantNames | undefined;
   let serverName: string | undefined;
+  let soon = false;
   try {
     const r = await provision(ctx, td, rlog);
     outcome = r.outcome;
     names = r.names;
     serverName = r.serverName;
+    soon = r.soon ?? false;
   } catch (err) {
     if (err instanceof TerminalError) {
       outcome = notReady(err.reason, err.message, true);
@@ -93,7 +91,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
     }
   }
   await saveStatus(ctx, td, outcome, names, serverName);
-  return { requeueAfterMs: ctx.config.resyncMs };
+  return { requeueAfterMs: soon ? 1000 : ctx.config.resyncMs };
 }
 
 async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, names: TenantNames | undefined, serverName: string | undefined): Promise<void> {
@@ -120,7 +118,7 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
   }
 }
 
-async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string }> {
+async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean }> {
   const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
   const record = (changes: string[], reason: string) => {
     for (const c of changes) {
@@ -237,7 +235,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   }
 
   // 5. Role, databases, privileges.
-  const verifier = verifierFor(td, names.role, password);
+  // The verifier is a function of role identity and password: every reconcile computes the same one.
+  const verifier = verifierFor(td.metadata.uid, names.role, password);
   record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit: td.spec.connectionLimit }), 'RoleUpdated');
   for (const db of [names.database, names.shadow]) {
     if (db) record(await ensureDatabase(pool, owner, { database: db, role: names.role, connectionLimit: td.spec.connectionLimit }), 'DatabaseUpdated');
@@ -259,21 +258,23 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   }
 
   const usage = await sql.usage(pool, names.database, names.role);
+  const poolerReady = await poolerCondition(ctx, server, td, names.database);
+  const access = accessRulesCondition(ctx, server, td, names);
   const conditions: ConditionInput[] = [
     { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
     { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
     ext.failed.length
       ? { type: 'DatabaseReady', status: 'False', reason: 'ExtensionFailed', message: ext.failed.map((f) => `extension ${f.name}: ${f.message}`).join('; ') }
       : { type: 'DatabaseReady', status: 'True', reason: 'Provisioned', message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready` },
-    poolingOn
-      ? { type: 'PoolerReady', status: 'Unknown', reason: 'NotConfirmed', message: `pooled URLs point at ${server.spec.pooler?.host}:${server.spec.pooler?.port}; the pool entry is not confirmed yet` }
-      : { type: 'PoolerReady', status: 'True', reason: server.spec.pooler ? 'PoolingDisabled' : 'NoPooler', message: server.spec.pooler ? 'pooling is disabled for this tenant; pooled URLs are the direct ones' : `PostgresServer ${serverName} has no pooler; pooled URLs are the direct ones` },
-    accessRulesCondition(ctx, td),
+    poolerReady,
+    access,
   ];
   if (ext.failed.length) {
     conditions.push({ type: 'Ready', status: 'False', reason: 'ExtensionFailed', message: conditions[2]?.message ?? '' });
   } else if (loginErr) {
     conditions.push({ type: 'Ready', status: 'False', reason: 'LoginFailed', message: `a login with the Secret's credentials failed: ${describePgError(loginErr)}` });
+  } else if (poolerReady.status === 'False') {
+    conditions.push({ type: 'Ready', status: 'False', reason: 'PoolerNotReady', message: poolerReady.message });
   } else {
     conditions.push({ type: 'Ready', status: 'True', reason: 'Provisioned', message: `database ${names.database} is ready; connection details in Secret ${names.secret}` });
   }
@@ -281,21 +282,44 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     outcome: { conditions, status: { sizeBytes: usage.sizeBytes, activeConnections: usage.activeConnections }, settled: !loginErr && !ext.failed.length },
     names,
     serverName,
+    // Pooler and allow-list changes take effect within seconds: look again soon until they have.
+    soon: poolerReady.status !== 'True' && poolerReady.status !== 'Unknown' ? true : access.reason === 'Pending',
   };
 }
 
-function accessRulesCondition(ctx: OperatorContext, td: TenantDatabase): ConditionInput {
-  const lists = ctx.whitelists
-    .list()
-    .filter((w) => w.metadata?.namespace === td.metadata.namespace && (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name === td.metadata.name);
-  if (lists.length === 0) {
-    return { type: 'AccessRulesApplied', status: 'True', reason: 'NoWhitelist', message: 'no IpWhitelist names this tenant; SCRAM logins are accepted from wherever the network allows' };
+/** PoolerReady: confirmed from outside, on the admin console, not assumed from what was written. */
+async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, alias: string): Promise<ConditionInput> {
+  const p = server.spec.pooler;
+  if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: `PostgresServer ${server.metadata.name} has no pooler; pooled URLs are the direct ones` };
+  if (!td.spec.pooling.enabled) return { type: 'PoolerReady', status: 'True', reason: 'PoolingDisabled', message: 'pooling is disabled for this tenant; pooled URLs are the direct ones' };
+  const admin = await loadPoolerAdmin(ctx, server);
+  if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `pooled URLs point at ${p.host}:${p.port}, but ${admin.message}` };
+  let entry;
+  try {
+    entry = (await showDatabases(admin.value)).get(alias);
+  } catch (err) {
+    return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
   }
-  return {
-    type: 'AccessRulesApplied',
-    status: 'False',
-    reason: 'NotEnforced',
-    message: `${lists.length} IpWhitelist(s) name this tenant, but allow-list enforcement is not available yet`,
-  };
+  const want = td.spec.pooling;
+  if (!entry) return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer at ${p.host}:${p.port} does not serve ${alias} yet` };
+  if (entry.poolMode !== want.poolMode || entry.poolSize !== want.poolSize) {
+    return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer serves ${alias} with ${entry.poolMode}/${entry.poolSize}, waiting for ${want.poolMode}/${want.poolSize}` };
+  }
+  return { type: 'PoolerReady', status: 'True', reason: 'Confirmed', message: `PgBouncer at ${p.host}:${p.port} serves ${alias} (${entry.poolMode}, pool_size ${entry.poolSize})` };
 }
 
+function accessRulesCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, names: TenantNames): ConditionInput {
+  const st = accessState(ctx, server, td.metadata.namespace ?? '', td.metadata.name, names.database, names.role, td.spec.pooling.enabled);
+  switch (st.kind) {
+    case 'open':
+      return { type: 'AccessRulesApplied', status: 'True', reason: 'NoWhitelist', message: 'no IpWhitelist names this tenant; SCRAM logins are accepted from wherever the network allows' };
+    case 'unenforced':
+      return { type: 'AccessRulesApplied', status: 'False', reason: 'NotEnforced', message: `IpWhitelists name this tenant, but nothing enforces them: ${st.message}` };
+    case 'pending':
+      return { type: 'AccessRulesApplied', status: 'False', reason: 'Pending', message: st.message };
+    case 'rejected':
+      return { type: 'AccessRulesApplied', status: 'False', reason: 'AgentRejected', message: st.message };
+    case 'enforced':
+      return { type: 'AccessRulesApplied', status: 'True', reason: 'PoolerEnforced', message: st.message };
+  }
+}

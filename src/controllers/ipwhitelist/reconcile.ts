@@ -1,0 +1,59 @@
+import type { Logger } from 'pino';
+import { IP_WHITELIST } from '../../api/kinds.js';
+import { ipWhitelist, type IpWhitelist } from '../../api/ipwhitelist.js';
+import { postgresServer } from '../../api/postgresserver.js';
+import { tenantDatabaseSpec } from '../../api/tenantdatabase.js';
+import { customResourceApi } from '../../kube/client.js';
+import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { ReconcileResult } from '../../runtime/controller.js';
+import { writeStatusIfChanged } from '../../runtime/status.js';
+import { splitKey, type OperatorContext } from '../context.js';
+import { accessState } from '../pooler.js';
+
+type Decision = { applied: ConditionInput; ruleCount: number; soon: boolean };
+
+function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
+  const ns = wl.metadata.namespace ?? '';
+  const tdName = wl.spec.tenantDatabaseRef.name;
+  const no = (reason: string, message: string, soon = false): Decision => ({ applied: { type: 'Applied', status: 'False', reason, message }, ruleCount: 0, soon });
+  const td = ctx.tenants.get(tdName, ns) as { spec?: unknown; status?: { serverName?: string; databaseName?: string; roleName?: string } } | undefined;
+  if (!td) return no('TenantNotFound', `TenantDatabase ${ns}/${tdName} does not exist`);
+  const st = td.status;
+  if (!st?.serverName || !st.databaseName || !st.roleName) return no('TenantNotReady', `TenantDatabase ${ns}/${tdName} is not provisioned yet`, true);
+  const server = postgresServer.safeParse(ctx.servers.get(st.serverName));
+  if (!server.success) return no('ServerNotFound', `PostgresServer ${st.serverName} does not exist`);
+  const spec = tenantDatabaseSpec.safeParse(td.spec);
+  const pooling = spec.success ? spec.data.pooling.enabled : true;
+  const a = accessState(ctx, server.data, ns, tdName, st.databaseName, st.roleName, pooling);
+  switch (a.kind) {
+    case 'open':
+      return no('Pending', 'waiting for the operator to see this list', true);
+    case 'unenforced':
+      return no('NotEnforced', a.message);
+    case 'pending':
+      return no('Pending', a.message, true);
+    case 'rejected':
+      return no('AgentRejected', a.message);
+    case 'enforced':
+      return { applied: { type: 'Applied', status: 'True', reason: 'PoolerEnforced', message: a.message }, ruleCount: wl.spec.entries.length, soon: false };
+  }
+}
+
+export async function reconcileIpWhitelist(ctx: OperatorContext, key: string, _log: Logger): Promise<ReconcileResult> {
+  const { namespace, name } = splitKey(key);
+  const raw = ctx.whitelists.get(name, namespace);
+  if (!raw) return {};
+  const api = customResourceApi(ctx.clients, IP_WHITELIST);
+  const parsed = ipWhitelist.safeParse(raw);
+  const meta = (raw as unknown as { metadata: { name: string; namespace?: string; resourceVersion: string; generation?: number } }).metadata;
+  const prev = ((raw as { status?: Record<string, unknown> }).status ?? {}) as { conditions?: IpWhitelist['status'] extends infer S ? S extends { conditions?: infer C } ? C : never : never };
+  let d: Decision;
+  if (!parsed.success) {
+    d = { applied: { type: 'Applied', status: 'False', reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') }, ruleCount: 0, soon: false };
+  } else {
+    d = decide(ctx, parsed.data);
+  }
+  const conditions = setConditions(prev.conditions, [d.applied, { ...d.applied, type: 'Ready' }], meta.generation);
+  await writeStatusIfChanged(api, meta, prev as Record<string, unknown>, { ...prev, conditions, ruleCount: d.ruleCount, observedGeneration: meta.generation });
+  return { requeueAfterMs: d.soon ? 1000 : ctx.config.resyncMs };
+}

@@ -1,0 +1,215 @@
+/**
+ * What both controllers need of the pooler: where its config Secret lives, the rendered config of a
+ * server, the admin console, and whether the agent has loaded the current config.
+ */
+import type * as k8s from '@kubernetes/client-node';
+import { API_VERSION } from '../api/common.js';
+import type { PostgresServer } from '../api/postgresserver.js';
+import { adminQuery } from '../agent/pooler-agent.js';
+import { httpStatus } from '../kube/client.js';
+import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../pg/scram.js';
+import { renderHba, renderPoolerConfig, type PoolerTenant } from '../pooler/render.js';
+import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, type OperatorContext, type Resolved } from './context.js';
+
+export const SERVER_LABEL = 'tenantdb.dev/postgresserver';
+
+export interface PoolerAdmin {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+export function poolerConfigRef(server: PostgresServer, operatorNamespace: string): { namespace: string; name: string } {
+  return server.spec.pooler?.configSecretRef ?? { namespace: operatorNamespace, name: `${server.metadata.name}-pooler` };
+}
+
+export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServer): Promise<Resolved<PoolerAdmin>> {
+  const p = server.spec.pooler;
+  if (!p) return { ok: false, reason: 'NoPooler', message: 'the server has no pooler' };
+  if (!p.adminSecretRef) return { ok: false, reason: 'NoPoolerAdmin', message: 'spec.pooler.adminSecretRef is not set, so the pooler cannot be checked' };
+  const ref = p.adminSecretRef;
+  try {
+    const s = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    const get = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k], 'base64').toString('utf8') : undefined);
+    const user = get('username');
+    const password = get('password');
+    if (!user || !password) return { ok: false, reason: 'PoolerAdminSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} must have keys username and password` };
+    return { ok: true, value: { host: p.host, port: p.port, user, password } };
+  } catch (err) {
+    if (httpStatus(err) === 404) return { ok: false, reason: 'PoolerAdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} does not exist` };
+    throw err;
+  }
+}
+
+interface TenantView {
+  metadata?: { name?: string; namespace?: string; uid?: string; deletionTimestamp?: unknown };
+  spec?: { pooling?: { enabled?: boolean; poolMode?: PoolerTenant['poolMode']; poolSize?: number; maxDbConnections?: number } };
+  status?: { serverName?: string; databaseName?: string; roleName?: string; secretName?: string; conditions?: { type: string; status: string }[] };
+}
+
+export function verifierFor(uid: string, role: string, password: string): string {
+  return scramVerifier(password, deterministicSalt(`${uid}/${role}`, password));
+}
+
+/** CIDRs of all IpWhitelists naming a tenant; undefined when there are none. */
+export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: string): string[] | undefined {
+  const lists = ctx.whitelists
+    .list()
+    .filter((w) => w.metadata?.namespace === namespace && !w.metadata?.deletionTimestamp && (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name === tenant);
+  if (lists.length === 0) return undefined;
+  return lists.flatMap((w) => ((w as { spec?: { entries?: { cidr?: string }[] } }).spec?.entries ?? []).map((e) => e.cidr ?? '')).filter(Boolean);
+}
+
+/** The tenants a server's pooler serves: provisioned (their role is ours), pooling on, not being deleted. */
+export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerTenant[] {
+  const out: PoolerTenant[] = [];
+  for (const raw of ctx.tenants.list() as TenantView[]) {
+    const st = raw.status;
+    const ns = raw.metadata?.namespace;
+    if (!st || !ns || st.serverName !== serverName || raw.metadata?.deletionTimestamp) continue;
+    if (raw.spec?.pooling?.enabled === false) continue;
+    if (!st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True')) continue;
+    if (!st.databaseName || !st.roleName || !st.secretName || !raw.metadata?.uid || !raw.metadata.name) continue;
+    const secret = ctx.secrets.get(st.secretName, ns);
+    const pw = secret?.data?.password ? Buffer.from(secret.data.password, 'base64').toString('utf8') : undefined;
+    if (!pw || !isAcceptablePassword(pw)) continue;
+    out.push({
+      alias: st.databaseName,
+      database: st.databaseName,
+      role: st.roleName,
+      verifier: verifierFor(raw.metadata.uid, st.roleName, pw),
+      poolMode: raw.spec?.pooling?.poolMode ?? 'transaction',
+      poolSize: raw.spec?.pooling?.poolSize ?? 10,
+      maxDbConnections: raw.spec?.pooling?.maxDbConnections ?? 0,
+      allowedCidrs: whitelistCidrs(ctx, ns, raw.metadata.name),
+    });
+  }
+  return out;
+}
+
+export interface PoolerConfigState {
+  hash: string;
+  applied: boolean;
+  error?: string | undefined;
+  ref: { namespace: string; name: string };
+}
+
+/** Renders the server's pooler config and writes its Secret when the bytes differ. */
+export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresServer): Promise<PoolerConfigState> {
+  const ref = poolerConfigRef(server, ctx.config.namespace);
+  const files = renderPoolerConfig({
+    serverHost: server.spec.host,
+    serverPort: server.spec.port,
+    tenants: poolerTenants(ctx, server.metadata.name),
+    alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
+  });
+  const hash = configHash(files);
+  const data = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  let current: k8s.V1Secret | undefined;
+  try {
+    current = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+  } catch (err) {
+    if (httpStatus(err) !== 404) throw err;
+  }
+  const body: k8s.V1Secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: ref.name,
+      namespace: ref.namespace,
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [SERVER_LABEL]: server.metadata.name },
+      ownerReferences: [{ apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true }],
+    },
+    data,
+  };
+  if (!current) {
+    await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
+    return { hash, applied: false, ref };
+  }
+  const owned = (current.metadata?.ownerReferences ?? []).some((r) => r.uid === server.metadata.uid);
+  if (!owned) throw new Error(`Secret ${ref.namespace}/${ref.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
+  const same = Object.keys(data).length === Object.keys(current.data ?? {}).length && Object.entries(data).every(([k, v]) => current?.data?.[k] === v);
+  if (!same) {
+    await ctx.clients.core.replaceNamespacedSecret({
+      name: ref.name,
+      namespace: ref.namespace,
+      body: { ...body, metadata: { ...body.metadata, ...(current.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}), annotations: current.metadata?.annotations ?? {} } },
+    });
+    ctx.log.info({ server: server.metadata.name, hash }, 'Updated pooler config');
+    return { hash, applied: false, ref };
+  }
+  const ann = current.metadata?.annotations ?? {};
+  const err = ann[AGENT_ERROR_ANNOTATION];
+  return { hash, applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined, ref };
+}
+
+/** The pooler config state without writing anything (for tenants and allow-lists). */
+export function poolerConfigApplied(ctx: OperatorContext, server: PostgresServer): { applied: boolean; error?: string | undefined } {
+  const ref = poolerConfigRef(server, ctx.config.namespace);
+  const s = ctx.secrets.get(ref.name, ref.namespace);
+  if (!s?.data) return { applied: false };
+  const files = Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  const hash = configHash(files);
+  const ann = s.metadata?.annotations ?? {};
+  const err = ann[AGENT_ERROR_ANNOTATION];
+  return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
+}
+
+export interface PoolEntry {
+  poolMode: string;
+  poolSize: number;
+  database: string;
+}
+
+/** SHOW DATABASES on the admin console, parsed by column name (columns differ between versions). */
+export async function showDatabases(admin: PoolerAdmin): Promise<Map<string, PoolEntry>> {
+  const rows = await adminQuery(admin, 'SHOW DATABASES');
+  const out = new Map<string, PoolEntry>();
+  for (const r of rows) {
+    out.set(String(r.name), { poolMode: String(r.pool_mode ?? ''), poolSize: Number(r.pool_size ?? 0), database: String(r.database ?? '') });
+  }
+  return out;
+}
+
+export type AccessState =
+  | { kind: 'open' }
+  | { kind: 'unenforced'; message: string }
+  | { kind: 'pending'; message: string }
+  | { kind: 'rejected'; message: string }
+  | { kind: 'enforced'; rules: number; message: string };
+
+/**
+ * Whether a tenant's allow-list is live: the applied pooler config holds exactly this tenant's
+ * rules. Shared by the TenantDatabase's AccessRulesApplied and the IpWhitelist's Applied.
+ */
+export function accessState(ctx: OperatorContext, server: PostgresServer, namespace: string, tenant: string, alias: string, role: string, poolingEnabled: boolean): AccessState {
+  const cidrs = whitelistCidrs(ctx, namespace, tenant);
+  if (cidrs === undefined) return { kind: 'open' };
+  const direct = `direct connections to ${server.spec.host}:${server.spec.port} are not restricted (the server's pg_hba.conf is not managed)`;
+  if (!server.spec.pooler) return { kind: 'unenforced', message: `PostgresServer ${server.metadata.name} has no pooler and ${direct}` };
+  if (!poolingEnabled) return { kind: 'unenforced', message: `pooling is disabled for this tenant and ${direct}` };
+  const ref = poolerConfigRef(server, ctx.config.namespace);
+  const s = ctx.secrets.get(ref.name, ref.namespace);
+  const hba = s?.data?.['hba.conf'] ? Buffer.from(s.data['hba.conf'], 'base64').toString('utf8') : '';
+  const expected = renderHbaFor(server, alias, role, cidrs);
+  if (!hba.includes(expected)) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
+  const st = poolerConfigApplied(ctx, server);
+  if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
+  if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
+  const rules = expected.split('\n').filter((l) => l.includes('scram-sha-256')).length;
+  return { kind: 'enforced', rules, message: `${rules} allow rule(s) enforced by PgBouncer for pooled connections; ${direct}` };
+}
+
+function renderHbaFor(server: PostgresServer, alias: string, role: string, cidrs: string[]): string {
+  const all = renderHba({
+    serverHost: server.spec.host,
+    serverPort: server.spec.port,
+    alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
+    tenants: [{ alias, database: alias, role, verifier: '', poolMode: 'session', poolSize: 1, maxDbConnections: 0, allowedCidrs: cidrs }],
+  });
+  // Without the closing catch-all rejects, which belong to the whole file.
+  return all.split('\n').slice(0, -3).join('\n');
+}

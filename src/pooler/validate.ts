@@ -1,0 +1,91 @@
+/**
+ * Checks every line of the pooler files before they are loaded: PgBouncer's RELOAD is not atomic
+ * (a syntax error keeps what was parsed before it and still reports success) and it skips a bad
+ * HBA line silently. Only lines of the shapes the operator renders pass.
+ */
+import { isCidr } from '../api/common.js';
+import type { PoolerFiles } from './render.js';
+
+const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+const HOST = /^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
+const DB_KEYS: Record<string, (v: string) => boolean> = {
+  host: (v) => HOST.test(v),
+  port: (v) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535,
+  dbname: (v) => IDENT.test(v),
+  pool_mode: (v) => ['session', 'transaction', 'statement'].includes(v),
+  pool_size: (v) => /^\d{1,5}$/.test(v),
+  max_db_connections: (v) => /^\d{1,6}$/.test(v),
+};
+const VERIFIER = /^SCRAM-SHA-256\$\d{1,7}:[A-Za-z0-9+/=]{4,64}\$[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}$/;
+
+export interface ValidationError {
+  file: keyof PoolerFiles;
+  line: number;
+  message: string;
+}
+
+function lines(text: string): string[] {
+  if (text !== '' && !text.endsWith('\n')) return [...text.split('\n'), '\u0000missing-final-newline'];
+  return text.split('\n').slice(0, -1);
+}
+
+export function validateDatabases(text: string): ValidationError[] {
+  const errs: ValidationError[] = [];
+  const seen = new Set<string>();
+  lines(text).forEach((l, i) => {
+    const at = (message: string) => errs.push({ file: 'databases.ini', line: i + 1, message });
+    if (i === 0) return l === '[databases]' ? undefined : at('the file must start with [databases]');
+    const m = /^([a-z_][a-z0-9_]{0,62}) = (.+)$/.exec(l);
+    if (!m) return at('not an "alias = key=value ..." entry');
+    const [, alias = '', rest = ''] = m;
+    if (seen.has(alias)) at(`duplicate alias ${alias}`);
+    seen.add(alias);
+    const keys = new Set<string>();
+    for (const pair of rest.split(' ')) {
+      const kv = /^([a-z_]+)=(\S+)$/.exec(pair);
+      const check = kv ? DB_KEYS[kv[1] ?? ''] : undefined;
+      if (!kv || !check) return at(`unknown or malformed setting "${pair}"`);
+      if (!check(kv[2] ?? '')) return at(`bad value in "${pair}"`);
+      keys.add(kv[1] ?? '');
+    }
+    for (const k of ['host', 'port', 'dbname']) if (!keys.has(k)) at(`missing ${k}`);
+  });
+  if (lines(text).length === 0) errs.push({ file: 'databases.ini', line: 1, message: 'empty file' });
+  return errs;
+}
+
+export function validateUserlist(text: string): ValidationError[] {
+  const errs: ValidationError[] = [];
+  lines(text).forEach((l, i) => {
+    const m = /^"([a-z_][a-z0-9_]{0,62})" "(.+)"$/.exec(l);
+    if (!m) return errs.push({ file: 'userlist.txt', line: i + 1, message: 'not a "user" "verifier" line' });
+    if (!VERIFIER.test(m[2] ?? '')) errs.push({ file: 'userlist.txt', line: i + 1, message: `user ${m[1]}: not a SCRAM-SHA-256 verifier` });
+    return undefined;
+  });
+  return errs;
+}
+
+export function validateHba(text: string): ValidationError[] {
+  const errs: ValidationError[] = [];
+  lines(text).forEach((l, i) => {
+    const at = (message: string) => errs.push({ file: 'hba.conf', line: i + 1, message });
+    const f = l.split(' ');
+    if (f.length !== 5 || f[0] !== 'host') return at('not a "host db user cidr method" rule');
+    const [, db = '', user = '', cidr = '', method = ''] = f;
+    if (db !== 'all' && !IDENT.test(db)) at(`bad database ${db}`);
+    if (user !== 'all' && !IDENT.test(user)) at(`bad user ${user}`);
+    if (!isCidr(cidr)) at(`bad CIDR ${cidr}`);
+    if (method !== 'scram-sha-256' && method !== 'reject') at(`method ${method} is not allowed`);
+    return undefined;
+  });
+  return errs;
+}
+
+export function validatePoolerFiles(files: Partial<Record<keyof PoolerFiles, string>>): ValidationError[] {
+  const out: ValidationError[] = [];
+  for (const f of ['databases.ini', 'userlist.txt', 'hba.conf'] as const) {
+    if (files[f] === undefined) out.push({ file: f, line: 0, message: 'missing' });
+  }
+  if (out.length) return out;
+  return [...validateDatabases(files['databases.ini'] ?? ''), ...validateUserlist(files['userlist.txt'] ?? ''), ...validateHba(files['hba.conf'] ?? '')];
+}

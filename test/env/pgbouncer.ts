@@ -1,0 +1,115 @@
+/**
+ * A real PgBouncer with the real pooler agent beside it, both running as the postgres user
+ * (PgBouncer refuses to run as root). The agent authenticates as its own ServiceAccount.
+ */
+import { execFileSync } from 'node:child_process';
+import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { ROOT } from './cluster.js';
+import { freePort, waitFor } from './ports.js';
+import { startProcess, type Proc } from './process.js';
+
+export interface Pooler {
+  host: string;
+  port: number;
+  dir: string;
+  admin: { user: string; password: string };
+  agent: Proc;
+  pgbouncer: Proc;
+  stop(): Promise<void>;
+}
+
+function postgresIds(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  return {
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
+  };
+}
+
+export function pgbouncerBinary(): string {
+  for (const p of [process.env.TENANTDB_PGBOUNCER, '/usr/sbin/pgbouncer', '/usr/bin/pgbouncer']) if (p && existsSync(p)) return p;
+  throw new Error('pgbouncer not found; install it (Debian: apt-get install pgbouncer) or set TENANTDB_PGBOUNCER');
+}
+
+export interface PoolerOptions {
+  /** kubeconfig of the agent's ServiceAccount. */
+  agentKubeconfig: string;
+  /** The pooler config Secret, namespace/name. */
+  secret: string;
+  logDir: string;
+  name: string;
+}
+
+export async function startPooler(o: PoolerOptions): Promise<Pooler> {
+  const ids = postgresIds();
+  const dir = mkdtempSync(join(tmpdir(), 'tenantdb-pgb-'));
+  const conf = join(dir, 'conf');
+  const port = await freePort();
+  const admin = { user: 'tenantdb_pooler', password: randomBytes(18).toString('base64url') };
+  const ini = [
+    '[pgbouncer]',
+    'listen_addr = 127.0.0.1',
+    `listen_port = ${port}`,
+    `unix_socket_dir = ${dir}`,
+    `pidfile = ${join(dir, 'pgbouncer.pid')}`,
+    'auth_type = hba',
+    `auth_file = ${join(conf, 'userlist.txt')}`,
+    `auth_hba_file = ${join(conf, 'hba.conf')}`,
+    `admin_users = ${admin.user}`,
+    'max_client_conn = 2000',
+    'default_pool_size = 10',
+    'ignore_startup_parameters = extra_float_digits',
+    'server_reset_query = DISCARD ALL',
+    `%include ${join(conf, 'databases.ini')}`,
+    '',
+  ].join('\n');
+  writeFileSync(join(dir, 'pgbouncer.ini'), ini);
+  const kubeconfig = join(dir, 'agent.kubeconfig');
+  copyFileSync(o.agentKubeconfig, kubeconfig);
+  if (ids) {
+    for (const p of [dir, join(dir, 'pgbouncer.ini'), kubeconfig]) chownSync(p, ids.uid, ids.gid);
+  }
+  const spawnOpts = ids ? { uid: ids.uid, gid: ids.gid } : {};
+  const agent = startProcess(
+    'agent',
+    process.execPath,
+    ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'agent', `--secret=${o.secret}`, `--dir=${conf}`, `--kubeconfig=${kubeconfig}`, '--pgbouncer-host=127.0.0.1', `--pgbouncer-port=${port}`, `--admin-user=${admin.user}`],
+    join(o.logDir, `agent-${o.name}.log`),
+    { ...spawnOpts, cwd: ROOT, env: { ...process.env, HOME: dir, TENANTDB_POOLER_ADMIN_PASSWORD: admin.password } },
+  );
+  let bouncer: Proc | undefined;
+  try {
+    await waitFor('the agent to write the bootstrap config', async () => existsSync(join(conf, 'databases.ini')), 30_000);
+    bouncer = startProcess('pgbouncer', pgbouncerBinary(), [join(dir, 'pgbouncer.ini')], join(o.logDir, `pgbouncer-${o.name}.log`), spawnOpts);
+    await waitFor('pgbouncer admin console', async () => {
+      const c = new pg.Client({ host: '127.0.0.1', port, user: admin.user, password: admin.password, database: 'pgbouncer' });
+      c.on('error', () => undefined);
+      await c.connect();
+      await c.query('SHOW VERSION');
+      await c.end();
+      return true;
+    }, 30_000);
+  } catch (err) {
+    await bouncer?.stop();
+    await agent.stop();
+    throw err;
+  }
+  const started = bouncer;
+  return {
+    host: '127.0.0.1',
+    port,
+    dir,
+    admin,
+    agent,
+    pgbouncer: started,
+    stop: async () => {
+      await agent.stop();
+      await started.stop('SIGINT');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

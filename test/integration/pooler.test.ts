@@ -1,0 +1,209 @@
+/** Pool entries and allow-lists, enforced by a real PgBouncer loaded by the real agent. */
+import { join } from 'node:path';
+import pg from 'pg';
+import { OPERATOR_NAMESPACE, agentKubeconfig } from '../env/cluster.js';
+import { startPooler, type Pooler } from '../env/pgbouncer.js';
+import type { Proc } from '../env/process.js';
+import { waitFor } from '../env/ports.js';
+import { apply } from '../env/cluster.js';
+import {
+  applyServer,
+  applyTenant,
+  cluster,
+  condition,
+  deleteTenant,
+  getServer,
+  getTenant,
+  namespace,
+  operator,
+  queryFrom,
+  queryWith,
+  readSecretData,
+  superQuery,
+  tenantReady,
+  waitForCondition,
+  waitTenantGone,
+  type Obj,
+} from './harness.js';
+
+const c = cluster();
+let op: Proc;
+let pooler: Pooler;
+const SERVER = 'pooled';
+const NS = 'pool';
+
+const secret = (name: string, data: Record<string, string>) =>
+  apply(c.kc, [{ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: OPERATOR_NAMESPACE }, stringData: data } as never]);
+
+const getWhitelist = async (name: string): Promise<Obj | undefined> => {
+  try {
+    return (await c.custom.getNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name })) as Obj;
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  }
+};
+const applyWhitelist = (name: string, tenant: string, cidrs: string[]) =>
+  apply(c.kc, [
+    { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name, namespace: NS }, spec: { tenantDatabaseRef: { name: tenant }, entries: cidrs.map((cidr) => ({ cidr, description: 'test' })) } } as never,
+  ]);
+const deleteWhitelist = (name: string) => c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name });
+const pooledUrl = async (tenant: string) => (await readSecretData(c, NS, `${tenant}-db`))?.DATABASE_URL ?? '';
+const refusedFrom = async (addr: string, url: string) => queryFrom(addr, url).then(() => false, () => true);
+
+beforeAll(async () => {
+  op = operator(c, 'pooler', '3s');
+  await namespace(c, NS);
+  const kubeconfig = await agentKubeconfig({ server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig }, join(c.env.dir, 'agent.kubeconfig'), `${SERVER}-pooler`);
+  pooler = await startPooler({ agentKubeconfig: kubeconfig, secret: `${OPERATOR_NAMESPACE}/${SERVER}-pooler`, logDir: c.env.dir, name: SERVER });
+  await secret('pooled-admin', { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
+  await secret('pooled-pgbouncer', { username: pooler.admin.user, password: pooler.admin.password });
+  await applyServer(c, SERVER, {
+    host: c.env.pg.host,
+    port: c.env.pg.port,
+    sslMode: 'disable',
+    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pooled-admin' },
+    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pooled-pgbouncer' } },
+    alwaysAllowedCidrs: ['127.0.0.9/32'],
+  });
+  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+}, 120_000);
+
+afterAll(async () => {
+  await op?.stop();
+  await pooler?.stop();
+});
+
+test('a new tenant logs in through PgBouncer with SCRAM as soon as it is Ready', async () => {
+  await applyTenant(c, NS, 'alpha', { serverRef: { name: SERVER }, pooling: { poolSize: 4 } });
+  const td = await tenantReady(c, NS, 'alpha');
+  expect(condition(td, 'PoolerReady')).toMatchObject({ status: 'True', reason: 'Confirmed' });
+  const s = (await readSecretData(c, NS, 'alpha-db')) ?? {};
+  expect(s['pooler-port']).toBe(String(pooler.port));
+  expect(new URL(s.DATABASE_URL ?? '').port).toBe(String(pooler.port));
+  expect(new URL(s.DIRECT_URL ?? '').port).toBe(String(c.env.pg.port));
+  const rows = await queryWith(s.DATABASE_URL ?? '', 'SELECT current_user AS u, inet_server_port() AS p');
+  expect(rows[0]).toEqual({ u: 'pool_alpha', p: c.env.pg.port });
+});
+
+test('the pooled login keeps working after the role is dropped and repaired', async () => {
+  await superQuery(c, `ALTER DATABASE pool_alpha OWNER TO ${c.env.pg.admin.user}`);
+  await superQuery(c, 'DROP ROLE pool_alpha');
+  const url = await pooledUrl('alpha');
+  await waitFor('a pooled login after repair', async () => (await queryWith(url).then(() => true, () => false)) || undefined, 30_000, 500);
+});
+
+test('an allow-list restricts one tenant, through the pooler, and deleting it reopens', async () => {
+  await applyTenant(c, NS, 'beta', { serverRef: { name: SERVER } });
+  await tenantReady(c, NS, 'beta');
+  const alpha = await pooledUrl('alpha');
+  const beta = await pooledUrl('beta');
+  expect(await refusedFrom('127.0.0.3', alpha)).toBe(false);
+
+  await applyWhitelist('office', 'alpha', ['127.0.0.2/32']);
+  const wl = await waitForCondition(() => getWhitelist('office'), 'Applied', 'True');
+  expect(wl.status?.ruleCount).toBe(1);
+  expect(condition(wl, 'Applied')?.message).toMatch(/direct connections .* are not restricted/);
+  const td = await waitForCondition(() => getTenant(c, NS, 'alpha'), 'AccessRulesApplied', 'True', 'PoolerEnforced');
+  expect(condition(td, 'AccessRulesApplied')?.message).toMatch(/enforced by PgBouncer/);
+
+  expect(await refusedFrom('127.0.0.3', alpha)).toBe(true);
+  expect(await refusedFrom('127.0.0.2', alpha)).toBe(false);
+  expect(await refusedFrom('127.0.0.9', alpha)).toBe(false); // always allowed
+  // Tenant B is untouched by A's list.
+  expect(await refusedFrom('127.0.0.3', beta)).toBe(false);
+
+  // Several lists add up.
+  await applyWhitelist('vpn', 'alpha', ['127.0.0.4/31']);
+  await waitForCondition(() => getWhitelist('vpn'), 'Applied', 'True');
+  await waitFor('the second list to be enforced', async () => !(await refusedFrom('127.0.0.5', alpha)) || undefined, 30_000, 300);
+  expect(await refusedFrom('127.0.0.3', alpha)).toBe(true);
+
+  await deleteWhitelist('office');
+  await deleteWhitelist('vpn');
+  await waitForCondition(() => getTenant(c, NS, 'alpha'), 'AccessRulesApplied', 'True', 'NoWhitelist');
+  await waitFor('the tenant to reopen', async () => !(await refusedFrom('127.0.0.3', alpha)) || undefined, 30_000, 300);
+});
+
+test('an open pooled session of one tenant survives other tenants being created, changed and deleted', async () => {
+  const client = new pg.Client({ connectionString: await pooledUrl('beta') });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    await client.query('SELECT 1');
+    await applyTenant(c, NS, 'gamma', { serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
+    await tenantReady(c, NS, 'gamma');
+    await client.query('SELECT 1');
+    await applyTenant(c, NS, 'gamma', { serverRef: { name: SERVER }, deletionPolicy: 'Delete', pooling: { poolSize: 3 } });
+    await waitFor('the new pool size', async () => {
+      const td = await getTenant(c, NS, 'gamma');
+      return condition(td, 'PoolerReady')?.message.includes('pool_size 3') || undefined;
+    }, 30_000);
+    await client.query('SELECT 1');
+    await deleteTenant(c, NS, 'gamma');
+    await waitTenantGone(c, NS, 'gamma');
+    expect((await client.query('SELECT current_user AS u')).rows[0]).toEqual({ u: 'pool_beta' });
+  } finally {
+    await client.end();
+  }
+});
+
+test('hundreds of clients are served by no more server connections than the pool size', async () => {
+  await applyTenant(c, NS, 'busy', { serverRef: { name: SERVER }, pooling: { poolSize: 5, poolMode: 'transaction' } });
+  await tenantReady(c, NS, 'busy');
+  const url = await pooledUrl('busy');
+  let peak = 0;
+  let sampling = true;
+  const sampler = (async () => {
+    while (sampling) {
+      const [r] = await superQuery<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'pool_busy'");
+      peak = Math.max(peak, r?.n ?? 0);
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  })();
+  const clients = 300;
+  const results = await Promise.allSettled(Array.from({ length: clients }, () => queryWith(url, 'SELECT pg_sleep(0.05) AS s')));
+  sampling = false;
+  await sampler;
+  expect(results.filter((r) => r.status === 'fulfilled').length).toBe(clients);
+  expect(peak).toBeGreaterThan(0);
+  expect(peak).toBeLessThanOrEqual(5);
+}, 120_000);
+
+test('a config the agent refuses is not loaded, and the last good one keeps working', async () => {
+  const url = await pooledUrl('beta');
+  await op.stop(); // so that nothing puts the good config back while we look
+  try {
+    const name = `${SERVER}-pooler`;
+    const good = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
+    const bad = Buffer.from('host all all 999.1.2.3/8 trust\n').toString('base64');
+    await c.core.replaceNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE, body: { ...good, data: { ...good.data, 'hba.conf': bad } } });
+    const refused = await waitFor('the agent to refuse', async () => {
+      const s = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
+      return s.metadata?.annotations?.['tenantdb.dev/agent-error'];
+    }, 30_000);
+    expect(refused).toMatch(/hba\.conf:1/);
+    expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
+  } finally {
+    op = operator(c, 'pooler-2', '3s');
+  }
+  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+  expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
+});
+
+test('deleting a tenant removes its pool entry, userlist line and rules', async () => {
+  await applyTenant(c, NS, 'gone', { serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
+  await tenantReady(c, NS, 'gone');
+  await applyWhitelist('gone-list', 'gone', ['127.0.0.2/32']);
+  await waitForCondition(() => getWhitelist('gone-list'), 'Applied', 'True');
+  const files = async () => {
+    const s = await c.core.readNamespacedSecret({ name: `${SERVER}-pooler`, namespace: OPERATOR_NAMESPACE });
+    return Object.values(s.data ?? {}).map((v) => Buffer.from(v, 'base64').toString('utf8')).join('\n');
+  };
+  expect(await files()).toContain('pool_gone');
+  await deleteTenant(c, NS, 'gone');
+  await waitTenantGone(c, NS, 'gone');
+  await waitFor('the config to drop the tenant', async () => !(await files()).includes('pool_gone') || undefined, 30_000);
+  const { showDatabases } = await import('../../src/controllers/pooler.js');
+  await waitFor('PgBouncer to drop the pool', async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_gone') || undefined, 30_000);
+});
