@@ -17,9 +17,10 @@ command -v go >/dev/null || missing+=("go (1.24 or newer)")
 if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && [ -z "${TENANTDB_PG_BIN:-}" ]; then
   missing+=("PostgreSQL server binaries (Debian: postgresql)")
 fi
+[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || [ -n "${TENANTDB_PGBOUNCER:-}" ] || missing+=("PgBouncer (Debian: pgbouncer)")
 if [ ${#missing[@]} -gt 0 ]; then
   echo "tenantdb: missing on this machine: ${missing[*]}" >&2
-  echo "  On Debian/Ubuntu: sudo apt-get install -y openssl postgresql golang-go (or Go from its own installer)" >&2
+  echo "  On Debian/Ubuntu: sudo apt-get install -y openssl postgresql pgbouncer golang-go (or Go from its own installer)" >&2
   exit 1
 fi
 

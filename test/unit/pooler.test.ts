@@ -1,0 +1,98 @@
+import { renderPoolerConfig, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
+import { validateDatabases, validateHba, validatePoolerFiles, validateUserlist } from '../../src/pooler/validate.js';
+import { scramVerifier } from '../../src/pg/scram.js';
+import { withAdmin } from '../../src/agent/pooler-agent.js';
+
+const v = scramVerifier('pw', Buffer.alloc(16, 1));
+const t = (alias: string, extra: Partial<PoolerTenant> = {}): PoolerTenant => ({
+  alias,
+  database: alias,
+  role: alias,
+  verifier: v,
+  poolMode: 'transaction',
+  poolSize: 10,
+  maxDbConnections: 0,
+  ...extra,
+});
+const input = (tenants: PoolerTenant[], always: string[] = []): PoolerInput => ({ serverHost: 'db.internal', serverPort: 5432, tenants, alwaysAllowedCidrs: always });
+
+describe('renderPoolerConfig', () => {
+  test('one entry per tenant, with its pool settings, sorted', () => {
+    const f = renderPoolerConfig(input([t('b_db', { poolMode: 'session', poolSize: 3, maxDbConnections: 7 }), t('a_db')]));
+    expect(f['databases.ini']).toBe(
+      '[databases]\n' +
+        'a_db = host=db.internal port=5432 dbname=a_db pool_mode=transaction pool_size=10 max_db_connections=0\n' +
+        'b_db = host=db.internal port=5432 dbname=b_db pool_mode=session pool_size=3 max_db_connections=7\n',
+    );
+    expect(f['userlist.txt']).toBe(`"a_db" "${v}"\n"b_db" "${v}"\n`);
+  });
+
+  test('is deterministic: the same tenants in any order give the same bytes', () => {
+    const a = renderPoolerConfig(input([t('x', { allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'] }), t('y')], ['192.168.0.0/16']));
+    const b = renderPoolerConfig(input([t('y'), t('x', { allowedCidrs: ['2001:db8::/32', '10.0.0.0/8'] })], ['192.168.0.0/16']));
+    expect(a).toEqual(b);
+  });
+
+  test('a tenant without lists accepts SCRAM from anywhere; with lists only its CIDRs plus the always-allowed, then rejects', () => {
+    const f = renderPoolerConfig(input([t('open'), t('shut', { allowedCidrs: ['203.0.113.0/24'] })], ['10.244.0.0/16']));
+    expect(f['hba.conf'].split('\n')).toEqual([
+      'host open open 0.0.0.0/0 scram-sha-256',
+      'host open open ::/0 scram-sha-256',
+      'host shut shut 10.244.0.0/16 scram-sha-256',
+      'host shut shut 203.0.113.0/24 scram-sha-256',
+      'host shut all 0.0.0.0/0 reject',
+      'host shut all ::/0 reject',
+      'host all all 0.0.0.0/0 reject',
+      'host all all ::/0 reject',
+      '',
+    ]);
+  });
+
+  test('an empty list of CIDRs shuts the tenant to all but the always-allowed', () => {
+    const f = renderPoolerConfig(input([t('shut', { allowedCidrs: [] })]));
+    expect(f['hba.conf']).toContain('host shut all 0.0.0.0/0 reject');
+    expect(f['hba.conf']).not.toContain('scram-sha-256');
+  });
+
+  test('what it renders passes the agent checks, with and without the admin lines', () => {
+    const f = renderPoolerConfig(input([t('a', { allowedCidrs: ['::1/128'] }), t('b')], ['10.0.0.0/8']));
+    expect(validatePoolerFiles(f)).toEqual([]);
+    expect(validatePoolerFiles(withAdmin(f, 'tenantdb_pooler', v))).toEqual([]);
+    expect(validatePoolerFiles(renderPoolerConfig(input([])))).toEqual([]);
+  });
+});
+
+describe('validation refuses what PgBouncer would half-load', () => {
+  test.each([
+    ['[databases]\na = host=h port=5432 dbname=a reserve_pool_size=3\n', /unknown or malformed setting/],
+    ['[databases]\na = host=h port=5432 dbname=a\na = host=h port=5432 dbname=a\n', /duplicate alias/],
+    ['[databases]\n"a" = host=h port=5432 dbname=a\n', /not an "alias/],
+    ['[databases]\na = host=h port=99999 dbname=a\n', /bad value/],
+    ['[databases]\na = host=h dbname=a\n', /missing port/],
+    ['a = host=h port=1 dbname=a\n', /must start with \[databases\]/],
+    ['[databases]\na = host=h;rm port=1 dbname=a\n', /bad value/],
+  ])('databases.ini %j', (text, msg) => {
+    expect(validateDatabases(text).map((e) => e.message).join(' ')).toMatch(msg);
+  });
+
+  test.each([
+    ['host all all 999.1.2.3/8 scram-sha-256\n', /bad CIDR/],
+    ['host all all 10.0.0.0/8 trust\n', /not allowed/],
+    ['local all all scram-sha-256\n', /not a "host/],
+    ['host DB all 10.0.0.0/8 reject\n', /bad database/],
+    ['host all all 10.0.0.0/8 reject', /not a "host/],
+  ])('hba.conf %j', (text, msg) => {
+    expect(validateHba(text).map((e) => e.message).join(' ')).toMatch(msg);
+  });
+
+  test.each([
+    ['"a" "md5abc"\n', /not a SCRAM-SHA-256 verifier/],
+    ['a pw\n', /not a "user" "verifier"/],
+  ])('userlist.txt %j', (text, msg) => {
+    expect(validateUserlist(text).map((e) => e.message).join(' ')).toMatch(msg);
+  });
+
+  test('a missing file is refused', () => {
+    expect(validatePoolerFiles({ 'databases.ini': '[databases]\n', 'userlist.txt': '' })).toEqual([{ file: 'hba.conf', line: 0, message: 'missing' }]);
+  });
+});
