@@ -6,13 +6,19 @@ import * as k8s from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ROOT } from '../test/env/cluster.js';
+import { OPERATOR_NAMESPACE, ROOT, agentKubeconfig, apply } from '../test/env/cluster.js';
+import { startPooler } from '../test/env/pgbouncer.js';
 import { startOperatorProcess } from '../test/env/operator.js';
 import { waitFor } from '../test/env/ports.js';
 import { createServerObjects, startSandbox } from '../test/env/sandbox.js';
 
 const dev = resolve(ROOT, '.dev');
 const say = (s = '') => process.stdout.write(`${s}\n`);
+/** Everything started so far, stopped in reverse order on exit or failure. */
+const cleanups: (() => Promise<void>)[] = [];
+async function cleanup(): Promise<void> {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+}
 
 async function main(): Promise<void> {
   rmSync(join(dev, 'ready'), { force: true });
@@ -20,6 +26,7 @@ async function main(): Promise<void> {
   mkdirSync(dev, { recursive: true });
   say('tenantdb sandbox: starting etcd, kube-apiserver, kube-controller-manager and PostgreSQL ...');
   const sb = await startSandbox(dev);
+  cleanups.push(() => sb.stop());
   const kubeconfig = join(dev, 'kubeconfig');
   copyFileSync(sb.cp.adminKubeconfig, kubeconfig);
   const bin = join(dev, 'bin');
@@ -30,10 +37,24 @@ async function main(): Promise<void> {
 
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(kubeconfig);
-  await createServerObjects(kc, sb.pg, 'default', { default: true });
+  const pooler = await startPooler({
+    agentKubeconfig: await agentKubeconfig(sb.cp, join(dev, 'agent.kubeconfig'), 'default-pooler'),
+    secret: `${OPERATOR_NAMESPACE}/default-pooler`,
+    logDir: dev,
+    name: 'default',
+  });
+  cleanups.push(() => pooler.stop());
+  await apply(kc, [
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pgbouncer-admin', namespace: OPERATOR_NAMESPACE }, stringData: { username: pooler.admin.user, password: pooler.admin.password } } as k8s.KubernetesObject,
+  ]);
+  await createServerObjects(kc, sb.pg, 'default', {
+    default: true,
+    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pgbouncer-admin' } },
+  });
   // Like a Deployment, the sandbox restarts the operator when it dies (kill it to try a crash).
   const launch = () => startOperatorProcess({ kubeconfig: sb.operatorKubeconfig, logFile: join(dev, 'operator.log'), resync: '30s' });
   let op = launch();
+  cleanups.push(() => op.stop());
 
   let stopping = false;
   const stop = async (code: number) => {
@@ -41,8 +62,7 @@ async function main(): Promise<void> {
     stopping = true;
     say('\nStopping the operator, the control plane and PostgreSQL ...');
     rmSync(join(dev, 'ready'), { force: true });
-    await op.stop();
-    await sb.stop();
+    await cleanup();
     process.exit(code);
   };
   process.on('SIGINT', () => void stop(0));
@@ -95,12 +115,14 @@ async function main(): Promise<void> {
   say('  metadata: {name: reports, namespace: team-a}');
   say('  spec: {deletionPolicy: Delete}');
   say('  EOF');
+  say(`PgBouncer: 127.0.0.1:${pooler.port} (DATABASE_URL goes through it; DIRECT_URL does not). Agent log: .dev/agent-default.log`);
   say(`Operator logs: ${join(dev, 'operator.log')}; it runs as ServiceAccount tenantdb-system/tenantdb-operator`);
   say('(kubeconfig .dev/operator.kubeconfig) and is restarted when it dies. Stop everything with Ctrl-C.');
   if (!existsSync(join(dev, 'ready'))) throw new Error('sandbox did not become ready');
 }
 
-main().catch((err: unknown) => {
+main().catch(async (err: unknown) => {
   process.stderr.write(`tenantdb sandbox failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  await cleanup();
   process.exit(1);
 });
