@@ -26,11 +26,11 @@ export interface PoolerInput {
   alwaysAllowedCidrs: readonly string[];
 }
 
-export interface PoolerFiles {
+export type PoolerFiles = {
   'databases.ini': string;
   'userlist.txt': string;
   'hba.conf': string;
-}
+};
 
 export const POOLER_FILES = ['databases.ini', 'userlist.txt', 'hba.conf'] as const;
 
@@ -80,4 +80,28 @@ export function renderHba(input: PoolerInput): string {
 
 export function renderPoolerConfig(input: PoolerInput): PoolerFiles {
   return { 'databases.ini': renderDatabases(input), 'userlist.txt': renderUserlist(input), 'hba.conf': renderHba(input) };
+}
+
+export interface ServerHbaTenant {
+  databases: readonly string[];
+  role: string;
+  allowedCidrs: readonly string[];
+}
+
+/**
+ * The tenant block of a self-hosted server's pg_hba.conf (the agent puts the server's own base rules
+ * after it). Only whitelisted tenants get lines: their role from their CIDRs, anyone from the
+ * always-allowed CIDRs (the pooler, the operator), everything else to their databases rejected.
+ * Tenants without a list fall through to the base rules.
+ */
+export function renderServerHba(tenants: readonly ServerHbaTenant[], alwaysAllowedCidrs: readonly string[]): string {
+  const sortCidrs = (xs: Iterable<string>) => [...new Set(xs)].sort((a, b) => Number(isV6(a)) - Number(isV6(b)) || (a < b ? -1 : a > b ? 1 : 0));
+  const lines: string[] = [];
+  for (const t of [...tenants].sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0))) {
+    const dbs = [...t.databases].sort().join(',');
+    for (const c of sortCidrs(alwaysAllowedCidrs)) lines.push(`host ${dbs} all ${c} scram-sha-256`);
+    for (const c of sortCidrs(t.allowedCidrs)) lines.push(`host ${dbs} ${t.role} ${c} scram-sha-256`);
+    lines.push(`host ${dbs} all 0.0.0.0/0 reject`, `host ${dbs} all ::/0 reject`);
+  }
+  return lines.length ? `${lines.join('\n')}\n` : '';
 }

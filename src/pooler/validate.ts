@@ -81,6 +81,23 @@ export function validateHba(text: string): ValidationError[] {
   return errs;
 }
 
+/** The tenant block of a server's pg_hba.conf: host lines with database lists, scram or reject. */
+export function validateServerHba(text: string): string[] {
+  const errs: string[] = [];
+  lines(text).forEach((l, i) => {
+    const f = l.split(' ');
+    const at = (m: string) => errs.push(`pg_hba.conf:${i + 1}: ${m}`);
+    if (f.length !== 5 || f[0] !== 'host') return at('not a "host dbs user cidr method" rule');
+    const [, dbs = '', user = '', cidr = '', method = ''] = f;
+    if (!dbs.split(',').every((d) => IDENT.test(d))) at(`bad database list ${dbs}`);
+    if (user !== 'all' && !IDENT.test(user)) at(`bad user ${user}`);
+    if (!isCidr(cidr)) at(`bad CIDR ${cidr}`);
+    if (method !== 'scram-sha-256' && method !== 'reject') at(`method ${method} is not allowed`);
+    return undefined;
+  });
+  return errs;
+}
+
 export function validatePoolerFiles(files: Partial<Record<keyof PoolerFiles, string>>): ValidationError[] {
   const out: ValidationError[] = [];
   for (const f of ['databases.ini', 'userlist.txt', 'hba.conf'] as const) {

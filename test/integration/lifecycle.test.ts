@@ -114,8 +114,8 @@ describe('drift is repaired on the periodic re-check', () => {
 
   test('a role dropped by hand comes back and the Secret\'s password works again', async () => {
     // As on a managed server, where the admin is the most a human has: hand the database to it, drop the role.
-    await superQuery(c, `ALTER DATABASE life_a_drift OWNER TO ${c.env.pg.admin.user}`);
-    await superQuery(c, 'DROP ROLE life_a_drift');
+    // One transaction, so that a re-check running in between cannot hand the database back.
+    await superQuery(c, `BEGIN; ALTER DATABASE life_a_drift OWNER TO ${c.env.pg.admin.user}; DROP ROLE life_a_drift; COMMIT`);
     await works(secret);
     const [db] = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'life_a_drift'");
     expect(db?.owner).toBe('life_a_drift');

@@ -87,8 +87,7 @@ test('a new tenant logs in through PgBouncer with SCRAM as soon as it is Ready',
 });
 
 test('the pooled login keeps working after the role is dropped and repaired', async () => {
-  await superQuery(c, `ALTER DATABASE pool_alpha OWNER TO ${c.env.pg.admin.user}`);
-  await superQuery(c, 'DROP ROLE pool_alpha');
+  await superQuery(c, `BEGIN; ALTER DATABASE pool_alpha OWNER TO ${c.env.pg.admin.user}; DROP ROLE pool_alpha; COMMIT`);
   const url = await pooledUrl('alpha');
   await waitFor('a pooled login after repair', async () => (await queryWith(url).then(() => true, () => false)) || undefined, 30_000, 500);
 });
