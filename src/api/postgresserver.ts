@@ -43,6 +43,9 @@ export const postgresServerSpec = z
           .enum(['None', 'Agent'])
           .default('None')
           .describe('None: the server\'s pg_hba.conf is not managed. Agent: a tenantdb agent beside a self-hosted server manages it.'),
+        configSecretRef: secretRef
+          .optional()
+          .describe('The Secret the operator writes the tenant rules into, for the agent beside PostgreSQL. Defaults to <server>-hba in the operator\'s namespace.'),
       })
       .optional()
       .describe('Management of the server\'s own pg_hba.conf.'),

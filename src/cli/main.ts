@@ -2,6 +2,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { startPoolerAgent } from '../agent/pooler-agent.js';
+import { startPostgresAgent } from '../agent/postgres-agent.js';
 import { renderCrdFiles } from '../api/crd-files.js';
 import { loadKubeConfig } from '../kube/client.js';
 import { startOperator } from '../operator.js';
@@ -71,35 +72,61 @@ program
 
 program
   .command('agent')
-  .description('Run the pooler agent beside PgBouncer: load the config Secret the operator renders, check it, RELOAD.')
-  .requiredOption('--secret <namespace/name>', 'the pooler config Secret (PostgresServer spec.pooler.configSecretRef)')
-  .requiredOption('--dir <path>', 'folder for databases.ini, userlist.txt and hba.conf, as pgbouncer.ini names them')
+  .description('Run an agent: beside PgBouncer (load the pooler config, RELOAD) or beside a self-hosted PostgreSQL (pg_hba.conf, pg_reload_conf()).')
+  .requiredOption('--secret <namespace/name>', 'the config Secret the operator renders for this agent')
+  .option('--mode <mode>', 'pgbouncer or postgres', 'pgbouncer')
   .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
-  .option('--pgbouncer-host <host>', 'address of the PgBouncer admin console', '127.0.0.1')
-  .option('--pgbouncer-port <port>', 'port of PgBouncer', positiveInt, 6432)
-  .option('--admin-user <name>', 'a PgBouncer admin_users entry', process.env.TENANTDB_POOLER_ADMIN_USER ?? 'tenantdb_pooler')
-  .option('--admin-password-file <path>', 'file holding the admin password (default: $TENANTDB_POOLER_ADMIN_PASSWORD)')
-  .action(async (opts: { secret: string; dir: string; kubeconfig?: string; pgbouncerHost: string; pgbouncerPort: number; adminUser: string; adminPasswordFile?: string }) => {
+  .option('--dir <path>', 'pgbouncer: folder for databases.ini, userlist.txt and hba.conf, as pgbouncer.ini names them')
+  .option('--pgbouncer-host <host>', 'pgbouncer: address of the admin console', '127.0.0.1')
+  .option('--pgbouncer-port <port>', 'pgbouncer: port', positiveInt, 6432)
+  .option('--admin-user <name>', 'pgbouncer: an admin_users entry', process.env.TENANTDB_POOLER_ADMIN_USER ?? 'tenantdb_pooler')
+  .option('--admin-password-file <path>', 'pgbouncer: file with the admin password (default: $TENANTDB_POOLER_ADMIN_PASSWORD)')
+  .option('--hba-file <path>', "postgres: the server's hba_file")
+  .option('--base-hba-file <path>', "postgres: the server's own rules, kept after the tenant rules")
+  .option('--pg-host <host>', 'postgres: address of the server', '127.0.0.1')
+  .option('--pg-port <port>', 'postgres: port', positiveInt, 5432)
+  .option('--pg-user <name>', 'postgres: a role that may read pg_hba_file_rules and call pg_reload_conf()', 'postgres')
+  .option('--pg-database <name>', 'postgres: database to connect to', 'postgres')
+  .option('--pg-password-file <path>', 'postgres: file with that role\'s password (default: $TENANTDB_PG_PASSWORD)')
+  .action(async (opts: {
+    secret: string; mode: string; kubeconfig?: string; dir?: string; pgbouncerHost: string; pgbouncerPort: number; adminUser: string; adminPasswordFile?: string;
+    hbaFile?: string; baseHbaFile?: string; pgHost: string; pgPort: number; pgUser: string; pgDatabase: string; pgPasswordFile?: string;
+  }) => {
     const log = createLogger();
+    const fail = (msg: string) => {
+      log.fatal(msg);
+      process.exit(2);
+    };
     const m = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(opts.secret);
-    if (!m) {
-      log.fatal({ secret: opts.secret }, '--secret must be namespace/name');
-      process.exit(2);
+    if (!m) return fail('--secret must be namespace/name');
+    const secretFile = (file: string | undefined, env: string) => (file ? readFileSync(file, 'utf8').trim() : process.env[env]);
+    let kc;
+    try {
+      kc = loadKubeConfig(opts.kubeconfig);
+    } catch (err) {
+      return fail(`cannot load kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
     }
-    const password = opts.adminPasswordFile ? readFileSync(opts.adminPasswordFile, 'utf8').trim() : process.env.TENANTDB_POOLER_ADMIN_PASSWORD;
-    if (!password) {
-      log.fatal('the admin password is missing: set TENANTDB_POOLER_ADMIN_PASSWORD or --admin-password-file');
-      process.exit(2);
+    const base = { kc, namespace: m[1] ?? '', secretName: m[2] ?? '', log };
+    let agent: { stop(): Promise<void> };
+    if (opts.mode === 'pgbouncer') {
+      const password = secretFile(opts.adminPasswordFile, 'TENANTDB_POOLER_ADMIN_PASSWORD');
+      if (!opts.dir) return fail('--dir is required in pgbouncer mode');
+      if (!password) return fail('the admin password is missing: set TENANTDB_POOLER_ADMIN_PASSWORD or --admin-password-file');
+      agent = await startPoolerAgent({ ...base, dir: opts.dir, admin: { host: opts.pgbouncerHost, port: opts.pgbouncerPort, user: opts.adminUser, password } });
+    } else if (opts.mode === 'postgres') {
+      const password = secretFile(opts.pgPasswordFile, 'TENANTDB_PG_PASSWORD');
+      if (!opts.hbaFile || !opts.baseHbaFile) return fail('--hba-file and --base-hba-file are required in postgres mode');
+      if (!password) return fail('the password is missing: set TENANTDB_PG_PASSWORD or --pg-password-file');
+      agent = startPostgresAgent({
+        ...base,
+        hbaFile: opts.hbaFile,
+        baseFile: opts.baseHbaFile,
+        pg: { host: opts.pgHost, port: opts.pgPort, user: opts.pgUser, password, database: opts.pgDatabase },
+      });
+    } else {
+      return fail('--mode must be pgbouncer or postgres');
     }
-    const agent = await startPoolerAgent({
-      kc: loadKubeConfig(opts.kubeconfig),
-      namespace: m[1] ?? '',
-      secretName: m[2] ?? '',
-      dir: opts.dir,
-      admin: { host: opts.pgbouncerHost, port: opts.pgbouncerPort, user: opts.adminUser, password },
-      log,
-    });
-    log.info({ secret: opts.secret, dir: opts.dir }, 'Pooler agent running');
+    log.info({ mode: opts.mode, secret: opts.secret }, 'Agent running');
     await new Promise<void>((resolve) => {
       process.once('SIGTERM', () => resolve());
       process.once('SIGINT', () => resolve());

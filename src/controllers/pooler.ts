@@ -8,7 +8,8 @@ import type { PostgresServer } from '../api/postgresserver.js';
 import { adminQuery } from '../agent/pooler-agent.js';
 import { httpStatus } from '../kube/client.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../pg/scram.js';
-import { renderHba, renderPoolerConfig, type PoolerTenant } from '../pooler/render.js';
+import { renderHba, renderPoolerConfig, renderServerHba, type PoolerTenant, type ServerHbaTenant } from '../pooler/render.js';
+import { HBA_KEY } from '../agent/postgres-agent.js';
 import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, type OperatorContext, type Resolved } from './context.js';
 
@@ -98,52 +99,13 @@ export interface PoolerConfigState {
 
 /** Renders the server's pooler config and writes its Secret when the bytes differ. */
 export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresServer): Promise<PoolerConfigState> {
-  const ref = poolerConfigRef(server, ctx.config.namespace);
   const files = renderPoolerConfig({
     serverHost: server.spec.host,
     serverPort: server.spec.port,
     tenants: poolerTenants(ctx, server.metadata.name),
     alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
   });
-  const hash = configHash(files);
-  const data = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
-  let current: k8s.V1Secret | undefined;
-  try {
-    current = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
-  } catch (err) {
-    if (httpStatus(err) !== 404) throw err;
-  }
-  const body: k8s.V1Secret = {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    type: 'Opaque',
-    metadata: {
-      name: ref.name,
-      namespace: ref.namespace,
-      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [SERVER_LABEL]: server.metadata.name },
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true }],
-    },
-    data,
-  };
-  if (!current) {
-    await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
-    return { hash, applied: false, ref };
-  }
-  const owned = (current.metadata?.ownerReferences ?? []).some((r) => r.uid === server.metadata.uid);
-  if (!owned) throw new Error(`Secret ${ref.namespace}/${ref.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
-  const same = Object.keys(data).length === Object.keys(current.data ?? {}).length && Object.entries(data).every(([k, v]) => current?.data?.[k] === v);
-  if (!same) {
-    await ctx.clients.core.replaceNamespacedSecret({
-      name: ref.name,
-      namespace: ref.namespace,
-      body: { ...body, metadata: { ...body.metadata, ...(current.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}), annotations: current.metadata?.annotations ?? {} } },
-    });
-    ctx.log.info({ server: server.metadata.name, hash }, 'Updated pooler config');
-    return { hash, applied: false, ref };
-  }
-  const ann = current.metadata?.annotations ?? {};
-  const err = ann[AGENT_ERROR_ANNOTATION];
-  return { hash, applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined, ref };
+  return writeOwnedConfig(ctx, server, poolerConfigRef(server, ctx.config.namespace), files, 'pooler config');
 }
 
 /** The pooler config state without writing anything (for tenants and allow-lists). */
@@ -185,22 +147,34 @@ export type AccessState =
  * Whether a tenant's allow-list is live: the applied pooler config holds exactly this tenant's
  * rules. Shared by the TenantDatabase's AccessRulesApplied and the IpWhitelist's Applied.
  */
-export function accessState(ctx: OperatorContext, server: PostgresServer, namespace: string, tenant: string, alias: string, role: string, poolingEnabled: boolean): AccessState {
+export function accessState(ctx: OperatorContext, server: PostgresServer, namespace: string, tenant: string, alias: string, role: string, poolingEnabled: boolean, shadow = false): AccessState {
   const cidrs = whitelistCidrs(ctx, namespace, tenant);
   if (cidrs === undefined) return { kind: 'open' };
-  const direct = `direct connections to ${server.spec.host}:${server.spec.port} are not restricted (the server's pg_hba.conf is not managed)`;
-  if (!server.spec.pooler) return { kind: 'unenforced', message: `PostgresServer ${server.metadata.name} has no pooler and ${direct}` };
-  if (!poolingEnabled) return { kind: 'unenforced', message: `pooling is disabled for this tenant and ${direct}` };
-  const ref = poolerConfigRef(server, ctx.config.namespace);
-  const s = ctx.secrets.get(ref.name, ref.namespace);
-  const hba = s?.data?.['hba.conf'] ? Buffer.from(s.data['hba.conf'], 'base64').toString('utf8') : '';
-  const expected = renderHbaFor(server, alias, role, cidrs);
-  if (!hba.includes(expected)) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
-  const st = poolerConfigApplied(ctx, server);
-  if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
-  if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
-  const rules = expected.split('\n').filter((l) => l.includes('scram-sha-256')).length;
-  return { kind: 'enforced', rules, message: `${rules} allow rule(s) enforced by PgBouncer for pooled connections; ${direct}` };
+  const agentHba = server.spec.hba?.mode === 'Agent';
+  const pooled = !!server.spec.pooler && poolingEnabled;
+  const directNote = agentHba
+    ? `enforced on direct connections by the server's pg_hba.conf`
+    : `direct connections to ${server.spec.host}:${server.spec.port} are not restricted (the server's pg_hba.conf is not managed)`;
+  if (!pooled && !agentHba) {
+    return { kind: 'unenforced', message: `${server.spec.pooler ? 'pooling is disabled for this tenant' : `PostgresServer ${server.metadata.name} has no pooler`} and ${directNote}` };
+  }
+  const rules = cidrs.length;
+  if (pooled) {
+    const ref = poolerConfigRef(server, ctx.config.namespace);
+    const s = ctx.secrets.get(ref.name, ref.namespace);
+    const hba = s?.data?.['hba.conf'] ? Buffer.from(s.data['hba.conf'], 'base64').toString('utf8') : '';
+    if (!hba.includes(renderHbaFor(server, alias, role, cidrs))) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
+    const st = poolerConfigApplied(ctx, server);
+    if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
+    if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
+  }
+  if (agentHba) {
+    const d = directAccessState(ctx, server, shadow ? [alias, `${alias}_shadow`] : [alias], role, cidrs);
+    if (d === 'pending') return { kind: 'pending', message: "waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf" };
+    if (typeof d === 'object') return { kind: 'rejected', message: `the agent beside PostgreSQL refused the rules: ${d.error}` };
+  }
+  const where = pooled ? `enforced by PgBouncer for pooled connections; ${directNote}` : directNote;
+  return { kind: 'enforced', rules, message: `${rules} allowed CIDR(s) ${where}` };
 }
 
 function renderHbaFor(server: PostgresServer, alias: string, role: string, cidrs: string[]): string {
@@ -212,4 +186,92 @@ function renderHbaFor(server: PostgresServer, alias: string, role: string, cidrs
   });
   // Without the closing catch-all rejects, which belong to the whole file.
   return all.split('\n').slice(0, -3).join('\n');
+}
+
+export function serverHbaRef(server: PostgresServer, operatorNamespace: string): { namespace: string; name: string } {
+  return server.spec.hba?.configSecretRef ?? { namespace: operatorNamespace, name: `${server.metadata.name}-hba` };
+}
+
+/** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them. */
+export function serverHbaTenants(ctx: OperatorContext, serverName: string): ServerHbaTenant[] {
+  const out: ServerHbaTenant[] = [];
+  for (const raw of ctx.tenants.list() as (TenantView & { spec?: { shadowDatabase?: boolean } })[]) {
+    const st = raw.status;
+    const ns = raw.metadata?.namespace;
+    if (!st || !ns || !raw.metadata?.name || st.serverName !== serverName || raw.metadata.deletionTimestamp) continue;
+    if (!st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True') || !st.databaseName || !st.roleName) continue;
+    const cidrs = whitelistCidrs(ctx, ns, raw.metadata.name);
+    if (cidrs === undefined) continue;
+    out.push({ databases: raw.spec?.shadowDatabase ? [st.databaseName, `${st.databaseName}_shadow`] : [st.databaseName], role: st.roleName, allowedCidrs: cidrs });
+  }
+  return out;
+}
+
+/** Writes the tenant block of a self-hosted server's pg_hba.conf for its agent; reports what the agent did. */
+export async function ensureServerHba(ctx: OperatorContext, server: PostgresServer): Promise<PoolerConfigState> {
+  const ref = serverHbaRef(server, ctx.config.namespace);
+  const files = { [HBA_KEY]: renderServerHba(serverHbaTenants(ctx, server.metadata.name), server.spec.alwaysAllowedCidrs ?? []) };
+  return writeOwnedConfig(ctx, server, ref, files, 'server HBA rules');
+}
+
+async function writeOwnedConfig(ctx: OperatorContext, server: PostgresServer, ref: { namespace: string; name: string }, files: Record<string, string>, what: string): Promise<PoolerConfigState> {
+  const hash = configHash(files);
+  const data = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
+  let current: k8s.V1Secret | undefined;
+  try {
+    current = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+  } catch (err) {
+    if (httpStatus(err) !== 404) throw err;
+  }
+  const body: k8s.V1Secret = {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name: ref.name,
+      namespace: ref.namespace,
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [SERVER_LABEL]: server.metadata.name },
+      ownerReferences: [{ apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true }],
+    },
+    data,
+  };
+  if (!current) {
+    await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
+    return { hash, applied: false, ref };
+  }
+  const owned = (current.metadata?.ownerReferences ?? []).some((r) => r.uid === server.metadata.uid);
+  if (!owned) throw new Error(`Secret ${ref.namespace}/${ref.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
+  const same = Object.keys(data).length === Object.keys(current.data ?? {}).length && Object.entries(data).every(([k, v]) => current?.data?.[k] === v);
+  if (!same) {
+    await ctx.clients.core.replaceNamespacedSecret({
+      name: ref.name,
+      namespace: ref.namespace,
+      body: { ...body, metadata: { ...body.metadata, ...(current.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}), annotations: current.metadata?.annotations ?? {} } },
+    });
+    ctx.log.info({ server: server.metadata.name, hash }, `Updated ${what}`);
+    return { hash, applied: false, ref };
+  }
+  return { hash, ...agentReport(current, hash), ref };
+}
+
+function agentReport(s: k8s.V1Secret | undefined, hash: string): { applied: boolean; error?: string | undefined } {
+  const ann = s?.metadata?.annotations ?? {};
+  const err = ann[AGENT_ERROR_ANNOTATION];
+  return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
+}
+
+/** Like poolerConfigApplied, for the server HBA Secret, from the cache. */
+function cachedAgentState(ctx: OperatorContext, ref: { namespace: string; name: string }): { text: string; applied: boolean; error?: string | undefined } {
+  const s = ctx.secrets.get(ref.name, ref.namespace);
+  if (!s?.data) return { text: '', applied: false };
+  const files = Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  return { text: Object.values(files).join('\n'), ...agentReport(s, configHash(files)) };
+}
+
+export function directAccessState(ctx: OperatorContext, server: PostgresServer, databases: string[], role: string, cidrs: string[]): 'enforced' | 'pending' | { error: string } {
+  const st = cachedAgentState(ctx, serverHbaRef(server, ctx.config.namespace));
+  const expected = renderServerHba([{ databases, role, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? []);
+  if (!st.text.includes(expected)) return 'pending';
+  if (st.error) return { error: st.error };
+  return st.applied ? 'enforced' : 'pending';
 }

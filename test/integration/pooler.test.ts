@@ -103,7 +103,7 @@ test('an allow-list restricts one tenant, through the pooler, and deleting it re
   const wl = await waitForCondition(() => getWhitelist('office'), 'Applied', 'True');
   expect(wl.status?.ruleCount).toBe(1);
   expect(condition(wl, 'Applied')?.message).toMatch(/direct connections .* are not restricted/);
-  const td = await waitForCondition(() => getTenant(c, NS, 'alpha'), 'AccessRulesApplied', 'True', 'PoolerEnforced');
+  const td = await waitForCondition(() => getTenant(c, NS, 'alpha'), 'AccessRulesApplied', 'True', 'Enforced');
   expect(condition(td, 'AccessRulesApplied')?.message).toMatch(/enforced by PgBouncer/);
 
   expect(await refusedFrom('127.0.0.3', alpha)).toBe(true);

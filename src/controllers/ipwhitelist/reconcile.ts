@@ -24,7 +24,7 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
   if (!server.success) return no('ServerNotFound', `PostgresServer ${st.serverName} does not exist`);
   const spec = tenantDatabaseSpec.safeParse(td.spec);
   const pooling = spec.success ? spec.data.pooling.enabled : true;
-  const a = accessState(ctx, server.data, ns, tdName, st.databaseName, st.roleName, pooling);
+  const a = accessState(ctx, server.data, ns, tdName, st.databaseName, st.roleName, pooling, spec.success && spec.data.shadowDatabase);
   switch (a.kind) {
     case 'open':
       return no('Pending', 'waiting for the operator to see this list', true);
@@ -35,7 +35,7 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
     case 'rejected':
       return no('AgentRejected', a.message);
     case 'enforced':
-      return { applied: { type: 'Applied', status: 'True', reason: 'PoolerEnforced', message: a.message }, ruleCount: wl.spec.entries.length, soon: false };
+      return { applied: { type: 'Applied', status: 'True', reason: 'Enforced', message: a.message }, ruleCount: wl.spec.entries.length, soon: false };
   }
 }
 

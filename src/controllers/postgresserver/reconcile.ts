@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { POSTGRES_SERVER } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer, type PostgresServerStatus } from '../../api/postgresserver.js';
-import { ensurePoolerConfig, loadPoolerAdmin, showDatabases } from '../pooler.js';
+import { ensurePoolerConfig, ensureServerHba, loadPoolerAdmin, showDatabases } from '../pooler.js';
 import { customResourceApi } from '../../kube/client.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
@@ -45,6 +45,18 @@ async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServe
   } catch (err) {
     return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
   }
+}
+
+/** HbaApplied: whether the agent beside a self-hosted server loaded the current tenant rules. */
+async function serverHbaCondition(ctx: OperatorContext, server: PostgresServer): Promise<ConditionInput> {
+  if (server.spec.hba?.mode !== 'Agent') {
+    return { type: 'HbaApplied', status: 'True', reason: 'NotManaged', message: "the server's pg_hba.conf is not managed (hba.mode None): IpWhitelists are enforced only for pooled connections" };
+  }
+  const st = await ensureServerHba(ctx, server);
+  const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
+  if (st.error) return { type: 'HbaApplied', status: 'False', reason: 'AgentRejected', message: `the agent beside PostgreSQL refused rules ${st.hash} from ${where}: ${st.error}; the last good pg_hba.conf stays` };
+  if (!st.applied) return { type: 'HbaApplied', status: 'False', reason: 'Pending', message: `waiting for the agent beside PostgreSQL to load rules ${st.hash} from ${where}` };
+  return { type: 'HbaApplied', status: 'True', reason: 'Applied', message: `pg_hba.conf holds tenant rules ${st.hash}` };
 }
 
 export async function reconcilePostgresServer(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
@@ -99,14 +111,15 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   const server = parsed.data;
   const where = `${server.spec.host}:${server.spec.port}`;
   const pooler = await serverPoolerCondition(ctx, server);
-  const soon = pooler.status === 'False';
+  const hba = await serverHbaCondition(ctx, server);
+  const soon = pooler.status === 'False' || hba.status === 'False';
 
   const creds = await loadAdminCredentials(ctx.clients, server);
   const ca = creds.ok ? await loadCa(ctx.clients, server) : undefined;
   const problem = !creds.ok ? creds : ca && !ca.ok ? ca : undefined;
   if (problem && !problem.ok) {
     const c: ConditionInput = { type: 'Connected', status: 'False', reason: problem.reason, message: problem.message };
-    await save([c, pooler, { ...c, type: 'Ready' }], {}, false);
+    await save([c, pooler, hba, { ...c, type: 'Ready' }], {}, false);
     return { requeueAfterMs: 30_000 };
   }
   if (!creds.ok || !ca || !ca.ok) return {};
@@ -119,7 +132,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   } catch (err) {
     const f = connectionFailure(err, where);
     const c: ConditionInput = { type: 'Connected', status: 'False', ...f };
-    await save([c, pooler, { ...c, type: 'Ready' }], {}, false);
+    await save([c, pooler, hba, { ...c, type: 'Ready' }], {}, false);
     log.warn({ reason: f.reason }, f.message);
     return { requeueAfterMs: 15_000 };
   }
@@ -128,6 +141,6 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   const ready: ConditionInput = missing.length
     ? { type: 'Ready', status: 'False', reason: 'InsufficientPrivileges', message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}` }
     : { type: 'Ready', status: 'True', reason: 'Connected', message: `PostgreSQL ${version} at ${where} is ready for tenants` };
-  await save([connected, pooler, ready], { version }, true);
+  await save([connected, pooler, hba, ready], { version }, true);
   return { requeueAfterMs: soon ? 1000 : ctx.config.resyncMs };
 }

@@ -309,7 +309,7 @@ async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td:
 }
 
 function accessRulesCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, names: TenantNames): ConditionInput {
-  const st = accessState(ctx, server, td.metadata.namespace ?? '', td.metadata.name, names.database, names.role, td.spec.pooling.enabled);
+  const st = accessState(ctx, server, td.metadata.namespace ?? '', td.metadata.name, names.database, names.role, td.spec.pooling.enabled, td.spec.shadowDatabase);
   switch (st.kind) {
     case 'open':
       return { type: 'AccessRulesApplied', status: 'True', reason: 'NoWhitelist', message: 'no IpWhitelist names this tenant; SCRAM logins are accepted from wherever the network allows' };
@@ -320,6 +320,6 @@ function accessRulesCondition(ctx: OperatorContext, server: PostgresServer, td: 
     case 'rejected':
       return { type: 'AccessRulesApplied', status: 'False', reason: 'AgentRejected', message: st.message };
     case 'enforced':
-      return { type: 'AccessRulesApplied', status: 'True', reason: 'PoolerEnforced', message: st.message };
+      return { type: 'AccessRulesApplied', status: 'True', reason: 'Enforced', message: st.message };
   }
 }

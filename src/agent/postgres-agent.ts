@@ -1,0 +1,72 @@
+/**
+ * The agent beside a self-hosted PostgreSQL: it puts the tenant block the operator renders in front
+ * of the server's own base rules, writes pg_hba.conf atomically, asks PostgreSQL itself
+ * (pg_hba_file_rules) whether the file parses, puts the previous file back if it does not, and
+ * only then calls pg_reload_conf().
+ */
+import type * as k8s from '@kubernetes/client-node';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import pg from 'pg';
+import { validateServerHba } from '../pooler/validate.js';
+import type { Logger } from '../runtime/logger.js';
+import { writeAtomic } from './files.js';
+import { runSecretAgent, type RunningSecretAgent } from './secret-agent.js';
+
+export interface PostgresAgentOptions {
+  kc: k8s.KubeConfig;
+  namespace: string;
+  secretName: string;
+  /** The server's hba_file. */
+  hbaFile: string;
+  /** The server's own rules (local, replication, admins), placed after the tenant block. */
+  baseFile: string;
+  /** A role allowed to read pg_hba_file_rules and call pg_reload_conf() (a superuser, or granted both). */
+  pg: { host: string; port: number; user: string; password: string; database: string };
+  log: Logger;
+}
+
+export const HBA_KEY = 'pg_hba.conf';
+
+async function withClient<T>(o: PostgresAgentOptions['pg'], fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const c = new pg.Client({ ...o, connectionTimeoutMillis: 5000, application_name: 'tenantdb-agent' });
+  c.on('error', () => undefined);
+  await c.connect();
+  try {
+    return await fn(c);
+  } finally {
+    await c.end().catch(() => undefined);
+  }
+}
+
+export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent {
+  const log = o.log.child({ agent: 'postgres', secret: `${o.namespace}/${o.secretName}` });
+  return runSecretAgent({
+    kc: o.kc,
+    namespace: o.namespace,
+    secretName: o.secretName,
+    log,
+    apply: async (data, hash) => {
+      const block = data[HBA_KEY];
+      if (block === undefined) return { ok: false, error: `the Secret has no key ${HBA_KEY}` };
+      const errors = validateServerHba(block);
+      if (errors.length) return { ok: false, error: errors.slice(0, 5).join('; ') };
+      const base = await readFile(o.baseFile, 'utf8');
+      const previous = await readFile(o.hbaFile, 'utf8').catch(() => undefined);
+      const next = `# Written by the tenantdb agent (config ${hash}): tenant rules, then ${o.baseFile}.\n${block}${base}`;
+      const dir = dirname(o.hbaFile);
+      const name = basename(o.hbaFile);
+      await writeAtomic(dir, name, next);
+      const bad = await withClient(o.pg, async (c) => (await c.query<{ line_number: number; error: string }>('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number')).rows).catch(async (err: unknown) => {
+        if (previous !== undefined) await writeAtomic(dir, name, previous);
+        throw err;
+      });
+      if (bad.length) {
+        if (previous !== undefined) await writeAtomic(dir, name, previous);
+        return { ok: false, error: `PostgreSQL rejects the file: ${bad.slice(0, 3).map((b) => `line ${b.line_number}: ${b.error}`).join('; ')}` };
+      }
+      await withClient(o.pg, (c) => c.query('SELECT pg_reload_conf()'));
+      return { ok: true };
+    },
+  });
+}

@@ -1,0 +1,95 @@
+/** Allow-lists on the direct path: the agent beside a self-hosted PostgreSQL manages its pg_hba.conf. */
+import { join } from 'node:path';
+import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
+import { startPgAgent } from '../env/pg-agent.js';
+import { startPostgres, type PgServer } from '../env/postgres.js';
+import type { Proc } from '../env/process.js';
+import { waitFor } from '../env/ports.js';
+import { applyServer, applyTenant, cluster, condition, getServer, getTenant, namespace, operator, queryFrom, readSecretData, tenantReady, waitForCondition, type Obj } from './harness.js';
+
+const c = cluster();
+const NS = 'direct';
+const SERVER = 'selfhosted';
+let op: Proc;
+let agent: Proc;
+let pgs: PgServer;
+
+const getWhitelist = async (name: string) =>
+  (await c.custom.getNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name }).catch(() => undefined)) as Obj | undefined;
+const directUrl = async (tenant: string) => (await readSecretData(c, NS, `${tenant}-db`))?.DIRECT_URL ?? '';
+const refusedFrom = async (addr: string, url: string) => queryFrom(addr, url).then(() => false, () => true);
+
+beforeAll(async () => {
+  pgs = await startPostgres();
+  op = operator(c, 'hba', '3s');
+  await namespace(c, NS);
+  const kubeconfig = await agentKubeconfig({ server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig }, join(c.env.dir, 'pg-agent.kubeconfig'), `${SERVER}-hba`);
+  agent = startPgAgent(pgs, kubeconfig, `${OPERATOR_NAMESPACE}/${SERVER}-hba`, join(c.env.dir, 'pg-agent.log'));
+  await apply(c.kc, [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'selfhosted-admin', namespace: OPERATOR_NAMESPACE }, stringData: { username: pgs.admin.user, password: pgs.admin.password } } as never]);
+  await applyServer(c, SERVER, {
+    host: pgs.host,
+    port: pgs.port,
+    sslMode: 'disable',
+    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'selfhosted-admin' },
+    hba: { mode: 'Agent' },
+    // The operator's own checks come from 127.0.0.1.
+    alwaysAllowedCidrs: ['127.0.0.1/32'],
+  });
+  await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
+}, 120_000);
+
+afterAll(async () => {
+  await op?.stop();
+  await agent?.stop();
+  await pgs?.stop();
+});
+
+test('a whitelist is enforced on direct connections by the server\'s own pg_hba.conf; other tenants are untouched; deleting reopens', async () => {
+  await applyTenant(c, NS, 'delta', { serverRef: { name: SERVER } });
+  await applyTenant(c, NS, 'epsilon', { serverRef: { name: SERVER } });
+  await tenantReady(c, NS, 'delta');
+  await tenantReady(c, NS, 'epsilon');
+  const delta = await directUrl('delta');
+  const epsilon = await directUrl('epsilon');
+  expect(await refusedFrom('127.0.0.3', delta)).toBe(false);
+
+  await apply(c.kc, [
+    { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'office', namespace: NS }, spec: { tenantDatabaseRef: { name: 'delta' }, entries: [{ cidr: '127.0.0.2/32' }] } } as never,
+  ]);
+  const wl = await waitForCondition(() => getWhitelist('office'), 'Applied', 'True');
+  expect(condition(wl, 'Applied')?.message).toMatch(/enforced on direct connections by the server's pg_hba.conf/);
+  expect(wl.status?.ruleCount).toBe(1);
+  const td = await waitForCondition(() => getTenant(c, NS, 'delta'), 'AccessRulesApplied', 'True', 'Enforced');
+  expect(condition(td, 'AccessRulesApplied')?.message).toMatch(/pg_hba\.conf/);
+
+  await expect(queryFrom('127.0.0.3', delta)).rejects.toMatchObject({ code: '28000' });
+  expect(await refusedFrom('127.0.0.2', delta)).toBe(false);
+  expect(await refusedFrom('127.0.0.3', epsilon)).toBe(false);
+  // The operator keeps working from the always-allowed address: the tenant stays Ready.
+  await tenantReady(c, NS, 'delta');
+
+  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name: 'office' });
+  await waitFor('the tenant to reopen', async () => !(await refusedFrom('127.0.0.3', delta)) || undefined, 30_000, 300);
+});
+
+test('rules the agent refuses are not loaded; the server keeps its last good pg_hba.conf', async () => {
+  const url = await directUrl('epsilon');
+  await op.stop();
+  try {
+    const name = `${SERVER}-hba`;
+    const good = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
+    await c.core.replaceNamespacedSecret({
+      name,
+      namespace: OPERATOR_NAMESPACE,
+      body: { ...good, data: { 'pg_hba.conf': Buffer.from('host all all 0.0.0.0/0 trust\n').toString('base64') } },
+    });
+    const refused = await waitFor('the agent to refuse', async () => (await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE })).metadata?.annotations?.['tenantdb.dev/agent-error'], 30_000);
+    expect(refused).toMatch(/method trust is not allowed/);
+    expect(await refusedFrom('127.0.0.3', url)).toBe(false);
+    // trust was not loaded: a wrong password is still refused.
+    await expect(queryFrom('127.0.0.1', url.replace(/:[^:@]+@/, ':wrong@'))).rejects.toMatchObject({ code: '28P01' });
+  } finally {
+    op = operator(c, 'hba-2', '3s');
+  }
+  await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
+});
