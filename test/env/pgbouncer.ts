@@ -64,6 +64,8 @@ export async function startPooler(o: PoolerOptions): Promise<Pooler> {
     'default_pool_size = 10',
     'ignore_startup_parameters = extra_float_digits',
     'server_reset_query = DISCARD ALL',
+    // A role recreated by a repair is usable at once, not after the 15 s default.
+    'server_login_retry = 1',
     `%include ${join(conf, 'databases.ini')}`,
     '',
   ].join('\n');

@@ -86,6 +86,33 @@ test('a new tenant logs in through PgBouncer with SCRAM as soon as it is Ready',
   expect(rows[0]).toEqual({ u: 'pool_alpha', p: c.env.pg.port });
 });
 
+test('a password rotation: new pooled logins use the new password within seconds, open sessions go on', async () => {
+  const before = (await readSecretData(c, NS, 'alpha-db')) ?? {};
+  const open = new pg.Client({ connectionString: before.DATABASE_URL });
+  open.on('error', () => undefined);
+  await open.connect();
+  try {
+    await c.custom.patchNamespacedCustomObject(
+      { group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'tenantdatabases', name: 'alpha', body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': 'r1' } } } },
+      (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+    );
+    const after = await waitFor('a new password', async () => {
+      const s = await readSecretData(c, NS, 'alpha-db');
+      return s && s.password !== before.password ? s : undefined;
+    }, 30_000);
+    const t0 = Date.now();
+    await waitFor('a pooled login with the new password', async () => (await queryWith(after.DATABASE_URL ?? '').then(() => true, () => false)) || undefined, 30_000, 100);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect((await open.query('SELECT current_user AS u')).rows[0]).toEqual({ u: 'pool_alpha' });
+    await expect(queryWith(before.DIRECT_URL ?? '')).rejects.toMatchObject({ code: '28P01' });
+    // The request is answered once: the password stays put on later checks.
+    await new Promise((r) => setTimeout(r, 4000));
+    expect((await readSecretData(c, NS, 'alpha-db'))?.password).toBe(after.password);
+  } finally {
+    await open.end();
+  }
+});
+
 test('the pooled login keeps working after the role is dropped and repaired', async () => {
   await superQuery(c, `BEGIN; ALTER DATABASE pool_alpha OWNER TO ${c.env.pg.admin.user}; DROP ROLE pool_alpha; COMMIT`);
   const url = await pooledUrl('alpha');

@@ -17,7 +17,7 @@ import { finalizeTenant } from './delete.js';
 import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type Owner } from './provision.js';
 import { resolveNames, resolveServer, type TenantNames } from './resolve.js';
 import { renderSecretData } from './secret-data.js';
-import { choosePassword, readSecret, writeSecret } from './secret.js';
+import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
 export const CONDITION_TYPES = ['Ready', 'DatabaseReady', 'RoleReady', 'SecretReady', 'PoolerReady', 'AccessRulesApplied'] as const;
 
@@ -211,7 +211,12 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
     if (old.kind === 'owned') previous = old.data.password;
   }
-  const { password, generated } = choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
+  // A rotation request the Secret has not answered yet gets a new password; the answer is recorded on
+  // the Secret together with the password, so a crash cannot rotate twice or lose the new one.
+  const rotateFor = td.metadata.annotations?.[ROTATE_ANNOTATION];
+  const answered = current.kind === 'owned' ? current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] : undefined;
+  const rotating = !!rotateFor && rotateFor !== answered && roleClaim.state === 'ours';
+  const { password, generated } = rotating ? choosePassword() : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
   const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
   const data = renderSecretData({
     host: server.spec.publicHost ?? server.spec.host,
@@ -223,9 +228,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
     shadowDatabase: names.shadow,
   });
-  const wrote = await writeSecret(ctx.clients, td, names.secret, current, data);
+  const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
   if (wrote === 'created') record([generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`], 'SecretCreated');
-  if (wrote === 'updated') record([`Repaired Secret ${names.secret}`], 'SecretUpdated');
+  if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'SecretUpdated');
   if (oldSecretName && oldSecretName !== names.secret) {
     const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
     if (old.kind === 'owned') {
@@ -238,6 +243,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   // The verifier is a function of role identity and password: every reconcile computes the same one.
   const verifier = verifierFor(td.metadata.uid, names.role, password);
   record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit: td.spec.connectionLimit }), 'RoleUpdated');
+  if (rotating) {
+    // Open sessions, direct and pooled, keep running; new logins need the new password.
+    await sql.setRolePassword(pool, names.role, verifier);
+    record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'PasswordRotated');
+  }
   for (const db of [names.database, names.shadow]) {
     if (db) record(await ensureDatabase(pool, owner, { database: db, role: names.role, connectionLimit: td.spec.connectionLimit }), 'DatabaseUpdated');
   }

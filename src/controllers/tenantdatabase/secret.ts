@@ -37,7 +37,12 @@ export function secretLabels(tdName: string): Record<string, string> {
   return tdName.length <= 63 ? { [MANAGED_BY_LABEL]: MANAGED_BY, [TENANT_LABEL]: tdName } : { [MANAGED_BY_LABEL]: MANAGED_BY };
 }
 
-export function secretObject(td: TenantDatabase, name: string, data: Record<string, string>): k8s.V1Secret {
+/** On the TenantDatabase: asks for a new password; any new value rotates once. */
+export const ROTATE_ANNOTATION = 'tenantdb.dev/rotate-password';
+/** On the Secret: the rotation request its password answers. */
+export const ROTATED_ANNOTATION = 'tenantdb.dev/rotated-for';
+
+export function secretObject(td: TenantDatabase, name: string, data: Record<string, string>, annotations: Record<string, string> = {}): k8s.V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -46,6 +51,7 @@ export function secretObject(td: TenantDatabase, name: string, data: Record<stri
       name,
       namespace: td.metadata.namespace ?? '',
       labels: secretLabels(td.metadata.name),
+      annotations,
       ownerReferences: [
         { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, uid: td.metadata.uid, controller: true, blockOwnerDeletion: true },
       ],
@@ -67,9 +73,10 @@ export async function writeSecret(
   name: string,
   state: SecretState,
   data: Record<string, string>,
+  annotations: Record<string, string> = {},
 ): Promise<'created' | 'updated' | 'unchanged'> {
   const namespace = td.metadata.namespace ?? '';
-  const desired = secretObject(td, name, data);
+  const desired = secretObject(td, name, data, annotations);
   if (state.kind === 'missing') {
     await clients.core.createNamespacedSecret({ namespace, body: desired });
     return 'created';
@@ -77,7 +84,8 @@ export async function writeSecret(
   if (state.kind !== 'owned') throw new Error('refusing to write a Secret this TenantDatabase does not own');
   const labels = state.secret.metadata?.labels ?? {};
   const wanted = secretLabels(td.metadata.name);
-  if (sameData(state.data, data) && Object.entries(wanted).every(([k, v]) => labels[k] === v)) {
+  const have = state.secret.metadata?.annotations ?? {};
+  if (sameData(state.data, data) && Object.entries(wanted).every(([k, v]) => labels[k] === v) && Object.entries(annotations).every(([k, v]) => have[k] === v)) {
     return 'unchanged';
   }
   await clients.core.replaceNamespacedSecret({
@@ -88,6 +96,7 @@ export async function writeSecret(
       metadata: {
         ...state.secret.metadata,
         labels: { ...labels, ...wanted },
+        annotations: { ...have, ...annotations },
         ownerReferences: state.secret.metadata?.ownerReferences ?? desired.metadata?.ownerReferences ?? [],
       },
     },
