@@ -7,6 +7,7 @@ import * as k8s from '@kubernetes/client-node';
 import { mergePatch } from '../kube/client.js';
 import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
 import { errorMessage } from '../runtime/errors.js';
+import { eventRecorder } from '../runtime/events.js';
 import type { Logger } from '../runtime/logger.js';
 
 export type ApplyOutcome = { ok: true } | { ok: false; error: string };
@@ -28,6 +29,7 @@ export interface RunningSecretAgent {
 export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
   const core = o.kc.makeApiClient(k8s.CoreV1Api);
   const watch = new k8s.Watch(o.kc);
+  const events = eventRecorder(core, 'tenantdb-agent', o.log);
   let applied: string | undefined;
   let refused: string | undefined;
   let stopped = false;
@@ -59,6 +61,11 @@ export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
       refused = hash;
       o.log.error({ hash, error: out.error }, 'Refused a config that fails its checks; the last good one stays');
       await annotate({ [AGENT_ERROR_ANNOTATION]: `${hash}: ${out.error}` });
+      events.warning(
+        { apiVersion: 'v1', kind: 'Secret', name: o.secretName, namespace: o.namespace, uid: secret.metadata?.uid ?? '' },
+        'ConfigRejected',
+        `Refused config ${hash}; the last good one stays loaded: ${out.error}`,
+      );
     }
   };
 

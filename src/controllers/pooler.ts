@@ -110,14 +110,8 @@ export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresS
 
 /** The pooler config state without writing anything (for tenants and allow-lists). */
 export function poolerConfigApplied(ctx: OperatorContext, server: PostgresServer): { applied: boolean; error?: string | undefined } {
-  const ref = poolerConfigRef(server, ctx.config.namespace);
-  const s = ctx.secrets.get(ref.name, ref.namespace);
-  if (!s?.data) return { applied: false };
-  const files = Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-  const hash = configHash(files);
-  const ann = s.metadata?.annotations ?? {};
-  const err = ann[AGENT_ERROR_ANNOTATION];
-  return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
+  const { applied, error } = cachedAgentState(ctx, poolerConfigRef(server, ctx.config.namespace));
+  return { applied, error };
 }
 
 export interface PoolEntry {
@@ -260,7 +254,7 @@ function agentReport(s: k8s.V1Secret | undefined, hash: string): { applied: bool
   return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
 }
 
-/** Like poolerConfigApplied, for the server HBA Secret, from the cache. */
+/** What the agent reported for the files now in a config Secret, from the cache. */
 function cachedAgentState(ctx: OperatorContext, ref: { namespace: string; name: string }): { text: string; applied: boolean; error?: string | undefined } {
   const s = ctx.secrets.get(ref.name, ref.namespace);
   if (!s?.data) return { text: '', applied: false };

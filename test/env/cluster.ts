@@ -75,7 +75,7 @@ export async function agentKubeconfig(cp: { server: string; caFile: string; admi
   const objs = readManifests('deploy/agent-rbac.yaml').map((o) => {
     if (o.kind !== 'Role') return o;
     const role = o as k8s.V1Role;
-    return { ...role, metadata: { ...role.metadata, name: `tenantdb-pooler-agent-${secretName}` }, rules: (role.rules ?? []).map((r) => ({ ...r, resourceNames: [secretName] })) } as k8s.KubernetesObject;
+    return { ...role, metadata: { ...role.metadata, name: `tenantdb-pooler-agent-${secretName}` }, rules: (role.rules ?? []).map((r) => (r.resourceNames ? { ...r, resourceNames: [secretName] } : r)) } as k8s.KubernetesObject;
   }).map((o) => {
     if (o.kind !== 'RoleBinding') return o;
     const rb = o as k8s.V1RoleBinding;

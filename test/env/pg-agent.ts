@@ -1,10 +1,9 @@
 /** The real agent beside a real PostgreSQL, managing its pg_hba.conf, as the postgres user. */
-import { execFileSync } from 'node:child_process';
 import { chownSync, copyFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from './cluster.js';
 import type { PgServer } from './postgres.js';
-import { startProcess, type Proc } from './process.js';
+import { postgresUser, startProcess, type Proc } from './process.js';
 
 export function startPgAgent(pgs: PgServer, agentKubeconfig: string, secret: string, logFile: string): Proc {
   const hba = join(pgs.dir, 'data', 'pg_hba.conf');
@@ -12,14 +11,8 @@ export function startPgAgent(pgs: PgServer, agentKubeconfig: string, secret: str
   const kubeconfig = join(pgs.dir, 'agent.kubeconfig');
   copyFileSync(hba, base);
   copyFileSync(agentKubeconfig, kubeconfig);
-  let ids: { uid: number; gid: number } | undefined;
-  if (process.getuid?.() === 0) {
-    ids = {
-      uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
-      gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
-    };
-    for (const p of [base, kubeconfig]) chownSync(p, ids.uid, ids.gid);
-  }
+  const ids = postgresUser();
+  if (ids) for (const p of [base, kubeconfig]) chownSync(p, ids.uid, ids.gid);
   return startProcess(
     'pg-agent',
     process.execPath,

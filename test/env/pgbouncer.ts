@@ -2,7 +2,6 @@
  * A real PgBouncer with the real pooler agent beside it, both running as the postgres user
  * (PgBouncer refuses to run as root). The agent authenticates as its own ServiceAccount.
  */
-import { execFileSync } from 'node:child_process';
 import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { ROOT } from './cluster.js';
 import { freePort, waitFor } from './ports.js';
-import { startProcess, type Proc } from './process.js';
+import { postgresUser, startProcess, type Proc } from './process.js';
 
 export interface Pooler {
   host: string;
@@ -20,14 +19,6 @@ export interface Pooler {
   agent: Proc;
   pgbouncer: Proc;
   stop(): Promise<void>;
-}
-
-function postgresIds(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  return {
-    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
-    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
-  };
 }
 
 export function pgbouncerBinary(): string {
@@ -45,7 +36,7 @@ export interface PoolerOptions {
 }
 
 export async function startPooler(o: PoolerOptions): Promise<Pooler> {
-  const ids = postgresIds();
+  const ids = postgresUser();
   const dir = mkdtempSync(join(tmpdir(), 'tenantdb-pgb-'));
   const conf = join(dir, 'conf');
   const port = await freePort();

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { freePort, waitFor } from './ports.js';
-import { startProcess, type Proc } from './process.js';
+import { postgresUser, startProcess, type Proc } from './process.js';
 
 export interface PgServer {
   host: string;
@@ -38,14 +38,6 @@ export function pgBinDir(): string {
   return join(base, newest, 'bin');
 }
 
-/** initdb refuses to run as root: run the server as the postgres user then. */
-function runAs(): { uid: number; gid: number } | undefined {
-  if (process.getuid?.() !== 0) return undefined;
-  const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
-  const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
-  return { uid, gid };
-}
-
 export interface PgServerOptions {
   /** Extra pg_hba.conf lines placed before the default SCRAM rules. */
   hbaLines?: string[];
@@ -56,7 +48,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
   const bin = pgBinDir();
   const dir = mkdtempSync(join(tmpdir(), 'tenantdb-pg-'));
   const data = join(dir, 'data');
-  const ids = runAs();
+  const ids = postgresUser();
   chmodSync(dir, 0o755);
   if (ids) chownSync(dir, ids.uid, ids.gid);
   const superuser = { user: 'postgres', password: randomBytes(18).toString('base64url') };

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { openSync, closeSync } from 'node:fs';
 
 export interface Proc {
@@ -27,5 +27,14 @@ export function startProcess(name: string, cmd: string, args: string[], logFile:
       await exit;
       clearTimeout(t);
     },
+  };
+}
+
+/** initdb, postgres and pgbouncer refuse to run as root: as root, the test servers run as postgres. */
+export function postgresUser(): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
+  return {
+    uid: Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim()),
+    gid: Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim()),
   };
 }

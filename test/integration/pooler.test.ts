@@ -210,6 +210,9 @@ test('a config the agent refuses is not loaded, and the last good one keeps work
     }, 30_000);
     expect(refused).toMatch(/hba\.conf:1/);
     expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
+    // The refusal is in the audit trail too, as an Event on the config Secret.
+    const events = await c.core.listNamespacedEvent({ namespace: OPERATOR_NAMESPACE, fieldSelector: `involvedObject.name=${name},reason=ConfigRejected` });
+    expect(events.items.map((e) => e.message).join('\n')).toMatch(/hba\.conf:1: bad CIDR 999\.1\.2\.3\/8/);
   } finally {
     op = operator(c, 'pooler-2', '3s');
   }

@@ -83,11 +83,13 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
       observedGeneration: settled ? gen : prev.observedGeneration,
     };
     if (await writeStatusIfChanged(api, meta, prev as Record<string, unknown>, next as Record<string, unknown>)) {
-      const before = prev.conditions?.find((c) => c.type === 'Ready');
-      const after = next.conditions?.find((c) => c.type === 'Ready');
-      if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
-        if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
-        else ctx.events.warning(ref, after.reason, after.message);
+      // Every change of readiness, of the pooler and of the server's HBA is in the audit trail.
+      for (const type of ['Ready', 'PoolerReady', 'HbaApplied']) {
+        const before = prev.conditions?.find((c) => c.type === type);
+        const after = next.conditions?.find((c) => c.type === type);
+        if (!after || (before?.status === after.status && before?.reason === after.reason)) continue;
+        if (after.status === 'True') ctx.events.normal(ref, type === 'Ready' ? 'Ready' : after.reason, after.message);
+        else if (after.reason !== 'Pending') ctx.events.warning(ref, after.reason, after.message);
       }
     }
   };
