@@ -93,3 +93,35 @@ test('rules the agent refuses are not loaded; the server keeps its last good pg_
   }
   await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
 });
+
+test('a file PostgreSQL itself rejects is put back, not reloaded, and the server status says why', async () => {
+  const { appendFileSync, readFileSync, writeFileSync } = await import('node:fs');
+  const base = join(pgs.dir, 'base_hba.conf');
+  const hbaFile = join(pgs.dir, 'data', 'pg_hba.conf');
+  const goodBase = readFileSync(base, 'utf8');
+  const before = readFileSync(hbaFile, 'utf8');
+  // The server's own base rules get a line PostgreSQL cannot parse; the agent's line checks do not
+  // cover them, so only pg_hba_file_rules can catch it.
+  appendFileSync(base, 'host all all 10.0.0.0/8 no-such-method\n');
+  try {
+    await apply(c.kc, [
+      { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'lab', namespace: NS }, spec: { tenantDatabaseRef: { name: 'epsilon' }, entries: [{ cidr: '127.0.0.2/32' }] } } as never,
+    ]);
+    const srv = await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'False', 'AgentRejected');
+    expect(condition(srv, 'HbaApplied')?.message).toMatch(/PostgreSQL rejects the file: line \d+: invalid authentication method "no-such-method"/);
+    expect(readFileSync(hbaFile, 'utf8')).toBe(before);
+    const wl = await waitForCondition(() => getWhitelist('lab'), 'Applied', 'False', 'AgentRejected');
+    expect(condition(wl, 'Applied')?.message).toMatch(/refused/);
+    // The last good rules are in force: epsilon is still open from anywhere.
+    expect(await refusedFrom('127.0.0.3', await directUrl('epsilon'))).toBe(false);
+  } finally {
+    writeFileSync(base, goodBase);
+  }
+  // With the base fixed, the next change goes through.
+  await apply(c.kc, [
+    { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'lab', namespace: NS }, spec: { tenantDatabaseRef: { name: 'epsilon' }, entries: [{ cidr: '127.0.0.2/31' }] } } as never,
+  ]);
+  await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
+  await waitForCondition(() => getWhitelist('lab'), 'Applied', 'True');
+  expect(await refusedFrom('127.0.0.4', await directUrl('epsilon'))).toBe(true);
+});

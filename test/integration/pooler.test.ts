@@ -236,3 +236,13 @@ test('deleting a tenant removes its pool entry, userlist line and rules', async 
   const { showDatabases } = await import('../../src/controllers/pooler.js');
   await waitFor('PgBouncer to drop the pool', async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_gone') || undefined, 30_000);
 });
+
+test('no password or verifier in the operator\'s or the agent\'s logs', async () => {
+  const { readFileSync } = await import('node:fs');
+  const logs = ['operator-pooler.log', 'operator-pooler-2.log', `agent-${SERVER}.log`].map((f) => readFileSync(join(c.env.dir, f), 'utf8')).join('\n');
+  expect(logs).toContain('Applied config');
+  const secrets = [await readSecretData(c, NS, 'alpha-db'), await readSecretData(c, NS, 'beta-db')];
+  for (const s of secrets) expect(logs).not.toContain(s?.password);
+  expect(logs).not.toContain(pooler.admin.password);
+  expect(logs).not.toContain('SCRAM-SHA-256$');
+});
