@@ -102,8 +102,10 @@ test('health and metrics are served, and SIGTERM shuts down cleanly and hands th
   expect(port).toBeGreaterThan(0);
   await waitFor('/readyz', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 || undefined, 30_000);
   expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
-  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  expect(metrics).toMatch(/tenantdb_reconcile_total\{controller="(tenantdatabase|postgresserver)",result="success"\} \d+/);
+  const metrics = await waitFor('a first reconcile in the metrics', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    return /tenantdb_reconcile_total\{controller="(tenantdatabase|postgresserver)",result="success"\} \d+/.test(text) ? text : undefined;
+  }, 30_000);
   expect(metrics).toMatch(/tenantdb_leader 1/);
   const t0 = Date.now();
   await p.stop('SIGTERM');
