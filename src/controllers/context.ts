@@ -10,7 +10,6 @@ export const FINALIZER = 'tenantdb.dev/finalizer';
 export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 export const MANAGED_BY = 'tenantdb';
 export const TENANT_LABEL = 'tenantdb.dev/tenantdatabase';
-export const FIELD_MANAGER = 'tenantdb-operator';
 
 export interface OperatorConfig {
   /** How often every object is re-checked for drift. */

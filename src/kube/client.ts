@@ -26,7 +26,6 @@ export function makeClients(kc: k8s.KubeConfig): KubeClients {
 }
 
 export const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch);
-export const jsonPatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.JsonPatch);
 
 export function httpStatus(err: unknown): number | undefined {
   if (err instanceof k8s.ApiException) return err.code;
@@ -34,27 +33,6 @@ export function httpStatus(err: unknown): number | undefined {
     return (err as { code: number }).code;
   }
   return undefined;
-}
-
-export const isNotFound = (err: unknown) => httpStatus(err) === 404;
-export const isConflict = (err: unknown) => httpStatus(err) === 409;
-
-/** The API server's own message for an error, without the headers client-node puts in `message`. */
-export function kubeErrorMessage(err: unknown): string {
-  if (err instanceof k8s.ApiException) {
-    const body = err.body as unknown;
-    let parsed: unknown = body;
-    if (typeof body === 'string') {
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        parsed = undefined;
-      }
-    }
-    const msg = parsed && typeof parsed === 'object' && 'message' in parsed ? String((parsed as { message: unknown }).message) : undefined;
-    return `${err.code}: ${msg ?? 'request failed'}`;
-  }
-  return err instanceof Error ? err.message : String(err);
 }
 
 /** Narrow access to one custom resource kind. */

@@ -31,12 +31,6 @@ export function setConditions(list: readonly Condition[] | undefined, cs: readon
   return cs.reduce<Condition[]>((acc, c) => setCondition(acc, c, generation, now), [...(list ?? [])]);
 }
 
-export function getCondition(list: readonly Condition[] | undefined, type: string): Condition | undefined {
-  return (list ?? []).find((x) => x.type === type);
-}
-
-export const isTrue = (list: readonly Condition[] | undefined, type: string): boolean => getCondition(list, type)?.status === 'True';
-
 /** Deep equality for JSON values, used to skip status writes that would change nothing. */
 export function jsonEqual(a: unknown, b: unknown): boolean {
   if (a === b) return true;

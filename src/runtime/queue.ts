@@ -65,10 +65,6 @@ export class WorkQueue {
     this.failures.delete(key);
   }
 
-  failuresOf(key: string): number {
-    return this.failures.get(key) ?? 0;
-  }
-
   /** The next key, or undefined once the queue is shut down. */
   get(): Promise<string | undefined> {
     if (this.stopped) return Promise.resolve(undefined);

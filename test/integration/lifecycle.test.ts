@@ -57,6 +57,20 @@ describe('a second claim on a name', () => {
     expect((await queryWith(before.DATABASE_URL ?? ''))[0]).toEqual({ u: 'shared_role', d: 'shared_name' });
   });
 
+  test('two names that map to one identifier: the second is a Conflict, and naming it explicitly resolves it', async () => {
+    await namespace(c, 'col-x');
+    await namespace(c, 'col');
+    await applyTenant(c, 'col-x', 'app');
+    await tenantReady(c, 'col-x', 'app');
+    await applyTenant(c, 'col', 'x-app');
+    const td = await waitForCondition(() => getTenant(c, 'col', 'x-app'), 'Ready', 'False', 'Conflict');
+    expect(condition(td, 'Ready')?.message).toMatch(/col_x_app already belongs to TenantDatabase col-x\/app/);
+    expect(td.status?.databaseName).toBeUndefined();
+    await applyTenant(c, 'col', 'x-app', { databaseName: 'col_x_app_2', roleName: 'col_x_app_2' });
+    const ok = await tenantReady(c, 'col', 'x-app');
+    expect(ok.status?.databaseName).toBe('col_x_app_2');
+  });
+
   test('a database a human created is never adopted', async () => {
     await superQuery(c, 'CREATE DATABASE handmade');
     await applyTenant(c, 'life-a', 'handmade', { databaseName: 'handmade' });

@@ -19,8 +19,6 @@ import { resolveNames, resolveServer, type TenantNames } from './resolve.js';
 import { renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
-export const CONDITION_TYPES = ['Ready', 'DatabaseReady', 'RoleReady', 'SecretReady', 'PoolerReady', 'AccessRulesApplied'] as const;
-
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   const out: PostgresServer[] = [];
@@ -118,6 +116,10 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
   }
 }
 
+/**
+ * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
+ * name to a Conflict can still be given another one.
+ */
 async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean }> {
   const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
   const record = (changes: string[], reason: string) => {
@@ -137,14 +139,13 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
 
   // 2. The server, and that it can be used.
   const s = resolveServer(td, parsedServers(ctx, log));
-  if (!s.ok) return { outcome: notReady(s.reason, s.message, false), names };
+  if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
   const server = s.value;
   const serverName = server.metadata.name;
   const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
   if (disallowed.length > 0) {
     return {
       outcome: notReady('ExtensionNotAllowed', `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`, true),
-      names,
       serverName,
     };
   }
@@ -172,7 +173,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   };
   if (roleClaim.state === 'foreign') {
     await dropOwnSecret();
-    return { outcome: notReady('Conflict', roleClaim.message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message }]), names, serverName };
+    return { outcome: notReady('Conflict', roleClaim.message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message }]), serverName };
   }
   for (const db of [names.database, names.shadow]) {
     if (!db) continue;
@@ -181,7 +182,6 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
       await dropOwnSecret();
       return {
         outcome: notReady('Conflict', claim.message, true, [{ type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message }]),
-        names,
         serverName,
       };
     }
@@ -194,7 +194,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
         return t.metadata?.uid !== owner.uid && st?.serverName === serverName && st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True');
       }).length;
     if (used >= server.spec.maxTenants) {
-      return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${server.spec.maxTenants} tenants`, true), names, serverName };
+      return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${server.spec.maxTenants} tenants`, true), serverName };
     }
   }
 
@@ -203,7 +203,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
   if (current.kind === 'foreign') {
     const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
-    return { outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]), names, serverName };
+    return { outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]), serverName };
   }
   let previous: string | undefined;
   const oldSecretName = td.status?.secretName;
