@@ -115,6 +115,20 @@ describe('deletion', () => {
   });
 });
 
+test('deleting a namespace runs each tenant\'s deletion policy before the namespace goes', async () => {
+  await namespace(c, 'doomed');
+  await applyTenant(c, 'doomed', 'scratch', { deletionPolicy: 'Delete' });
+  await applyTenant(c, 'doomed', 'ledger', { deletionPolicy: 'Retain' });
+  await tenantReady(c, 'doomed', 'scratch');
+  await tenantReady(c, 'doomed', 'ledger');
+  await c.core.deleteNamespace({ name: 'doomed' });
+  await waitFor('the namespace to be gone', async () => (await c.core.readNamespace({ name: 'doomed' }).then(() => false, () => true)) || undefined, 90_000, 500);
+  expect(await dbExists('doomed_scratch')).toBe(false);
+  expect(await roleExists('doomed_scratch')).toBeUndefined();
+  expect(await dbExists('doomed_ledger')).toBe(true);
+  expect(await roleExists('doomed_ledger')).toEqual({ rolcanlogin: false });
+}, 120_000);
+
 describe('drift is repaired on the periodic re-check', () => {
   let secret: Record<string, string>;
   beforeAll(async () => {
