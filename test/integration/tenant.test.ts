@@ -113,6 +113,25 @@ describe('a TenantDatabase with defaults', () => {
     expect(log).not.toContain(secret.password);
   });
 
+  test('every change is in the Events of the TenantDatabase', async () => {
+    const td = await getTenant(c, 'shop', 'orders');
+    const events = await c.core.listNamespacedEvent({ namespace: 'shop', fieldSelector: `involvedObject.uid=${td?.metadata.uid}` });
+    const reasons = events.items.map((e) => e.reason);
+    expect(reasons).toEqual(expect.arrayContaining(['SecretCreated', 'RoleUpdated', 'DatabaseUpdated', 'ExtensionsCreated', 'Ready']));
+    expect(events.items.map((e) => e.message).join('\n')).toMatch(/Created role shop_orders/);
+  });
+
+  test('periodic re-checks of an unchanged tenant write nothing', async () => {
+    const before = await getTenant(c, 'shop', 'orders');
+    const rv = (before as unknown as { metadata: { resourceVersion: string } }).metadata.resourceVersion;
+    await new Promise((r) => setTimeout(r, 7000)); // more than two re-checks (3 s)
+    const after = await getTenant(c, 'shop', 'orders');
+    expect((after as unknown as { metadata: { resourceVersion: string } }).metadata.resourceVersion).toBe(rv);
+    const s = await c.core.readNamespacedSecret({ name: 'orders-db', namespace: 'shop' });
+    await new Promise((r) => setTimeout(r, 3500));
+    expect((await c.core.readNamespacedSecret({ name: 'orders-db', namespace: 'shop' })).metadata?.resourceVersion).toBe(s.metadata?.resourceVersion);
+  }, 30_000);
+
   test('status reports size and connections, conditions and observedGeneration', async () => {
     const td = await getTenant(c, 'shop', 'orders');
     expect(Number(td?.status?.sizeBytes)).toBeGreaterThan(1_000_000);
