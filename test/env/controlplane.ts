@@ -22,6 +22,8 @@ export interface ControlPlane {
   adminToken: string;
   adminKubeconfig: string;
   binDir: string;
+  /** Kills kube-apiserver, waits, starts it again on the same port (etcd keeps the data). */
+  restartApiServer(downMs?: number): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -122,8 +124,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
     );
     await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000);
     const server = `https://127.0.0.1:${apiPort}`;
-    procs.push(
-      startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), [
+    const apiArgs = [
         `--etcd-servers=http://127.0.0.1:${etcdPort}`,
         '--bind-address=127.0.0.1',
         '--advertise-address=127.0.0.1',
@@ -142,8 +143,9 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
         '--disable-admission-plugins=ServiceAccount',
         '--profiling=false',
         '--v=0',
-      ], join(dir, 'kube-apiserver.log')),
-    );
+      ];
+    let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
+    procs.push({ name: 'kube-apiserver', get child() { return apiserver.child; }, logFile: apiserver.logFile, stop: (sig, t) => apiserver.stop(sig, t) });
     const ca = readFileSync(join(dir, 'ca.crt'));
     await waitFor('kube-apiserver /readyz', async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200, 90_000, 300);
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
@@ -179,6 +181,12 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
       adminToken,
       adminKubeconfig,
       binDir,
+      restartApiServer: async (downMs = 1000) => {
+        await apiserver.stop('SIGKILL');
+        await new Promise((r) => setTimeout(r, downMs));
+        apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
+        await waitFor('kube-apiserver /readyz after restart', async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200, 90_000, 300);
+      },
       stop: async () => {
         await stop();
         if (!baseDir) rmSync(dir, { recursive: true, force: true });
