@@ -43,11 +43,12 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
   informer.on('update', (o) => handlers.onChange(o));
   informer.on('delete', (o) => (handlers.onDelete ?? handlers.onChange)(o));
   informer.on('error', (err) => {
-    if (stopped) return;
+    if (stopped || restartTimer) return; // one restart at a time
     failures += 1;
     const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
     log.warn({ path, err: errorMessage(err), retryInMs: delay }, 'Watch failed, restarting informer');
     restartTimer = setTimeout(() => {
+      restartTimer = undefined;
       if (stopped) return;
       informer.start().catch(() => undefined); // a failed start emits 'error' again
     }, delay);
