@@ -94,9 +94,12 @@ export class AdminPools {
   }
 }
 
+/** application_name of the operator's login checks, so they are not counted as the tenant's sessions. */
+export const LOGIN_CHECK_APP = 'tenantdb-login-check';
+
 /** Tries a login with the given credentials; resolves to undefined on success or the error. */
 export async function tryLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
-  const client = new pg.Client({ ...clientConfig(ep, user, password, database), application_name: 'tenantdb-login-check' });
+  const client = new pg.Client({ ...clientConfig(ep, user, password, database), application_name: LOGIN_CHECK_APP });
   client.on('error', () => undefined);
   try {
     await client.connect();

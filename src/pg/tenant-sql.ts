@@ -4,6 +4,7 @@
  * are validated (api/naming, api/common) before they get here.
  */
 import pg from 'pg';
+import { LOGIN_CHECK_APP } from './connections.js';
 
 const { escapeIdentifier: ident, escapeLiteral: lit } = pg;
 
@@ -162,6 +163,7 @@ export async function dropRole(db: Queryable, role: string): Promise<void> {
   await db.query(`DROP ROLE IF EXISTS ${ident(role)}`);
 }
 
+/** Size and sessions of a tenant; the operator's own login checks are not the tenant's sessions. */
 export interface UsageRow {
   sizeBytes: number;
   activeConnections: number;
@@ -170,9 +172,10 @@ export interface UsageRow {
 export async function usage(db: Queryable, database: string, role: string): Promise<UsageRow> {
   const r = await db.query<{ size: string | null; conns: string }>(
     `SELECT pg_database_size(d.oid)::text AS size,
-            (SELECT count(*) FROM pg_stat_activity WHERE usename = $2)::text AS conns
+            (SELECT count(*) FROM pg_stat_activity
+              WHERE usename = $2 AND application_name IS DISTINCT FROM $3)::text AS conns
        FROM pg_database d WHERE d.datname = $1`,
-    [database, role],
+    [database, role, LOGIN_CHECK_APP],
   );
   const row = r.rows[0];
   return { sizeBytes: Number(row?.size ?? 0), activeConnections: Number(row?.conns ?? 0) };
