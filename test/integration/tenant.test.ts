@@ -117,7 +117,7 @@ describe('a TenantDatabase with defaults', () => {
     const td = await getTenant(c, 'shop', 'orders');
     const events = await c.core.listNamespacedEvent({ namespace: 'shop', fieldSelector: `involvedObject.uid=${td?.metadata.uid}` });
     const reasons = events.items.map((e) => e.reason);
-    expect(reasons).toEqual(expect.arrayContaining(['SecretCreated', 'RoleUpdated', 'DatabaseUpdated', 'ExtensionsCreated', 'Ready']));
+    expect(reasons).toEqual(expect.arrayContaining(['SecretCreated', 'RoleCreated', 'DatabaseCreated', 'ExtensionsCreated', 'Ready']));
     expect(events.items.map((e) => e.message).join('\n')).toMatch(/Created role shop_orders/);
   });
 

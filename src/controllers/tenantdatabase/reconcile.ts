@@ -111,7 +111,8 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
     if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
       const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
       if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
-      else ctx.events.warning(ref, after.reason, after.message);
+      // Waiting for the pooler right after creation is not worth a warning; losing it later is.
+      else if (before?.status === 'True' || after.reason !== 'PoolerNotReady') ctx.events.warning(ref, after.reason, after.message);
     }
   }
 }
@@ -122,10 +123,12 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
  */
 async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean }> {
   const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
-  const record = (changes: string[], reason: string) => {
+  /** Logs each change and records it as an Event whose reason is the object and the verb: RoleCreated. */
+  const record = (changes: string[], noun: string) => {
+    const verbs: Record<string, string> = { Created: 'Created', Dropped: 'Deleted', Deleted: 'Deleted', Repaired: 'Repaired', Rotated: 'Rotated' };
     for (const c of changes) {
       log.info(c);
-      ctx.events.normal(ref, reason, c);
+      ctx.events.normal(ref, `${noun}${verbs[c.split(' ')[0] ?? ''] ?? 'Updated'}`, c);
     }
   };
 
@@ -169,7 +172,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     const own = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
     if (own.kind !== 'owned') return;
     await ctx.clients.core.deleteNamespacedSecret({ name: names.secret, namespace: owner.namespace });
-    record([`Deleted Secret ${names.secret}: the name it was written for belongs to someone else`], 'SecretDeleted');
+    record([`Deleted Secret ${names.secret}: the name it was written for belongs to someone else`], 'Secret');
   };
   if (roleClaim.state === 'foreign') {
     await dropOwnSecret();
@@ -229,41 +232,41 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     shadowDatabase: names.shadow,
   });
   const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
-  if (wrote === 'created') record([generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`], 'SecretCreated');
-  if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'SecretUpdated');
+  if (wrote === 'created') record([generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`], 'Secret');
+  if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'Secret');
   if (oldSecretName && oldSecretName !== names.secret) {
     const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
     if (old.kind === 'owned') {
       await ctx.clients.core.deleteNamespacedSecret({ name: oldSecretName, namespace: ns });
-      record([`Deleted Secret ${oldSecretName}, replaced by ${names.secret}`], 'SecretDeleted');
+      record([`Deleted Secret ${oldSecretName}, replaced by ${names.secret}`], 'Secret');
     }
   }
 
   // 5. Role, databases, privileges.
   // The verifier is a function of role identity and password: every reconcile computes the same one.
   const verifier = verifierFor(td.metadata.uid, names.role, password);
-  record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit: td.spec.connectionLimit }), 'RoleUpdated');
+  record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit: td.spec.connectionLimit }), 'Role');
   if (rotating) {
     // Open sessions, direct and pooled, keep running; new logins need the new password.
     await sql.setRolePassword(pool, names.role, verifier);
-    record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'PasswordRotated');
+    record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
   }
   for (const db of [names.database, names.shadow]) {
-    if (db) record(await ensureDatabase(pool, owner, { database: db, role: names.role, connectionLimit: td.spec.connectionLimit }), 'DatabaseUpdated');
+    if (db) record(await ensureDatabase(pool, owner, { database: db, role: names.role, connectionLimit: td.spec.connectionLimit }), 'Database');
   }
   if (!td.spec.shadowDatabase) {
-    record(await dropShadowIfOurs(pool, `${names.database}_shadow`, names.role, owner.uid), 'DatabaseDeleted');
+    record(await dropShadowIfOurs(pool, `${names.database}_shadow`, names.role, owner.uid), 'Database');
   }
 
   // 6. Extensions, inside the tenant database, owned by the tenant role.
   const ext = await ctx.pools.withDatabase(ep, creds.value, names.database, (c) => ensureExtensions(c, names.role, td.spec.extensions));
-  if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'ExtensionsCreated');
+  if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
 
   // 7. A real login with the Secret's credentials; a changed password is put back.
   let loginErr = await tryLogin(ep, names.role, password, names.database);
   if (loginErr && sqlState(loginErr) === SQLSTATE.invalidPassword) {
     await sql.setRolePassword(pool, names.role, verifier);
-    record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'PasswordRepaired');
+    record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'Password');
     loginErr = await tryLogin(ep, names.role, password, names.database);
   }
 
