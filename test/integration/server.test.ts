@@ -88,3 +88,17 @@ test('an IpWhitelist with a bad CIDR is refused by the API server', async () => 
     ]),
   ).rejects.toMatchObject({ body: expect.stringMatching(/must be a CIDR/) });
 });
+
+test('maxTenants: a tenant past the limit waits with CapacityExceeded and gets in when a place frees', async () => {
+  await secret('small', { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
+  await applyServer(c, 'small', { ...base(), adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'small' }, maxTenants: 1 });
+  await waitForCondition(() => getServer(c, 'small'), 'Ready', 'True');
+  await applyTenant(c, 'srv', 'first-in', { serverRef: { name: 'small' }, deletionPolicy: 'Delete' });
+  await waitForCondition(() => getTenant(c, 'srv', 'first-in'), 'Ready', 'True');
+  await applyTenant(c, 'srv', 'second-in', { serverRef: { name: 'small' } });
+  const td = await waitForCondition(() => getTenant(c, 'srv', 'second-in'), 'Ready', 'False', 'CapacityExceeded');
+  expect(condition(td, 'Ready')?.message).toMatch(/maximum of 1 tenants/);
+  expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'srv_second_in'")).toHaveLength(0);
+  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: 'first-in' });
+  await waitForCondition(() => getTenant(c, 'srv', 'second-in'), 'Ready', 'True', undefined, 60_000);
+});
