@@ -6,14 +6,13 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../test/env/cluster.js';
 import { startOperatorProcess } from '../test/env/operator.js';
 import { startPooler } from '../test/env/pgbouncer.js';
-import { waitFor } from '../test/env/ports.js';
+import { boundSocket, waitFor } from '../test/env/ports.js';
 import { createServerObjects, startSandbox } from '../test/env/sandbox.js';
 
 const rounds = Number(process.argv[2] ?? 5);
@@ -22,12 +21,7 @@ async function login(url: string, localAddress = '127.0.0.1'): Promise<boolean> 
   const c = new pg.Client({
     connectionString: url,
     connectionTimeoutMillis: 2000,
-    stream: () => {
-      const s = new Socket();
-      const connect = s.connect.bind(s) as (o: object) => Socket;
-      (s as unknown as { connect: (port: number, host: string) => Socket }).connect = (port, host) => connect({ port, host, localAddress });
-      return s;
-    },
+    stream: boundSocket(localAddress),
   });
   c.on('error', () => undefined);
   try {

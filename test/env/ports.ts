@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, Socket } from 'node:net';
 
 /** A TCP port free on 127.0.0.1 right now. */
 export function freePort(): Promise<number> {
@@ -29,4 +29,17 @@ export async function waitFor<T>(what: string, fn: () => Promise<T | undefined |
     }
     await new Promise((r) => setTimeout(r, intervalMs));
   }
+}
+
+/**
+ * A socket for node-pg's `stream` option that connects from a chosen loopback source address
+ * (127.0.0.2, ...), so that HBA rules can be tested on one machine; libpq has no such option.
+ */
+export function boundSocket(localAddress: string): () => Socket {
+  return () => {
+    const s = new Socket();
+    const connect = s.connect.bind(s) as (o: { port: number; host: string; localAddress: string }) => Socket;
+    (s as unknown as { connect: (port: number, host: string) => Socket }).connect = (port, host) => connect({ port, host, localAddress });
+    return s;
+  };
 }

@@ -2,10 +2,9 @@
 import * as k8s from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Socket } from 'node:net';
 import pg from 'pg';
 import { startOperatorProcess } from '../env/operator.js';
-import { waitFor } from '../env/ports.js';
+import { boundSocket, waitFor } from '../env/ports.js';
 import type { Proc } from '../env/process.js';
 import { apply } from '../env/cluster.js';
 
@@ -133,8 +132,8 @@ export async function readSecretData(c: Cluster, ns: string, name: string): Prom
 }
 
 /** Connects with a connection string as an application would and runs one query. */
-export async function queryWith(connectionString: string, text = 'SELECT current_user AS u, current_database() AS d'): Promise<pg.QueryResultRow[]> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000 });
+export async function queryWith(connectionString: string, text = 'SELECT current_user AS u, current_database() AS d', localAddress?: string): Promise<pg.QueryResultRow[]> {
+  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000, ...(localAddress ? { stream: boundSocket(localAddress) } : {}) });
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -143,6 +142,9 @@ export async function queryWith(connectionString: string, text = 'SELECT current
     await client.end().catch(() => undefined);
   }
 }
+
+/** The same, from a chosen loopback source address (127.0.0.2, ...), for allow-list tests. */
+export const queryFrom = (localAddress: string, connectionString: string, text = 'SELECT current_user AS u') => queryWith(connectionString, text, localAddress);
 
 export async function superClient(c: Cluster, database = 'postgres'): Promise<pg.Client> {
   const p = c.env.pg;
@@ -166,27 +168,6 @@ export async function ensureDefaultServer(c: Cluster): Promise<void> {
   const p = c.env.pg;
   await createServerObjects(c.kc, { host: p.host, port: p.port, admin: p.admin } as never, 'default', { default: true });
   await waitForCondition(() => getServer(c, 'default'), 'Ready', 'True');
-}
-
-/** A connection from a chosen loopback source address (127.0.0.2, ...), for allow-list tests. */
-export async function queryFrom(localAddress: string, connectionString: string, text = 'SELECT current_user AS u'): Promise<pg.QueryResultRow[]> {
-  const client = new pg.Client({
-    connectionString,
-    connectionTimeoutMillis: 5000,
-    stream: () => {
-      const s = new Socket();
-      const connect = s.connect.bind(s) as (o: { port: number; host: string; localAddress: string }) => Socket;
-      (s as unknown as { connect: (port: number, host: string) => Socket }).connect = (port, host) => connect({ port, host, localAddress });
-      return s;
-    },
-  });
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return (await client.query(text)).rows;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
 }
 
 export function sqlError(err: unknown): string {
