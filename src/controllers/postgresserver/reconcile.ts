@@ -114,7 +114,9 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   const where = `${server.spec.host}:${server.spec.port}`;
   const pooler = await serverPoolerCondition(ctx, server);
   const hba = await serverHbaCondition(ctx, server);
-  const soon = pooler.status === 'False' || hba.status === 'False';
+  // Waiting for an agent is a matter of a second; an unreachable pooler is looked at less often.
+  const soon = pooler.reason === 'Pending' || hba.reason === 'Pending';
+  const later = pooler.status === 'False' || hba.status === 'False';
 
   const creds = await loadAdminCredentials(ctx.clients, server);
   const ca = creds.ok ? await loadCa(ctx.clients, server) : undefined;
@@ -144,5 +146,5 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     ? { type: 'Ready', status: 'False', reason: 'InsufficientPrivileges', message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}` }
     : { type: 'Ready', status: 'True', reason: 'Connected', message: `PostgreSQL ${version} at ${where} is ready for tenants` };
   await save([connected, pooler, hba, ready], { version }, true);
-  return { requeueAfterMs: soon ? 1000 : ctx.config.resyncMs };
+  return { requeueAfterMs: soon ? 1000 : later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
 }

@@ -72,12 +72,14 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   let names: TenantNames | undefined;
   let serverName: string | undefined;
   let soon = false;
+  let retryMs: number | undefined;
   try {
     const r = await provision(ctx, td, rlog);
     outcome = r.outcome;
     names = r.names;
     serverName = r.serverName;
     soon = r.soon ?? false;
+    retryMs = r.retryMs;
   } catch (err) {
     if (err instanceof TerminalError) {
       outcome = notReady(err.reason, err.message, true);
@@ -89,7 +91,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
     }
   }
   await saveStatus(ctx, td, outcome, names, serverName);
-  return { requeueAfterMs: soon ? 1000 : ctx.config.resyncMs };
+  return { requeueAfterMs: soon ? 1000 : Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
 
 async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, names: TenantNames | undefined, serverName: string | undefined): Promise<void> {
@@ -121,7 +123,7 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
  * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
  * name to a Conflict can still be given another one.
  */
-async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean }> {
+async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number }> {
   const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
   /** Logs each change and records it as an Event whose reason is the object and the verb: RoleCreated. */
   const record = (changes: string[], noun: string) => {
@@ -295,8 +297,10 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     outcome: { conditions, status: { sizeBytes: usage.sizeBytes, activeConnections: usage.activeConnections }, settled: !loginErr && !ext.failed.length },
     names,
     serverName,
-    // Pooler and allow-list changes take effect within seconds: look again soon until they have.
-    soon: poolerReady.status !== 'True' && poolerReady.status !== 'Unknown' ? true : access.reason === 'Pending',
+    // Pooler and allow-list changes take effect within seconds: look again soon until they have
+    // (an unreachable pooler is not polled every second).
+    soon: poolerReady.reason === 'NotConfirmed' || access.reason === 'Pending',
+    ...(poolerReady.reason === 'PoolerUnreachable' ? { retryMs: 15_000 } : {}),
   };
 }
 
