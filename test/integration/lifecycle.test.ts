@@ -165,6 +165,18 @@ describe('drift is repaired on the periodic re-check', () => {
     expect(await readSecretData(c, 'life-a', 'drift-db')).toEqual(secret);
   });
 
+  test('a new secretName moves the connection details, keeping the password, and removes the old Secret', async () => {
+    const before = (await readSecretData(c, 'life-a', 'drift-db')) ?? {};
+    await applyTenant(c, 'life-a', 'drift', { secretName: 'drift-conn' });
+    const moved = await waitFor('the new Secret', () => readSecretData(c, 'life-a', 'drift-conn'), 30_000);
+    expect(moved.password).toBe(before.password);
+    await waitFor('the old Secret to go', async () => !(await readSecretData(c, 'life-a', 'drift-db')) || undefined, 30_000);
+    await applyTenant(c, 'life-a', 'drift', {});
+    await waitFor('the Secret to move back', () => readSecretData(c, 'life-a', 'drift-db'), 30_000);
+    expect((await readSecretData(c, 'life-a', 'drift-db'))?.password).toBe(before.password);
+    await waitFor('drift-conn to go', async () => !(await readSecretData(c, 'life-a', 'drift-conn')) || undefined, 30_000);
+  });
+
   test('a deleted Secret is recreated with a password that works', async () => {
     await c.core.deleteNamespacedSecret({ name: 'drift-db', namespace: 'life-a' });
     const fresh = await waitFor('the Secret to be recreated', () => readSecretData(c, 'life-a', 'drift-db'), 30_000);

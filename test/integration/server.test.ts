@@ -102,3 +102,14 @@ test('maxTenants: a tenant past the limit waits with CapacityExceeded and gets i
   await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: 'first-in' });
   await waitForCondition(() => getTenant(c, 'srv', 'second-in'), 'Ready', 'True', undefined, 60_000);
 });
+
+test('a server in use cannot be deleted until its tenants are gone', async () => {
+  await c.custom.deleteClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'small' });
+  const s = await waitForCondition(() => getServer(c, 'small'), 'Ready', 'False', 'DeletionBlocked');
+  expect(condition(s, 'Ready')?.message).toMatch(/srv\/second-in/);
+  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: 'second-in' });
+  const { waitFor } = await import('../env/ports.js');
+  await waitFor('the server to go', async () => !(await getServer(c, 'small')) || undefined, 60_000);
+  // Retain: the tenant's database outlives both objects.
+  expect(await superQuery(c, "SELECT 1 FROM pg_database WHERE datname = 'srv_second_in'")).toHaveLength(1);
+});
