@@ -1,8 +1,9 @@
 /**
- * A real PgBouncer with the real pooler agent beside it, both running as the postgres user
- * (PgBouncer refuses to run as root). The agent authenticates as its own ServiceAccount.
+ * A real PgBouncer with the real pooler agent beside it. PgBouncer refuses to run as root, so as root
+ * it runs as the postgres user; the agent runs as the test runner and hands its files to postgres.
+ * The agent authenticates as its own ServiceAccount.
  */
-import { chownSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -61,18 +62,18 @@ export async function startPooler(o: PoolerOptions): Promise<Pooler> {
     '',
   ].join('\n');
   writeFileSync(join(dir, 'pgbouncer.ini'), ini);
-  const kubeconfig = join(dir, 'agent.kubeconfig');
-  copyFileSync(o.agentKubeconfig, kubeconfig);
+  mkdirSync(conf);
+  // PgBouncer runs as postgres; the agent (as whoever runs the tests) writes files owned like conf/.
   if (ids) {
-    for (const p of [dir, join(dir, 'pgbouncer.ini'), kubeconfig]) chownSync(p, ids.uid, ids.gid);
+    for (const p of [dir, conf, join(dir, 'pgbouncer.ini')]) chownSync(p, ids.uid, ids.gid);
   }
   const spawnOpts = ids ? { uid: ids.uid, gid: ids.gid } : {};
   const agent = startProcess(
     'agent',
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'agent', `--secret=${o.secret}`, `--dir=${conf}`, `--kubeconfig=${kubeconfig}`, '--pgbouncer-host=127.0.0.1', `--pgbouncer-port=${port}`, `--admin-user=${admin.user}`],
+    ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'agent', `--secret=${o.secret}`, `--dir=${conf}`, `--kubeconfig=${o.agentKubeconfig}`, '--pgbouncer-host=127.0.0.1', `--pgbouncer-port=${port}`, `--admin-user=${admin.user}`],
     join(o.logDir, `agent-${o.name}.log`),
-    { ...spawnOpts, cwd: ROOT, env: { ...process.env, HOME: dir, TENANTDB_POOLER_ADMIN_PASSWORD: admin.password } },
+    { cwd: ROOT, env: { ...process.env, TENANTDB_POOLER_ADMIN_PASSWORD: admin.password } },
   );
   let bouncer: Proc | undefined;
   try {
