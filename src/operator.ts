@@ -135,6 +135,25 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     `${MANAGED_BY_LABEL}=${MANAGED_BY}`,
   );
 
+  const namespaceLabels = new Map<string, string>();
+  // A namespace's labels decide which servers its tenants may use: a change concerns its tenants.
+  const namespaces: ResilientInformer<k8s.V1Namespace> = resilientInformer<k8s.V1Namespace>(
+    o.kc,
+    '/api/v1/namespaces',
+    () => clients.core.listNamespace(),
+    {
+      onChange: (n) => {
+        const name = n.metadata?.name ?? '';
+        const labels = JSON.stringify(n.metadata?.labels ?? {});
+        if (namespaceLabels.get(name) === labels) return;
+        namespaceLabels.set(name, labels);
+        for (const t of ctxRef?.tenants.list() ?? []) if (t.metadata?.namespace === name) enqueueTenant(t);
+      },
+      onDelete: (n) => namespaceLabels.delete(n.metadata?.name ?? ''),
+    },
+    log,
+  );
+
   const ctx: OperatorContext = {
     clients,
     log,
@@ -144,7 +163,9 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     servers,
     tenants,
     whitelists,
+    namespaces,
     secrets,
+    markers: new Map(),
   };
   ctxRef = ctx;
 
@@ -154,13 +175,13 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const health: Server = await startHealthServer(o.metricsPort, o.metricsHost, metrics.registry, {
     healthy: () => !stopping,
     // A standby replica is ready (it serves health and waits for the Lease); a leader once its caches synced.
-    ready: () => !stopping && (!started || [servers, tenants, whitelists, secrets].every((i) => i.synced())),
+    ready: () => !stopping && (!started || [servers, tenants, whitelists, namespaces, secrets].every((i) => i.synced())),
   });
 
   const runControllers = async () => {
     started = true;
     metrics.isLeader.set(1);
-    await Promise.all([servers.start(), tenants.start(), whitelists.start(), secrets.start()]);
+    await Promise.all([servers.start(), tenants.start(), whitelists.start(), namespaces.start(), secrets.start()]);
     controllers.servers = createController('postgresserver', (key, l) => reconcilePostgresServer(ctx, key, l), log, metrics);
     controllers.tenants = createController('tenantdatabase', (key, l) => reconcileTenantDatabase(ctx, key, l), log, metrics);
     controllers.whitelists = createController('ipwhitelist', (key, l) => reconcileIpWhitelist(ctx, key, l), log, metrics);
@@ -178,7 +199,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     stopping = true;
     log.info('Shutting down');
     await Promise.all([controllers.servers?.stop(), controllers.tenants?.stop(), controllers.whitelists?.stop()]);
-    await Promise.all([servers.stop(), tenants.stop(), whitelists.stop(), secrets.stop()].map((p) => p.catch(() => undefined)));
+    await Promise.all([servers.stop(), tenants.stop(), whitelists.stop(), namespaces.stop(), secrets.stop()].map((p) => p.catch(() => undefined)));
     await leader?.release();
     await pools.closeAll();
     await new Promise<void>((r) => health.close(() => r()));

@@ -103,3 +103,43 @@ export const objectMeta = z.looseObject({
   creationTimestamp: z.string().optional(),
 });
 export type ObjectMeta = z.infer<typeof objectMeta>;
+
+/** A Kubernetes label selector (matchLabels and matchExpressions, ANDed). */
+export const labelSelector = z
+  .object({
+    matchLabels: z.record(z.string().max(317), z.string().max(63)).optional().describe('Labels the object must carry with exactly these values.'),
+    matchExpressions: z
+      .array(
+        z
+          .object({
+            key: z.string().min(1).max(317).describe('The label key.'),
+            operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']).describe('In, NotIn, Exists or DoesNotExist.'),
+            values: z.array(z.string().max(63)).max(64).optional().describe('Values for In and NotIn.'),
+          })
+          .describe('One requirement on a label.'),
+      )
+      .max(16)
+      .optional()
+      .describe('Requirements on labels, all of which must hold.'),
+  })
+  .describe('A label selector; an empty selector matches everything.');
+export type LabelSelector = z.infer<typeof labelSelector>;
+
+/**
+ * Whether labels satisfy a selector, with the API server's semantics. client-node has no matcher
+ * and the semantics fit in a few lines, so it is written here.
+ */
+export function matchesSelector(sel: LabelSelector, labels: Readonly<Record<string, string>> | undefined): boolean {
+  const l = labels ?? {};
+  for (const [k, v] of Object.entries(sel.matchLabels ?? {})) if (l[k] !== v) return false;
+  for (const e of sel.matchExpressions ?? []) {
+    const has = Object.prototype.hasOwnProperty.call(l, e.key);
+    const val = l[e.key];
+    const values = e.values ?? [];
+    if (e.operator === 'Exists' && !has) return false;
+    if (e.operator === 'DoesNotExist' && has) return false;
+    if (e.operator === 'In' && (!has || !values.includes(val ?? ''))) return false;
+    if (e.operator === 'NotIn' && has && values.includes(val ?? '')) return false;
+  }
+  return true;
+}

@@ -1,8 +1,17 @@
 import { createHash } from 'node:crypto';
 
+/**
+ * Words that mean something in the files tenantdb renders: in pg_hba.conf and PgBouncer's hba the
+ * database and user columns take `all`, `sameuser`, `samerole`, `samegroup` and `replication` as
+ * keywords, and a PgBouncer database named `pgbouncer` is its admin console (an entry with that name
+ * stops PgBouncer reading the rest of its file). A tenant name that is one of them would turn into
+ * syntax that opens or closes other tenants' doors, so none may be used.
+ */
+export const CONFIG_KEYWORDS = ['all', 'sameuser', 'samerole', 'samegroup', 'replication', 'pgbouncer'] as const;
+
 /** Names PostgreSQL reserves for roles, and databases no tenant may take. */
-export const RESERVED_ROLES = new Set(['public', 'none', 'current_user', 'session_user', 'current_role', 'postgres']);
-export const RESERVED_DATABASES = new Set(['postgres', 'template0', 'template1']);
+export const RESERVED_ROLES = new Set<string>(['public', 'none', 'current_user', 'session_user', 'current_role', 'postgres', ...CONFIG_KEYWORDS]);
+export const RESERVED_DATABASES = new Set<string>(['postgres', 'template0', 'template1', ...CONFIG_KEYWORDS]);
 
 /** Room left for the `_shadow` suffix, so every derived database name can get a shadow database. */
 export const MAX_DERIVED = 63 - '_shadow'.length;

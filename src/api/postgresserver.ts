@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { cel, extensionName, cidr, conditions, hostName, k8sName, objectMeta, pgIdentifier, port, secretRef } from './common.js';
+import { cel, extensionName, cidr, conditions, hostName, k8sName, labelSelector, objectMeta, pgIdentifier, port, secretRef } from './common.js';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
@@ -62,6 +62,35 @@ export const postgresServerSpec = z
       .max(64)
       .default([])
       .describe('Extensions tenants may ask for in spec.extensions.'),
+    allowedNamespaces: z
+      .object({
+        from: z
+          .enum(['All', 'Selector'])
+          .default('All')
+          .describe('All: TenantDatabases of every namespace may use this server. Selector: only those of namespaces matching selector.'),
+        selector: labelSelector
+          .optional()
+          .describe('With from Selector: the labels a namespace must carry for its TenantDatabases to use this server.'),
+      })
+      .prefault({})
+      .describe(
+        'Which namespaces may provision on this server, like Gateway API allowedRoutes. Namespace labels are set by cluster admins, not by tenants. Others get Ready=False, reason ServerNotAllowed, and nothing on this server.',
+      )
+      .meta(cel({ rule: "!has(self.from) || self.from != 'Selector' || has(self.selector)", message: 'allowedNamespaces.selector is required when from is Selector' })),
+    connectionLimits: z
+      .object({
+        default: z
+          .number()
+          .int()
+          .min(1)
+          .max(100000)
+          .default(20)
+          .describe('Connection limit of a tenant whose connectionLimit is omitted or -1.'),
+        max: z.number().int().min(1).max(100000).default(100).describe('The highest connectionLimit a tenant may ask for; more is refused.'),
+      })
+      .prefault({})
+      .describe('Bounds for tenant connection limits, so that no tenant can take every connection of the server.')
+      .meta(cel({ rule: '!has(self.default) || !has(self.max) || self.default <= self.max', message: 'connectionLimits.default must not exceed connectionLimits.max' })),
     maxTenants: z
       .number()
       .int()

@@ -1,36 +1,48 @@
 import { z } from 'zod';
 import { cel, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
+import { RESERVED_DATABASES, RESERVED_ROLES } from './naming.js';
+
+const celList = (xs: Iterable<string>) => `[${[...xs].sort().map((x) => `'${x}'`).join(', ')}]`;
+const notReserved = (field: string, reserved: ReadonlySet<string>, extra = '') => ({
+  rule: `!(self in ${celList(reserved)})${extra}`,
+  message: `${field} must not be one of ${[...reserved].sort().join(', ')}${extra ? ' or start with pg_' : ''}: they are reserved by PostgreSQL or are keywords in the pooler and HBA files`,
+});
 
 export const tenantDatabaseSpec = z
   .object({
     serverRef: z
       .object({ name: k8sName('serverRef.name').describe('Name of the PostgresServer.') })
       .optional()
-      .describe('The PostgresServer to provision on. When omitted, the server marked default is used.'),
+      .describe('The PostgresServer to provision on. When omitted, the server marked default is used. Cannot change once set.')
+      .meta(cel({ rule: 'self == oldSelf', message: 'serverRef cannot be changed; create a new TenantDatabase on the other server' })),
     isolation: z
       .enum(['Database', 'Schema'])
       .default('Database')
       .describe('Database: a database of its own. Schema: a schema in the server\'s sharedDatabase.')
       .meta(cel({ rule: 'self == oldSelf', message: 'isolation cannot be changed' })),
     databaseName: pgIdentifier('databaseName')
+      .refine((v) => !RESERVED_DATABASES.has(v), { message: `databaseName must not be one of ${[...RESERVED_DATABASES].sort().join(', ')}` })
       .optional()
       .describe('Name of the database. Derived from namespace and name when omitted. Cannot change once set.')
-      .meta(cel({ rule: 'self == oldSelf', message: 'databaseName cannot be changed' })),
+      .meta(cel({ rule: 'self == oldSelf', message: 'databaseName cannot be changed' }, notReserved('databaseName', RESERVED_DATABASES))),
     schemaName: pgIdentifier('schemaName')
       .optional()
       .describe('Name of the schema (isolation Schema only). Derived from namespace and name when omitted.')
       .meta(cel({ rule: 'self == oldSelf', message: 'schemaName cannot be changed' })),
     roleName: pgIdentifier('roleName')
+      .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_'), { message: `roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')} or start with pg_` })
       .optional()
       .describe('Name of the login role. Derived from namespace and name when omitted. Cannot change once set.')
-      .meta(cel({ rule: 'self == oldSelf', message: 'roleName cannot be changed' })),
+      .meta(cel({ rule: 'self == oldSelf', message: 'roleName cannot be changed' }, notReserved('roleName', RESERVED_ROLES, " && !self.startsWith('pg_')"))),
     connectionLimit: z
       .number()
       .int()
       .min(-1)
       .max(100000)
       .default(-1)
-      .describe('Most concurrent direct connections of the role and to the database; -1 means no limit.'),
+      .describe(
+        "Most concurrent direct connections of the role and to the database. -1 (the default) means the server's connectionLimits.default; more than its connectionLimits.max is refused.",
+      ),
     pooling: z
       .object({
         enabled: z.boolean().default(true).describe('Whether the tenant gets a PgBouncer pool.'),

@@ -27,9 +27,18 @@ export interface OperatorContext {
   servers: ResilientInformer<k8s.KubernetesObject>;
   tenants: ResilientInformer<k8s.KubernetesObject>;
   whitelists: ResilientInformer<k8s.KubernetesObject>;
+  /** Namespaces, for the servers' allowedNamespaces selectors. */
+  namespaces: ResilientInformer<k8s.V1Namespace>;
   /** Secrets labelled as managed by tenantdb: tenant Secrets and pooler config Secrets. */
   secrets: ResilientInformer<k8s.V1Secret>;
+  /**
+   * Per server, what its catalog showed at the server's last reconcile: for each TenantDatabase uid,
+   * the roles and databases that carry its marker. Configs are rendered only from these.
+   */
+  markers: Map<string, ServerMarkers>;
 }
+
+export type ServerMarkers = Map<string, { roles: Set<string>; databases: Set<string> }>;
 
 export function endpointOf(server: PostgresServer, ca?: string): ServerEndpoint {
   return { host: server.spec.host, port: server.spec.port, sslMode: server.spec.sslMode, ca };

@@ -11,6 +11,8 @@ import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../pg/sc
 import { renderHba, renderPoolerConfig, renderServerHba, type PoolerTenant, type ServerHbaTenant } from '../pooler/render.js';
 import { HBA_KEY } from '../agent/postgres-agent.js';
 import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
+import { isCidr } from '../api/common.js';
+import { deriveIdentifier, shadowDatabaseName } from '../api/naming.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, type OperatorContext, type Resolved } from './context.js';
 
 export const SERVER_LABEL = 'tenantdb.dev/postgresserver';
@@ -46,45 +48,121 @@ export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServ
 
 interface TenantView {
   metadata?: { name?: string; namespace?: string; uid?: string; deletionTimestamp?: unknown };
-  spec?: { pooling?: { enabled?: boolean; poolMode?: PoolerTenant['poolMode']; poolSize?: number; maxDbConnections?: number } };
-  status?: { serverName?: string; databaseName?: string; roleName?: string; secretName?: string; conditions?: { type: string; status: string }[] };
+  spec?: {
+    databaseName?: string;
+    roleName?: string;
+    secretName?: string;
+    shadowDatabase?: boolean;
+    pooling?: { enabled?: boolean; poolMode?: PoolerTenant['poolMode']; poolSize?: number; maxDbConnections?: number };
+  };
+}
+
+/**
+ * A tenant as the configs of one server may name it: its names come from its spec, and only when
+ * the server's catalog shows that exactly these objects carry this tenant's marker. Status is never
+ * read: it is output, and whoever may write it must not be able to put entries into a config.
+ */
+interface VerifiedTenant {
+  namespace: string;
+  name: string;
+  uid: string;
+  database: string;
+  role: string;
+  shadow: string | undefined;
+  view: TenantView;
+}
+
+function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTenant[] {
+  const marks = ctx.markers.get(serverName);
+  if (!marks) return [];
+  const out: VerifiedTenant[] = [];
+  for (const raw of ctx.tenants.list() as TenantView[]) {
+    const m = raw.metadata;
+    if (!m?.namespace || !m.name || !m.uid || m.deletionTimestamp) continue;
+    const mine = marks.get(m.uid);
+    if (!mine) continue;
+    const derived = deriveIdentifier(m.namespace, m.name);
+    const database = raw.spec?.databaseName ?? derived;
+    const role = raw.spec?.roleName ?? derived;
+    if (!mine.roles.has(role) || !mine.databases.has(database)) continue;
+    const shadow = raw.spec?.shadowDatabase && mine.databases.has(shadowDatabaseName(database)) ? shadowDatabaseName(database) : undefined;
+    out.push({ namespace: m.namespace, name: m.name, uid: m.uid, database, role, shadow, view: raw });
+  }
+  return out;
+}
+
+/** The tenant's password, from its Secret only when that Secret is its own (controller owner reference). */
+function tenantPassword(ctx: OperatorContext, t: VerifiedTenant): string | undefined {
+  const secret = ctx.secrets.get(t.view.spec?.secretName ?? `${t.name}-db`, t.namespace);
+  if (!secret?.metadata?.ownerReferences?.some((r) => r.controller && r.uid === t.uid)) return undefined;
+  const pw = secret.data?.password ? Buffer.from(secret.data.password, 'base64').toString('utf8') : undefined;
+  return pw && isAcceptablePassword(pw) ? pw : undefined;
 }
 
 export function verifierFor(uid: string, role: string, password: string): string {
   return scramVerifier(password, deterministicSalt(`${uid}/${role}`, password));
 }
 
-/** CIDRs of all IpWhitelists naming a tenant; undefined when there are none. */
-export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: string): string[] | undefined {
-  const lists = ctx.whitelists
-    .list()
-    .filter((w) => w.metadata?.namespace === namespace && !w.metadata?.deletionTimestamp && (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name === tenant);
-  if (lists.length === 0) return undefined;
-  return lists.flatMap((w) => ((w as { spec?: { entries?: { cidr?: string }[] } }).spec?.entries ?? []).map((e) => e.cidr ?? '')).filter(Boolean);
+/**
+ * The most CIDRs the IpWhitelists of one tenant may add up to. It bounds what one tenant brings to
+ * its server's pooler config, whatever it applies; lists past it are refused in their own status.
+ */
+export const MAX_CIDRS_PER_TENANT = 256;
+
+type WhitelistView = k8s.KubernetesObject & { spec?: { tenantDatabaseRef?: { name?: string }; entries?: { cidr?: string }[] } };
+
+const cidrsOf = (w: WhitelistView) => (w.spec?.entries ?? []).map((e) => e.cidr ?? '').filter(isCidr);
+
+/**
+ * The IpWhitelists naming a tenant, oldest first, split into those within the tenant's budget and
+ * those past it. Refusing a list only ever narrows who may log in: lists add up.
+ */
+export function tenantWhitelists(ctx: OperatorContext, namespace: string, tenant: string): { admitted: WhitelistView[]; refused: WhitelistView[] } {
+  const lists = (ctx.whitelists.list() as WhitelistView[])
+    .filter((w) => w.metadata?.namespace === namespace && !w.metadata?.deletionTimestamp && w.spec?.tenantDatabaseRef?.name === tenant)
+    .sort((a, b) => {
+      const ta = String(a.metadata?.creationTimestamp ?? '');
+      const tb = String(b.metadata?.creationTimestamp ?? '');
+      return ta < tb ? -1 : ta > tb ? 1 : (a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1;
+    });
+  const admitted: WhitelistView[] = [];
+  const refused: WhitelistView[] = [];
+  let used = 0;
+  for (const w of lists) {
+    const n = cidrsOf(w).length;
+    if (used + n > MAX_CIDRS_PER_TENANT) refused.push(w);
+    else {
+      admitted.push(w);
+      used += n;
+    }
+  }
+  return { admitted, refused };
 }
 
-/** The tenants a server's pooler serves: provisioned (their role is ours), pooling on, not being deleted. */
+/** CIDRs of the admitted IpWhitelists naming a tenant; undefined when no list names it. */
+export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: string): string[] | undefined {
+  const { admitted, refused } = tenantWhitelists(ctx, namespace, tenant);
+  if (admitted.length === 0 && refused.length === 0) return undefined;
+  return admitted.flatMap(cidrsOf);
+}
+
+/** The tenants a server's pooler serves: verified by their markers, pooling on, not being deleted. */
 export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerTenant[] {
   const out: PoolerTenant[] = [];
-  for (const raw of ctx.tenants.list() as TenantView[]) {
-    const st = raw.status;
-    const ns = raw.metadata?.namespace;
-    if (!st || !ns || st.serverName !== serverName || raw.metadata?.deletionTimestamp) continue;
-    if (raw.spec?.pooling?.enabled === false) continue;
-    if (!st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True')) continue;
-    if (!st.databaseName || !st.roleName || !st.secretName || !raw.metadata?.uid || !raw.metadata.name) continue;
-    const secret = ctx.secrets.get(st.secretName, ns);
-    const pw = secret?.data?.password ? Buffer.from(secret.data.password, 'base64').toString('utf8') : undefined;
-    if (!pw || !isAcceptablePassword(pw)) continue;
+  for (const t of verifiedTenants(ctx, serverName)) {
+    const pooling = t.view.spec?.pooling;
+    if (pooling?.enabled === false) continue;
+    const pw = tenantPassword(ctx, t);
+    if (!pw) continue;
     out.push({
-      alias: st.databaseName,
-      database: st.databaseName,
-      role: st.roleName,
-      verifier: verifierFor(raw.metadata.uid, st.roleName, pw),
-      poolMode: raw.spec?.pooling?.poolMode ?? 'transaction',
-      poolSize: raw.spec?.pooling?.poolSize ?? 10,
-      maxDbConnections: raw.spec?.pooling?.maxDbConnections ?? 0,
-      allowedCidrs: whitelistCidrs(ctx, ns, raw.metadata.name),
+      alias: t.database,
+      database: t.database,
+      role: t.role,
+      verifier: verifierFor(t.uid, t.role, pw),
+      poolMode: pooling?.poolMode ?? 'transaction',
+      poolSize: pooling?.poolSize ?? 10,
+      maxDbConnections: pooling?.maxDbConnections ?? 0,
+      allowedCidrs: whitelistCidrs(ctx, t.namespace, t.name),
     });
   }
   return out;
@@ -189,14 +267,10 @@ export function serverHbaRef(server: PostgresServer, operatorNamespace: string):
 /** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them. */
 export function serverHbaTenants(ctx: OperatorContext, serverName: string): ServerHbaTenant[] {
   const out: ServerHbaTenant[] = [];
-  for (const raw of ctx.tenants.list() as (TenantView & { spec?: { shadowDatabase?: boolean } })[]) {
-    const st = raw.status;
-    const ns = raw.metadata?.namespace;
-    if (!st || !ns || !raw.metadata?.name || st.serverName !== serverName || raw.metadata.deletionTimestamp) continue;
-    if (!st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True') || !st.databaseName || !st.roleName) continue;
-    const cidrs = whitelistCidrs(ctx, ns, raw.metadata.name);
+  for (const t of verifiedTenants(ctx, serverName)) {
+    const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
     if (cidrs === undefined) continue;
-    out.push({ databases: raw.spec?.shadowDatabase ? [st.databaseName, `${st.databaseName}_shadow`] : [st.databaseName], role: st.roleName, allowedCidrs: cidrs });
+    out.push({ databases: t.shadow ? [t.database, t.shadow] : [t.database], role: t.role, allowedCidrs: cidrs });
   }
   return out;
 }

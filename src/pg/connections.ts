@@ -37,6 +37,36 @@ export function tlsOptions(ep: ServerEndpoint): pg.ClientConfig['ssl'] {
   }
 }
 
+/**
+ * Settings every operator session starts with. A tenant owns objects and, through its own role,
+ * settings that PostgreSQL applies to later sessions (ALTER ROLE/DATABASE ... SET): a search_path
+ * that puts a schema of the tenant's before pg_catalog would make an unqualified catalog name run
+ * the tenant's code with the admin's rights, and a setting such as default_transaction_read_only
+ * would break the operator's own statements. Command-line options outrank every per-database and
+ * per-role setting, so they are pinned here, at connection start, before any statement runs; the
+ * SQL also qualifies every catalog name (pg/tenant-sql.ts), so either defence alone holds.
+ */
+export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
+  search_path: 'pg_catalog,pg_temp',
+  default_transaction_read_only: 'off',
+  default_transaction_isolation: 'read committed',
+  // How literals are read: escapeLiteral's output means the same under both, pinned all the same.
+  standard_conforming_strings: 'on',
+  statement_timeout: '60s',
+  lock_timeout: '30s',
+  idle_in_transaction_session_timeout: '60s',
+  // A row security policy is the tenant's code too: an error instead of running one.
+  row_security: 'off',
+  client_min_messages: 'warning',
+};
+
+/** The libpq `options` startup parameter for PINNED_SETTINGS (spaces escaped as libpq expects). */
+export function pinnedOptions(settings: Readonly<Record<string, string>> = PINNED_SETTINGS): string {
+  return Object.entries(settings)
+    .map(([k, v]) => `-c ${k}=${v.replace(/\\/g, '\\\\').replace(/ /g, '\\ ')}`)
+    .join(' ');
+}
+
 export function clientConfig(ep: ServerEndpoint, user: string, password: string, database: string): pg.ClientConfig {
   return {
     host: ep.host,
@@ -47,6 +77,7 @@ export function clientConfig(ep: ServerEndpoint, user: string, password: string,
     ssl: tlsOptions(ep),
     connectionTimeoutMillis: 10_000,
     application_name: 'tenantdb-operator',
+    options: pinnedOptions(),
   };
 }
 
@@ -97,17 +128,36 @@ export class AdminPools {
 /** application_name of the operator's login checks, so they are not counted as the tenant's sessions. */
 export const LOGIN_CHECK_APP = 'tenantdb-login-check';
 
-/** Tries a login with the given credentials; resolves to undefined on success or the error. */
-export async function tryLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
-  const client = new pg.Client({ ...clientConfig(ep, user, password, database), application_name: LOGIN_CHECK_APP });
+/**
+ * Logs in with a tenant's credentials and, once in, runs `fn` in that session: the tenant's own
+ * session, under the tenant's own settings, never the admin's. Resolves to the login error, or to
+ * what `fn` returned; an error thrown by `fn` is thrown.
+ */
+export async function asTenant<T>(
+  ep: ServerEndpoint,
+  user: string,
+  password: string,
+  database: string,
+  fn: (session: pg.Client) => Promise<T>,
+): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
+  const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
+  const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP });
   client.on('error', () => undefined);
   try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (err) {
-    return err;
+    try {
+      await client.connect();
+      await client.query('SELECT 1');
+    } catch (error) {
+      return { ok: false, error };
+    }
+    return { ok: true, value: await fn(client) };
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** Tries a login with the given credentials; resolves to undefined on success or the error. */
+export async function tryLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
+  const r = await asTenant(ep, user, password, database, async () => undefined);
+  return r.ok ? undefined : r.error;
 }

@@ -10,6 +10,7 @@ export const SQLSTATE = {
   undefinedObject: '42704',
   invalidCatalogName: '3D000',
   dependentObjectsStillExist: '2BP01',
+  tooManyConnections: '53300',
   featureNotSupported: '0A000',
   undefinedFile: '58P01',
 } as const;

@@ -1,12 +1,36 @@
 /**
- * All SQL the TenantDatabase controller runs, as small named functions. DDL takes no parameters,
- * so every identifier goes through escapeIdentifier and every literal through escapeLiteral; names
- * are validated (api/naming, api/common) before they get here.
+ * All SQL the operator runs against a tenant's server, as small named functions.
+ *
+ * Three rules hold for every statement here, because a tenant is assumed hostile and controls
+ * objects and settings in the databases it uses:
+ * - Every catalog object is qualified with pg_catalog (and every admin session also pins
+ *   search_path, see pg/connections.ts), so no name resolves to something a tenant created.
+ * - DDL takes no parameters: identifiers go through `id` (escaped, and refused beyond 63 bytes,
+ *   where PostgreSQL would silently truncate them into another object's name) and literals
+ *   through escapeLiteral. Names are validated (api/naming, api/common) before they get here.
+ * - Nothing runs tenant code: no statement calls a function, operator or view a tenant can define.
  */
 import pg from 'pg';
 import { LOGIN_CHECK_APP } from './connections.js';
 
-const { escapeIdentifier: ident, escapeLiteral: lit } = pg;
+const { escapeLiteral: lit } = pg;
+
+/** PostgreSQL's NAMEDATALEN - 1. */
+export const MAX_IDENTIFIER_BYTES = 63;
+
+/** An escaped identifier; never one that PostgreSQL would truncate into a different name. */
+export function id(name: string): string {
+  const bytes = Buffer.byteLength(name, 'utf8');
+  if (bytes === 0 || bytes > MAX_IDENTIFIER_BYTES) {
+    throw new RangeError(`identifier "${name.slice(0, 80)}" is ${bytes} bytes; PostgreSQL allows 1 to ${MAX_IDENTIFIER_BYTES}`);
+  }
+  return pg.escapeIdentifier(name);
+}
+
+export function fitsIdentifier(name: string): boolean {
+  const bytes = Buffer.byteLength(name, 'utf8');
+  return bytes > 0 && bytes <= MAX_IDENTIFIER_BYTES;
+}
 
 export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
@@ -32,8 +56,8 @@ export interface RoleRow {
 
 export async function findRole(db: Queryable, role: string): Promise<RoleRow | undefined> {
   const r = await db.query<{ rolname: string; rolcanlogin: boolean; rolconnlimit: number; rolsuper: boolean; comment: string | null }>(
-    `SELECT rolname, rolcanlogin, rolconnlimit, rolsuper, shobj_description(oid, 'pg_authid') AS comment
-       FROM pg_roles WHERE rolname = $1`,
+    `SELECT r.rolname, r.rolcanlogin, r.rolconnlimit, r.rolsuper, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment
+       FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`,
     [role],
   );
   const row = r.rows[0];
@@ -43,25 +67,59 @@ export async function findRole(db: Queryable, role: string): Promise<RoleRow | u
 export interface DatabaseRow {
   name: string;
   owner: string;
+  /** Whether the session's own role (the admin) owns it. */
+  ownedByAdmin: boolean;
+  allowConnections: boolean;
   connLimit: number;
   comment: string | null;
-  /** Grants as (grantee role name or 'PUBLIC', privilege). */
+  /** Grants as (grantee role name or 'PUBLIC', privilege); empty for a NULL (default) ACL. */
   grants: { grantee: string; privilege: string }[];
+  /** Whether the ACL is NULL, which means the defaults (CONNECT and TEMPORARY for PUBLIC). */
+  defaultAcl: boolean;
+  /** Settings stored for every session in this database (ALTER DATABASE ... SET). */
+  settings: string[];
 }
 
 export async function findDatabase(db: Queryable, name: string): Promise<DatabaseRow | undefined> {
-  const r = await db.query<{ datname: string; owner: string; datconnlimit: number; comment: string | null; grants: { grantee: string; privilege: string }[] | null }>(
-    `SELECT d.datname, pg_get_userbyid(d.datdba) AS owner, d.datconnlimit,
-            shobj_description(d.oid, 'pg_database') AS comment,
-            (SELECT json_agg(json_build_object(
-                       'grantee', CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END,
+  const r = await db.query<{
+    datname: string;
+    owner: string;
+    mine: boolean;
+    datallowconn: boolean;
+    datconnlimit: number;
+    comment: string | null;
+    grants: { grantee: string; privilege: string }[] | null;
+    nullacl: boolean;
+    settings: string[] | null;
+  }>(
+    `SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
+            d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS mine,
+            d.datallowconn, d.datconnlimit,
+            pg_catalog.shobj_description(d.oid, 'pg_database') AS comment,
+            (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                       'grantee', CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
                        'privilege', a.privilege_type))
-               FROM aclexplode(d.datacl) a) AS grants
-       FROM pg_database d WHERE d.datname = $1`,
+               FROM pg_catalog.aclexplode(d.datacl) a) AS grants,
+            d.datacl IS NULL AS nullacl,
+            (SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s
+              WHERE s.setdatabase OPERATOR(pg_catalog.=) d.oid AND s.setrole OPERATOR(pg_catalog.=) 0) AS settings
+       FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1`,
     [name],
   );
   const row = r.rows[0];
-  return row && { name: row.datname, owner: row.owner, connLimit: row.datconnlimit, comment: row.comment, grants: row.grants ?? [] };
+  return (
+    row && {
+      name: row.datname,
+      owner: row.owner,
+      ownedByAdmin: row.mine,
+      allowConnections: row.datallowconn,
+      connLimit: row.datconnlimit,
+      comment: row.comment,
+      grants: row.grants ?? [],
+      defaultAcl: row.nullacl,
+      settings: row.settings ?? [],
+    }
+  );
 }
 
 /** Role creation, marker and the admin's membership in one transaction: a crash leaves all or nothing. */
@@ -69,12 +127,13 @@ export async function createRole(client: pg.ClientBase, role: string, verifier: 
   await client.query('BEGIN');
   try {
     await client.query(
-      `CREATE ROLE ${ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
+      `CREATE ROLE ${id(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
         `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)}`,
     );
-    await client.query(`COMMENT ON ROLE ${ident(role)} IS ${lit(marker)}`);
-    // CREATE DATABASE ... OWNER and acting as the owner need membership in the role.
-    await client.query(`GRANT ${ident(role)} TO CURRENT_USER`);
+    await client.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
+    // Handing the tenant its schema, taking over a database it owned and DROP OWNED need the
+    // privileges of the role.
+    await client.query(`GRANT ${id(role)} TO CURRENT_USER`);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
@@ -83,84 +142,163 @@ export async function createRole(client: pg.ClientBase, role: string, verifier: 
 }
 
 export async function ensureAdminMembership(db: Queryable, role: string): Promise<void> {
-  const r = await db.query<{ member: boolean }>(`SELECT pg_has_role(CURRENT_USER, $1, 'MEMBER') AS member`, [role]);
-  if (!r.rows[0]?.member) await db.query(`GRANT ${ident(role)} TO CURRENT_USER`);
+  const r = await db.query<{ member: boolean }>(`SELECT pg_catalog.pg_has_role(CURRENT_USER, $1::text, 'MEMBER') AS member`, [role]);
+  if (!r.rows[0]?.member) await db.query(`GRANT ${id(role)} TO CURRENT_USER`);
 }
 
 export async function setRolePassword(db: Queryable, role: string, verifier: string): Promise<void> {
-  await db.query(`ALTER ROLE ${ident(role)} PASSWORD ${lit(verifier)}`);
+  await db.query(`ALTER ROLE ${id(role)} PASSWORD ${lit(verifier)}`);
 }
 
 export async function setRoleLogin(db: Queryable, role: string, login: boolean, connLimit: number): Promise<void> {
-  await db.query(`ALTER ROLE ${ident(role)} ${login ? 'LOGIN' : 'NOLOGIN'} CONNECTION LIMIT ${Number(connLimit)}`);
+  await db.query(`ALTER ROLE ${id(role)} ${login ? 'LOGIN' : 'NOLOGIN'} CONNECTION LIMIT ${Number(connLimit)}`);
 }
 
 export async function disableLogin(db: Queryable, role: string): Promise<void> {
-  await db.query(`ALTER ROLE ${ident(role)} NOLOGIN`);
+  await db.query(`ALTER ROLE ${id(role)} NOLOGIN`);
 }
 
+/**
+ * Creates a database from template0: template1 may hold objects any role could put there (PUBLIC
+ * can create in its public schema before PostgreSQL 15), and a session anyone holds open on
+ * template1 would make CREATE DATABASE fail; template0 accepts no connections at all. It starts
+ * owned by the tenant role with connections off: if the operator dies before it takes ownership,
+ * the unmarked database owned by its marked role is recognised as its own (provision.ts), and no
+ * one could connect to it in the meantime.
+ */
 export async function createDatabase(db: Queryable, name: string, owner: string, connLimit: number): Promise<void> {
-  await db.query(`CREATE DATABASE ${ident(name)} OWNER ${ident(owner)} CONNECTION LIMIT ${Number(connLimit)}`);
+  await db.query(`CREATE DATABASE ${id(name)} OWNER ${id(owner)} TEMPLATE template0 ALLOW_CONNECTIONS false CONNECTION LIMIT ${Number(connLimit)}`);
 }
 
 export async function commentOnDatabase(db: Queryable, name: string, marker: string): Promise<void> {
-  await db.query(`COMMENT ON DATABASE ${ident(name)} IS ${lit(marker)}`);
+  await db.query(`COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`);
 }
 
-export async function setDatabaseOwner(db: Queryable, name: string, owner: string): Promise<void> {
-  await db.query(`ALTER DATABASE ${ident(name)} OWNER TO ${ident(owner)}`);
+/** The operator owns every tenant database, so that database-level settings stay its own. */
+export async function takeDatabaseOwnership(db: Queryable, name: string): Promise<void> {
+  await db.query(`ALTER DATABASE ${id(name)} OWNER TO CURRENT_USER`);
+}
+
+export async function resetDatabaseSettings(db: Queryable, name: string): Promise<void> {
+  await db.query(`ALTER DATABASE ${id(name)} RESET ALL`);
+}
+
+export async function allowConnections(db: Queryable, name: string): Promise<void> {
+  await db.query(`ALTER DATABASE ${id(name)} WITH ALLOW_CONNECTIONS true`);
 }
 
 export async function setDatabaseConnLimit(db: Queryable, name: string, connLimit: number): Promise<void> {
-  await db.query(`ALTER DATABASE ${ident(name)} CONNECTION LIMIT ${Number(connLimit)}`);
+  await db.query(`ALTER DATABASE ${id(name)} CONNECTION LIMIT ${Number(connLimit)}`);
 }
 
 export async function revokeAllFrom(db: Queryable, database: string, grantee: string): Promise<void> {
-  const who = grantee === 'PUBLIC' ? 'PUBLIC' : ident(grantee);
-  await db.query(`REVOKE ALL ON DATABASE ${ident(database)} FROM ${who}`);
+  const who = grantee === 'PUBLIC' ? 'PUBLIC' : id(grantee);
+  await db.query(`REVOKE ALL ON DATABASE ${id(database)} FROM ${who}`);
 }
 
-export async function grantAllTo(db: Queryable, database: string, role: string): Promise<void> {
-  await db.query(`GRANT ALL ON DATABASE ${ident(database)} TO ${ident(role)}`);
+/** What the tenant role holds on its database: everything but ownership. */
+export const TENANT_DATABASE_PRIVILEGES = ['CONNECT', 'CREATE', 'TEMPORARY'] as const;
+
+export async function grantTenantPrivileges(db: Queryable, database: string, role: string): Promise<void> {
+  await db.query(`GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(database)} TO ${id(role)}`);
 }
 
-/** Names of roles that carry a tenantdb marker: other tenants, whose grants on this database are revoked. */
-export async function managedRoleNames(db: Queryable): Promise<Set<string>> {
-  const r = await db.query<{ rolname: string }>(
-    `SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') LIKE 'managed by tenantdb;%'`,
+export async function grantOwnPrivileges(db: Queryable, database: string): Promise<void> {
+  await db.query(`GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(database)} TO CURRENT_USER`);
+}
+
+/** The owner of schema public in the session's database, or undefined when there is none. */
+export async function publicSchemaOwner(db: Queryable): Promise<string | undefined> {
+  const r = await db.query<{ owner: string }>(
+    `SELECT pg_catalog.pg_get_userbyid(n.nspowner) AS owner FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'public'`,
   );
-  return new Set(r.rows.map((x) => x.rolname));
+  return r.rows[0]?.owner;
+}
+
+export async function setPublicSchemaOwner(db: Queryable, role: string): Promise<void> {
+  await db.query(`ALTER SCHEMA public OWNER TO ${id(role)}`);
+}
+
+export interface ManagedObject {
+  kind: 'role' | 'database';
+  name: string;
+  uid: string;
+  comment: string;
+}
+
+/** Every role and database carrying a tenantdb marker, in one catalog read. */
+export async function managedObjects(db: Queryable): Promise<ManagedObject[]> {
+  const r = await db.query<{ kind: 'role' | 'database'; name: string; comment: string }>(
+    `SELECT 'role' AS kind, r.rolname AS name, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment
+       FROM pg_catalog.pg_roles r
+      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
+     UNION ALL
+     SELECT 'database', d.datname, pg_catalog.shobj_description(d.oid, 'pg_database')
+       FROM pg_catalog.pg_database d
+      WHERE pg_catalog.shobj_description(d.oid, 'pg_database') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+  );
+  const out: ManagedObject[] = [];
+  for (const row of r.rows) {
+    const uid = markerUid(row.comment);
+    if (uid) out.push({ kind: row.kind, name: row.name, uid, comment: row.comment });
+  }
+  return out;
+}
+
+/** Names of roles that carry a tenantdb marker: other tenants, whose grants on a database are revoked. */
+export async function managedRoleNames(db: Queryable): Promise<Set<string>> {
+  return new Set((await managedObjects(db)).filter((o) => o.kind === 'role').map((o) => o.name));
 }
 
 export async function installedExtensions(db: Queryable): Promise<Set<string>> {
-  const r = await db.query<{ extname: string }>('SELECT extname FROM pg_extension');
+  const r = await db.query<{ extname: string }>('SELECT e.extname FROM pg_catalog.pg_extension e');
   return new Set(r.rows.map((x) => x.extname));
 }
 
-/** Creates the extension as the tenant role, so the tenant owns it (trusted extensions need no superuser). */
-export async function createExtensionAs(client: pg.ClientBase, role: string, extension: string): Promise<void> {
-  await client.query(`SET ROLE ${ident(role)}`);
-  try {
-    await client.query(`CREATE EXTENSION IF NOT EXISTS ${ident(extension)}`);
-  } finally {
-    await client.query('RESET ROLE');
-  }
+/** In the tenant's own session: the tenant creates and owns it (trusted extensions need no superuser). */
+export async function createExtension(db: Queryable, extension: string): Promise<void> {
+  await db.query(`CREATE EXTENSION IF NOT EXISTS ${id(extension)}`);
 }
 
 export async function terminateRoleSessions(db: Queryable, role: string): Promise<number> {
   const r = await db.query<{ n: string }>(
-    `SELECT count(pg_terminate_backend(pid))::text AS n FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()`,
+    `SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))::text AS n FROM pg_catalog.pg_stat_activity a
+      WHERE a.usename OPERATOR(pg_catalog.=) $1 AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()`,
     [role],
   );
   return Number(r.rows[0]?.n ?? 0);
 }
 
 export async function dropDatabase(db: Queryable, name: string): Promise<void> {
-  await db.query(`DROP DATABASE IF EXISTS ${ident(name)} WITH (FORCE)`);
+  await db.query(`DROP DATABASE IF EXISTS ${id(name)} WITH (FORCE)`);
 }
 
 export async function dropRole(db: Queryable, role: string): Promise<void> {
-  await db.query(`DROP ROLE IF EXISTS ${ident(role)}`);
+  await db.query(`DROP ROLE IF EXISTS ${id(role)}`);
+}
+
+/**
+ * Databases where something depends on the role: objects it owns, privileges others granted it,
+ * default privileges naming it. Each must be cleared (DROP OWNED, in that database) before DROP
+ * ROLE can succeed; another tenant can create such a dependency on purpose. '' stands for the
+ * shared objects (databases, tablespaces), which any database's DROP OWNED clears.
+ */
+export async function databasesDependingOnRole(db: Queryable, role: string): Promise<{ name: string; allowConnections: boolean }[]> {
+  const r = await db.query<{ datname: string | null; datallowconn: boolean | null }>(
+    `SELECT DISTINCT d.datname, d.datallowconn
+       FROM pg_catalog.pg_shdepend s
+       LEFT JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
+      WHERE s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+        AND s.refobjid OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1)
+        AND s.deptype OPERATOR(pg_catalog.<>) 'p'`,
+    [role],
+  );
+  return r.rows.map((x) => ({ name: x.datname ?? '', allowConnections: x.datallowconn ?? true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+}
+
+/** Drops what the role owns in the session's database and revokes everything granted to it there. */
+export async function dropOwned(db: Queryable, role: string): Promise<void> {
+  await db.query(`DROP OWNED BY ${id(role)}`);
 }
 
 /** Size and sessions of a tenant; the operator's own login checks are not the tenant's sessions. */
@@ -171,10 +309,10 @@ export interface UsageRow {
 
 export async function usage(db: Queryable, database: string, role: string): Promise<UsageRow> {
   const r = await db.query<{ size: string | null; conns: string }>(
-    `SELECT pg_database_size(d.oid)::text AS size,
-            (SELECT count(*) FROM pg_stat_activity
-              WHERE usename = $2 AND application_name IS DISTINCT FROM $3)::text AS conns
-       FROM pg_database d WHERE d.datname = $1`,
+    `SELECT pg_catalog.pg_database_size(d.oid)::text AS size,
+            (SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_activity a
+              WHERE a.usename OPERATOR(pg_catalog.=) $2 AND a.application_name IS DISTINCT FROM $3)::text AS conns
+       FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1`,
     [database, role, LOGIN_CHECK_APP],
   );
   const row = r.rows[0];
@@ -194,8 +332,57 @@ export interface AdminRights {
 
 export async function adminRights(db: Queryable): Promise<AdminRights> {
   const r = await db.query<{ rolsuper: boolean; rolcreatedb: boolean; rolcreaterole: boolean }>(
-    'SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = CURRENT_USER',
+    'SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER',
   );
   const row = r.rows[0];
   return { superuser: !!row?.rolsuper, createdb: !!row?.rolcreatedb, createrole: !!row?.rolcreaterole };
+}
+
+/** Schemas of the session's database in which PUBLIC (every role, tenants included) may create objects. */
+export async function schemasPublicCanCreateIn(db: Queryable): Promise<string[]> {
+  const r = await db.query<{ nspname: string }>(
+    `SELECT n.nspname FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+      WHERE a.grantee OPERATOR(pg_catalog.=) 0 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
+      ORDER BY 1`,
+  );
+  return r.rows.map((x) => x.nspname);
+}
+
+export interface ConnectionSlots {
+  maxConnections: number;
+  /** superuser_reserved_connections: slots only superusers may use. */
+  superuserReserved: number;
+  /** reserved_connections (PostgreSQL 16+): slots for pg_use_reserved_connections members; 0 before 16. */
+  reserved: number;
+  /** Whether the admin may use the reserved slots (PostgreSQL 16+). */
+  adminMayUseReserved: boolean;
+  superuser: boolean;
+}
+
+export async function connectionSlots(db: Queryable): Promise<ConnectionSlots> {
+  const r = await db.query<{ max: string; sure: string; res: string | null; may: boolean | null; su: boolean }>(
+    `SELECT pg_catalog.current_setting('max_connections') AS max,
+            pg_catalog.current_setting('superuser_reserved_connections') AS sure,
+            pg_catalog.current_setting('reserved_connections', true) AS res,
+            CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) 'pg_use_reserved_connections')
+                 THEN pg_catalog.pg_has_role(CURRENT_USER, 'pg_use_reserved_connections', 'USAGE') END AS may,
+            (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS su`,
+  );
+  const row = r.rows[0];
+  return {
+    maxConnections: Number(row?.max ?? 100),
+    superuserReserved: Number(row?.sure ?? 3),
+    reserved: Number(row?.res ?? 0),
+    adminMayUseReserved: !!row?.may,
+    superuser: !!row?.su,
+  };
+}
+
+/** The sum of connection limits of the tenant roles on a server (-1, no limit, counts as maxConnections). */
+export async function tenantConnectionLimits(db: Queryable): Promise<Map<string, number>> {
+  const r = await db.query<{ rolname: string; rolconnlimit: number }>(
+    `SELECT r.rolname, r.rolconnlimit FROM pg_catalog.pg_roles r
+      WHERE r.rolcanlogin AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+  );
+  return new Map(r.rows.map((x) => [x.rolname, x.rolconnlimit]));
 }

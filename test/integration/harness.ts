@@ -173,3 +173,83 @@ export async function ensureDefaultServer(c: Cluster): Promise<void> {
 export function sqlError(err: unknown): string {
   return (err as { code?: string }).code ?? String(err);
 }
+
+/**
+ * A tenant team's own identity: a ServiceAccount in its namespace with a Role that allows exactly
+ * what a platform gives a team (its TenantDatabases, IpWhitelists and Secrets, nothing cluster-wide),
+ * authenticated through a real token. Security tests act through it, never as the admin.
+ */
+export interface Tenant {
+  namespace: string;
+  kc: k8s.KubeConfig;
+  custom: k8s.CustomObjectsApi;
+  core: k8s.CoreV1Api;
+  apply(kind: 'TenantDatabase' | 'IpWhitelist', name: string, spec: Record<string, unknown>, extra?: { annotations?: Record<string, string> }): Promise<void>;
+}
+
+export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
+  await namespace(c, ns);
+  await apply(c.kc, [
+    { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'team', namespace: ns } },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'Role',
+      metadata: { name: 'team', namespace: ns },
+      rules: [
+        { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabases', 'ipwhitelists'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+        { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+      ],
+    },
+    {
+      apiVersion: 'rbac.authorization.k8s.io/v1',
+      kind: 'RoleBinding',
+      metadata: { name: 'team', namespace: ns },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'team' },
+      subjects: [{ kind: 'ServiceAccount', name: 'team', namespace: ns }],
+    },
+  ] as k8s.KubernetesObject[]);
+  const tr = await c.core.createNamespacedServiceAccountToken({
+    name: 'team',
+    namespace: ns,
+    body: { spec: { audiences: ['https://kubernetes.default.svc'], expirationSeconds: 3600 } },
+  });
+  const kc = new k8s.KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: c.env.server, caFile: c.env.caFile }],
+    users: [{ name: `team-${ns}`, token: tr.status?.token ?? '' }],
+    contexts: [{ name: 'c', cluster: 'c', user: `team-${ns}` }],
+    currentContext: 'c',
+  });
+  return {
+    namespace: ns,
+    kc,
+    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    core: kc.makeApiClient(k8s.CoreV1Api),
+    apply: (kind, name, spec, extra) =>
+      apply(kc, [{ apiVersion: `${GROUP}/${VERSION}`, kind, metadata: { name, namespace: ns, ...(extra?.annotations ? { annotations: extra.annotations } : {}) }, spec } as k8s.KubernetesObject], `team-${ns}`),
+  };
+}
+
+/** The API server's message for a refused request. */
+export function apiMessage(err: unknown): string {
+  const body = (err as { body?: unknown }).body;
+  if (typeof body === 'string') {
+    try {
+      return String((JSON.parse(body) as { message?: string }).message ?? body);
+    } catch {
+      return body;
+    }
+  }
+  return String((err as Error).message ?? err);
+}
+
+/**
+ * Drops a tenant role as a human with the admin's rights would have to: what it owns in its database
+ * goes to the admin, its grants are revoked, and the role is dropped in one transaction, so that a
+ * re-check running in between cannot hand anything back.
+ */
+export async function dropRoleByHand(c: Cluster, role: string, database: string): Promise<void> {
+  const admin = c.env.pg.admin.user;
+  await superQuery(c, `REASSIGN OWNED BY ${pg.escapeIdentifier(role)} TO ${pg.escapeIdentifier(admin)}`, [], database);
+  await superQuery(c, `BEGIN; REVOKE ALL ON DATABASE ${pg.escapeIdentifier(database)} FROM ${pg.escapeIdentifier(role)}; DROP ROLE ${pg.escapeIdentifier(role)}; COMMIT`);
+}

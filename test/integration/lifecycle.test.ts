@@ -6,6 +6,7 @@ import {
   cluster,
   condition,
   deleteTenant,
+  dropRoleByHand,
   ensureDefaultServer,
   getTenant,
   namespace,
@@ -141,12 +142,10 @@ describe('drift is repaired on the periodic re-check', () => {
     waitFor('a login with the Secret', async () => (await queryWith(s.DATABASE_URL ?? '').then(() => true, () => false)) || undefined, 30_000, 500);
 
   test('a role dropped by hand comes back and the Secret\'s password works again', async () => {
-    // As on a managed server, where the admin is the most a human has: hand the database to it, drop the role.
-    // One transaction, so that a re-check running in between cannot hand the database back.
-    await superQuery(c, `BEGIN; ALTER DATABASE life_a_drift OWNER TO ${c.env.pg.admin.user}; DROP ROLE life_a_drift; COMMIT`);
+    await dropRoleByHand(c, 'life_a_drift', 'life_a_drift');
     await works(secret);
-    const [db] = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'life_a_drift'");
-    expect(db?.owner).toBe('life_a_drift');
+    const [db] = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner, has_database_privilege('life_a_drift', datname, 'CONNECT, CREATE, TEMPORARY') AS rights FROM pg_database WHERE datname = 'life_a_drift'");
+    expect(db).toEqual({ owner: c.env.pg.admin.user, rights: true });
     expect((await readSecretData(c, 'life-a', 'drift-db'))?.password).toBe(secret.password);
   });
 

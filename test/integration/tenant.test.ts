@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import type { Proc } from '../env/process.js';
 import {
+  apiMessage,
   applyTenant,
   cluster,
   condition,
@@ -81,12 +82,16 @@ describe('a TenantDatabase with defaults', () => {
     expect(out.trim()).toBe('1');
   });
 
-  test('the role is an ordinary login role with the connection limit, owning its database', async () => {
+  test('the role is an ordinary login role with the connection limit; the operator owns the database, the role its schema', async () => {
     const [role] = await superQuery(c, "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolconnlimit, rolpassword FROM pg_authid WHERE rolname = 'shop_orders'");
     expect(role).toMatchObject({ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolcanlogin: true, rolconnlimit: 7 });
     expect(String(role?.rolpassword)).toMatch(/^SCRAM-SHA-256\$4096:/);
     const [db] = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner, datconnlimit FROM pg_database WHERE datname = 'shop_orders'");
-    expect(db).toEqual({ owner: 'shop_orders', datconnlimit: 7 });
+    expect(db).toEqual({ owner: c.env.pg.admin.user, datconnlimit: 7 });
+    const [schema] = await superQuery(c, "SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'public'", [], 'shop_orders');
+    expect(schema?.owner).toBe('shop_orders');
+    const [rights] = await superQuery(c, "SELECT has_database_privilege('shop_orders', 'shop_orders', 'CONNECT, CREATE, TEMPORARY') AS ok, has_database_privilege('public', 'shop_orders', 'CONNECT') AS pub");
+    expect(rights).toEqual({ ok: true, pub: false });
   });
 
   test('the requested extensions exist in the tenant database, owned by the tenant', async () => {
@@ -208,9 +213,9 @@ describe('bad input', () => {
     expect(await superQuery(c, "SELECT 1 FROM pg_database WHERE datname = 'shop_plv8'")).toHaveLength(0);
   });
 
-  test('a reserved role name is refused in status', async () => {
-    await applyTenant(c, 'shop', 'pgrole', { roleName: 'pg_monitor' });
-    await waitForCondition(() => getTenant(c, 'shop', 'pgrole'), 'Ready', 'False', 'InvalidName');
+  test('a reserved role name is refused by the API server', async () => {
+    const err = await applyTenant(c, 'shop', 'pgrole', { roleName: 'pg_monitor' }).then(() => undefined, (e: unknown) => e);
+    expect(apiMessage(err)).toMatch(/roleName must not be one of .* or start with pg_/);
   });
 
   test('a server that does not exist is reported', async () => {

@@ -8,7 +8,7 @@ import { setConditions, type ConditionInput } from '../../runtime/conditions.js'
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { writeStatusIfChanged } from '../../runtime/status.js';
 import { splitKey, type OperatorContext } from '../context.js';
-import { accessState } from '../pooler.js';
+import { MAX_CIDRS_PER_TENANT, accessState, tenantWhitelists } from '../pooler.js';
 
 type Decision = { applied: ConditionInput; ruleCount: number; soon: boolean };
 
@@ -18,6 +18,14 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
   const no = (reason: string, message: string, soon = false): Decision => ({ applied: { type: 'Applied', status: 'False', reason, message }, ruleCount: 0, soon });
   const td = ctx.tenants.get(tdName, ns) as { spec?: unknown; status?: { serverName?: string; databaseName?: string; roleName?: string } } | undefined;
   if (!td) return no('TenantNotFound', `TenantDatabase ${ns}/${tdName} does not exist`);
+  const { admitted, refused } = tenantWhitelists(ctx, ns, tdName);
+  if (refused.some((w) => w.metadata?.uid === wl.metadata.uid)) {
+    const used = admitted.reduce((n, w) => n + (w.spec?.entries?.length ?? 0), 0);
+    return no(
+      'OverBudget',
+      `TenantDatabase ${ns}/${tdName} already has ${used} CIDR(s) in older IpWhitelists; this list's ${wl.spec.entries.length} more would pass the limit of ${MAX_CIDRS_PER_TENANT} per tenant, so it is not applied (the others are)`,
+    );
+  }
   const st = td.status;
   if (!st?.serverName || !st.databaseName || !st.roleName) return no('TenantNotReady', `TenantDatabase ${ns}/${tdName} is not provisioned yet`, true);
   const server = postgresServer.safeParse(ctx.servers.get(st.serverName));

@@ -9,7 +9,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { addFinalizer, removeFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
 
 /** Maps a connection failure to a reason and message a person can act on. */
 export function connectionFailure(err: unknown, where: string): { reason: string; message: string } {
@@ -112,39 +112,68 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   if (await addFinalizer(api, meta, FINALIZER)) return {};
   const server = parsed.data;
   const where = `${server.spec.host}:${server.spec.port}`;
-  const pooler = await serverPoolerCondition(ctx, server);
-  const hba = await serverHbaCondition(ctx, server);
-  // Waiting for an agent is a matter of a second; an unreachable pooler is looked at less often.
-  const soon = pooler.reason === 'Pending' || hba.reason === 'Pending';
-  const later = pooler.status === 'False' || hba.status === 'False';
-
   const creds = await loadAdminCredentials(ctx.clients, server);
   const ca = creds.ok ? await loadCa(ctx.clients, server) : undefined;
+  // Configs are rendered only from what the server's catalog shows; while it cannot be read, the
+  // last written configs stay as they are.
+  const unrendered = (why: string): ConditionInput[] => [
+    { type: 'PoolerReady', status: 'Unknown', reason: 'ServerNotConnected', message: `the pooler config is not rendered while ${why}` },
+    { type: 'HbaApplied', status: 'Unknown', reason: 'ServerNotConnected', message: `the HBA rules are not rendered while ${why}` },
+  ];
   const problem = !creds.ok ? creds : ca && !ca.ok ? ca : undefined;
   if (problem && !problem.ok) {
     const c: ConditionInput = { type: 'Connected', status: 'False', reason: problem.reason, message: problem.message };
-    await save([c, pooler, hba, { ...c, type: 'Ready' }], {}, false);
+    await save([c, ...unrendered('the server cannot be reached'), { ...c, type: 'Ready' }], {}, false);
     return { requeueAfterMs: 30_000 };
   }
   if (!creds.ok || !ca || !ca.ok) return {};
   const pool = ctx.pools.get(name, endpointOf(server, ca.value), creds.value);
   let version: string;
   let rights: sql.AdminRights;
+  let publicCreate: string[];
   try {
     version = await sql.serverVersion(pool);
     rights = await sql.adminRights(pool);
+    ctx.markers.set(name, markersByUid(await sql.managedObjects(pool)));
+    publicCreate = await sql.schemasPublicCanCreateIn(pool);
   } catch (err) {
     const f = connectionFailure(err, where);
     const c: ConditionInput = { type: 'Connected', status: 'False', ...f };
-    await save([c, pooler, hba, { ...c, type: 'Ready' }], {}, false);
+    await save([c, ...unrendered('the server cannot be reached'), { ...c, type: 'Ready' }], {}, false);
     log.warn({ reason: f.reason }, f.message);
     return { requeueAfterMs: 15_000 };
   }
+  const pooler = await serverPoolerCondition(ctx, server);
+  const hba = await serverHbaCondition(ctx, server);
+  // Waiting for an agent is a matter of a second; an unreachable pooler is looked at less often.
+  const soon = pooler.reason === 'Pending' || hba.reason === 'Pending';
+  const later = pooler.status === 'False' || hba.status === 'False';
   const connected: ConditionInput = { type: 'Connected', status: 'True', reason: 'Connected', message: `connected to ${where} as ${creds.value.username}` };
   const missing = [!rights.createdb && !rights.superuser ? 'CREATEDB' : '', !rights.createrole && !rights.superuser ? 'CREATEROLE' : ''].filter(Boolean);
   const ready: ConditionInput = missing.length
     ? { type: 'Ready', status: 'False', reason: 'InsufficientPrivileges', message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}` }
     : { type: 'Ready', status: 'True', reason: 'Connected', message: `PostgreSQL ${version} at ${where} is ready for tenants` };
-  await save([connected, pooler, hba, ready], { version }, true);
+  const adminDb = creds.value.database;
+  // Operator sessions pin search_path, so such objects cannot reach them; but any role, tenants
+  // included, can leave objects there, which the platform will want to know.
+  const publicSchemas: ConditionInput = publicCreate.length
+    ? {
+        type: 'PublicSchemasLocked',
+        status: 'False',
+        reason: 'PublicCanCreate',
+        message: `every role, tenants included, may create objects in schema(s) ${publicCreate.join(', ')} of database ${adminDb} (the default before PostgreSQL 15); operator sessions are not affected, but run REVOKE CREATE ON SCHEMA ${publicCreate.join(', ')} FROM PUBLIC there`,
+      }
+    : { type: 'PublicSchemasLocked', status: 'True', reason: 'NoPublicCreate', message: `no schema of database ${adminDb} lets PUBLIC create objects` };
+  await save([connected, pooler, hba, publicSchemas, ready], { version }, true);
   return { requeueAfterMs: soon ? 1000 : later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
+}
+
+function markersByUid(objects: sql.ManagedObject[]): ServerMarkers {
+  const out: ServerMarkers = new Map();
+  for (const o of objects) {
+    let e = out.get(o.uid);
+    if (!e) out.set(o.uid, (e = { roles: new Set(), databases: new Set() }));
+    (o.kind === 'role' ? e.roles : e.databases).add(o.name);
+  }
+  return out;
 }

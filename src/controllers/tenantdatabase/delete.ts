@@ -1,73 +1,159 @@
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
+import { deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
+import { RetryableError } from '../../runtime/errors.js';
 import { removeFinalizer } from '../../runtime/status.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, type OperatorContext } from '../context.js';
-import { claimOfDatabase, claimOfRole } from './provision.js';
+import { claimOfDatabase } from './provision.js';
 import { resolveServer } from './resolve.js';
 
 /**
  * Runs the deletion policy, then lets the object go. Retain: login disabled, sessions ended, data
  * kept. Delete: sessions ended, databases and role dropped. Either way only what carries this
- * TenantDatabase's marker is touched. The Secret goes with its owner (garbage collection).
+ * TenantDatabase's marker is touched, and it is found by that marker, not by what status says: a
+ * role created before its name reached status is found all the same. The Secret goes with its
+ * owner (garbage collection).
  */
 export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, servers: PostgresServer[], log: Logger): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   if (!(td.metadata.finalizers ?? []).includes(FINALIZER)) return;
   const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
-  const role = td.status?.roleName;
-  const database = td.status?.databaseName;
-  const serverName = td.status?.serverName;
-  const server = serverName ? servers.find((s) => s.metadata.name === serverName) : undefined;
 
-  if (role && database && serverName && !server) {
-    log.warn({ server: serverName }, 'PostgresServer is gone; releasing the TenantDatabase without touching the server');
-    ctx.events.warning(ref, 'ServerGone', `PostgresServer ${serverName} no longer exists; database ${database} and role ${role} were not cleaned up`);
-  } else if (role && database && server) {
-    const creds = await loadAdminCredentials(ctx.clients, server);
-    if (!creds.ok) throw new Error(`cannot clean up: ${creds.message}`);
-    const ca = await loadCa(ctx.clients, server);
-    if (!ca.ok) throw new Error(`cannot clean up: ${ca.message}`);
-    const pool = ctx.pools.get(server.metadata.name, endpointOf(server, ca.value), creds.value);
-    const roleClaim = await claimOfRole(pool, role, td.metadata.uid);
-    const ours = roleClaim.state === 'ours';
-    if (ours) {
-      await sql.disableLogin(pool, role);
-      const ended = await sql.terminateRoleSessions(pool, role);
-      const msg = `Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}`;
-      log.info(msg);
-      ctx.events.normal(ref, 'LoginDisabled', msg);
-    }
-    if (td.spec.deletionPolicy === 'Delete') {
-      for (const db of [database, `${database}_shadow`]) {
-        const claim = await claimOfDatabase(pool, db, role, td.metadata.uid, ours);
-        if (claim.state !== 'ours') continue;
-        await sql.dropDatabase(pool, db);
-        log.info({ database: db }, 'Dropped database');
-        ctx.events.normal(ref, 'DatabaseDeleted', `Dropped database ${db}`);
+  // Where this tenant may have created something: the server status names and the one its spec resolves to.
+  const names = new Set<string>();
+  if (td.status?.serverName) names.add(td.status.serverName);
+  const resolved = resolveServer(td, servers);
+  if (resolved.ok) names.add(resolved.value.metadata.name);
+  for (const serverName of [...names].sort()) {
+    const server = servers.find((s) => s.metadata.name === serverName);
+    if (!server) {
+      if (serverName === td.status?.serverName && td.status?.roleName) {
+        log.warn({ server: serverName }, 'PostgresServer is gone; releasing the TenantDatabase without touching the server');
+        ctx.events.warning(ref, 'ServerGone', `PostgresServer ${serverName} no longer exists; database ${td.status.databaseName ?? '?'} and role ${td.status.roleName} were not cleaned up`);
       }
-      if (ours) {
-        try {
-          await sql.dropRole(pool, role);
-        } catch (err) {
-          if (sqlState(err) === SQLSTATE.dependentObjectsStillExist) {
-            const message = `role ${role} still owns objects or holds privileges elsewhere: ${describePgError(err)}`;
-            ctx.events.warning(ref, 'DeleteBlocked', message);
-            throw new Error(message);
-          }
-          throw err;
-        }
-        log.info({ role }, 'Dropped role');
-        ctx.events.normal(ref, 'RoleDeleted', `Dropped role ${role}`);
-      }
-    } else {
-      ctx.events.normal(ref, 'Retained', `Kept database ${database} and role ${role} (deletionPolicy Retain)`);
+      continue;
     }
+    await finalizeOn(ctx, td, server, ref, log);
   }
   await removeFinalizer(api, td.metadata, FINALIZER);
+}
+
+async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: PostgresServer, ref: Parameters<OperatorContext['events']['normal']>[0], log: Logger): Promise<void> {
+  const serverName = server.metadata.name;
+  const creds = await loadAdminCredentials(ctx.clients, server);
+  if (!creds.ok) throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${creds.message}`);
+  const ca = await loadCa(ctx.clients, server);
+  if (!ca.ok) throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${ca.message}`);
+  const ep = endpointOf(server, ca.value);
+  const pool = ctx.pools.get(serverName, ep, creds.value);
+  const uid = td.metadata.uid;
+  let marked: sql.ManagedObject[];
+  try {
+    marked = (await sql.managedObjects(pool)).filter((o) => o.uid === uid);
+  } catch (err) {
+    throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName} to run the deletion policy: ${describePgError(err)}`);
+  }
+  const roles = marked.filter((o) => o.kind === 'role').map((o) => o.name);
+  const databases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
+  // A database created just before a crash has no marker yet, but belongs to our marked role.
+  for (const role of roles) {
+    for (const base of [td.status?.databaseName, td.spec.databaseName, deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name)]) {
+      for (const db of base ? [base, shadowDatabaseName(base)] : []) {
+        if (!sql.fitsIdentifier(db) || databases.has(db)) continue;
+        if ((await claimOfDatabase(pool, db, role, uid, true)).state === 'ours') databases.add(db);
+      }
+    }
+  }
+
+  for (const role of roles) {
+    await sql.disableLogin(pool, role);
+    const ended = await sql.terminateRoleSessions(pool, role);
+    const msg = `Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}`;
+    log.info(msg);
+    ctx.events.normal(ref, 'LoginDisabled', msg);
+  }
+  if (td.spec.deletionPolicy !== 'Delete') {
+    const what = [...[...databases].sort().map((d) => `database ${d}`), ...roles.map((r) => `role ${r}`)].join(', ');
+    if (what) ctx.events.normal(ref, 'Retained', `Kept ${what} (deletionPolicy Retain)`);
+    return;
+  }
+  for (const db of [...databases].sort()) {
+    await sql.dropDatabase(pool, db);
+    log.info({ database: db }, 'Dropped database');
+    ctx.events.normal(ref, 'DatabaseDeleted', `Dropped database ${db}`);
+  }
+  for (const role of roles) {
+    await clearDependencies(ctx, ep, creds.value, pool, role, log);
+    try {
+      await sql.dropRole(pool, role);
+    } catch (err) {
+      if (sqlState(err) === SQLSTATE.dependentObjectsStillExist) {
+        const detail = (err as { detail?: string }).detail?.replace(/\s+/g, ' ');
+        const message = `role ${role} cannot be dropped, objects still depend on it: ${detail ?? describePgError(err)}`;
+        ctx.events.warning(ref, 'DeleteBlocked', message);
+        throw new RetryableError('DeleteBlocked', message);
+      }
+      throw err;
+    }
+    log.info({ role }, 'Dropped role');
+    ctx.events.normal(ref, 'RoleDeleted', `Dropped role ${role}`);
+  }
+}
+
+/**
+ * Clears what other roles granted to a role about to be dropped, in every database that records a
+ * dependency on it: another tenant granting it a privilege on one of its tables must not pin the
+ * deletion. The operator owns tenant databases, so a tenant that fills its own database's
+ * connection limit to keep the operator out gets the limit lifted for the moment it takes.
+ */
+async function clearDependencies(
+  ctx: OperatorContext,
+  ep: ReturnType<typeof endpointOf>,
+  creds: Parameters<OperatorContext['pools']['withDatabase']>[1],
+  pool: sql.Queryable,
+  role: string,
+  log: Logger,
+): Promise<void> {
+  const deps = await sql.databasesDependingOnRole(pool, role);
+  const problems: string[] = [];
+  for (const d of deps) {
+    if (d.name === '') {
+      await sql.dropOwned(pool, role);
+      continue;
+    }
+    if (!d.allowConnections) {
+      problems.push(`database ${d.name} accepts no connections`);
+      continue;
+    }
+    const run = () => ctx.pools.withDatabase(ep, creds, d.name, (c) => sql.dropOwned(c, role));
+    try {
+      await run();
+    } catch (err) {
+      if (sqlState(err) !== SQLSTATE.tooManyConnections) {
+        problems.push(`database ${d.name}: ${describePgError(err)}`);
+        continue;
+      }
+      const row = await sql.findDatabase(pool, d.name);
+      if (!row?.ownedByAdmin) {
+        problems.push(`database ${d.name}: ${describePgError(err)}`);
+        continue;
+      }
+      await sql.setDatabaseConnLimit(pool, d.name, -1);
+      try {
+        await run();
+      } catch (again) {
+        problems.push(`database ${d.name}: ${describePgError(again)}`);
+      } finally {
+        await sql.setDatabaseConnLimit(pool, d.name, row.connLimit);
+      }
+    }
+    log.info({ role, database: d.name }, 'Revoked what the role held in another database');
+  }
+  if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
 }

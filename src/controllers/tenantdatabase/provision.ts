@@ -83,8 +83,18 @@ export interface DatabaseSpec {
   connectionLimit: number;
 }
 
-/** Creates the database if missing and repairs owner, marker, connection limit and privileges. */
-export async function ensureDatabase(pool: pg.Pool, owner: Owner, d: DatabaseSpec): Promise<string[]> {
+/** A session of the admin inside one database of the server (settings pinned, see pg/connections). */
+export type InDatabase = <T>(database: string, fn: (db: sql.Queryable) => Promise<T>) => Promise<T>;
+
+/**
+ * Creates the database if missing and repairs marker, owner, settings, connection limit and
+ * privileges. The operator owns the database and the tenant role holds CONNECT, CREATE and
+ * TEMPORARY on it and owns its schema public: so the tenant can do all it needs, while settings
+ * that apply to every session in the database (ALTER DATABASE ... SET, the operator's sessions
+ * included) stay the operator's. A database an older version gave to the tenant role is taken
+ * over and its settings reset.
+ */
+export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owner: Owner, d: DatabaseSpec): Promise<string[]> {
   const changes: string[] = [];
   let row = await sql.findDatabase(pool, d.database);
   if (!row) {
@@ -96,7 +106,6 @@ export async function ensureDatabase(pool: pg.Pool, owner: Owner, d: DatabaseSpe
       if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
         throw new Error(`database ${d.database} was created concurrently; re-checking ownership`);
       }
-      if (code === SQLSTATE.objectInUse) throw new Error(`CREATE DATABASE ${d.database} failed, the template is in use; will retry`);
       throw err;
     }
     row = await sql.findDatabase(pool, d.database);
@@ -105,28 +114,35 @@ export async function ensureDatabase(pool: pg.Pool, owner: Owner, d: DatabaseSpe
   if (!sql.markerUid(row.comment)) {
     await sql.commentOnDatabase(pool, d.database, sql.ownerMarker(owner));
   }
-  if (row.owner !== d.role) {
-    await sql.setDatabaseOwner(pool, d.database, d.role);
-    changes.push(`Set owner of database ${d.database} to ${d.role}`);
+  if (!row.ownedByAdmin) {
+    await sql.takeDatabaseOwnership(pool, d.database);
+    if (!changes.length) changes.push(`Took ownership of database ${d.database} from ${row.owner}; the tenant keeps CONNECT, CREATE and TEMPORARY`);
+  }
+  if (row.settings.length > 0) {
+    await sql.resetDatabaseSettings(pool, d.database);
+    changes.push(`Reset ${row.settings.length} per-database setting(s) of ${d.database}`);
   }
   if (row.connLimit !== d.connectionLimit) {
     await sql.setDatabaseConnLimit(pool, d.database, d.connectionLimit);
     changes.push(`Set connection limit of database ${d.database} to ${d.connectionLimit}`);
   }
-  changes.push(...(await ensureDatabasePrivileges(pool, row, d.role)));
+  changes.push(...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role)));
   return changes;
 }
 
 /**
- * Only the tenant role may connect: PUBLIC holds nothing and no other tenant's role holds anything.
- * Grants to roles that tenantdb does not manage (a human's read-only role, say) are left alone.
+ * PUBLIC holds nothing and no other tenant's role holds anything; the tenant role holds CONNECT,
+ * CREATE and TEMPORARY. Grants to roles that tenantdb does not manage (a human's read-only role,
+ * say) are left alone. The tenant's grant comes last: until then it cannot connect, so the
+ * operator's one session inside (handing over schema public) meets nothing of the tenant's.
  */
-async function ensureDatabasePrivileges(pool: pg.Pool, row: sql.DatabaseRow, role: string): Promise<string[]> {
+async function ensureDatabasePrivileges(pool: pg.Pool, inDatabase: InDatabase, row: sql.DatabaseRow, role: string): Promise<string[]> {
   const changes: string[] = [];
   const grantees = new Set(row.grants.map((g) => g.grantee));
-  if (grantees.has('PUBLIC')) {
+  if (row.defaultAcl || grantees.has('PUBLIC')) {
+    // A NULL ACL means the defaults, which include CONNECT for PUBLIC.
     await sql.revokeAllFrom(pool, row.name, 'PUBLIC');
-    changes.push(`Revoked privileges of PUBLIC on database ${row.name}`);
+    if (!row.defaultAcl) changes.push(`Revoked privileges of PUBLIC on database ${row.name}`);
   }
   const managed = await sql.managedRoleNames(pool);
   for (const g of [...grantees].sort()) {
@@ -135,21 +151,38 @@ async function ensureDatabasePrivileges(pool: pg.Pool, row: sql.DatabaseRow, rol
       changes.push(`Revoked privileges of role ${g} on database ${row.name}`);
     }
   }
-  // The owner holds every privilege unless the ACL was edited to take one away.
-  if (row.grants.length > 0) {
-    const own = new Set(row.grants.filter((g) => g.grantee === role).map((g) => g.privilege));
-    if (!['CONNECT', 'CREATE', 'TEMPORARY'].every((p) => own.has(p))) {
-      await sql.grantAllTo(pool, row.name, role);
-      changes.push(`Granted all privileges on database ${row.name} to ${role}`);
-    }
-  } else {
-    // A NULL ACL means the defaults, which include CONNECT for PUBLIC: make it explicit.
-    await sql.revokeAllFrom(pool, row.name, 'PUBLIC');
+  if (!row.allowConnections) await sql.allowConnections(pool, row.name);
+  const own = new Set(row.grants.filter((g) => g.grantee === role).map((g) => g.privilege));
+  if (!sql.TENANT_DATABASE_PRIVILEGES.every((p) => own.has(p))) {
+    // An edited ACL may have taken CONNECT from the owner too.
+    await sql.grantOwnPrivileges(pool, row.name);
+    await inDatabase(row.name, async (db) => {
+      // From template0, schema public belongs to pg_database_owner (PostgreSQL 15+), that is the
+      // operator; before 15 to the bootstrap superuser, with CREATE for PUBLIC, which only this
+      // tenant can connect to use. A schema the tenant already owns or replaced is left as it is.
+      const schemaOwner = await sql.publicSchemaOwner(db);
+      if (schemaOwner === 'pg_database_owner' || schemaOwner === (await currentUser(db))) {
+        await sql.setPublicSchemaOwner(db, role);
+        changes.push(`Gave schema public of ${row.name} to ${role}`);
+      }
+    });
+    await sql.grantTenantPrivileges(pool, row.name, role);
+    changes.push(`Granted CONNECT, CREATE and TEMPORARY on database ${row.name} to ${role}`);
   }
   return changes;
 }
 
+async function currentUser(db: sql.Queryable): Promise<string> {
+  const r = await db.query<{ u: string }>('SELECT CURRENT_USER AS u');
+  return r.rows[0]?.u ?? '';
+}
+
+/**
+ * Drops the shadow database a tenant no longer asks for. A name PostgreSQL would truncate is never
+ * looked up: `<63-byte name>_shadow` truncates back to the tenant's own database.
+ */
 export async function dropShadowIfOurs(pool: pg.Pool, shadow: string, role: string, uid: string): Promise<string[]> {
+  if (!sql.fitsIdentifier(shadow)) return [];
   const claim = await claimOfDatabase(pool, shadow, role, uid, true);
   if (claim.state !== 'ours') return [];
   await sql.dropDatabase(pool, shadow);
@@ -161,13 +194,19 @@ export interface ExtensionOutcome {
   failed: { name: string; message: string }[];
 }
 
-export async function ensureExtensions(client: pg.Client, role: string, wanted: readonly string[]): Promise<ExtensionOutcome> {
-  const have = await sql.installedExtensions(client);
+/**
+ * Runs in the tenant's own login session, never the admin's: creating an extension as the tenant
+ * inside an admin session (SET ROLE) would let code the tenant planted call RESET ROLE and
+ * continue as the admin.
+ */
+export async function ensureExtensions(tenantSession: sql.Queryable, wanted: readonly string[]): Promise<ExtensionOutcome> {
   const out: ExtensionOutcome = { created: [], failed: [] };
+  if (wanted.length === 0) return out;
+  const have = await sql.installedExtensions(tenantSession);
   for (const ext of wanted) {
     if (have.has(ext)) continue;
     try {
-      await sql.createExtensionAs(client, role, ext);
+      await sql.createExtension(tenantSession, ext);
       out.created.push(ext);
     } catch (err) {
       out.failed.push({ name: ext, message: describePgError(err) });

@@ -4,7 +4,7 @@ import { TENANT_DATABASE } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
-import { tryLogin } from '../../pg/connections.js';
+import { asTenant } from '../../pg/connections.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
@@ -14,8 +14,9 @@ import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
 import { accessState, loadPoolerAdmin, showDatabases, verifierFor } from '../pooler.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
-import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type Owner } from './provision.js';
-import { resolveNames, resolveServer, type TenantNames } from './resolve.js';
+import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type ExtensionOutcome, type InDatabase, type Owner } from './provision.js';
+import { shadowDatabaseName } from '../../api/naming.js';
+import { namespaceAllowed, resolveNames, resolveServer, type TenantNames } from './resolve.js';
 import { renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
@@ -62,7 +63,14 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   const rlog = log.child({ kind: 'TenantDatabase', namespace, name, generation: td.metadata.generation });
 
   if (td.metadata.deletionTimestamp) {
-    await finalizeTenant(ctx, td, parsedServers(ctx, rlog), rlog);
+    try {
+      await finalizeTenant(ctx, td, parsedServers(ctx, rlog), rlog);
+    } catch (err) {
+      // What blocks a deletion is in status, not only in the log.
+      const reason = err instanceof RetryableError ? err.reason : 'DeletionFailed';
+      await saveStatus(ctx, td, notReady(reason, `deletion (${td.spec.deletionPolicy}) is waiting: ${errorMessage(err)}`, false), undefined, undefined).catch(() => undefined);
+      throw err;
+    }
     return {};
   }
 
@@ -147,6 +155,17 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
   const server = s.value;
   const serverName = server.metadata.name;
+  if (td.status?.serverName && td.status.serverName !== serverName) {
+    const message = `the tenant lives on PostgresServer ${td.status.serverName}; moving it to ${serverName} is not supported (set serverRef.name to ${td.status.serverName}, or create a new TenantDatabase)`;
+    return { outcome: notReady('ServerChangeRefused', message, true) };
+  }
+  const allowed = namespaceAllowed(ctx, server, td.metadata.namespace ?? '');
+  if (!allowed.ok) return { outcome: notReady(allowed.reason, allowed.message, true) };
+  const limits = server.spec.connectionLimits;
+  const connectionLimit = td.spec.connectionLimit === -1 ? limits.default : td.spec.connectionLimit;
+  if (connectionLimit > limits.max) {
+    return { outcome: notReady('ConnectionLimitTooHigh', `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`, true) };
+  }
   const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
   if (disallowed.length > 0) {
     return {
@@ -247,30 +266,32 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   // 5. Role, databases, privileges.
   // The verifier is a function of role identity and password: every reconcile computes the same one.
   const verifier = verifierFor(td.metadata.uid, names.role, password);
-  record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit: td.spec.connectionLimit }), 'Role');
+  record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit }), 'Role');
   if (rotating) {
     // Open sessions, direct and pooled, keep running; new logins need the new password.
     await sql.setRolePassword(pool, names.role, verifier);
     record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
   }
+  const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds.value, database, fn);
   for (const db of [names.database, names.shadow]) {
-    if (db) record(await ensureDatabase(pool, owner, { database: db, role: names.role, connectionLimit: td.spec.connectionLimit }), 'Database');
+    if (db) record(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
   }
   if (!td.spec.shadowDatabase) {
-    record(await dropShadowIfOurs(pool, `${names.database}_shadow`, names.role, owner.uid), 'Database');
+    record(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
   }
 
-  // 6. Extensions, inside the tenant database, owned by the tenant role.
-  const ext = await ctx.pools.withDatabase(ep, creds.value, names.database, (c) => ensureExtensions(c, names.role, td.spec.extensions));
-  if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
-
-  // 7. A real login with the Secret's credentials; a changed password is put back.
-  let loginErr = await tryLogin(ep, names.role, password, names.database);
-  if (loginErr && sqlState(loginErr) === SQLSTATE.invalidPassword) {
+  // 6. A real login with the Secret's credentials (a changed password is put back), and in that
+  // same session, as the tenant, the extensions it asks for.
+  const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
+  let session = await asTenant(ep, names.role, password, names.database, extensions);
+  if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
     await sql.setRolePassword(pool, names.role, verifier);
     record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'Password');
-    loginErr = await tryLogin(ep, names.role, password, names.database);
+    session = await asTenant(ep, names.role, password, names.database, extensions);
   }
+  const loginErr = session.ok ? undefined : session.error;
+  const ext: ExtensionOutcome = session.ok ? session.value : { created: [], failed: [] };
+  if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
 
   const usage = await sql.usage(pool, names.database, names.role);
   const poolerReady = await poolerCondition(ctx, server, td, names.database);

@@ -5,7 +5,8 @@
 import { RESERVED_DATABASES, RESERVED_ROLES, deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
-import type { Resolved } from '../context.js';
+import { matchesSelector } from '../../api/common.js';
+import type { OperatorContext, Resolved } from '../context.js';
 
 export function resolveServer(td: TenantDatabase, servers: readonly PostgresServer[]): Resolved<PostgresServer> {
   const ref = td.spec.serverRef?.name;
@@ -65,4 +66,17 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
     return { ok: false, reason: 'InvalidName', message: `the default Secret name ${name}-db is longer than 253 characters; set spec.secretName` };
   }
   return { ok: true, value: { database, role, shadow, secret } };
+}
+
+/** Whether the server admits TenantDatabases of this namespace (spec.allowedNamespaces). */
+export function namespaceAllowed(ctx: Pick<OperatorContext, 'namespaces'>, server: PostgresServer, namespace: string): Resolved<true> {
+  const a = server.spec.allowedNamespaces;
+  if (a.from === 'All') return { ok: true, value: true };
+  const ns = ctx.namespaces.get(namespace);
+  if (ns && a.selector && matchesSelector(a.selector, ns.metadata?.labels)) return { ok: true, value: true };
+  return {
+    ok: false,
+    reason: 'ServerNotAllowed',
+    message: `PostgresServer ${server.metadata.name} admits only namespaces matching its allowedNamespaces selector, and namespace ${namespace} does not match`,
+  };
 }
