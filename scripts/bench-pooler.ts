@@ -69,6 +69,8 @@ async function main(): Promise<void> {
     await createServerObjects(kc, sb.pg, 'default', {
       default: true,
       pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pgbouncer-admin' } },
+      // The operator runs on this host and checks each tenant's login, through the pooler too.
+      alwaysAllowedCidrs: ['127.0.0.1/32'],
     });
     const pooledUrl = async (name: string) => {
       try {

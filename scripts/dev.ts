@@ -50,6 +50,8 @@ async function main(): Promise<void> {
   await createServerObjects(kc, sb.pg, 'default', {
     default: true,
     pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pgbouncer-admin' } },
+    // The operator runs on this host and checks each tenant's login, through the pooler too.
+    alwaysAllowedCidrs: ['127.0.0.1/32'],
   });
   // Like a Deployment, the sandbox restarts the operator when it dies (kill it to try a crash).
   const launch = () => startOperatorProcess({ kubeconfig: sb.operatorKubeconfig, logFile: join(dev, 'operator.log'), resync: '30s' });

@@ -46,9 +46,25 @@ export function endpointOf(server: PostgresServer, ca?: string): ServerEndpoint 
 
 export type Resolved<T> = { ok: true; value: T } | { ok: false; reason: string; message: string };
 
+/**
+ * Secrets a PostgresServer names (admin, CA, pooler admin, rendered configs) live in the operator's
+ * own namespace: a server object must not be a way to make the operator read or write Secrets of
+ * tenant namespaces, and the operator's RBAC for such Secrets can stay in its namespace.
+ */
+export function outsideOperatorNamespace(ref: { namespace: string; name: string }, field: string, operatorNamespace: string): { ok: false; reason: string; message: string } | undefined {
+  if (ref.namespace === operatorNamespace) return undefined;
+  return {
+    ok: false,
+    reason: 'SecretOutsideOperatorNamespace',
+    message: `${field} names Secret ${ref.namespace}/${ref.name}; Secrets of a PostgresServer must be in the operator's namespace ${operatorNamespace}`,
+  };
+}
+
 /** Reads the admin credentials a server's adminSecretRef points at. */
-export async function loadAdminCredentials(clients: KubeClients, server: PostgresServer): Promise<Resolved<AdminCredentials>> {
+export async function loadAdminCredentials(clients: KubeClients, server: PostgresServer, operatorNamespace: string): Promise<Resolved<AdminCredentials>> {
   const ref = server.spec.adminSecretRef;
+  const outside = outsideOperatorNamespace(ref, 'adminSecretRef', operatorNamespace);
+  if (outside) return outside;
   let secret: k8s.V1Secret;
   try {
     secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
@@ -68,9 +84,11 @@ export async function loadAdminCredentials(clients: KubeClients, server: Postgre
 }
 
 /** Reads the CA certificate for verify-ca / verify-full, if the server names one. */
-export async function loadCa(clients: KubeClients, server: PostgresServer): Promise<Resolved<string | undefined>> {
+export async function loadCa(clients: KubeClients, server: PostgresServer, operatorNamespace: string): Promise<Resolved<string | undefined>> {
   const ref = server.spec.caSecretRef;
   if (!ref) return { ok: true, value: undefined };
+  const outside = outsideOperatorNamespace(ref, 'caSecretRef', operatorNamespace);
+  if (outside) return outside;
   try {
     const secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
     const ca = secret.data?.['ca.crt'];

@@ -13,7 +13,7 @@ import { HBA_KEY } from '../agent/postgres-agent.js';
 import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
 import { isCidr } from '../api/common.js';
 import { deriveIdentifier, shadowDatabaseName } from '../api/naming.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, type OperatorContext, type Resolved } from './context.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, outsideOperatorNamespace, type OperatorContext, type Resolved } from './context.js';
 
 export const SERVER_LABEL = 'tenantdb.dev/postgresserver';
 
@@ -33,6 +33,8 @@ export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServ
   if (!p) return { ok: false, reason: 'NoPooler', message: 'the server has no pooler' };
   if (!p.adminSecretRef) return { ok: false, reason: 'NoPoolerAdmin', message: 'spec.pooler.adminSecretRef is not set, so the pooler cannot be checked' };
   const ref = p.adminSecretRef;
+  const outside = outsideOperatorNamespace(ref, 'pooler.adminSecretRef', ctx.config.namespace);
+  if (outside) return outside;
   try {
     const s = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
     const get = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k], 'base64').toString('utf8') : undefined);

@@ -7,6 +7,8 @@ import { errorMessage } from './errors.js';
 export interface ReconcileResult {
   /** Re-check after this many ms even if nothing changes (periodic drift repair). */
   requeueAfterMs?: number;
+  /** Waiting for something outside to catch up: look again soon, backing off while it lasts. */
+  poll?: boolean;
 }
 
 export type Reconciler = (key: string, log: Logger) => Promise<ReconcileResult | void>;
@@ -36,6 +38,8 @@ export function createController(name: string, reconcile: Reconciler, log: Logge
         const result = await reconcile(key, rlog);
         queue.forget(key);
         metrics.reconcileTotal.inc({ controller: name, result: 'success' });
+        if (result?.poll) queue.addPolling(key);
+        else queue.forgetPolling(key);
         if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
       } catch (err) {
         const delay = queue.addRateLimited(key);

@@ -16,6 +16,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>();
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
+  private readonly polls = new Map<string, number>();
   private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
   private stopped = false;
@@ -63,6 +64,23 @@ export class WorkQueue {
 
   forget(key: string): void {
     this.failures.delete(key);
+  }
+
+  /**
+   * Re-adds a key that waits for something outside (an agent, a pooler) to catch up: soon at first,
+   * then less and less often, so that a wait that never ends costs little. What it waits for usually
+   * arrives as a watch event long before.
+   */
+  addPolling(key: string, baseMs = 1000, maxMs = 30_000): number {
+    const n = this.polls.get(key) ?? 0;
+    this.polls.set(key, n + 1);
+    const delay = Math.min(maxMs, baseMs * 2 ** n);
+    this.addAfter(key, delay);
+    return delay;
+  }
+
+  forgetPolling(key: string): void {
+    this.polls.delete(key);
   }
 
   /** The next key, or undefined once the queue is shut down. */

@@ -4,7 +4,7 @@
  * scripts/build-control-plane.sh builds and caches.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -100,9 +100,11 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
   const binDir = controlPlaneBinaries();
   const dir = baseDir ?? mkdtempSync(join(tmpdir(), 'tenantdb-cp-'));
   mkdirSync(dir, { recursive: true });
+  // Keys, the admin token and etcd's data are for this user only.
+  chmodSync(dir, 0o700);
   makeCerts(dir);
   const adminToken = randomBytes(24).toString('hex');
-  writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`);
+  writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
   const procs: Proc[] = [];
   const stop = async () => {
     for (const p of procs.reverse()) await p.stop();

@@ -1,26 +1,155 @@
-/** Every supported PostgreSQL major starts from its embedded package, with an admin that is not a superuser. */
+/**
+ * The SQL-level isolation guarantees, on every supported PostgreSQL major (14 to 18): privileges and
+ * defaults differ between them (PUBLIC's CREATE on public before 15, CREATEROLE in 16, reserved
+ * connections from 16). The operator's own provisioning steps run against each server with the
+ * operator's pinned admin sessions; the tenants act through their own logins. The full suite, with
+ * Kubernetes, runs on one major.
+ */
 import pg from 'pg';
+import { clearRoleDependencies, ensureDatabase, ensureExtensions, ensureRole, type InDatabase, type Owner } from '../../src/controllers/tenantdatabase/provision.js';
+import { verifierFor } from '../../src/controllers/pooler.js';
+import { AdminPools, asTenant, type ServerEndpoint } from '../../src/pg/connections.js';
+import * as sql from '../../src/pg/tenant-sql.js';
+import { createLogger } from '../../src/runtime/logger.js';
 import { startPostgres, supportedMajors, type PgServer } from '../env/postgres.js';
 
 const servers: PgServer[] = [];
+const pools = new AdminPools(createLogger('silent'));
 
 afterAll(async () => {
+  await pools.closeAll();
   await Promise.all(servers.map((s) => s.stop()));
 });
 
-test.each(supportedMajors())('PostgreSQL %i starts, and its admin has CREATEDB and CREATEROLE but is not a superuser', async (major) => {
+interface Env {
+  major: number;
+  s: PgServer;
+  ep: ServerEndpoint;
+  pool: pg.Pool;
+  inDatabase: InDatabase;
+  superQuery(text: string, database?: string): Promise<pg.QueryResultRow[]>;
+}
+
+async function setup(major: number): Promise<Env> {
   const s = await startPostgres({ major });
   servers.push(s);
-  const admin = new pg.Client({ host: s.host, port: s.port, user: s.admin.user, password: s.admin.password, database: 'postgres' });
-  await admin.connect();
+  const ep: ServerEndpoint = { host: s.host, port: s.port, sslMode: 'disable' };
+  const creds = { username: s.admin.user, password: s.admin.password, database: 'postgres' };
+  const pool = pools.get(`pg${major}`, ep, creds);
+  return {
+    major,
+    s,
+    ep,
+    pool,
+    inDatabase: (database, fn) => pools.withDatabase(ep, creds, database, fn),
+    superQuery: async (text, database = 'postgres') => {
+      const c = await s.superClient(database);
+      try {
+        return (await c.query(text)).rows;
+      } finally {
+        await c.end();
+      }
+    },
+  };
+}
+
+/** What the operator does for a new tenant, in its order: role, database, the tenant's own session. */
+async function provision(e: Env, name: string, extensions: string[] = []): Promise<{ url: string; password: string; owner: Owner }> {
+  const owner: Owner = { namespace: 'ns', name, uid: `00000000-0000-4000-8000-${String(e.major).padStart(4, '0')}${Buffer.from(name).toString('hex').slice(0, 8).padEnd(8, '0')}` };
+  const password = `pw-${name}-${'x'.repeat(24)}`;
+  await ensureRole(e.pool, owner, { role: name, verifier: verifierFor(owner.uid, name, password), connectionLimit: 10 });
+  await ensureDatabase(e.pool, e.inDatabase, owner, { database: name, role: name, connectionLimit: 10 });
+  const session = await asTenant(e.ep, name, password, name, (c) => ensureExtensions(c, extensions));
+  if (!session.ok) throw session.error as Error;
+  expect(session.value.failed).toEqual([]);
+  return { url: `postgresql://${name}:${password}@${e.s.host}:${e.s.port}/${name}`, password, owner };
+}
+
+async function as<T>(url: string, fn: (c: pg.Client) => Promise<T>, database?: string): Promise<T> {
+  const u = new URL(url);
+  if (database) u.pathname = `/${database}`;
+  const c = new pg.Client({ connectionString: u.toString() });
+  c.on('error', () => undefined);
+  await c.connect();
   try {
-    const version = await admin.query<{ server_version: string }>('SHOW server_version');
-    expect(version.rows[0]?.server_version).toMatch(new RegExp(`^${major}\\b`));
-    const role = await admin.query<{ rolsuper: boolean; rolcreatedb: boolean; rolcreaterole: boolean }>(
-      'SELECT rolsuper, rolcreatedb, rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user',
-    );
-    expect(role.rows[0]).toEqual({ rolsuper: false, rolcreatedb: true, rolcreaterole: true });
+    return await fn(c);
   } finally {
-    await admin.end();
+    await c.end().catch(() => undefined);
   }
+}
+const code = (p: Promise<unknown>) => p.then(() => 'ok', (err: { code?: string }) => err.code ?? String(err));
+
+describe.each(supportedMajors())('PostgreSQL %i', (major) => {
+  let e: Env;
+  beforeAll(async () => {
+    e = await setup(major);
+  }, 60_000);
+
+  test('a tenant gets its database to use, not to own, and no other tenant gets in', async () => {
+    const a = await provision(e, 'tenant_a', ['pgcrypto']);
+    const b = await provision(e, 'tenant_b');
+    await as(a.url, async (c) => {
+      expect(await code(c.query('ALTER DATABASE tenant_a SET search_path = public, pg_catalog'))).toBe('42501');
+      await c.query('CREATE TABLE public.t (x int)');
+      await c.query('CREATE SCHEMA mine');
+      const ext = await c.query("SELECT pg_get_userbyid(extowner) AS o FROM pg_extension WHERE extname = 'pgcrypto'");
+      expect(ext.rows[0]?.o).toBe('tenant_a');
+    });
+    expect(await code(as(a.url, async () => undefined, 'tenant_b'))).toBe('42501');
+    expect(await code(as(b.url, async () => undefined, 'tenant_a'))).toBe('42501');
+    const [db] = await e.superQuery("SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'tenant_a'");
+    expect(db?.owner).toBe(e.s.admin.user);
+  });
+
+  test('a booby-trapped database is taken over by pinned sessions without running the trap', async () => {
+    await provision(e, 'trap');
+    await e.superQuery('ALTER DATABASE trap OWNER TO trap');
+    await as(`postgresql://trap:${'pw-trap-' + 'x'.repeat(24)}@${e.s.host}:${e.s.port}/trap`, async (c) => {
+      await c.query('CREATE TABLE public.pwned (who text)');
+      await c.query('GRANT INSERT ON public.pwned TO PUBLIC');
+      await c.query(`CREATE FUNCTION public.trap() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.pwned VALUES (current_user); RETURN true; END $$`);
+      await c.query('CREATE VIEW public.pg_namespace AS SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE public.trap()');
+      await c.query('CREATE VIEW public.pg_roles AS SELECT * FROM pg_catalog.pg_roles WHERE public.trap()');
+      await c.query('ALTER DATABASE trap SET search_path = public, pg_catalog');
+      await c.query('ALTER DATABASE trap SET default_transaction_read_only = on');
+    });
+    await e.superQuery('REVOKE ALL ON DATABASE trap FROM trap');
+    const owner: Owner = { namespace: 'ns', name: 'trap', uid: (await sql.managedObjects(e.pool)).find((o) => o.name === 'trap')?.uid ?? '' };
+    const changes = await ensureDatabase(e.pool, e.inDatabase, owner, { database: 'trap', role: 'trap', connectionLimit: 10 });
+    expect(changes.join('\n')).toMatch(/Took ownership of database trap/);
+    expect(changes.join('\n')).toMatch(/Reset 2 per-database setting/);
+    expect(await e.superQuery('SELECT who FROM public.pwned', 'trap')).toEqual([]);
+  });
+
+  test('an idle session on template1 does not stop provisioning', async () => {
+    const a = await provision(e, 'squatter');
+    await as(a.url, async () => {
+      await provision(e, 'newcomer');
+    }, 'template1');
+  });
+
+  test("another tenant's grant does not pin a role's deletion", async () => {
+    const a = await provision(e, 'granter');
+    await provision(e, 'leaver');
+    await as(a.url, async (c) => {
+      await c.query('CREATE TABLE public.bait (x int)');
+      await c.query('GRANT SELECT ON public.bait TO leaver');
+      await c.query('ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO leaver');
+    });
+    await sql.dropDatabase(e.pool, 'leaver');
+    expect(await code(sql.dropRole(e.pool, 'leaver'))).toBe('2BP01');
+    expect(await clearRoleDependencies(e.pool, e.inDatabase, 'leaver')).toEqual([]);
+    await sql.dropRole(e.pool, 'leaver');
+    expect(await e.superQuery("SELECT 1 FROM pg_roles WHERE rolname = 'leaver'")).toEqual([]);
+    expect((await e.superQuery("SELECT to_regclass('public.bait')::text AS t", 'granter'))[0]?.t).toBe('bait');
+  });
+
+  test('the server reports whether PUBLIC may create objects where operator sessions run, and its connection slots', async () => {
+    const schemas = await sql.schemasPublicCanCreateIn(e.pool);
+    expect(schemas).toEqual(major < 15 ? ['public'] : []);
+    const slots = await sql.connectionSlots(e.pool);
+    expect(slots.superuser).toBe(false);
+    expect(slots.maxConnections).toBeGreaterThan(0);
+    if (major < 16) expect(slots.reserved).toBe(0);
+  });
 });

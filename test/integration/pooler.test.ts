@@ -65,7 +65,8 @@ beforeAll(async () => {
     sslMode: 'disable',
     adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pooled-admin' },
     pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pooled-pgbouncer' } },
-    alwaysAllowedCidrs: ['127.0.0.9/32'],
+    // The operator (127.0.0.1) checks each tenant's login through the pooler.
+    alwaysAllowedCidrs: ['127.0.0.1/32', '127.0.0.9/32'],
   });
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
 }, 120_000);

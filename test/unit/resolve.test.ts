@@ -37,9 +37,17 @@ describe('resolveNames', () => {
     [{ databaseName: 'template1' }, undefined, 'InvalidName'],
     [{ roleName: 'pg_read_all_data' }, undefined, 'InvalidName'],
     [{ roleName: 'public' }, undefined, 'InvalidName'],
+    [{ databaseName: 'sameuser' }, undefined, 'InvalidName'],
+    [{ databaseName: 'pgbouncer' }, undefined, 'InvalidName'],
+    [{ roleName: 'all' }, undefined, 'InvalidName'],
   ])('%j refused', (spec, status, reason) => {
-    const r = resolveNames(tenant(spec, status));
+    // The schema refuses reserved names too; resolveNames holds even for an object that got past it.
+    const base = tenant({}, status);
+    const r = resolveNames({ ...base, spec: { ...base.spec, ...spec } });
     expect(r.ok ? 'ok' : r.reason).toBe(reason);
+  });
+  test.each([{ databaseName: 'all' }, { databaseName: 'template0' }, { roleName: 'samerole' }, { roleName: 'pg_monitor' }])('the schema refuses %j', (spec) => {
+    expect(() => tenant(spec)).toThrow(/must not be one of/);
   });
   test('shadow name', () => {
     const r = resolveNames(tenant({ shadowDatabase: true }));

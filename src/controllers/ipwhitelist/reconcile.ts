@@ -63,5 +63,5 @@ export async function reconcileIpWhitelist(ctx: OperatorContext, key: string, _l
   }
   const conditions = setConditions(prev.conditions, [d.applied, { ...d.applied, type: 'Ready' }], meta.generation);
   await writeStatusIfChanged(api, meta, prev as Record<string, unknown>, { ...prev, conditions, ruleCount: d.ruleCount, observedGeneration: meta.generation });
-  return { requeueAfterMs: d.soon ? 1000 : ctx.config.resyncMs };
+  return { poll: d.soon, requeueAfterMs: ctx.config.resyncMs };
 }

@@ -9,7 +9,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { addFinalizer, removeFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, outsideOperatorNamespace, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
 
 /** Maps a connection failure to a reason and message a person can act on. */
 export function connectionFailure(err: unknown, where: string): { reason: string; message: string } {
@@ -30,6 +30,8 @@ export function connectionFailure(err: unknown, where: string): { reason: string
 async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServer): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
+  const outside = p.configSecretRef && outsideOperatorNamespace(p.configSecretRef, 'pooler.configSecretRef', ctx.config.namespace);
+  if (outside) return { type: 'PoolerReady', status: 'False', reason: outside.reason, message: outside.message };
   const st = await ensurePoolerConfig(ctx, server);
   const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
   if (st.error) {
@@ -52,6 +54,8 @@ async function serverHbaCondition(ctx: OperatorContext, server: PostgresServer):
   if (server.spec.hba?.mode !== 'Agent') {
     return { type: 'HbaApplied', status: 'True', reason: 'NotManaged', message: "the server's pg_hba.conf is not managed (hba.mode None): IpWhitelists are enforced only for pooled connections" };
   }
+  const outside = server.spec.hba.configSecretRef && outsideOperatorNamespace(server.spec.hba.configSecretRef, 'hba.configSecretRef', ctx.config.namespace);
+  if (outside) return { type: 'HbaApplied', status: 'False', reason: outside.reason, message: outside.message };
   const st = await ensureServerHba(ctx, server);
   const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
   if (st.error) return { type: 'HbaApplied', status: 'False', reason: 'AgentRejected', message: `the agent beside PostgreSQL refused rules ${st.hash} from ${where}: ${st.error}; the last good pg_hba.conf stays` };
@@ -112,8 +116,8 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   if (await addFinalizer(api, meta, FINALIZER)) return {};
   const server = parsed.data;
   const where = `${server.spec.host}:${server.spec.port}`;
-  const creds = await loadAdminCredentials(ctx.clients, server);
-  const ca = creds.ok ? await loadCa(ctx.clients, server) : undefined;
+  const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
+  const ca = creds.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
   // Configs are rendered only from what the server's catalog shows; while it cannot be read, the
   // last written configs stay as they are.
   const unrendered = (why: string): ConditionInput[] => [
@@ -165,7 +169,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
       }
     : { type: 'PublicSchemasLocked', status: 'True', reason: 'NoPublicCreate', message: `no schema of database ${adminDb} lets PUBLIC create objects` };
   await save([connected, pooler, hba, publicSchemas, ready], { version }, true);
-  return { requeueAfterMs: soon ? 1000 : later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
+  return { poll: soon, requeueAfterMs: later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
 }
 
 function markersByUid(objects: sql.ManagedObject[]): ServerMarkers {

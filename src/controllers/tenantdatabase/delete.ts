@@ -10,7 +10,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import { RetryableError } from '../../runtime/errors.js';
 import { removeFinalizer } from '../../runtime/status.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, type OperatorContext } from '../context.js';
-import { claimOfDatabase } from './provision.js';
+import { claimOfDatabase, clearRoleDependencies, type InDatabase } from './provision.js';
 import { resolveServer } from './resolve.js';
 
 /**
@@ -46,9 +46,9 @@ export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, s
 
 async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: PostgresServer, ref: Parameters<OperatorContext['events']['normal']>[0], log: Logger): Promise<void> {
   const serverName = server.metadata.name;
-  const creds = await loadAdminCredentials(ctx.clients, server);
+  const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
   if (!creds.ok) throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${creds.message}`);
-  const ca = await loadCa(ctx.clients, server);
+  const ca = await loadCa(ctx.clients, server, ctx.config.namespace);
   if (!ca.ok) throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${ca.message}`);
   const ep = endpointOf(server, ca.value);
   const pool = ctx.pools.get(serverName, ep, creds.value);
@@ -88,8 +88,10 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
     log.info({ database: db }, 'Dropped database');
     ctx.events.normal(ref, 'DatabaseDeleted', `Dropped database ${db}`);
   }
+  const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds.value, database, fn);
   for (const role of roles) {
-    await clearDependencies(ctx, ep, creds.value, pool, role, log);
+    const problems = await clearRoleDependencies(pool, inDatabase, role);
+    if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
     try {
       await sql.dropRole(pool, role);
     } catch (err) {
@@ -104,56 +106,4 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
     log.info({ role }, 'Dropped role');
     ctx.events.normal(ref, 'RoleDeleted', `Dropped role ${role}`);
   }
-}
-
-/**
- * Clears what other roles granted to a role about to be dropped, in every database that records a
- * dependency on it: another tenant granting it a privilege on one of its tables must not pin the
- * deletion. The operator owns tenant databases, so a tenant that fills its own database's
- * connection limit to keep the operator out gets the limit lifted for the moment it takes.
- */
-async function clearDependencies(
-  ctx: OperatorContext,
-  ep: ReturnType<typeof endpointOf>,
-  creds: Parameters<OperatorContext['pools']['withDatabase']>[1],
-  pool: sql.Queryable,
-  role: string,
-  log: Logger,
-): Promise<void> {
-  const deps = await sql.databasesDependingOnRole(pool, role);
-  const problems: string[] = [];
-  for (const d of deps) {
-    if (d.name === '') {
-      await sql.dropOwned(pool, role);
-      continue;
-    }
-    if (!d.allowConnections) {
-      problems.push(`database ${d.name} accepts no connections`);
-      continue;
-    }
-    const run = () => ctx.pools.withDatabase(ep, creds, d.name, (c) => sql.dropOwned(c, role));
-    try {
-      await run();
-    } catch (err) {
-      if (sqlState(err) !== SQLSTATE.tooManyConnections) {
-        problems.push(`database ${d.name}: ${describePgError(err)}`);
-        continue;
-      }
-      const row = await sql.findDatabase(pool, d.name);
-      if (!row?.ownedByAdmin) {
-        problems.push(`database ${d.name}: ${describePgError(err)}`);
-        continue;
-      }
-      await sql.setDatabaseConnLimit(pool, d.name, -1);
-      try {
-        await run();
-      } catch (again) {
-        problems.push(`database ${d.name}: ${describePgError(again)}`);
-      } finally {
-        await sql.setDatabaseConnLimit(pool, d.name, row.connLimit);
-      }
-    }
-    log.info({ role, database: d.name }, 'Revoked what the role held in another database');
-  }
-  if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
 }

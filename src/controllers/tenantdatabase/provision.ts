@@ -214,3 +214,43 @@ export async function ensureExtensions(tenantSession: sql.Queryable, wanted: rea
   }
   return out;
 }
+
+/**
+ * Clears what other roles granted to a role about to be dropped, in every database that records a
+ * dependency on it: another tenant granting it a privilege on one of its tables must not pin the
+ * deletion. The operator owns tenant databases, so a tenant that fills its own database's
+ * connection limit to keep the operator out gets the limit lifted for the moment it takes.
+ * Returns what could not be cleared; DROP ROLE then says precisely what is left.
+ */
+export async function clearRoleDependencies(pool: sql.Queryable, inDatabase: InDatabase, role: string): Promise<string[]> {
+  const problems: string[] = [];
+  for (const d of await sql.databasesDependingOnRole(pool, role)) {
+    if (d.name === '') {
+      await sql.dropOwned(pool, role);
+      continue;
+    }
+    if (!d.allowConnections) {
+      problems.push(`database ${d.name} accepts no connections`);
+      continue;
+    }
+    const run = () => inDatabase(d.name, (db) => sql.dropOwned(db, role));
+    try {
+      await run();
+    } catch (err) {
+      const row = sqlState(err) === SQLSTATE.tooManyConnections ? await sql.findDatabase(pool, d.name) : undefined;
+      if (!row?.ownedByAdmin) {
+        problems.push(`database ${d.name}: ${describePgError(err)}`);
+        continue;
+      }
+      await sql.setDatabaseConnLimit(pool, d.name, -1);
+      try {
+        await run();
+      } catch (again) {
+        problems.push(`database ${d.name}: ${describePgError(again)}`);
+      } finally {
+        await sql.setDatabaseConnLimit(pool, d.name, row.connLimit);
+      }
+    }
+  }
+  return problems;
+}

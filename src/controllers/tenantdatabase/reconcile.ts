@@ -4,14 +4,14 @@ import { TENANT_DATABASE } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
-import { asTenant } from '../../pg/connections.js';
+import { asTenant, tryLogin } from '../../pg/connections.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { accessState, loadPoolerAdmin, showDatabases, verifierFor } from '../pooler.js';
+import { accessState, loadPoolerAdmin, poolerConfigApplied, showDatabases, verifierFor } from '../pooler.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type ExtensionOutcome, type InDatabase, type Owner } from './provision.js';
@@ -99,7 +99,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
     }
   }
   await saveStatus(ctx, td, outcome, names, serverName);
-  return { requeueAfterMs: soon ? 1000 : Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
+  return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
 
 async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, names: TenantNames | undefined, serverName: string | undefined): Promise<void> {
@@ -173,9 +173,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
       serverName,
     };
   }
-  const creds = await loadAdminCredentials(ctx.clients, server);
+  const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
   if (!creds.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${creds.message}`);
-  const ca = await loadCa(ctx.clients, server);
+  const ca = await loadCa(ctx.clients, server, ctx.config.namespace);
   if (!ca.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${ca.message}`);
   const ep = endpointOf(server, ca.value);
   const pool = ctx.pools.get(serverName, ep, creds.value);
@@ -294,7 +294,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
 
   const usage = await sql.usage(pool, names.database, names.role);
-  const poolerReady = await poolerCondition(ctx, server, td, names.database);
+  const poolerReady = await poolerCondition(ctx, server, td, names.database, names.role, password);
   const access = accessRulesCondition(ctx, server, td, names);
   const conditions: ConditionInput[] = [
     { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
@@ -320,16 +320,21 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     serverName,
     // Pooler and allow-list changes take effect within seconds: look again soon until they have
     // (an unreachable pooler is not polled every second).
-    soon: poolerReady.reason === 'NotConfirmed' || access.reason === 'Pending',
+    soon: poolerReady.reason === 'NotConfirmed' || poolerReady.reason === 'PoolerLoginFailed' || access.reason === 'Pending',
     ...(poolerReady.reason === 'PoolerUnreachable' ? { retryMs: 15_000 } : {}),
   };
 }
 
-/** PoolerReady: confirmed from outside, on the admin console, not assumed from what was written. */
-async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, alias: string): Promise<ConditionInput> {
+/**
+ * PoolerReady: confirmed from outside, not assumed from what was written. The agent must have
+ * loaded the config (a refused one names this tenant's pool as not ready), the admin console must
+ * show the pool as asked, and the tenant's own credentials must log in through the pooler.
+ */
+async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, alias: string, role: string, password: string): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: `PostgresServer ${server.metadata.name} has no pooler; pooled URLs are the direct ones` };
   if (!td.spec.pooling.enabled) return { type: 'PoolerReady', status: 'True', reason: 'PoolingDisabled', message: 'pooling is disabled for this tenant; pooled URLs are the direct ones' };
+  const agent = poolerConfigApplied(ctx, server);
   const admin = await loadPoolerAdmin(ctx, server);
   if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `pooled URLs point at ${p.host}:${p.port}, but ${admin.message}` };
   let entry;
@@ -339,11 +344,21 @@ async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td:
     return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
   }
   const want = td.spec.pooling;
+  const confirmed = entry && entry.poolMode === want.poolMode && entry.poolSize === want.poolSize;
+  if (!confirmed && agent.error) {
+    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused the config that holds this tenant's pool: ${agent.error}` };
+  }
   if (!entry) return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer at ${p.host}:${p.port} does not serve ${alias} yet` };
-  if (entry.poolMode !== want.poolMode || entry.poolSize !== want.poolSize) {
+  if (!confirmed) {
     return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer serves ${alias} with ${entry.poolMode}/${entry.poolSize}, waiting for ${want.poolMode}/${want.poolSize}` };
   }
-  return { type: 'PoolerReady', status: 'True', reason: 'Confirmed', message: `PgBouncer at ${p.host}:${p.port} serves ${alias} (${entry.poolMode}, pool_size ${entry.poolSize})` };
+  const loginErr = await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+  if (loginErr) {
+    // A new password reaches the userlist a moment after the role: a refused login waits for the agent.
+    const reason = agent.applied ? 'PoolerLoginFailed' : 'NotConfirmed';
+    return { type: 'PoolerReady', status: 'False', reason, message: `a login through PgBouncer at ${p.host}:${p.port} with the Secret's credentials failed: ${describePgError(loginErr)}` };
+  }
+  return { type: 'PoolerReady', status: 'True', reason: 'Confirmed', message: `PgBouncer at ${p.host}:${p.port} serves ${alias} (${entry.poolMode}, pool_size ${entry.poolSize}) and the Secret's credentials log in through it` };
 }
 
 function accessRulesCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, names: TenantNames): ConditionInput {
