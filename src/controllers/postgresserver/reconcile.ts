@@ -31,17 +31,21 @@ async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServe
   const p = server.spec.pooler;
   if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
   const st = await ensurePoolerConfig(ctx, server);
-  const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
+  const where = `Secret ${st.ref.namespace}/${st.ref.name} (${st.shards} shard(s))`;
+  // A tenant left out hurts only itself; the others' config goes on, and status says who and why.
+  const leftOut = st.leftOut.length
+    ? `; left out: ${st.leftOut.slice(0, 5).map((t) => `${t.alias} (${t.reason})`).join(', ')}${st.leftOut.length > 5 ? ` and ${st.leftOut.length - 5} more` : ''}`
+    : '';
   if (st.error) {
-    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded` };
+    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded${leftOut}` };
   }
-  if (!st.applied) return { type: 'PoolerReady', status: 'False', reason: 'Pending', message: `waiting for the pooler agent to load config ${st.hash} from ${where}` };
+  if (!st.applied) return { type: 'PoolerReady', status: 'False', reason: 'Pending', message: `waiting for the pooler agent to load config ${st.hash} from ${where}${leftOut}` };
   const admin = await loadPoolerAdmin(ctx, server);
   if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `config ${st.hash} is loaded, but ${admin.message}` };
   try {
     const dbs = await showDatabases(admin.value);
     const pools = [...dbs.keys()].filter((k) => k !== 'pgbouncer').length;
-    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} with ${pools} tenant pool(s)` };
+    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} with ${pools} tenant pool(s)${leftOut}` };
   } catch (err) {
     return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
   }
