@@ -45,7 +45,7 @@ async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServe
   try {
     const dbs = await showDatabases(admin.value);
     const pools = [...dbs.keys()].filter((k) => k !== 'pgbouncer').length;
-    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} with ${pools} tenant pool(s)${leftOut}` };
+    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}` };
   } catch (err) {
     return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
   }
