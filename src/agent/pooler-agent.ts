@@ -123,6 +123,7 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
     apply: async (data) => {
       const index = parsePoolerIndex(data);
       if (!index.ok) return { ok: false, error: index.error };
+      const t0 = performance.now();
       let parts: PoolerFiles[];
       try {
         parts = await loadShards(index.shards);
@@ -130,15 +131,18 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
         if (err instanceof ShardRefused) return { ok: false, error: err.message };
         throw err;
       }
+      const fetchedMs = Math.round(performance.now() - t0);
       const assembled = assemblePoolerFiles(parts);
       // The admin's lines are the agent's own: the operator's files may not mention the admin.
       const errors = validatePoolerFiles(assembled, { reservedUsers: [o.admin.user] });
       if (errors.length) return { ok: false, error: errors.slice(0, 5).map((e) => locate(parts, index.shards, e)).join('; ') };
       const files = withAdmin(assembled, o.admin.user, adminVerifier);
       for (const f of POOLER_FILES) await writeAtomic(o.dir, f, files[f]);
+      const writtenMs = Math.round(performance.now() - t0);
       // PgBouncer may not be up yet: the files are in place for its start; a throw retries the reload.
       await adminQuery(o.admin, 'RELOAD');
-      log.info({ shards: index.shards.length, bytes: POOLER_FILES.reduce((n, f) => n + files[f].length, 0) }, 'Loaded shards');
+      const bytes = POOLER_FILES.reduce((n, f) => n + files[f].length, 0);
+      log.info({ shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) }, 'Loaded shards');
       return { ok: true };
     },
   });
