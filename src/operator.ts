@@ -12,6 +12,7 @@ import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
 import { makeClients } from './kube/client.js';
+import { DEFAULT_SHARD_BYTES, SHARD_OF_LABEL } from './pooler/shards.js';
 import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
 import { eventRecorder } from './runtime/events.js';
@@ -31,6 +32,8 @@ export interface OperatorOptions {
   metricsHost: string;
   leaderElection: boolean;
   identity?: string;
+  /** Bytes of tenant lines one pooler config shard may hold (default 512 KiB). */
+  poolerShardBytes?: number;
 }
 
 export interface RunningOperator {
@@ -120,7 +123,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
         for (const r of s.metadata?.ownerReferences ?? []) {
           if (!r.controller) continue;
           if (r.kind === 'TenantDatabase' && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
-          if (r.kind === 'PostgresServer') {
+          if (r.kind === 'PostgresServer' && s.metadata?.labels?.[SHARD_OF_LABEL]) {
+            // A shard changes with its index, which wakes the rest; only a repair needs the server.
+            enqueueServer(r.name);
+          } else if (r.kind === 'PostgresServer') {
             // The pooler agent reports on this Secret: the server and everything on it look again.
             enqueueServer(r.name);
             for (const t of ctxRef?.tenants.list() ?? []) {
@@ -159,7 +165,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     log,
     events: eventRecorder(clients.core, 'tenantdb-operator', log),
     pools,
-    config: { resyncMs: o.resyncMs, namespace: o.namespace },
+    config: { resyncMs: o.resyncMs, namespace: o.namespace, poolerShardBytes: o.poolerShardBytes ?? DEFAULT_SHARD_BYTES },
     servers,
     tenants,
     whitelists,

@@ -1,15 +1,19 @@
 /**
- * The agent beside PgBouncer: it loads the pooler config Secret the operator renders, checks every
+ * The agent beside PgBouncer: it watches the pooler config's index Secret, fetches the shards the
+ * index names, checks each against the hash the index gives, assembles the files, checks every
  * line, writes the files atomically and issues RELOAD on the admin console. A config that fails its
  * checks is not loaded; the last good one stays.
  */
-import type * as k8s from '@kubernetes/client-node';
+import * as k8s from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
+import { httpStatus } from '../kube/client.js';
 import { scramVerifier } from '../pg/scram.js';
-import { POOLER_FILES, type PoolerFiles } from '../pooler/render.js';
-import { validatePoolerFiles } from '../pooler/validate.js';
+import { HBA_CATCH_ALL, POOLER_FILES, assemblePoolerFiles, type PoolerFiles } from '../pooler/render.js';
+import { SHARD_OF_LABEL, parsePoolerIndex, shardOfLabelValue, type IndexEntry } from '../pooler/shards.js';
+import { configHash } from '../pooler/status.js';
+import { validatePoolerFiles, type ValidationError } from '../pooler/validate.js';
 import type { Logger } from '../runtime/logger.js';
 import { writeAtomic } from './files.js';
 import { runSecretAgent, type RunningSecretAgent } from './secret-agent.js';
@@ -45,13 +49,69 @@ export async function adminQuery(admin: PoolerAgentOptions['admin'], sql: string
   }
 }
 
+const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
+
+/** A shard the agent must not use whatever happens next: the config is refused, not retried. */
+class ShardRefused extends Error {}
+
+/**
+ * Fetches the shards an index names, by name, keeping those already seen with the same hash.
+ * The agent's Role lets it read any Secret of its namespace (shard names carry their hash, so they
+ * cannot be listed in a Role ahead of time), so it checks the labels itself and uses only a Secret
+ * that the operator labelled as a shard of this index.
+ */
+function shardLoader(core: k8s.CoreV1Api, namespace: string, indexName: string) {
+  let cache = new Map<string, { hash: string; files: PoolerFiles }>();
+  const load = async (e: IndexEntry): Promise<PoolerFiles> => {
+    const cached = cache.get(e.name);
+    if (cached?.hash === e.hash) return cached.files;
+    let s: k8s.V1Secret;
+    try {
+      s = await core.readNamespacedSecret({ name: e.name, namespace });
+    } catch (err) {
+      // The operator writes shards before the index and deletes them after it: a missing shard
+      // means the index moved on since it was read.
+      if (httpStatus(err) === 404) throw new Error(`shard ${e.name} is not there (the index is changing); retrying`);
+      throw err;
+    }
+    const labels = s.metadata?.labels ?? {};
+    if (labels[MANAGED_BY_LABEL] !== 'tenantdb' || labels[SHARD_OF_LABEL] !== shardOfLabelValue(indexName)) throw new ShardRefused(`Secret ${e.name} is not labelled as a shard of ${indexName}`);
+    const data = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    const keys = Object.keys(data).sort();
+    if (keys.join(' ') !== [...POOLER_FILES].sort().join(' ')) throw new ShardRefused(`shard ${e.name} must hold exactly ${POOLER_FILES.join(', ')}`);
+    // A shard that does not match the index is being replaced: the index will name another soon.
+    if (configHash(data) !== e.hash) throw new Error(`shard ${e.name} does not match the index (the operator is writing); retrying`);
+    const files = data as PoolerFiles;
+    cache.set(e.name, { hash: e.hash, files });
+    return files;
+  };
+  return async (entries: readonly IndexEntry[]): Promise<PoolerFiles[]> => {
+    const out: PoolerFiles[] = [];
+    for (let i = 0; i < entries.length; i += 8) out.push(...(await Promise.all(entries.slice(i, i + 8).map(load))));
+    cache = new Map(entries.map((e, i) => [e.name, { hash: e.hash, files: out[i] as PoolerFiles }]));
+    return out;
+  };
+}
+
+/** Says where an error in the assembled files comes from: the shard and its line. */
+function locate(parts: readonly PoolerFiles[], entries: readonly IndexEntry[], e: ValidationError): string {
+  let line = e.file === 'databases.ini' ? 1 : 0; // the [databases] header
+  for (const [i, p] of parts.entries()) {
+    const n = p[e.file].split('\n').length - 1;
+    if (e.line > line && e.line <= line + n) return `shard ${entries[i]?.name}: ${e.file}:${e.line - line}: ${e.message}`;
+    line += n;
+  }
+  return `${e.file}:${e.line}: ${e.message}`;
+}
+
 export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSecretAgent> {
   const log = o.log.child({ agent: 'pgbouncer', secret: `${o.namespace}/${o.secretName}` });
   const adminVerifier = scramVerifier(o.admin.password);
+  const loadShards = shardLoader(o.kc.makeApiClient(k8s.CoreV1Api), o.namespace, o.secretName);
   // PgBouncer cannot start without its files: until the operator's config arrives, serve no tenant
   // and let only the agent's admin in.
   if (!existsSync(join(o.dir, 'databases.ini'))) {
-    const empty = withAdmin({ 'databases.ini': '[databases]\n', 'userlist.txt': '', 'hba.conf': 'host all all 0.0.0.0/0 reject\nhost all all ::/0 reject\n' }, o.admin.user, adminVerifier);
+    const empty = withAdmin({ 'databases.ini': '[databases]\n', 'userlist.txt': '', 'hba.conf': HBA_CATCH_ALL }, o.admin.user, adminVerifier);
     for (const f of POOLER_FILES) await writeAtomic(o.dir, f, empty[f]);
     log.info({ dir: o.dir }, 'Wrote bootstrap pooler config');
   }
@@ -61,12 +121,28 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
     secretName: o.secretName,
     log,
     apply: async (data) => {
-      const errors = validatePoolerFiles(data);
-      if (errors.length) return { ok: false, error: errors.slice(0, 5).map((e) => `${e.file}:${e.line}: ${e.message}`).join('; ') };
-      const files = withAdmin(data as PoolerFiles, o.admin.user, adminVerifier);
+      const index = parsePoolerIndex(data);
+      if (!index.ok) return { ok: false, error: index.error };
+      const t0 = performance.now();
+      let parts: PoolerFiles[];
+      try {
+        parts = await loadShards(index.shards);
+      } catch (err) {
+        if (err instanceof ShardRefused) return { ok: false, error: err.message };
+        throw err;
+      }
+      const fetchedMs = Math.round(performance.now() - t0);
+      const assembled = assemblePoolerFiles(parts);
+      // The admin's lines are the agent's own: the operator's files may not mention the admin.
+      const errors = validatePoolerFiles(assembled, { reservedUsers: [o.admin.user] });
+      if (errors.length) return { ok: false, error: errors.slice(0, 5).map((e) => locate(parts, index.shards, e)).join('; ') };
+      const files = withAdmin(assembled, o.admin.user, adminVerifier);
       for (const f of POOLER_FILES) await writeAtomic(o.dir, f, files[f]);
+      const writtenMs = Math.round(performance.now() - t0);
       // PgBouncer may not be up yet: the files are in place for its start; a throw retries the reload.
       await adminQuery(o.admin, 'RELOAD');
+      const bytes = POOLER_FILES.reduce((n, f) => n + files[f].length, 0);
+      log.info({ shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) }, 'Loaded shards');
       return { ok: true };
     },
   });

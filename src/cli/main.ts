@@ -5,12 +5,26 @@ import { startPoolerAgent } from '../agent/pooler-agent.js';
 import { startPostgresAgent } from '../agent/postgres-agent.js';
 import { renderCrdFiles } from '../api/crd-files.js';
 import { loadKubeConfig } from '../kube/client.js';
+import { DEFAULT_SHARD_BYTES, MAX_SHARD_BYTES, MIN_SHARD_BYTES } from '../pooler/shards.js';
 import { startOperator } from '../operator.js';
 import { createLogger } from '../runtime/logger.js';
 
 function positiveInt(v: string): number {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+/** Parses a byte count such as 524288, 512Ki or 1Mi. */
+export function bytes(v: string): number {
+  const m = /^(\d+)(Ki|Mi)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('must be a number of bytes such as 524288 or 512Ki');
+  return Number(m[1]) * (m[2] === 'Mi' ? 1 << 20 : m[2] === 'Ki' ? 1 << 10 : 1);
+}
+
+function shardBytes(v: string): number {
+  const n = bytes(v);
+  if (n < MIN_SHARD_BYTES || n > MAX_SHARD_BYTES) throw new InvalidArgumentError(`must be from ${MIN_SHARD_BYTES} to ${MAX_SHARD_BYTES} bytes`);
   return n;
 }
 
@@ -36,7 +50,8 @@ program
   .option('--metrics-port <port>', 'port of /metrics, /healthz and /readyz (0 picks a free one)', positiveInt, 8080)
   .option('--metrics-host <host>', 'address to serve metrics and health on', '0.0.0.0')
   .option('--no-leader-elect', 'run without a leader Lease (one replica only)')
-  .action(async (opts: { kubeconfig?: string; namespace: string; workers: number; resync: number; metricsPort: number; metricsHost: string; leaderElect: boolean }) => {
+  .option('--pooler-shard-bytes <bytes>', 'bytes of tenant lines one pooler config Secret (shard) may hold', shardBytes, shardBytes(process.env.TENANTDB_POOLER_SHARD_BYTES ?? String(DEFAULT_SHARD_BYTES)))
+  .action(async (opts: { kubeconfig?: string; namespace: string; workers: number; resync: number; metricsPort: number; metricsHost: string; leaderElect: boolean; poolerShardBytes: number }) => {
     const log = createLogger();
     let kc;
     try {
@@ -56,6 +71,7 @@ program
       metricsPort: opts.metricsPort,
       metricsHost: opts.metricsHost,
       leaderElection: opts.leaderElect,
+      poolerShardBytes: opts.poolerShardBytes,
     });
     log.info({ metricsPort: op.metricsPort() }, 'Operator running');
     const onSignal = (sig: string) => {

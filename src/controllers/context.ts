@@ -16,6 +16,8 @@ export interface OperatorConfig {
   resyncMs: number;
   /** The operator's own namespace: default home of pooler config Secrets. */
   namespace: string;
+  /** Bytes of tenant lines one pooler config shard may hold. */
+  poolerShardBytes: number;
 }
 
 export interface OperatorContext {

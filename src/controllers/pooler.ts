@@ -3,19 +3,22 @@
  * server, the admin console, and whether the agent has loaded the current config.
  */
 import type * as k8s from '@kubernetes/client-node';
-import { API_VERSION } from '../api/common.js';
+import { createHash } from 'node:crypto';
 import type { PostgresServer } from '../api/postgresserver.js';
 import { adminQuery } from '../agent/pooler-agent.js';
 import { httpStatus } from '../kube/client.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../pg/scram.js';
-import { renderHba, renderPoolerConfig, renderServerHba, type PoolerTenant, type ServerHbaTenant } from '../pooler/render.js';
+import { nameProblem } from '../pooler/names.js';
+import { renderServerHba, renderTenantHba, type PoolerTenant, type ServerHbaTenant } from '../pooler/render.js';
 import { HBA_KEY } from '../agent/postgres-agent.js';
-import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
+import { configHash } from '../pooler/status.js';
 import { isCidr } from '../api/common.js';
 import { deriveIdentifier, shadowDatabaseName } from '../api/naming.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, outsideOperatorNamespace, type OperatorContext, type Resolved } from './context.js';
+import { agentReport, decodeData, writeOwnedConfig, type PoolerConfigState } from './config-secrets.js';
+import { outsideOperatorNamespace, type OperatorContext, type Resolved } from './context.js';
+import { cachedPoolerReport, cachedShardFiles, writePoolerShards, type ShardedConfigState } from './pooler-shards.js';
 
-export const SERVER_LABEL = 'tenantdb.dev/postgresserver';
+export { SERVER_LABEL, type PoolerConfigState } from './config-secrets.js';
 
 export interface PoolerAdmin {
   host: string;
@@ -106,6 +109,21 @@ export function verifierFor(uid: string, role: string, password: string): string
 }
 
 /**
+ * A verifier costs 4096 PBKDF2 rounds; a server's render asks for every tenant's, so each is kept
+ * (one per tenant uid, replaced when role or password change). Verifiers are no more secret than
+ * the Secrets this process already reads.
+ */
+const verifiers = new Map<string, { key: string; verifier: string }>();
+function cachedVerifier(uid: string, role: string, password: string): string {
+  const key = createHash('sha256').update(`${role}\u0000${password}`).digest('base64');
+  const hit = verifiers.get(uid);
+  if (hit?.key === key) return hit.verifier;
+  const verifier = verifierFor(uid, role, password);
+  verifiers.set(uid, { key, verifier });
+  return verifier;
+}
+
+/**
  * The most CIDRs the IpWhitelists of one tenant may add up to. It bounds what one tenant brings to
  * its server's pooler config, whatever it applies; lists past it are refused in their own status.
  */
@@ -160,7 +178,7 @@ export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerT
       alias: t.database,
       database: t.database,
       role: t.role,
-      verifier: verifierFor(t.uid, t.role, pw),
+      verifier: cachedVerifier(t.uid, t.role, pw),
       poolMode: pooling?.poolMode ?? 'transaction',
       poolSize: pooling?.poolSize ?? 10,
       maxDbConnections: pooling?.maxDbConnections ?? 0,
@@ -170,28 +188,20 @@ export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerT
   return out;
 }
 
-export interface PoolerConfigState {
-  hash: string;
-  applied: boolean;
-  error?: string | undefined;
-  ref: { namespace: string; name: string };
-}
-
-/** Renders the server's pooler config and writes its Secret when the bytes differ. */
-export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresServer): Promise<PoolerConfigState> {
-  const files = renderPoolerConfig({
+/** Renders the server's pooler config and writes its shards and index where the bytes differ. */
+export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresServer): Promise<ShardedConfigState> {
+  const input = {
     serverHost: server.spec.host,
     serverPort: server.spec.port,
     tenants: poolerTenants(ctx, server.metadata.name),
     alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
-  });
-  return writeOwnedConfig(ctx, server, poolerConfigRef(server, ctx.config.namespace), files, 'pooler config');
+  };
+  return writePoolerShards(ctx, server, poolerConfigRef(server, ctx.config.namespace), input, ctx.config.poolerShardBytes);
 }
 
 /** The pooler config state without writing anything (for tenants and allow-lists). */
 export function poolerConfigApplied(ctx: OperatorContext, server: PostgresServer): { applied: boolean; error?: string | undefined } {
-  const { applied, error } = cachedAgentState(ctx, poolerConfigRef(server, ctx.config.namespace));
-  return { applied, error };
+  return cachedPoolerReport(ctx, poolerConfigRef(server, ctx.config.namespace));
 }
 
 export interface PoolEntry {
@@ -233,11 +243,13 @@ export function accessState(ctx: OperatorContext, server: PostgresServer, namesp
     return { kind: 'unenforced', message: `${server.spec.pooler ? 'pooling is disabled for this tenant' : `PostgresServer ${server.metadata.name} has no pooler`} and ${directNote}` };
   }
   const rules = cidrs.length;
+  // Such a tenant is left out of the pooler's and the server's files (its rules would be syntax).
+  const badName = nameProblem('alias', alias) ?? nameProblem('role', role);
+  if (badName) return { kind: 'rejected', message: `the tenant's rules cannot be written: ${badName}` };
   if (pooled) {
-    const ref = poolerConfigRef(server, ctx.config.namespace);
-    const s = ctx.secrets.get(ref.name, ref.namespace);
-    const hba = s?.data?.['hba.conf'] ? Buffer.from(s.data['hba.conf'], 'base64').toString('utf8') : '';
-    if (!hba.includes(renderHbaFor(server, alias, role, cidrs))) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
+    const shard = cachedShardFiles(ctx, poolerConfigRef(server, ctx.config.namespace), alias);
+    const expected = renderTenantHba({ alias, role, allowedCidrs: cidrs }, server.spec.alwaysAllowedCidrs ?? []);
+    if (!shard || !`\n${shard['hba.conf']}`.includes(`\n${expected}`)) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
     const st = poolerConfigApplied(ctx, server);
     if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
     if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
@@ -249,17 +261,6 @@ export function accessState(ctx: OperatorContext, server: PostgresServer, namesp
   }
   const where = pooled ? `enforced by PgBouncer for pooled connections; ${directNote}` : directNote;
   return { kind: 'enforced', rules, message: `${rules} allowed CIDR(s) ${where}` };
-}
-
-function renderHbaFor(server: PostgresServer, alias: string, role: string, cidrs: string[]): string {
-  const all = renderHba({
-    serverHost: server.spec.host,
-    serverPort: server.spec.port,
-    alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
-    tenants: [{ alias, database: alias, role, verifier: '', poolMode: 'session', poolSize: 1, maxDbConnections: 0, allowedCidrs: cidrs }],
-  });
-  // Without the closing catch-all rejects, which belong to the whole file.
-  return all.split('\n').slice(0, -3).join('\n');
 }
 
 export function serverHbaRef(server: PostgresServer, operatorNamespace: string): { namespace: string; name: string } {
@@ -280,61 +281,17 @@ export function serverHbaTenants(ctx: OperatorContext, serverName: string): Serv
 /** Writes the tenant block of a self-hosted server's pg_hba.conf for its agent; reports what the agent did. */
 export async function ensureServerHba(ctx: OperatorContext, server: PostgresServer): Promise<PoolerConfigState> {
   const ref = serverHbaRef(server, ctx.config.namespace);
-  const files = { [HBA_KEY]: renderServerHba(serverHbaTenants(ctx, server.metadata.name), server.spec.alwaysAllowedCidrs ?? []) };
+  // A tenant whose names would be syntax is left out rather than stopping every tenant's rules.
+  const tenants = serverHbaTenants(ctx, server.metadata.name).filter((t) => !nameProblem('role', t.role) && t.databases.every((d) => !nameProblem('database', d)));
+  const files = { [HBA_KEY]: renderServerHba(tenants, server.spec.alwaysAllowedCidrs ?? []) };
   return writeOwnedConfig(ctx, server, ref, files, 'server HBA rules');
-}
-
-async function writeOwnedConfig(ctx: OperatorContext, server: PostgresServer, ref: { namespace: string; name: string }, files: Record<string, string>, what: string): Promise<PoolerConfigState> {
-  const hash = configHash(files);
-  const data = Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')]));
-  let current: k8s.V1Secret | undefined;
-  try {
-    current = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
-  } catch (err) {
-    if (httpStatus(err) !== 404) throw err;
-  }
-  const body: k8s.V1Secret = {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    type: 'Opaque',
-    metadata: {
-      name: ref.name,
-      namespace: ref.namespace,
-      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [SERVER_LABEL]: server.metadata.name },
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true }],
-    },
-    data,
-  };
-  if (!current) {
-    await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
-    return { hash, applied: false, ref };
-  }
-  const owned = (current.metadata?.ownerReferences ?? []).some((r) => r.uid === server.metadata.uid);
-  if (!owned) throw new Error(`Secret ${ref.namespace}/${ref.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
-  const same = Object.keys(data).length === Object.keys(current.data ?? {}).length && Object.entries(data).every(([k, v]) => current?.data?.[k] === v);
-  if (!same) {
-    await ctx.clients.core.replaceNamespacedSecret({
-      name: ref.name,
-      namespace: ref.namespace,
-      body: { ...body, metadata: { ...body.metadata, ...(current.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}), annotations: current.metadata?.annotations ?? {} } },
-    });
-    ctx.log.info({ server: server.metadata.name, hash }, `Updated ${what}`);
-    return { hash, applied: false, ref };
-  }
-  return { hash, ...agentReport(current, hash), ref };
-}
-
-function agentReport(s: k8s.V1Secret | undefined, hash: string): { applied: boolean; error?: string | undefined } {
-  const ann = s?.metadata?.annotations ?? {};
-  const err = ann[AGENT_ERROR_ANNOTATION];
-  return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
 }
 
 /** What the agent reported for the files now in a config Secret, from the cache. */
 function cachedAgentState(ctx: OperatorContext, ref: { namespace: string; name: string }): { text: string; applied: boolean; error?: string | undefined } {
   const s = ctx.secrets.get(ref.name, ref.namespace);
   if (!s?.data) return { text: '', applied: false };
-  const files = Object.fromEntries(Object.entries(s.data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  const files = decodeData(s);
   return { text: Object.values(files).join('\n'), ...agentReport(s, configHash(files)) };
 }
 

@@ -3,6 +3,8 @@
  * Pure and deterministic: the same input gives the same bytes, so an unchanged set of tenants
  * writes nothing.
  */
+import { isCidr } from '../api/common.js';
+import { nameProblem } from './names.js';
 
 export interface PoolerTenant {
   /** The `[databases]` alias tenants connect to: the tenant database's name. */
@@ -36,26 +38,92 @@ export const POOLER_FILES = ['databases.ini', 'userlist.txt', 'hba.conf'] as con
 
 const byAlias = (a: PoolerTenant, b: PoolerTenant) => (a.alias < b.alias ? -1 : a.alias > b.alias ? 1 : 0);
 const isV6 = (cidr: string) => cidr.includes(':');
+const sortCidrs = (xs: Iterable<string>) => [...new Set(xs)].sort((a, b) => Number(isV6(a)) - Number(isV6(b)) || (a < b ? -1 : a > b ? 1 : 0));
+
+/** The closing rules: whatever matched no tenant's rule is refused. */
+export const HBA_CATCH_ALL = 'host all all 0.0.0.0/0 reject\nhost all all ::/0 reject\n';
+
+/** One tenant's lines in each file, each line ending in a newline. */
+export interface TenantBlock {
+  alias: string;
+  files: PoolerFiles;
+}
+
+/**
+ * Refuses a tenant whose names or CIDRs would be syntax rather than data in the files. The caller
+ * leaves such tenants out before rendering (one tenant must not stop the others' config); this is
+ * the second line of defense.
+ */
+export function poolerTenantProblem(t: PoolerTenant): string | undefined {
+  const bad = nameProblem('alias', t.alias) ?? nameProblem('database', t.database) ?? nameProblem('role', t.role);
+  if (bad) return bad;
+  if (!/^SCRAM-SHA-256\$[A-Za-z0-9+/=:$]+$/.test(t.verifier)) return `tenant ${t.alias}: the verifier is not a SCRAM-SHA-256 verifier`;
+  const cidr = (t.allowedCidrs ?? []).find((c) => !isCidr(c));
+  if (cidr !== undefined) return `tenant ${t.alias}: ${JSON.stringify(cidr)} is not a CIDR`;
+  return undefined;
+}
+
+/**
+ * Every tenant's lines, sorted by alias. A role shared by several tenants gets its userlist line
+ * with the first of them. HBA rules name the tenant's own alias and role, so their order across
+ * tenants does not matter (first match wins only within a tenant's lines).
+ */
+export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
+  for (const c of input.alwaysAllowedCidrs) if (!isCidr(c)) throw new Error(`always-allowed ${JSON.stringify(c)} is not a CIDR`);
+  const roles = new Set<string>();
+  const aliases = new Set<string>();
+  const out: TenantBlock[] = [];
+  for (const t of [...input.tenants].sort(byAlias)) {
+    const problem = poolerTenantProblem(t);
+    if (problem) throw new Error(`refusing to render the pooler config: ${problem}`);
+    if (aliases.has(t.alias)) throw new Error(`refusing to render the pooler config: alias ${t.alias} appears twice`);
+    aliases.add(t.alias);
+    // Keys PgBouncer 1.18 knows; an unknown key fails the whole load.
+    const db =
+      `${t.alias} = host=${input.serverHost} port=${input.serverPort} dbname=${t.database} ` +
+      `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections}\n`;
+    const user = roles.has(t.role) ? '' : `"${t.role}" "${t.verifier}"\n`;
+    roles.add(t.role);
+    out.push({ alias: t.alias, files: { 'databases.ini': db, 'userlist.txt': user, 'hba.conf': renderTenantHba(t, input.alwaysAllowedCidrs) } });
+  }
+  return out;
+}
+
+/**
+ * One tenant's HBA lines. Without a list: SCRAM from anywhere. With lists: its CIDRs plus the
+ * always-allowed ones, then explicit rejects for its alias.
+ */
+export function renderTenantHba(t: Pick<PoolerTenant, 'alias' | 'role' | 'allowedCidrs'>, alwaysAllowedCidrs: readonly string[]): string {
+  const hba: string[] = [];
+  if (t.allowedCidrs === undefined) {
+    hba.push(`host ${t.alias} ${t.role} 0.0.0.0/0 scram-sha-256`, `host ${t.alias} ${t.role} ::/0 scram-sha-256`);
+  } else {
+    for (const c of sortCidrs([...t.allowedCidrs, ...alwaysAllowedCidrs])) hba.push(`host ${t.alias} ${t.role} ${c} scram-sha-256`);
+    hba.push(`host ${t.alias} all 0.0.0.0/0 reject`, `host ${t.alias} all ::/0 reject`);
+  }
+  return `${hba.join('\n')}\n`;
+}
+
+/** The three files from tenant lines (of one render, or of several shards in order). */
+export function assemblePoolerFiles(parts: Iterable<PoolerFiles>): PoolerFiles {
+  const db = ['[databases]\n'];
+  const users: string[] = [];
+  const hba: string[] = [];
+  for (const p of parts) {
+    db.push(p['databases.ini']);
+    users.push(p['userlist.txt']);
+    hba.push(p['hba.conf']);
+  }
+  hba.push(HBA_CATCH_ALL);
+  return { 'databases.ini': db.join(''), 'userlist.txt': users.join(''), 'hba.conf': hba.join('') };
+}
 
 export function renderDatabases(input: PoolerInput): string {
-  const lines = ['[databases]'];
-  for (const t of [...input.tenants].sort(byAlias)) {
-    // Keys PgBouncer 1.18 knows; an unknown key fails the whole load.
-    lines.push(
-      `${t.alias} = host=${input.serverHost} port=${input.serverPort} dbname=${t.database} ` +
-        `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections}`,
-    );
-  }
-  return `${lines.join('\n')}\n`;
+  return renderPoolerConfig(input)['databases.ini'];
 }
 
 export function renderUserlist(input: PoolerInput): string {
-  const seen = new Map<string, string>();
-  for (const t of [...input.tenants].sort(byAlias)) if (!seen.has(t.role)) seen.set(t.role, t.verifier);
-  return [...seen.entries()]
-    .sort(([a], [b]) => (a < b ? -1 : 1))
-    .map(([role, v]) => `"${role}" "${v}"\n`)
-    .join('');
+  return renderPoolerConfig(input)['userlist.txt'];
 }
 
 /**
@@ -64,22 +132,12 @@ export function renderUserlist(input: PoolerInput): string {
  * everything that matched no rule is rejected at the end.
  */
 export function renderHba(input: PoolerInput): string {
-  const lines: string[] = [];
-  for (const t of [...input.tenants].sort(byAlias)) {
-    if (t.allowedCidrs === undefined) {
-      lines.push(`host ${t.alias} ${t.role} 0.0.0.0/0 scram-sha-256`, `host ${t.alias} ${t.role} ::/0 scram-sha-256`);
-      continue;
-    }
-    const cidrs = [...new Set([...t.allowedCidrs, ...input.alwaysAllowedCidrs])].sort((a, b) => Number(isV6(a)) - Number(isV6(b)) || (a < b ? -1 : a > b ? 1 : 0));
-    for (const c of cidrs) lines.push(`host ${t.alias} ${t.role} ${c} scram-sha-256`);
-    lines.push(`host ${t.alias} all 0.0.0.0/0 reject`, `host ${t.alias} all ::/0 reject`);
-  }
-  lines.push('host all all 0.0.0.0/0 reject', 'host all all ::/0 reject');
-  return `${lines.join('\n')}\n`;
+  return renderPoolerConfig(input)['hba.conf'];
 }
 
+/** The whole config in one piece: what the agent assembles from the shards, whatever their cut. */
 export function renderPoolerConfig(input: PoolerInput): PoolerFiles {
-  return { 'databases.ini': renderDatabases(input), 'userlist.txt': renderUserlist(input), 'hba.conf': renderHba(input) };
+  return assemblePoolerFiles(renderTenantBlocks(input).map((b) => b.files));
 }
 
 export interface ServerHbaTenant {
@@ -95,9 +153,12 @@ export interface ServerHbaTenant {
  * Tenants without a list fall through to the base rules.
  */
 export function renderServerHba(tenants: readonly ServerHbaTenant[], alwaysAllowedCidrs: readonly string[]): string {
-  const sortCidrs = (xs: Iterable<string>) => [...new Set(xs)].sort((a, b) => Number(isV6(a)) - Number(isV6(b)) || (a < b ? -1 : a > b ? 1 : 0));
   const lines: string[] = [];
   for (const t of [...tenants].sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0))) {
+    const problem = t.databases.length === 0 ? 'a tenant without databases' : (t.databases.map((d) => nameProblem('database', d)).find(Boolean) ?? nameProblem('role', t.role));
+    if (problem) throw new Error(`refusing to render the server HBA rules: ${problem}`);
+    const cidr = [...t.allowedCidrs, ...alwaysAllowedCidrs].find((c) => !isCidr(c));
+    if (cidr !== undefined) throw new Error(`refusing to render the server HBA rules: ${JSON.stringify(cidr)} is not a CIDR`);
     const dbs = [...t.databases].sort().join(',');
     for (const c of sortCidrs(alwaysAllowedCidrs)) lines.push(`host ${dbs} all ${c} scram-sha-256`);
     for (const c of sortCidrs(t.allowedCidrs)) lines.push(`host ${dbs} ${t.role} ${c} scram-sha-256`);

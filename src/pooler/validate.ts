@@ -4,14 +4,18 @@
  * HBA line silently. Only lines of the shapes the operator renders pass.
  */
 import { isCidr } from '../api/common.js';
+import { nameProblem } from './names.js';
 import type { PoolerFiles } from './render.js';
 
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+export interface ValidateOptions {
+  /** Users the operator's files must not mention: the agent's own admin, whose lines the agent adds itself. */
+  reservedUsers?: readonly string[];
+}
 const HOST = /^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 const DB_KEYS: Record<string, (v: string) => boolean> = {
   host: (v) => HOST.test(v),
   port: (v) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535,
-  dbname: (v) => IDENT.test(v),
+  dbname: (v) => nameProblem('database', v) === undefined,
   pool_mode: (v) => ['session', 'transaction', 'statement'].includes(v),
   pool_size: (v) => /^\d{1,5}$/.test(v),
   max_db_connections: (v) => /^\d{1,6}$/.test(v),
@@ -38,6 +42,8 @@ export function validateDatabases(text: string): ValidationError[] {
     const m = /^([a-z_][a-z0-9_]{0,62}) = (.+)$/.exec(l);
     if (!m) return at('not an "alias = key=value ..." entry');
     const [, alias = '', rest = ''] = m;
+    const bad = nameProblem('alias', alias);
+    if (bad) return at(bad);
     if (seen.has(alias)) at(`duplicate alias ${alias}`);
     seen.add(alias);
     const keys = new Set<string>();
@@ -54,34 +60,60 @@ export function validateDatabases(text: string): ValidationError[] {
   return errs;
 }
 
-export function validateUserlist(text: string): ValidationError[] {
+export function validateUserlist(text: string, o: ValidateOptions = {}): ValidationError[] {
   const errs: ValidationError[] = [];
+  const seen = new Set<string>();
   lines(text).forEach((l, i) => {
+    const at = (message: string) => errs.push({ file: 'userlist.txt', line: i + 1, message });
     const m = /^"([a-z_][a-z0-9_]{0,62})" "(.+)"$/.exec(l);
-    if (!m) return errs.push({ file: 'userlist.txt', line: i + 1, message: 'not a "user" "verifier" line' });
-    if (!VERIFIER.test(m[2] ?? '')) errs.push({ file: 'userlist.txt', line: i + 1, message: `user ${m[1]}: not a SCRAM-SHA-256 verifier` });
+    if (!m) return at('not a "user" "verifier" line');
+    const [, user = '', verifier = ''] = m;
+    // PgBouncer keeps the last line of a user: a second line, or one for the admin, would replace a password.
+    const bad = nameProblem('role', user) ?? (o.reservedUsers?.includes(user) ? `user ${user} is reserved for the agent` : seen.has(user) ? `duplicate user ${user}` : undefined);
+    if (bad) at(bad);
+    seen.add(user);
+    if (!VERIFIER.test(verifier)) at(`user ${user}: not a SCRAM-SHA-256 verifier`);
     return undefined;
   });
   return errs;
 }
 
-export function validateHba(text: string): ValidationError[] {
+/**
+ * Tenant rules name a tenant's alias and role. `all` is allowed only in the two shapes the renderer
+ * writes: `host <alias> all <cidr> reject` (a whitelisted tenant's closing rejects) and
+ * `host all all <cidr> reject` (the file's closing catch-all). No rule may name the admin console.
+ */
+export function validateHba(text: string, o: ValidateOptions = {}): ValidationError[] {
   const errs: ValidationError[] = [];
   lines(text).forEach((l, i) => {
     const at = (message: string) => errs.push({ file: 'hba.conf', line: i + 1, message });
     const f = l.split(' ');
     if (f.length !== 5 || f[0] !== 'host') return at('not a "host db user cidr method" rule');
     const [, db = '', user = '', cidr = '', method = ''] = f;
-    if (db !== 'all' && !IDENT.test(db)) at(`bad database ${db}`);
-    if (user !== 'all' && !IDENT.test(user)) at(`bad user ${user}`);
-    if (!isCidr(cidr)) at(`bad CIDR ${cidr}`);
     if (method !== 'scram-sha-256' && method !== 'reject') at(`method ${method} is not allowed`);
+    if (db === 'all') {
+      if (user !== 'all' || method !== 'reject') at('database all is allowed only in "host all all <cidr> reject"');
+    } else {
+      const bad = nameProblem('alias', db);
+      if (bad) at(`bad database ${db}: ${bad}`);
+    }
+    if (user === 'all') {
+      if (method !== 'reject') at('user all is allowed only with method reject');
+    } else {
+      const bad = nameProblem('role', user) ?? (o.reservedUsers?.includes(user) ? `user ${user} is reserved for the agent` : undefined);
+      if (bad) at(`bad user ${user}: ${bad}`);
+    }
+    if (!isCidr(cidr)) at(`bad CIDR ${cidr}`);
     return undefined;
   });
   return errs;
 }
 
-/** The tenant block of a server's pg_hba.conf: host lines with database lists, scram or reject. */
+/**
+ * The tenant block of a server's pg_hba.conf: host lines with lists of tenant databases, scram or
+ * reject. No keyword in the database list; user `all` only as the renderer writes it (anyone from
+ * the always-allowed CIDRs, and the closing rejects).
+ */
 export function validateServerHba(text: string): string[] {
   const errs: string[] = [];
   lines(text).forEach((l, i) => {
@@ -89,8 +121,12 @@ export function validateServerHba(text: string): string[] {
     const at = (m: string) => errs.push(`pg_hba.conf:${i + 1}: ${m}`);
     if (f.length !== 5 || f[0] !== 'host') return at('not a "host dbs user cidr method" rule');
     const [, dbs = '', user = '', cidr = '', method = ''] = f;
-    if (!dbs.split(',').every((d) => IDENT.test(d))) at(`bad database list ${dbs}`);
-    if (user !== 'all' && !IDENT.test(user)) at(`bad user ${user}`);
+    const badDb = dbs.split(',').map((d) => nameProblem('database', d)).find(Boolean);
+    if (badDb) at(`bad database list ${dbs}: ${badDb}`);
+    if (user !== 'all') {
+      const bad = nameProblem('role', user);
+      if (bad) at(`bad user ${user}: ${bad}`);
+    }
     if (!isCidr(cidr)) at(`bad CIDR ${cidr}`);
     if (method !== 'scram-sha-256' && method !== 'reject') at(`method ${method} is not allowed`);
     return undefined;
@@ -98,11 +134,11 @@ export function validateServerHba(text: string): string[] {
   return errs;
 }
 
-export function validatePoolerFiles(files: Partial<Record<keyof PoolerFiles, string>>): ValidationError[] {
+export function validatePoolerFiles(files: Partial<Record<keyof PoolerFiles, string>>, o: ValidateOptions = {}): ValidationError[] {
   const out: ValidationError[] = [];
   for (const f of ['databases.ini', 'userlist.txt', 'hba.conf'] as const) {
     if (files[f] === undefined) out.push({ file: f, line: 0, message: 'missing' });
   }
   if (out.length) return out;
-  return [...validateDatabases(files['databases.ini'] ?? ''), ...validateUserlist(files['userlist.txt'] ?? ''), ...validateHba(files['hba.conf'] ?? '')];
+  return [...validateDatabases(files['databases.ini'] ?? ''), ...validateUserlist(files['userlist.txt'] ?? '', o), ...validateHba(files['hba.conf'] ?? '', o)];
 }

@@ -40,13 +40,28 @@ export function cluster(): Cluster {
   return { env, kc, core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
 }
 
-export function operator(c: Cluster, name: string, resync = '3s'): Proc {
+export function operator(c: Cluster, name: string, resync = '3s', extraArgs: string[] = []): Proc {
   return startOperatorProcess({
     kubeconfig: c.env.operatorKubeconfig,
     logFile: join(c.env.dir, `operator-${name}.log`),
     resync,
     identity: name,
+    extraArgs,
   });
+}
+
+/** The pooler config as the agent assembles it: the index's shards, in order, from the API. */
+export async function readPoolerConfig(c: Cluster, namespace: string, indexName: string): Promise<{ shards: string[]; files: Record<'databases.ini' | 'userlist.txt' | 'hba.conf', string> }> {
+  const { parsePoolerIndex } = await import('../../src/pooler/shards.js');
+  const { assemblePoolerFiles } = await import('../../src/pooler/render.js');
+  const index = parsePoolerIndex((await readSecretData(c, namespace, indexName)) ?? {});
+  if (!index.ok) throw new Error(index.error);
+  const parts = [];
+  for (const e of index.shards) {
+    const d = (await readSecretData(c, namespace, e.name)) ?? {};
+    parts.push({ 'databases.ini': d['databases.ini'] ?? '', 'userlist.txt': d['userlist.txt'] ?? '', 'hba.conf': d['hba.conf'] ?? '' });
+  }
+  return { shards: index.shards.map((e) => e.name), files: assemblePoolerFiles(parts) };
 }
 
 export async function namespace(c: Cluster, name: string): Promise<void> {

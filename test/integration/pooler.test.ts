@@ -6,6 +6,8 @@ import { startPooler, type Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import { apply } from '../env/cluster.js';
+import { SHARD_OF_LABEL } from '../../src/pooler/shards.js';
+import { configHash } from '../../src/pooler/status.js';
 import {
   applyServer,
   applyTenant,
@@ -19,6 +21,7 @@ import {
   operator,
   queryFrom,
   queryWith,
+  readPoolerConfig,
   readSecretData,
   superQuery,
   tenantReady,
@@ -205,20 +208,31 @@ test('a config the agent refuses is not loaded, and the last good one keeps work
   try {
     const name = `${SERVER}-pooler`;
     const good = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
-    const bad = Buffer.from('host all all 999.1.2.3/8 trust\n').toString('base64');
-    await c.core.replaceNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE, body: { ...good, data: { ...good.data, 'hba.conf': bad } } });
+    // A shard as the operator labels them, with a line PgBouncer would skip silently.
+    const files = { 'databases.ini': '', 'userlist.txt': '', 'hba.conf': 'host all all 999.1.2.3/8 trust\n' };
+    const hash = configHash(files);
+    const shard = `${name}-${hash}`;
+    await c.core.createNamespacedSecret({
+      namespace: OPERATOR_NAMESPACE,
+      body: { metadata: { name: shard, labels: { 'app.kubernetes.io/managed-by': 'tenantdb', [SHARD_OF_LABEL]: name } }, stringData: files },
+    });
+    const index = `${Buffer.from(good.data?.shards ?? '', 'base64').toString('utf8')}${shard} ${hash} zzz\n`;
+    await c.core.replaceNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE, body: { ...good, data: { shards: Buffer.from(index).toString('base64') } } });
     const refused = await waitFor('the agent to refuse', async () => {
       const s = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
       return s.metadata?.annotations?.['tenantdb.dev/agent-error'];
     }, 30_000);
-    expect(refused).toMatch(/hba\.conf:1/);
+    expect(refused).toContain(`shard ${shard}: hba.conf:1:`);
     expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
-    // The refusal is in the audit trail too, as an Event on the config Secret.
+    // The refusal is in the audit trail too, as an Event on the index Secret.
     const events = await c.core.listNamespacedEvent({ namespace: OPERATOR_NAMESPACE, fieldSelector: `involvedObject.name=${name},reason=ConfigRejected` });
     expect(events.items.map((e) => e.message).join('\n')).toMatch(/hba\.conf:1: bad CIDR 999\.1\.2\.3\/8/);
   } finally {
     op = operator(c, 'pooler-2', '3s');
   }
+  // The injected shard is not the operator's (no owner reference), so it is left for us to remove.
+  const mine = await c.core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE, labelSelector: `${SHARD_OF_LABEL}=${SERVER}-pooler` });
+  for (const s of mine.items) if (!s.metadata?.ownerReferences?.length) await c.core.deleteNamespacedSecret({ name: s.metadata?.name ?? '', namespace: OPERATOR_NAMESPACE });
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
   expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
 });
@@ -228,10 +242,7 @@ test('deleting a tenant removes its pool entry, userlist line and rules', async 
   await tenantReady(c, NS, 'gone');
   await applyWhitelist('gone-list', 'gone', ['127.0.0.2/32']);
   await waitForCondition(() => getWhitelist('gone-list'), 'Applied', 'True');
-  const files = async () => {
-    const s = await c.core.readNamespacedSecret({ name: `${SERVER}-pooler`, namespace: OPERATOR_NAMESPACE });
-    return Object.values(s.data ?? {}).map((v) => Buffer.from(v, 'base64').toString('utf8')).join('\n');
-  };
+  const files = async () => Object.values((await readPoolerConfig(c, OPERATOR_NAMESPACE, `${SERVER}-pooler`)).files).join('\n');
   expect(await files()).toContain('pool_gone');
   await deleteTenant(c, NS, 'gone');
   await waitTenantGone(c, NS, 'gone');

@@ -54,11 +54,13 @@ describe('renderPoolerConfig', () => {
     expect(f['hba.conf']).not.toContain('scram-sha-256');
   });
 
-  test('what it renders passes the agent checks, with and without the admin lines', () => {
+  test('what it renders passes the agent checks; the agent\'s own admin lines are not the operator\'s to write', () => {
     const f = renderPoolerConfig(input([t('a', { allowedCidrs: ['::1/128'] }), t('b')], ['10.0.0.0/8']));
-    expect(validatePoolerFiles(f)).toEqual([]);
-    expect(validatePoolerFiles(withAdmin(f, 'tenantdb_pooler', v))).toEqual([]);
+    expect(validatePoolerFiles(f, { reservedUsers: ['tenantdb_pooler'] })).toEqual([]);
     expect(validatePoolerFiles(renderPoolerConfig(input([])))).toEqual([]);
+    const withAdminLines = validatePoolerFiles(withAdmin(f, 'tenantdb_pooler', v), { reservedUsers: ['tenantdb_pooler'] }).map((e) => e.message);
+    expect(withAdminLines.join(' ')).toMatch(/reserved for the agent/);
+    expect(withAdminLines.join(' ')).toMatch(/admin console/);
   });
 });
 

@@ -9,7 +9,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { addFinalizer, removeFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, outsideOperatorNamespace, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
 
 /** Maps a connection failure to a reason and message a person can act on. */
 export function connectionFailure(err: unknown, where: string): { reason: string; message: string } {
@@ -30,20 +30,22 @@ export function connectionFailure(err: unknown, where: string): { reason: string
 async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServer): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
-  const outside = p.configSecretRef && outsideOperatorNamespace(p.configSecretRef, 'pooler.configSecretRef', ctx.config.namespace);
-  if (outside) return { type: 'PoolerReady', status: 'False', reason: outside.reason, message: outside.message };
   const st = await ensurePoolerConfig(ctx, server);
-  const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
+  const where = `Secret ${st.ref.namespace}/${st.ref.name} (${st.shards} shard(s))`;
+  // A tenant left out hurts only itself; the others' config goes on, and status says who and why.
+  const leftOut = st.leftOut.length
+    ? `; left out: ${st.leftOut.slice(0, 5).map((t) => `${t.alias} (${t.reason})`).join(', ')}${st.leftOut.length > 5 ? ` and ${st.leftOut.length - 5} more` : ''}`
+    : '';
   if (st.error) {
-    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded` };
+    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded${leftOut}` };
   }
-  if (!st.applied) return { type: 'PoolerReady', status: 'False', reason: 'Pending', message: `waiting for the pooler agent to load config ${st.hash} from ${where}` };
+  if (!st.applied) return { type: 'PoolerReady', status: 'False', reason: 'Pending', message: `waiting for the pooler agent to load config ${st.hash} from ${where}${leftOut}` };
   const admin = await loadPoolerAdmin(ctx, server);
   if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `config ${st.hash} is loaded, but ${admin.message}` };
   try {
     const dbs = await showDatabases(admin.value);
     const pools = [...dbs.keys()].filter((k) => k !== 'pgbouncer').length;
-    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} with ${pools} tenant pool(s)` };
+    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}` };
   } catch (err) {
     return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
   }
@@ -54,8 +56,6 @@ async function serverHbaCondition(ctx: OperatorContext, server: PostgresServer):
   if (server.spec.hba?.mode !== 'Agent') {
     return { type: 'HbaApplied', status: 'True', reason: 'NotManaged', message: "the server's pg_hba.conf is not managed (hba.mode None): IpWhitelists are enforced only for pooled connections" };
   }
-  const outside = server.spec.hba.configSecretRef && outsideOperatorNamespace(server.spec.hba.configSecretRef, 'hba.configSecretRef', ctx.config.namespace);
-  if (outside) return { type: 'HbaApplied', status: 'False', reason: outside.reason, message: outside.message };
   const st = await ensureServerHba(ctx, server);
   const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
   if (st.error) return { type: 'HbaApplied', status: 'False', reason: 'AgentRejected', message: `the agent beside PostgreSQL refused rules ${st.hash} from ${where}: ${st.error}; the last good pg_hba.conf stays` };

@@ -1,0 +1,25 @@
+/**
+ * Names that are syntax, not names, in the files the pooler and the server read. A tenant chooses its
+ * database and role names, so one named like a keyword would change what a rule means: a database
+ * `all` in an HBA rule matches every database, and a `[databases]` entry `pgbouncer` (PgBouncer's
+ * console) stops PgBouncer reading the rest of the file while RELOAD still reports success.
+ */
+
+/** Keywords in the database or user column of pg_hba.conf and of PgBouncer's HBA file. */
+export const HBA_KEYWORDS: ReadonlySet<string> = new Set(['all', 'sameuser', 'samerole', 'samegroup', 'replication']);
+
+/** PgBouncer's admin console: no tenant alias, no tenant HBA rule may name it. */
+export const CONSOLE_DATABASE = 'pgbouncer';
+
+/** A PostgreSQL identifier as the operator creates them (and as the files carry them, unquoted). */
+export const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
+
+export type NameUse = 'alias' | 'database' | 'role';
+
+/** Why a name cannot appear in the pooler's or the server's files in that place; undefined when it can. */
+export function nameProblem(use: NameUse, name: string): string | undefined {
+  if (!IDENT.test(name)) return `${use} ${JSON.stringify(name)} is not a lower case identifier of at most 63 bytes`;
+  if (HBA_KEYWORDS.has(name)) return `${use} ${name} is an HBA keyword`;
+  if (use === 'alias' && name === CONSOLE_DATABASE) return `alias ${name} is PgBouncer's admin console`;
+  return undefined;
+}
