@@ -17,7 +17,7 @@ import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
 import { eventRecorder } from './runtime/events.js';
 import { startHealthServer } from './runtime/health.js';
-import { resilientInformer, type ResilientInformer } from './runtime/informer.js';
+import { namespacePoller, resilientInformer, unionInformer, type ResilientInformer } from './runtime/informer.js';
 import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
 import type { Logger } from './runtime/logger.js';
 import { createMetrics } from './runtime/metrics.js';
@@ -31,6 +31,8 @@ export interface OperatorOptions {
   metricsPort: number;
   metricsHost: string;
   leaderElection: boolean;
+  /** Only these namespaces' TenantDatabases, IpWhitelists and Secrets (namespaced RBAC); all when empty. */
+  watchNamespaces?: string[] | undefined;
   identity?: string;
   /** Bytes of tenant lines one pooler config shard may hold (default 512 KiB). */
   poolerShardBytes?: number;
@@ -56,8 +58,17 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const enqueueTenant = (obj: k8s.KubernetesObject) => controllers.tenants?.queue.add(keyOf(obj));
   const enqueueServer = (name: string | undefined) => name && controllers.servers?.queue.add(name);
   const custom = clients.custom;
-  const list = (plural: string) => () =>
-    custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural }) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+  const list = (plural: string, namespace?: string) => () =>
+    (namespace
+      ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
+      : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+  /**
+   * Namespaced kinds are watched cluster-wide, or, with --watch-namespaces, in each of those
+   * namespaces, so that the operator's RBAC can be namespaced Roles there.
+   */
+  const watched = o.watchNamespaces?.length ? [...new Set(o.watchNamespaces)] : undefined;
+  const scoped = <T extends k8s.KubernetesObject>(make: (namespace?: string) => ResilientInformer<T>, extra: string[] = []): ResilientInformer<T> =>
+    watched ? unionInformer(new Map([...new Set([...watched, ...extra])].map((ns) => [ns, make(ns)]))) : make();
 
   /**
    * Status-only updates (most of them our own writes) do not trigger a reconcile, as with
@@ -88,7 +99,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       enqueueServer(s.metadata?.name);
     },
   }, log);
-  const tenants = resilientInformer(o.kc, apiPath(TENANT_DATABASE), list(TENANT_DATABASE.plural), {
+  const tenants = scoped((ns) => resilientInformer(o.kc, apiPath(TENANT_DATABASE, ns), list(TENANT_DATABASE.plural, ns), {
     onChange: (t) => {
       // The server renders its pooler config from its tenants' status, so it follows every change.
       enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
@@ -99,7 +110,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       forget(t);
       enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
     },
-  }, log);
+  }, log));
   const onWhitelist = (w: k8s.KubernetesObject, deleted: boolean) => {
     if (deleted) forget(w);
     else if (!specChanged(w)) return;
@@ -110,14 +121,16 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     controllers.tenants?.queue.add(`${w.metadata.namespace}/${ref}`);
     enqueueServer((td as { status?: { serverName?: string } } | undefined)?.status?.serverName);
   };
-  const whitelists = resilientInformer(o.kc, apiPath(IP_WHITELIST), list(IP_WHITELIST.plural), {
+  const whitelists = scoped((ns) => resilientInformer(o.kc, apiPath(IP_WHITELIST, ns), list(IP_WHITELIST.plural, ns), {
     onChange: (w) => onWhitelist(w, false),
     onDelete: (w) => onWhitelist(w, true),
-  }, log);
-  const secrets: ResilientInformer<k8s.V1Secret> = resilientInformer<k8s.V1Secret>(
+  }, log));
+  const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
+  // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
+  const secrets: ResilientInformer<k8s.V1Secret> = scoped((ns) => resilientInformer<k8s.V1Secret>(
     o.kc,
-    '/api/v1/secrets',
-    () => clients.core.listSecretForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
+    ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
+    () => (ns ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed }) : clients.core.listSecretForAllNamespaces({ labelSelector: managed })),
     {
       onChange: (s) => {
         for (const r of s.metadata?.ownerReferences ?? []) {
@@ -138,27 +151,21 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       },
     },
     log,
-    `${MANAGED_BY_LABEL}=${MANAGED_BY}`,
-  );
+    managed,
+  ), [o.namespace]);
 
   const namespaceLabels = new Map<string, string>();
   // A namespace's labels decide which servers its tenants may use: a change concerns its tenants.
-  const namespaces: ResilientInformer<k8s.V1Namespace> = resilientInformer<k8s.V1Namespace>(
-    o.kc,
-    '/api/v1/namespaces',
-    () => clients.core.listNamespace(),
-    {
-      onChange: (n) => {
-        const name = n.metadata?.name ?? '';
-        const labels = JSON.stringify(n.metadata?.labels ?? {});
-        if (namespaceLabels.get(name) === labels) return;
-        namespaceLabels.set(name, labels);
-        for (const t of ctxRef?.tenants.list() ?? []) if (t.metadata?.namespace === name) enqueueTenant(t);
-      },
-      onDelete: (n) => namespaceLabels.delete(n.metadata?.name ?? ''),
-    },
-    log,
-  );
+  const onNamespace = (n: k8s.V1Namespace) => {
+    const name = n.metadata?.name ?? '';
+    const labels = JSON.stringify(n.metadata?.labels ?? {});
+    if (namespaceLabels.get(name) === labels) return;
+    namespaceLabels.set(name, labels);
+    for (const t of ctxRef?.tenants.list() ?? []) if (t.metadata?.namespace === name) enqueueTenant(t);
+  };
+  const namespaces: ResilientInformer<k8s.V1Namespace> = watched
+    ? namespacePoller(clients.core, watched, onNamespace, log)
+    : resilientInformer<k8s.V1Namespace>(o.kc, '/api/v1/namespaces', () => clients.core.listNamespace(), { onChange: onNamespace, onDelete: (n) => namespaceLabels.delete(n.metadata?.name ?? '') }, log);
 
   const ctx: OperatorContext = {
     clients,

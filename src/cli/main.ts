@@ -28,6 +28,13 @@ function shardBytes(v: string): number {
   return n;
 }
 
+/** A comma-separated list of namespace names (DNS-1123 labels); empty means every namespace. */
+export function namespaceList(v: string): string[] {
+  const names = v.split(',').map((x) => x.trim()).filter(Boolean);
+  for (const n of names) if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) throw new InvalidArgumentError(`"${n}" is not a namespace name`);
+  return names;
+}
+
 /** Parses durations such as 30s, 5m, 1h or a number of seconds. */
 export function duration(v: string): number {
   const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
@@ -50,8 +57,14 @@ program
   .option('--metrics-port <port>', 'port of /metrics, /healthz and /readyz (0 picks a free one)', positiveInt, 8080)
   .option('--metrics-host <host>', 'address to serve metrics and health on', '0.0.0.0')
   .option('--no-leader-elect', 'run without a leader Lease (one replica only)')
+  .option(
+    '--watch-namespaces <list>',
+    'comma-separated namespaces whose TenantDatabases and IpWhitelists the operator serves (default: all); its RBAC may then be Roles in those',
+    namespaceList,
+    namespaceList(process.env.TENANTDB_WATCH_NAMESPACES ?? ''),
+  )
   .option('--pooler-shard-bytes <bytes>', 'bytes of tenant lines one pooler config Secret (shard) may hold', shardBytes, shardBytes(process.env.TENANTDB_POOLER_SHARD_BYTES ?? String(DEFAULT_SHARD_BYTES)))
-  .action(async (opts: { kubeconfig?: string; namespace: string; workers: number; resync: number; metricsPort: number; metricsHost: string; leaderElect: boolean; poolerShardBytes: number }) => {
+  .action(async (opts: { kubeconfig?: string; namespace: string; workers: number; resync: number; metricsPort: number; metricsHost: string; leaderElect: boolean; poolerShardBytes: number; watchNamespaces: string[] }) => {
     const log = createLogger();
     let kc;
     try {
@@ -72,6 +85,7 @@ program
       metricsHost: opts.metricsHost,
       leaderElection: opts.leaderElect,
       poolerShardBytes: opts.poolerShardBytes,
+      watchNamespaces: opts.watchNamespaces,
     });
     log.info({ metricsPort: op.metricsPort() }, 'Operator running');
     const onSignal = (sig: string) => {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import pLimit from 'p-limit';
 import type { PostgresServerSpec } from '../api/postgresserver.js';
 import type { Logger } from '../runtime/logger.js';
 
@@ -81,11 +82,26 @@ export function clientConfig(ep: ServerEndpoint, user: string, password: string,
   };
 }
 
-/** One small admin pool per PostgresServer, replaced when its address or credentials change. */
+/**
+ * One small admin pool per PostgresServer, replaced when its address or credentials change, and
+ * the single sessions inside other databases. Together they never hold more than
+ * `maxSessionsPerServer` sessions on one server (the pool's size, plus as many single sessions).
+ */
 export class AdminPools {
   private readonly pools = new Map<string, { fingerprint: string; pool: pg.Pool }>();
+  private readonly single: ReturnType<typeof pLimit>;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly poolSize = 4,
+  ) {
+    this.single = pLimit(poolSize);
+  }
+
+  /** The most sessions the operator opens on one server at a time. */
+  get maxSessionsPerServer(): number {
+    return this.poolSize * 2;
+  }
 
   get(serverName: string, ep: ServerEndpoint, creds: AdminCredentials): pg.Pool {
     const fingerprint = createHash('sha256')
@@ -94,7 +110,7 @@ export class AdminPools {
     const existing = this.pools.get(serverName);
     if (existing?.fingerprint === fingerprint) return existing.pool;
     if (existing) void existing.pool.end().catch(() => undefined);
-    const pool = new pg.Pool({ ...clientConfig(ep, creds.username, creds.password, creds.database), max: 4, idleTimeoutMillis: 30_000 });
+    const pool = new pg.Pool({ ...clientConfig(ep, creds.username, creds.password, creds.database), max: this.poolSize, idleTimeoutMillis: 30_000 });
     pool.on('error', (err) => this.log.warn({ server: serverName, err: err.message }, 'Idle admin connection failed'));
     this.pools.set(serverName, { fingerprint, pool });
     return pool;
@@ -102,6 +118,10 @@ export class AdminPools {
 
   /** A single connection to another database of the server (for work inside a tenant database). */
   async withDatabase<T>(ep: ServerEndpoint, creds: AdminCredentials, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+    return this.single(() => this.session(ep, creds, database, fn));
+  }
+
+  private async session<T>(ep: ServerEndpoint, creds: AdminCredentials, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
     const client = new pg.Client(clientConfig(ep, creds.username, creds.password, database));
     client.on('error', () => undefined);
     await client.connect();

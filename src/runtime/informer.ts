@@ -68,3 +68,67 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
     get: (name, namespace) => informer.get(name, namespace),
   };
 }
+
+/** One view over informers of the same kind in several namespaces (an operator limited to some). */
+export function unionInformer<T extends k8s.KubernetesObject>(parts: ReadonlyMap<string, ResilientInformer<T>>): ResilientInformer<T> {
+  const all = [...parts.values()];
+  return {
+    start: async () => {
+      await Promise.all(all.map((i) => i.start()));
+    },
+    stop: async () => {
+      await Promise.all(all.map((i) => i.stop()));
+    },
+    synced: () => all.every((i) => i.synced()),
+    list: () => all.flatMap((i) => i.list()),
+    get: (name, namespace) => (namespace === undefined ? undefined : parts.get(namespace)?.get(name, namespace)),
+  };
+}
+
+/**
+ * Named namespaces read one by one every `intervalMs`, for an operator whose RBAC may `get` only
+ * those (a watch of single cluster-scoped objects by name needs more than client-node's informer
+ * offers). Calls onChange for each namespace read; a missing or forbidden one is absent.
+ */
+export function namespacePoller(
+  core: k8s.CoreV1Api,
+  names: readonly string[],
+  onChange: (ns: k8s.V1Namespace) => void,
+  log: Logger,
+  intervalMs = 30_000,
+): ResilientInformer<k8s.V1Namespace> {
+  const cache = new Map<string, k8s.V1Namespace>();
+  let synced = false;
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+  const poll = async () => {
+    for (const name of names) {
+      try {
+        const ns = await core.readNamespace({ name });
+        cache.set(name, ns);
+        onChange(ns);
+      } catch (err) {
+        cache.delete(name);
+        log.warn({ namespace: name, err: errorMessage(err) }, 'Cannot read a watched namespace');
+      }
+    }
+    synced = true;
+  };
+  const loop = async () => {
+    await poll().catch(() => undefined);
+    if (!stopped) timer = setTimeout(() => void loop(), intervalMs).unref();
+  };
+  return {
+    start: async () => {
+      stopped = false;
+      await loop();
+    },
+    stop: async () => {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+    },
+    synced: () => synced,
+    list: () => [...cache.values()],
+    get: (name) => cache.get(name),
+  };
+}

@@ -6,6 +6,7 @@ import { ensurePoolerConfig, ensureServerHba, loadPoolerAdmin, showDatabases } f
 import { customResourceApi } from '../../kube/client.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
+import { adminReserveCondition } from './reserve.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { addFinalizer, removeFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
@@ -135,11 +136,15 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   let version: string;
   let rights: sql.AdminRights;
   let publicCreate: string[];
+  let slots: sql.ConnectionSlots;
+  let limits: Map<string, number>;
   try {
     version = await sql.serverVersion(pool);
     rights = await sql.adminRights(pool);
     ctx.markers.set(name, markersByUid(await sql.managedObjects(pool)));
     publicCreate = await sql.schemasPublicCanCreateIn(pool);
+    slots = await sql.connectionSlots(pool);
+    limits = await sql.tenantConnectionLimits(pool);
   } catch (err) {
     const f = connectionFailure(err, where);
     const c: ConditionInput = { type: 'Connected', status: 'False', ...f };
@@ -168,7 +173,8 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
         message: `every role, tenants included, may create objects in schema(s) ${publicCreate.join(', ')} of database ${adminDb} (the default before PostgreSQL 15); operator sessions are not affected, but run REVOKE CREATE ON SCHEMA ${publicCreate.join(', ')} FROM PUBLIC there`,
       }
     : { type: 'PublicSchemasLocked', status: 'True', reason: 'NoPublicCreate', message: `no schema of database ${adminDb} lets PUBLIC create objects` };
-  await save([connected, pooler, hba, publicSchemas, ready], { version }, true);
+  const reserve = adminReserveCondition(slots, [...limits.values()], ctx.pools.maxSessionsPerServer, creds.value.username);
+  await save([connected, pooler, hba, publicSchemas, reserve, ready], { version }, true);
   return { poll: soon, requeueAfterMs: later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
 }
 
