@@ -135,6 +135,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       onChange: (s) => {
         for (const r of s.metadata?.ownerReferences ?? []) {
           if (!r.controller) continue;
+          // Anyone who may write a Secret can name any owner: a server is woken only by its own.
+          if (r.kind === 'PostgresServer' && servers.get(r.name)?.metadata?.uid !== r.uid) continue;
           if (r.kind === 'TenantDatabase' && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
           if (r.kind === 'PostgresServer' && s.metadata?.labels?.[SHARD_OF_LABEL]) {
             // A shard changes with its index, which wakes the rest; only a repair needs the server.

@@ -87,6 +87,12 @@ export const postgresServerSpec = z
           .default(20)
           .describe('Connection limit of a tenant whose connectionLimit is omitted or -1.'),
         max: z.number().int().min(1).max(100000).default(100).describe('The highest connectionLimit a tenant may ask for; more is refused.'),
+        enforceBudget: z
+          .boolean()
+          .default(false)
+          .describe(
+            "Whether a tenant is refused (ConnectionBudgetExceeded) when its limit would take the sum of all tenants' limits, plus the operator's own sessions, past the connections the server leaves to non-superusers. Without it the sum may overcommit; the AdminReserve condition says whether the operator keeps a way in.",
+          ),
       })
       .prefault({})
       .describe('Bounds for tenant connection limits, so that no tenant can take every connection of the server.')

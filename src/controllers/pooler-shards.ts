@@ -23,13 +23,17 @@ export interface ShardedConfigState extends PoolerConfigState {
  * Splits off the tenants whose names or CIDRs the renderer refuses (and every tenant of an alias
  * claimed twice), so that one hostile tenant cannot stop the config of all the others.
  */
-export function usablePoolerTenants(tenants: readonly PoolerTenant[]): { usable: PoolerTenant[]; leftOut: ShardedConfigState['leftOut'] } {
+export function usablePoolerTenants(tenants: readonly PoolerTenant[], reservedUsers: ReadonlySet<string> = new Set()): { usable: PoolerTenant[]; leftOut: ShardedConfigState['leftOut'] } {
   const count = new Map<string, number>();
   for (const t of tenants) count.set(t.alias, (count.get(t.alias) ?? 0) + 1);
   const usable: PoolerTenant[] = [];
   const leftOut: ShardedConfigState['leftOut'] = [];
   for (const t of tenants) {
-    const reason = poolerTenantProblem(t) ?? ((count.get(t.alias) ?? 0) > 1 ? `alias ${t.alias} is claimed by ${count.get(t.alias)} tenants` : undefined);
+    const reason =
+      poolerTenantProblem(t) ??
+      ((count.get(t.alias) ?? 0) > 1 ? `alias ${t.alias} is claimed by ${count.get(t.alias)} tenants` : undefined) ??
+      // The agent puts its own admin user in front; a tenant role of that name would make it refuse everything.
+      (reservedUsers.has(t.role) ? `role ${t.role} is the pooler's admin user` : undefined);
     if (reason) leftOut.push({ alias: t.alias, reason });
     else usable.push(t);
   }
@@ -68,8 +72,8 @@ async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: Se
 }
 
 /** Renders the sharded config, writes what changed, and reports what the agent did with it. */
-export async function writePoolerShards(ctx: OperatorContext, server: PostgresServer, ref: SecretRef, input: PoolerInput, budget: number): Promise<ShardedConfigState> {
-  const { usable, leftOut } = usablePoolerTenants(input.tenants);
+export async function writePoolerShards(ctx: OperatorContext, server: PostgresServer, ref: SecretRef, input: PoolerInput, budget: number, reservedUsers: ReadonlySet<string> = new Set()): Promise<ShardedConfigState> {
+  const { usable, leftOut } = usablePoolerTenants(input.tenants, reservedUsers);
   const cfg = renderPoolerShards({ ...input, tenants: usable }, ref.name, budget);
   let written = 0;
   for (const shard of cfg.shards) if (await ensureShard(ctx, server, ref, shard)) written++;

@@ -4,7 +4,8 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
-import type { PostgresServer } from '../api/postgresserver.js';
+import { postgresServer, type PostgresServer } from '../api/postgresserver.js';
+import { namespaceAllowed } from './tenantdatabase/resolve.js';
 import { adminQuery } from '../agent/pooler-agent.js';
 import { httpStatus } from '../kube/client.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../pg/scram.js';
@@ -19,6 +20,9 @@ import { outsideOperatorNamespace, type OperatorContext, type Resolved } from '.
 import { cachedPoolerReport, cachedShardFiles, writePoolerShards, type ShardedConfigState } from './pooler-shards.js';
 
 export { SERVER_LABEL, type PoolerConfigState } from './config-secrets.js';
+
+/** The agent's admin_users entry unless told otherwise (tenantdb agent --admin-user). */
+export const DEFAULT_POOLER_ADMIN_USER = 'tenantdb_pooler';
 
 export interface PoolerAdmin {
   host: string;
@@ -52,8 +56,9 @@ export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServ
 }
 
 interface TenantView {
-  metadata?: { name?: string; namespace?: string; uid?: string; deletionTimestamp?: unknown };
+  metadata?: { name?: string; namespace?: string; uid?: string; deletionTimestamp?: unknown; creationTimestamp?: unknown };
   spec?: {
+    serverRef?: { name?: string };
     databaseName?: string;
     roleName?: string;
     secretName?: string;
@@ -80,12 +85,20 @@ interface VerifiedTenant {
 function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTenant[] {
   const marks = ctx.markers.get(serverName);
   if (!marks) return [];
+  const server = postgresServer.safeParse(ctx.servers.get(serverName));
+  // Markers prove objects on the PostgreSQL behind this server, which another PostgresServer may
+  // name too: a tenant counts here only if its spec also names this server (or it is the default).
+  const defaults = ctx.servers.list().filter((x) => (x as { spec?: { default?: boolean } }).spec?.default === true);
+  const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
   const out: VerifiedTenant[] = [];
   for (const raw of ctx.tenants.list() as TenantView[]) {
     const m = raw.metadata;
     if (!m?.namespace || !m.name || !m.uid || m.deletionTimestamp) continue;
     const mine = marks.get(m.uid);
     if (!mine) continue;
+    if ((raw.spec?.serverRef?.name ?? defaultName) !== serverName) continue;
+    // A namespace the server no longer admits keeps no pool and no rules there.
+    if (server.success && !namespaceAllowed(ctx, server.data, m.namespace).ok) continue;
     const derived = deriveIdentifier(m.namespace, m.name);
     const database = raw.spec?.databaseName ?? derived;
     const role = raw.spec?.roleName ?? derived;
@@ -196,7 +209,9 @@ export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresS
     tenants: poolerTenants(ctx, server.metadata.name),
     alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
   };
-  return writePoolerShards(ctx, server, poolerConfigRef(server, ctx.config.namespace), input, ctx.config.poolerShardBytes);
+  const admin = await loadPoolerAdmin(ctx, server);
+  const reserved = new Set([DEFAULT_POOLER_ADMIN_USER, ...(admin.ok ? [admin.value.user] : [])]);
+  return writePoolerShards(ctx, server, poolerConfigRef(server, ctx.config.namespace), input, ctx.config.poolerShardBytes, reserved);
 }
 
 /** The pooler config state without writing anything (for tenants and allow-lists). */
@@ -254,6 +269,12 @@ export function accessState(ctx: OperatorContext, server: PostgresServer, namesp
     if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
     if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
   }
+  if (agentHba && serverHbaPlan(ctx, server).closed.has(role)) {
+    return {
+      kind: 'rejected',
+      message: `the allow-lists of this tenant do not fit what is left of the server's pg_hba.conf budget (${SERVER_HBA_BUDGET / 1024} KiB, older tenants first), so direct logins are refused except from alwaysAllowedCidrs`,
+    };
+  }
   if (agentHba) {
     const d = directAccessState(ctx, server, shadow ? [alias, `${alias}_shadow`] : [alias], role, cidrs);
     if (d === 'pending') return { kind: 'pending', message: "waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf" };
@@ -267,22 +288,57 @@ export function serverHbaRef(server: PostgresServer, operatorNamespace: string):
   return server.spec.hba?.configSecretRef ?? { namespace: operatorNamespace, name: `${server.metadata.name}-hba` };
 }
 
-/** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them. */
-export function serverHbaTenants(ctx: OperatorContext, serverName: string): ServerHbaTenant[] {
-  const out: ServerHbaTenant[] = [];
-  for (const t of verifiedTenants(ctx, serverName)) {
+/**
+ * Bytes of tenant rules one server's pg_hba.conf block may hold (it is one Secret, at most 1 MiB).
+ * Whitelisted tenants are taken oldest first; one that no longer fits is closed instead (its
+ * databases refuse direct logins except from alwaysAllowedCidrs), so newcomers piling up lists can
+ * neither freeze the file for everyone nor open anything.
+ */
+export const SERVER_HBA_BUDGET = 768 * 1024;
+
+/** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them, and which were closed. */
+export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { tenants: ServerHbaTenant[]; closed: Set<string> } {
+  const always = server.spec.alwaysAllowedCidrs ?? [];
+  const tenants: ServerHbaTenant[] = [];
+  const closed = new Set<string>();
+  let used = 0;
+  const listed = verifiedTenants(ctx, server.metadata.name).sort((a, b) => {
+    const ta = String(a.view.metadata?.creationTimestamp ?? '');
+    const tb = String(b.view.metadata?.creationTimestamp ?? '');
+    return ta < tb ? -1 : ta > tb ? 1 : a.role < b.role ? -1 : 1;
+  });
+  for (const t of listed) {
     const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
     if (cidrs === undefined) continue;
-    out.push({ databases: t.shadow ? [t.database, t.shadow] : [t.database], role: t.role, allowedCidrs: cidrs });
+    // A tenant whose names would be syntax is left out rather than stopping every tenant's rules.
+    if (nameProblem('role', t.role) || [t.database, t.shadow].some((d) => d !== undefined && nameProblem('database', d))) continue;
+    const databases = t.shadow ? [t.database, t.shadow] : [t.database];
+    let entry: ServerHbaTenant = { databases, role: t.role, allowedCidrs: cidrs };
+    let size = renderServerHba([entry], always).length;
+    if (used + size > SERVER_HBA_BUDGET) {
+      entry = { databases, role: t.role, allowedCidrs: [] };
+      size = renderServerHba([entry], always).length;
+      closed.add(t.role);
+    }
+    used += size;
+    tenants.push(entry);
   }
-  return out;
+  return { tenants, closed };
+}
+
+export function serverHbaTenants(ctx: OperatorContext, serverName: string): ServerHbaTenant[] {
+  const server = postgresServer.safeParse(ctx.servers.get(serverName));
+  // Markers prove objects on the PostgreSQL behind this server, which another PostgresServer may
+  // name too: a tenant counts here only if its spec also names this server (or it is the default).
+  const defaults = ctx.servers.list().filter((x) => (x as { spec?: { default?: boolean } }).spec?.default === true);
+  const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
+  return server.success ? serverHbaPlan(ctx, server.data).tenants : [];
 }
 
 /** Writes the tenant block of a self-hosted server's pg_hba.conf for its agent; reports what the agent did. */
 export async function ensureServerHba(ctx: OperatorContext, server: PostgresServer): Promise<PoolerConfigState> {
   const ref = serverHbaRef(server, ctx.config.namespace);
-  // A tenant whose names would be syntax is left out rather than stopping every tenant's rules.
-  const tenants = serverHbaTenants(ctx, server.metadata.name).filter((t) => !nameProblem('role', t.role) && t.databases.every((d) => !nameProblem('database', d)));
+  const { tenants } = serverHbaPlan(ctx, server);
   const files = { [HBA_KEY]: renderServerHba(tenants, server.spec.alwaysAllowedCidrs ?? []) };
   return writeOwnedConfig(ctx, server, ref, files, 'server HBA rules');
 }

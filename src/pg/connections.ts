@@ -49,6 +49,8 @@ export function tlsOptions(ep: ServerEndpoint): pg.ClientConfig['ssl'] {
  */
 export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
   search_path: 'pg_catalog,pg_temp',
+  // ALTER DATABASE ... SET role would otherwise run the session as whoever a database owner named.
+  role: 'none',
   default_transaction_read_only: 'off',
   default_transaction_isolation: 'read committed',
   // How literals are read: escapeLiteral's output means the same under both, pinned all the same.

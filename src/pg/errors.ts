@@ -11,6 +11,7 @@ export const SQLSTATE = {
   invalidCatalogName: '3D000',
   dependentObjectsStillExist: '2BP01',
   tooManyConnections: '53300',
+  lockNotAvailable: '55P03',
   featureNotSupported: '0A000',
   undefinedFile: '58P01',
 } as const;

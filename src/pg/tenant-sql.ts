@@ -161,13 +161,13 @@ export async function disableLogin(db: Queryable, role: string): Promise<void> {
 /**
  * Creates a database from template0: template1 may hold objects any role could put there (PUBLIC
  * can create in its public schema before PostgreSQL 15), and a session anyone holds open on
- * template1 would make CREATE DATABASE fail; template0 accepts no connections at all. It starts
- * owned by the tenant role with connections off: if the operator dies before it takes ownership,
- * the unmarked database owned by its marked role is recognised as its own (provision.ts), and no
- * one could connect to it in the meantime.
+ * template1 would make CREATE DATABASE fail; template0 accepts no connections at all. The admin
+ * owns it from the first moment, and it accepts no connections until the operator has marked it
+ * and set its privileges: if the operator dies in between, that unmarked, closed database of the
+ * admin's, named as the tenant's, is recognised as its own (provision.ts).
  */
-export async function createDatabase(db: Queryable, name: string, owner: string, connLimit: number): Promise<void> {
-  await db.query(`CREATE DATABASE ${id(name)} OWNER ${id(owner)} TEMPLATE template0 ALLOW_CONNECTIONS false CONNECTION LIMIT ${Number(connLimit)}`);
+export async function createDatabase(db: Queryable, name: string, connLimit: number): Promise<void> {
+  await db.query(`CREATE DATABASE ${id(name)} TEMPLATE template0 ALLOW_CONNECTIONS false CONNECTION LIMIT ${Number(connLimit)}`);
 }
 
 export async function commentOnDatabase(db: Queryable, name: string, marker: string): Promise<void> {
@@ -296,9 +296,32 @@ export async function databasesDependingOnRole(db: Queryable, role: string): Pro
   return r.rows.map((x) => ({ name: x.datname ?? '', allowConnections: x.datallowconn ?? true })).sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-/** Drops what the role owns in the session's database and revokes everything granted to it there. */
-export async function dropOwned(db: Queryable, role: string): Promise<void> {
-  await db.query(`DROP OWNED BY ${id(role)}`);
+/**
+ * Drops what the role owns in the session's database and revokes everything granted to it there,
+ * waiting at most `lockTimeout` for the locks it needs.
+ */
+export async function dropOwned(db: Queryable, role: string, lockTimeout = '5s'): Promise<void> {
+  await db.query('BEGIN');
+  try {
+    await db.query(`SET LOCAL lock_timeout = ${lit(lockTimeout)}`);
+    await db.query(`DROP OWNED BY ${id(role)}`);
+    await db.query('COMMIT');
+  } catch (err) {
+    await db.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Ends the sessions of tenant roles (marked ones) in a database; resolves to how many. */
+export async function terminateTenantSessionsIn(db: Queryable, database: string): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))::text AS n
+       FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
+      WHERE a.datname OPERATOR(pg_catalog.=) $1 AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+        AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+    [database],
+  );
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 /** Size and sessions of a tenant; the operator's own login checks are not the tenant's sessions. */

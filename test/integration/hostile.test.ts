@@ -13,6 +13,7 @@ import {
   cluster,
   condition,
   ensureDefaultServer,
+  getServer,
   getTenant,
   operator,
   queryWith,
@@ -241,6 +242,22 @@ describe('connections are budgeted', () => {
     const [role] = await superQuery<{ rolconnlimit: number }>(c, "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'evil_app'");
     expect(role?.rolconnlimit).toBe(20);
   });
+
+  test('with enforceBudget, a limit that would take the sum past what the server leaves is refused', async () => {
+    const p = c.env.pg;
+    const { createServerObjects } = await import('../env/sandbox.js');
+    await createServerObjects(c.kc, { host: p.host, port: p.port, admin: p.admin } as never, 'budgeted', {
+      connectionLimits: { default: 5, max: 1000, enforceBudget: true },
+    });
+    // The test server has max_connections 300: 290 cannot fit beside the operator's sessions, whatever else is there.
+    await evil.apply('TenantDatabase', 'hog', { serverRef: { name: 'budgeted' }, connectionLimit: 290 });
+    const td = await waitForCondition(tenantOf(evil, 'hog'), 'Ready', 'False', 'ConnectionBudgetExceeded');
+    expect(condition(td, 'Ready')?.message).toMatch(/does not fit/);
+    expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'evil_hog'")).toEqual([]);
+    const server = await waitForCondition(() => getServer(c, 'budgeted'), 'AdminReserve', 'False', 'NoReserve');
+    expect(condition(server, 'AdminReserve')?.message).toMatch(/pg_use_reserved_connections/);
+  });
+
 });
 
 describe('servers say which namespaces may use them', () => {

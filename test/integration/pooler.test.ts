@@ -1,4 +1,5 @@
 /** Pool entries and allow-lists, enforced by a real PgBouncer loaded by the real agent. */
+import * as k8s from '@kubernetes/client-node';
 import { join } from 'node:path';
 import pg from 'pg';
 import { OPERATOR_NAMESPACE, agentKubeconfig } from '../env/cluster.js';
@@ -154,6 +155,54 @@ test('an allow-list restricts one tenant, through the pooler, and deleting it re
   await deleteWhitelist('vpn');
   await waitForCondition(() => getTenant(c, NS, 'alpha'), 'AccessRulesApplied', 'True', 'NoWhitelist');
   await waitFor('the tenant to reopen', async () => !(await refusedFrom('127.0.0.3', alpha)) || undefined, 30_000, 300);
+});
+
+test('IpWhitelists past the per-tenant budget are refused in their own status; the older ones stay in force', async () => {
+  const cidrs = (n: number, third: number) => Array.from({ length: n }, (_, i) => `10.${third}.${i}.0/24`);
+  await applyWhitelist('big-1', 'beta', [...cidrs(199, 1), '127.0.0.2/32']);
+  await waitForCondition(() => getWhitelist('big-1'), 'Applied', 'True');
+  await applyWhitelist('big-2', 'beta', cidrs(100, 2));
+  const refused = await waitForCondition(() => getWhitelist('big-2'), 'Applied', 'False', 'OverBudget');
+  expect(condition(refused, 'Applied')?.message).toMatch(/already has 200 CIDR\(s\).* limit of 256 per tenant/);
+  const beta = await pooledUrl('beta');
+  await waitFor('the first list to be enforced', async () => (await refusedFrom('127.0.0.3', beta)) || undefined, 30_000, 300);
+  expect(await refusedFrom('127.0.0.2', beta)).toBe(false);
+  const { files } = await readPoolerConfig(c, OPERATOR_NAMESPACE, `${SERVER}-pooler`);
+  expect(files['hba.conf']).not.toContain('10.2.0.0/24');
+  expect((await queryWith(await pooledUrl('alpha')))[0]).toMatchObject({ u: 'pool_alpha' });
+  await deleteWhitelist('big-2');
+  await deleteWhitelist('big-1');
+  await waitFor('beta to reopen', async () => !(await refusedFrom('127.0.0.3', beta)) || undefined, 30_000, 300);
+});
+
+test("a role named like the pooler's admin user is a Conflict, and the pooler keeps taking everyone else's changes", async () => {
+  await applyTenant(c, NS, 'impostor', { serverRef: { name: SERVER }, roleName: pooler.admin.user });
+  const td = await waitForCondition(() => getTenant(c, NS, 'impostor'), 'Ready', 'False', 'Conflict');
+  expect(condition(td, 'Ready')?.message).toMatch(/admin user of PostgresServer pooled's pooler/);
+  await applyTenant(c, NS, 'after-impostor', { serverRef: { name: SERVER } });
+  await tenantReady(c, NS, 'after-impostor');
+  expect((await queryWith(await pooledUrl('after-impostor')))[0]).toMatchObject({ u: 'pool_after_impostor' });
+  expect(condition(await getServer(c, SERVER), 'PoolerReady')?.status).toBe('True');
+});
+
+test('status is output only: a forged status puts nothing into the pooler config', async () => {
+  // Whoever may write tenantdatabases/status (a grant the platform must not give) claims alpha's names for beta.
+  const forge = (names: string) =>
+    c.custom.patchNamespacedCustomObjectStatus(
+      { group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'tenantdatabases', name: 'beta', body: { status: { databaseName: names, roleName: names, serverName: SERVER } } },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    );
+  await forge('pool_alpha');
+  await applyTenant(c, NS, 'gamma', { serverRef: { name: SERVER } });
+  await tenantReady(c, NS, 'gamma');
+  const { files } = await readPoolerConfig(c, OPERATOR_NAMESPACE, `${SERVER}-pooler`);
+  const aliases = files['databases.ini'].split('\n').filter((l) => l.startsWith('pool_')).map((l) => l.split(' ')[0]);
+  expect(aliases.filter((a) => a === 'pool_alpha')).toHaveLength(1);
+  expect(aliases).toContain('pool_beta');
+  expect(files['userlist.txt'].split('\n').filter((l) => l.startsWith('"pool_alpha"'))).toHaveLength(1);
+  for (const t of ['alpha', 'beta', 'gamma']) expect((await queryWith(await pooledUrl(t)))[0]).toMatchObject({ u: `pool_${t}` });
+  await forge('pool_beta');
+  await tenantReady(c, NS, 'beta');
 });
 
 test('an open pooled session of one tenant survives other tenants being created, changed and deleted', async () => {

@@ -28,8 +28,10 @@ export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, s
   // Where this tenant may have created something: the server status names and the one its spec resolves to.
   const names = new Set<string>();
   if (td.status?.serverName) names.add(td.status.serverName);
-  const resolved = resolveServer(td, servers);
-  if (resolved.ok) names.add(resolved.value.metadata.name);
+  // Only when status names none (the object may never have had its first status written): an
+  // unrelated default server being down must not hold up deletions.
+  const resolved = td.status?.serverName ? undefined : resolveServer(td, servers);
+  if (resolved?.ok) names.add(resolved.value.metadata.name);
   for (const serverName of [...names].sort()) {
     const server = servers.find((s) => s.metadata.name === serverName);
     if (!server) {
@@ -90,18 +92,22 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
   }
   const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds.value, database, fn);
   for (const role of roles) {
-    const problems = await clearRoleDependencies(pool, inDatabase, role);
-    if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
-    try {
-      await sql.dropRole(pool, role);
-    } catch (err) {
-      if (sqlState(err) === SQLSTATE.dependentObjectsStillExist) {
+    // Another tenant may grant the role something again between DROP OWNED and DROP ROLE (they run
+    // in different databases): a few rounds, then what is left is reported.
+    for (let round = 1; ; round++) {
+      const problems = await clearRoleDependencies(pool, inDatabase, role);
+      if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
+      try {
+        await sql.dropRole(pool, role);
+        break;
+      } catch (err) {
+        if (sqlState(err) !== SQLSTATE.dependentObjectsStillExist) throw err;
+        if (round < 3) continue;
         const detail = (err as { detail?: string }).detail?.replace(/\s+/g, ' ');
-        const message = `role ${role} cannot be dropped, objects still depend on it: ${detail ?? describePgError(err)}`;
+        const message = `role ${role} cannot be dropped, objects still depend on it: ${detail ?? describePgError(err)}${problems.length ? `; ${problems.join('; ')}` : ''}`;
         ctx.events.warning(ref, 'DeleteBlocked', message);
         throw new RetryableError('DeleteBlocked', message);
       }
-      throw err;
     }
     log.info({ role }, 'Dropped role');
     ctx.events.normal(ref, 'RoleDeleted', `Dropped role ${role}`);

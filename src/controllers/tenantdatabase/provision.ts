@@ -31,16 +31,17 @@ export async function claimOfRole(db: sql.Queryable, role: string, uid: string):
 }
 
 /**
- * A database is ours when its marker carries our uid, or when it has no marker and is owned by our
- * role: CREATE DATABASE cannot share a transaction with its COMMENT, so a crash between the two
- * leaves exactly that state.
+ * A database is ours when its marker carries our uid, or, while our role exists, when it has no
+ * comment and is either the admin's and closed to connections (how CREATE DATABASE leaves it: it
+ * cannot share a transaction with its COMMENT, so a crash between the two leaves exactly that) or
+ * owned by our role (how an earlier version left it).
  */
 export async function claimOfDatabase(db: sql.Queryable, database: string, role: string, uid: string, roleIsOurs: boolean): Promise<Claim> {
   const row = await sql.findDatabase(db, database);
   if (!row) return { state: 'absent' };
   const marked = sql.markerUid(row.comment);
   if (marked === uid) return { state: 'ours' };
-  if (!marked && !row.comment && roleIsOurs && row.owner === role) return { state: 'ours' };
+  if (!marked && !row.comment && roleIsOurs && ((row.ownedByAdmin && !row.allowConnections) || row.owner === role)) return { state: 'ours' };
   return { state: 'foreign', message: foreignMessage('database', database, row.comment) };
 }
 
@@ -99,7 +100,7 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
   let row = await sql.findDatabase(pool, d.database);
   if (!row) {
     try {
-      await sql.createDatabase(pool, d.database, d.role, d.connectionLimit);
+      await sql.createDatabase(pool, d.database, d.connectionLimit);
       changes.push(`Created database ${d.database}`);
     } catch (err) {
       const code = sqlState(err);
@@ -116,7 +117,9 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
   }
   if (!row.ownedByAdmin) {
     await sql.takeDatabaseOwnership(pool, d.database);
-    if (!changes.length) changes.push(`Took ownership of database ${d.database} from ${row.owner}; the tenant keeps CONNECT, CREATE and TEMPORARY`);
+    changes.push(`Took ownership of database ${d.database} from ${row.owner}; the tenant keeps CONNECT, CREATE and TEMPORARY`);
+    // As owner, the tenant could have changed anything up to this moment: look again.
+    row = (await sql.findDatabase(pool, d.database)) ?? row;
   }
   if (row.settings.length > 0) {
     await sql.resetDatabaseSettings(pool, d.database);
@@ -233,7 +236,18 @@ export async function clearRoleDependencies(pool: sql.Queryable, inDatabase: InD
       problems.push(`database ${d.name} accepts no connections`);
       continue;
     }
-    const run = () => inDatabase(d.name, (db) => sql.dropOwned(db, role));
+    // A tenant holding a lock on what it granted (an open transaction) would keep DROP OWNED
+    // waiting: its sessions in that database are ended and DROP OWNED runs once more.
+    const run = () =>
+      inDatabase(d.name, async (db) => {
+        try {
+          await sql.dropOwned(db, role);
+        } catch (err) {
+          if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
+          await sql.terminateTenantSessionsIn(db, d.name);
+          await sql.dropOwned(db, role);
+        }
+      });
     try {
       await run();
     } catch (err) {

@@ -1,3 +1,4 @@
+import type pg from 'pg';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
@@ -11,7 +12,7 @@ import { setConditions, type ConditionInput } from '../../runtime/conditions.js'
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { accessState, loadPoolerAdmin, poolerConfigApplied, showDatabases, verifierFor } from '../pooler.js';
+import { DEFAULT_POOLER_ADMIN_USER, accessState, loadPoolerAdmin, poolerConfigApplied, showDatabases, verifierFor } from '../pooler.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type ExtensionOutcome, type InDatabase, type Owner } from './provision.js';
@@ -159,12 +160,38 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     const message = `the tenant lives on PostgresServer ${td.status.serverName}; moving it to ${serverName} is not supported (set serverRef.name to ${td.status.serverName}, or create a new TenantDatabase)`;
     return { outcome: notReady('ServerChangeRefused', message, true) };
   }
+  /**
+   * A refusal that also holds for what already exists: a tenant whose namespace lost the server's
+   * admission, or whose limit is above a lowered ceiling, does not keep what it had.
+   */
+  const refuse = async (reason: string, message: string, act: (pool: pg.Pool, role: string) => Promise<string[]>) => {
+    if (ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles.has(names.role)) {
+      const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
+      const ca = creds.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
+      if (creds.ok && ca?.ok) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), creds.value), names.role), 'Role');
+    }
+    return { outcome: notReady(reason, message, true), serverName };
+  };
   const allowed = namespaceAllowed(ctx, server, td.metadata.namespace ?? '');
-  if (!allowed.ok) return { outcome: notReady(allowed.reason, allowed.message, true) };
+  if (!allowed.ok) {
+    return refuse(allowed.reason, allowed.message, async (pool, role) => {
+      const row = await sql.findRole(pool, role);
+      if (!row?.canLogin) return [];
+      await sql.disableLogin(pool, role);
+      const ended = await sql.terminateRoleSessions(pool, role);
+      return [`Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`];
+    });
+  }
   const limits = server.spec.connectionLimits;
   const connectionLimit = td.spec.connectionLimit === -1 ? limits.default : td.spec.connectionLimit;
   if (connectionLimit > limits.max) {
-    return { outcome: notReady('ConnectionLimitTooHigh', `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`, true) };
+    return refuse('ConnectionLimitTooHigh', `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`, async (pool, role) => {
+      const row = await sql.findRole(pool, role);
+      if (!row || (row.connLimit >= 0 && row.connLimit <= limits.max)) return [];
+      await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
+      if (names.database && (await sql.findDatabase(pool, names.database))?.ownedByAdmin) await sql.setDatabaseConnLimit(pool, names.database, limits.max);
+      return [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`];
+    });
   }
   const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
   if (disallowed.length > 0) {
@@ -172,6 +199,13 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
       outcome: notReady('ExtensionNotAllowed', `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`, true),
       serverName,
     };
+  }
+  if (server.spec.pooler && td.spec.pooling.enabled) {
+    const poolerAdmin = await loadPoolerAdmin(ctx, server);
+    if (names.role === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === names.role)) {
+      const message = `role ${names.role} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
+      return { outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]), serverName };
+    }
   }
   const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
   if (!creds.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${creds.message}`);
@@ -219,6 +253,22 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
       }).length;
     if (used >= server.spec.maxTenants) {
       return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${server.spec.maxTenants} tenants`, true), serverName };
+    }
+  }
+
+  if (limits.enforceBudget) {
+    const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
+    if (current !== connectionLimit) {
+      const slots = await sql.connectionSlots(pool);
+      const others = [...(await sql.tenantConnectionLimits(pool)).entries()].filter(([r]) => r !== names.role).map(([, l]) => (l < 0 ? slots.maxConnections : l));
+      const open = slots.maxConnections - slots.superuserReserved - slots.reserved - ctx.pools.maxSessionsPerServer;
+      const sum = others.reduce((a, b) => a + b, 0);
+      if (sum + connectionLimit > open) {
+        return {
+          outcome: notReady('ConnectionBudgetExceeded', `connectionLimit ${connectionLimit} does not fit: the other tenants of PostgresServer ${serverName} hold ${sum} of the ${open} connections left beside the operator's own (connectionLimits.enforceBudget)`, true),
+          serverName,
+        };
+      }
     }
   }
 
