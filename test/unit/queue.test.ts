@@ -1,6 +1,14 @@
 import { WorkQueue } from '../../src/runtime/queue.js';
 
 describe('WorkQueue', () => {
+  test('a key that keeps waiting for something outside is looked at less and less often, and starts over once done', () => {
+    const q = new WorkQueue();
+    expect([1, 2, 3, 4, 5, 6, 7].map(() => q.addPolling('a'))).toEqual([1000, 2000, 4000, 8000, 16_000, 30_000, 30_000]);
+    q.forgetPolling('a');
+    expect(q.addPolling('a')).toBe(1000);
+    q.shutdown();
+  });
+
   test('a key waits at most once', async () => {
     const q = new WorkQueue();
     q.add('a');
