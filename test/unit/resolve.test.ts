@@ -1,6 +1,6 @@
 import { postgresServer, type PostgresServer } from '../../src/api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase } from '../../src/api/tenantdatabase.js';
-import { resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
+import { namesMatchMarkers, resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
 import { connectionFailure } from '../../src/controllers/postgresserver/reconcile.js';
 
 const meta = (name: string, namespace?: string) => ({ name, ...(namespace ? { namespace } : {}), uid: `uid-${name}`, resourceVersion: '1', generation: 1 });
@@ -27,13 +27,21 @@ describe('resolveNames', () => {
     const r = resolveNames(tenant());
     expect(r).toEqual({ ok: true, value: { database: 'team_app', role: 'team_app', shadow: undefined, secret: 'app-db' } });
   });
-  test('names already in status are kept', () => {
-    const r = resolveNames(tenant({}, { databaseName: 'older', roleName: 'older_role' }));
-    expect(r.ok && r.value.database).toBe('older');
-    expect(r.ok && r.value.role).toBe('older_role');
+  test('names come from the spec, never from status', () => {
+    const r = resolveNames(tenant({}, { databaseName: 'forged', roleName: 'forged' }));
+    expect(r.ok && r.value.database).toBe('team_app');
+    expect(r.ok && r.value.role).toBe('team_app');
   });
   test.each([
-    [{ databaseName: 'other' }, { databaseName: 'older' }, 'ImmutableName'],
+    [{ roles: ['team_app'], databases: ['team_app', 'team_app_shadow'] }, true],
+    [{ roles: [], databases: [] }, true],
+    [{ roles: ['older_role'], databases: ['team_app'] }, false],
+    [{ roles: ['team_app'], databases: ['older'] }, false],
+  ])('names checked against the markers %j', (m, ok) => {
+    const names = { database: 'team_app', role: 'team_app', shadow: undefined, secret: 'app-db' };
+    expect(namesMatchMarkers(names, { roles: new Set(m.roles), databases: new Set(m.databases) }).ok).toBe(ok);
+  });
+  test.each([
     [{ databaseName: 'template1' }, undefined, 'InvalidName'],
     [{ roleName: 'pg_read_all_data' }, undefined, 'InvalidName'],
     [{ roleName: 'public' }, undefined, 'InvalidName'],

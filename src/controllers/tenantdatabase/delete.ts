@@ -65,7 +65,7 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
   const databases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
   // A database created just before a crash has no marker yet, but belongs to our marked role.
   for (const role of roles) {
-    for (const base of [td.status?.databaseName, td.spec.databaseName, deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name)]) {
+    for (const base of [td.spec.databaseName, deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name)]) {
       for (const db of base ? [base, shadowDatabaseName(base)] : []) {
         if (!sql.fitsIdentifier(db) || databases.has(db)) continue;
         if ((await claimOfDatabase(pool, db, role, uid, true)).state === 'ours') databases.add(db);

@@ -17,7 +17,7 @@ import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type Ope
 import { finalizeTenant } from './delete.js';
 import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type ExtensionOutcome, type InDatabase, type Owner } from './provision.js';
 import { shadowDatabaseName } from '../../api/naming.js';
-import { namespaceAllowed, resolveNames, resolveServer, type TenantNames } from './resolve.js';
+import { namespaceAllowed, namesMatchMarkers, resolveNames, resolveServer, type TenantNames } from './resolve.js';
 import { renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
@@ -172,6 +172,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     }
     return { outcome: notReady(reason, message, true), serverName };
   };
+  const same = namesMatchMarkers(names, ctx.markers.get(serverName)?.get(td.metadata.uid));
+  if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
   const allowed = namespaceAllowed(ctx, server, td.metadata.namespace ?? '');
   if (!allowed.ok) {
     return refuse(allowed.reason, allowed.message, async (pool, role) => {

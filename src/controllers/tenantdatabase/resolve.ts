@@ -35,19 +35,17 @@ export interface TenantNames {
   secret: string;
 }
 
+/**
+ * Names come from the spec alone (status is output, and whoever may write it must not steer the
+ * operator); that they did not change since the objects were made is checked against the
+ * ownership markers on the server (`namesMatchMarkers`).
+ */
 export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
   const ns = td.metadata.namespace ?? '';
   const name = td.metadata.name;
   const derived = deriveIdentifier(ns, name);
-  const status = td.status ?? {};
-  const database = td.spec.databaseName ?? status.databaseName ?? derived;
-  const role = td.spec.roleName ?? status.roleName ?? derived;
-  if (status.databaseName && status.databaseName !== database) {
-    return { ok: false, reason: 'ImmutableName', message: `the database is ${status.databaseName}; databaseName cannot change to ${database}` };
-  }
-  if (status.roleName && status.roleName !== role) {
-    return { ok: false, reason: 'ImmutableName', message: `the role is ${status.roleName}; roleName cannot change to ${role}` };
-  }
+  const database = td.spec.databaseName ?? derived;
+  const role = td.spec.roleName ?? derived;
   if (RESERVED_DATABASES.has(database)) {
     return { ok: false, reason: 'InvalidName', message: `databaseName ${database} is reserved` };
   }
@@ -79,4 +77,17 @@ export function namespaceAllowed(ctx: Pick<OperatorContext, 'namespaces'>, serve
     reason: 'ServerNotAllowed',
     message: `PostgresServer ${server.metadata.name} admits only namespaces matching its allowedNamespaces selector, and namespace ${namespace} does not match`,
   };
+}
+
+/** Whether the objects carrying this tenant's marker on its server have the names its spec gives now. */
+export function namesMatchMarkers(names: TenantNames, mine: { roles: ReadonlySet<string>; databases: ReadonlySet<string> } | undefined): Resolved<true> {
+  for (const r of mine?.roles ?? []) {
+    if (r !== names.role) return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
+  }
+  for (const d of mine?.databases ?? []) {
+    if (d !== names.database && d !== shadowDatabaseName(names.database)) {
+      return { ok: false, reason: 'ImmutableName', message: `the database is ${d}; databaseName cannot change to ${names.database}` };
+    }
+  }
+  return { ok: true, value: true };
 }
