@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
@@ -64,6 +65,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   const rlog = log.child({ kind: 'TenantDatabase', namespace, name, generation: td.metadata.generation });
 
   if (td.metadata.deletionTimestamp) {
+    pooledLogins.delete(td.metadata.uid);
     try {
       await finalizeTenant(ctx, td, parsedServers(ctx, rlog), rlog);
     } catch (err) {
@@ -367,7 +369,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     conditions.push({ type: 'Ready', status: 'True', reason: 'Provisioned', message: `database ${names.database} is ready; connection details in Secret ${names.secret}` });
   }
   return {
-    outcome: { conditions, status: { sizeBytes: usage.sizeBytes, activeConnections: usage.activeConnections }, settled: !loginErr && !ext.failed.length },
+    outcome: { conditions, status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections }, settled: !loginErr && !ext.failed.length },
     names,
     serverName,
     // Pooler and allow-list changes take effect within seconds: look again soon until they have
@@ -376,6 +378,18 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     ...(poolerReady.reason === 'PoolerUnreachable' ? { retryMs: 15_000 } : {}),
   };
 }
+
+/**
+ * A database's size moves a little all the time (checkpoints, vacuum): status keeps the size it has
+ * until it moved by a megabyte or 5 %, so an idle tenant's status is not rewritten on every check.
+ */
+export function settledSize(previous: number | undefined, now: number): number {
+  if (previous === undefined) return now;
+  return Math.abs(now - previous) < Math.max(1 << 20, previous * 0.05) ? previous : now;
+}
+
+/** Per tenant uid, what its last successful login through the pooler proved. */
+const pooledLogins = new Map<string, string>();
 
 /**
  * PoolerReady: confirmed from outside, not assumed from what was written. The agent must have
@@ -404,7 +418,13 @@ async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td:
   if (!confirmed) {
     return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer serves ${alias} with ${entry.poolMode}/${entry.poolSize}, waiting for ${want.poolMode}/${want.poolSize}` };
   }
-  const loginErr = await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+  // One pooled login per change of what it proves (credentials, pool): not on every re-check, which
+  // would keep clients on PgBouncer for nothing (and PgBouncer 1.18 crashes when a database is
+  // removed while a client logs in to it).
+  const proof = createHash('sha256').update(JSON.stringify([p.host, p.port, alias, role, password, entry.poolMode, entry.poolSize])).digest('base64');
+  const loginErr = pooledLogins.get(td.metadata.uid) === proof ? undefined : await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+  if (loginErr) pooledLogins.delete(td.metadata.uid);
+  else pooledLogins.set(td.metadata.uid, proof);
   if (loginErr) {
     // A new password reaches the userlist a moment after the role: a refused login waits for the agent.
     const reason = agent.applied ? 'PoolerLoginFailed' : 'NotConfirmed';
