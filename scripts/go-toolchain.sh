@@ -34,11 +34,13 @@ ensure_go() {
     local tmp dir
     tmp=$(mktemp -d)
     dir=$(cd "$tmp" && GOTOOLCHAIN=local GOFLAGS=-mod=mod GOMODCACHE="$tmp/mod" go mod download -json "golang.org/toolchain@v0.0.1-$GO_FETCH.linux-$arch" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
-    [ -x "$dir/bin/go" ] || { echo "tenantdb: could not fetch Go $GO_FETCH" >&2; rm -rf "$tmp"; return 1; }
+    [ -f "$dir/bin/go" ] || { echo "tenantdb: could not fetch Go $GO_FETCH" >&2; chmod -R u+w "$tmp"; rm -rf "$tmp"; return 1; }
     mkdir -p "$(dirname "$root")"
     rm -rf "$root"
     cp -r "$dir" "$root"
     chmod -R u+w "$root" "$tmp"
+    # Module zips keep no file modes: the executables get theirs back, as Go's own switch does.
+    chmod +x "$root"/bin/* "$root"/pkg/tool/*/*
     rm -rf "$tmp"
   fi
   export PATH="$root/bin:$PATH"
