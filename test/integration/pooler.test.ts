@@ -182,7 +182,7 @@ test("a role named like the pooler's admin user is a Conflict, and the pooler ke
   await applyTenant(c, NS, 'after-impostor', { serverRef: { name: SERVER } });
   await tenantReady(c, NS, 'after-impostor');
   expect((await queryWith(await pooledUrl('after-impostor')))[0]).toMatchObject({ u: 'pool_after_impostor' });
-  expect(condition(await getServer(c, SERVER), 'PoolerReady')?.status).toBe('True');
+  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
 });
 
 test('status is output only: a forged status puts nothing into the pooler config', async () => {
