@@ -8,6 +8,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import pg from 'pg';
+import { pinnedOptions } from '../pg/connections.js';
 import { validateServerHba } from '../pooler/validate.js';
 import type { Logger } from '../runtime/logger.js';
 import { writeAtomic } from './files.js';
@@ -29,7 +30,8 @@ export interface PostgresAgentOptions {
 export const HBA_KEY = 'pg_hba.conf';
 
 async function withClient<T>(o: PostgresAgentOptions['pg'], fn: (c: pg.Client) => Promise<T>): Promise<T> {
-  const c = new pg.Client({ ...o, connectionTimeoutMillis: 5000, application_name: 'tenantdb-agent' });
+  // Pinned like the operator's sessions: any role may leave objects in the database it connects to.
+  const c = new pg.Client({ ...o, connectionTimeoutMillis: 5000, application_name: 'tenantdb-agent', options: pinnedOptions() });
   c.on('error', () => undefined);
   await c.connect();
   try {
@@ -57,7 +59,7 @@ export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent 
       const dir = dirname(o.hbaFile);
       const name = basename(o.hbaFile);
       await writeAtomic(dir, name, next);
-      const bad = await withClient(o.pg, async (c) => (await c.query<{ line_number: number; error: string }>('SELECT line_number, error FROM pg_hba_file_rules WHERE error IS NOT NULL ORDER BY line_number')).rows).catch(async (err: unknown) => {
+      const bad = await withClient(o.pg, async (c) => (await c.query<{ line_number: number; error: string }>('SELECT r.line_number, r.error FROM pg_catalog.pg_hba_file_rules r WHERE r.error IS NOT NULL ORDER BY r.line_number')).rows).catch(async (err: unknown) => {
         if (previous !== undefined) await writeAtomic(dir, name, previous);
         throw err;
       });
@@ -65,7 +67,7 @@ export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent 
         if (previous !== undefined) await writeAtomic(dir, name, previous);
         return { ok: false, error: `PostgreSQL rejects the file: ${bad.slice(0, 3).map((b) => `line ${b.line_number}: ${b.error}`).join('; ')}` };
       }
-      await withClient(o.pg, (c) => c.query('SELECT pg_reload_conf()'));
+      await withClient(o.pg, (c) => c.query('SELECT pg_catalog.pg_reload_conf()'));
       return { ok: true };
     },
   });
