@@ -127,6 +127,11 @@ export function verifierFor(uid: string, role: string, password: string): string
  * the Secrets this process already reads.
  */
 const verifiers = new Map<string, { key: string; verifier: string }>();
+/** Drops what is kept for a tenant that is going away. */
+export function forgetTenant(uid: string): void {
+  verifiers.delete(uid);
+}
+
 function cachedVerifier(uid: string, role: string, password: string): string {
   const key = createHash('sha256').update(`${role}\u0000${password}`).digest('base64');
   const hit = verifiers.get(uid);

@@ -13,7 +13,7 @@ import { setConditions, type ConditionInput } from '../../runtime/conditions.js'
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { DEFAULT_POOLER_ADMIN_USER, accessState, loadPoolerAdmin, poolerConfigApplied, showDatabases, verifierFor } from '../pooler.js';
+import { DEFAULT_POOLER_ADMIN_USER, accessState, forgetTenant, loadPoolerAdmin, poolerConfigApplied, showDatabases, verifierFor } from '../pooler.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type ExtensionOutcome, type InDatabase, type Owner } from './provision.js';
@@ -66,6 +66,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
 
   if (td.metadata.deletionTimestamp) {
     pooledLogins.delete(td.metadata.uid);
+    forgetTenant(td.metadata.uid);
     try {
       await finalizeTenant(ctx, td, parsedServers(ctx, rlog), rlog);
     } catch (err) {
