@@ -11,6 +11,7 @@ import { startPooler } from '../test/env/pgbouncer.js';
 import { startOperatorProcess } from '../test/env/operator.js';
 import { waitFor } from '../test/env/ports.js';
 import { createServerObjects, startSandbox } from '../test/env/sandbox.js';
+import { kubeconfigYaml } from '../test/env/controlplane.js';
 
 const dev = resolve(ROOT, '.dev');
 const say = (s = '') => process.stdout.write(`${s}\n`);
@@ -89,6 +90,11 @@ async function main(): Promise<void> {
     return s.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
   }, 60_000);
   say(kubectl('apply', '-f', join(ROOT, 'deploy/examples')).trimEnd());
+  // Each team's own identity, confined to its namespace, as a platform would hand it out.
+  for (const team of ['team-a', 'team-b']) {
+    const token = kubectl('create', 'token', 'team', '-n', team, '--duration=24h').trim();
+    writeFileSync(join(dev, `${team}.kubeconfig`), kubeconfigYaml(sb.cp.server, sb.cp.caFile, { token }, team), { mode: 0o600 });
+  }
   writeFileSync(join(dev, 'ready'), `${new Date().toISOString()}\n`);
   await waitFor('the examples to be Ready', async () => {
     const out = kubectl('get', 'tdb', '-A', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}');
@@ -117,6 +123,8 @@ async function main(): Promise<void> {
   say('  metadata: {name: reports, namespace: team-a}');
   say('  spec: {deletionPolicy: Delete}');
   say('  EOF');
+  say('As a team, confined to its namespace (its TenantDatabases, IpWhitelists and Secrets only):');
+  say('  kubectl --kubeconfig .dev/team-b.kubeconfig get tdb,secrets -n team-b');
   say(`PgBouncer: 127.0.0.1:${pooler.port} (DATABASE_URL goes through it; DIRECT_URL does not). Agent log: .dev/agent-default.log`);
   say(`Operator logs: ${join(dev, 'operator.log')}; it runs as ServiceAccount tenantdb-system/tenantdb-operator`);
   say('(kubeconfig .dev/operator.kubeconfig) and is restarted when it dies. Stop everything with Ctrl-C.');
