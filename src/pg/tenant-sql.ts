@@ -37,8 +37,14 @@ export interface Queryable {
 }
 
 /** The ownership marker: a comment naming the TenantDatabase, parsed back by uid. */
-export function ownerMarker(owner: { namespace: string; name: string; uid: string }): string {
-  return `managed by tenantdb; tenantdatabase=${owner.namespace}/${owner.name}; uid=${owner.uid}`;
+export function ownerMarker(owner: { namespace: string; name: string; uid: string; server?: string | undefined }): string {
+  return `managed by tenantdb; tenantdatabase=${owner.namespace}/${owner.name}; uid=${owner.uid}${owner.server ? `; server=${owner.server}` : ''}`;
+}
+
+/** The PostgresServer a marker names (markers written before it was recorded name none). */
+export function markerServer(comment: string | null | undefined): string | undefined {
+  if (!comment || !comment.startsWith('managed by tenantdb;')) return undefined;
+  return /; server=([a-z0-9.-]{1,253})(;|$)/.exec(comment)?.[1];
 }
 
 export function markerUid(comment: string | null | undefined): string | undefined {

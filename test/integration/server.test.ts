@@ -103,6 +103,34 @@ test('maxTenants: a tenant past the limit waits with CapacityExceeded and gets i
   await waitForCondition(() => getTenant(c, 'srv', 'second-in'), 'Ready', 'True', undefined, 60_000);
 });
 
+test('maxTenants holds exactly when many tenants are applied at once, and retained databases still count', async () => {
+  await secret('tiny', { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
+  await applyServer(c, 'tiny', { ...base(), adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'tiny' }, maxTenants: 3 });
+  await waitForCondition(() => getServer(c, 'tiny'), 'Ready', 'True');
+  const names = ['p0', 'p1', 'p2', 'p3', 'p4', 'p5'];
+  await Promise.all(names.map((n) => applyTenant(c, 'srv', n, { serverRef: { name: 'tiny' } })));
+  const { waitFor } = await import('../env/ports.js');
+  const ready = async () => {
+    const all = await Promise.all(names.map((n) => getTenant(c, 'srv', n)));
+    return all.map((t) => condition(t, 'Ready')?.reason);
+  };
+  const reasons = await waitFor('every tenant to be admitted or refused', async () => {
+    const r = await ready();
+    return r.every((x) => x === 'Provisioned' || x === 'CapacityExceeded') ? r : undefined;
+  }, 90_000);
+  expect(reasons.filter((x) => x === 'Provisioned')).toHaveLength(3);
+  const roles = await superQuery(c, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'srv_p_'");
+  expect(roles).toHaveLength(3);
+  // A retained tenant keeps its database and its place.
+  const first = names[reasons.indexOf('Provisioned')] ?? '';
+  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: first });
+  await waitFor('the retained tenant to go', async () => !(await getTenant(c, 'srv', first)) || undefined, 60_000);
+  await new Promise((r) => setTimeout(r, 4000));
+  expect((await ready()).filter((x) => x === 'Provisioned')).toHaveLength(2);
+  expect(await superQuery(c, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'srv_p_'")).toHaveLength(3);
+  for (const n of names.filter((x) => x !== first)) await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: n });
+});
+
 test('a server in use cannot be deleted until its tenants are gone', async () => {
   await c.custom.deleteClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'small' });
   const s = await waitForCondition(() => getServer(c, 'small'), 'Ready', 'False', 'DeletionBlocked');

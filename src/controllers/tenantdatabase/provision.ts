@@ -12,6 +12,8 @@ export interface Owner {
   namespace: string;
   name: string;
   uid: string;
+  /** The PostgresServer, recorded in the markers so that retained objects still count against it. */
+  server?: string | undefined;
 }
 
 export type Claim = { state: 'absent' } | { state: 'ours' } | { state: 'foreign'; message: string };

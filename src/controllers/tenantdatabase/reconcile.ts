@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import pLimit from 'p-limit';
 import type pg from 'pg';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
@@ -67,6 +68,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   if (td.metadata.deletionTimestamp) {
     pooledLogins.delete(td.metadata.uid);
     forgetTenant(td.metadata.uid);
+    for (const pending of admitted.values()) pending.delete(td.metadata.uid);
     try {
       await finalizeTenant(ctx, td, parsedServers(ctx, rlog), rlog);
     } catch (err) {
@@ -218,7 +220,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   if (!ca.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${ca.message}`);
   const ep = endpointOf(server, ca.value);
   const pool = ctx.pools.get(serverName, ep, creds.value);
-  const owner: Owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid };
+  const owner: Owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid, server: serverName };
 
   // 3. Claims: change nothing that belongs to someone else.
   let roleClaim;
@@ -249,16 +251,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
       };
     }
   }
-  if (server.spec.maxTenants !== undefined && roleClaim.state === 'absent') {
-    const used = ctx.tenants
-      .list()
-      .filter((t) => {
-        const st = (t as { status?: TenantDatabaseStatus }).status;
-        return t.metadata?.uid !== owner.uid && st?.serverName === serverName && st.conditions?.some((c) => c.type === 'RoleReady' && c.status === 'True');
-      }).length;
-    if (used >= server.spec.maxTenants) {
-      return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${server.spec.maxTenants} tenants`, true), serverName };
-    }
+  const max = server.spec.maxTenants;
+  if (max !== undefined && roleClaim.state === 'absent' && !(await admit(ctx, pool, serverName, owner.uid, max))) {
+    return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${max} tenants (retained databases count)`, true), serverName };
   }
 
   if (limits.enforceBudget) {
@@ -387,6 +382,39 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
 export function settledSize(previous: number | undefined, now: number): number {
   if (previous === undefined) return now;
   return Math.abs(now - previous) < Math.max(1 << 20, previous * 0.05) ? previous : now;
+}
+
+/**
+ * maxTenants, exactly, whatever runs in parallel: admission is one at a time per server, counts the
+ * tenants whose roles the catalog shows for this server (retained ones included: their markers name
+ * the server) plus those admitted in this process whose role is not created yet.
+ */
+const admissionLocks = new Map<string, ReturnType<typeof pLimit>>();
+const admitted = new Map<string, Map<string, number>>();
+const ADMISSION_HOLD_MS = 120_000;
+
+async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, uid: string, max: number): Promise<boolean> {
+  let lock = admissionLocks.get(serverName);
+  if (!lock) admissionLocks.set(serverName, (lock = pLimit(1)));
+  return lock(async () => {
+    const now = Date.now();
+    const pending = admitted.get(serverName) ?? new Map<string, number>();
+    admitted.set(serverName, pending);
+    for (const [u, at] of pending) if (now - at > ADMISSION_HOLD_MS) pending.delete(u);
+    const tenantServer = new Map(ctx.tenants.list().map((t) => [t.metadata?.uid ?? '', (t as { spec?: { serverRef?: { name?: string } } }).spec?.serverRef?.name]));
+    const defaults = ctx.servers.list().filter((x) => (x as { spec?: { default?: boolean } }).spec?.default === true);
+    const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
+    const used = new Set<string>();
+    for (const o of await sql.managedObjects(pool)) {
+      if (o.kind !== 'role' || o.uid === uid) continue;
+      const server = sql.markerServer(o.comment) ?? (tenantServer.has(o.uid) ? (tenantServer.get(o.uid) ?? defaultName) : undefined);
+      if (server === serverName) used.add(o.uid);
+    }
+    for (const u of pending.keys()) if (u !== uid) used.add(u);
+    if (used.size >= max) return false;
+    pending.set(uid, now);
+    return true;
+  });
 }
 
 /** Per tenant uid, what its last successful login through the pooler proved. */
