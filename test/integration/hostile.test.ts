@@ -18,6 +18,7 @@ import {
   operator,
   queryWith,
   readSecretData,
+  superClient,
   superQuery,
   tenantIdentity,
   tenantReady,
@@ -98,11 +99,15 @@ describe('no tenant code or setting runs in an operator session', () => {
     await tenantReady(c, 'victim', 'prey');
     await evil.apply('TenantDatabase', 'trap', { extensions: ['pgcrypto'] });
     await tenantReady(c, 'evil', 'trap');
-    // The state an older tenantdb left: the tenant role owns its database.
-    await superQuery(c, 'ALTER DATABASE evil_trap OWNER TO evil_trap');
-    const s = await asTenant(evil, 'trap');
+    // The state an older tenantdb left (the tenant role owns its database), and what the tenant did
+    // with it, in one transaction, so that no re-check sees half of it: as that owner, every catalog
+    // name an operator session uses shadowed by views that call the tenant's code, and settings for
+    // every session in the database. The SQL runs as the tenant role (SET ROLE).
+    const s = await superClient(c, 'evil_trap');
     try {
-      // Every catalog name an operator session uses, shadowed by views that call the tenant's code.
+      await s.query('BEGIN');
+      await s.query('ALTER DATABASE evil_trap OWNER TO evil_trap');
+      await s.query('SET ROLE evil_trap');
       await s.query(`CREATE TABLE public.pwned (who text, at timestamptz default now())`);
       await s.query('GRANT INSERT ON public.pwned TO PUBLIC');
       await s.query(`CREATE FUNCTION public.trap() RETURNS boolean LANGUAGE plpgsql AS $$
@@ -125,12 +130,15 @@ describe('no tenant code or setting runs in an operator session', () => {
       await s.query('ALTER DATABASE evil_trap SET search_path = public, pg_catalog');
       await s.query('ALTER DATABASE evil_trap SET default_transaction_read_only = on');
       await s.query('ALTER DATABASE evil_trap SET statement_timeout = 1');
+      await s.query('ALTER DATABASE evil_trap SET role = evil_trap');
+      await s.query('RESET ROLE');
+      // Without its privileges on the database, the operator hands them back from a session inside
+      // it: the one kind of operator session that meets the traps.
+      await s.query('REVOKE ALL ON DATABASE evil_trap FROM evil_trap');
+      await s.query('COMMIT');
     } finally {
       await s.end();
     }
-    // Without its privileges on the database, the operator hands them back from a session inside it:
-    // the one kind of operator session that meets the traps.
-    await superQuery(c, 'REVOKE ALL ON DATABASE evil_trap FROM evil_trap');
 
     await reconcileOnce(evil, 'trap', { extensions: ['pgcrypto'] }, 'after-trap');
     const [db] = await superQuery<{ owner: string; settings: string[] | null }>(
@@ -277,6 +285,19 @@ describe('servers say which namespaces may use them', () => {
     await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'yes' } } }]);
     await victim.apply('TenantDatabase', 'welcome', { serverRef: { name: 'restricted' } });
     await tenantReady(c, 'victim', 'welcome');
+
+    // Admission taken back: login goes (data stays), and comes back with admission.
+    const url = (await readSecretData(c, 'victim', 'welcome-db'))?.DIRECT_URL ?? '';
+    await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'no' } } }]);
+    await waitForCondition(tenantOf(victim, 'welcome'), 'Ready', 'False', 'ServerNotAllowed');
+    await waitFor('login to be disabled', async () => {
+      const [r] = await superQuery<{ rolcanlogin: boolean }>(c, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'victim_welcome'");
+      return r?.rolcanlogin === false || undefined;
+    }, 30_000);
+    expect(await sqlCode(queryWith(url))).toBe('28000');
+    await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'yes' } } }]);
+    await tenantReady(c, 'victim', 'welcome');
+    expect((await queryWith(url))[0]?.u).toBe('victim_welcome');
   });
 
   test('serverRef cannot be changed once set', async () => {
