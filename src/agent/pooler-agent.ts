@@ -6,6 +6,7 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import pg from 'pg';
 import { httpStatus } from '../kube/client.js';
@@ -35,6 +36,16 @@ export function withAdmin(files: PoolerFiles, adminUser: string, adminVerifier: 
     'userlist.txt': `"${adminUser}" "${adminVerifier}"\n${files['userlist.txt']}`,
     'hba.conf': `host pgbouncer ${adminUser} 0.0.0.0/0 scram-sha-256\nhost pgbouncer ${adminUser} ::/0 scram-sha-256\n${files['hba.conf']}`,
   };
+}
+
+/** The aliases of a databases.ini (validated files: one `alias = ...` per line after the header). */
+function aliasesOf(text: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of text.split('\n')) {
+    const m = /^([a-z_][a-z0-9_]{0,62}) = /.exec(line);
+    if (m?.[1] && m[1] !== 'pgbouncer') out.add(m[1]);
+  }
+  return out;
 }
 
 export async function adminQuery(admin: PoolerAgentOptions['admin'], sql: string): Promise<pg.QueryResultRow[]> {
@@ -137,10 +148,22 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
       const errors = validatePoolerFiles(assembled, { reservedUsers: [o.admin.user] });
       if (errors.length) return { ok: false, error: errors.slice(0, 5).map((e) => locate(parts, index.shards, e)).join('; ') };
       const files = withAdmin(assembled, o.admin.user, adminVerifier);
+      const before = aliasesOf(await readFile(join(o.dir, 'databases.ini'), 'utf8').catch(() => ''));
+      const after = aliasesOf(files['databases.ini']);
+      const removed = [...before].filter((a) => !after.has(a));
+      // PgBouncer (1.18 at least) crashes when RELOAD drops a database while a client is logging in
+      // to it, which any tenant deleting its TenantDatabase under load would do to everyone. So a
+      // database about to go first refuses new clients and loses the ones it has.
+      for (const alias of removed) {
+        await adminQuery(o.admin, `DISABLE ${alias}`).catch(() => undefined);
+        await adminQuery(o.admin, `KILL ${alias}`).catch(() => undefined);
+      }
       for (const f of POOLER_FILES) await writeAtomic(o.dir, f, files[f]);
       const writtenMs = Math.round(performance.now() - t0);
       // PgBouncer may not be up yet: the files are in place for its start; a throw retries the reload.
       await adminQuery(o.admin, 'RELOAD');
+      // A database that comes back is a new one; ENABLE in case PgBouncer kept it disabled.
+      for (const alias of [...after].filter((a) => !before.has(a))) await adminQuery(o.admin, `ENABLE ${alias}`).catch(() => undefined);
       const bytes = POOLER_FILES.reduce((n, f) => n + files[f].length, 0);
       log.info({ shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) }, 'Loaded shards');
       return { ok: true };

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { OPERATOR_NAMESPACE, agentKubeconfig } from '../env/cluster.js';
 import { startPooler, type Pooler } from '../env/pgbouncer.js';
+import { showDatabases } from '../../src/controllers/pooler.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import { apply } from '../env/cluster.js';
@@ -183,6 +184,28 @@ test("a role named like the pooler's admin user is a Conflict, and the pooler ke
   await tenantReady(c, NS, 'after-impostor');
   expect((await queryWith(await pooledUrl('after-impostor')))[0]).toMatchObject({ u: 'pool_after_impostor' });
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+});
+
+test("a tenant deleted while its clients keep logging in through the pooler does not take the pooler down", async () => {
+  await applyTenant(c, NS, 'doomed', { serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
+  await tenantReady(c, NS, 'doomed');
+  const url = await pooledUrl('doomed');
+  let stop = false;
+  let logins = 0;
+  const hammer = async () => {
+    while (!stop) {
+      await queryWith(url).then(() => logins++, () => undefined);
+    }
+  };
+  const loops = Array.from({ length: 8 }, () => hammer());
+  await waitFor('logins under way', async () => logins > 20 || undefined, 30_000, 50);
+  await deleteTenant(c, NS, 'doomed');
+  await waitTenantGone(c, NS, 'doomed');
+  await waitFor('the pool to be gone', async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_doomed') || undefined, 30_000);
+  stop = true;
+  await Promise.all(loops);
+  expect(pooler.pgbouncer.child.exitCode).toBeNull();
+  expect((await queryWith(await pooledUrl('alpha')))[0]).toMatchObject({ u: 'pool_alpha' });
 });
 
 test('status is output only: a forged status puts nothing into the pooler config', async () => {
