@@ -304,7 +304,8 @@ export async function databasesDependingOnRole(db: Queryable, role: string): Pro
 
 /**
  * Drops what the role owns in the session's database and revokes everything granted to it there,
- * waiting at most `lockTimeout` for the locks it needs.
+ * waiting at most `lockTimeout` for the locks it needs. A transaction: `db` must be one session (a
+ * client), never a pool.
  */
 export async function dropOwned(db: Queryable, role: string, lockTimeout = '5s'): Promise<void> {
   await db.query('BEGIN');

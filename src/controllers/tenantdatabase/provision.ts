@@ -227,11 +227,17 @@ export async function ensureExtensions(tenantSession: sql.Queryable, wanted: rea
  * connection limit to keep the operator out gets the limit lifted for the moment it takes.
  * Returns what could not be cleared; DROP ROLE then says precisely what is left.
  */
-export async function clearRoleDependencies(pool: sql.Queryable, inDatabase: InDatabase, role: string): Promise<string[]> {
+export async function clearRoleDependencies(pool: pg.Pool, inDatabase: InDatabase, role: string): Promise<string[]> {
   const problems: string[] = [];
   for (const d of await sql.databasesDependingOnRole(pool, role)) {
     if (d.name === '') {
-      await sql.dropOwned(pool, role);
+      // dropOwned is a transaction: one client of the pool for all of it.
+      const client = await pool.connect();
+      try {
+        await sql.dropOwned(client, role);
+      } finally {
+        client.release();
+      }
       continue;
     }
     if (!d.allowConnections) {
