@@ -163,12 +163,14 @@ export async function asTenant<T>(
   fn: (session: pg.Client) => Promise<T>,
 ): Promise<{ ok: true; value: T } | { ok: false; error: unknown }> {
   const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
-  const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP });
+  // The tenant's own settings apply (its search_path decides where its extensions go), but not its
+  // patience: a lock the tenant holds on purpose must not keep an operator worker waiting.
+  const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 60_000 });
   client.on('error', () => undefined);
   try {
     try {
       await client.connect();
-      await client.query('SELECT 1');
+      await client.query("SELECT 1, pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.set_config('lock_timeout', '10s', false)");
     } catch (error) {
       return { ok: false, error };
     }

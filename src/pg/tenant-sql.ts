@@ -279,6 +279,20 @@ export async function dropDatabase(db: Queryable, name: string): Promise<void> {
   await db.query(`DROP DATABASE IF EXISTS ${id(name)} WITH (FORCE)`);
 }
 
+/** The comment suffix of a role whose TenantDatabase is gone but that could not be dropped yet. */
+export const TOMBSTONE = '; deleted';
+
+/**
+ * Renames a role that cannot be dropped yet to a name of its own, marked as deleted: the
+ * TenantDatabase can go and its name be used again, and the server's re-check drops the role once
+ * nothing depends on it any more.
+ */
+export async function tombstoneRole(db: Queryable, role: string, tomb: string, marker: string): Promise<void> {
+  await db.query(`ALTER ROLE ${id(role)} NOLOGIN`);
+  await db.query(`ALTER ROLE ${id(role)} RENAME TO ${id(tomb)}`);
+  await db.query(`COMMENT ON ROLE ${id(tomb)} IS ${lit(marker + TOMBSTONE)}`);
+}
+
 export async function dropRole(db: Queryable, role: string): Promise<void> {
   await db.query(`DROP ROLE IF EXISTS ${id(role)}`);
 }

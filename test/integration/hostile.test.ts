@@ -228,6 +228,28 @@ describe('no tenant stops another tenant', () => {
     expect((await superQuery(c, "SELECT to_regclass('public.bait')::text AS t", [], 'evil_app'))[0]?.t).toBe('bait');
   });
 
+  test("another tenant granting the role something again and again cannot pin a Delete either", async () => {
+    await victim.apply('TenantDatabase', 'pinned', { deletionPolicy: 'Delete' });
+    await tenantReady(c, 'victim', 'pinned');
+    const s = await asTenant(evil, 'app');
+    await s.query('CREATE TABLE public.bait2 (x int)');
+    let stop = false;
+    const loop = (async () => {
+      while (!stop) await s.query('GRANT SELECT ON public.bait2 TO victim_pinned').catch(() => new Promise((r) => setTimeout(r, 20)));
+    })();
+    try {
+      await deleteAs(victim, 'pinned');
+      await waitTenantGone(c, 'victim', 'pinned', 90_000);
+      expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'victim_pinned'")).toEqual([]);
+    } finally {
+      stop = true;
+      await loop;
+      await s.end();
+    }
+    // Left alone, the renamed role goes at a later re-check of the server.
+    await waitFor('the renamed role to be dropped', async () => (await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname LIKE 'victim_pinned_gone_%'")).length === 0 || undefined, 60_000);
+  });
+
   test('a role whose name never reached status is found by its marker and removed', async () => {
     await evil.apply('TenantDatabase', 'ghost', { deletionPolicy: 'Delete', serverRef: { name: 'default' } });
     await tenantReady(c, 'evil', 'ghost');

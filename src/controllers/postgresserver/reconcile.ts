@@ -6,6 +6,8 @@ import { ensurePoolerConfig, ensureServerHba, loadPoolerAdmin, showDatabases } f
 import { customResourceApi } from '../../kube/client.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
+import { clearRoleDependencies, type InDatabase } from '../tenantdatabase/provision.js';
+import type pg from 'pg';
 import { adminReserveCondition } from './reserve.js';
 import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
@@ -141,7 +143,9 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   try {
     version = await sql.serverVersion(pool);
     rights = await sql.adminRights(pool);
-    ctx.markers.set(name, markersByUid(await sql.managedObjects(pool)));
+    const managed = await sql.managedObjects(pool);
+    ctx.markers.set(name, markersByUid(managed));
+    await dropTombstones(ctx, pool, (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn), managed, creds.value.database, log);
     publicCreate = await sql.schemasPublicCanCreateIn(pool);
     slots = await sql.connectionSlots(pool);
     limits = await sql.tenantConnectionLimits(pool);
@@ -186,4 +190,17 @@ function markersByUid(objects: sql.ManagedObject[]): ServerMarkers {
     (o.kind === 'role' ? e.roles : e.databases).add(o.name);
   }
   return out;
+}
+
+/** Roles of deleted tenants that could not be dropped then: a few per re-check, once free. */
+async function dropTombstones(ctx: OperatorContext, pool: pg.Pool, inDatabase: InDatabase, managed: sql.ManagedObject[], adminDatabase: string, log: Logger): Promise<void> {
+  for (const o of managed.filter((x) => x.kind === 'role' && x.comment.endsWith(sql.TOMBSTONE)).slice(0, 10)) {
+    try {
+      await clearRoleDependencies(pool, inDatabase, o.name, adminDatabase);
+      await sql.dropRole(pool, o.name);
+      log.info({ role: o.name }, 'Dropped the role of a deleted tenant');
+    } catch (err) {
+      log.debug({ role: o.name, err: describePgError(err) }, 'The role of a deleted tenant still cannot be dropped');
+    }
+  }
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
@@ -95,7 +96,7 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
     // Another tenant may grant the role something again between DROP OWNED and DROP ROLE (they run
     // in different databases): a few rounds, then what is left is reported.
     for (let round = 1; ; round++) {
-      const problems = await clearRoleDependencies(pool, inDatabase, role);
+      const problems = await clearRoleDependencies(pool, inDatabase, role, creds.value.database);
       if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
       try {
         await sql.dropRole(pool, role);
@@ -103,13 +104,25 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
       } catch (err) {
         if (sqlState(err) !== SQLSTATE.dependentObjectsStillExist) throw err;
         if (round < 3) continue;
+        // Something keeps a dependency alive (another tenant granting the role something again and
+        // again): the role leaves under another name, login off, and is dropped by a later re-check
+        // of the server once nothing depends on it. Nobody can pin a deletion.
         const detail = (err as { detail?: string }).detail?.replace(/\s+/g, ' ');
-        const message = `role ${role} cannot be dropped, objects still depend on it: ${detail ?? describePgError(err)}${problems.length ? `; ${problems.join('; ')}` : ''}`;
-        ctx.events.warning(ref, 'DeleteBlocked', message);
-        throw new RetryableError('DeleteBlocked', message);
+        const tomb = tombstoneName(role);
+        const comment = marked.find((o) => o.kind === 'role' && o.name === role)?.comment ?? sql.ownerMarker({ namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid });
+        await sql.tombstoneRole(pool, role, tomb, comment);
+        const message = `role ${role} could not be dropped (${detail ?? describePgError(err)}${problems.length ? `; ${problems.join('; ')}` : ''}); renamed to ${tomb} with login off, to be dropped once nothing depends on it`;
+        log.warn({ role, tomb }, message);
+        ctx.events.warning(ref, 'RoleTombstoned', message);
+        break;
       }
     }
     log.info({ role }, 'Dropped role');
     ctx.events.normal(ref, 'RoleDeleted', `Dropped role ${role}`);
   }
+}
+
+/** A name for a role that leaves: its prefix and a hash, at most 63 bytes. */
+export function tombstoneName(role: string): string {
+  return `${role.slice(0, 40)}_gone_${createHash('sha256').update(`${role}/${Date.now()}`).digest('hex').slice(0, 12)}`;
 }

@@ -227,7 +227,7 @@ export async function ensureExtensions(tenantSession: sql.Queryable, wanted: rea
  * connection limit to keep the operator out gets the limit lifted for the moment it takes.
  * Returns what could not be cleared; DROP ROLE then says precisely what is left.
  */
-export async function clearRoleDependencies(pool: pg.Pool, inDatabase: InDatabase, role: string): Promise<string[]> {
+export async function clearRoleDependencies(pool: pg.Pool, inDatabase: InDatabase, role: string, adminDatabase = 'postgres'): Promise<string[]> {
   const problems: string[] = [];
   for (const d of await sql.databasesDependingOnRole(pool, role)) {
     if (d.name === '') {
@@ -251,7 +251,8 @@ export async function clearRoleDependencies(pool: pg.Pool, inDatabase: InDatabas
         try {
           await sql.dropOwned(db, role);
         } catch (err) {
-          if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
+          // Never in the admin database, where every tenant may have sessions: there it is reported.
+          if (sqlState(err) !== SQLSTATE.lockNotAvailable || d.name === adminDatabase) throw err;
           await sql.terminateTenantSessionsIn(db, d.name);
           await sql.dropOwned(db, role);
         }

@@ -152,6 +152,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   if (td.spec.isolation === 'Schema') {
     return { outcome: notReady('IsolationNotSupported', 'isolation Schema is not supported yet; use isolation Database', true) };
   }
+  // 0. Where the tenant already has roles, the server's admission and ceiling hold before anything
+  // else: no edit of the spec (a name or serverRef added later) can step around them.
+  const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record);
+  if (home) return { outcome: notReady(home.reason, home.message, true), serverName: home.serverName };
+
   const n = resolveNames(td);
   if (!n.ok) return { outcome: notReady(n.reason, n.message, true) };
   const names = n.value;
@@ -406,7 +411,7 @@ async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, ui
     const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
     const used = new Set<string>();
     for (const o of await sql.managedObjects(pool)) {
-      if (o.kind !== 'role' || o.uid === uid) continue;
+      if (o.kind !== 'role' || o.uid === uid || o.comment.endsWith(sql.TOMBSTONE)) continue;
       const server = sql.markerServer(o.comment) ?? (tenantServer.has(o.uid) ? (tenantServer.get(o.uid) ?? defaultName) : undefined);
       if (server === serverName) used.add(o.uid);
     }
@@ -415,6 +420,53 @@ async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, ui
     pending.set(uid, now);
     return true;
   });
+}
+
+/**
+ * The servers whose catalogs show roles of this tenant (from the last server re-checks): on each,
+ * a namespace that lost admission loses login, and a connection limit above a lowered ceiling is
+ * brought down to it. Returns the refusal, if any, for status.
+ */
+async function enforceWhereItLives(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  servers: PostgresServer[],
+  record: (changes: string[], noun: string) => void,
+): Promise<{ reason: string; message: string; serverName: string } | undefined> {
+  let refusal: { reason: string; message: string; serverName: string } | undefined;
+  for (const [serverName, marks] of ctx.markers) {
+    const roles = [...(marks.get(td.metadata.uid)?.roles ?? [])];
+    const server = servers.find((x) => x.metadata.name === serverName);
+    if (roles.length === 0 || !server) continue;
+    const allowed = namespaceAllowed(ctx, server, td.metadata.namespace ?? '');
+    const limits = server.spec.connectionLimits;
+    const wanted = td.spec.connectionLimit === -1 ? limits.default : td.spec.connectionLimit;
+    if (allowed.ok && wanted <= limits.max) continue;
+    const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
+    const ca = creds.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
+    if (!creds.ok || !ca?.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName} must be reached to apply its limits to this tenant`);
+    const pool = ctx.pools.get(serverName, endpointOf(server, ca.value), creds.value);
+    for (const role of roles) {
+      const row = await sql.findRole(pool, role);
+      if (!row) continue;
+      if (!allowed.ok && row.canLogin) {
+        await sql.disableLogin(pool, role);
+        const ended = await sql.terminateRoleSessions(pool, role);
+        record([`Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`], 'Role');
+      } else if (allowed.ok && (row.connLimit < 0 || row.connLimit > limits.max)) {
+        await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
+        record([`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`], 'Role');
+      }
+    }
+    for (const database of marks.get(td.metadata.uid)?.databases ?? []) {
+      const row = await sql.findDatabase(pool, database);
+      if (allowed.ok && row?.ownedByAdmin && (row.connLimit < 0 || row.connLimit > limits.max)) await sql.setDatabaseConnLimit(pool, database, limits.max);
+    }
+    refusal ??= allowed.ok
+      ? { reason: 'ConnectionLimitTooHigh', message: `connectionLimit ${wanted} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`, serverName }
+      : { reason: allowed.reason, message: allowed.message, serverName };
+  }
+  return refusal;
 }
 
 /** Per tenant uid, what its last successful login through the pooler proved. */
