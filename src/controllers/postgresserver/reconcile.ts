@@ -144,7 +144,8 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     version = await sql.serverVersion(pool);
     rights = await sql.adminRights(pool);
     const managed = await sql.managedObjects(pool);
-    ctx.markers.set(name, markersByUid(managed));
+    // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
+    ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
     await dropTombstones(ctx, pool, (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn), managed, creds.value.database, log);
     publicCreate = await sql.schemasPublicCanCreateIn(pool);
     slots = await sql.connectionSlots(pool);
