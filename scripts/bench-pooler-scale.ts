@@ -33,7 +33,8 @@ const budget = Number(process.argv[3] ?? DEFAULT_SHARD_BYTES);
 const INDEX = 'default-pooler';
 
 /** A verifier of the real shape and size (random keys: no login is made with it). */
-const verifier = () => `SCRAM-SHA-256$4096:${randomBytes(16).toString('base64')}$${randomBytes(32).toString('base64')}:${randomBytes(32).toString('base64')}`;
+const verifier = () =>
+  `SCRAM-SHA-256$4096:${randomBytes(16).toString('base64')}$${randomBytes(32).toString('base64')}:${randomBytes(32).toString('base64')}`;
 
 function tenant(i: number): PoolerTenant {
   const name = `team_${i % 250}_service_${i}`;
@@ -72,20 +73,44 @@ async function main(): Promise<void> {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(sb.operatorKubeconfig); // the operator's identity and RBAC
   const clients = makeClients(kc);
-  const secrets = resilientInformer<k8s.V1Secret>(kc, '/api/v1/secrets', () => clients.core.listSecretForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }), { onChange: () => undefined }, log, `${MANAGED_BY_LABEL}=${MANAGED_BY}`);
+  const secrets = resilientInformer<k8s.V1Secret>(
+    kc,
+    '/api/v1/secrets',
+    () => clients.core.listSecretForAllNamespaces({ labelSelector: `${MANAGED_BY_LABEL}=${MANAGED_BY}` }),
+    { onChange: () => undefined },
+    log,
+    `${MANAGED_BY_LABEL}=${MANAGED_BY}`,
+  );
   try {
     const admin = new k8s.KubeConfig();
     admin.loadFromFile(sb.cp.adminKubeconfig);
     await createServerObjects(admin, sb.pg, 'default');
-    const server = (await admin.makeApiClient(k8s.CustomObjectsApi).getClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'default' })) as PostgresServer;
+    const server = (await admin
+      .makeApiClient(k8s.CustomObjectsApi)
+      .getClusterCustomObject({
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        plural: 'postgresservers',
+        name: 'default',
+      })) as PostgresServer;
     await secrets.start();
     // Only what writePoolerShards uses of the operator's context.
-    const ctx = { clients, log, secrets, config: { namespace: OPERATOR_NAMESPACE, resyncMs: 300_000, poolerShardBytes: budget } } as unknown as OperatorContext;
+    const ctx = {
+      clients,
+      log,
+      secrets,
+      config: { namespace: OPERATOR_NAMESPACE, resyncMs: 300_000, poolerShardBytes: budget },
+    } as unknown as OperatorContext;
     const ref = { namespace: OPERATOR_NAMESPACE, name: INDEX };
     const pgbAdmin = { host: pooler.host, port: pooler.port, ...pooler.admin };
 
     const tenants = Array.from({ length: n }, (_, i) => tenant(i));
-    const input = (ts: PoolerTenant[]): PoolerInput => ({ serverHost: sb.pg.host, serverPort: sb.pg.port, tenants: ts, alwaysAllowedCidrs: ['10.244.0.0/16'] });
+    const input = (ts: PoolerTenant[]): PoolerInput => ({
+      serverHost: sb.pg.host,
+      serverPort: sb.pg.port,
+      tenants: ts,
+      alwaysAllowedCidrs: ['10.244.0.0/16'],
+    });
     const t0 = performance.now();
     const cfg = renderPoolerShards(input(tenants), INDEX, budget);
     const renderMs = performance.now() - t0;
@@ -97,12 +122,17 @@ async function main(): Promise<void> {
       const start = performance.now();
       const st = await writePoolerShards(ctx, server, ref, input(ts), budget);
       const written = performance.now() - start;
-      await waitFor('the agent to apply the index', async () => {
-        const s = await clients.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
-        const err = s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION];
-        if (err?.startsWith(`${st.hash}:`)) throw new Error(`the agent refused the config: ${err}`);
-        return s.metadata?.annotations?.[AGENT_APPLIED_ANNOTATION] === st.hash || undefined;
-      }, 600_000, 50);
+      await waitFor(
+        'the agent to apply the index',
+        async () => {
+          const s = await clients.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
+          const err = s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION];
+          if (err?.startsWith(`${st.hash}:`)) throw new Error(`the agent refused the config: ${err}`);
+          return s.metadata?.annotations?.[AGENT_APPLIED_ANNOTATION] === st.hash || undefined;
+        },
+        600_000,
+        50,
+      );
       const applied = performance.now() - start;
       await waitFor('SHOW DATABASES to list every tenant', async () => expect(await showDatabases(pgbAdmin)) || undefined, 600_000, 100);
       return { written, applied, listed: performance.now() - start };
@@ -121,7 +151,11 @@ async function main(): Promise<void> {
       const next = renderPoolerShards(input(grown), INDEX, budget);
       const before = new Set(shards.map((s) => s.name));
       const rewritten = next.shards.filter((s) => !before.has(s.name));
-      await waitFor('the cache to hold the shards', async () => shards.every((s) => secrets.get(s.name, OPERATOR_NAMESPACE)) || undefined, 60_000);
+      await waitFor(
+        'the cache to hold the shards',
+        async () => shards.every((s) => secrets.get(s.name, OPERATOR_NAMESPACE)) || undefined,
+        60_000,
+      );
       const t = await deploy(grown, (p) => p.has(extra.alias));
       rounds.push(
         `one tenant more rewrites:         ${rewritten.length} shard(s) of ${next.shards.length} (${rewritten.map((s) => kib(s.bytes)).join(', ')}); ` +
@@ -131,8 +165,12 @@ async function main(): Promise<void> {
       shards = next.shards;
     }
 
-    console.log(`tenants:                          ${n} (${tenants.filter((t) => t.allowedCidrs).length} with allow-lists), shard budget ${kib(budget)}`);
-    console.log(`shards:                           ${cfg.shards.length}, ${kib(total)} in all; size min ${kib(sizes[0] ?? 0)}, median ${kib(sizes[sizes.length >> 1] ?? 0)}, max ${kib(sizes[sizes.length - 1] ?? 0)}`);
+    console.log(
+      `tenants:                          ${n} (${tenants.filter((t) => t.allowedCidrs).length} with allow-lists), shard budget ${kib(budget)}`,
+    );
+    console.log(
+      `shards:                           ${cfg.shards.length}, ${kib(total)} in all; size min ${kib(sizes[0] ?? 0)}, median ${kib(sizes[sizes.length >> 1] ?? 0)}, max ${kib(sizes[sizes.length - 1] ?? 0)}`,
+    );
     console.log(`render:                           ${ms(renderMs)}`);
     console.log(`first config written to the API:  ${ms(first.written)}`);
     console.log(`... applied by the agent:         ${ms(first.applied)}`);

@@ -63,7 +63,12 @@ async function main(): Promise<void> {
     const core = kc.makeApiClient(k8s.CoreV1Api);
     const custom = kc.makeApiClient(k8s.CustomObjectsApi);
     await apply(kc, [
-      { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pgbouncer-admin', namespace: OPERATOR_NAMESPACE }, stringData: { username: pooler.admin.user, password: pooler.admin.password } } as k8s.KubernetesObject,
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'pgbouncer-admin', namespace: OPERATOR_NAMESPACE },
+        stringData: { username: pooler.admin.user, password: pooler.admin.password },
+      } as k8s.KubernetesObject,
       { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } },
     ]);
     await createServerObjects(kc, sb.pg, 'default', {
@@ -81,7 +86,15 @@ async function main(): Promise<void> {
       }
     };
     // A first tenant warms the operator's connections; it is not measured.
-    const tenant = (name: string) => apply(kc, [{ apiVersion: 'tenantdb.dev/v1alpha1', kind: 'TenantDatabase', metadata: { name, namespace: 'bench' }, spec: {} } as k8s.KubernetesObject]);
+    const tenant = (name: string) =>
+      apply(kc, [
+        {
+          apiVersion: 'tenantdb.dev/v1alpha1',
+          kind: 'TenantDatabase',
+          metadata: { name, namespace: 'bench' },
+          spec: {},
+        } as k8s.KubernetesObject,
+      ]);
     await tenant('warmup');
     await timeUntil(async () => login(await pooledUrl('warmup')));
 
@@ -100,13 +113,24 @@ async function main(): Promise<void> {
     for (let i = 0; i < rounds; i++) {
       const t0 = performance.now();
       await apply(kc, [
-        { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'wl', namespace: 'bench' }, spec: { tenantDatabaseRef: { name: 'warmup' }, entries: [{ cidr: '127.0.0.2/32' }] } } as k8s.KubernetesObject,
+        {
+          apiVersion: 'tenantdb.dev/v1alpha1',
+          kind: 'IpWhitelist',
+          metadata: { name: 'wl', namespace: 'bench' },
+          spec: { tenantDatabaseRef: { name: 'warmup' }, entries: [{ cidr: '127.0.0.2/32' }] },
+        } as k8s.KubernetesObject,
       ]);
       await waitFor('enforcement', async () => !(await login(url, '127.0.0.3')) || undefined, 60_000, 20);
       restrict.push(performance.now() - t0);
       if (!(await login(url, '127.0.0.2'))) throw new Error('the allowed address was refused');
       const t1 = performance.now();
-      await custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'bench', plural: 'ipwhitelists', name: 'wl' });
+      await custom.deleteNamespacedCustomObject({
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        namespace: 'bench',
+        plural: 'ipwhitelists',
+        name: 'wl',
+      });
       await waitFor('reopening', async () => (await login(url, '127.0.0.3')) || undefined, 60_000, 20);
       reopen.push(performance.now() - t1);
     }

@@ -46,7 +46,12 @@ async function main(): Promise<void> {
   });
   cleanups.push(() => pooler.stop());
   await apply(kc, [
-    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'pgbouncer-admin', namespace: OPERATOR_NAMESPACE }, stringData: { username: pooler.admin.user, password: pooler.admin.password } } as k8s.KubernetesObject,
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'pgbouncer-admin', namespace: OPERATOR_NAMESPACE },
+      stringData: { username: pooler.admin.user, password: pooler.admin.password },
+    } as k8s.KubernetesObject,
   ]);
   await createServerObjects(kc, sb.pg, 'default', {
     default: true,
@@ -83,12 +88,21 @@ async function main(): Promise<void> {
   watch();
 
   const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-  await waitFor('PostgresServer default to be Ready', async () => {
-    const s = (await custom.getClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'default' })) as {
-      status?: { conditions?: { type: string; status: string }[] };
-    };
-    return s.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-  }, 60_000);
+  await waitFor(
+    'PostgresServer default to be Ready',
+    async () => {
+      const s = (await custom.getClusterCustomObject({
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        plural: 'postgresservers',
+        name: 'default',
+      })) as {
+        status?: { conditions?: { type: string; status: string }[] };
+      };
+      return s.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+    },
+    60_000,
+  );
   say(kubectl('apply', '-f', join(ROOT, 'deploy/examples')).trimEnd());
   // Each team's own identity, confined to its namespace, as a platform would hand it out.
   for (const team of ['team-a', 'team-b']) {
@@ -96,11 +110,21 @@ async function main(): Promise<void> {
     writeFileSync(join(dev, `${team}.kubeconfig`), kubeconfigYaml(sb.cp.server, sb.cp.caFile, { token }, team), { mode: 0o600 });
   }
   writeFileSync(join(dev, 'ready'), `${new Date().toISOString()}\n`);
-  await waitFor('the examples to be Ready', async () => {
-    const out = kubectl('get', 'tdb', '-A', '-o', 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}');
-    const states = out.split('\n').filter(Boolean);
-    return states.length > 0 && states.every((s) => s === 'True');
-  }, 60_000).catch(() => undefined);
+  await waitFor(
+    'the examples to be Ready',
+    async () => {
+      const out = kubectl(
+        'get',
+        'tdb',
+        '-A',
+        '-o',
+        'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\\n"}{end}',
+      );
+      const states = out.split('\n').filter(Boolean);
+      return states.length > 0 && states.every((s) => s === 'True');
+    },
+    60_000,
+  ).catch(() => undefined);
 
   say('');
   say(kubectl('get', 'pgs,tdb', '-A').trimEnd());

@@ -2,7 +2,7 @@
  * The manager: informers, work queues, controllers, leader election, health and metrics, wired
  * together. No business logic lives here.
  */
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { GROUP, VERSION } from './api/common.js';
@@ -54,21 +54,29 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
 
-  const controllers: Record<'servers' | 'tenants' | 'whitelists', Controller | undefined> = { servers: undefined, tenants: undefined, whitelists: undefined };
+  const controllers: Record<'servers' | 'tenants' | 'whitelists', Controller | undefined> = {
+    servers: undefined,
+    tenants: undefined,
+    whitelists: undefined,
+  };
   const enqueueTenant = (obj: k8s.KubernetesObject) => controllers.tenants?.queue.add(keyOf(obj));
   const enqueueServer = (name: string | undefined) => name && controllers.servers?.queue.add(name);
   const custom = clients.custom;
   const list = (plural: string, namespace?: string) => () =>
     (namespace
       ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
-      : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as Promise<k8s.KubernetesListObject<k8s.KubernetesObject>>;
+      : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as Promise<
+      k8s.KubernetesListObject<k8s.KubernetesObject>
+    >;
   /**
    * Namespaced kinds are watched cluster-wide, or, with --watch-namespaces, in each of those
    * namespaces, so that the operator's RBAC can be namespaced Roles there.
    */
   const watched = o.watchNamespaces?.length ? [...new Set(o.watchNamespaces)] : undefined;
-  const scoped = <T extends k8s.KubernetesObject>(make: (namespace?: string) => ResilientInformer<T>, extra: string[] = []): ResilientInformer<T> =>
-    watched ? unionInformer(new Map([...new Set([...watched, ...extra])].map((ns) => [ns, make(ns)]))) : make();
+  const scoped = <T extends k8s.KubernetesObject>(
+    make: (namespace?: string) => ResilientInformer<T>,
+    extra: string[] = [],
+  ): ResilientInformer<T> => (watched ? unionInformer(new Map([...new Set([...watched, ...extra])].map((ns) => [ns, make(ns)]))) : make());
 
   /**
    * Status-only updates (most of them our own writes) do not trigger a reconcile, as with
@@ -87,30 +95,44 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const forget = (obj: k8s.KubernetesObject) => seen.delete(`${obj.kind}/${keyOf(obj)}`);
 
   let ctxRef: OperatorContext | undefined;
-  const servers = resilientInformer(o.kc, apiPath(POSTGRES_SERVER), list(POSTGRES_SERVER.plural), {
-    onChange: (s) => {
-      if (!specChanged(s)) return;
-      enqueueServer(s.metadata?.name);
-      // Tenants follow their server: a server becoming ready, or changing its address, concerns them.
-      for (const t of ctxRef?.tenants.list() ?? []) enqueueTenant(t);
+  const servers = resilientInformer(
+    o.kc,
+    apiPath(POSTGRES_SERVER),
+    list(POSTGRES_SERVER.plural),
+    {
+      onChange: (s) => {
+        if (!specChanged(s)) return;
+        enqueueServer(s.metadata?.name);
+        // Tenants follow their server: a server becoming ready, or changing its address, concerns them.
+        for (const t of ctxRef?.tenants.list() ?? []) enqueueTenant(t);
+      },
+      onDelete: (s) => {
+        forget(s);
+        enqueueServer(s.metadata?.name);
+      },
     },
-    onDelete: (s) => {
-      forget(s);
-      enqueueServer(s.metadata?.name);
-    },
-  }, log);
-  const tenants = scoped((ns) => resilientInformer(o.kc, apiPath(TENANT_DATABASE, ns), list(TENANT_DATABASE.plural, ns), {
-    onChange: (t) => {
-      // The server renders its pooler config from its tenants' status, so it follows every change.
-      enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
-      if (!specChanged(t)) return;
-      enqueueTenant(t);
-    },
-    onDelete: (t) => {
-      forget(t);
-      enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
-    },
-  }, log));
+    log,
+  );
+  const tenants = scoped((ns) =>
+    resilientInformer(
+      o.kc,
+      apiPath(TENANT_DATABASE, ns),
+      list(TENANT_DATABASE.plural, ns),
+      {
+        onChange: (t) => {
+          // The server renders its pooler config from its tenants' status, so it follows every change.
+          enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
+          if (!specChanged(t)) return;
+          enqueueTenant(t);
+        },
+        onDelete: (t) => {
+          forget(t);
+          enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
+        },
+      },
+      log,
+    ),
+  );
   const onWhitelist = (w: k8s.KubernetesObject, deleted: boolean) => {
     if (deleted) forget(w);
     else if (!specChanged(w)) return;
@@ -121,40 +143,55 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     controllers.tenants?.queue.add(`${w.metadata.namespace}/${ref}`);
     enqueueServer((td as { status?: { serverName?: string } } | undefined)?.status?.serverName);
   };
-  const whitelists = scoped((ns) => resilientInformer(o.kc, apiPath(IP_WHITELIST, ns), list(IP_WHITELIST.plural, ns), {
-    onChange: (w) => onWhitelist(w, false),
-    onDelete: (w) => onWhitelist(w, true),
-  }, log));
+  const whitelists = scoped((ns) =>
+    resilientInformer(
+      o.kc,
+      apiPath(IP_WHITELIST, ns),
+      list(IP_WHITELIST.plural, ns),
+      {
+        onChange: (w) => onWhitelist(w, false),
+        onDelete: (w) => onWhitelist(w, true),
+      },
+      log,
+    ),
+  );
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
-  const secrets: ResilientInformer<k8s.V1Secret> = scoped((ns) => resilientInformer<k8s.V1Secret>(
-    o.kc,
-    ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
-    () => (ns ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed }) : clients.core.listSecretForAllNamespaces({ labelSelector: managed })),
-    {
-      onChange: (s) => {
-        for (const r of s.metadata?.ownerReferences ?? []) {
-          if (!r.controller) continue;
-          // Anyone who may write a Secret can name any owner: a server is woken only by its own.
-          if (r.kind === 'PostgresServer' && servers.get(r.name)?.metadata?.uid !== r.uid) continue;
-          if (r.kind === 'TenantDatabase' && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
-          if (r.kind === 'PostgresServer' && s.metadata?.labels?.[SHARD_OF_LABEL]) {
-            // A shard changes with its index, which wakes the rest; only a repair needs the server.
-            enqueueServer(r.name);
-          } else if (r.kind === 'PostgresServer') {
-            // The pooler agent reports on this Secret: the server and everything on it look again.
-            enqueueServer(r.name);
-            for (const t of ctxRef?.tenants.list() ?? []) {
-              if ((t as { status?: { serverName?: string } }).status?.serverName === r.name) enqueueTenant(t);
+  const secrets: ResilientInformer<k8s.V1Secret> = scoped(
+    (ns) =>
+      resilientInformer<k8s.V1Secret>(
+        o.kc,
+        ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
+        () =>
+          ns
+            ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed })
+            : clients.core.listSecretForAllNamespaces({ labelSelector: managed }),
+        {
+          onChange: (s) => {
+            for (const r of s.metadata?.ownerReferences ?? []) {
+              if (!r.controller) continue;
+              // Anyone who may write a Secret can name any owner: a server is woken only by its own.
+              if (r.kind === 'PostgresServer' && servers.get(r.name)?.metadata?.uid !== r.uid) continue;
+              if (r.kind === 'TenantDatabase' && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
+              if (r.kind === 'PostgresServer' && s.metadata?.labels?.[SHARD_OF_LABEL]) {
+                // A shard changes with its index, which wakes the rest; only a repair needs the server.
+                enqueueServer(r.name);
+              } else if (r.kind === 'PostgresServer') {
+                // The pooler agent reports on this Secret: the server and everything on it look again.
+                enqueueServer(r.name);
+                for (const t of ctxRef?.tenants.list() ?? []) {
+                  if ((t as { status?: { serverName?: string } }).status?.serverName === r.name) enqueueTenant(t);
+                }
+                for (const w of ctxRef?.whitelists.list() ?? []) controllers.whitelists?.queue.add(keyOf(w));
+              }
             }
-            for (const w of ctxRef?.whitelists.list() ?? []) controllers.whitelists?.queue.add(keyOf(w));
-          }
-        }
-      },
-    },
-    log,
-    managed,
-  ), [o.namespace]);
+          },
+        },
+        log,
+        managed,
+      ),
+    [o.namespace],
+  );
 
   const namespaceLabels = new Map<string, string>();
   // A namespace's labels decide which servers its tenants may use: a change concerns its tenants.
@@ -167,7 +204,13 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   };
   const namespaces: ResilientInformer<k8s.V1Namespace> = watched
     ? namespacePoller(clients.core, watched, onNamespace, log)
-    : resilientInformer<k8s.V1Namespace>(o.kc, '/api/v1/namespaces', () => clients.core.listNamespace(), { onChange: onNamespace, onDelete: (n) => namespaceLabels.delete(n.metadata?.name ?? '') }, log);
+    : resilientInformer<k8s.V1Namespace>(
+        o.kc,
+        '/api/v1/namespaces',
+        () => clients.core.listNamespace(),
+        { onChange: onNamespace, onDelete: (n) => namespaceLabels.delete(n.metadata?.name ?? '') },
+        log,
+      );
 
   const ctx: OperatorContext = {
     clients,
@@ -214,7 +257,9 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     stopping = true;
     log.info('Shutting down');
     await Promise.all([controllers.servers?.stop(), controllers.tenants?.stop(), controllers.whitelists?.stop()]);
-    await Promise.all([servers.stop(), tenants.stop(), whitelists.stop(), namespaces.stop(), secrets.stop()].map((p) => p.catch(() => undefined)));
+    await Promise.all(
+      [servers.stop(), tenants.stop(), whitelists.stop(), namespaces.stop(), secrets.stop()].map((p) => p.catch(() => undefined)),
+    );
     await leader?.release();
     await pools.closeAll();
     await new Promise<void>((r) => health.close(() => r()));
@@ -225,7 +270,14 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   if (o.leaderElection) {
     leader = startLeaderElection(
       clients.coordination,
-      { namespace: o.namespace, name: 'tenantdb-operator', identity, leaseDurationMs: 15_000, renewDeadlineMs: 10_000, retryPeriodMs: 2_000 },
+      {
+        namespace: o.namespace,
+        name: 'tenantdb-operator',
+        identity,
+        leaseDurationMs: 15_000,
+        renewDeadlineMs: 10_000,
+        retryPeriodMs: 2_000,
+      },
       log,
       () => {
         log.error('Lost leadership, exiting');

@@ -50,7 +50,14 @@ function aliasesOf(text: string): Set<string> {
 
 export async function adminQuery(admin: PoolerAgentOptions['admin'], sql: string): Promise<pg.QueryResultRow[]> {
   // The admin console speaks only the simple query protocol: no parameters, ever.
-  const c = new pg.Client({ host: admin.host, port: admin.port, user: admin.user, password: admin.password, database: 'pgbouncer', connectionTimeoutMillis: 5000 });
+  const c = new pg.Client({
+    host: admin.host,
+    port: admin.port,
+    user: admin.user,
+    password: admin.password,
+    database: 'pgbouncer',
+    connectionTimeoutMillis: 5000,
+  });
   c.on('error', () => undefined);
   await c.connect();
   try {
@@ -86,10 +93,12 @@ function shardLoader(core: k8s.CoreV1Api, namespace: string, indexName: string) 
       throw err;
     }
     const labels = s.metadata?.labels ?? {};
-    if (labels[MANAGED_BY_LABEL] !== 'tenantdb' || labels[SHARD_OF_LABEL] !== shardOfLabelValue(indexName)) throw new ShardRefused(`Secret ${e.name} is not labelled as a shard of ${indexName}`);
+    if (labels[MANAGED_BY_LABEL] !== 'tenantdb' || labels[SHARD_OF_LABEL] !== shardOfLabelValue(indexName))
+      throw new ShardRefused(`Secret ${e.name} is not labelled as a shard of ${indexName}`);
     const data = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
     const keys = Object.keys(data).sort();
-    if (keys.join(' ') !== [...POOLER_FILES].sort().join(' ')) throw new ShardRefused(`shard ${e.name} must hold exactly ${POOLER_FILES.join(', ')}`);
+    if (keys.join(' ') !== [...POOLER_FILES].sort().join(' '))
+      throw new ShardRefused(`shard ${e.name} must hold exactly ${POOLER_FILES.join(', ')}`);
     // A shard that does not match the index is being replaced: the index will name another soon.
     if (configHash(data) !== e.hash) throw new Error(`shard ${e.name} does not match the index (the operator is writing); retrying`);
     const files = data as PoolerFiles;
@@ -122,7 +131,11 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
   // PgBouncer cannot start without its files: until the operator's config arrives, serve no tenant
   // and let only the agent's admin in.
   if (!existsSync(join(o.dir, 'databases.ini'))) {
-    const empty = withAdmin({ 'databases.ini': '[databases]\n', 'userlist.txt': '', 'hba.conf': HBA_CATCH_ALL }, o.admin.user, adminVerifier);
+    const empty = withAdmin(
+      { 'databases.ini': '[databases]\n', 'userlist.txt': '', 'hba.conf': HBA_CATCH_ALL },
+      o.admin.user,
+      adminVerifier,
+    );
     for (const f of POOLER_FILES) await writeAtomic(o.dir, f, empty[f]);
     log.info({ dir: o.dir }, 'Wrote bootstrap pooler config');
   }
@@ -146,7 +159,14 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
       const assembled = assemblePoolerFiles(parts);
       // The admin's lines are the agent's own: the operator's files may not mention the admin.
       const errors = validatePoolerFiles(assembled, { reservedUsers: [o.admin.user] });
-      if (errors.length) return { ok: false, error: errors.slice(0, 5).map((e) => locate(parts, index.shards, e)).join('; ') };
+      if (errors.length)
+        return {
+          ok: false,
+          error: errors
+            .slice(0, 5)
+            .map((e) => locate(parts, index.shards, e))
+            .join('; '),
+        };
       const files = withAdmin(assembled, o.admin.user, adminVerifier);
       const before = aliasesOf(await readFile(join(o.dir, 'databases.ini'), 'utf8').catch(() => ''));
       const after = aliasesOf(files['databases.ini']);
@@ -165,7 +185,10 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
       // A database that comes back is a new one; ENABLE in case PgBouncer kept it disabled.
       for (const alias of [...after].filter((a) => !before.has(a))) await adminQuery(o.admin, `ENABLE ${alias}`).catch(() => undefined);
       const bytes = POOLER_FILES.reduce((n, f) => n + files[f].length, 0);
-      log.info({ shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) }, 'Loaded shards');
+      log.info(
+        { shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) },
+        'Loaded shards',
+      );
       return { ok: true };
     },
   });

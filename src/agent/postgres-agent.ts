@@ -59,13 +59,27 @@ export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent 
       const dir = dirname(o.hbaFile);
       const name = basename(o.hbaFile);
       await writeAtomic(dir, name, next);
-      const bad = await withClient(o.pg, async (c) => (await c.query<{ line_number: number; error: string }>('SELECT r.line_number, r.error FROM pg_catalog.pg_hba_file_rules r WHERE r.error IS NOT NULL ORDER BY r.line_number')).rows).catch(async (err: unknown) => {
+      const bad = await withClient(
+        o.pg,
+        async (c) =>
+          (
+            await c.query<{ line_number: number; error: string }>(
+              'SELECT r.line_number, r.error FROM pg_catalog.pg_hba_file_rules r WHERE r.error IS NOT NULL ORDER BY r.line_number',
+            )
+          ).rows,
+      ).catch(async (err: unknown) => {
         if (previous !== undefined) await writeAtomic(dir, name, previous);
         throw err;
       });
       if (bad.length) {
         if (previous !== undefined) await writeAtomic(dir, name, previous);
-        return { ok: false, error: `PostgreSQL rejects the file: ${bad.slice(0, 3).map((b) => `line ${b.line_number}: ${b.error}`).join('; ')}` };
+        return {
+          ok: false,
+          error: `PostgreSQL rejects the file: ${bad
+            .slice(0, 3)
+            .map((b) => `line ${b.line_number}: ${b.error}`)
+            .join('; ')}`,
+        };
       }
       await withClient(o.pg, (c) => c.query('SELECT pg_catalog.pg_reload_conf()'));
       return { ok: true };

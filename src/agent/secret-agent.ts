@@ -47,7 +47,8 @@ export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
     const hash = configHash(files);
     const ann = secret.metadata?.annotations ?? {};
     if (hash === applied) {
-      if (ann[AGENT_APPLIED_ANNOTATION] !== hash || ann[AGENT_ERROR_ANNOTATION]) await annotate({ [AGENT_APPLIED_ANNOTATION]: hash, [AGENT_ERROR_ANNOTATION]: null });
+      if (ann[AGENT_APPLIED_ANNOTATION] !== hash || ann[AGENT_ERROR_ANNOTATION])
+        await annotate({ [AGENT_APPLIED_ANNOTATION]: hash, [AGENT_ERROR_ANNOTATION]: null });
       return;
     }
     if (hash === refused) return;

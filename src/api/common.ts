@@ -30,12 +30,7 @@ export const extensionName = z
 
 /** A Kubernetes object name (DNS-1123 subdomain). */
 export const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
-export const k8sName = (what: string) =>
-  z
-    .string()
-    .min(1)
-    .max(253)
-    .regex(DNS_SUBDOMAIN, `${what} must be a lower case DNS-1123 name`);
+export const k8sName = (what: string) => z.string().min(1).max(253).regex(DNS_SUBDOMAIN, `${what} must be a lower case DNS-1123 name`);
 
 /** A host name or IP address, as libpq and PgBouncer accept it. */
 export const hostName = z
@@ -87,7 +82,7 @@ export const conditions = z
   .array(condition)
   .max(32)
   .optional()
-  .describe('The latest observations of the object\'s state.')
+  .describe("The latest observations of the object's state.")
   .meta({ 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] });
 
 export const objectMeta = z.looseObject({
@@ -107,7 +102,10 @@ export type ObjectMeta = z.infer<typeof objectMeta>;
 /** A Kubernetes label selector (matchLabels and matchExpressions, ANDed). */
 export const labelSelector = z
   .object({
-    matchLabels: z.record(z.string().max(317), z.string().max(63)).optional().describe('Labels the object must carry with exactly these values.'),
+    matchLabels: z
+      .record(z.string().max(317), z.string().max(63))
+      .optional()
+      .describe('Labels the object must carry with exactly these values.'),
     matchExpressions: z
       .array(
         z

@@ -10,7 +10,15 @@ import { createHash } from 'node:crypto';
 export const CONFIG_KEYWORDS = ['all', 'sameuser', 'samerole', 'samegroup', 'replication', 'pgbouncer'] as const;
 
 /** Names PostgreSQL reserves for roles, and databases no tenant may take. */
-export const RESERVED_ROLES = new Set<string>(['public', 'none', 'current_user', 'session_user', 'current_role', 'postgres', ...CONFIG_KEYWORDS]);
+export const RESERVED_ROLES = new Set<string>([
+  'public',
+  'none',
+  'current_user',
+  'session_user',
+  'current_role',
+  'postgres',
+  ...CONFIG_KEYWORDS,
+]);
 export const RESERVED_DATABASES = new Set<string>(['postgres', 'template0', 'template1', ...CONFIG_KEYWORDS]);
 
 /** Room left for the `_shadow` suffix, so every derived database name can get a shadow database. */

@@ -1,5 +1,17 @@
 import { z } from 'zod';
-import { cel, extensionName, cidr, conditions, hostName, k8sName, labelSelector, objectMeta, pgIdentifier, port, secretRef } from './common.js';
+import {
+  cel,
+  extensionName,
+  cidr,
+  conditions,
+  hostName,
+  k8sName,
+  labelSelector,
+  objectMeta,
+  pgIdentifier,
+  port,
+  secretRef,
+} from './common.js';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
@@ -10,7 +22,7 @@ export const postgresServerSpec = z
     sslMode: z
       .enum(SSL_MODES)
       .default('require')
-      .describe('libpq sslmode for the operator\'s connections and for the connection strings it writes.'),
+      .describe("libpq sslmode for the operator's connections and for the connection strings it writes."),
     caSecretRef: secretRef
       .optional()
       .describe('A Secret whose key ca.crt holds the CA that signed the server certificate (for verify-ca and verify-full).'),
@@ -42,13 +54,15 @@ export const postgresServerSpec = z
         mode: z
           .enum(['None', 'Agent'])
           .default('None')
-          .describe('None: the server\'s pg_hba.conf is not managed. Agent: a tenantdb agent beside a self-hosted server manages it.'),
+          .describe("None: the server's pg_hba.conf is not managed. Agent: a tenantdb agent beside a self-hosted server manages it."),
         configSecretRef: secretRef
           .optional()
-          .describe('The Secret the operator writes the tenant rules into, for the agent beside PostgreSQL. Defaults to <server>-hba in the operator\'s namespace.'),
+          .describe(
+            "The Secret the operator writes the tenant rules into, for the agent beside PostgreSQL. Defaults to <server>-hba in the operator's namespace.",
+          ),
       })
       .optional()
-      .describe('Management of the server\'s own pg_hba.conf.'),
+      .describe("Management of the server's own pg_hba.conf."),
     alwaysAllowedCidrs: z
       .array(cidr.describe('A CIDR.'))
       .max(64)
@@ -76,7 +90,12 @@ export const postgresServerSpec = z
       .describe(
         'Which namespaces may provision on this server, like Gateway API allowedRoutes. Namespace labels are set by cluster admins, not by tenants. Others get Ready=False, reason ServerNotAllowed, and nothing on this server.',
       )
-      .meta(cel({ rule: "!has(self.from) || self.from != 'Selector' || has(self.selector)", message: 'allowedNamespaces.selector is required when from is Selector' })),
+      .meta(
+        cel({
+          rule: "!has(self.from) || self.from != 'Selector' || has(self.selector)",
+          message: 'allowedNamespaces.selector is required when from is Selector',
+        }),
+      ),
     connectionLimits: z
       .object({
         default: z
@@ -86,7 +105,13 @@ export const postgresServerSpec = z
           .max(100000)
           .default(20)
           .describe('Connection limit of a tenant whose connectionLimit is omitted or -1.'),
-        max: z.number().int().min(1).max(100000).default(100).describe('The highest connectionLimit a tenant may ask for; more is refused.'),
+        max: z
+          .number()
+          .int()
+          .min(1)
+          .max(100000)
+          .default(100)
+          .describe('The highest connectionLimit a tenant may ask for; more is refused.'),
         enforceBudget: z
           .boolean()
           .default(false)
@@ -96,7 +121,12 @@ export const postgresServerSpec = z
       })
       .prefault({})
       .describe('Bounds for tenant connection limits, so that no tenant can take every connection of the server.')
-      .meta(cel({ rule: '!has(self.default) || !has(self.max) || self.default <= self.max', message: 'connectionLimits.default must not exceed connectionLimits.max' })),
+      .meta(
+        cel({
+          rule: '!has(self.default) || !has(self.max) || self.default <= self.max',
+          message: 'connectionLimits.default must not exceed connectionLimits.max',
+        }),
+      ),
     maxTenants: z
       .number()
       .int()
@@ -116,7 +146,7 @@ export const postgresServerStatus = z
   .object({
     conditions,
     observedGeneration: z.number().int().optional().describe('The generation the status was computed for.'),
-    version: z.string().max(256).optional().describe('The server\'s version as it reports it (server_version).'),
+    version: z.string().max(256).optional().describe("The server's version as it reports it (server_version)."),
     tenantCount: z.number().int().optional().describe('How many TenantDatabases use this server.'),
   })
   .describe('The observed state of the server.');

@@ -2,7 +2,11 @@ import { z } from 'zod';
 import { cel, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
 import { RESERVED_DATABASES, RESERVED_ROLES } from './naming.js';
 
-const celList = (xs: Iterable<string>) => `[${[...xs].sort().map((x) => `'${x}'`).join(', ')}]`;
+const celList = (xs: Iterable<string>) =>
+  `[${[...xs]
+    .sort()
+    .map((x) => `'${x}'`)
+    .join(', ')}]`;
 const notReserved = (field: string, reserved: ReadonlySet<string>, extra = '') => ({
   rule: `!(self in ${celList(reserved)})${extra}`,
   message: `${field} must not be one of ${[...reserved].sort().join(', ')}${extra ? ' or start with pg_' : ''}: they are reserved by PostgreSQL or are keywords in the pooler and HBA files`,
@@ -18,10 +22,12 @@ export const tenantDatabaseSpec = z
     isolation: z
       .enum(['Database', 'Schema'])
       .default('Database')
-      .describe('Database: a database of its own. Schema: a schema in the server\'s sharedDatabase.')
+      .describe("Database: a database of its own. Schema: a schema in the server's sharedDatabase.")
       .meta(cel({ rule: 'self == oldSelf', message: 'isolation cannot be changed' })),
     databaseName: pgIdentifier('databaseName')
-      .refine((v) => !RESERVED_DATABASES.has(v), { message: `databaseName must not be one of ${[...RESERVED_DATABASES].sort().join(', ')}` })
+      .refine((v) => !RESERVED_DATABASES.has(v), {
+        message: `databaseName must not be one of ${[...RESERVED_DATABASES].sort().join(', ')}`,
+      })
       .optional()
       .describe('Name of the database. Derived from namespace and name when omitted. Cannot change once set.')
       .meta(cel({ rule: 'self == oldSelf', message: 'databaseName cannot be changed' }, notReserved('databaseName', RESERVED_DATABASES))),
@@ -30,10 +36,17 @@ export const tenantDatabaseSpec = z
       .describe('Name of the schema (isolation Schema only). Derived from namespace and name when omitted.')
       .meta(cel({ rule: 'self == oldSelf', message: 'schemaName cannot be changed' })),
     roleName: pgIdentifier('roleName')
-      .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_'), { message: `roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')} or start with pg_` })
+      .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_'), {
+        message: `roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')} or start with pg_`,
+      })
       .optional()
       .describe('Name of the login role. Derived from namespace and name when omitted. Cannot change once set.')
-      .meta(cel({ rule: 'self == oldSelf', message: 'roleName cannot be changed' }, notReserved('roleName', RESERVED_ROLES, " && !self.startsWith('pg_')"))),
+      .meta(
+        cel(
+          { rule: 'self == oldSelf', message: 'roleName cannot be changed' },
+          notReserved('roleName', RESERVED_ROLES, " && !self.startsWith('pg_')"),
+        ),
+      ),
     connectionLimit: z
       .number()
       .int()
@@ -49,7 +62,7 @@ export const tenantDatabaseSpec = z
         poolMode: z
           .enum(['session', 'transaction', 'statement'])
           .default('transaction')
-          .describe('PgBouncer pool_mode of the tenant\'s pool.'),
+          .describe("PgBouncer pool_mode of the tenant's pool."),
         poolSize: z.number().int().min(1).max(10000).default(10).describe('PgBouncer pool_size: server connections per pool.'),
         maxDbConnections: z
           .number()
@@ -57,22 +70,17 @@ export const tenantDatabaseSpec = z
           .min(0)
           .max(100000)
           .default(0)
-          .describe('PgBouncer max_db_connections for the tenant\'s database; 0 means no limit.'),
+          .describe("PgBouncer max_db_connections for the tenant's database; 0 means no limit."),
       })
       .prefault({})
-      .describe('The tenant\'s PgBouncer pool.'),
+      .describe("The tenant's PgBouncer pool."),
     extensions: z
       .array(extensionName.describe('An extension name.'))
       .max(32)
       .default([])
-      .describe('Extensions to create in the tenant database; each must be in the server\'s allowedExtensions.'),
-    shadowDatabase: z
-      .boolean()
-      .default(false)
-      .describe('Whether to create a separate <database>_shadow database for Prisma migrate dev.'),
-    secretName: k8sName('secretName')
-      .optional()
-      .describe('Name of the Secret with the connection details. Defaults to <name>-db.'),
+      .describe("Extensions to create in the tenant database; each must be in the server's allowedExtensions."),
+    shadowDatabase: z.boolean().default(false).describe('Whether to create a separate <database>_shadow database for Prisma migrate dev.'),
+    secretName: k8sName('secretName').optional().describe('Name of the Secret with the connection details. Defaults to <name>-db.'),
     deletionPolicy: z
       .enum(['Retain', 'Delete'])
       .default('Retain')
@@ -86,7 +94,7 @@ export const tenantDatabaseSpec = z
         message: 'schemaName is only valid with isolation Schema',
       },
       {
-        rule: "!has(self.shadowDatabase) || !self.shadowDatabase || !has(self.databaseName) || size(self.databaseName) <= 56",
+        rule: '!has(self.shadowDatabase) || !self.shadowDatabase || !has(self.databaseName) || size(self.databaseName) <= 56',
         message: 'databaseName must be at most 56 bytes when shadowDatabase is true, so that <databaseName>_shadow fits in 63',
       },
     ),
@@ -99,7 +107,7 @@ export const tenantDatabaseStatus = z
     serverName: z.string().max(253).optional().describe('The PostgresServer in use.'),
     databaseName: z.string().max(63).optional().describe('The database the tenant uses.'),
     schemaName: z.string().max(63).optional().describe('The schema the tenant uses (isolation Schema).'),
-    roleName: z.string().max(63).optional().describe('The tenant\'s login role.'),
+    roleName: z.string().max(63).optional().describe("The tenant's login role."),
     secretName: z.string().max(253).optional().describe('The Secret with the connection details.'),
     sizeBytes: z.number().int().optional().describe('Size of the tenant database in bytes, refreshed periodically.'),
     activeConnections: z.number().int().optional().describe('Sessions of the tenant role on the server, refreshed periodically.'),

@@ -24,14 +24,19 @@ export function bytes(v: string): number {
 
 function shardBytes(v: string): number {
   const n = bytes(v);
-  if (n < MIN_SHARD_BYTES || n > MAX_SHARD_BYTES) throw new InvalidArgumentError(`must be from ${MIN_SHARD_BYTES} to ${MAX_SHARD_BYTES} bytes`);
+  if (n < MIN_SHARD_BYTES || n > MAX_SHARD_BYTES)
+    throw new InvalidArgumentError(`must be from ${MIN_SHARD_BYTES} to ${MAX_SHARD_BYTES} bytes`);
   return n;
 }
 
 /** A comma-separated list of namespace names (DNS-1123 labels); empty means every namespace. */
 export function namespaceList(v: string): string[] {
-  const names = v.split(',').map((x) => x.trim()).filter(Boolean);
-  for (const n of names) if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) throw new InvalidArgumentError(`"${n}" is not a namespace name`);
+  const names = v
+    .split(',')
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const n of names)
+    if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) throw new InvalidArgumentError(`"${n}" is not a namespace name`);
   return names;
 }
 
@@ -63,46 +68,65 @@ program
     namespaceList,
     namespaceList(process.env.TENANTDB_WATCH_NAMESPACES ?? ''),
   )
-  .option('--pooler-shard-bytes <bytes>', 'bytes of tenant lines one pooler config Secret (shard) may hold', shardBytes, shardBytes(process.env.TENANTDB_POOLER_SHARD_BYTES ?? String(DEFAULT_SHARD_BYTES)))
-  .action(async (opts: { kubeconfig?: string; namespace: string; workers: number; resync: number; metricsPort: number; metricsHost: string; leaderElect: boolean; poolerShardBytes: number; watchNamespaces: string[] }) => {
-    const log = createLogger();
-    let kc;
-    try {
-      kc = loadKubeConfig(opts.kubeconfig);
-      if (!kc.getCurrentCluster()) throw new Error('no current cluster in the kubeconfig');
-    } catch (err) {
-      log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'Cannot load kubeconfig');
-      process.exitCode = 1;
-      return;
-    }
-    const op = await startOperator({
-      kc,
-      log,
-      namespace: opts.namespace,
-      workers: Math.max(1, opts.workers),
-      resyncMs: opts.resync,
-      metricsPort: opts.metricsPort,
-      metricsHost: opts.metricsHost,
-      leaderElection: opts.leaderElect,
-      poolerShardBytes: opts.poolerShardBytes,
-      watchNamespaces: opts.watchNamespaces,
-    });
-    log.info({ metricsPort: op.metricsPort() }, 'Operator running');
-    const onSignal = (sig: string) => {
-      log.info({ signal: sig }, 'Received signal');
-      void op.stop();
-    };
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-    process.once('SIGINT', () => onSignal('SIGINT'));
-    await op.done;
-    log.info('Stopped');
-    // Lost leadership ends the process with a non-zero code so that the pod restarts as a standby.
-    process.exit(process.exitCode ?? 0);
-  });
+  .option(
+    '--pooler-shard-bytes <bytes>',
+    'bytes of tenant lines one pooler config Secret (shard) may hold',
+    shardBytes,
+    shardBytes(process.env.TENANTDB_POOLER_SHARD_BYTES ?? String(DEFAULT_SHARD_BYTES)),
+  )
+  .action(
+    async (opts: {
+      kubeconfig?: string;
+      namespace: string;
+      workers: number;
+      resync: number;
+      metricsPort: number;
+      metricsHost: string;
+      leaderElect: boolean;
+      poolerShardBytes: number;
+      watchNamespaces: string[];
+    }) => {
+      const log = createLogger();
+      let kc;
+      try {
+        kc = loadKubeConfig(opts.kubeconfig);
+        if (!kc.getCurrentCluster()) throw new Error('no current cluster in the kubeconfig');
+      } catch (err) {
+        log.fatal({ err: err instanceof Error ? err.message : String(err) }, 'Cannot load kubeconfig');
+        process.exitCode = 1;
+        return;
+      }
+      const op = await startOperator({
+        kc,
+        log,
+        namespace: opts.namespace,
+        workers: Math.max(1, opts.workers),
+        resyncMs: opts.resync,
+        metricsPort: opts.metricsPort,
+        metricsHost: opts.metricsHost,
+        leaderElection: opts.leaderElect,
+        poolerShardBytes: opts.poolerShardBytes,
+        watchNamespaces: opts.watchNamespaces,
+      });
+      log.info({ metricsPort: op.metricsPort() }, 'Operator running');
+      const onSignal = (sig: string) => {
+        log.info({ signal: sig }, 'Received signal');
+        void op.stop();
+      };
+      process.once('SIGTERM', () => onSignal('SIGTERM'));
+      process.once('SIGINT', () => onSignal('SIGINT'));
+      await op.done;
+      log.info('Stopped');
+      // Lost leadership ends the process with a non-zero code so that the pod restarts as a standby.
+      process.exit(process.exitCode ?? 0);
+    },
+  );
 
 program
   .command('agent')
-  .description('Run an agent: beside PgBouncer (load the pooler config, RELOAD) or beside a self-hosted PostgreSQL (pg_hba.conf, pg_reload_conf()).')
+  .description(
+    'Run an agent: beside PgBouncer (load the pooler config, RELOAD) or beside a self-hosted PostgreSQL (pg_hba.conf, pg_reload_conf()).',
+  )
   .requiredOption('--secret <namespace/name>', 'the config Secret the operator renders for this agent')
   .option('--mode <mode>', 'pgbouncer or postgres', 'pgbouncer')
   .option('--kubeconfig <path>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)')
@@ -117,54 +141,73 @@ program
   .option('--pg-port <port>', 'postgres: port', positiveInt, 5432)
   .option('--pg-user <name>', 'postgres: a role that may read pg_hba_file_rules and call pg_reload_conf()', 'postgres')
   .option('--pg-database <name>', 'postgres: database to connect to', 'postgres')
-  .option('--pg-password-file <path>', 'postgres: file with that role\'s password (default: $TENANTDB_PG_PASSWORD)')
-  .action(async (opts: {
-    secret: string; mode: string; kubeconfig?: string; dir?: string; pgbouncerHost: string; pgbouncerPort: number; adminUser: string; adminPasswordFile?: string;
-    hbaFile?: string; baseHbaFile?: string; pgHost: string; pgPort: number; pgUser: string; pgDatabase: string; pgPasswordFile?: string;
-  }) => {
-    const log = createLogger();
-    const fail = (msg: string) => {
-      log.fatal(msg);
-      process.exit(2);
-    };
-    const m = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(opts.secret);
-    if (!m) return fail('--secret must be namespace/name');
-    const secretFile = (file: string | undefined, env: string) => (file ? readFileSync(file, 'utf8').trim() : process.env[env]);
-    let kc;
-    try {
-      kc = loadKubeConfig(opts.kubeconfig);
-    } catch (err) {
-      return fail(`cannot load kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
-    }
-    const base = { kc, namespace: m[1] ?? '', secretName: m[2] ?? '', log };
-    let agent: { stop(): Promise<void> };
-    if (opts.mode === 'pgbouncer') {
-      const password = secretFile(opts.adminPasswordFile, 'TENANTDB_POOLER_ADMIN_PASSWORD');
-      if (!opts.dir) return fail('--dir is required in pgbouncer mode');
-      if (!password) return fail('the admin password is missing: set TENANTDB_POOLER_ADMIN_PASSWORD or --admin-password-file');
-      agent = await startPoolerAgent({ ...base, dir: opts.dir, admin: { host: opts.pgbouncerHost, port: opts.pgbouncerPort, user: opts.adminUser, password } });
-    } else if (opts.mode === 'postgres') {
-      const password = secretFile(opts.pgPasswordFile, 'TENANTDB_PG_PASSWORD');
-      if (!opts.hbaFile || !opts.baseHbaFile) return fail('--hba-file and --base-hba-file are required in postgres mode');
-      if (!password) return fail('the password is missing: set TENANTDB_PG_PASSWORD or --pg-password-file');
-      agent = startPostgresAgent({
-        ...base,
-        hbaFile: opts.hbaFile,
-        baseFile: opts.baseHbaFile,
-        pg: { host: opts.pgHost, port: opts.pgPort, user: opts.pgUser, password, database: opts.pgDatabase },
+  .option('--pg-password-file <path>', "postgres: file with that role's password (default: $TENANTDB_PG_PASSWORD)")
+  .action(
+    async (opts: {
+      secret: string;
+      mode: string;
+      kubeconfig?: string;
+      dir?: string;
+      pgbouncerHost: string;
+      pgbouncerPort: number;
+      adminUser: string;
+      adminPasswordFile?: string;
+      hbaFile?: string;
+      baseHbaFile?: string;
+      pgHost: string;
+      pgPort: number;
+      pgUser: string;
+      pgDatabase: string;
+      pgPasswordFile?: string;
+    }) => {
+      const log = createLogger();
+      const fail = (msg: string) => {
+        log.fatal(msg);
+        process.exit(2);
+      };
+      const m = /^([a-z0-9-]+)\/([a-z0-9.-]+)$/.exec(opts.secret);
+      if (!m) return fail('--secret must be namespace/name');
+      const secretFile = (file: string | undefined, env: string) => (file ? readFileSync(file, 'utf8').trim() : process.env[env]);
+      let kc;
+      try {
+        kc = loadKubeConfig(opts.kubeconfig);
+      } catch (err) {
+        return fail(`cannot load kubeconfig: ${err instanceof Error ? err.message : String(err)}`);
+      }
+      const base = { kc, namespace: m[1] ?? '', secretName: m[2] ?? '', log };
+      let agent: { stop(): Promise<void> };
+      if (opts.mode === 'pgbouncer') {
+        const password = secretFile(opts.adminPasswordFile, 'TENANTDB_POOLER_ADMIN_PASSWORD');
+        if (!opts.dir) return fail('--dir is required in pgbouncer mode');
+        if (!password) return fail('the admin password is missing: set TENANTDB_POOLER_ADMIN_PASSWORD or --admin-password-file');
+        agent = await startPoolerAgent({
+          ...base,
+          dir: opts.dir,
+          admin: { host: opts.pgbouncerHost, port: opts.pgbouncerPort, user: opts.adminUser, password },
+        });
+      } else if (opts.mode === 'postgres') {
+        const password = secretFile(opts.pgPasswordFile, 'TENANTDB_PG_PASSWORD');
+        if (!opts.hbaFile || !opts.baseHbaFile) return fail('--hba-file and --base-hba-file are required in postgres mode');
+        if (!password) return fail('the password is missing: set TENANTDB_PG_PASSWORD or --pg-password-file');
+        agent = startPostgresAgent({
+          ...base,
+          hbaFile: opts.hbaFile,
+          baseFile: opts.baseHbaFile,
+          pg: { host: opts.pgHost, port: opts.pgPort, user: opts.pgUser, password, database: opts.pgDatabase },
+        });
+      } else {
+        return fail('--mode must be pgbouncer or postgres');
+      }
+      log.info({ mode: opts.mode, secret: opts.secret }, 'Agent running');
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
       });
-    } else {
-      return fail('--mode must be pgbouncer or postgres');
-    }
-    log.info({ mode: opts.mode, secret: opts.secret }, 'Agent running');
-    await new Promise<void>((resolve) => {
-      process.once('SIGTERM', () => resolve());
-      process.once('SIGINT', () => resolve());
-    });
-    await agent.stop();
-    log.info('Stopped');
-    process.exit(0);
-  });
+      await agent.stop();
+      log.info('Stopped');
+      process.exit(0);
+    },
+  );
 
 program
   .command('crds')

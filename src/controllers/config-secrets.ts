@@ -30,7 +30,12 @@ export const decodeData = (s: k8s.V1Secret | undefined): Record<string, string> 
 export const ownedBy = (s: k8s.V1Secret | undefined, server: PostgresServer): boolean =>
   (s?.metadata?.ownerReferences ?? []).some((r) => r.uid === server.metadata.uid);
 
-export function configSecret(server: PostgresServer, ref: SecretRef, files: Record<string, string>, labels: Record<string, string> = {}): k8s.V1Secret {
+export function configSecret(
+  server: PostgresServer,
+  ref: SecretRef,
+  files: Record<string, string>,
+  labels: Record<string, string> = {},
+): k8s.V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -39,14 +44,22 @@ export function configSecret(server: PostgresServer, ref: SecretRef, files: Reco
       name: ref.name,
       namespace: ref.namespace,
       labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [SERVER_LABEL]: server.metadata.name, ...labels },
-      ownerReferences: [{ apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true }],
+      ownerReferences: [
+        { apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true },
+      ],
     },
     data: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
   };
 }
 
 /** Writes a config Secret when its bytes differ; reports what the agent did with the current bytes. */
-export async function writeOwnedConfig(ctx: OperatorContext, server: PostgresServer, ref: SecretRef, files: Record<string, string>, what: string): Promise<PoolerConfigState> {
+export async function writeOwnedConfig(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  ref: SecretRef,
+  files: Record<string, string>,
+  what: string,
+): Promise<PoolerConfigState> {
   const hash = configHash(files);
   const body = configSecret(server, ref, files);
   const data = body.data ?? {};
@@ -60,13 +73,22 @@ export async function writeOwnedConfig(ctx: OperatorContext, server: PostgresSer
     await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
     return { hash, applied: false, ref };
   }
-  if (!ownedBy(current, server)) throw new Error(`Secret ${ref.namespace}/${ref.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
-  const same = Object.keys(data).length === Object.keys(current.data ?? {}).length && Object.entries(data).every(([k, v]) => current?.data?.[k] === v);
+  if (!ownedBy(current, server))
+    throw new Error(`Secret ${ref.namespace}/${ref.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
+  const same =
+    Object.keys(data).length === Object.keys(current.data ?? {}).length && Object.entries(data).every(([k, v]) => current?.data?.[k] === v);
   if (!same) {
     await ctx.clients.core.replaceNamespacedSecret({
       name: ref.name,
       namespace: ref.namespace,
-      body: { ...body, metadata: { ...body.metadata, ...(current.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}), annotations: current.metadata?.annotations ?? {} } },
+      body: {
+        ...body,
+        metadata: {
+          ...body.metadata,
+          ...(current.metadata?.resourceVersion ? { resourceVersion: current.metadata.resourceVersion } : {}),
+          annotations: current.metadata?.annotations ?? {},
+        },
+      },
     });
     ctx.log.info({ server: server.metadata.name, hash }, `Updated ${what}`);
     return { hash, applied: false, ref };

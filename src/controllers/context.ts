@@ -53,7 +53,11 @@ export type Resolved<T> = { ok: true; value: T } | { ok: false; reason: string; 
  * own namespace: a server object must not be a way to make the operator read or write Secrets of
  * tenant namespaces, and the operator's RBAC for such Secrets can stay in its namespace.
  */
-export function outsideOperatorNamespace(ref: { namespace: string; name: string }, field: string, operatorNamespace: string): { ok: false; reason: string; message: string } | undefined {
+export function outsideOperatorNamespace(
+  ref: { namespace: string; name: string },
+  field: string,
+  operatorNamespace: string,
+): { ok: false; reason: string; message: string } | undefined {
   if (ref.namespace === operatorNamespace) return undefined;
   return {
     ok: false,
@@ -63,7 +67,11 @@ export function outsideOperatorNamespace(ref: { namespace: string; name: string 
 }
 
 /** Reads the admin credentials a server's adminSecretRef points at. */
-export async function loadAdminCredentials(clients: KubeClients, server: PostgresServer, operatorNamespace: string): Promise<Resolved<AdminCredentials>> {
+export async function loadAdminCredentials(
+  clients: KubeClients,
+  server: PostgresServer,
+  operatorNamespace: string,
+): Promise<Resolved<AdminCredentials>> {
   const ref = server.spec.adminSecretRef;
   const outside = outsideOperatorNamespace(ref, 'adminSecretRef', operatorNamespace);
   if (outside) return outside;
@@ -72,8 +80,10 @@ export async function loadAdminCredentials(clients: KubeClients, server: Postgre
     secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
   } catch (err) {
     const code = (err as { code?: number }).code;
-    if (code === 404) return { ok: false, reason: 'AdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} (adminSecretRef) does not exist` };
-    if (code === 403) return { ok: false, reason: 'AdminSecretForbidden', message: `the operator may not read Secret ${ref.namespace}/${ref.name}` };
+    if (code === 404)
+      return { ok: false, reason: 'AdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} (adminSecretRef) does not exist` };
+    if (code === 403)
+      return { ok: false, reason: 'AdminSecretForbidden', message: `the operator may not read Secret ${ref.namespace}/${ref.name}` };
     throw err;
   }
   const get = (k: string) => (secret.data?.[k] ? Buffer.from(secret.data[k], 'base64').toString('utf8') : undefined);
@@ -86,7 +96,11 @@ export async function loadAdminCredentials(clients: KubeClients, server: Postgre
 }
 
 /** Reads the CA certificate for verify-ca / verify-full, if the server names one. */
-export async function loadCa(clients: KubeClients, server: PostgresServer, operatorNamespace: string): Promise<Resolved<string | undefined>> {
+export async function loadCa(
+  clients: KubeClients,
+  server: PostgresServer,
+  operatorNamespace: string,
+): Promise<Resolved<string | undefined>> {
   const ref = server.spec.caSecretRef;
   if (!ref) return { ok: true, value: undefined };
   const outside = outsideOperatorNamespace(ref, 'caSecretRef', operatorNamespace);

@@ -8,9 +8,25 @@ import type * as k8s from '@kubernetes/client-node';
 import type { PostgresServer } from '../api/postgresserver.js';
 import { httpStatus } from '../kube/client.js';
 import { poolerTenantProblem, type PoolerFiles, type PoolerInput, type PoolerTenant } from '../pooler/render.js';
-import { SHARD_OF_LABEL, parsePoolerIndex, renderPoolerShards, shardFor, shardOfLabelValue, type IndexEntry, type PoolerShard } from '../pooler/shards.js';
+import {
+  SHARD_OF_LABEL,
+  parsePoolerIndex,
+  renderPoolerShards,
+  shardFor,
+  shardOfLabelValue,
+  type IndexEntry,
+  type PoolerShard,
+} from '../pooler/shards.js';
 import { configHash } from '../pooler/status.js';
-import { agentReport, configSecret, decodeData, ownedBy, writeOwnedConfig, type PoolerConfigState, type SecretRef } from './config-secrets.js';
+import {
+  agentReport,
+  configSecret,
+  decodeData,
+  ownedBy,
+  writeOwnedConfig,
+  type PoolerConfigState,
+  type SecretRef,
+} from './config-secrets.js';
 import type { OperatorContext } from './context.js';
 
 export interface ShardedConfigState extends PoolerConfigState {
@@ -23,7 +39,10 @@ export interface ShardedConfigState extends PoolerConfigState {
  * Splits off the tenants whose names or CIDRs the renderer refuses (and every tenant of an alias
  * claimed twice), so that one hostile tenant cannot stop the config of all the others.
  */
-export function usablePoolerTenants(tenants: readonly PoolerTenant[], reservedUsers: ReadonlySet<string> = new Set()): { usable: PoolerTenant[]; leftOut: ShardedConfigState['leftOut'] } {
+export function usablePoolerTenants(
+  tenants: readonly PoolerTenant[],
+  reservedUsers: ReadonlySet<string> = new Set(),
+): { usable: PoolerTenant[]; leftOut: ShardedConfigState['leftOut'] } {
   const count = new Map<string, number>();
   for (const t of tenants) count.set(t.alias, (count.get(t.alias) ?? 0) + 1);
   const usable: PoolerTenant[] = [];
@@ -54,7 +73,8 @@ function cachedHash(s: k8s.V1Secret): string {
 /** Creates a shard, or repairs one that was changed by hand. True when it wrote. */
 async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: SecretRef, shard: PoolerShard): Promise<boolean> {
   const label = shardOfLabelValue(ref.name);
-  const fine = (s: k8s.V1Secret | undefined) => !!s && ownedBy(s, server) && s.metadata?.labels?.[SHARD_OF_LABEL] === label && cachedHash(s) === shard.hash;
+  const fine = (s: k8s.V1Secret | undefined) =>
+    !!s && ownedBy(s, server) && s.metadata?.labels?.[SHARD_OF_LABEL] === label && cachedHash(s) === shard.hash;
   if (fine(ctx.secrets.get(shard.name, ref.namespace))) return false;
   const body = configSecret(server, { namespace: ref.namespace, name: shard.name }, shard.files, { [SHARD_OF_LABEL]: label });
   try {
@@ -64,15 +84,27 @@ async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: Se
     if (httpStatus(err) !== 409) throw err;
   }
   const current = await ctx.clients.core.readNamespacedSecret({ name: shard.name, namespace: ref.namespace });
-  if (!ownedBy(current, server)) throw new Error(`Secret ${ref.namespace}/${shard.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
+  if (!ownedBy(current, server))
+    throw new Error(`Secret ${ref.namespace}/${shard.name} exists and is not owned by PostgresServer ${server.metadata.name}`);
   if (fine(current)) return false;
   const rv = current.metadata?.resourceVersion;
-  await ctx.clients.core.replaceNamespacedSecret({ name: shard.name, namespace: ref.namespace, body: { ...body, metadata: { ...body.metadata, ...(rv ? { resourceVersion: rv } : {}) } } });
+  await ctx.clients.core.replaceNamespacedSecret({
+    name: shard.name,
+    namespace: ref.namespace,
+    body: { ...body, metadata: { ...body.metadata, ...(rv ? { resourceVersion: rv } : {}) } },
+  });
   return true;
 }
 
 /** Renders the sharded config, writes what changed, and reports what the agent did with it. */
-export async function writePoolerShards(ctx: OperatorContext, server: PostgresServer, ref: SecretRef, input: PoolerInput, budget: number, reservedUsers: ReadonlySet<string> = new Set()): Promise<ShardedConfigState> {
+export async function writePoolerShards(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  ref: SecretRef,
+  input: PoolerInput,
+  budget: number,
+  reservedUsers: ReadonlySet<string> = new Set(),
+): Promise<ShardedConfigState> {
   const { usable, leftOut } = usablePoolerTenants(input.tenants, reservedUsers);
   const cfg = renderPoolerShards({ ...input, tenants: usable }, ref.name, budget);
   let written = 0;
@@ -83,7 +115,8 @@ export async function writePoolerShards(ctx: OperatorContext, server: PostgresSe
   let deleted = 0;
   for (const s of ctx.secrets.list()) {
     const name = s.metadata?.name ?? '';
-    if (s.metadata?.namespace !== ref.namespace || s.metadata.labels?.[SHARD_OF_LABEL] !== label || named.has(name) || !ownedBy(s, server)) continue;
+    if (s.metadata?.namespace !== ref.namespace || s.metadata.labels?.[SHARD_OF_LABEL] !== label || named.has(name) || !ownedBy(s, server))
+      continue;
     try {
       await ctx.clients.core.deleteNamespacedSecret({ name, namespace: ref.namespace });
       deleted++;
@@ -91,8 +124,15 @@ export async function writePoolerShards(ctx: OperatorContext, server: PostgresSe
       if (httpStatus(err) !== 404) throw err;
     }
   }
-  if (written || deleted) ctx.log.info({ server: server.metadata.name, hash: st.hash, shards: cfg.shards.length, written, deleted }, 'Updated pooler config shards');
-  const tooLarge = cfg.oversized.map((o) => ({ alias: o.alias, reason: `its lines take ${o.bytes} bytes, more than a shard may hold (${budget})` }));
+  if (written || deleted)
+    ctx.log.info(
+      { server: server.metadata.name, hash: st.hash, shards: cfg.shards.length, written, deleted },
+      'Updated pooler config shards',
+    );
+  const tooLarge = cfg.oversized.map((o) => ({
+    alias: o.alias,
+    reason: `its lines take ${o.bytes} bytes, more than a shard may hold (${budget})`,
+  }));
   return { ...st, shards: cfg.shards.length, leftOut: [...leftOut, ...tooLarge] };
 }
 

@@ -38,7 +38,8 @@ export function poolerConfigRef(server: PostgresServer, operatorNamespace: strin
 export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServer): Promise<Resolved<PoolerAdmin>> {
   const p = server.spec.pooler;
   if (!p) return { ok: false, reason: 'NoPooler', message: 'the server has no pooler' };
-  if (!p.adminSecretRef) return { ok: false, reason: 'NoPoolerAdmin', message: 'spec.pooler.adminSecretRef is not set, so the pooler cannot be checked' };
+  if (!p.adminSecretRef)
+    return { ok: false, reason: 'NoPoolerAdmin', message: 'spec.pooler.adminSecretRef is not set, so the pooler cannot be checked' };
   const ref = p.adminSecretRef;
   const outside = outsideOperatorNamespace(ref, 'pooler.adminSecretRef', ctx.config.namespace);
   if (outside) return outside;
@@ -47,10 +48,16 @@ export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServ
     const get = (k: string) => (s.data?.[k] ? Buffer.from(s.data[k], 'base64').toString('utf8') : undefined);
     const user = get('username');
     const password = get('password');
-    if (!user || !password) return { ok: false, reason: 'PoolerAdminSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} must have keys username and password` };
+    if (!user || !password)
+      return {
+        ok: false,
+        reason: 'PoolerAdminSecretInvalid',
+        message: `Secret ${ref.namespace}/${ref.name} must have keys username and password`,
+      };
     return { ok: true, value: { host: p.host, port: p.port, user, password } };
   } catch (err) {
-    if (httpStatus(err) === 404) return { ok: false, reason: 'PoolerAdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} does not exist` };
+    if (httpStatus(err) === 404)
+      return { ok: false, reason: 'PoolerAdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} does not exist` };
     throw err;
   }
 }
@@ -155,7 +162,11 @@ const cidrsOf = (w: WhitelistView) => (w.spec?.entries ?? []).map((e) => e.cidr 
  * The IpWhitelists naming a tenant, oldest first, split into those within the tenant's budget and
  * those past it. Refusing a list only ever narrows who may log in: lists add up.
  */
-export function tenantWhitelists(ctx: OperatorContext, namespace: string, tenant: string): { admitted: WhitelistView[]; refused: WhitelistView[] } {
+export function tenantWhitelists(
+  ctx: OperatorContext,
+  namespace: string,
+  tenant: string,
+): { admitted: WhitelistView[]; refused: WhitelistView[] } {
   const lists = (ctx.whitelists.list() as WhitelistView[])
     .filter((w) => w.metadata?.namespace === namespace && !w.metadata?.deletionTimestamp && w.spec?.tenantDatabaseRef?.name === tenant)
     .sort((a, b) => {
@@ -235,7 +246,11 @@ export async function showDatabases(admin: PoolerAdmin): Promise<Map<string, Poo
   const rows = await adminQuery(admin, 'SHOW DATABASES');
   const out = new Map<string, PoolEntry>();
   for (const r of rows) {
-    out.set(String(r.name), { poolMode: String(r.pool_mode ?? ''), poolSize: Number(r.pool_size ?? 0), database: String(r.database ?? '') });
+    out.set(String(r.name), {
+      poolMode: String(r.pool_mode ?? ''),
+      poolSize: Number(r.pool_size ?? 0),
+      database: String(r.database ?? ''),
+    });
   }
   return out;
 }
@@ -251,7 +266,16 @@ export type AccessState =
  * Whether a tenant's allow-list is live: the applied pooler config holds exactly this tenant's
  * rules. Shared by the TenantDatabase's AccessRulesApplied and the IpWhitelist's Applied.
  */
-export function accessState(ctx: OperatorContext, server: PostgresServer, namespace: string, tenant: string, alias: string, role: string, poolingEnabled: boolean, shadow = false): AccessState {
+export function accessState(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  namespace: string,
+  tenant: string,
+  alias: string,
+  role: string,
+  poolingEnabled: boolean,
+  shadow = false,
+): AccessState {
   const cidrs = whitelistCidrs(ctx, namespace, tenant);
   if (cidrs === undefined) return { kind: 'open' };
   const agentHba = server.spec.hba?.mode === 'Agent';
@@ -260,7 +284,10 @@ export function accessState(ctx: OperatorContext, server: PostgresServer, namesp
     ? `enforced on direct connections by the server's pg_hba.conf`
     : `direct connections to ${server.spec.host}:${server.spec.port} are not restricted (the server's pg_hba.conf is not managed)`;
   if (!pooled && !agentHba) {
-    return { kind: 'unenforced', message: `${server.spec.pooler ? 'pooling is disabled for this tenant' : `PostgresServer ${server.metadata.name} has no pooler`} and ${directNote}` };
+    return {
+      kind: 'unenforced',
+      message: `${server.spec.pooler ? 'pooling is disabled for this tenant' : `PostgresServer ${server.metadata.name} has no pooler`} and ${directNote}`,
+    };
   }
   const rules = cidrs.length;
   // Such a tenant is left out of the pooler's and the server's files (its rules would be syntax).
@@ -269,7 +296,8 @@ export function accessState(ctx: OperatorContext, server: PostgresServer, namesp
   if (pooled) {
     const shard = cachedShardFiles(ctx, poolerConfigRef(server, ctx.config.namespace), alias);
     const expected = renderTenantHba({ alias, role, allowedCidrs: cidrs }, server.spec.alwaysAllowedCidrs ?? []);
-    if (!shard || !`\n${shard['hba.conf']}`.includes(`\n${expected}`)) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
+    if (!shard || !`\n${shard['hba.conf']}`.includes(`\n${expected}`))
+      return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
     const st = poolerConfigApplied(ctx, server);
     if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
     if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
@@ -282,7 +310,7 @@ export function accessState(ctx: OperatorContext, server: PostgresServer, namesp
   }
   if (agentHba) {
     const d = directAccessState(ctx, server, shadow ? [alias, `${alias}_shadow`] : [alias], role, cidrs);
-    if (d === 'pending') return { kind: 'pending', message: "waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf" };
+    if (d === 'pending') return { kind: 'pending', message: 'waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf' };
     if (typeof d === 'object') return { kind: 'rejected', message: `the agent beside PostgreSQL refused the rules: ${d.error}` };
   }
   const where = pooled ? `enforced by PgBouncer for pooled connections; ${directNote}` : directNote;
@@ -349,14 +377,23 @@ export async function ensureServerHba(ctx: OperatorContext, server: PostgresServ
 }
 
 /** What the agent reported for the files now in a config Secret, from the cache. */
-function cachedAgentState(ctx: OperatorContext, ref: { namespace: string; name: string }): { text: string; applied: boolean; error?: string | undefined } {
+function cachedAgentState(
+  ctx: OperatorContext,
+  ref: { namespace: string; name: string },
+): { text: string; applied: boolean; error?: string | undefined } {
   const s = ctx.secrets.get(ref.name, ref.namespace);
   if (!s?.data) return { text: '', applied: false };
   const files = decodeData(s);
   return { text: Object.values(files).join('\n'), ...agentReport(s, configHash(files)) };
 }
 
-export function directAccessState(ctx: OperatorContext, server: PostgresServer, databases: string[], role: string, cidrs: string[]): 'enforced' | 'pending' | { error: string } {
+export function directAccessState(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  databases: string[],
+  role: string,
+  cidrs: string[],
+): 'enforced' | 'pending' | { error: string } {
   const st = cachedAgentState(ctx, serverHbaRef(server, ctx.config.namespace));
   const expected = renderServerHba([{ databases, role, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? []);
   if (!st.text.includes(expected)) return 'pending';

@@ -112,7 +112,11 @@ export class AdminPools {
     const existing = this.pools.get(serverName);
     if (existing?.fingerprint === fingerprint) return existing.pool;
     if (existing) void existing.pool.end().catch(() => undefined);
-    const pool = new pg.Pool({ ...clientConfig(ep, creds.username, creds.password, creds.database), max: this.poolSize, idleTimeoutMillis: 30_000 });
+    const pool = new pg.Pool({
+      ...clientConfig(ep, creds.username, creds.password, creds.database),
+      max: this.poolSize,
+      idleTimeoutMillis: 30_000,
+    });
     pool.on('error', (err) => this.log.warn({ server: serverName, err: err.message }, 'Idle admin connection failed'));
     this.pools.set(serverName, { fingerprint, pool });
     return pool;
@@ -170,7 +174,9 @@ export async function asTenant<T>(
   try {
     try {
       await client.connect();
-      await client.query("SELECT 1, pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.set_config('lock_timeout', '10s', false)");
+      await client.query(
+        "SELECT 1, pg_catalog.set_config('statement_timeout', '30s', false), pg_catalog.set_config('lock_timeout', '10s', false)",
+      );
     } catch (error) {
       return { ok: false, error };
     }

@@ -67,7 +67,9 @@ export async function findRole(db: Queryable, role: string): Promise<RoleRow | u
     [role],
   );
   const row = r.rows[0];
-  return row && { name: row.rolname, canLogin: row.rolcanlogin, connLimit: row.rolconnlimit, superuser: row.rolsuper, comment: row.comment };
+  return (
+    row && { name: row.rolname, canLogin: row.rolcanlogin, connLimit: row.rolconnlimit, superuser: row.rolsuper, comment: row.comment }
+  );
 }
 
 export interface DatabaseRow {
@@ -313,7 +315,9 @@ export async function databasesDependingOnRole(db: Queryable, role: string): Pro
         AND s.deptype OPERATOR(pg_catalog.<>) 'p'`,
     [role],
   );
-  return r.rows.map((x) => ({ name: x.datname ?? '', allowConnections: x.datallowconn ?? true })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  return r.rows
+    .map((x) => ({ name: x.datname ?? '', allowConnections: x.datallowconn ?? true }))
+    .sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
 /**

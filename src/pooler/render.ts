@@ -38,7 +38,8 @@ export const POOLER_FILES = ['databases.ini', 'userlist.txt', 'hba.conf'] as con
 
 const byAlias = (a: PoolerTenant, b: PoolerTenant) => (a.alias < b.alias ? -1 : a.alias > b.alias ? 1 : 0);
 const isV6 = (cidr: string) => cidr.includes(':');
-const sortCidrs = (xs: Iterable<string>) => [...new Set(xs)].sort((a, b) => Number(isV6(a)) - Number(isV6(b)) || (a < b ? -1 : a > b ? 1 : 0));
+const sortCidrs = (xs: Iterable<string>) =>
+  [...new Set(xs)].sort((a, b) => Number(isV6(a)) - Number(isV6(b)) || (a < b ? -1 : a > b ? 1 : 0));
 
 /** The closing rules: whatever matched no tenant's rule is refused. */
 export const HBA_CATCH_ALL = 'host all all 0.0.0.0/0 reject\nhost all all ::/0 reject\n';
@@ -84,7 +85,10 @@ export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
       `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections}\n`;
     const user = roles.has(t.role) ? '' : `"${t.role}" "${t.verifier}"\n`;
     roles.add(t.role);
-    out.push({ alias: t.alias, files: { 'databases.ini': db, 'userlist.txt': user, 'hba.conf': renderTenantHba(t, input.alwaysAllowedCidrs) } });
+    out.push({
+      alias: t.alias,
+      files: { 'databases.ini': db, 'userlist.txt': user, 'hba.conf': renderTenantHba(t, input.alwaysAllowedCidrs) },
+    });
   }
   return out;
 }
@@ -155,7 +159,10 @@ export interface ServerHbaTenant {
 export function renderServerHba(tenants: readonly ServerHbaTenant[], alwaysAllowedCidrs: readonly string[]): string {
   const lines: string[] = [];
   for (const t of [...tenants].sort((a, b) => (a.role < b.role ? -1 : a.role > b.role ? 1 : 0))) {
-    const problem = t.databases.length === 0 ? 'a tenant without databases' : (t.databases.map((d) => nameProblem('database', d)).find(Boolean) ?? nameProblem('role', t.role));
+    const problem =
+      t.databases.length === 0
+        ? 'a tenant without databases'
+        : (t.databases.map((d) => nameProblem('database', d)).find(Boolean) ?? nameProblem('role', t.role));
     if (problem) throw new Error(`refusing to render the server HBA rules: ${problem}`);
     const cidr = [...t.allowedCidrs, ...alwaysAllowedCidrs].find((c) => !isCidr(c));
     if (cidr !== undefined) throw new Error(`refusing to render the server HBA rules: ${JSON.stringify(cidr)} is not a CIDR`);

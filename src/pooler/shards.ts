@@ -112,10 +112,13 @@ export function formatPoolerIndex(shards: readonly IndexEntry[]): string {
 const MAX_INDEX_ENTRIES = 10_000;
 
 /** Parses an index Secret's data; every line must be of the shape formatPoolerIndex writes. */
-export function parsePoolerIndex(data: Readonly<Record<string, string>>): { ok: true; shards: IndexEntry[] } | { ok: false; error: string } {
+export function parsePoolerIndex(
+  data: Readonly<Record<string, string>>,
+): { ok: true; shards: IndexEntry[] } | { ok: false; error: string } {
   const keys = Object.keys(data);
   const text = data[INDEX_KEY];
-  if (text === undefined || keys.length !== 1) return { ok: false, error: `the index must have exactly one key, ${INDEX_KEY} (it has ${keys.join(', ') || 'none'})` };
+  if (text === undefined || keys.length !== 1)
+    return { ok: false, error: `the index must have exactly one key, ${INDEX_KEY} (it has ${keys.join(', ') || 'none'})` };
   if (text !== '' && !text.endsWith('\n')) return { ok: false, error: 'index: the last line has no newline' };
   const shards: IndexEntry[] = [];
   const names = new Set<string>();

@@ -69,7 +69,9 @@ export function validateUserlist(text: string, o: ValidateOptions = {}): Validat
     if (!m) return at('not a "user" "verifier" line');
     const [, user = '', verifier = ''] = m;
     // PgBouncer keeps the last line of a user: a second line, or one for the admin, would replace a password.
-    const bad = nameProblem('role', user) ?? (o.reservedUsers?.includes(user) ? `user ${user} is reserved for the agent` : seen.has(user) ? `duplicate user ${user}` : undefined);
+    const bad =
+      nameProblem('role', user) ??
+      (o.reservedUsers?.includes(user) ? `user ${user} is reserved for the agent` : seen.has(user) ? `duplicate user ${user}` : undefined);
     if (bad) at(bad);
     seen.add(user);
     if (!VERIFIER.test(verifier)) at(`user ${user}: not a SCRAM-SHA-256 verifier`);
@@ -121,7 +123,10 @@ export function validateServerHba(text: string): string[] {
     const at = (m: string) => errs.push(`pg_hba.conf:${i + 1}: ${m}`);
     if (f.length !== 5 || f[0] !== 'host') return at('not a "host dbs user cidr method" rule');
     const [, dbs = '', user = '', cidr = '', method = ''] = f;
-    const badDb = dbs.split(',').map((d) => nameProblem('database', d)).find(Boolean);
+    const badDb = dbs
+      .split(',')
+      .map((d) => nameProblem('database', d))
+      .find(Boolean);
     if (badDb) at(`bad database list ${dbs}: ${badDb}`);
     if (user !== 'all') {
       const bad = nameProblem('role', user);
@@ -140,5 +145,9 @@ export function validatePoolerFiles(files: Partial<Record<keyof PoolerFiles, str
     if (files[f] === undefined) out.push({ file: f, line: 0, message: 'missing' });
   }
   if (out.length) return out;
-  return [...validateDatabases(files['databases.ini'] ?? ''), ...validateUserlist(files['userlist.txt'] ?? '', o), ...validateHba(files['hba.conf'] ?? '', o)];
+  return [
+    ...validateDatabases(files['databases.ini'] ?? ''),
+    ...validateUserlist(files['userlist.txt'] ?? '', o),
+    ...validateHba(files['hba.conf'] ?? '', o),
+  ];
 }

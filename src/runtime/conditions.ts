@@ -13,7 +13,12 @@ export interface ConditionInput {
  * Sets a condition in a list, keeping lastTransitionTime when the status did not change, as
  * apimachinery's meta.SetStatusCondition does. Returns a new list; the input is not mutated.
  */
-export function setCondition(list: readonly Condition[] | undefined, c: ConditionInput, generation?: number, now = new Date()): Condition[] {
+export function setCondition(
+  list: readonly Condition[] | undefined,
+  c: ConditionInput,
+  generation?: number,
+  now = new Date(),
+): Condition[] {
   const prev = (list ?? []).find((x) => x.type === c.type);
   const next: Condition = {
     type: c.type,
@@ -27,7 +32,12 @@ export function setCondition(list: readonly Condition[] | undefined, c: Conditio
   return [...others, next].sort((a, b) => a.type.localeCompare(b.type));
 }
 
-export function setConditions(list: readonly Condition[] | undefined, cs: readonly ConditionInput[], generation?: number, now = new Date()): Condition[] {
+export function setConditions(
+  list: readonly Condition[] | undefined,
+  cs: readonly ConditionInput[],
+  generation?: number,
+  now = new Date(),
+): Condition[] {
   return cs.reduce<Condition[]>((acc, c) => setCondition(acc, c, generation, now), [...(list ?? [])]);
 }
 

@@ -1,4 +1,4 @@
-import * as k8s from '@kubernetes/client-node';
+import type * as k8s from '@kubernetes/client-node';
 import { randomBytes } from 'node:crypto';
 import { errorMessage } from './errors.js';
 import type { Logger } from './logger.js';
@@ -28,7 +28,13 @@ export function eventRecorder(core: k8s.CoreV1Api, component: string, log: Logge
     const now = new Date();
     const event: k8s.CoreV1Event = {
       metadata: { name: `${obj.name}.${now.getTime().toString(16)}${randomBytes(3).toString('hex')}`, namespace },
-      involvedObject: { apiVersion: obj.apiVersion, kind: obj.kind, name: obj.name, uid: obj.uid, ...(obj.namespace ? { namespace: obj.namespace } : {}) },
+      involvedObject: {
+        apiVersion: obj.apiVersion,
+        kind: obj.kind,
+        name: obj.name,
+        uid: obj.uid,
+        ...(obj.namespace ? { namespace: obj.namespace } : {}),
+      },
       type,
       reason,
       message: message.slice(0, 1024),

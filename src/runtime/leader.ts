@@ -25,7 +25,12 @@ export interface LeaderElector {
  * the local clock from the moment this replica last saw the Lease change, so clock skew between
  * replicas does not matter. Losing the Lease calls onLost; the caller exits, like controller-runtime.
  */
-export function startLeaderElection(api: k8s.CoordinationV1Api, opts: LeaderElectionOptions, log: Logger, onLost: () => void): LeaderElector {
+export function startLeaderElection(
+  api: k8s.CoordinationV1Api,
+  opts: LeaderElectionOptions,
+  log: Logger,
+  onLost: () => void,
+): LeaderElector {
   let leading = false;
   let stopped = false;
   let lastRenew = 0;
@@ -45,7 +50,13 @@ export function startLeaderElection(api: k8s.CoordinationV1Api, opts: LeaderElec
         namespace: opts.namespace,
         body: {
           metadata: { name: opts.name, namespace: opts.namespace },
-          spec: { holderIdentity: opts.identity, leaseDurationSeconds: durationSeconds, acquireTime: now, renewTime: now, leaseTransitions: 0 },
+          spec: {
+            holderIdentity: opts.identity,
+            leaseDurationSeconds: durationSeconds,
+            acquireTime: now,
+            renewTime: now,
+            leaseTransitions: 0,
+          },
         },
       });
       return true;

@@ -28,7 +28,7 @@ export function createMetrics(): Metrics {
     }),
     queueDepth: new Gauge({
       name: 'tenantdb_workqueue_depth',
-      help: 'Keys waiting in a controller\'s work queue.',
+      help: "Keys waiting in a controller's work queue.",
       labelNames: ['controller'],
       registers: [registry],
     }),

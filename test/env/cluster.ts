@@ -40,7 +40,11 @@ export async function apply(kc: k8s.KubeConfig, objs: k8s.KubernetesObject[], fi
  */
 export async function installCrds(kc: k8s.KubeConfig, kubectl: string, kubeconfigPath: string): Promise<void> {
   const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml');
-  execFileSync(kubectl, ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f', join(ROOT, 'crds')], { stdio: 'pipe' });
+  execFileSync(
+    kubectl,
+    ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f', join(ROOT, 'crds')],
+    { stdio: 'pipe' },
+  );
   const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
   for (const c of crds) {
     await waitFor(`CRD ${c.metadata?.name} established`, async () => {
@@ -70,17 +74,31 @@ export async function operatorKubeconfig(cp: ControlPlane, path: string): Promis
 }
 
 /** The pooler agent's identity: deploy/agent-rbac.yaml, narrowed to the given Secret, and a token. */
-export async function agentKubeconfig(cp: { server: string; caFile: string; adminKubeconfig: string }, path: string, secretName: string): Promise<string> {
+export async function agentKubeconfig(
+  cp: { server: string; caFile: string; adminKubeconfig: string },
+  path: string,
+  secretName: string,
+): Promise<string> {
   const kc = adminKubeConfig(cp);
-  const objs = readManifests('deploy/agent-rbac.yaml').map((o) => {
-    if (o.kind !== 'Role') return o;
-    const role = o as k8s.V1Role;
-    return { ...role, metadata: { ...role.metadata, name: `tenantdb-pooler-agent-${secretName}` }, rules: (role.rules ?? []).map((r) => (r.resourceNames ? { ...r, resourceNames: [secretName] } : r)) } as k8s.KubernetesObject;
-  }).map((o) => {
-    if (o.kind !== 'RoleBinding') return o;
-    const rb = o as k8s.V1RoleBinding;
-    return { ...rb, metadata: { ...rb.metadata, name: `tenantdb-pooler-agent-${secretName}` }, roleRef: { ...rb.roleRef, name: `tenantdb-pooler-agent-${secretName}` } } as k8s.KubernetesObject;
-  });
+  const objs = readManifests('deploy/agent-rbac.yaml')
+    .map((o) => {
+      if (o.kind !== 'Role') return o;
+      const role = o as k8s.V1Role;
+      return {
+        ...role,
+        metadata: { ...role.metadata, name: `tenantdb-pooler-agent-${secretName}` },
+        rules: (role.rules ?? []).map((r) => (r.resourceNames ? { ...r, resourceNames: [secretName] } : r)),
+      } as k8s.KubernetesObject;
+    })
+    .map((o) => {
+      if (o.kind !== 'RoleBinding') return o;
+      const rb = o as k8s.V1RoleBinding;
+      return {
+        ...rb,
+        metadata: { ...rb.metadata, name: `tenantdb-pooler-agent-${secretName}` },
+        roleRef: { ...rb.roleRef, name: `tenantdb-pooler-agent-${secretName}` },
+      } as k8s.KubernetesObject;
+    });
   await apply(kc, objs);
   const core = kc.makeApiClient(k8s.CoreV1Api);
   const tr = await core.createNamespacedServiceAccountToken({

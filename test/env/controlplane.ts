@@ -29,7 +29,11 @@ export interface ControlPlane {
 
 /** Builds the binaries if the cache lacks them; returns their folder. */
 export function controlPlaneBinaries(): string {
-  const out = execFileSync('bash', [join(ROOT, 'scripts/build-control-plane.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 20 });
+  const out = execFileSync('bash', [join(ROOT, 'scripts/build-control-plane.sh')], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    maxBuffer: 1 << 20,
+  });
   return out.trim().split('\n').pop() ?? '';
 }
 
@@ -38,14 +42,50 @@ function openssl(args: string[], cwd: string): void {
 }
 
 function makeCerts(dir: string): void {
-  openssl(['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '30', '-subj', '/CN=tenantdb-test-ca'], dir);
+  openssl(
+    [
+      'req',
+      '-x509',
+      '-newkey',
+      'rsa:2048',
+      '-nodes',
+      '-keyout',
+      'ca.key',
+      '-out',
+      'ca.crt',
+      '-days',
+      '30',
+      '-subj',
+      '/CN=tenantdb-test-ca',
+    ],
+    dir,
+  );
   writeFileSync(
     join(dir, 'server.ext'),
     'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\n' +
       'extendedKeyUsage=serverAuth\n',
   );
   openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=kube-apiserver'], dir);
-  openssl(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '30', '-extfile', 'server.ext'], dir);
+  openssl(
+    [
+      'x509',
+      '-req',
+      '-in',
+      'server.csr',
+      '-CA',
+      'ca.crt',
+      '-CAkey',
+      'ca.key',
+      '-CAcreateserial',
+      '-out',
+      'server.crt',
+      '-days',
+      '30',
+      '-extfile',
+      'server.ext',
+    ],
+    dir,
+  );
   openssl(['genrsa', '-out', 'sa.key', '2048'], dir);
   openssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], dir);
 }
@@ -112,62 +152,79 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
   try {
     const [etcdPort, peerPort, apiPort, kcmPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     procs.push(
-      startProcess('etcd', join(binDir, 'etcd'), [
-        '--name=default',
-        `--data-dir=${join(dir, 'etcd')}`,
-        `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
-        `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
-        `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
-        `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
-        `--initial-cluster=default=http://127.0.0.1:${peerPort}`,
-        '--unsafe-no-fsync',
-        '--log-level=warn',
-      ], join(dir, 'etcd.log')),
+      startProcess(
+        'etcd',
+        join(binDir, 'etcd'),
+        [
+          '--name=default',
+          `--data-dir=${join(dir, 'etcd')}`,
+          `--listen-client-urls=http://127.0.0.1:${etcdPort}`,
+          `--advertise-client-urls=http://127.0.0.1:${etcdPort}`,
+          `--listen-peer-urls=http://127.0.0.1:${peerPort}`,
+          `--initial-advertise-peer-urls=http://127.0.0.1:${peerPort}`,
+          `--initial-cluster=default=http://127.0.0.1:${peerPort}`,
+          '--unsafe-no-fsync',
+          '--log-level=warn',
+        ],
+        join(dir, 'etcd.log'),
+      ),
     );
     await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000);
     const server = `https://127.0.0.1:${apiPort}`;
     const apiArgs = [
-        `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        `--secure-port=${apiPort}`,
-        '--endpoint-reconciler-type=none',
-        `--cert-dir=${join(dir, 'apiserver-certs')}`,
-        `--tls-cert-file=${join(dir, 'server.crt')}`,
-        `--tls-private-key-file=${join(dir, 'server.key')}`,
-        `--client-ca-file=${join(dir, 'ca.crt')}`,
-        `--token-auth-file=${join(dir, 'tokens.csv')}`,
-        '--authorization-mode=RBAC',
-        '--service-account-issuer=https://kubernetes.default.svc',
-        `--service-account-key-file=${join(dir, 'sa.pub')}`,
-        `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
-        '--service-cluster-ip-range=10.0.0.0/24',
-        '--disable-admission-plugins=ServiceAccount',
-        '--profiling=false',
-        '--v=0',
-      ];
+      `--etcd-servers=http://127.0.0.1:${etcdPort}`,
+      '--bind-address=127.0.0.1',
+      '--advertise-address=127.0.0.1',
+      `--secure-port=${apiPort}`,
+      '--endpoint-reconciler-type=none',
+      `--cert-dir=${join(dir, 'apiserver-certs')}`,
+      `--tls-cert-file=${join(dir, 'server.crt')}`,
+      `--tls-private-key-file=${join(dir, 'server.key')}`,
+      `--client-ca-file=${join(dir, 'ca.crt')}`,
+      `--token-auth-file=${join(dir, 'tokens.csv')}`,
+      '--authorization-mode=RBAC',
+      '--service-account-issuer=https://kubernetes.default.svc',
+      `--service-account-key-file=${join(dir, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+      '--service-cluster-ip-range=10.0.0.0/24',
+      '--disable-admission-plugins=ServiceAccount',
+      '--profiling=false',
+      '--v=0',
+    ];
     let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
-    procs.push({ name: 'kube-apiserver', get child() { return apiserver.child; }, logFile: apiserver.logFile, stop: (sig, t) => apiserver.stop(sig, t) });
+    procs.push({
+      name: 'kube-apiserver',
+      get child() {
+        return apiserver.child;
+      },
+      logFile: apiserver.logFile,
+      stop: (sig, t) => apiserver.stop(sig, t),
+    });
     const ca = readFileSync(join(dir, 'ca.crt'));
     await waitFor('kube-apiserver /readyz', async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200, 90_000, 300);
     const adminKubeconfig = join(dir, 'admin.kubeconfig');
     writeFileSync(adminKubeconfig, kubeconfigYaml(server, join(dir, 'ca.crt'), { token: adminToken }), { mode: 0o600 });
     await opts.beforeControllers?.(adminKubeconfig, binDir);
     procs.push(
-      startProcess('kube-controller-manager', join(binDir, 'kube-controller-manager'), [
-        `--kubeconfig=${adminKubeconfig}`,
-        `--authentication-kubeconfig=${adminKubeconfig}`,
-        `--authorization-kubeconfig=${adminKubeconfig}`,
-        '--bind-address=127.0.0.1',
-        `--secure-port=${kcmPort}`,
-        '--leader-elect=false',
-        '--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller',
-        `--service-account-private-key-file=${join(dir, 'sa.key')}`,
-        `--root-ca-file=${join(dir, 'ca.crt')}`,
-        '--use-service-account-credentials=false',
-        '--concurrent-gc-syncs=5',
-        '--v=0',
-      ], join(dir, 'kube-controller-manager.log')),
+      startProcess(
+        'kube-controller-manager',
+        join(binDir, 'kube-controller-manager'),
+        [
+          `--kubeconfig=${adminKubeconfig}`,
+          `--authentication-kubeconfig=${adminKubeconfig}`,
+          `--authorization-kubeconfig=${adminKubeconfig}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${kcmPort}`,
+          '--leader-elect=false',
+          '--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller',
+          `--service-account-private-key-file=${join(dir, 'sa.key')}`,
+          `--root-ca-file=${join(dir, 'ca.crt')}`,
+          '--use-service-account-credentials=false',
+          '--concurrent-gc-syncs=5',
+          '--v=0',
+        ],
+        join(dir, 'kube-controller-manager.log'),
+      ),
     );
     // The namespace controller must be running before namespaces can be deleted; default SA shows it.
     await waitFor(
@@ -187,7 +244,12 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
         await apiserver.stop('SIGKILL');
         await new Promise((r) => setTimeout(r, downMs));
         apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
-        await waitFor('kube-apiserver /readyz after restart', async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200, 90_000, 300);
+        await waitFor(
+          'kube-apiserver /readyz after restart',
+          async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200,
+          90_000,
+          300,
+        );
       },
       stop: async () => {
         await stop();

@@ -71,22 +71,43 @@ export async function startPooler(o: PoolerOptions): Promise<Pooler> {
   const agent = startProcess(
     'agent',
     process.execPath,
-    ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'agent', `--secret=${o.secret}`, `--dir=${conf}`, `--kubeconfig=${o.agentKubeconfig}`, '--pgbouncer-host=127.0.0.1', `--pgbouncer-port=${port}`, `--admin-user=${admin.user}`],
+    [
+      '--import',
+      'tsx',
+      join(ROOT, 'src/cli/main.ts'),
+      'agent',
+      `--secret=${o.secret}`,
+      `--dir=${conf}`,
+      `--kubeconfig=${o.agentKubeconfig}`,
+      '--pgbouncer-host=127.0.0.1',
+      `--pgbouncer-port=${port}`,
+      `--admin-user=${admin.user}`,
+    ],
     join(o.logDir, `agent-${o.name}.log`),
     { cwd: ROOT, env: { ...process.env, TENANTDB_POOLER_ADMIN_PASSWORD: admin.password } },
   );
   let bouncer: Proc | undefined;
   try {
     await waitFor('the agent to write the bootstrap config', async () => existsSync(join(conf, 'databases.ini')), 30_000);
-    bouncer = startProcess('pgbouncer', pgbouncerBinary(), [join(dir, 'pgbouncer.ini')], join(o.logDir, `pgbouncer-${o.name}.log`), spawnOpts);
-    await waitFor('pgbouncer admin console', async () => {
-      const c = new pg.Client({ host: '127.0.0.1', port, user: admin.user, password: admin.password, database: 'pgbouncer' });
-      c.on('error', () => undefined);
-      await c.connect();
-      await c.query('SHOW VERSION');
-      await c.end();
-      return true;
-    }, 30_000);
+    bouncer = startProcess(
+      'pgbouncer',
+      pgbouncerBinary(),
+      [join(dir, 'pgbouncer.ini')],
+      join(o.logDir, `pgbouncer-${o.name}.log`),
+      spawnOpts,
+    );
+    await waitFor(
+      'pgbouncer admin console',
+      async () => {
+        const c = new pg.Client({ host: '127.0.0.1', port, user: admin.user, password: admin.password, database: 'pgbouncer' });
+        c.on('error', () => undefined);
+        await c.connect();
+        await c.query('SHOW VERSION');
+        await c.end();
+        return true;
+      },
+      30_000,
+    );
   } catch (err) {
     await bouncer?.stop();
     await agent.stop();

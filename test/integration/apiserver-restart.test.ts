@@ -16,13 +16,23 @@ let op: Proc;
 let kc: k8s.KubeConfig;
 
 const ready = (name: string) =>
-  waitFor(`tenant ${name} Ready`, async () => {
-    const custom = kc.makeApiClient(k8s.CustomObjectsApi);
-    const td = (await custom.getNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'restart', plural: 'tenantdatabases', name })) as {
-      status?: { conditions?: { type: string; status: string }[] };
-    };
-    return td.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
-  }, 60_000);
+  waitFor(
+    `tenant ${name} Ready`,
+    async () => {
+      const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+      const td = (await custom.getNamespacedCustomObject({
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        namespace: 'restart',
+        plural: 'tenantdatabases',
+        name,
+      })) as {
+        status?: { conditions?: { type: string; status: string }[] };
+      };
+      return td.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True');
+    },
+    60_000,
+  );
 
 beforeAll(async () => {
   cp = await startControlPlane(join(env.dir, 'restart-cluster'), {
@@ -46,7 +56,14 @@ afterAll(async () => {
 
 test('after an API server restart, new and changed tenants are reconciled again', async () => {
   const td = (name: string, spec: Record<string, unknown> = {}) =>
-    apply(kc, [{ apiVersion: 'tenantdb.dev/v1alpha1', kind: 'TenantDatabase', metadata: { name, namespace: 'restart' }, spec } as k8s.KubernetesObject]);
+    apply(kc, [
+      {
+        apiVersion: 'tenantdb.dev/v1alpha1',
+        kind: 'TenantDatabase',
+        metadata: { name, namespace: 'restart' },
+        spec,
+      } as k8s.KubernetesObject,
+    ]);
   await td('before');
   await ready('before');
   const t0 = Date.now();
@@ -56,10 +73,14 @@ test('after an API server restart, new and changed tenants are reconciled again'
   await td('after');
   await ready('after');
   await td('before', { connectionLimit: 3 });
-  await waitFor('the new connection limit', async () => {
-    const [r] = await superQuery(cluster(), "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'restart_before'");
-    return r?.rolconnlimit === 3 || undefined;
-  }, 30_000);
+  await waitFor(
+    'the new connection limit',
+    async () => {
+      const [r] = await superQuery(cluster(), "SELECT rolconnlimit FROM pg_roles WHERE rolname = 'restart_before'");
+      return r?.rolconnlimit === 3 || undefined;
+    },
+    30_000,
+  );
   // An outage shorter than the renew deadline (10 s) keeps the leader.
   if (outage < 9000) expect(readFileSync(join(env.dir, 'operator-restart.log'), 'utf8')).not.toContain('Lost leadership');
 }, 180_000);

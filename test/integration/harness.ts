@@ -51,7 +51,11 @@ export function operator(c: Cluster, name: string, resync = '3s', extraArgs: str
 }
 
 /** The pooler config as the agent assembles it: the index's shards, in order, from the API. */
-export async function readPoolerConfig(c: Cluster, namespace: string, indexName: string): Promise<{ shards: string[]; files: Record<'databases.ini' | 'userlist.txt' | 'hba.conf', string> }> {
+export async function readPoolerConfig(
+  c: Cluster,
+  namespace: string,
+  indexName: string,
+): Promise<{ shards: string[]; files: Record<'databases.ini' | 'userlist.txt' | 'hba.conf', string> }> {
   const { parsePoolerIndex } = await import('../../src/pooler/shards.js');
   const { assemblePoolerFiles } = await import('../../src/pooler/render.js');
   const index = parsePoolerIndex((await readSecretData(c, namespace, indexName)) ?? {});
@@ -68,19 +72,31 @@ export async function namespace(c: Cluster, name: string): Promise<void> {
   await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name } }]);
 }
 
-export type Obj = { metadata: { name: string; namespace?: string; uid: string; generation?: number; finalizers?: string[] }; spec: Record<string, unknown>; status?: Record<string, unknown> & { conditions?: { type: string; status: string; reason: string; message: string }[] } };
+export type Obj = {
+  metadata: { name: string; namespace?: string; uid: string; generation?: number; finalizers?: string[] };
+  spec: Record<string, unknown>;
+  status?: Record<string, unknown> & { conditions?: { type: string; status: string; reason: string; message: string }[] };
+};
 
 export async function applyServer(c: Cluster, name: string, spec: Record<string, unknown>): Promise<void> {
   await apply(c.kc, [{ apiVersion: `${GROUP}/${VERSION}`, kind: 'PostgresServer', metadata: { name }, spec } as k8s.KubernetesObject]);
 }
 
 export async function applyTenant(c: Cluster, ns: string, name: string, spec: Record<string, unknown> = {}): Promise<void> {
-  await apply(c.kc, [{ apiVersion: `${GROUP}/${VERSION}`, kind: 'TenantDatabase', metadata: { name, namespace: ns }, spec } as k8s.KubernetesObject]);
+  await apply(c.kc, [
+    { apiVersion: `${GROUP}/${VERSION}`, kind: 'TenantDatabase', metadata: { name, namespace: ns }, spec } as k8s.KubernetesObject,
+  ]);
 }
 
 export async function getTenant(c: Cluster, ns: string, name: string): Promise<Obj | undefined> {
   try {
-    return (await c.custom.getNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: 'tenantdatabases', name })) as Obj;
+    return (await c.custom.getNamespacedCustomObject({
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: 'tenantdatabases',
+      name,
+    })) as Obj;
   } catch (err) {
     if ((err as { code?: number }).code === 404) return undefined;
     throw err;
@@ -147,8 +163,16 @@ export async function readSecretData(c: Cluster, ns: string, name: string): Prom
 }
 
 /** Connects with a connection string as an application would and runs one query. */
-export async function queryWith(connectionString: string, text = 'SELECT current_user AS u, current_database() AS d', localAddress?: string): Promise<pg.QueryResultRow[]> {
-  const client = new pg.Client({ connectionString, connectionTimeoutMillis: 5000, ...(localAddress ? { stream: boundSocket(localAddress) } : {}) });
+export async function queryWith(
+  connectionString: string,
+  text = 'SELECT current_user AS u, current_database() AS d',
+  localAddress?: string,
+): Promise<pg.QueryResultRow[]> {
+  const client = new pg.Client({
+    connectionString,
+    connectionTimeoutMillis: 5000,
+    ...(localAddress ? { stream: boundSocket(localAddress) } : {}),
+  });
   client.on('error', () => undefined);
   await client.connect();
   try {
@@ -159,7 +183,8 @@ export async function queryWith(connectionString: string, text = 'SELECT current
 }
 
 /** The same, from a chosen loopback source address (127.0.0.2, ...), for allow-list tests. */
-export const queryFrom = (localAddress: string, connectionString: string, text = 'SELECT current_user AS u') => queryWith(connectionString, text, localAddress);
+export const queryFrom = (localAddress: string, connectionString: string, text = 'SELECT current_user AS u') =>
+  queryWith(connectionString, text, localAddress);
 
 export async function superClient(c: Cluster, database = 'postgres'): Promise<pg.Client> {
   const p = c.env.pg;
@@ -169,7 +194,12 @@ export async function superClient(c: Cluster, database = 'postgres'): Promise<pg
   return client;
 }
 
-export async function superQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(c: Cluster, text: string, values?: unknown[], database = 'postgres'): Promise<R[]> {
+export async function superQuery<R extends pg.QueryResultRow = pg.QueryResultRow>(
+  c: Cluster,
+  text: string,
+  values?: unknown[],
+  database = 'postgres',
+): Promise<R[]> {
   const client = await superClient(c, database);
   try {
     return (await client.query<R>(text, values)).rows;
@@ -199,7 +229,12 @@ export interface Tenant {
   kc: k8s.KubeConfig;
   custom: k8s.CustomObjectsApi;
   core: k8s.CoreV1Api;
-  apply(kind: 'TenantDatabase' | 'IpWhitelist', name: string, spec: Record<string, unknown>, extra?: { annotations?: Record<string, string> }): Promise<void>;
+  apply(
+    kind: 'TenantDatabase' | 'IpWhitelist',
+    name: string,
+    spec: Record<string, unknown>,
+    extra?: { annotations?: Record<string, string> },
+  ): Promise<void>;
 }
 
 export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
@@ -211,7 +246,11 @@ export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
       kind: 'Role',
       metadata: { name: 'team', namespace: ns },
       rules: [
-        { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabases', 'ipwhitelists'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
+        {
+          apiGroups: ['tenantdb.dev'],
+          resources: ['tenantdatabases', 'ipwhitelists'],
+          verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
+        },
         { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       ],
     },
@@ -241,7 +280,18 @@ export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
     custom: kc.makeApiClient(k8s.CustomObjectsApi),
     core: kc.makeApiClient(k8s.CoreV1Api),
     apply: (kind, name, spec, extra) =>
-      apply(kc, [{ apiVersion: `${GROUP}/${VERSION}`, kind, metadata: { name, namespace: ns, ...(extra?.annotations ? { annotations: extra.annotations } : {}) }, spec } as k8s.KubernetesObject], `team-${ns}`),
+      apply(
+        kc,
+        [
+          {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind,
+            metadata: { name, namespace: ns, ...(extra?.annotations ? { annotations: extra.annotations } : {}) },
+            spec,
+          } as k8s.KubernetesObject,
+        ],
+        `team-${ns}`,
+      ),
   };
 }
 
@@ -266,5 +316,8 @@ export function apiMessage(err: unknown): string {
 export async function dropRoleByHand(c: Cluster, role: string, database: string): Promise<void> {
   const admin = c.env.pg.admin.user;
   await superQuery(c, `REASSIGN OWNED BY ${pg.escapeIdentifier(role)} TO ${pg.escapeIdentifier(admin)}`, [], database);
-  await superQuery(c, `BEGIN; REVOKE ALL ON DATABASE ${pg.escapeIdentifier(database)} FROM ${pg.escapeIdentifier(role)}; DROP ROLE ${pg.escapeIdentifier(role)}; COMMIT`);
+  await superQuery(
+    c,
+    `BEGIN; REVOKE ALL ON DATABASE ${pg.escapeIdentifier(database)} FROM ${pg.escapeIdentifier(role)}; DROP ROLE ${pg.escapeIdentifier(role)}; COMMIT`,
+  );
 }

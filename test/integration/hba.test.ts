@@ -5,7 +5,21 @@ import { startPgAgent } from '../env/pg-agent.js';
 import { startPostgres, type PgServer } from '../env/postgres.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
-import { applyServer, applyTenant, cluster, condition, getServer, getTenant, namespace, operator, queryFrom, readSecretData, tenantReady, waitForCondition, type Obj } from './harness.js';
+import {
+  applyServer,
+  applyTenant,
+  cluster,
+  condition,
+  getServer,
+  getTenant,
+  namespace,
+  operator,
+  queryFrom,
+  readSecretData,
+  tenantReady,
+  waitForCondition,
+  type Obj,
+} from './harness.js';
 
 const c = cluster();
 const NS = 'direct';
@@ -15,17 +29,34 @@ let agent: Proc;
 let pgs: PgServer;
 
 const getWhitelist = async (name: string) =>
-  (await c.custom.getNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name }).catch(() => undefined)) as Obj | undefined;
+  (await c.custom
+    .getNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name })
+    .catch(() => undefined)) as Obj | undefined;
 const directUrl = async (tenant: string) => (await readSecretData(c, NS, `${tenant}-db`))?.DIRECT_URL ?? '';
-const refusedFrom = async (addr: string, url: string) => queryFrom(addr, url).then(() => false, () => true);
+const refusedFrom = async (addr: string, url: string) =>
+  queryFrom(addr, url).then(
+    () => false,
+    () => true,
+  );
 
 beforeAll(async () => {
   pgs = await startPostgres();
   op = operator(c, 'hba', '3s');
   await namespace(c, NS);
-  const kubeconfig = await agentKubeconfig({ server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig }, join(c.env.dir, 'pg-agent.kubeconfig'), `${SERVER}-hba`);
+  const kubeconfig = await agentKubeconfig(
+    { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
+    join(c.env.dir, 'pg-agent.kubeconfig'),
+    `${SERVER}-hba`,
+  );
   agent = startPgAgent(pgs, kubeconfig, `${OPERATOR_NAMESPACE}/${SERVER}-hba`, join(c.env.dir, 'pg-agent.log'));
-  await apply(c.kc, [{ apiVersion: 'v1', kind: 'Secret', metadata: { name: 'selfhosted-admin', namespace: OPERATOR_NAMESPACE }, stringData: { username: pgs.admin.user, password: pgs.admin.password } } as never]);
+  await apply(c.kc, [
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'selfhosted-admin', namespace: OPERATOR_NAMESPACE },
+      stringData: { username: pgs.admin.user, password: pgs.admin.password },
+    } as never,
+  ]);
   await applyServer(c, SERVER, {
     host: pgs.host,
     port: pgs.port,
@@ -44,7 +75,7 @@ afterAll(async () => {
   await pgs?.stop();
 });
 
-test('a whitelist is enforced on direct connections by the server\'s own pg_hba.conf; other tenants are untouched; deleting reopens', async () => {
+test("a whitelist is enforced on direct connections by the server's own pg_hba.conf; other tenants are untouched; deleting reopens", async () => {
   await applyTenant(c, NS, 'delta', { serverRef: { name: SERVER } });
   await applyTenant(c, NS, 'epsilon', { serverRef: { name: SERVER } });
   await tenantReady(c, NS, 'delta');
@@ -54,7 +85,12 @@ test('a whitelist is enforced on direct connections by the server\'s own pg_hba.
   expect(await refusedFrom('127.0.0.3', delta)).toBe(false);
 
   await apply(c.kc, [
-    { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'office', namespace: NS }, spec: { tenantDatabaseRef: { name: 'delta' }, entries: [{ cidr: '127.0.0.2/32' }] } } as never,
+    {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'IpWhitelist',
+      metadata: { name: 'office', namespace: NS },
+      spec: { tenantDatabaseRef: { name: 'delta' }, entries: [{ cidr: '127.0.0.2/32' }] },
+    } as never,
   ]);
   const wl = await waitForCondition(() => getWhitelist('office'), 'Applied', 'True');
   expect(condition(wl, 'Applied')?.message).toMatch(/enforced on direct connections by the server's pg_hba.conf/);
@@ -68,7 +104,13 @@ test('a whitelist is enforced on direct connections by the server\'s own pg_hba.
   // The operator keeps working from the always-allowed address: the tenant stays Ready.
   await tenantReady(c, NS, 'delta');
 
-  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name: 'office' });
+  await c.custom.deleteNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: NS,
+    plural: 'ipwhitelists',
+    name: 'office',
+  });
   await waitFor('the tenant to reopen', async () => !(await refusedFrom('127.0.0.3', delta)) || undefined, 30_000, 300);
 });
 
@@ -83,7 +125,12 @@ test('rules the agent refuses are not loaded; the server keeps its last good pg_
       namespace: OPERATOR_NAMESPACE,
       body: { ...good, data: { 'pg_hba.conf': Buffer.from('host all all 0.0.0.0/0 trust\n').toString('base64') } },
     });
-    const refused = await waitFor('the agent to refuse', async () => (await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE })).metadata?.annotations?.['tenantdb.dev/agent-error'], 30_000);
+    const refused = await waitFor(
+      'the agent to refuse',
+      async () =>
+        (await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE })).metadata?.annotations?.['tenantdb.dev/agent-error'],
+      30_000,
+    );
     expect(refused).toMatch(/method trust is not allowed/);
     expect(await refusedFrom('127.0.0.3', url)).toBe(false);
     // trust was not loaded: a wrong password is still refused.
@@ -105,10 +152,17 @@ test('a file PostgreSQL itself rejects is put back, not reloaded, and the server
   appendFileSync(base, 'host all all 10.0.0.0/8 no-such-method\n');
   try {
     await apply(c.kc, [
-      { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'lab', namespace: NS }, spec: { tenantDatabaseRef: { name: 'epsilon' }, entries: [{ cidr: '127.0.0.2/32' }] } } as never,
+      {
+        apiVersion: 'tenantdb.dev/v1alpha1',
+        kind: 'IpWhitelist',
+        metadata: { name: 'lab', namespace: NS },
+        spec: { tenantDatabaseRef: { name: 'epsilon' }, entries: [{ cidr: '127.0.0.2/32' }] },
+      } as never,
     ]);
     const srv = await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'False', 'AgentRejected');
-    expect(condition(srv, 'HbaApplied')?.message).toMatch(/PostgreSQL rejects the file: line \d+: invalid authentication method "no-such-method"/);
+    expect(condition(srv, 'HbaApplied')?.message).toMatch(
+      /PostgreSQL rejects the file: line \d+: invalid authentication method "no-such-method"/,
+    );
     expect(readFileSync(hbaFile, 'utf8')).toBe(before);
     const wl = await waitForCondition(() => getWhitelist('lab'), 'Applied', 'False', 'AgentRejected');
     expect(condition(wl, 'Applied')?.message).toMatch(/refused/);
@@ -119,7 +173,12 @@ test('a file PostgreSQL itself rejects is put back, not reloaded, and the server
   }
   // With the base fixed, the next change goes through.
   await apply(c.kc, [
-    { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'lab', namespace: NS }, spec: { tenantDatabaseRef: { name: 'epsilon' }, entries: [{ cidr: '127.0.0.2/31' }] } } as never,
+    {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'IpWhitelist',
+      metadata: { name: 'lab', namespace: NS },
+      spec: { tenantDatabaseRef: { name: 'epsilon' }, entries: [{ cidr: '127.0.0.2/31' }] },
+    } as never,
   ]);
   await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
   await waitForCondition(() => getWhitelist('lab'), 'Applied', 'True');

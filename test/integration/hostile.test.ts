@@ -55,21 +55,46 @@ async function asTenant(t: Tenant, name: string): Promise<pg.Client> {
 
 const tenantOf = (t: Tenant, name: string) => () => getTenant(c, t.namespace, name);
 const deleteAs = (t: Tenant, name: string) =>
-  t.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: t.namespace, plural: 'tenantdatabases', name });
+  t.custom.deleteNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: t.namespace,
+    plural: 'tenantdatabases',
+    name,
+  });
 const isMember = async (member: string, role: string) =>
   (await superQuery<{ m: boolean }>(c, 'SELECT pg_has_role($1, $2, $3) AS m', [member, role, 'MEMBER']))[0]?.m;
-const sqlCode = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+const sqlCode = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code ?? String(e),
+  );
 
 /** Waits for the operator to have re-checked a tenant at least once more (a rotation is a full reconcile). */
 async function reconcileOnce(t: Tenant, name: string, spec: Record<string, unknown>, stamp: string): Promise<void> {
   await t.apply('TenantDatabase', name, spec, { annotations: { 'tenantdb.dev/rotate-password': stamp } });
-  await waitFor(`a reconcile of ${t.namespace}/${name}`, async () =>
-    (await t.core.readNamespacedSecret({ name: `${name}-db`, namespace: t.namespace })).metadata?.annotations?.['tenantdb.dev/rotated-for'] === stamp,
-  60_000);
-  await waitFor(`a login with the rotated password of ${t.namespace}/${name}`, async () => {
-    const url = (await readSecretData(c, t.namespace, `${name}-db`))?.DIRECT_URL ?? '';
-    return (await queryWith(url).then(() => true, () => false)) || undefined;
-  }, 60_000, 250);
+  await waitFor(
+    `a reconcile of ${t.namespace}/${name}`,
+    async () =>
+      (await t.core.readNamespacedSecret({ name: `${name}-db`, namespace: t.namespace })).metadata?.annotations?.[
+        'tenantdb.dev/rotated-for'
+      ] === stamp,
+    60_000,
+  );
+  await waitFor(
+    `a login with the rotated password of ${t.namespace}/${name}`,
+    async () => {
+      const url = (await readSecretData(c, t.namespace, `${name}-db`))?.DIRECT_URL ?? '';
+      return (
+        (await queryWith(url).then(
+          () => true,
+          () => false,
+        )) || undefined
+      );
+    },
+    60_000,
+    250,
+  );
   await tenantReady(c, t.namespace, name);
 }
 
@@ -79,7 +104,7 @@ describe('no tenant code or setting runs in an operator session', () => {
     await tenantReady(c, 'evil', 'app');
     const s = await asTenant(evil, 'app');
     try {
-      expect(await sqlCode(s.query("ALTER DATABASE evil_app SET search_path = public, pg_catalog"))).toBe('42501');
+      expect(await sqlCode(s.query('ALTER DATABASE evil_app SET search_path = public, pg_catalog'))).toBe('42501');
       expect(await sqlCode(s.query('ALTER DATABASE evil_app SET default_transaction_read_only = on'))).toBe('42501');
       // What a tenant needs still works: its schema, its tables, its own extensions.
       await s.query('CREATE TABLE public.orders (id int primary key)');
@@ -126,7 +151,9 @@ describe('no tenant code or setting runs in an operator session', () => {
       ] as const) {
         await s.query(`CREATE VIEW public.${view} AS SELECT ${cols} FROM pg_catalog.${view} WHERE public.trap()`);
       }
-      await s.query(`CREATE FUNCTION public.pg_get_userbyid(oid) RETURNS name LANGUAGE sql AS $$ SELECT CASE WHEN public.trap() THEN pg_catalog.pg_get_userbyid($1) END $$`);
+      await s.query(
+        `CREATE FUNCTION public.pg_get_userbyid(oid) RETURNS name LANGUAGE sql AS $$ SELECT CASE WHEN public.trap() THEN pg_catalog.pg_get_userbyid($1) END $$`,
+      );
       await s.query('ALTER DATABASE evil_trap SET search_path = public, pg_catalog');
       await s.query('ALTER DATABASE evil_trap SET default_transaction_read_only = on');
       await s.query('ALTER DATABASE evil_trap SET statement_timeout = 1');
@@ -154,7 +181,9 @@ describe('no tenant code or setting runs in an operator session', () => {
     expect(await isMember('evil_trap', 'victim_prey')).toBe(false);
     expect(await isMember('evil_trap', c.env.pg.admin.user)).toBe(false);
     // The tenant still works, and so does the victim.
-    expect((await queryWith((await readSecretData(c, 'evil', 'trap-db'))?.DIRECT_URL ?? '', 'SELECT CURRENT_USER AS u'))[0]?.u).toBe('evil_trap');
+    expect((await queryWith((await readSecretData(c, 'evil', 'trap-db'))?.DIRECT_URL ?? '', 'SELECT CURRENT_USER AS u'))[0]?.u).toBe(
+      'evil_trap',
+    );
     expect((await queryWith((await readSecretData(c, 'victim', 'prey-db'))?.DIRECT_URL ?? ''))[0]?.u).toBe('victim_prey');
   });
 });
@@ -172,7 +201,10 @@ describe('names never become syntax', () => {
     ['roleName', 'pg_monitor'],
     ['roleName', 'postgres'],
   ])('the API server refuses %s %s', async (field, value) => {
-    const err = await evil.apply('TenantDatabase', `kw-${value.replace(/_/g, '-')}`, { [field]: value }).then(() => undefined, (e: unknown) => e);
+    const err = await evil.apply('TenantDatabase', `kw-${value.replace(/_/g, '-')}`, { [field]: value }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeDefined();
     expect(apiMessage(err)).toMatch(new RegExp(`${field} must not be one of`));
   });
@@ -228,7 +260,7 @@ describe('no tenant stops another tenant', () => {
     expect((await superQuery(c, "SELECT to_regclass('public.bait')::text AS t", [], 'evil_app'))[0]?.t).toBe('bait');
   });
 
-  test("another tenant granting the role something again and again cannot pin a Delete either", async () => {
+  test('another tenant granting the role something again and again cannot pin a Delete either', async () => {
     await victim.apply('TenantDatabase', 'pinned', { deletionPolicy: 'Delete' });
     await tenantReady(c, 'victim', 'pinned');
     const s = await asTenant(evil, 'app');
@@ -247,7 +279,11 @@ describe('no tenant stops another tenant', () => {
       await s.end();
     }
     // Left alone, the renamed role goes at a later re-check of the server.
-    await waitFor('the renamed role to be dropped', async () => (await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname LIKE 'victim_pinned_gone_%'")).length === 0 || undefined, 60_000);
+    await waitFor(
+      'the renamed role to be dropped',
+      async () => (await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname LIKE 'victim_pinned_gone_%'")).length === 0 || undefined,
+      60_000,
+    );
   });
 
   test('a role whose name never reached status is found by its marker and removed', async () => {
@@ -288,7 +324,6 @@ describe('connections are budgeted', () => {
     const server = await waitFor('AdminReserve', async () => condition(await getServer(c, 'budgeted'), 'AdminReserve'), 60_000);
     expect(server.message).toMatch(/tenant connection limits add up to \d+/);
   });
-
 });
 
 describe('servers say which namespaces may use them', () => {
@@ -304,7 +339,9 @@ describe('servers say which namespaces may use them', () => {
     expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'evil_sneak'")).toEqual([]);
     // The namespace's labels are the cluster admin's to set; once set, the tenant is provisioned.
     const { apply } = await import('../env/cluster.js');
-    await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'yes' } } }]);
+    await apply(c.kc, [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'yes' } } },
+    ]);
     await victim.apply('TenantDatabase', 'welcome', { serverRef: { name: 'restricted' } });
     await tenantReady(c, 'victim', 'welcome');
 
@@ -312,12 +349,18 @@ describe('servers say which namespaces may use them', () => {
     const url = (await readSecretData(c, 'victim', 'welcome-db'))?.DIRECT_URL ?? '';
     await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'no' } } }]);
     await waitForCondition(tenantOf(victim, 'welcome'), 'Ready', 'False', 'ServerNotAllowed');
-    await waitFor('login to be disabled', async () => {
-      const [r] = await superQuery<{ rolcanlogin: boolean }>(c, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'victim_welcome'");
-      return r?.rolcanlogin === false || undefined;
-    }, 30_000);
+    await waitFor(
+      'login to be disabled',
+      async () => {
+        const [r] = await superQuery<{ rolcanlogin: boolean }>(c, "SELECT rolcanlogin FROM pg_roles WHERE rolname = 'victim_welcome'");
+        return r?.rolcanlogin === false || undefined;
+      },
+      30_000,
+    );
     expect(await sqlCode(queryWith(url))).toBe('28000');
-    await apply(c.kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'yes' } } }]);
+    await apply(c.kc, [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'victim', labels: { 'tenantdb.dev/restricted': 'yes' } } },
+    ]);
     await tenantReady(c, 'victim', 'welcome');
     expect((await queryWith(url))[0]?.u).toBe('victim_welcome');
   });
@@ -325,8 +368,16 @@ describe('servers say which namespaces may use them', () => {
   test('serverRef cannot be changed once set', async () => {
     await evil.apply('TenantDatabase', 'mover', { serverRef: { name: 'default' } });
     await tenantReady(c, 'evil', 'mover');
-    await applyServer(c, 'other', { host: '127.0.0.1', port: 1, sslMode: 'disable', adminSecretRef: { namespace: 'tenantdb-system', name: 'nope' } });
-    const err = await evil.apply('TenantDatabase', 'mover', { serverRef: { name: 'other' } }).then(() => undefined, (e: unknown) => e);
+    await applyServer(c, 'other', {
+      host: '127.0.0.1',
+      port: 1,
+      sslMode: 'disable',
+      adminSecretRef: { namespace: 'tenantdb-system', name: 'nope' },
+    });
+    const err = await evil.apply('TenantDatabase', 'mover', { serverRef: { name: 'other' } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(apiMessage(err)).toMatch(/serverRef cannot be changed/);
   });
 });

@@ -32,7 +32,8 @@ afterAll(async () => {
   await op?.stop();
 });
 
-const roleExists = async (role: string) => (await superQuery(c, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [role]))[0] as { rolcanlogin: boolean } | undefined;
+const roleExists = async (role: string) =>
+  (await superQuery(c, 'SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [role]))[0] as { rolcanlogin: boolean } | undefined;
 const dbExists = async (db: string) => (await superQuery(c, 'SELECT 1 FROM pg_database WHERE datname = $1', [db])).length === 1;
 
 describe('a second claim on a name', () => {
@@ -87,7 +88,7 @@ describe('deletion', () => {
     await applyTenant(c, 'life-a', 'keep', { deletionPolicy: 'Retain' });
     await tenantReady(c, 'life-a', 'keep');
     const s = (await readSecretData(c, 'life-a', 'keep-db')) ?? {};
-    await queryWith(s.DATABASE_URL ?? '', 'CREATE TABLE precious (v text); INSERT INTO precious VALUES (\'data\')');
+    await queryWith(s.DATABASE_URL ?? '', "CREATE TABLE precious (v text); INSERT INTO precious VALUES ('data')");
     await deleteTenant(c, 'life-a', 'keep');
     await waitTenantGone(c, 'life-a', 'keep');
     expect(await dbExists('life_a_keep')).toBe(true);
@@ -116,14 +117,23 @@ describe('deletion', () => {
   });
 });
 
-test('deleting a namespace runs each tenant\'s deletion policy before the namespace goes', async () => {
+test("deleting a namespace runs each tenant's deletion policy before the namespace goes", async () => {
   await namespace(c, 'doomed');
   await applyTenant(c, 'doomed', 'scratch', { deletionPolicy: 'Delete' });
   await applyTenant(c, 'doomed', 'ledger', { deletionPolicy: 'Retain' });
   await tenantReady(c, 'doomed', 'scratch');
   await tenantReady(c, 'doomed', 'ledger');
   await c.core.deleteNamespace({ name: 'doomed' });
-  await waitFor('the namespace to be gone', async () => (await c.core.readNamespace({ name: 'doomed' }).then(() => false, () => true)) || undefined, 90_000, 500);
+  await waitFor(
+    'the namespace to be gone',
+    async () =>
+      (await c.core.readNamespace({ name: 'doomed' }).then(
+        () => false,
+        () => true,
+      )) || undefined,
+    90_000,
+    500,
+  );
   expect(await dbExists('doomed_scratch')).toBe(false);
   expect(await roleExists('doomed_scratch')).toBeUndefined();
   expect(await dbExists('doomed_ledger')).toBe(true);
@@ -139,12 +149,24 @@ describe('drift is repaired on the periodic re-check', () => {
   });
 
   const works = async (s: Record<string, string>) =>
-    waitFor('a login with the Secret', async () => (await queryWith(s.DATABASE_URL ?? '').then(() => true, () => false)) || undefined, 30_000, 500);
+    waitFor(
+      'a login with the Secret',
+      async () =>
+        (await queryWith(s.DATABASE_URL ?? '').then(
+          () => true,
+          () => false,
+        )) || undefined,
+      30_000,
+      500,
+    );
 
-  test('a role dropped by hand comes back and the Secret\'s password works again', async () => {
+  test("a role dropped by hand comes back and the Secret's password works again", async () => {
     await dropRoleByHand(c, 'life_a_drift', 'life_a_drift');
     await works(secret);
-    const [db] = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner, has_database_privilege('life_a_drift', datname, 'CONNECT, CREATE, TEMPORARY') AS rights FROM pg_database WHERE datname = 'life_a_drift'");
+    const [db] = await superQuery(
+      c,
+      "SELECT pg_get_userbyid(datdba) AS owner, has_database_privilege('life_a_drift', datname, 'CONNECT, CREATE, TEMPORARY') AS rights FROM pg_database WHERE datname = 'life_a_drift'",
+    );
     expect(db).toEqual({ owner: c.env.pg.admin.user, rights: true });
     expect((await readSecretData(c, 'life-a', 'drift-db'))?.password).toBe(secret.password);
   });
@@ -157,10 +179,20 @@ describe('drift is repaired on the periodic re-check', () => {
 
   test('an edited Secret is restored, keeping its password', async () => {
     await c.core.patchNamespacedSecret(
-      { name: 'drift-db', namespace: 'life-a', body: { data: { DATABASE_URL: Buffer.from('postgresql://wrong').toString('base64'), host: Buffer.from('elsewhere').toString('base64') } } },
+      {
+        name: 'drift-db',
+        namespace: 'life-a',
+        body: {
+          data: { DATABASE_URL: Buffer.from('postgresql://wrong').toString('base64'), host: Buffer.from('elsewhere').toString('base64') },
+        },
+      },
       (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'),
     );
-    await waitFor('the Secret to be restored', async () => (await readSecretData(c, 'life-a', 'drift-db'))?.DATABASE_URL === secret.DATABASE_URL || undefined, 30_000);
+    await waitFor(
+      'the Secret to be restored',
+      async () => (await readSecretData(c, 'life-a', 'drift-db'))?.DATABASE_URL === secret.DATABASE_URL || undefined,
+      30_000,
+    );
     expect(await readSecretData(c, 'life-a', 'drift-db')).toEqual(secret);
   });
 
@@ -187,7 +219,8 @@ describe('drift is repaired on the periodic re-check', () => {
     await superQuery(c, 'GRANT CONNECT ON DATABASE life_a_drift TO PUBLIC');
     await waitFor(
       'PUBLIC to lose CONNECT',
-      async () => (await superQuery(c, "SELECT has_database_privilege('public', 'life_a_drift', 'CONNECT') AS p"))[0]?.p === false || undefined,
+      async () =>
+        (await superQuery(c, "SELECT has_database_privilege('public', 'life_a_drift', 'CONNECT') AS p"))[0]?.p === false || undefined,
       30_000,
     );
   });
@@ -198,7 +231,9 @@ describe('drift is repaired on the periodic re-check', () => {
     await superQuery(c, 'GRANT CONNECT ON DATABASE life_a_drift TO life_b_intruder');
     await waitFor(
       'the grant to be revoked',
-      async () => (await superQuery(c, "SELECT has_database_privilege('life_b_intruder', 'life_a_drift', 'CONNECT') AS p"))[0]?.p === false || undefined,
+      async () =>
+        (await superQuery(c, "SELECT has_database_privilege('life_b_intruder', 'life_a_drift', 'CONNECT') AS p"))[0]?.p === false ||
+        undefined,
       30_000,
     );
   });

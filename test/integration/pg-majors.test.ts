@@ -6,7 +6,14 @@
  * Kubernetes, runs on one major.
  */
 import pg from 'pg';
-import { clearRoleDependencies, ensureDatabase, ensureExtensions, ensureRole, type InDatabase, type Owner } from '../../src/controllers/tenantdatabase/provision.js';
+import {
+  clearRoleDependencies,
+  ensureDatabase,
+  ensureExtensions,
+  ensureRole,
+  type InDatabase,
+  type Owner,
+} from '../../src/controllers/tenantdatabase/provision.js';
 import { verifierFor } from '../../src/controllers/pooler.js';
 import { AdminPools, asTenant, type ServerEndpoint } from '../../src/pg/connections.js';
 import * as sql from '../../src/pg/tenant-sql.js';
@@ -55,7 +62,11 @@ async function setup(major: number): Promise<Env> {
 
 /** What the operator does for a new tenant, in its order: role, database, the tenant's own session. */
 async function provision(e: Env, name: string, extensions: string[] = []): Promise<{ url: string; password: string; owner: Owner }> {
-  const owner: Owner = { namespace: 'ns', name, uid: `00000000-0000-4000-8000-${String(e.major).padStart(4, '0')}${Buffer.from(name).toString('hex').slice(0, 8).padEnd(8, '0')}` };
+  const owner: Owner = {
+    namespace: 'ns',
+    name,
+    uid: `00000000-0000-4000-8000-${String(e.major).padStart(4, '0')}${Buffer.from(name).toString('hex').slice(0, 8).padEnd(8, '0')}`,
+  };
   const password = `pw-${name}-${'x'.repeat(24)}`;
   await ensureRole(e.pool, owner, { role: name, verifier: verifierFor(owner.uid, name, password), connectionLimit: 10 });
   await ensureDatabase(e.pool, e.inDatabase, owner, { database: name, role: name, connectionLimit: 10 });
@@ -77,7 +88,11 @@ async function as<T>(url: string, fn: (c: pg.Client) => Promise<T>, database?: s
     await c.end().catch(() => undefined);
   }
 }
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (err: { code?: string }) => err.code ?? String(err));
+const code = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (err: { code?: string }) => err.code ?? String(err),
+  );
 
 describe.each(supportedMajors())('PostgreSQL %i', (major) => {
   let e: Env;
@@ -107,14 +122,22 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     await as(`postgresql://trap:${'pw-trap-' + 'x'.repeat(24)}@${e.s.host}:${e.s.port}/trap`, async (c) => {
       await c.query('CREATE TABLE public.pwned (who text)');
       await c.query('GRANT INSERT ON public.pwned TO PUBLIC');
-      await c.query(`CREATE FUNCTION public.trap() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.pwned VALUES (current_user); RETURN true; END $$`);
-      await c.query('CREATE VIEW public.pg_namespace AS SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE public.trap()');
+      await c.query(
+        `CREATE FUNCTION public.trap() RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN INSERT INTO public.pwned VALUES (current_user); RETURN true; END $$`,
+      );
+      await c.query(
+        'CREATE VIEW public.pg_namespace AS SELECT oid, nspname, nspowner, nspacl FROM pg_catalog.pg_namespace WHERE public.trap()',
+      );
       await c.query('CREATE VIEW public.pg_roles AS SELECT * FROM pg_catalog.pg_roles WHERE public.trap()');
       await c.query('ALTER DATABASE trap SET search_path = public, pg_catalog');
       await c.query('ALTER DATABASE trap SET default_transaction_read_only = on');
     });
     await e.superQuery('REVOKE ALL ON DATABASE trap FROM trap');
-    const owner: Owner = { namespace: 'ns', name: 'trap', uid: (await sql.managedObjects(e.pool)).find((o) => o.name === 'trap')?.uid ?? '' };
+    const owner: Owner = {
+      namespace: 'ns',
+      name: 'trap',
+      uid: (await sql.managedObjects(e.pool)).find((o) => o.name === 'trap')?.uid ?? '',
+    };
     const changes = await ensureDatabase(e.pool, e.inDatabase, owner, { database: 'trap', role: 'trap', connectionLimit: 10 });
     expect(changes.join('\n')).toMatch(/Took ownership of database trap/);
     expect(changes.join('\n')).toMatch(/Reset 2 per-database setting/);
@@ -123,9 +146,13 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
 
   test('an idle session on template1 does not stop provisioning', async () => {
     const a = await provision(e, 'squatter');
-    await as(a.url, async () => {
-      await provision(e, 'newcomer');
-    }, 'template1');
+    await as(
+      a.url,
+      async () => {
+        await provision(e, 'newcomer');
+      },
+      'template1',
+    );
   });
 
   test("another tenant's grant does not pin a role's deletion", async () => {

@@ -47,19 +47,28 @@ const shardSecrets = async () =>
   (await c.core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE, labelSelector: `${SHARD_OF_LABEL}=${INDEX}` })).items;
 /** Waits until the agent runs the index now in the API and every shard of it is named; returns the shard names. */
 const settled = async (): Promise<string[]> =>
-  waitFor('the agent to apply the current index, and the stale shards to go', async () => {
-    const index = await c.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
-    const data = Object.fromEntries(Object.entries(index.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-    if (index.metadata?.annotations?.['tenantdb.dev/agent-applied'] !== configHash(data)) return undefined;
-    const { shards } = await readPoolerConfig(c, OPERATOR_NAMESPACE, INDEX);
-    const existing = (await shardSecrets()).map((s) => s.metadata?.name ?? '').sort();
-    return existing.join() === [...shards].sort().join() ? shards : undefined;
-  }, 60_000, 250);
+  waitFor(
+    'the agent to apply the current index, and the stale shards to go',
+    async () => {
+      const index = await c.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
+      const data = Object.fromEntries(Object.entries(index.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+      if (index.metadata?.annotations?.['tenantdb.dev/agent-applied'] !== configHash(data)) return undefined;
+      const { shards } = await readPoolerConfig(c, OPERATOR_NAMESPACE, INDEX);
+      const existing = (await shardSecrets()).map((s) => s.metadata?.name ?? '').sort();
+      return existing.join() === [...shards].sort().join() ? shards : undefined;
+    },
+    60_000,
+    250,
+  );
 
 beforeAll(async () => {
   op = operator(c, 'shards', '3s', opArgs);
   await namespace(c, NS);
-  const kubeconfig = await agentKubeconfig({ server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig }, join(c.env.dir, 'agent-shards.kubeconfig'), INDEX);
+  const kubeconfig = await agentKubeconfig(
+    { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
+    join(c.env.dir, 'agent-shards.kubeconfig'),
+    INDEX,
+  );
   pooler = await startPooler({ agentKubeconfig: kubeconfig, secret: `${OPERATOR_NAMESPACE}/${INDEX}`, logDir: c.env.dir, name: SERVER });
   await secret('sharded-admin', { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
   await secret('sharded-pgbouncer', { username: pooler.admin.user, password: pooler.admin.password });
@@ -88,7 +97,12 @@ test('a handful of tenants take several shards, each within the budget, and PgBo
     const bytes = Object.values(s.data ?? {}).reduce((n, v) => n + Buffer.from(v, 'base64').length, 0);
     expect(bytes).toBeLessThanOrEqual(BUDGET);
     expect(s.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('tenantdb');
-    expect(s.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'PostgresServer', name: SERVER, uid: server?.metadata.uid, controller: true });
+    expect(s.metadata?.ownerReferences?.[0]).toMatchObject({
+      kind: 'PostgresServer',
+      name: SERVER,
+      uid: server?.metadata.uid,
+      controller: true,
+    });
   }
   const served = await pools();
   for (const t of TENANTS) expect(served.has(`shards_${t}`)).toBe(true);
@@ -100,10 +114,14 @@ test('a tenant added or removed replaces one shard; the stale one is deleted', a
   const before = await settled();
   await applyTenant(c, NS, 't8', { serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
   await tenantReady(c, NS, 't8');
-  const after = await waitFor('the new shard', async () => {
-    const s = await settled();
-    return s.join() !== before.join() ? s : undefined;
-  }, 30_000);
+  const after = await waitFor(
+    'the new shard',
+    async () => {
+      const s = await settled();
+      return s.join() !== before.join() ? s : undefined;
+    },
+    30_000,
+  );
   expect(after.filter((s) => !before.includes(s))).toHaveLength(1);
   expect(before.filter((s) => !after.includes(s))).toHaveLength(1);
   expect((await queryWith(await pooledUrl('t8')))[0]).toMatchObject({ u: 'shards_t8' });
@@ -117,7 +135,10 @@ test('a tenant added or removed replaces one shard; the stale one is deleted', a
 });
 
 test('a tenant cannot be named like the console: the API server refuses it, and the renderer would leave it out', async () => {
-  const err = await applyTenant(c, NS, 'console', { serverRef: { name: SERVER }, databaseName: 'pgbouncer' }).then(() => undefined, (e: unknown) => e);
+  const err = await applyTenant(c, NS, 'console', { serverRef: { name: SERVER }, databaseName: 'pgbouncer' }).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
   expect(apiMessage(err)).toMatch(/databaseName must not be one of .*pgbouncer/);
   // The renderer's own refusal (for objects stored before that rule) is in test/unit/pooler-names.test.ts.
   const { files } = await readPoolerConfig(c, OPERATOR_NAMESPACE, INDEX);
@@ -131,18 +152,33 @@ test('a shard with a line that would be syntax is refused and reported on the in
   try {
     const good = await c.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
     // A console entry would stop PgBouncer reading the rest of databases.ini, and RELOAD would still succeed.
-    const files = { 'databases.ini': `pgbouncer = host=${c.env.pg.host} port=${c.env.pg.port} dbname=postgres\n`, 'userlist.txt': '', 'hba.conf': '' };
+    const files = {
+      'databases.ini': `pgbouncer = host=${c.env.pg.host} port=${c.env.pg.port} dbname=postgres\n`,
+      'userlist.txt': '',
+      'hba.conf': '',
+    };
     const hash = configHash(files);
     await c.core.createNamespacedSecret({
       namespace: OPERATOR_NAMESPACE,
-      body: { metadata: { name: shard, labels: { 'app.kubernetes.io/managed-by': 'tenantdb', [SHARD_OF_LABEL]: INDEX } }, stringData: files },
+      body: {
+        metadata: { name: shard, labels: { 'app.kubernetes.io/managed-by': 'tenantdb', [SHARD_OF_LABEL]: INDEX } },
+        stringData: files,
+      },
     });
     const index = `${shard} ${hash} a\n${Buffer.from(good.data?.shards ?? '', 'base64').toString('utf8')}`;
-    await c.core.replaceNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE, body: { ...good, data: { shards: Buffer.from(index).toString('base64') } } });
-    const refused = await waitFor('the agent to refuse', async () => {
-      const s = await c.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
-      return s.metadata?.annotations?.['tenantdb.dev/agent-error'];
-    }, 30_000);
+    await c.core.replaceNamespacedSecret({
+      name: INDEX,
+      namespace: OPERATOR_NAMESPACE,
+      body: { ...good, data: { shards: Buffer.from(index).toString('base64') } },
+    });
+    const refused = await waitFor(
+      'the agent to refuse',
+      async () => {
+        const s = await c.core.readNamespacedSecret({ name: INDEX, namespace: OPERATOR_NAMESPACE });
+        return s.metadata?.annotations?.['tenantdb.dev/agent-error'];
+      },
+      30_000,
+    );
     expect(refused).toContain(`shard ${shard}: databases.ini:1: alias pgbouncer is PgBouncer's admin console`);
     const served = await pools();
     for (const t of TENANTS) expect(served.has(`shards_${t}`)).toBe(true);

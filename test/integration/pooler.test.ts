@@ -43,7 +43,13 @@ const secret = (name: string, data: Record<string, string>) =>
 
 const getWhitelist = async (name: string): Promise<Obj | undefined> => {
   try {
-    return (await c.custom.getNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name })) as Obj;
+    return (await c.custom.getNamespacedCustomObject({
+      group: 'tenantdb.dev',
+      version: 'v1alpha1',
+      namespace: NS,
+      plural: 'ipwhitelists',
+      name,
+    })) as Obj;
   } catch (err) {
     if ((err as { code?: number }).code === 404) return undefined;
     throw err;
@@ -51,17 +57,36 @@ const getWhitelist = async (name: string): Promise<Obj | undefined> => {
 };
 const applyWhitelist = (name: string, tenant: string, cidrs: string[]) =>
   apply(c.kc, [
-    { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name, namespace: NS }, spec: { tenantDatabaseRef: { name: tenant }, entries: cidrs.map((cidr) => ({ cidr, description: 'test' })) } } as never,
+    {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'IpWhitelist',
+      metadata: { name, namespace: NS },
+      spec: { tenantDatabaseRef: { name: tenant }, entries: cidrs.map((cidr) => ({ cidr, description: 'test' })) },
+    } as never,
   ]);
-const deleteWhitelist = (name: string) => c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name });
+const deleteWhitelist = (name: string) =>
+  c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'ipwhitelists', name });
 const pooledUrl = async (tenant: string) => (await readSecretData(c, NS, `${tenant}-db`))?.DATABASE_URL ?? '';
-const refusedFrom = async (addr: string, url: string) => queryFrom(addr, url).then(() => false, () => true);
+const refusedFrom = async (addr: string, url: string) =>
+  queryFrom(addr, url).then(
+    () => false,
+    () => true,
+  );
 
 beforeAll(async () => {
   op = operator(c, 'pooler', '3s');
   await namespace(c, NS);
-  const kubeconfig = await agentKubeconfig({ server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig }, join(c.env.dir, 'agent.kubeconfig'), `${SERVER}-pooler`);
-  pooler = await startPooler({ agentKubeconfig: kubeconfig, secret: `${OPERATOR_NAMESPACE}/${SERVER}-pooler`, logDir: c.env.dir, name: SERVER });
+  const kubeconfig = await agentKubeconfig(
+    { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
+    join(c.env.dir, 'agent.kubeconfig'),
+    `${SERVER}-pooler`,
+  );
+  pooler = await startPooler({
+    agentKubeconfig: kubeconfig,
+    secret: `${OPERATOR_NAMESPACE}/${SERVER}-pooler`,
+    logDir: c.env.dir,
+    name: SERVER,
+  });
   await secret('pooled-admin', { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
   await secret('pooled-pgbouncer', { username: pooler.admin.user, password: pooler.admin.password });
   await applyServer(c, SERVER, {
@@ -100,15 +125,35 @@ test('a password rotation: new pooled logins use the new password within seconds
   await open.connect();
   try {
     await c.custom.patchNamespacedCustomObject(
-      { group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'tenantdatabases', name: 'alpha', body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': 'r1' } } } },
+      {
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        namespace: NS,
+        plural: 'tenantdatabases',
+        name: 'alpha',
+        body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': 'r1' } } },
+      },
       (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'),
     );
-    const after = await waitFor('a new password', async () => {
-      const s = await readSecretData(c, NS, 'alpha-db');
-      return s && s.password !== before.password ? s : undefined;
-    }, 30_000);
+    const after = await waitFor(
+      'a new password',
+      async () => {
+        const s = await readSecretData(c, NS, 'alpha-db');
+        return s && s.password !== before.password ? s : undefined;
+      },
+      30_000,
+    );
     const t0 = Date.now();
-    await waitFor('a pooled login with the new password', async () => (await queryWith(after.DATABASE_URL ?? '').then(() => true, () => false)) || undefined, 30_000, 100);
+    await waitFor(
+      'a pooled login with the new password',
+      async () =>
+        (await queryWith(after.DATABASE_URL ?? '').then(
+          () => true,
+          () => false,
+        )) || undefined,
+      30_000,
+      100,
+    );
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect((await open.query('SELECT current_user AS u')).rows[0]).toEqual({ u: 'pool_alpha' });
     await expect(queryWith(before.DIRECT_URL ?? '')).rejects.toMatchObject({ code: '28P01' });
@@ -123,7 +168,16 @@ test('a password rotation: new pooled logins use the new password within seconds
 test('the pooled login keeps working after the role is dropped and repaired', async () => {
   await dropRoleByHand(c, 'pool_alpha', 'pool_alpha');
   const url = await pooledUrl('alpha');
-  await waitFor('a pooled login after repair', async () => (await queryWith(url).then(() => true, () => false)) || undefined, 30_000, 500);
+  await waitFor(
+    'a pooled login after repair',
+    async () =>
+      (await queryWith(url).then(
+        () => true,
+        () => false,
+      )) || undefined,
+    30_000,
+    500,
+  );
 });
 
 test('an allow-list restricts one tenant, through the pooler, and deleting it reopens', async () => {
@@ -186,7 +240,7 @@ test("a role named like the pooler's admin user is a Conflict, and the pooler ke
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
 });
 
-test("a tenant deleted while its clients keep logging in through the pooler does not take the pooler down", async () => {
+test('a tenant deleted while its clients keep logging in through the pooler does not take the pooler down', async () => {
   await applyTenant(c, NS, 'doomed', { serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
   await tenantReady(c, NS, 'doomed');
   const url = await pooledUrl('doomed');
@@ -194,14 +248,21 @@ test("a tenant deleted while its clients keep logging in through the pooler does
   let logins = 0;
   const hammer = async () => {
     while (!stop) {
-      await queryWith(url).then(() => logins++, () => undefined);
+      await queryWith(url).then(
+        () => logins++,
+        () => undefined,
+      );
     }
   };
   const loops = Array.from({ length: 8 }, () => hammer());
   await waitFor('logins under way', async () => logins > 20 || undefined, 30_000, 50);
   await deleteTenant(c, NS, 'doomed');
   await waitTenantGone(c, NS, 'doomed');
-  await waitFor('the pool to be gone', async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_doomed') || undefined, 30_000);
+  await waitFor(
+    'the pool to be gone',
+    async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_doomed') || undefined,
+    30_000,
+  );
   stop = true;
   await Promise.all(loops);
   expect(pooler.pgbouncer.child.exitCode).toBeNull();
@@ -212,14 +273,24 @@ test('status is output only: a forged status puts nothing into the pooler config
   // Whoever may write tenantdatabases/status (a grant the platform must not give) claims alpha's names for beta.
   const forge = (names: string) =>
     c.custom.patchNamespacedCustomObjectStatus(
-      { group: 'tenantdb.dev', version: 'v1alpha1', namespace: NS, plural: 'tenantdatabases', name: 'beta', body: { status: { databaseName: names, roleName: names, serverName: SERVER } } },
+      {
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        namespace: NS,
+        plural: 'tenantdatabases',
+        name: 'beta',
+        body: { status: { databaseName: names, roleName: names, serverName: SERVER } },
+      },
       k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
     );
   await forge('pool_alpha');
   await applyTenant(c, NS, 'gamma', { serverRef: { name: SERVER } });
   await tenantReady(c, NS, 'gamma');
   const { files } = await readPoolerConfig(c, OPERATOR_NAMESPACE, `${SERVER}-pooler`);
-  const aliases = files['databases.ini'].split('\n').filter((l) => l.startsWith('pool_')).map((l) => l.split(' ')[0]);
+  const aliases = files['databases.ini']
+    .split('\n')
+    .filter((l) => l.startsWith('pool_'))
+    .map((l) => l.split(' ')[0]);
   expect(aliases.filter((a) => a === 'pool_alpha')).toHaveLength(1);
   expect(aliases).toContain('pool_beta');
   expect(files['userlist.txt'].split('\n').filter((l) => l.startsWith('"pool_alpha"'))).toHaveLength(1);
@@ -238,10 +309,14 @@ test('an open pooled session of one tenant survives other tenants being created,
     await tenantReady(c, NS, 'gamma');
     await client.query('SELECT 1');
     await applyTenant(c, NS, 'gamma', { serverRef: { name: SERVER }, deletionPolicy: 'Delete', pooling: { poolSize: 3 } });
-    await waitFor('the new pool size', async () => {
-      const td = await getTenant(c, NS, 'gamma');
-      return condition(td, 'PoolerReady')?.message.includes('pool_size 3') || undefined;
-    }, 30_000);
+    await waitFor(
+      'the new pool size',
+      async () => {
+        const td = await getTenant(c, NS, 'gamma');
+        return condition(td, 'PoolerReady')?.message.includes('pool_size 3') || undefined;
+      },
+      30_000,
+    );
     await client.query('SELECT 1');
     await deleteTenant(c, NS, 'gamma');
     await waitTenantGone(c, NS, 'gamma');
@@ -260,7 +335,10 @@ test('hundreds of clients are served by no more server connections than the pool
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      const [r] = await superQuery<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'pool_busy' AND application_name <> 'tenantdb-login-check'");
+      const [r] = await superQuery<{ n: number }>(
+        c,
+        "SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = 'pool_busy' AND application_name <> 'tenantdb-login-check'",
+      );
       peak = Math.max(peak, r?.n ?? 0);
       await new Promise((res) => setTimeout(res, 20));
     }
@@ -286,25 +364,41 @@ test('a config the agent refuses is not loaded, and the last good one keeps work
     const shard = `${name}-${hash}`;
     await c.core.createNamespacedSecret({
       namespace: OPERATOR_NAMESPACE,
-      body: { metadata: { name: shard, labels: { 'app.kubernetes.io/managed-by': 'tenantdb', [SHARD_OF_LABEL]: name } }, stringData: files },
+      body: {
+        metadata: { name: shard, labels: { 'app.kubernetes.io/managed-by': 'tenantdb', [SHARD_OF_LABEL]: name } },
+        stringData: files,
+      },
     });
     const index = `${Buffer.from(good.data?.shards ?? '', 'base64').toString('utf8')}${shard} ${hash} zzz\n`;
-    await c.core.replaceNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE, body: { ...good, data: { shards: Buffer.from(index).toString('base64') } } });
-    const refused = await waitFor('the agent to refuse', async () => {
-      const s = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
-      return s.metadata?.annotations?.['tenantdb.dev/agent-error'];
-    }, 30_000);
+    await c.core.replaceNamespacedSecret({
+      name,
+      namespace: OPERATOR_NAMESPACE,
+      body: { ...good, data: { shards: Buffer.from(index).toString('base64') } },
+    });
+    const refused = await waitFor(
+      'the agent to refuse',
+      async () => {
+        const s = await c.core.readNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE });
+        return s.metadata?.annotations?.['tenantdb.dev/agent-error'];
+      },
+      30_000,
+    );
     expect(refused).toContain(`shard ${shard}: hba.conf:1:`);
     expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
     // The refusal is in the audit trail too, as an Event on the index Secret.
-    const events = await c.core.listNamespacedEvent({ namespace: OPERATOR_NAMESPACE, fieldSelector: `involvedObject.name=${name},reason=ConfigRejected` });
+    const events = await c.core.listNamespacedEvent({
+      namespace: OPERATOR_NAMESPACE,
+      fieldSelector: `involvedObject.name=${name},reason=ConfigRejected`,
+    });
     expect(events.items.map((e) => e.message).join('\n')).toMatch(/hba\.conf:1: bad CIDR 999\.1\.2\.3\/8/);
   } finally {
     op = operator(c, 'pooler-2', '3s');
   }
   // The injected shard is not the operator's (no owner reference), so it is left for us to remove.
   const mine = await c.core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE, labelSelector: `${SHARD_OF_LABEL}=${SERVER}-pooler` });
-  for (const s of mine.items) if (!s.metadata?.ownerReferences?.length) await c.core.deleteNamespacedSecret({ name: s.metadata?.name ?? '', namespace: OPERATOR_NAMESPACE });
+  for (const s of mine.items)
+    if (!s.metadata?.ownerReferences?.length)
+      await c.core.deleteNamespacedSecret({ name: s.metadata?.name ?? '', namespace: OPERATOR_NAMESPACE });
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
   expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
 });
@@ -320,12 +414,18 @@ test('deleting a tenant removes its pool entry, userlist line and rules', async 
   await waitTenantGone(c, NS, 'gone');
   await waitFor('the config to drop the tenant', async () => !(await files()).includes('pool_gone') || undefined, 30_000);
   const { showDatabases } = await import('../../src/controllers/pooler.js');
-  await waitFor('PgBouncer to drop the pool', async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_gone') || undefined, 30_000);
+  await waitFor(
+    'PgBouncer to drop the pool',
+    async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_gone') || undefined,
+    30_000,
+  );
 });
 
-test('no password or verifier in the operator\'s or the agent\'s logs', async () => {
+test("no password or verifier in the operator's or the agent's logs", async () => {
   const { readFileSync } = await import('node:fs');
-  const logs = ['operator-pooler.log', 'operator-pooler-2.log', `agent-${SERVER}.log`].map((f) => readFileSync(join(c.env.dir, f), 'utf8')).join('\n');
+  const logs = ['operator-pooler.log', 'operator-pooler-2.log', `agent-${SERVER}.log`]
+    .map((f) => readFileSync(join(c.env.dir, f), 'utf8'))
+    .join('\n');
   expect(logs).toContain('Applied config');
   const secrets = [await readSecretData(c, NS, 'alpha-db'), await readSecretData(c, NS, 'beta-db')];
   for (const s of secrets) expect(logs).not.toContain(s?.password);

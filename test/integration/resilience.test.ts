@@ -3,7 +3,17 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
-import { applyTenant, cluster, ensureDefaultServer, namespace, operator, queryWith, readSecretData, superQuery, tenantReady } from './harness.js';
+import {
+  applyTenant,
+  cluster,
+  ensureDefaultServer,
+  namespace,
+  operator,
+  queryWith,
+  readSecretData,
+  superQuery,
+  tenantReady,
+} from './harness.js';
 
 const c = cluster();
 const procs: Proc[] = [];
@@ -32,11 +42,11 @@ async function assertTenantsIntact(ns: string, names: string[]): Promise<void> {
     expect((await queryWith(s.DATABASE_URL ?? ''))[0]).toEqual({ u: td.status?.roleName, d: td.status?.databaseName });
   }
   const prefix = `${ns.replace(/-/g, '_')}_`;
-  const dbs = (await superQuery<{ datname: string; comment: string | null }>(
+  const dbs = await superQuery<{ datname: string; comment: string | null }>(
     c,
     "SELECT datname, shobj_description(oid, 'pg_database') AS comment FROM pg_database WHERE datname LIKE $1 AND datname NOT LIKE '%\\_shadow' ORDER BY 1",
     [`${prefix}%`],
-  ));
+  );
   const roles = await superQuery<{ rolname: string }>(c, 'SELECT rolname FROM pg_roles WHERE rolname LIKE $1 ORDER BY 1', [`${prefix}%`]);
   const expected = names.map((n) => `${prefix}${n.replace(/-/g, '_')}`).sort();
   // Exactly one database and one role per tenant: no duplicates, no orphans, every database marked.
@@ -97,15 +107,21 @@ test('two replicas: one leads, the other takes over when the leader dies', async
 test('health and metrics are served, and SIGTERM shuts down cleanly and hands the Lease back', async () => {
   const p = start('metrics');
   await waitFor('controllers', async () => logOf('metrics').includes('Controllers started') || undefined, 60_000);
-  const line = logOf('metrics').split('\n').find((l) => l.includes('"metricsPort"'));
+  const line = logOf('metrics')
+    .split('\n')
+    .find((l) => l.includes('"metricsPort"'));
   const port = (JSON.parse(line ?? '{}') as { metricsPort?: number }).metricsPort;
   expect(port).toBeGreaterThan(0);
   await waitFor('/readyz', async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 || undefined, 30_000);
   expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
-  const metrics = await waitFor('a first reconcile in the metrics', async () => {
-    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-    return /tenantdb_reconcile_total\{controller="(tenantdatabase|postgresserver)",result="success"\} \d+/.test(text) ? text : undefined;
-  }, 30_000);
+  const metrics = await waitFor(
+    'a first reconcile in the metrics',
+    async () => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      return /tenantdb_reconcile_total\{controller="(tenantdatabase|postgresserver)",result="success"\} \d+/.test(text) ? text : undefined;
+    },
+    30_000,
+  );
   expect(metrics).toMatch(/tenantdb_leader 1/);
   const t0 = Date.now();
   await p.stop('SIGTERM');

@@ -38,7 +38,12 @@ beforeAll(async () => {
   writeFileSync(path, kubeconfigYaml(c.env.server, c.env.caFile, { token: tr.status?.token ?? '' }, SA), { mode: 0o600 });
   scopedKc = new k8s.KubeConfig();
   scopedKc.loadFromFile(path);
-  op = startOperatorProcess({ kubeconfig: path, logFile: join(c.env.dir, 'operator-scoped.log'), resync: '3s', extraArgs: ['--watch-namespaces=scoped-a', '--no-leader-elect'] });
+  op = startOperatorProcess({
+    kubeconfig: path,
+    logFile: join(c.env.dir, 'operator-scoped.log'),
+    resync: '3s',
+    extraArgs: ['--watch-namespaces=scoped-a', '--no-leader-elect'],
+  });
   await ensureDefaultServer(c);
 }, 120_000);
 

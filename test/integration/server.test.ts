@@ -2,7 +2,18 @@
 import type { Proc } from '../env/process.js';
 import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import { freePort } from '../env/ports.js';
-import { applyServer, applyTenant, cluster, condition, getServer, getTenant, namespace, operator, superQuery, waitForCondition } from './harness.js';
+import {
+  applyServer,
+  applyTenant,
+  cluster,
+  condition,
+  getServer,
+  getTenant,
+  namespace,
+  operator,
+  superQuery,
+  waitForCondition,
+} from './harness.js';
 
 const c = cluster();
 let op: Proc;
@@ -18,10 +29,12 @@ afterAll(async () => {
 
 const base = () => ({ host: c.env.pg.host, port: c.env.pg.port, sslMode: 'disable' });
 const secret = async (name: string, data: Record<string, string>) => {
-  await c.core.createNamespacedSecret({ namespace: OPERATOR_NAMESPACE, body: { metadata: { name }, stringData: data } }).catch(async (err: { code?: number }) => {
-    if (err.code !== 409) throw err;
-    await c.core.replaceNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE, body: { metadata: { name }, stringData: data } });
-  });
+  await c.core
+    .createNamespacedSecret({ namespace: OPERATOR_NAMESPACE, body: { metadata: { name }, stringData: data } })
+    .catch(async (err: { code?: number }) => {
+      if (err.code !== 409) throw err;
+      await c.core.replaceNamespacedSecret({ name, namespace: OPERATOR_NAMESPACE, body: { metadata: { name }, stringData: data } });
+    });
 };
 const notReady = (name: string, reason: string) => waitForCondition(() => getServer(c, name), 'Ready', 'False', reason);
 
@@ -35,7 +48,12 @@ test('a wrong admin password is AuthenticationFailed', async () => {
 
 test('an unreachable server is Unreachable', async () => {
   await secret('unreachable', { username: 'x', password: 'y' });
-  await applyServer(c, 'unreachable', { host: '127.0.0.1', port: await freePort(), sslMode: 'disable', adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'unreachable' } });
+  await applyServer(c, 'unreachable', {
+    host: '127.0.0.1',
+    port: await freePort(),
+    sslMode: 'disable',
+    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'unreachable' },
+  });
   const s = await notReady('unreachable', 'Unreachable');
   expect(condition(s, 'Ready')?.message).toMatch(/cannot reach 127\.0\.0\.1:\d+/);
 });
@@ -49,7 +67,7 @@ test('a missing admin Secret is AdminSecretNotFound, and a Secret without keys i
 });
 
 test('an admin without CREATEROLE is InsufficientPrivileges', async () => {
-  await superQuery(c, "DROP ROLE IF EXISTS weak_admin");
+  await superQuery(c, 'DROP ROLE IF EXISTS weak_admin');
   await superQuery(c, "CREATE ROLE weak_admin LOGIN CREATEDB PASSWORD 'weak-admin-password-1234'");
   await secret('weak', { username: 'weak_admin', password: 'weak-admin-password-1234' });
   await applyServer(c, 'weak', { ...base(), adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'weak' } });
@@ -69,13 +87,23 @@ test('a good server is Ready with its version, and a tenant on a broken one says
 });
 
 test('the API server refuses a bad server spec', async () => {
-  await expect(applyServer(c, 'bad-cidr', { ...base(), adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'good' }, alwaysAllowedCidrs: ['10.0.0.0/33'] })).rejects.toMatchObject({
+  await expect(
+    applyServer(c, 'bad-cidr', {
+      ...base(),
+      adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'good' },
+      alwaysAllowedCidrs: ['10.0.0.0/33'],
+    }),
+  ).rejects.toMatchObject({
     body: expect.stringMatching(/CIDR/),
   });
-  await expect(applyServer(c, 'bad-tls', { ...base(), sslMode: 'verify-full', adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'good' } })).rejects.toMatchObject({
+  await expect(
+    applyServer(c, 'bad-tls', { ...base(), sslMode: 'verify-full', adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'good' } }),
+  ).rejects.toMatchObject({
     body: expect.stringMatching(/caSecretRef is required/),
   });
-  await expect(applyServer(c, 'bad-port', { ...base(), port: 70000, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'good' } })).rejects.toMatchObject({
+  await expect(
+    applyServer(c, 'bad-port', { ...base(), port: 70000, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'good' } }),
+  ).rejects.toMatchObject({
     body: expect.stringMatching(/port/),
   });
 });
@@ -84,7 +112,12 @@ test('an IpWhitelist with a bad CIDR is refused by the API server', async () => 
   const { apply } = await import('../env/cluster.js');
   await expect(
     apply(c.kc, [
-      { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'IpWhitelist', metadata: { name: 'bad', namespace: 'srv' }, spec: { tenantDatabaseRef: { name: 'x' }, entries: [{ cidr: '300.1.2.3/8' }] } } as never,
+      {
+        apiVersion: 'tenantdb.dev/v1alpha1',
+        kind: 'IpWhitelist',
+        metadata: { name: 'bad', namespace: 'srv' },
+        spec: { tenantDatabaseRef: { name: 'x' }, entries: [{ cidr: '300.1.2.3/8' }] },
+      } as never,
     ]),
   ).rejects.toMatchObject({ body: expect.stringMatching(/must be a CIDR/) });
 });
@@ -99,7 +132,13 @@ test('maxTenants: a tenant past the limit waits with CapacityExceeded and gets i
   const td = await waitForCondition(() => getTenant(c, 'srv', 'second-in'), 'Ready', 'False', 'CapacityExceeded');
   expect(condition(td, 'Ready')?.message).toMatch(/maximum of 1 tenants/);
   expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'srv_second_in'")).toHaveLength(0);
-  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: 'first-in' });
+  await c.custom.deleteNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: 'srv',
+    plural: 'tenantdatabases',
+    name: 'first-in',
+  });
   await waitForCondition(() => getTenant(c, 'srv', 'second-in'), 'Ready', 'True', undefined, 60_000);
 });
 
@@ -114,28 +153,51 @@ test('maxTenants holds exactly when many tenants are applied at once, and retain
     const all = await Promise.all(names.map((n) => getTenant(c, 'srv', n)));
     return all.map((t) => condition(t, 'Ready')?.reason);
   };
-  const reasons = await waitFor('every tenant to be admitted or refused', async () => {
-    const r = await ready();
-    return r.every((x) => x === 'Provisioned' || x === 'CapacityExceeded') ? r : undefined;
-  }, 90_000);
+  const reasons = await waitFor(
+    'every tenant to be admitted or refused',
+    async () => {
+      const r = await ready();
+      return r.every((x) => x === 'Provisioned' || x === 'CapacityExceeded') ? r : undefined;
+    },
+    90_000,
+  );
   expect(reasons.filter((x) => x === 'Provisioned')).toHaveLength(3);
   const roles = await superQuery(c, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'srv_p_'");
   expect(roles).toHaveLength(3);
   // A retained tenant keeps its database and its place.
   const first = names[reasons.indexOf('Provisioned')] ?? '';
-  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: first });
+  await c.custom.deleteNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: 'srv',
+    plural: 'tenantdatabases',
+    name: first,
+  });
   await waitFor('the retained tenant to go', async () => !(await getTenant(c, 'srv', first)) || undefined, 60_000);
   await new Promise((r) => setTimeout(r, 4000));
   expect((await ready()).filter((x) => x === 'Provisioned')).toHaveLength(2);
   expect(await superQuery(c, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'srv_p_'")).toHaveLength(3);
-  for (const n of names.filter((x) => x !== first)) await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: n });
+  for (const n of names.filter((x) => x !== first))
+    await c.custom.deleteNamespacedCustomObject({
+      group: 'tenantdb.dev',
+      version: 'v1alpha1',
+      namespace: 'srv',
+      plural: 'tenantdatabases',
+      name: n,
+    });
 });
 
 test('a server in use cannot be deleted until its tenants are gone', async () => {
   await c.custom.deleteClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'small' });
   const s = await waitForCondition(() => getServer(c, 'small'), 'Ready', 'False', 'DeletionBlocked');
   expect(condition(s, 'Ready')?.message).toMatch(/srv\/second-in/);
-  await c.custom.deleteNamespacedCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', namespace: 'srv', plural: 'tenantdatabases', name: 'second-in' });
+  await c.custom.deleteNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: 'srv',
+    plural: 'tenantdatabases',
+    name: 'second-in',
+  });
   const { waitFor } = await import('../env/ports.js');
   await waitFor('the server to go', async () => !(await getServer(c, 'small')) || undefined, 60_000);
   // Retain: the tenant's database outlives both objects.

@@ -31,9 +31,24 @@ afterAll(async () => {
 });
 
 const SECRET_KEYS = [
-  'host', 'port', 'database', 'user', 'password', 'pooler-host', 'pooler-port',
-  'uri', 'pooled-uri', 'jdbc-uri', 'DATABASE_URL', 'DIRECT_URL',
-  'PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD', 'PGSSLMODE',
+  'host',
+  'port',
+  'database',
+  'user',
+  'password',
+  'pooler-host',
+  'pooler-port',
+  'uri',
+  'pooled-uri',
+  'jdbc-uri',
+  'DATABASE_URL',
+  'DIRECT_URL',
+  'PGHOST',
+  'PGPORT',
+  'PGDATABASE',
+  'PGUSER',
+  'PGPASSWORD',
+  'PGSSLMODE',
 ];
 
 describe('a TenantDatabase with defaults', () => {
@@ -62,7 +77,12 @@ describe('a TenantDatabase with defaults', () => {
     const s = await c.core.readNamespacedSecret({ name: 'orders-db', namespace: 'shop' });
     const td = await getTenant(c, 'shop', 'orders');
     expect(s.metadata?.labels?.['app.kubernetes.io/managed-by']).toBe('tenantdb');
-    expect(s.metadata?.ownerReferences?.[0]).toMatchObject({ kind: 'TenantDatabase', name: 'orders', uid: td?.metadata.uid, controller: true });
+    expect(s.metadata?.ownerReferences?.[0]).toMatchObject({
+      kind: 'TenantDatabase',
+      name: 'orders',
+      uid: td?.metadata.uid,
+      controller: true,
+    });
   });
 
   test('an application logs in with DATABASE_URL (node-pg)', async () => {
@@ -73,7 +93,7 @@ describe('a TenantDatabase with defaults', () => {
   test('psql logs in with the PG* variables alone, as envFrom provides them', () => {
     const env: NodeJS.ProcessEnv = { PATH: process.env.PATH };
     for (const k of ['PGHOST', 'PGPORT', 'PGDATABASE', 'PGUSER', 'PGPASSWORD', 'PGSSLMODE']) env[k] = secret[k];
-    const out = execFileSync('psql', ['-XAtc', 'select current_user || \'@\' || current_database()'], { env, encoding: 'utf8' });
+    const out = execFileSync('psql', ['-XAtc', "select current_user || '@' || current_database()"], { env, encoding: 'utf8' });
     expect(out.trim()).toBe('shop_orders@shop_orders');
   });
 
@@ -83,19 +103,38 @@ describe('a TenantDatabase with defaults', () => {
   });
 
   test('the role is an ordinary login role with the connection limit; the operator owns the database, the role its schema', async () => {
-    const [role] = await superQuery(c, "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolconnlimit, rolpassword FROM pg_authid WHERE rolname = 'shop_orders'");
+    const [role] = await superQuery(
+      c,
+      "SELECT rolsuper, rolcreatedb, rolcreaterole, rolcanlogin, rolconnlimit, rolpassword FROM pg_authid WHERE rolname = 'shop_orders'",
+    );
     expect(role).toMatchObject({ rolsuper: false, rolcreatedb: false, rolcreaterole: false, rolcanlogin: true, rolconnlimit: 7 });
     expect(String(role?.rolpassword)).toMatch(/^SCRAM-SHA-256\$4096:/);
-    const [db] = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner, datconnlimit FROM pg_database WHERE datname = 'shop_orders'");
+    const [db] = await superQuery(
+      c,
+      "SELECT pg_get_userbyid(datdba) AS owner, datconnlimit FROM pg_database WHERE datname = 'shop_orders'",
+    );
     expect(db).toEqual({ owner: c.env.pg.admin.user, datconnlimit: 7 });
-    const [schema] = await superQuery(c, "SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'public'", [], 'shop_orders');
+    const [schema] = await superQuery(
+      c,
+      "SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'public'",
+      [],
+      'shop_orders',
+    );
     expect(schema?.owner).toBe('shop_orders');
-    const [rights] = await superQuery(c, "SELECT has_database_privilege('shop_orders', 'shop_orders', 'CONNECT, CREATE, TEMPORARY') AS ok, has_database_privilege('public', 'shop_orders', 'CONNECT') AS pub");
+    const [rights] = await superQuery(
+      c,
+      "SELECT has_database_privilege('shop_orders', 'shop_orders', 'CONNECT, CREATE, TEMPORARY') AS ok, has_database_privilege('public', 'shop_orders', 'CONNECT') AS pub",
+    );
     expect(rights).toEqual({ ok: true, pub: false });
   });
 
   test('the requested extensions exist in the tenant database, owned by the tenant', async () => {
-    const rows = await superQuery(c, "SELECT extname, pg_get_userbyid(extowner) AS owner FROM pg_extension WHERE extname IN ('pgcrypto', 'uuid-ossp') ORDER BY 1", [], 'shop_orders');
+    const rows = await superQuery(
+      c,
+      "SELECT extname, pg_get_userbyid(extowner) AS owner FROM pg_extension WHERE extname IN ('pgcrypto', 'uuid-ossp') ORDER BY 1",
+      [],
+      'shop_orders',
+    );
     expect(rows).toEqual([
       { extname: 'pgcrypto', owner: 'shop_orders' },
       { extname: 'uuid-ossp', owner: 'shop_orders' },
@@ -134,7 +173,9 @@ describe('a TenantDatabase with defaults', () => {
     expect((after as unknown as { metadata: { resourceVersion: string } }).metadata.resourceVersion).toBe(rv);
     const s = await c.core.readNamespacedSecret({ name: 'orders-db', namespace: 'shop' });
     await new Promise((r) => setTimeout(r, 3500));
-    expect((await c.core.readNamespacedSecret({ name: 'orders-db', namespace: 'shop' })).metadata?.resourceVersion).toBe(s.metadata?.resourceVersion);
+    expect((await c.core.readNamespacedSecret({ name: 'orders-db', namespace: 'shop' })).metadata?.resourceVersion).toBe(
+      s.metadata?.resourceVersion,
+    );
   }, 30_000);
 
   test('status reports size and connections, conditions and observedGeneration', async () => {
@@ -161,7 +202,12 @@ describe('names', () => {
   });
 
   test('explicit names and a shadow database for Prisma', async () => {
-    await applyTenant(c, 'shop', 'catalog', { databaseName: 'catalog', roleName: 'catalog_app', shadowDatabase: true, secretName: 'catalog-conn' });
+    await applyTenant(c, 'shop', 'catalog', {
+      databaseName: 'catalog',
+      roleName: 'catalog_app',
+      shadowDatabase: true,
+      secretName: 'catalog-conn',
+    });
     const td = await tenantReady(c, 'shop', 'catalog');
     expect(td.status).toMatchObject({ databaseName: 'catalog', roleName: 'catalog_app', secretName: 'catalog-conn' });
     const s = (await readSecretData(c, 'shop', 'catalog-conn')) ?? {};
@@ -203,7 +249,9 @@ describe('bad input', () => {
   test('names cannot change once set', async () => {
     await applyTenant(c, 'shop', 'fixed', { databaseName: 'fixed_db' });
     await tenantReady(c, 'shop', 'fixed');
-    await expect(applyTenant(c, 'shop', 'fixed', { databaseName: 'other_db' })).rejects.toMatchObject({ body: expect.stringMatching(/databaseName cannot be changed/) });
+    await expect(applyTenant(c, 'shop', 'fixed', { databaseName: 'other_db' })).rejects.toMatchObject({
+      body: expect.stringMatching(/databaseName cannot be changed/),
+    });
   });
 
   test('an extension the server does not allow is refused in status, nothing is created', async () => {
@@ -214,7 +262,10 @@ describe('bad input', () => {
   });
 
   test('a reserved role name is refused by the API server', async () => {
-    const err = await applyTenant(c, 'shop', 'pgrole', { roleName: 'pg_monitor' }).then(() => undefined, (e: unknown) => e);
+    const err = await applyTenant(c, 'shop', 'pgrole', { roleName: 'pg_monitor' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(apiMessage(err)).toMatch(/roleName must not be one of .* or start with pg_/);
   });
 

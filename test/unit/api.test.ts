@@ -34,7 +34,13 @@ describe('CRDs', () => {
 describe('schemas', () => {
   test('defaults', () => {
     const s = tenantDatabaseSpec.parse({});
-    expect(s).toMatchObject({ isolation: 'Database', deletionPolicy: 'Retain', connectionLimit: -1, shadowDatabase: false, extensions: [] });
+    expect(s).toMatchObject({
+      isolation: 'Database',
+      deletionPolicy: 'Retain',
+      connectionLimit: -1,
+      shadowDatabase: false,
+      extensions: [],
+    });
     expect(s.pooling).toEqual({ enabled: true, poolMode: 'transaction', poolSize: 10, maxDbConnections: 0 });
   });
   test.each([

@@ -7,16 +7,28 @@ describe('setCondition', () => {
   test('keeps lastTransitionTime when the status does not change', () => {
     const a = setCondition([], { type: 'Ready', status: 'False', reason: 'A', message: 'a' }, 1, t0);
     const b = setCondition(a, { type: 'Ready', status: 'False', reason: 'B', message: 'b' }, 2, t1);
-    expect(b[0]).toEqual({ type: 'Ready', status: 'False', reason: 'B', message: 'b', lastTransitionTime: '2026-01-01T00:00:00Z', observedGeneration: 2 });
+    expect(b[0]).toEqual({
+      type: 'Ready',
+      status: 'False',
+      reason: 'B',
+      message: 'b',
+      lastTransitionTime: '2026-01-01T00:00:00Z',
+      observedGeneration: 2,
+    });
     const c = setCondition(b, { type: 'Ready', status: 'True', reason: 'C', message: 'c' }, 2, t1);
     expect(c[0]?.lastTransitionTime).toBe('2026-01-01T01:00:00Z');
   });
 
   test('keeps other conditions and a stable order', () => {
-    const list = setConditions([], [
-      { type: 'Ready', status: 'True', reason: 'R', message: '' },
-      { type: 'DatabaseReady', status: 'True', reason: 'R', message: '' },
-    ], 1, t0);
+    const list = setConditions(
+      [],
+      [
+        { type: 'Ready', status: 'True', reason: 'R', message: '' },
+        { type: 'DatabaseReady', status: 'True', reason: 'R', message: '' },
+      ],
+      1,
+      t0,
+    );
     expect(list.map((x) => x.type)).toEqual(['DatabaseReady', 'Ready']);
     expect(jsonEqual(list, setConditions(list, [{ type: 'Ready', status: 'True', reason: 'R', message: '' }], 1, t1))).toBe(true);
   });

@@ -36,7 +36,13 @@ describe('the renderer refuses names that are syntax', () => {
     expect(() => renderServerHba([{ databases: ['d'], role: name, allowedCidrs: [] }], [])).toThrow(/HBA keyword/);
   });
   test('the operator leaves such tenants out, so that they cannot stop the others', () => {
-    const { usable, leftOut } = usablePoolerTenants([t('good'), t('pgbouncer', { role: 'x' }), t('dup'), t('dup', { role: 'other' }), t('b', { role: 'all' })]);
+    const { usable, leftOut } = usablePoolerTenants([
+      t('good'),
+      t('pgbouncer', { role: 'x' }),
+      t('dup'),
+      t('dup', { role: 'other' }),
+      t('b', { role: 'all' }),
+    ]);
     expect(usable.map((u) => u.alias)).toEqual(['good']);
     expect(leftOut.map((l) => l.alias)).toEqual(['pgbouncer', 'dup', 'dup', 'b']);
   });
@@ -48,14 +54,24 @@ describe('the agent refuses names that are syntax in tenant lines', () => {
     expect(validateDatabases(db(alias)).length).toBeGreaterThan(0);
   });
   test.each(KEYWORDS)('dbname=%s', (name) => {
-    expect(validateDatabases(`[databases]\na = host=h port=5432 dbname=${name}\n`).map((e) => e.message).join()).toMatch(/bad value/);
+    expect(
+      validateDatabases(`[databases]\na = host=h port=5432 dbname=${name}\n`)
+        .map((e) => e.message)
+        .join(),
+    ).toMatch(/bad value/);
   });
   test.each(KEYWORDS)('userlist user %s', (user) => {
-    expect(validateUserlist(`"${user}" "${v}"\n`).map((e) => e.message).join()).toMatch(/HBA keyword/);
+    expect(
+      validateUserlist(`"${user}" "${v}"\n`)
+        .map((e) => e.message)
+        .join(),
+    ).toMatch(/HBA keyword/);
   });
-  test('a second line for a user, or a line for the agent\'s admin, would replace a password', () => {
+  test("a second line for a user, or a line for the agent's admin, would replace a password", () => {
     expect(validateUserlist(`"a" "${v}"\n"a" "${v}"\n`).map((e) => e.message)).toEqual(['duplicate user a']);
-    expect(validateUserlist(`"tenantdb_pooler" "${v}"\n`, { reservedUsers: ['tenantdb_pooler'] }).map((e) => e.message)).toEqual(['user tenantdb_pooler is reserved for the agent']);
+    expect(validateUserlist(`"tenantdb_pooler" "${v}"\n`, { reservedUsers: ['tenantdb_pooler'] }).map((e) => e.message)).toEqual([
+      'user tenantdb_pooler is reserved for the agent',
+    ]);
   });
   test.each([
     ['host all alice 10.0.0.0/8 scram-sha-256', /database all is allowed only/],
@@ -64,16 +80,29 @@ describe('the agent refuses names that are syntax in tenant lines', () => {
     ['host a all 10.0.0.0/8 scram-sha-256', /user all is allowed only with method reject/],
     ['host pgbouncer a 10.0.0.0/8 scram-sha-256', /admin console/],
     ['host pgbouncer all 0.0.0.0/0 reject', /admin console/],
-    ...KEYWORDS.filter((k) => k !== 'all').flatMap((k) => [
-      [`host ${k} a 10.0.0.0/8 scram-sha-256`, /HBA keyword/],
-      [`host a ${k} 10.0.0.0/8 scram-sha-256`, /HBA keyword/],
-      [`host ${k} all 0.0.0.0/0 reject`, /HBA keyword/],
-    ] as [string, RegExp][]),
+    ...KEYWORDS.filter((k) => k !== 'all').flatMap(
+      (k) =>
+        [
+          [`host ${k} a 10.0.0.0/8 scram-sha-256`, /HBA keyword/],
+          [`host a ${k} 10.0.0.0/8 scram-sha-256`, /HBA keyword/],
+          [`host ${k} all 0.0.0.0/0 reject`, /HBA keyword/],
+        ] as [string, RegExp][],
+    ),
     ['host a tenantdb_pooler 10.0.0.0/8 scram-sha-256', /reserved for the agent/],
   ])('hba.conf %j', (line, msg) => {
-    expect(validateHba(`${line}\n`, { reservedUsers: ['tenantdb_pooler'] }).map((e) => e.message).join(' ')).toMatch(msg);
+    expect(
+      validateHba(`${line}\n`, { reservedUsers: ['tenantdb_pooler'] })
+        .map((e) => e.message)
+        .join(' '),
+    ).toMatch(msg);
   });
-  test.each(['host all all 0.0.0.0/0 reject', 'host all all ::/0 reject', 'host a all 0.0.0.0/0 reject', 'host a all 10.1.0.0/16 reject', 'host a b 10.0.0.0/8 scram-sha-256'])('hba.conf %j is fine', (line) => {
+  test.each([
+    'host all all 0.0.0.0/0 reject',
+    'host all all ::/0 reject',
+    'host a all 0.0.0.0/0 reject',
+    'host a all 10.1.0.0/16 reject',
+    'host a b 10.0.0.0/8 scram-sha-256',
+  ])('hba.conf %j is fine', (line) => {
     expect(validateHba(`${line}\n`)).toEqual([]);
   });
   test.each([
@@ -89,7 +118,10 @@ describe('the agent refuses names that are syntax in tenant lines', () => {
     expect(validateServerHba(`${line}\n`).join(' ')).toMatch(msg);
   });
   test('the server HBA lines the renderer writes pass', () => {
-    const text = renderServerHba([{ databases: ['a', 'a_shadow'], role: 'a', allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'] }], ['10.244.0.0/16']);
+    const text = renderServerHba(
+      [{ databases: ['a', 'a_shadow'], role: 'a', allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'] }],
+      ['10.244.0.0/16'],
+    );
     expect(validateServerHba(text)).toEqual([]);
   });
   test('a whole file is refused for one bad tenant line', () => {

@@ -1,6 +1,14 @@
 /** The sharded pooler config: the cut, its budget, incremental changes, and the render/validate round trip. */
 import { renderPoolerConfig, renderServerHba, assemblePoolerFiles, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
-import { INDEX_KEY, MIN_SHARD_BYTES, filesBytes, parsePoolerIndex, renderPoolerShards, shardFor, shardName } from '../../src/pooler/shards.js';
+import {
+  INDEX_KEY,
+  MIN_SHARD_BYTES,
+  filesBytes,
+  parsePoolerIndex,
+  renderPoolerShards,
+  shardFor,
+  shardName,
+} from '../../src/pooler/shards.js';
 import { configHash } from '../../src/pooler/status.js';
 import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
 import { scramVerifier } from '../../src/pg/scram.js';
@@ -56,7 +64,12 @@ function generator(seed: number) {
   return { int, tenants, cidr };
 }
 
-const input = (tenants: PoolerTenant[], always: string[] = []): PoolerInput => ({ serverHost: 'db.internal', serverPort: 5432, tenants, alwaysAllowedCidrs: always });
+const input = (tenants: PoolerTenant[], always: string[] = []): PoolerInput => ({
+  serverHost: 'db.internal',
+  serverPort: 5432,
+  tenants,
+  alwaysAllowedCidrs: always,
+});
 
 describe('round trip: whatever the renderer writes for valid tenants, the agent accepts', () => {
   test.each(Array.from({ length: 40 }, (_, i) => i + 1))('seed %i', (seed) => {
@@ -66,7 +79,9 @@ describe('round trip: whatever the renderer writes for valid tenants, the agent 
     const files = renderPoolerConfig(input(tenants, always));
     expect(validatePoolerFiles(files, { reservedUsers: ['tenantdb_pooler'] })).toEqual([]);
     const server = renderServerHba(
-      tenants.filter((t) => t.allowedCidrs).map((t) => ({ databases: [t.database, `${t.database.slice(0, 56)}_shadow`], role: t.role, allowedCidrs: t.allowedCidrs ?? [] })),
+      tenants
+        .filter((t) => t.allowedCidrs)
+        .map((t) => ({ databases: [t.database, `${t.database.slice(0, 56)}_shadow`], role: t.role, allowedCidrs: t.allowedCidrs ?? [] })),
       always,
     );
     expect(validateServerHba(server)).toEqual([]);
@@ -74,26 +89,30 @@ describe('round trip: whatever the renderer writes for valid tenants, the agent 
 });
 
 describe('renderPoolerShards', () => {
-  test.each(Array.from({ length: 25 }, (_, i) => i + 1))('seed %i: any budget assembles to the same files, every shard within it', (seed) => {
-    const g = generator(seed);
-    const inp = input(g.tenants(20 + g.int(200)), ['10.244.0.0/16']);
-    const whole = renderPoolerConfig(inp);
-    for (const budget of [MIN_SHARD_BYTES, 4096 + g.int(20_000), 512 * 1024]) {
-      const cfg = renderPoolerShards(inp, 'srv-pooler', budget);
-      expect(cfg.oversized).toEqual([]);
-      expect(assemblePoolerFiles(cfg.shards.map((s) => s.files))).toEqual(whole);
-      for (const s of cfg.shards) {
-        expect(filesBytes(s.files)).toBeLessThanOrEqual(budget);
-        expect(s.hash).toBe(configHash(s.files));
-        expect(s.name).toBe(`srv-pooler-${s.hash}`);
-        expect(s.files['databases.ini'].startsWith(`${s.firstAlias} = `)).toBe(true);
+  test.each(Array.from({ length: 25 }, (_, i) => i + 1))(
+    'seed %i: any budget assembles to the same files, every shard within it',
+    (seed) => {
+      const g = generator(seed);
+      const inp = input(g.tenants(20 + g.int(200)), ['10.244.0.0/16']);
+      const whole = renderPoolerConfig(inp);
+      for (const budget of [MIN_SHARD_BYTES, 4096 + g.int(20_000), 512 * 1024]) {
+        const cfg = renderPoolerShards(inp, 'srv-pooler', budget);
+        expect(cfg.oversized).toEqual([]);
+        expect(assemblePoolerFiles(cfg.shards.map((s) => s.files))).toEqual(whole);
+        for (const s of cfg.shards) {
+          expect(filesBytes(s.files)).toBeLessThanOrEqual(budget);
+          expect(s.hash).toBe(configHash(s.files));
+          expect(s.name).toBe(`srv-pooler-${s.hash}`);
+          expect(s.files['databases.ini'].startsWith(`${s.firstAlias} = `)).toBe(true);
+        }
+        const index = parsePoolerIndex(cfg.index);
+        expect(index).toEqual({ ok: true, shards: cfg.shards.map((s) => ({ name: s.name, hash: s.hash, firstAlias: s.firstAlias })) });
+        // Every tenant is found in the shard that holds it.
+        for (const t of inp.tenants)
+          expect(shardFor(cfg.shards, t.alias)?.files['databases.ini']).toMatch(new RegExp(`^${t.alias} = `, 'm'));
       }
-      const index = parsePoolerIndex(cfg.index);
-      expect(index).toEqual({ ok: true, shards: cfg.shards.map((s) => ({ name: s.name, hash: s.hash, firstAlias: s.firstAlias })) });
-      // Every tenant is found in the shard that holds it.
-      for (const t of inp.tenants) expect(shardFor(cfg.shards, t.alias)?.files['databases.ini']).toMatch(new RegExp(`^${t.alias} = `, 'm'));
-    }
-  });
+    },
+  );
 
   test('a tenant added or removed rewrites about one shard', () => {
     const g = generator(7);
@@ -116,7 +135,7 @@ describe('renderPoolerShards', () => {
   test('no tenant can make a shard pass the budget: one too large for any shard is left out', () => {
     const g = generator(3);
     const many = Array.from({ length: 256 }, (_, i) => `2001:db8:${i.toString(16)}::/48`);
-    const tenants = [...g.tenants(30), { ...g.tenants(1)[0] as PoolerTenant, alias: 'zz_big', role: 'zz_big', allowedCidrs: many }];
+    const tenants = [...g.tenants(30), { ...(g.tenants(1)[0] as PoolerTenant), alias: 'zz_big', role: 'zz_big', allowedCidrs: many }];
     const cfg = renderPoolerShards(input(tenants), 'p', 8192);
     expect(cfg.oversized.map((o) => o.alias)).toEqual(['zz_big']);
     expect(cfg.shards.every((s) => filesBytes(s.files) <= 8192)).toBe(true);

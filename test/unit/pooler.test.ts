@@ -14,7 +14,12 @@ const t = (alias: string, extra: Partial<PoolerTenant> = {}): PoolerTenant => ({
   maxDbConnections: 0,
   ...extra,
 });
-const input = (tenants: PoolerTenant[], always: string[] = []): PoolerInput => ({ serverHost: 'db.internal', serverPort: 5432, tenants, alwaysAllowedCidrs: always });
+const input = (tenants: PoolerTenant[], always: string[] = []): PoolerInput => ({
+  serverHost: 'db.internal',
+  serverPort: 5432,
+  tenants,
+  alwaysAllowedCidrs: always,
+});
 
 describe('renderPoolerConfig', () => {
   test('one entry per tenant, with its pool settings, sorted', () => {
@@ -54,11 +59,13 @@ describe('renderPoolerConfig', () => {
     expect(f['hba.conf']).not.toContain('scram-sha-256');
   });
 
-  test('what it renders passes the agent checks; the agent\'s own admin lines are not the operator\'s to write', () => {
+  test("what it renders passes the agent checks; the agent's own admin lines are not the operator's to write", () => {
     const f = renderPoolerConfig(input([t('a', { allowedCidrs: ['::1/128'] }), t('b')], ['10.0.0.0/8']));
     expect(validatePoolerFiles(f, { reservedUsers: ['tenantdb_pooler'] })).toEqual([]);
     expect(validatePoolerFiles(renderPoolerConfig(input([])))).toEqual([]);
-    const withAdminLines = validatePoolerFiles(withAdmin(f, 'tenantdb_pooler', v), { reservedUsers: ['tenantdb_pooler'] }).map((e) => e.message);
+    const withAdminLines = validatePoolerFiles(withAdmin(f, 'tenantdb_pooler', v), { reservedUsers: ['tenantdb_pooler'] }).map(
+      (e) => e.message,
+    );
     expect(withAdminLines.join(' ')).toMatch(/reserved for the agent/);
     expect(withAdminLines.join(' ')).toMatch(/admin console/);
   });
@@ -74,7 +81,11 @@ describe('validation refuses what PgBouncer would half-load', () => {
     ['a = host=h port=1 dbname=a\n', /must start with \[databases\]/],
     ['[databases]\na = host=h;rm port=1 dbname=a\n', /bad value/],
   ])('databases.ini %j', (text, msg) => {
-    expect(validateDatabases(text).map((e) => e.message).join(' ')).toMatch(msg);
+    expect(
+      validateDatabases(text)
+        .map((e) => e.message)
+        .join(' '),
+    ).toMatch(msg);
   });
 
   test.each([
@@ -84,17 +95,27 @@ describe('validation refuses what PgBouncer would half-load', () => {
     ['host DB all 10.0.0.0/8 reject\n', /bad database/],
     ['host all all 10.0.0.0/8 reject', /not a "host/],
   ])('hba.conf %j', (text, msg) => {
-    expect(validateHba(text).map((e) => e.message).join(' ')).toMatch(msg);
+    expect(
+      validateHba(text)
+        .map((e) => e.message)
+        .join(' '),
+    ).toMatch(msg);
   });
 
   test.each([
     ['"a" "md5abc"\n', /not a SCRAM-SHA-256 verifier/],
     ['a pw\n', /not a "user" "verifier"/],
   ])('userlist.txt %j', (text, msg) => {
-    expect(validateUserlist(text).map((e) => e.message).join(' ')).toMatch(msg);
+    expect(
+      validateUserlist(text)
+        .map((e) => e.message)
+        .join(' '),
+    ).toMatch(msg);
   });
 
   test('a missing file is refused', () => {
-    expect(validatePoolerFiles({ 'databases.ini': '[databases]\n', 'userlist.txt': '' })).toEqual([{ file: 'hba.conf', line: 0, message: 'missing' }]);
+    expect(validatePoolerFiles({ 'databases.ini': '[databases]\n', 'userlist.txt': '' })).toEqual([
+      { file: 'hba.conf', line: 0, message: 'missing' },
+    ]);
   });
 });

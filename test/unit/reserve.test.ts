@@ -24,6 +24,8 @@ describe('adminReserveCondition', () => {
   });
 
   test('the message says what to do', () => {
-    expect(adminReserveCondition(slots(), [200], 8, 'tenantdb_admin').message).toMatch(/GRANT pg_use_reserved_connections TO tenantdb_admin/);
+    expect(adminReserveCondition(slots(), [200], 8, 'tenantdb_admin').message).toMatch(
+      /GRANT pg_use_reserved_connections TO tenantdb_admin/,
+    );
   });
 });

@@ -3,11 +3,28 @@ import { tenantDatabase, type TenantDatabase } from '../../src/api/tenantdatabas
 import { namesMatchMarkers, resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
 import { connectionFailure } from '../../src/controllers/postgresserver/reconcile.js';
 
-const meta = (name: string, namespace?: string) => ({ name, ...(namespace ? { namespace } : {}), uid: `uid-${name}`, resourceVersion: '1', generation: 1 });
+const meta = (name: string, namespace?: string) => ({
+  name,
+  ...(namespace ? { namespace } : {}),
+  uid: `uid-${name}`,
+  resourceVersion: '1',
+  generation: 1,
+});
 const server = (name: string, isDefault = false): PostgresServer =>
-  postgresServer.parse({ apiVersion: 'tenantdb.dev/v1alpha1', kind: 'PostgresServer', metadata: meta(name), spec: { host: 'h', adminSecretRef: { namespace: 'n', name: 's' }, default: isDefault } });
+  postgresServer.parse({
+    apiVersion: 'tenantdb.dev/v1alpha1',
+    kind: 'PostgresServer',
+    metadata: meta(name),
+    spec: { host: 'h', adminSecretRef: { namespace: 'n', name: 's' }, default: isDefault },
+  });
 const tenant = (spec: Record<string, unknown> = {}, status?: Record<string, unknown>): TenantDatabase =>
-  tenantDatabase.parse({ apiVersion: 'tenantdb.dev/v1alpha1', kind: 'TenantDatabase', metadata: meta('app', 'team'), spec, ...(status ? { status } : {}) });
+  tenantDatabase.parse({
+    apiVersion: 'tenantdb.dev/v1alpha1',
+    kind: 'TenantDatabase',
+    metadata: meta('app', 'team'),
+    spec,
+    ...(status ? { status } : {}),
+  });
 
 describe('resolveServer', () => {
   test.each([
@@ -54,9 +71,12 @@ describe('resolveNames', () => {
     const r = resolveNames({ ...base, spec: { ...base.spec, ...spec } });
     expect(r.ok ? 'ok' : r.reason).toBe(reason);
   });
-  test.each([{ databaseName: 'all' }, { databaseName: 'template0' }, { roleName: 'samerole' }, { roleName: 'pg_monitor' }])('the schema refuses %j', (spec) => {
-    expect(() => tenant(spec)).toThrow(/must not be one of/);
-  });
+  test.each([{ databaseName: 'all' }, { databaseName: 'template0' }, { roleName: 'samerole' }, { roleName: 'pg_monitor' }])(
+    'the schema refuses %j',
+    (spec) => {
+      expect(() => tenant(spec)).toThrow(/must not be one of/);
+    },
+  );
   test('shadow name', () => {
     const r = resolveNames(tenant({ shadowDatabase: true }));
     expect(r.ok && r.value.shadow).toBe('team_app_shadow');

@@ -24,13 +24,13 @@ describe('renderSecretData', () => {
   });
 
   test('credentials are percent-encoded in every URI; parts stay raw', () => {
-    const d = renderSecretData({ ...base, user: 'u@x', password: 'p:/?#[]@!$&\'()*+,;= %' });
-    const enc = encodeURIComponent('p:/?#[]@!$&\'()*+,;= %');
+    const d = renderSecretData({ ...base, user: 'u@x', password: "p:/?#[]@!$&'()*+,;= %" });
+    const enc = encodeURIComponent("p:/?#[]@!$&'()*+,;= %");
     expect(d.uri).toContain(`u%40x:${enc}@`);
     expect(d['jdbc-uri']).toContain(`user=u%40x&password=${enc}`);
     expect(new URL(d.uri ?? '').password).toBe(enc);
-    expect(decodeURIComponent(new URL(d.uri ?? '').password)).toBe('p:/?#[]@!$&\'()*+,;= %');
-    expect(d.password).toBe('p:/?#[]@!$&\'()*+,;= %');
+    expect(decodeURIComponent(new URL(d.uri ?? '').password)).toBe("p:/?#[]@!$&'()*+,;= %");
+    expect(d.password).toBe("p:/?#[]@!$&'()*+,;= %");
     expect(d.PGPASSWORD).toBe(d.password);
   });
 

@@ -15,8 +15,13 @@ type Decision = { applied: ConditionInput; ruleCount: number; soon: boolean };
 function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
   const ns = wl.metadata.namespace ?? '';
   const tdName = wl.spec.tenantDatabaseRef.name;
-  const no = (reason: string, message: string, soon = false): Decision => ({ applied: { type: 'Applied', status: 'False', reason, message }, ruleCount: 0, soon });
-  const td = ctx.tenants.get(tdName, ns) as { spec?: unknown; status?: { serverName?: string; databaseName?: string; roleName?: string } } | undefined;
+  const no = (reason: string, message: string, soon = false): Decision => ({
+    applied: { type: 'Applied', status: 'False', reason, message },
+    ruleCount: 0,
+    soon,
+  });
+  const td = ctx.tenants.get(tdName, ns) as
+    { spec?: unknown; status?: { serverName?: string; databaseName?: string; roleName?: string } } | undefined;
   if (!td) return no('TenantNotFound', `TenantDatabase ${ns}/${tdName} does not exist`);
   const { admitted, refused } = tenantWhitelists(ctx, ns, tdName);
   if (refused.some((w) => w.metadata?.uid === wl.metadata.uid)) {
@@ -27,7 +32,8 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
     );
   }
   const st = td.status;
-  if (!st?.serverName || !st.databaseName || !st.roleName) return no('TenantNotReady', `TenantDatabase ${ns}/${tdName} is not provisioned yet`, true);
+  if (!st?.serverName || !st.databaseName || !st.roleName)
+    return no('TenantNotReady', `TenantDatabase ${ns}/${tdName} is not provisioned yet`, true);
   const server = postgresServer.safeParse(ctx.servers.get(st.serverName));
   if (!server.success) return no('ServerNotFound', `PostgresServer ${st.serverName} does not exist`);
   const spec = tenantDatabaseSpec.safeParse(td.spec);
@@ -43,7 +49,11 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
     case 'rejected':
       return no('AgentRejected', a.message);
     case 'enforced':
-      return { applied: { type: 'Applied', status: 'True', reason: 'Enforced', message: a.message }, ruleCount: wl.spec.entries.length, soon: false };
+      return {
+        applied: { type: 'Applied', status: 'True', reason: 'Enforced', message: a.message },
+        ruleCount: wl.spec.entries.length,
+        soon: false,
+      };
   }
 }
 
@@ -53,15 +63,32 @@ export async function reconcileIpWhitelist(ctx: OperatorContext, key: string, _l
   if (!raw) return {};
   const api = customResourceApi(ctx.clients, IP_WHITELIST);
   const parsed = ipWhitelist.safeParse(raw);
-  const meta = (raw as unknown as { metadata: { name: string; namespace?: string; resourceVersion: string; generation?: number } }).metadata;
-  const prev = ((raw as { status?: Record<string, unknown> }).status ?? {}) as { conditions?: IpWhitelist['status'] extends infer S ? S extends { conditions?: infer C } ? C : never : never };
+  const meta = (raw as unknown as { metadata: { name: string; namespace?: string; resourceVersion: string; generation?: number } })
+    .metadata;
+  const prev = ((raw as { status?: Record<string, unknown> }).status ?? {}) as {
+    conditions?: IpWhitelist['status'] extends infer S ? (S extends { conditions?: infer C } ? C : never) : never;
+  };
   let d: Decision;
   if (!parsed.success) {
-    d = { applied: { type: 'Applied', status: 'False', reason: 'InvalidSpec', message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ') }, ruleCount: 0, soon: false };
+    d = {
+      applied: {
+        type: 'Applied',
+        status: 'False',
+        reason: 'InvalidSpec',
+        message: parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; '),
+      },
+      ruleCount: 0,
+      soon: false,
+    };
   } else {
     d = decide(ctx, parsed.data);
   }
   const conditions = setConditions(prev.conditions, [d.applied, { ...d.applied, type: 'Ready' }], meta.generation);
-  await writeStatusIfChanged(api, meta, prev as Record<string, unknown>, { ...prev, conditions, ruleCount: d.ruleCount, observedGeneration: meta.generation });
+  await writeStatusIfChanged(api, meta, prev, {
+    ...prev,
+    conditions,
+    ruleCount: d.ruleCount,
+    observedGeneration: meta.generation,
+  });
   return { poll: d.soon, requeueAfterMs: ctx.config.resyncMs };
 }

@@ -18,9 +18,15 @@ import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type Ope
 export function connectionFailure(err: unknown, where: string): { reason: string; message: string } {
   const code = sqlState(err);
   const detail = describePgError(err);
-  if (code === SQLSTATE.invalidPassword) return { reason: 'AuthenticationFailed', message: `the admin credentials were rejected by ${where}: ${detail}` };
-  if (code === SQLSTATE.invalidAuthorization) return { reason: 'ConnectionRejected', message: `${where} rejected the operator's connection (pg_hba.conf or role attributes): ${detail}` };
-  if (code === SQLSTATE.invalidCatalogName) return { reason: 'DatabaseNotFound', message: `the admin database does not exist on ${where}: ${detail}` };
+  if (code === SQLSTATE.invalidPassword)
+    return { reason: 'AuthenticationFailed', message: `the admin credentials were rejected by ${where}: ${detail}` };
+  if (code === SQLSTATE.invalidAuthorization)
+    return {
+      reason: 'ConnectionRejected',
+      message: `${where} rejected the operator's connection (pg_hba.conf or role attributes): ${detail}`,
+    };
+  if (code === SQLSTATE.invalidCatalogName)
+    return { reason: 'DatabaseNotFound', message: `the admin database does not exist on ${where}: ${detail}` };
   if (code && ['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ECONNRESET'].includes(code)) {
     return { reason: 'Unreachable', message: `cannot reach ${where}: ${detail}` };
   }
@@ -37,32 +43,74 @@ async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServe
   const where = `Secret ${st.ref.namespace}/${st.ref.name} (${st.shards} shard(s))`;
   // A tenant left out hurts only itself; the others' config goes on, and status says who and why.
   const leftOut = st.leftOut.length
-    ? `; left out: ${st.leftOut.slice(0, 5).map((t) => `${t.alias} (${t.reason})`).join(', ')}${st.leftOut.length > 5 ? ` and ${st.leftOut.length - 5} more` : ''}`
+    ? `; left out: ${st.leftOut
+        .slice(0, 5)
+        .map((t) => `${t.alias} (${t.reason})`)
+        .join(', ')}${st.leftOut.length > 5 ? ` and ${st.leftOut.length - 5} more` : ''}`
     : '';
   if (st.error) {
-    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded${leftOut}` };
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'AgentRejected',
+      message: `the pooler agent refused config ${st.hash} from ${where}: ${st.error}; the last good config stays loaded${leftOut}`,
+    };
   }
-  if (!st.applied) return { type: 'PoolerReady', status: 'False', reason: 'Pending', message: `waiting for the pooler agent to load config ${st.hash} from ${where}${leftOut}` };
+  if (!st.applied)
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'Pending',
+      message: `waiting for the pooler agent to load config ${st.hash} from ${where}${leftOut}`,
+    };
   const admin = await loadPoolerAdmin(ctx, server);
-  if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `config ${st.hash} is loaded, but ${admin.message}` };
+  if (!admin.ok)
+    return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `config ${st.hash} is loaded, but ${admin.message}` };
   try {
     const dbs = await showDatabases(admin.value);
     const pools = [...dbs.keys()].filter((k) => k !== 'pgbouncer').length;
-    return { type: 'PoolerReady', status: 'True', reason: 'Applied', message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}` };
+    return {
+      type: 'PoolerReady',
+      status: 'True',
+      reason: 'Applied',
+      message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}`,
+    };
   } catch (err) {
-    return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'PoolerUnreachable',
+      message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}`,
+    };
   }
 }
 
 /** HbaApplied: whether the agent beside a self-hosted server loaded the current tenant rules. */
 async function serverHbaCondition(ctx: OperatorContext, server: PostgresServer): Promise<ConditionInput> {
   if (server.spec.hba?.mode !== 'Agent') {
-    return { type: 'HbaApplied', status: 'True', reason: 'NotManaged', message: "the server's pg_hba.conf is not managed (hba.mode None): IpWhitelists are enforced only for pooled connections" };
+    return {
+      type: 'HbaApplied',
+      status: 'True',
+      reason: 'NotManaged',
+      message: "the server's pg_hba.conf is not managed (hba.mode None): IpWhitelists are enforced only for pooled connections",
+    };
   }
   const st = await ensureServerHba(ctx, server);
   const where = `Secret ${st.ref.namespace}/${st.ref.name}`;
-  if (st.error) return { type: 'HbaApplied', status: 'False', reason: 'AgentRejected', message: `the agent beside PostgreSQL refused rules ${st.hash} from ${where}: ${st.error}; the last good pg_hba.conf stays` };
-  if (!st.applied) return { type: 'HbaApplied', status: 'False', reason: 'Pending', message: `waiting for the agent beside PostgreSQL to load rules ${st.hash} from ${where}` };
+  if (st.error)
+    return {
+      type: 'HbaApplied',
+      status: 'False',
+      reason: 'AgentRejected',
+      message: `the agent beside PostgreSQL refused rules ${st.hash} from ${where}: ${st.error}; the last good pg_hba.conf stays`,
+    };
+  if (!st.applied)
+    return {
+      type: 'HbaApplied',
+      status: 'False',
+      reason: 'Pending',
+      message: `waiting for the agent beside PostgreSQL to load rules ${st.hash} from ${where}`,
+    };
   return { type: 'HbaApplied', status: 'True', reason: 'Applied', message: `pg_hba.conf holds tenant rules ${st.hash}` };
 }
 
@@ -75,8 +123,19 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     return {};
   }
   const parsed = postgresServer.safeParse(raw);
-  const meta = (raw as unknown as { metadata: { name: string; resourceVersion: string; generation?: number; finalizers?: string[]; deletionTimestamp?: string; uid: string } }).metadata;
-  const prev = ((raw as { status?: PostgresServerStatus }).status ?? {}) as PostgresServerStatus;
+  const meta = (
+    raw as unknown as {
+      metadata: {
+        name: string;
+        resourceVersion: string;
+        generation?: number;
+        finalizers?: string[];
+        deletionTimestamp?: string;
+        uid: string;
+      };
+    }
+  ).metadata;
+  const prev = ((raw as { status?: PostgresServerStatus }).status ?? {});
   const gen = meta.generation;
   const tenants = ctx.tenants.list().filter((t) => (t as { status?: { serverName?: string } }).status?.serverName === name);
   const ref = { apiVersion: API_VERSION, kind: 'PostgresServer', name, uid: meta.uid };
@@ -89,7 +148,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
       conditions: setConditions(prev.conditions, conds, gen),
       observedGeneration: settled ? gen : prev.observedGeneration,
     };
-    if (await writeStatusIfChanged(api, meta, prev as Record<string, unknown>, next as Record<string, unknown>)) {
+    if (await writeStatusIfChanged(api, meta, prev, next)) {
       // Every change of readiness, of the pooler and of the server's HBA is in the audit trail.
       for (const type of ['Ready', 'PoolerReady', 'HbaApplied']) {
         const before = prev.conditions?.find((c) => c.type === type);
@@ -103,8 +162,22 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
 
   if (meta.deletionTimestamp) {
     if (tenants.length > 0) {
-      const names = tenants.slice(0, 5).map((t) => `${t.metadata?.namespace}/${t.metadata?.name}`).join(', ');
-      await save([{ type: 'Ready', status: 'False', reason: 'DeletionBlocked', message: `${tenants.length} TenantDatabase(s) still use this server (${names}); delete them first` }], {}, false);
+      const names = tenants
+        .slice(0, 5)
+        .map((t) => `${t.metadata?.namespace}/${t.metadata?.name}`)
+        .join(', ');
+      await save(
+        [
+          {
+            type: 'Ready',
+            status: 'False',
+            reason: 'DeletionBlocked',
+            message: `${tenants.length} TenantDatabase(s) still use this server (${names}); delete them first`,
+          },
+        ],
+        {},
+        false,
+      );
       return { requeueAfterMs: 10_000 };
     }
     ctx.pools.drop(name);
@@ -146,7 +219,14 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     const managed = await sql.managedObjects(pool);
     // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
     ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
-    await dropTombstones(ctx, pool, (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn), managed, creds.value.database, log);
+    await dropTombstones(
+      ctx,
+      pool,
+      (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn),
+      managed,
+      creds.value.database,
+      log,
+    );
     publicCreate = await sql.schemasPublicCanCreateIn(pool);
     slots = await sql.connectionSlots(pool);
     limits = await sql.tenantConnectionLimits(pool);
@@ -162,10 +242,23 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   // Waiting for an agent is a matter of a second; an unreachable pooler is looked at less often.
   const soon = pooler.reason === 'Pending' || hba.reason === 'Pending';
   const later = pooler.status === 'False' || hba.status === 'False';
-  const connected: ConditionInput = { type: 'Connected', status: 'True', reason: 'Connected', message: `connected to ${where} as ${creds.value.username}` };
-  const missing = [!rights.createdb && !rights.superuser ? 'CREATEDB' : '', !rights.createrole && !rights.superuser ? 'CREATEROLE' : ''].filter(Boolean);
+  const connected: ConditionInput = {
+    type: 'Connected',
+    status: 'True',
+    reason: 'Connected',
+    message: `connected to ${where} as ${creds.value.username}`,
+  };
+  const missing = [
+    !rights.createdb && !rights.superuser ? 'CREATEDB' : '',
+    !rights.createrole && !rights.superuser ? 'CREATEROLE' : '',
+  ].filter(Boolean);
   const ready: ConditionInput = missing.length
-    ? { type: 'Ready', status: 'False', reason: 'InsufficientPrivileges', message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}` }
+    ? {
+        type: 'Ready',
+        status: 'False',
+        reason: 'InsufficientPrivileges',
+        message: `admin role ${creds.value.username} lacks ${missing.join(' and ')}`,
+      }
     : { type: 'Ready', status: 'True', reason: 'Connected', message: `PostgreSQL ${version} at ${where} is ready for tenants` };
   const adminDb = creds.value.database;
   // Operator sessions pin search_path, so such objects cannot reach them; but any role, tenants
@@ -177,7 +270,12 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
         reason: 'PublicCanCreate',
         message: `every role, tenants included, may create objects in schema(s) ${publicCreate.join(', ')} of database ${adminDb} (the default before PostgreSQL 15); operator sessions are not affected, but run REVOKE CREATE ON SCHEMA ${publicCreate.join(', ')} FROM PUBLIC there`,
       }
-    : { type: 'PublicSchemasLocked', status: 'True', reason: 'NoPublicCreate', message: `no schema of database ${adminDb} lets PUBLIC create objects` };
+    : {
+        type: 'PublicSchemasLocked',
+        status: 'True',
+        reason: 'NoPublicCreate',
+        message: `no schema of database ${adminDb} lets PUBLIC create objects`,
+      };
   const reserve = adminReserveCondition(slots, [...limits.values()], ctx.pools.maxSessionsPerServer, creds.value.username);
   await save([connected, pooler, hba, publicSchemas, reserve, ready], { version }, true);
   return { poll: soon, requeueAfterMs: later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
@@ -194,7 +292,14 @@ function markersByUid(objects: sql.ManagedObject[]): ServerMarkers {
 }
 
 /** Roles of deleted tenants that could not be dropped then: a few per re-check, once free. */
-async function dropTombstones(ctx: OperatorContext, pool: pg.Pool, inDatabase: InDatabase, managed: sql.ManagedObject[], adminDatabase: string, log: Logger): Promise<void> {
+async function dropTombstones(
+  ctx: OperatorContext,
+  pool: pg.Pool,
+  inDatabase: InDatabase,
+  managed: sql.ManagedObject[],
+  adminDatabase: string,
+  log: Logger,
+): Promise<void> {
   for (const o of managed.filter((x) => x.kind === 'role' && x.comment.endsWith(sql.TOMBSTONE)).slice(0, 10)) {
     try {
       await clearRoleDependencies(pool, inDatabase, o.name, adminDatabase);

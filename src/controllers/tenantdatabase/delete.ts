@@ -24,7 +24,13 @@ import { resolveServer } from './resolve.js';
 export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, servers: PostgresServer[], log: Logger): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   if (!(td.metadata.finalizers ?? []).includes(FINALIZER)) return;
-  const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
+  const ref = {
+    apiVersion: API_VERSION,
+    kind: 'TenantDatabase',
+    name: td.metadata.name,
+    namespace: td.metadata.namespace,
+    uid: td.metadata.uid,
+  };
 
   // Where this tenant may have created something: the server status names and the one its spec resolves to.
   const names = new Set<string>();
@@ -38,7 +44,11 @@ export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, s
     if (!server) {
       if (serverName === td.status?.serverName && td.status?.roleName) {
         log.warn({ server: serverName }, 'PostgresServer is gone; releasing the TenantDatabase without touching the server');
-        ctx.events.warning(ref, 'ServerGone', `PostgresServer ${serverName} no longer exists; database ${td.status.databaseName ?? '?'} and role ${td.status.roleName} were not cleaned up`);
+        ctx.events.warning(
+          ref,
+          'ServerGone',
+          `PostgresServer ${serverName} no longer exists; database ${td.status.databaseName ?? '?'} and role ${td.status.roleName} were not cleaned up`,
+        );
       }
       continue;
     }
@@ -47,10 +57,17 @@ export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, s
   await removeFinalizer(api, td.metadata, FINALIZER);
 }
 
-async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: PostgresServer, ref: Parameters<OperatorContext['events']['normal']>[0], log: Logger): Promise<void> {
+async function finalizeOn(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  server: PostgresServer,
+  ref: Parameters<OperatorContext['events']['normal']>[0],
+  log: Logger,
+): Promise<void> {
   const serverName = server.metadata.name;
   const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
-  if (!creds.ok) throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${creds.message}`);
+  if (!creds.ok)
+    throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${creds.message}`);
   const ca = await loadCa(ctx.clients, server, ctx.config.namespace);
   if (!ca.ok) throw new RetryableError('ServerNotReady', `cannot run the deletion policy on PostgresServer ${serverName}: ${ca.message}`);
   const ep = endpointOf(server, ca.value);
@@ -60,7 +77,10 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
   try {
     marked = (await sql.managedObjects(pool)).filter((o) => o.uid === uid);
   } catch (err) {
-    throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName} to run the deletion policy: ${describePgError(err)}`);
+    throw new RetryableError(
+      'ServerUnreachable',
+      `cannot reach PostgresServer ${serverName} to run the deletion policy: ${describePgError(err)}`,
+    );
   }
   const roles = marked.filter((o) => o.kind === 'role').map((o) => o.name);
   const databases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
@@ -109,7 +129,9 @@ async function finalizeOn(ctx: OperatorContext, td: TenantDatabase, server: Post
         // of the server once nothing depends on it. Nobody can pin a deletion.
         const detail = (err as { detail?: string }).detail?.replace(/\s+/g, ' ');
         const tomb = tombstoneName(role);
-        const comment = marked.find((o) => o.kind === 'role' && o.name === role)?.comment ?? sql.ownerMarker({ namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid });
+        const comment =
+          marked.find((o) => o.kind === 'role' && o.name === role)?.comment ??
+          sql.ownerMarker({ namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid });
         await sql.tombstoneRole(pool, role, tomb, comment);
         const message = `role ${role} could not be dropped (${detail ?? describePgError(err)}${problems.length ? `; ${problems.join('; ')}` : ''}); renamed to ${tomb} with login off, to be dropped once nothing depends on it`;
         log.warn({ role, tomb }, message);

@@ -43,7 +43,8 @@ export async function claimOfDatabase(db: sql.Queryable, database: string, role:
   if (!row) return { state: 'absent' };
   const marked = sql.markerUid(row.comment);
   if (marked === uid) return { state: 'ours' };
-  if (!marked && !row.comment && roleIsOurs && ((row.ownedByAdmin && !row.allowConnections) || row.owner === role)) return { state: 'ours' };
+  if (!marked && !row.comment && roleIsOurs && ((row.ownedByAdmin && !row.allowConnections) || row.owner === role))
+    return { state: 'ours' };
   return { state: 'foreign', message: foreignMessage('database', database, row.comment) };
 }
 
@@ -227,7 +228,12 @@ export async function ensureExtensions(tenantSession: sql.Queryable, wanted: rea
  * connection limit to keep the operator out gets the limit lifted for the moment it takes.
  * Returns what could not be cleared; DROP ROLE then says precisely what is left.
  */
-export async function clearRoleDependencies(pool: pg.Pool, inDatabase: InDatabase, role: string, adminDatabase = 'postgres'): Promise<string[]> {
+export async function clearRoleDependencies(
+  pool: pg.Pool,
+  inDatabase: InDatabase,
+  role: string,
+  adminDatabase = 'postgres',
+): Promise<string[]> {
   const problems: string[] = [];
   for (const d of await sql.databasesDependingOnRole(pool, role)) {
     if (d.name === '') {

@@ -14,15 +14,32 @@ import { setConditions, type ConditionInput } from '../../runtime/conditions.js'
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import { DEFAULT_POOLER_ADMIN_USER, accessState, forgetTenant, loadPoolerAdmin, poolerConfigApplied, showDatabases, verifierFor } from '../pooler.js';
+import {
+  DEFAULT_POOLER_ADMIN_USER,
+  accessState,
+  forgetTenant,
+  loadPoolerAdmin,
+  poolerConfigApplied,
+  showDatabases,
+  verifierFor,
+} from '../pooler.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
-import { claimOfDatabase, claimOfRole, dropShadowIfOurs, ensureDatabase, ensureExtensions, ensureRole, type ExtensionOutcome, type InDatabase, type Owner } from './provision.js';
+import {
+  claimOfDatabase,
+  claimOfRole,
+  dropShadowIfOurs,
+  ensureDatabase,
+  ensureExtensions,
+  ensureRole,
+  type ExtensionOutcome,
+  type InDatabase,
+  type Owner,
+} from './provision.js';
 import { shadowDatabaseName } from '../../api/naming.js';
 import { namespaceAllowed, namesMatchMarkers, resolveNames, resolveServer, type TenantNames } from './resolve.js';
 import { renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
-
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   const out: PostgresServer[] = [];
@@ -74,7 +91,13 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
     } catch (err) {
       // What blocks a deletion is in status, not only in the log.
       const reason = err instanceof RetryableError ? err.reason : 'DeletionFailed';
-      await saveStatus(ctx, td, notReady(reason, `deletion (${td.spec.deletionPolicy}) is waiting: ${errorMessage(err)}`, false), undefined, undefined).catch(() => undefined);
+      await saveStatus(
+        ctx,
+        td,
+        notReady(reason, `deletion (${td.spec.deletionPolicy}) is waiting: ${errorMessage(err)}`, false),
+        undefined,
+        undefined,
+      ).catch(() => undefined);
       throw err;
     }
     return {};
@@ -108,7 +131,13 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
 
-async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, names: TenantNames | undefined, serverName: string | undefined): Promise<void> {
+async function saveStatus(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  o: Outcome,
+  names: TenantNames | undefined,
+  serverName: string | undefined,
+): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   const prev = td.status ?? {};
   const gen = td.metadata.generation;
@@ -120,12 +149,18 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
     conditions: setConditions(prev.conditions, o.conditions, gen),
     observedGeneration: o.settled ? gen : prev.observedGeneration,
   };
-  const changed = await writeStatusIfChanged(api, td.metadata, prev as Record<string, unknown>, next as Record<string, unknown>);
+  const changed = await writeStatusIfChanged(api, td.metadata, prev, next);
   if (changed) {
     const before = prev.conditions?.find((c) => c.type === 'Ready');
     const after = next.conditions?.find((c) => c.type === 'Ready');
     if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
-      const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
+      const ref = {
+        apiVersion: API_VERSION,
+        kind: 'TenantDatabase',
+        name: td.metadata.name,
+        namespace: td.metadata.namespace,
+        uid: td.metadata.uid,
+      };
       if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
       // Waiting for the pooler right after creation is not worth a warning; losing it later is.
       else if (before?.status === 'True' || after.reason !== 'PoolerNotReady') ctx.events.warning(ref, after.reason, after.message);
@@ -137,11 +172,27 @@ async function saveStatus(ctx: OperatorContext, td: TenantDatabase, o: Outcome, 
  * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
  * name to a Conflict can still be given another one.
  */
-async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number }> {
-  const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, namespace: td.metadata.namespace, uid: td.metadata.uid };
+async function provision(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  log: Logger,
+): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number }> {
+  const ref = {
+    apiVersion: API_VERSION,
+    kind: 'TenantDatabase',
+    name: td.metadata.name,
+    namespace: td.metadata.namespace,
+    uid: td.metadata.uid,
+  };
   /** Logs each change and records it as an Event whose reason is the object and the verb: RoleCreated. */
   const record = (changes: string[], noun: string) => {
-    const verbs: Record<string, string> = { Created: 'Created', Dropped: 'Deleted', Deleted: 'Deleted', Repaired: 'Repaired', Rotated: 'Rotated' };
+    const verbs: Record<string, string> = {
+      Created: 'Created',
+      Dropped: 'Deleted',
+      Deleted: 'Deleted',
+      Repaired: 'Repaired',
+      Rotated: 'Rotated',
+    };
     for (const c of changes) {
       log.info(c);
       ctx.events.normal(ref, `${noun}${verbs[c.split(' ')[0] ?? ''] ?? 'Updated'}`, c);
@@ -191,24 +242,35 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
       if (!row?.canLogin) return [];
       await sql.disableLogin(pool, role);
       const ended = await sql.terminateRoleSessions(pool, role);
-      return [`Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`];
+      return [
+        `Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`,
+      ];
     });
   }
   const limits = server.spec.connectionLimits;
   const connectionLimit = td.spec.connectionLimit === -1 ? limits.default : td.spec.connectionLimit;
   if (connectionLimit > limits.max) {
-    return refuse('ConnectionLimitTooHigh', `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`, async (pool, role) => {
-      const row = await sql.findRole(pool, role);
-      if (!row || (row.connLimit >= 0 && row.connLimit <= limits.max)) return [];
-      await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
-      if (names.database && (await sql.findDatabase(pool, names.database))?.ownedByAdmin) await sql.setDatabaseConnLimit(pool, names.database, limits.max);
-      return [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`];
-    });
+    return refuse(
+      'ConnectionLimitTooHigh',
+      `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`,
+      async (pool, role) => {
+        const row = await sql.findRole(pool, role);
+        if (!row || (row.connLimit >= 0 && row.connLimit <= limits.max)) return [];
+        await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
+        if (names.database && (await sql.findDatabase(pool, names.database))?.ownedByAdmin)
+          await sql.setDatabaseConnLimit(pool, names.database, limits.max);
+        return [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`];
+      },
+    );
   }
   const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
   if (disallowed.length > 0) {
     return {
-      outcome: notReady('ExtensionNotAllowed', `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`, true),
+      outcome: notReady(
+        'ExtensionNotAllowed',
+        `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`,
+        true,
+      ),
       serverName,
     };
   }
@@ -216,7 +278,10 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     const poolerAdmin = await loadPoolerAdmin(ctx, server);
     if (names.role === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === names.role)) {
       const message = `role ${names.role} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
-      return { outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]), serverName };
+      return {
+        outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]),
+        serverName,
+      };
     }
   }
   const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
@@ -243,7 +308,12 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   };
   if (roleClaim.state === 'foreign') {
     await dropOwnSecret();
-    return { outcome: notReady('Conflict', roleClaim.message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message }]), serverName };
+    return {
+      outcome: notReady('Conflict', roleClaim.message, true, [
+        { type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message },
+      ]),
+      serverName,
+    };
   }
   for (const db of [names.database, names.shadow]) {
     if (!db) continue;
@@ -251,26 +321,41 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     if (claim.state === 'foreign') {
       await dropOwnSecret();
       return {
-        outcome: notReady('Conflict', claim.message, true, [{ type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message }]),
+        outcome: notReady('Conflict', claim.message, true, [
+          { type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message },
+        ]),
         serverName,
       };
     }
   }
   const max = server.spec.maxTenants;
   if (max !== undefined && roleClaim.state === 'absent' && !(await admit(ctx, pool, serverName, owner.uid, max))) {
-    return { outcome: notReady('CapacityExceeded', `PostgresServer ${serverName} holds its maximum of ${max} tenants (retained databases count)`, true), serverName };
+    return {
+      outcome: notReady(
+        'CapacityExceeded',
+        `PostgresServer ${serverName} holds its maximum of ${max} tenants (retained databases count)`,
+        true,
+      ),
+      serverName,
+    };
   }
 
   if (limits.enforceBudget) {
     const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
     if (current !== connectionLimit) {
       const slots = await sql.connectionSlots(pool);
-      const others = [...(await sql.tenantConnectionLimits(pool)).entries()].filter(([r]) => r !== names.role).map(([, l]) => (l < 0 ? slots.maxConnections : l));
+      const others = [...(await sql.tenantConnectionLimits(pool)).entries()]
+        .filter(([r]) => r !== names.role)
+        .map(([, l]) => (l < 0 ? slots.maxConnections : l));
       const open = slots.maxConnections - slots.superuserReserved - slots.reserved - ctx.pools.maxSessionsPerServer;
       const sum = others.reduce((a, b) => a + b, 0);
       if (sum + connectionLimit > open) {
         return {
-          outcome: notReady('ConnectionBudgetExceeded', `connectionLimit ${connectionLimit} does not fit: the other tenants of PostgresServer ${serverName} hold ${sum} of the ${open} connections left beside the operator's own (connectionLimits.enforceBudget)`, true),
+          outcome: notReady(
+            'ConnectionBudgetExceeded',
+            `connectionLimit ${connectionLimit} does not fit: the other tenants of PostgresServer ${serverName} hold ${sum} of the ${open} connections left beside the operator's own (connectionLimits.enforceBudget)`,
+            true,
+          ),
           serverName,
         };
       }
@@ -282,7 +367,10 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
   if (current.kind === 'foreign') {
     const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
-    return { outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]), serverName };
+    return {
+      outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]),
+      serverName,
+    };
   }
   let previous: string | undefined;
   const oldSecretName = td.status?.secretName;
@@ -295,7 +383,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   const rotateFor = td.metadata.annotations?.[ROTATE_ANNOTATION];
   const answered = current.kind === 'owned' ? current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] : undefined;
   const rotating = !!rotateFor && rotateFor !== answered && roleClaim.state === 'ours';
-  const { password, generated } = rotating ? choosePassword() : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
+  const { password, generated } = rotating
+    ? choosePassword()
+    : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
   const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
   const data = renderSecretData({
     host: server.spec.publicHost ?? server.spec.host,
@@ -308,7 +398,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     shadowDatabase: names.shadow,
   });
   const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
-  if (wrote === 'created') record([generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`], 'Secret');
+  if (wrote === 'created')
+    record(
+      [generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`],
+      'Secret',
+    );
   if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'Secret');
   if (oldSecretName && oldSecretName !== names.secret) {
     const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
@@ -355,22 +449,46 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
     { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
     ext.failed.length
-      ? { type: 'DatabaseReady', status: 'False', reason: 'ExtensionFailed', message: ext.failed.map((f) => `extension ${f.name}: ${f.message}`).join('; ') }
-      : { type: 'DatabaseReady', status: 'True', reason: 'Provisioned', message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready` },
+      ? {
+          type: 'DatabaseReady',
+          status: 'False',
+          reason: 'ExtensionFailed',
+          message: ext.failed.map((f) => `extension ${f.name}: ${f.message}`).join('; '),
+        }
+      : {
+          type: 'DatabaseReady',
+          status: 'True',
+          reason: 'Provisioned',
+          message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready`,
+        },
     poolerReady,
     access,
   ];
   if (ext.failed.length) {
     conditions.push({ type: 'Ready', status: 'False', reason: 'ExtensionFailed', message: conditions[2]?.message ?? '' });
   } else if (loginErr) {
-    conditions.push({ type: 'Ready', status: 'False', reason: 'LoginFailed', message: `a login with the Secret's credentials failed: ${describePgError(loginErr)}` });
+    conditions.push({
+      type: 'Ready',
+      status: 'False',
+      reason: 'LoginFailed',
+      message: `a login with the Secret's credentials failed: ${describePgError(loginErr)}`,
+    });
   } else if (poolerReady.status === 'False') {
     conditions.push({ type: 'Ready', status: 'False', reason: 'PoolerNotReady', message: poolerReady.message });
   } else {
-    conditions.push({ type: 'Ready', status: 'True', reason: 'Provisioned', message: `database ${names.database} is ready; connection details in Secret ${names.secret}` });
+    conditions.push({
+      type: 'Ready',
+      status: 'True',
+      reason: 'Provisioned',
+      message: `database ${names.database} is ready; connection details in Secret ${names.secret}`,
+    });
   }
   return {
-    outcome: { conditions, status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections }, settled: !loginErr && !ext.failed.length },
+    outcome: {
+      conditions,
+      status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections },
+      settled: !loginErr && !ext.failed.length,
+    },
     names,
     serverName,
     // Pooler and allow-list changes take effect within seconds: look again soon until they have
@@ -406,7 +524,9 @@ async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, ui
     const pending = admitted.get(serverName) ?? new Map<string, number>();
     admitted.set(serverName, pending);
     for (const [u, at] of pending) if (now - at > ADMISSION_HOLD_MS) pending.delete(u);
-    const tenantServer = new Map(ctx.tenants.list().map((t) => [t.metadata?.uid ?? '', (t as { spec?: { serverRef?: { name?: string } } }).spec?.serverRef?.name]));
+    const tenantServer = new Map(
+      ctx.tenants.list().map((t) => [t.metadata?.uid ?? '', (t as { spec?: { serverRef?: { name?: string } } }).spec?.serverRef?.name]),
+    );
     const defaults = ctx.servers.list().filter((x) => (x as { spec?: { default?: boolean } }).spec?.default === true);
     const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
     const used = new Set<string>();
@@ -444,7 +564,8 @@ async function enforceWhereItLives(
     if (allowed.ok && wanted <= limits.max) continue;
     const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
     const ca = creds.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
-    if (!creds.ok || !ca?.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName} must be reached to apply its limits to this tenant`);
+    if (!creds.ok || !ca?.ok)
+      throw new RetryableError('ServerNotReady', `PostgresServer ${serverName} must be reached to apply its limits to this tenant`);
     const pool = ctx.pools.get(serverName, endpointOf(server, ca.value), creds.value);
     for (const role of roles) {
       const row = await sql.findRole(pool, role);
@@ -452,18 +573,31 @@ async function enforceWhereItLives(
       if (!allowed.ok && row.canLogin) {
         await sql.disableLogin(pool, role);
         const ended = await sql.terminateRoleSessions(pool, role);
-        record([`Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`], 'Role');
+        record(
+          [
+            `Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`,
+          ],
+          'Role',
+        );
       } else if (allowed.ok && (row.connLimit < 0 || row.connLimit > limits.max)) {
         await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
-        record([`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`], 'Role');
+        record(
+          [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`],
+          'Role',
+        );
       }
     }
     for (const database of marks.get(td.metadata.uid)?.databases ?? []) {
       const row = await sql.findDatabase(pool, database);
-      if (allowed.ok && row?.ownedByAdmin && (row.connLimit < 0 || row.connLimit > limits.max)) await sql.setDatabaseConnLimit(pool, database, limits.max);
+      if (allowed.ok && row?.ownedByAdmin && (row.connLimit < 0 || row.connLimit > limits.max))
+        await sql.setDatabaseConnLimit(pool, database, limits.max);
     }
     refusal ??= allowed.ok
-      ? { reason: 'ConnectionLimitTooHigh', message: `connectionLimit ${wanted} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`, serverName }
+      ? {
+          reason: 'ConnectionLimitTooHigh',
+          message: `connectionLimit ${wanted} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`,
+          serverName,
+        }
       : { reason: allowed.reason, message: allowed.message, serverName };
   }
   return refusal;
@@ -477,50 +611,130 @@ const pooledLogins = new Map<string, string>();
  * loaded the config (a refused one names this tenant's pool as not ready), the admin console must
  * show the pool as asked, and the tenant's own credentials must log in through the pooler.
  */
-async function poolerCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, alias: string, role: string, password: string): Promise<ConditionInput> {
+async function poolerCondition(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  td: TenantDatabase,
+  alias: string,
+  role: string,
+  password: string,
+): Promise<ConditionInput> {
   const p = server.spec.pooler;
-  if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: `PostgresServer ${server.metadata.name} has no pooler; pooled URLs are the direct ones` };
-  if (!td.spec.pooling.enabled) return { type: 'PoolerReady', status: 'True', reason: 'PoolingDisabled', message: 'pooling is disabled for this tenant; pooled URLs are the direct ones' };
+  if (!p)
+    return {
+      type: 'PoolerReady',
+      status: 'True',
+      reason: 'NoPooler',
+      message: `PostgresServer ${server.metadata.name} has no pooler; pooled URLs are the direct ones`,
+    };
+  if (!td.spec.pooling.enabled)
+    return {
+      type: 'PoolerReady',
+      status: 'True',
+      reason: 'PoolingDisabled',
+      message: 'pooling is disabled for this tenant; pooled URLs are the direct ones',
+    };
   const agent = poolerConfigApplied(ctx, server);
   const admin = await loadPoolerAdmin(ctx, server);
-  if (!admin.ok) return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `pooled URLs point at ${p.host}:${p.port}, but ${admin.message}` };
+  if (!admin.ok)
+    return {
+      type: 'PoolerReady',
+      status: 'Unknown',
+      reason: admin.reason,
+      message: `pooled URLs point at ${p.host}:${p.port}, but ${admin.message}`,
+    };
   let entry;
   try {
     entry = (await showDatabases(admin.value)).get(alias);
   } catch (err) {
-    return { type: 'PoolerReady', status: 'False', reason: 'PoolerUnreachable', message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}` };
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'PoolerUnreachable',
+      message: `cannot reach the pooler admin console at ${p.host}:${p.port}: ${describePgError(err)}`,
+    };
   }
   const want = td.spec.pooling;
   const confirmed = entry && entry.poolMode === want.poolMode && entry.poolSize === want.poolSize;
   if (!confirmed && agent.error) {
-    return { type: 'PoolerReady', status: 'False', reason: 'AgentRejected', message: `the pooler agent refused the config that holds this tenant's pool: ${agent.error}` };
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'AgentRejected',
+      message: `the pooler agent refused the config that holds this tenant's pool: ${agent.error}`,
+    };
   }
-  if (!entry) return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer at ${p.host}:${p.port} does not serve ${alias} yet` };
+  if (!entry)
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'NotConfirmed',
+      message: `PgBouncer at ${p.host}:${p.port} does not serve ${alias} yet`,
+    };
   if (!confirmed) {
-    return { type: 'PoolerReady', status: 'False', reason: 'NotConfirmed', message: `PgBouncer serves ${alias} with ${entry.poolMode}/${entry.poolSize}, waiting for ${want.poolMode}/${want.poolSize}` };
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason: 'NotConfirmed',
+      message: `PgBouncer serves ${alias} with ${entry.poolMode}/${entry.poolSize}, waiting for ${want.poolMode}/${want.poolSize}`,
+    };
   }
   // One pooled login per change of what it proves (credentials, pool): not on every re-check, which
   // would keep clients on PgBouncer for nothing (and PgBouncer 1.18 crashes when a database is
   // removed while a client logs in to it).
-  const proof = createHash('sha256').update(JSON.stringify([p.host, p.port, alias, role, password, entry.poolMode, entry.poolSize])).digest('base64');
-  const loginErr = pooledLogins.get(td.metadata.uid) === proof ? undefined : await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+  const proof = createHash('sha256')
+    .update(JSON.stringify([p.host, p.port, alias, role, password, entry.poolMode, entry.poolSize]))
+    .digest('base64');
+  const loginErr =
+    pooledLogins.get(td.metadata.uid) === proof
+      ? undefined
+      : await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
   if (loginErr) pooledLogins.delete(td.metadata.uid);
   else pooledLogins.set(td.metadata.uid, proof);
   if (loginErr) {
     // A new password reaches the userlist a moment after the role: a refused login waits for the agent.
     const reason = agent.applied ? 'PoolerLoginFailed' : 'NotConfirmed';
-    return { type: 'PoolerReady', status: 'False', reason, message: `a login through PgBouncer at ${p.host}:${p.port} with the Secret's credentials failed: ${describePgError(loginErr)}` };
+    return {
+      type: 'PoolerReady',
+      status: 'False',
+      reason,
+      message: `a login through PgBouncer at ${p.host}:${p.port} with the Secret's credentials failed: ${describePgError(loginErr)}`,
+    };
   }
-  return { type: 'PoolerReady', status: 'True', reason: 'Confirmed', message: `PgBouncer at ${p.host}:${p.port} serves ${alias} (${entry.poolMode}, pool_size ${entry.poolSize}) and the Secret's credentials log in through it` };
+  return {
+    type: 'PoolerReady',
+    status: 'True',
+    reason: 'Confirmed',
+    message: `PgBouncer at ${p.host}:${p.port} serves ${alias} (${entry.poolMode}, pool_size ${entry.poolSize}) and the Secret's credentials log in through it`,
+  };
 }
 
 function accessRulesCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, names: TenantNames): ConditionInput {
-  const st = accessState(ctx, server, td.metadata.namespace ?? '', td.metadata.name, names.database, names.role, td.spec.pooling.enabled, td.spec.shadowDatabase);
+  const st = accessState(
+    ctx,
+    server,
+    td.metadata.namespace ?? '',
+    td.metadata.name,
+    names.database,
+    names.role,
+    td.spec.pooling.enabled,
+    td.spec.shadowDatabase,
+  );
   switch (st.kind) {
     case 'open':
-      return { type: 'AccessRulesApplied', status: 'True', reason: 'NoWhitelist', message: 'no IpWhitelist names this tenant; SCRAM logins are accepted from wherever the network allows' };
+      return {
+        type: 'AccessRulesApplied',
+        status: 'True',
+        reason: 'NoWhitelist',
+        message: 'no IpWhitelist names this tenant; SCRAM logins are accepted from wherever the network allows',
+      };
     case 'unenforced':
-      return { type: 'AccessRulesApplied', status: 'False', reason: 'NotEnforced', message: `IpWhitelists name this tenant, but nothing enforces them: ${st.message}` };
+      return {
+        type: 'AccessRulesApplied',
+        status: 'False',
+        reason: 'NotEnforced',
+        message: `IpWhitelists name this tenant, but nothing enforces them: ${st.message}`,
+      };
     case 'pending':
       return { type: 'AccessRulesApplied', status: 'False', reason: 'Pending', message: st.message };
     case 'rejected':

@@ -12,9 +12,7 @@ export function resolveServer(td: TenantDatabase, servers: readonly PostgresServ
   const ref = td.spec.serverRef?.name;
   if (ref) {
     const s = servers.find((x) => x.metadata.name === ref);
-    return s
-      ? { ok: true, value: s }
-      : { ok: false, reason: 'ServerNotFound', message: `PostgresServer ${ref} does not exist` };
+    return s ? { ok: true, value: s } : { ok: false, reason: 'ServerNotFound', message: `PostgresServer ${ref} does not exist` };
   }
   const defaults = servers.filter((x) => x.spec.default);
   if (defaults.length === 1 && defaults[0]) return { ok: true, value: defaults[0] };
@@ -24,7 +22,10 @@ export function resolveServer(td: TenantDatabase, servers: readonly PostgresServ
   return {
     ok: false,
     reason: 'AmbiguousDefaultServer',
-    message: `spec.serverRef is empty and several PostgresServers are marked default (${defaults.map((d) => d.metadata.name).sort().join(', ')}); set serverRef`,
+    message: `spec.serverRef is empty and several PostgresServers are marked default (${defaults
+      .map((d) => d.metadata.name)
+      .sort()
+      .join(', ')}); set serverRef`,
   };
 }
 
@@ -61,7 +62,11 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
   }
   const secret = td.spec.secretName ?? `${name}-db`;
   if (secret.length > 253) {
-    return { ok: false, reason: 'InvalidName', message: `the default Secret name ${name}-db is longer than 253 characters; set spec.secretName` };
+    return {
+      ok: false,
+      reason: 'InvalidName',
+      message: `the default Secret name ${name}-db is longer than 253 characters; set spec.secretName`,
+    };
   }
   return { ok: true, value: { database, role, shadow, secret } };
 }
@@ -80,9 +85,13 @@ export function namespaceAllowed(ctx: Pick<OperatorContext, 'namespaces'>, serve
 }
 
 /** Whether the objects carrying this tenant's marker on its server have the names its spec gives now. */
-export function namesMatchMarkers(names: TenantNames, mine: { roles: ReadonlySet<string>; databases: ReadonlySet<string> } | undefined): Resolved<true> {
+export function namesMatchMarkers(
+  names: TenantNames,
+  mine: { roles: ReadonlySet<string>; databases: ReadonlySet<string> } | undefined,
+): Resolved<true> {
   for (const r of mine?.roles ?? []) {
-    if (r !== names.role) return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
+    if (r !== names.role)
+      return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
   }
   for (const d of mine?.databases ?? []) {
     if (d !== names.database && d !== shadowDatabaseName(names.database)) {

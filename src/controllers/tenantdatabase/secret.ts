@@ -6,10 +6,7 @@ import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL } from '../context.js';
 import { decodeSecretData, encodeSecretData } from './secret-data.js';
 
-export type SecretState =
-  | { kind: 'missing' }
-  | { kind: 'foreign' }
-  | { kind: 'owned'; secret: k8s.V1Secret; data: Record<string, string> };
+export type SecretState = { kind: 'missing' } | { kind: 'foreign' } | { kind: 'owned'; secret: k8s.V1Secret; data: Record<string, string> };
 
 export function ownedBy(secret: k8s.V1Secret, uid: string): boolean {
   return (secret.metadata?.ownerReferences ?? []).some((r) => r.uid === uid && r.controller === true);
@@ -42,7 +39,12 @@ export const ROTATE_ANNOTATION = 'tenantdb.dev/rotate-password';
 /** On the Secret: the rotation request its password answers. */
 export const ROTATED_ANNOTATION = 'tenantdb.dev/rotated-for';
 
-export function secretObject(td: TenantDatabase, name: string, data: Record<string, string>, annotations: Record<string, string> = {}): k8s.V1Secret {
+export function secretObject(
+  td: TenantDatabase,
+  name: string,
+  data: Record<string, string>,
+  annotations: Record<string, string> = {},
+): k8s.V1Secret {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
@@ -53,7 +55,14 @@ export function secretObject(td: TenantDatabase, name: string, data: Record<stri
       labels: secretLabels(td.metadata.name),
       annotations,
       ownerReferences: [
-        { apiVersion: API_VERSION, kind: 'TenantDatabase', name: td.metadata.name, uid: td.metadata.uid, controller: true, blockOwnerDeletion: true },
+        {
+          apiVersion: API_VERSION,
+          kind: 'TenantDatabase',
+          name: td.metadata.name,
+          uid: td.metadata.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
       ],
     },
     data: encodeSecretData(data),
@@ -85,7 +94,11 @@ export async function writeSecret(
   const labels = state.secret.metadata?.labels ?? {};
   const wanted = secretLabels(td.metadata.name);
   const have = state.secret.metadata?.annotations ?? {};
-  if (sameData(state.data, data) && Object.entries(wanted).every(([k, v]) => labels[k] === v) && Object.entries(annotations).every(([k, v]) => have[k] === v)) {
+  if (
+    sameData(state.data, data) &&
+    Object.entries(wanted).every(([k, v]) => labels[k] === v) &&
+    Object.entries(annotations).every(([k, v]) => have[k] === v)
+  ) {
     return 'unchanged';
   }
   await clients.core.replaceNamespacedSecret({
