@@ -13,6 +13,18 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       '@typescript-eslint/consistent-type-imports': 'error',
       eqeqeq: ['error', 'always'],
+      // An async arrow without await is how a value meets a Promise-typed callback here (informer
+      // list functions, waitFor probes); the rule would only add Promise.resolve noise.
+      '@typescript-eslint/require-await': 'off',
+    },
+  },
+  {
+    // Jest's asymmetric matchers (expect.stringMatching …) and ad-hoc pg rows are typed any.
+    files: ['test/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off',
+      '@typescript-eslint/no-unsafe-return': 'off',
     },
   },
   prettier,

@@ -85,14 +85,12 @@ async function main(): Promise<void> {
     const admin = new k8s.KubeConfig();
     admin.loadFromFile(sb.cp.adminKubeconfig);
     await createServerObjects(admin, sb.pg, 'default');
-    const server = (await admin
-      .makeApiClient(k8s.CustomObjectsApi)
-      .getClusterCustomObject({
-        group: 'tenantdb.dev',
-        version: 'v1alpha1',
-        plural: 'postgresservers',
-        name: 'default',
-      })) as PostgresServer;
+    const server = (await admin.makeApiClient(k8s.CustomObjectsApi).getClusterCustomObject({
+      group: 'tenantdb.dev',
+      version: 'v1alpha1',
+      plural: 'postgresservers',
+      name: 'default',
+    })) as PostgresServer;
     await secrets.start();
     // Only what writePoolerShards uses of the operator's context.
     const ctx = {

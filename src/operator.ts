@@ -94,6 +94,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   };
   const forget = (obj: k8s.KubernetesObject) => seen.delete(`${obj.kind}/${keyOf(obj)}`);
 
+  // eslint-disable-next-line prefer-const -- set once the context exists; the callbacks above run later
   let ctxRef: OperatorContext | undefined;
   const servers = resilientInformer(
     o.kc,

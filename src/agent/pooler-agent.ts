@@ -61,7 +61,7 @@ export async function adminQuery(admin: PoolerAgentOptions['admin'], sql: string
   c.on('error', () => undefined);
   await c.connect();
   try {
-    return (await c.query(sql)).rows;
+    return (await c.query<Record<string, unknown>>(sql)).rows;
   } finally {
     await c.end().catch(() => undefined);
   }
@@ -89,7 +89,7 @@ function shardLoader(core: k8s.CoreV1Api, namespace: string, indexName: string) 
     } catch (err) {
       // The operator writes shards before the index and deletes them after it: a missing shard
       // means the index moved on since it was read.
-      if (httpStatus(err) === 404) throw new Error(`shard ${e.name} is not there (the index is changing); retrying`);
+      if (httpStatus(err) === 404) throw new Error(`shard ${e.name} is not there (the index is changing); retrying`, { cause: err });
       throw err;
     }
     const labels = s.metadata?.labels ?? {};

@@ -329,6 +329,9 @@ export function serverHbaRef(server: PostgresServer, operatorNamespace: string):
  */
 export const SERVER_HBA_BUDGET = 768 * 1024;
 
+/** client-node types creationTimestamp as a Date, but an informer's cache holds the JSON string. */
+const stamp = (t: unknown): string => (t instanceof Date ? t.toISOString() : typeof t === 'string' ? t : '');
+
 /** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them, and which were closed. */
 export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { tenants: ServerHbaTenant[]; closed: Set<string> } {
   const always = server.spec.alwaysAllowedCidrs ?? [];
@@ -336,8 +339,8 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
   const closed = new Set<string>();
   let used = 0;
   const listed = verifiedTenants(ctx, server.metadata.name).sort((a, b) => {
-    const ta = String(a.view.metadata?.creationTimestamp ?? '');
-    const tb = String(b.view.metadata?.creationTimestamp ?? '');
+    const ta = stamp(a.view.metadata?.creationTimestamp);
+    const tb = stamp(b.view.metadata?.creationTimestamp);
     return ta < tb ? -1 : ta > tb ? 1 : a.role < b.role ? -1 : 1;
   });
   for (const t of listed) {
@@ -361,10 +364,6 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
 
 export function serverHbaTenants(ctx: OperatorContext, serverName: string): ServerHbaTenant[] {
   const server = postgresServer.safeParse(ctx.servers.get(serverName));
-  // Markers prove objects on the PostgreSQL behind this server, which another PostgresServer may
-  // name too: a tenant counts here only if its spec also names this server (or it is the default).
-  const defaults = ctx.servers.list().filter((x) => (x as { spec?: { default?: boolean } }).spec?.default === true);
-  const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
   return server.success ? serverHbaPlan(ctx, server.data).tenants : [];
 }
 

@@ -29,7 +29,7 @@ export const mergePatch = k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy
 
 export function httpStatus(err: unknown): number | undefined {
   if (err instanceof k8s.ApiException) return err.code;
-  if (err && typeof err === 'object' && 'code' in err && typeof (err).code === 'number') {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'number') {
     return (err as { code: number }).code;
   }
   return undefined;

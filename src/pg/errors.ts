@@ -17,7 +17,7 @@ export const SQLSTATE = {
 } as const;
 
 export function sqlState(err: unknown): string | undefined {
-  if (err && typeof err === 'object' && 'code' in err && typeof (err).code === 'string') {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') {
     return (err as { code: string }).code;
   }
   return undefined;

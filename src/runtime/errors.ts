@@ -38,7 +38,7 @@ export function errorMessage(err: unknown): string {
         /* keep the string */
       }
     }
-    const msg = body && typeof body === 'object' && 'message' in body ? String((body).message) : undefined;
+    const msg = body && typeof body === 'object' && 'message' in body ? String(body.message) : undefined;
     return `Kubernetes API ${e.code}: ${msg ?? 'request failed'}`;
   }
   if (err instanceof Error) {

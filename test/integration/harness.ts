@@ -137,7 +137,7 @@ export async function waitForCondition(
       250,
     );
   } catch (err) {
-    throw new Error(`${(err as Error).message}; last conditions: ${JSON.stringify(last?.status?.conditions ?? null)}`);
+    throw new Error(`${(err as Error).message}; last conditions: ${JSON.stringify(last?.status?.conditions ?? null)}`, { cause: err });
   }
 }
 

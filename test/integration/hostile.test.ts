@@ -67,7 +67,7 @@ const isMember = async (member: string, role: string) =>
 const sqlCode = (p: Promise<unknown>) =>
   p.then(
     () => 'ok',
-    (e: { code?: string }) => e.code ?? String(e),
+    (e: { code?: string }) => e.code ?? JSON.stringify(e),
   );
 
 /** Waits for the operator to have re-checked a tenant at least once more (a rotation is a full reconcile). */

@@ -91,7 +91,7 @@ async function as<T>(url: string, fn: (c: pg.Client) => Promise<T>, database?: s
 const code = (p: Promise<unknown>) =>
   p.then(
     () => 'ok',
-    (err: { code?: string }) => err.code ?? String(err),
+    (err: { code?: string }) => err.code ?? JSON.stringify(err),
   );
 
 describe.each(supportedMajors())('PostgreSQL %i', (major) => {

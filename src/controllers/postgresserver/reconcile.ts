@@ -135,7 +135,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
       };
     }
   ).metadata;
-  const prev = ((raw as { status?: PostgresServerStatus }).status ?? {});
+  const prev = (raw as { status?: PostgresServerStatus }).status ?? {};
   const gen = meta.generation;
   const tenants = ctx.tenants.list().filter((t) => (t as { status?: { serverName?: string } }).status?.serverName === name);
   const ref = { apiVersion: API_VERSION, kind: 'PostgresServer', name, uid: meta.uid };

@@ -64,7 +64,7 @@ export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Prom
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation) {
-        throw new Error(`role ${r.role} was created concurrently; re-checking ownership`);
+        throw new Error(`role ${r.role} was created concurrently; re-checking ownership`, { cause: err });
       }
       throw err;
     } finally {
@@ -108,7 +108,7 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
-        throw new Error(`database ${d.database} was created concurrently; re-checking ownership`);
+        throw new Error(`database ${d.database} was created concurrently; re-checking ownership`, { cause: err });
       }
       throw err;
     }
