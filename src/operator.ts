@@ -12,7 +12,10 @@ import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
 import { makeClients } from './kube/client.js';
-import { DEFAULT_SHARD_BYTES, SHARD_OF_LABEL } from './pooler/shards.js';
+import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from './api/cached.js';
+import { handlersFor, tenantIndexers, whitelistIndexers, type Caches, type ControllerName, type Source } from './controllers/watches.js';
+import { errorMessage } from './runtime/errors.js';
+import { DEFAULT_SHARD_BYTES } from './pooler/shards.js';
 import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
 import { eventRecorder } from './runtime/events.js';
@@ -38,10 +41,13 @@ export interface OperatorOptions {
   poolerShardBytes?: number;
 }
 
+/** Why the operator stopped: asked to (a signal), or it lost the leader Lease (the process must restart). */
+export type StopReason = 'stopped' | 'lost-leadership';
+
 export interface RunningOperator {
   stop(): Promise<void>;
-  /** Resolves when the operator stops by itself (lost leadership). */
-  done: Promise<void>;
+  /** Resolves when the operator has stopped, with the reason. */
+  done: Promise<StopReason>;
   metricsPort(): number;
 }
 
@@ -51,23 +57,18 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const metrics = createMetrics();
   const pools = new AdminPools(log);
   const identity = o.identity ?? process.env.POD_NAME ?? `${hostname()}-${process.pid}`;
-  let resolveDone!: () => void;
-  const done = new Promise<void>((r) => (resolveDone = r));
+  let resolveDone!: (why: StopReason) => void;
+  let stopReason: StopReason = 'stopped';
+  const done = new Promise<StopReason>((r) => (resolveDone = r));
 
-  const controllers: Record<'servers' | 'tenants' | 'whitelists', Controller | undefined> = {
-    servers: undefined,
-    tenants: undefined,
-    whitelists: undefined,
-  };
-  const enqueueTenant = (obj: k8s.KubernetesObject) => controllers.tenants?.queue.add(keyOf(obj));
-  const enqueueServer = (name: string | undefined) => name && controllers.servers?.queue.add(name);
+  const controllers: Partial<Record<ControllerName, Controller>> = {};
   const custom = clients.custom;
-  const list = (plural: string, namespace?: string) => () =>
-    (namespace
-      ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
-      : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as Promise<
-      k8s.KubernetesListObject<k8s.KubernetesObject>
-    >;
+  const list =
+    <T extends k8s.KubernetesObject>(plural: string, namespace?: string) =>
+    () =>
+      (namespace
+        ? custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace, plural })
+        : custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural })) as Promise<k8s.KubernetesListObject<T>>;
   /**
    * Namespaced kinds are watched cluster-wide, or, with --watch-namespaces, in each of those
    * namespaces, so that the operator's RBAC can be namespaced Roles there.
@@ -78,82 +79,40 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     extra: string[] = [],
   ): ResilientInformer<T> => (watched ? unionInformer(new Map([...new Set([...watched, ...extra])].map((ns) => [ns, make(ns)]))) : make());
 
-  /**
-   * Status-only updates (most of them our own writes) do not trigger a reconcile, as with
-   * controller-runtime's GenerationChangedPredicate: otherwise a tenant whose size changes on every
-   * check would be reconciled in a loop. The periodic re-check still visits everything.
-   */
-  const seen = new Map<string, string>();
-  const specChanged = (obj: k8s.KubernetesObject): boolean => {
-    const m = obj.metadata ?? {};
-    const key = `${obj.kind}/${keyOf(obj)}`;
-    const fp = JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.finalizers, m.annotations, m.labels]);
-    if (seen.get(key) === fp) return false;
-    seen.set(key, fp);
-    return true;
-  };
-  const forget = (obj: k8s.KubernetesObject) => seen.delete(`${obj.kind}/${keyOf(obj)}`);
-
-  // eslint-disable-next-line prefer-const -- set once the context exists; the callbacks above run later
-  let ctxRef: OperatorContext | undefined;
-  const servers = resilientInformer(
-    o.kc,
-    apiPath(POSTGRES_SERVER),
-    list(POSTGRES_SERVER.plural),
-    {
-      onChange: (s) => {
-        if (!specChanged(s)) return;
-        enqueueServer(s.metadata?.name);
-        // Tenants follow their server: a server becoming ready, or changing its address, concerns them.
-        for (const t of ctxRef?.tenants.list() ?? []) enqueueTenant(t);
-      },
-      onDelete: (s) => {
-        forget(s);
-        enqueueServer(s.metadata?.name);
-      },
+  // Every event goes through the watch table (src/controllers/watches.ts), which says whom it wakes.
+  const cacheRef: { current?: Caches } = {};
+  const enqueue = {
+    add: (controller: ControllerName, key: string, coalesceMs?: number) => {
+      const q = controllers[controller]?.queue;
+      if (!q || !key) return;
+      if (coalesceMs) q.addAfter(key, coalesceMs);
+      else q.add(key);
     },
-    log,
-  );
+  };
+  const onMapError = (err: unknown, why: string) => log.error({ err: errorMessage(err), watch: why }, 'A watch mapping failed');
+  const on = <S extends Source>(source: S) => handlersFor(source, () => cacheRef.current, enqueue, onMapError);
+
+  const servers = resilientInformer<CachedPostgresServer>(o.kc, apiPath(POSTGRES_SERVER), list(POSTGRES_SERVER.plural), on('servers'), log);
   const tenants = scoped((ns) =>
-    resilientInformer(
+    resilientInformer<CachedTenantDatabase>(
       o.kc,
       apiPath(TENANT_DATABASE, ns),
       list(TENANT_DATABASE.plural, ns),
-      {
-        onChange: (t) => {
-          // The server renders its pooler config from its tenants' status, so it follows every change.
-          enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
-          if (!specChanged(t)) return;
-          enqueueTenant(t);
-        },
-        onDelete: (t) => {
-          forget(t);
-          enqueueServer((t as { status?: { serverName?: string } }).status?.serverName);
-        },
-      },
+      on('tenants'),
       log,
+      undefined,
+      tenantIndexers,
     ),
   );
-  const onWhitelist = (w: k8s.KubernetesObject, deleted: boolean) => {
-    if (deleted) forget(w);
-    else if (!specChanged(w)) return;
-    if (!deleted) controllers.whitelists?.queue.add(keyOf(w));
-    const ref = (w as { spec?: { tenantDatabaseRef?: { name?: string } } }).spec?.tenantDatabaseRef?.name;
-    if (!ref || !w.metadata?.namespace) return;
-    const td = ctxRef?.tenants.get(ref, w.metadata.namespace);
-    controllers.tenants?.queue.add(`${w.metadata.namespace}/${ref}`);
-    enqueueServer((td as { status?: { serverName?: string } } | undefined)?.status?.serverName);
-  };
   const whitelists = scoped((ns) =>
-    resilientInformer(
+    resilientInformer<CachedIpWhitelist>(
       o.kc,
       apiPath(IP_WHITELIST, ns),
       list(IP_WHITELIST.plural, ns),
-      {
-        onChange: (w) => onWhitelist(w, false),
-        onDelete: (w) => onWhitelist(w, true),
-      },
+      on('whitelists'),
       log,
+      undefined,
+      whitelistIndexers,
     ),
   );
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
@@ -167,51 +126,29 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
           ns
             ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed })
             : clients.core.listSecretForAllNamespaces({ labelSelector: managed }),
-        {
-          onChange: (s) => {
-            for (const r of s.metadata?.ownerReferences ?? []) {
-              if (!r.controller) continue;
-              // Anyone who may write a Secret can name any owner: a server is woken only by its own.
-              if (r.kind === 'PostgresServer' && servers.get(r.name)?.metadata?.uid !== r.uid) continue;
-              if (r.kind === 'TenantDatabase' && s.metadata?.namespace) controllers.tenants?.queue.add(`${s.metadata.namespace}/${r.name}`);
-              if (r.kind === 'PostgresServer' && s.metadata?.labels?.[SHARD_OF_LABEL]) {
-                // A shard changes with its index, which wakes the rest; only a repair needs the server.
-                enqueueServer(r.name);
-              } else if (r.kind === 'PostgresServer') {
-                // The pooler agent reports on this Secret: the server and everything on it look again.
-                enqueueServer(r.name);
-                for (const t of ctxRef?.tenants.list() ?? []) {
-                  if ((t as { status?: { serverName?: string } }).status?.serverName === r.name) enqueueTenant(t);
-                }
-                for (const w of ctxRef?.whitelists.list() ?? []) controllers.whitelists?.queue.add(keyOf(w));
-              }
-            }
-          },
-        },
+        on('secrets'),
         log,
         managed,
       ),
     [o.namespace],
   );
-
-  const namespaceLabels = new Map<string, string>();
-  // A namespace's labels decide which servers its tenants may use: a change concerns its tenants.
-  const onNamespace = (n: k8s.V1Namespace) => {
-    const name = n.metadata?.name ?? '';
-    const labels = JSON.stringify(n.metadata?.labels ?? {});
-    if (namespaceLabels.get(name) === labels) return;
-    namespaceLabels.set(name, labels);
-    for (const t of ctxRef?.tenants.list() ?? []) if (t.metadata?.namespace === name) enqueueTenant(t);
-  };
+  // Namespaces' labels decide which servers their tenants may use.
+  const nsHandlers = on('namespaces');
+  let namespaceSeen = new Map<string, k8s.V1Namespace>();
   const namespaces: ResilientInformer<k8s.V1Namespace> = watched
-    ? namespacePoller(clients.core, watched, onNamespace, log)
-    : resilientInformer<k8s.V1Namespace>(
-        o.kc,
-        '/api/v1/namespaces',
-        () => clients.core.listNamespace(),
-        { onChange: onNamespace, onDelete: (n) => namespaceLabels.delete(n.metadata?.name ?? '') },
+    ? namespacePoller(
+        clients.core,
+        watched,
+        (n) => {
+          const name = n.metadata?.name ?? '';
+          nsHandlers.onChange(n, namespaceSeen.get(name));
+          namespaceSeen = new Map(namespaceSeen).set(name, n);
+        },
         log,
-      );
+      )
+    : resilientInformer<k8s.V1Namespace>(o.kc, '/api/v1/namespaces', () => clients.core.listNamespace(), nsHandlers, log);
+  cacheRef.current = { servers, tenants, whitelists, secrets, namespaces };
+  const informers = [servers, tenants, whitelists, secrets, namespaces];
 
   const ctx: OperatorContext = {
     clients,
@@ -226,7 +163,6 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     secrets,
     markers: new Map(),
   };
-  ctxRef = ctx;
 
   let leader: LeaderElector | undefined;
   let started = false;
@@ -234,38 +170,53 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const health: Server = await startHealthServer(o.metricsPort, o.metricsHost, metrics.registry, {
     healthy: () => !stopping,
     // A standby replica is ready (it serves health and waits for the Lease); a leader once its caches synced.
-    ready: () => !stopping && (!started || [servers, tenants, whitelists, namespaces, secrets].every((i) => i.synced())),
+    // A watch that failed and is being re-established makes the leader not ready until it is back.
+    ready: () => !stopping && (!started || informers.every((i) => i.watching())),
   });
 
   const runControllers = async () => {
     started = true;
     metrics.isLeader.set(1);
     await Promise.all([servers.start(), tenants.start(), whitelists.start(), namespaces.start(), secrets.start()]);
-    controllers.servers = createController('postgresserver', (key, l) => reconcilePostgresServer(ctx, key, l), log, metrics);
-    controllers.tenants = createController('tenantdatabase', (key, l) => reconcileTenantDatabase(ctx, key, l), log, metrics);
-    controllers.whitelists = createController('ipwhitelist', (key, l) => reconcileIpWhitelist(ctx, key, l), log, metrics);
-    for (const s of servers.list()) enqueueServer(s.metadata?.name);
-    for (const t of tenants.list()) enqueueTenant(t);
-    for (const w of whitelists.list()) controllers.whitelists.queue.add(keyOf(w));
-    void controllers.whitelists.run(1);
-    void controllers.servers.run(Math.max(1, Math.ceil(o.workers / 2)));
-    void controllers.tenants.run(o.workers);
+    const server = (controllers.postgresserver = createController(
+      'postgresserver',
+      (key, l) => reconcilePostgresServer(ctx, key, l),
+      log,
+      metrics,
+    ));
+    const tenant = (controllers.tenantdatabase = createController(
+      'tenantdatabase',
+      (key, l) => reconcileTenantDatabase(ctx, key, l),
+      log,
+      metrics,
+    ));
+    const whitelist = (controllers.ipwhitelist = createController(
+      'ipwhitelist',
+      (key, l) => reconcileIpWhitelist(ctx, key, l),
+      log,
+      metrics,
+    ));
+    for (const x of servers.list()) server.queue.add(keyOf(x));
+    for (const x of tenants.list()) tenant.queue.add(keyOf(x));
+    for (const x of whitelists.list()) whitelist.queue.add(keyOf(x));
+    void whitelist.run(1);
+    void server.run(Math.max(1, Math.ceil(o.workers / 2)));
+    void tenant.run(o.workers);
     log.info({ workers: o.workers, resyncMs: o.resyncMs }, 'Controllers started');
   };
 
-  const stop = async () => {
+  const stop = async (why: StopReason = 'stopped') => {
     if (stopping) return;
+    stopReason = why;
     stopping = true;
     log.info('Shutting down');
-    await Promise.all([controllers.servers?.stop(), controllers.tenants?.stop(), controllers.whitelists?.stop()]);
-    await Promise.all(
-      [servers.stop(), tenants.stop(), whitelists.stop(), namespaces.stop(), secrets.stop()].map((p) => p.catch(() => undefined)),
-    );
+    await Promise.all(Object.values(controllers).map((c) => c.stop()));
+    await Promise.all(informers.map((i) => i.stop().catch(() => undefined)));
     await leader?.release();
     await pools.closeAll();
     await new Promise<void>((r) => health.close(() => r()));
     metrics.isLeader.set(0);
-    resolveDone();
+    resolveDone(stopReason);
   };
 
   if (o.leaderElection) {
@@ -282,7 +233,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       log,
       () => {
         log.error('Lost leadership, exiting');
-        void stop();
+        void stop('lost-leadership');
       },
     );
     log.info({ identity }, 'Waiting for the leader Lease');
@@ -292,7 +243,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   }
 
   return {
-    stop,
+    stop: () => stop(),
     done,
     metricsPort: () => {
       const a = health.address();

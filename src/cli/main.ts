@@ -115,8 +115,9 @@ program
       };
       process.once('SIGTERM', () => onSignal('SIGTERM'));
       process.once('SIGINT', () => onSignal('SIGINT'));
-      await op.done;
-      log.info('Stopped');
+      const why = await op.done;
+      log.info({ why }, 'Stopped');
+      if (why === 'lost-leadership') process.exitCode = 1;
       // Lost leadership ends the process with a non-zero code so that the pod restarts as a standby.
       process.exit(process.exitCode ?? 0);
     },

@@ -1,4 +1,5 @@
 import type * as k8s from '@kubernetes/client-node';
+import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from '../api/cached.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import type { KubeClients } from '../kube/client.js';
 import type { AdminCredentials, AdminPools, ServerEndpoint } from '../pg/connections.js';
@@ -26,9 +27,9 @@ export interface OperatorContext {
   events: EventRecorder;
   pools: AdminPools;
   config: OperatorConfig;
-  servers: ResilientInformer<k8s.KubernetesObject>;
-  tenants: ResilientInformer<k8s.KubernetesObject>;
-  whitelists: ResilientInformer<k8s.KubernetesObject>;
+  servers: ResilientInformer<CachedPostgresServer>;
+  tenants: ResilientInformer<CachedTenantDatabase>;
+  whitelists: ResilientInformer<CachedIpWhitelist>;
   /** Namespaces, for the servers' allowedNamespaces selectors. */
   namespaces: ResilientInformer<k8s.V1Namespace>;
   /** Secrets labelled as managed by tenantdb: tenant Secrets and pooler config Secrets. */

@@ -5,19 +5,91 @@ import type { Logger } from './logger.js';
 /**
  * An informer that keeps running: client-node's informer stops for good on any error other than
  * 410 Gone, so this one restarts it with capped exponential backoff. Handlers only enqueue keys.
+ *
+ * It also keeps indexes (as client-go's Indexer does): named functions from an object to the values
+ * it is filed under, so that "the tenants of server X" is a lookup, not a scan of every tenant.
  */
 export interface ResilientInformer<T extends k8s.KubernetesObject> {
   start(): Promise<void>;
   stop(): Promise<void>;
   /** True once a list has completed since the last (re)start. */
   synced(): boolean;
+  /** True while the watch is established (synced and not failed since): what /readyz reports. */
+  watching(): boolean;
   list(): readonly T[];
   get(name: string, namespace?: string): T | undefined;
+  /** Objects filed under `value` by the index `index`. */
+  byIndex(index: string, value: string): T[];
 }
 
+export type Indexers<T> = Record<string, (obj: T) => readonly string[]>;
+
 export interface InformerHandlers<T> {
-  onChange(obj: T): void;
+  /** An object added or updated; `old` is the previous version this informer saw, if any. */
+  onChange(obj: T, old: T | undefined): void;
   onDelete?(obj: T): void;
+}
+
+/**
+ * Indexes over a cache, kept in step with it by `file` and `unfile`. Written by hand: client-node
+ * has no indexer, and this is a few maps.
+ */
+export class IndexStore<T extends k8s.KubernetesObject> {
+  private readonly byValue = new Map<string, Map<string, Map<string, T>>>();
+  private readonly valuesOf = new Map<string, Map<string, readonly string[]>>();
+  /** The last version of each object seen, for `old` in change handlers. */
+  private readonly last = new Map<string, T>();
+
+  constructor(private readonly indexers: Indexers<T>) {
+    for (const name of Object.keys(indexers)) {
+      this.byValue.set(name, new Map());
+      this.valuesOf.set(name, new Map());
+    }
+  }
+
+  static keyOf(obj: k8s.KubernetesObject): string {
+    return `${obj.metadata?.namespace ?? ''}/${obj.metadata?.name ?? ''}`;
+  }
+
+  /** Files the object under its current index values; returns the previous version. */
+  file(obj: T): T | undefined {
+    const key = IndexStore.keyOf(obj);
+    const old = this.last.get(key);
+    this.remove(key);
+    this.last.set(key, obj);
+    for (const [name, fn] of Object.entries(this.indexers)) {
+      const values = [...new Set(fn(obj))];
+      this.valuesOf.get(name)?.set(key, values);
+      const index = this.byValue.get(name) ?? new Map<string, Map<string, T>>();
+      for (const v of values) {
+        const bucket = index.get(v) ?? new Map<string, T>();
+        index.set(v, bucket.set(key, obj));
+      }
+    }
+    return old;
+  }
+
+  unfile(obj: T): void {
+    const key = IndexStore.keyOf(obj);
+    this.remove(key);
+    this.last.delete(key);
+  }
+
+  get(index: string, value: string): T[] {
+    return [...(this.byValue.get(index)?.get(value)?.values() ?? [])];
+  }
+
+  private remove(key: string): void {
+    for (const [name, values] of this.valuesOf) {
+      const index = this.byValue.get(name);
+      for (const v of values.get(key) ?? []) {
+        const bucket = index?.get(v);
+        bucket?.delete(key);
+        if (bucket?.size === 0) index?.delete(v);
+      }
+      values.delete(key);
+    }
+  }
 }
 
 export function resilientInformer<T extends k8s.KubernetesObject>(
@@ -27,22 +99,36 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
   handlers: InformerHandlers<T>,
   log: Logger,
   labelSelector?: string,
+  indexers: Indexers<T> = {},
 ): ResilientInformer<T> {
   let hasSynced = false;
+  let connected = false;
+  const store = new IndexStore<T>(indexers);
   let stopped = false;
   let failures = 0;
   let restartTimer: NodeJS.Timeout | undefined;
   const wrappedList = async () => {
     const list = await listFn();
     hasSynced = true;
+    connected = true;
     failures = 0;
     return list;
   };
   const informer = k8s.makeInformer<T>(kc, path, wrappedList, labelSelector);
-  informer.on('add', (o) => handlers.onChange(o));
-  informer.on('update', (o) => handlers.onChange(o));
-  informer.on('delete', (o) => (handlers.onDelete ?? handlers.onChange)(o));
+  const changed = (o: T) => {
+    // managedFields are most of an object's bytes and nothing here reads them: the cache holds
+    // this very object, so dropping them here keeps thousands of objects small.
+    if (o.metadata?.managedFields) delete o.metadata.managedFields;
+    handlers.onChange(o, store.file(o));
+  };
+  informer.on('add', changed);
+  informer.on('update', changed);
+  informer.on('delete', (o) => {
+    store.unfile(o);
+    (handlers.onDelete ?? ((x: T) => handlers.onChange(x, undefined)))(o);
+  });
   informer.on('error', (err) => {
+    connected = false;
     if (stopped || restartTimer) return; // one restart at a time
     failures += 1;
     const delay = Math.min(30_000, 500 * 2 ** Math.min(failures, 6));
@@ -64,8 +150,10 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
       await informer.stop();
     },
     synced: () => hasSynced,
+    watching: () => hasSynced && connected && !stopped,
     list: () => informer.list(),
     get: (name, namespace) => informer.get(name, namespace),
+    byIndex: (index, value) => store.get(index, value),
   };
 }
 
@@ -80,7 +168,9 @@ export function unionInformer<T extends k8s.KubernetesObject>(parts: ReadonlyMap
       await Promise.all(all.map((i) => i.stop()));
     },
     synced: () => all.every((i) => i.synced()),
+    watching: () => all.every((i) => i.watching()),
     list: () => all.flatMap((i) => i.list()),
+    byIndex: (index, value) => all.flatMap((i) => i.byIndex(index, value)),
     get: (name, namespace) => (namespace === undefined ? undefined : parts.get(namespace)?.get(name, namespace)),
   };
 }
@@ -128,7 +218,9 @@ export function namespacePoller(
       if (timer) clearTimeout(timer);
     },
     synced: () => synced,
+    watching: () => synced && !stopped,
     list: () => [...cache.values()],
     get: (name) => cache.get(name),
+    byIndex: () => [],
   };
 }

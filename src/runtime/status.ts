@@ -1,5 +1,7 @@
 import type { CustomResourceApi } from '../kube/client.js';
-import { jsonEqual } from './conditions.js';
+import { conditions as conditionList, type Condition } from '../api/common.js';
+import { jsonEqual, type ConditionInput } from './conditions.js';
+import { observedConditions } from './kstatus.js';
 
 interface Meta {
   name: string;
@@ -44,4 +46,50 @@ export async function removeFinalizer(api: CustomResourceApi, meta: Meta, finali
     metadata: { resourceVersion: meta.resourceVersion, finalizers: list.filter((f) => f !== finalizer) },
   });
   return true;
+}
+
+export interface StatusUpdate {
+  /** Status fields besides conditions and observedGeneration (undefined ones are left as they were). */
+  fields?: Record<string, unknown>;
+  /** The conditions this reconcile observed; Reconciling and Stalled are derived from Ready. */
+  observed: readonly ConditionInput[];
+  /** Whether a not-ready result needs a change by someone (Stalled) rather than time (Reconciling). */
+  terminal: boolean;
+}
+
+export interface StatusTransition {
+  changed: boolean;
+  before: readonly Condition[];
+  after: readonly Condition[];
+}
+
+/**
+ * The one status writer every controller uses: once per reconcile, the previous status updated with
+ * what the reconcile observed, in the kstatus conventions, with observedGeneration; written only when
+ * it differs. Returns the condition lists before and after, for Events on transitions.
+ */
+export async function commitStatus(
+  api: CustomResourceApi,
+  meta: Meta & { generation?: number | undefined },
+  current: unknown,
+  u: StatusUpdate,
+): Promise<StatusTransition> {
+  const prev: Record<string, unknown> = current && typeof current === 'object' ? { ...current } : {};
+  // Status is output, but whoever may write it could put anything there: a list that is not
+  // conditions is replaced, not merged.
+  const had = conditionList.safeParse(prev.conditions);
+  const before = had.success ? (had.data ?? []) : [];
+  const fields = Object.fromEntries(Object.entries(u.fields ?? {}).filter(([, v]) => v !== undefined));
+  const conditions = observedConditions(before, u.observed, u.terminal, meta.generation);
+  const next = { ...prev, ...fields, conditions, observedGeneration: meta.generation };
+  const changed = await writeStatusIfChanged(api, meta, prev, next);
+  return { changed, before, after: conditions };
+}
+
+/** A condition's change of status or reason between two lists, for Events. */
+export function transitioned(t: StatusTransition, type: string): Condition | undefined {
+  const before = t.before.find((c) => c.type === type);
+  const after = t.after.find((c) => c.type === type);
+  if (!t.changed || !after || (before?.status === after.status && before?.reason === after.reason)) return undefined;
+  return after;
 }

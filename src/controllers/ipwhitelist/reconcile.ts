@@ -4,9 +4,9 @@ import { ipWhitelist, type IpWhitelist } from '../../api/ipwhitelist.js';
 import { postgresServer } from '../../api/postgresserver.js';
 import { tenantDatabaseSpec } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
-import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
-import { writeStatusIfChanged } from '../../runtime/status.js';
+import { commitStatus } from '../../runtime/status.js';
 import { splitKey, type OperatorContext } from '../context.js';
 import { MAX_CIDRS_PER_TENANT, accessState, tenantWhitelists } from '../pooler.js';
 
@@ -63,11 +63,7 @@ export async function reconcileIpWhitelist(ctx: OperatorContext, key: string, _l
   if (!raw) return {};
   const api = customResourceApi(ctx.clients, IP_WHITELIST);
   const parsed = ipWhitelist.safeParse(raw);
-  const meta = (raw as unknown as { metadata: { name: string; namespace?: string; resourceVersion: string; generation?: number } })
-    .metadata;
-  const prev = ((raw as { status?: Record<string, unknown> }).status ?? {}) as {
-    conditions?: IpWhitelist['status'] extends infer S ? (S extends { conditions?: infer C } ? C : never) : never;
-  };
+  const meta = { name, namespace, resourceVersion: raw.metadata?.resourceVersion ?? '', generation: raw.metadata?.generation };
   let d: Decision;
   if (!parsed.success) {
     d = {
@@ -83,12 +79,12 @@ export async function reconcileIpWhitelist(ctx: OperatorContext, key: string, _l
   } else {
     d = decide(ctx, parsed.data);
   }
-  const conditions = setConditions(prev.conditions, [d.applied, { ...d.applied, type: 'Ready' }], meta.generation);
-  await writeStatusIfChanged(api, meta, prev, {
-    ...prev,
-    conditions,
-    ruleCount: d.ruleCount,
-    observedGeneration: meta.generation,
+  // Applied is what Ready means for a list; a list that cannot be applied without a change is Stalled.
+  const terminal = ['InvalidSpec', 'OverBudget', 'AgentRejected', 'NotEnforced'].includes(d.applied.reason);
+  await commitStatus(api, meta, raw.status, {
+    fields: { ruleCount: d.ruleCount },
+    observed: [d.applied, { ...d.applied, type: 'Ready' }],
+    terminal,
   });
   return { poll: d.soon, requeueAfterMs: ctx.config.resyncMs };
 }

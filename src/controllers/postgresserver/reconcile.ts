@@ -9,9 +9,10 @@ import * as sql from '../../pg/tenant-sql.js';
 import { clearRoleDependencies, type InDatabase } from '../tenantdatabase/provision.js';
 import type pg from 'pg';
 import { adminReserveCondition } from './reserve.js';
-import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
-import { addFinalizer, removeFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
+import { addFinalizer, commitStatus, removeFinalizer, transitioned } from '../../runtime/status.js';
+import { BY_SERVER } from '../watches.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
 
 /** Maps a connection failure to a reason and message a person can act on. */
@@ -123,40 +124,25 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     return {};
   }
   const parsed = postgresServer.safeParse(raw);
-  const meta = (
-    raw as unknown as {
-      metadata: {
-        name: string;
-        resourceVersion: string;
-        generation?: number;
-        finalizers?: string[];
-        deletionTimestamp?: string;
-        uid: string;
-      };
-    }
-  ).metadata;
-  const prev = (raw as { status?: PostgresServerStatus }).status ?? {};
-  const gen = meta.generation;
-  const tenants = ctx.tenants.list().filter((t) => (t as { status?: { serverName?: string } }).status?.serverName === name);
+  const meta = {
+    name,
+    resourceVersion: raw.metadata?.resourceVersion ?? '',
+    generation: raw.metadata?.generation,
+    finalizers: raw.metadata?.finalizers,
+    deletionTimestamp: raw.metadata?.deletionTimestamp,
+    uid: raw.metadata?.uid ?? '',
+  };
+  const tenants = ctx.tenants.byIndex(BY_SERVER, name).filter((t) => t.status?.serverName === name);
   const ref = { apiVersion: API_VERSION, kind: 'PostgresServer', name, uid: meta.uid };
 
-  const save = async (conds: ConditionInput[], extra: Partial<PostgresServerStatus>, settled: boolean) => {
-    const next: PostgresServerStatus = {
-      ...prev,
-      ...extra,
-      tenantCount: tenants.length,
-      conditions: setConditions(prev.conditions, conds, gen),
-      observedGeneration: settled ? gen : prev.observedGeneration,
-    };
-    if (await writeStatusIfChanged(api, meta, prev, next)) {
-      // Every change of readiness, of the pooler and of the server's HBA is in the audit trail.
-      for (const type of ['Ready', 'PoolerReady', 'HbaApplied']) {
-        const before = prev.conditions?.find((c) => c.type === type);
-        const after = next.conditions?.find((c) => c.type === type);
-        if (!after || (before?.status === after.status && before?.reason === after.reason)) continue;
-        if (after.status === 'True') ctx.events.normal(ref, type === 'Ready' ? 'Ready' : after.reason, after.message);
-        else if (after.reason !== 'Pending') ctx.events.warning(ref, after.reason, after.message);
-      }
+  const save = async (conds: ConditionInput[], extra: Partial<PostgresServerStatus>, terminal: boolean) => {
+    const t = await commitStatus(api, meta, raw.status, { fields: { ...extra, tenantCount: tenants.length }, observed: conds, terminal });
+    // Every change of readiness, of the pooler and of the server's HBA is in the audit trail.
+    for (const type of ['Ready', 'PoolerReady', 'HbaApplied']) {
+      const after = transitioned(t, type);
+      if (!after) continue;
+      if (after.status === 'True') ctx.events.normal(ref, type === 'Ready' ? 'Ready' : after.reason, after.message);
+      else if (after.reason !== 'Pending') ctx.events.warning(ref, after.reason, after.message);
     }
   };
 
@@ -189,7 +175,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     await save([{ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }], {}, true);
     return {};
   }
-  if (await addFinalizer(api, meta, FINALIZER)) return {};
+  await addFinalizer(api, meta, FINALIZER);
   const server = parsed.data;
   const where = `${server.spec.host}:${server.spec.port}`;
   const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);

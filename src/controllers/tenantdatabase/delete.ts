@@ -41,6 +41,14 @@ export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, s
   if (resolved?.ok) names.add(resolved.value.metadata.name);
   for (const serverName of [...names].sort()) {
     const server = servers.find((s) => s.metadata.name === serverName);
+    if (!server && ctx.servers.get(serverName)) {
+      // It exists but its spec is not valid now: it is not gone, and its roles must not keep their
+      // login because someone broke its spec. The finalizer stays until it can act.
+      throw new RetryableError(
+        'ServerInvalid',
+        `PostgresServer ${serverName} has an invalid spec; the deletion policy runs once it is fixed`,
+      );
+    }
     if (!server) {
       if (serverName === td.status?.serverName && td.status?.roleName) {
         log.warn({ server: serverName }, 'PostgresServer is gone; releasing the TenantDatabase without touching the server');

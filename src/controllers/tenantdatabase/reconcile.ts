@@ -10,10 +10,10 @@ import { customResourceApi } from '../../kube/client.js';
 import { asTenant, tryLogin } from '../../pg/connections.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
-import { setConditions, type ConditionInput } from '../../runtime/conditions.js';
+import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
-import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
+import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
 import {
   DEFAULT_POOLER_ADMIN_USER,
   accessState,
@@ -54,12 +54,12 @@ function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
 interface Outcome {
   conditions: ConditionInput[];
   status: Partial<TenantDatabaseStatus>;
-  /** Whether the result is final for this generation (observedGeneration moves). */
-  settled: boolean;
+  /** Whether a not-ready result needs a change by someone (Stalled) rather than time (Reconciling). */
+  terminal: boolean;
 }
 
-function notReady(reason: string, message: string, settled: boolean, extra: ConditionInput[] = []): Outcome {
-  return { conditions: [...extra, { type: 'Ready', status: 'False', reason, message }], status: {}, settled };
+function notReady(reason: string, message: string, terminal: boolean, extra: ConditionInput[] = []): Outcome {
+  return { conditions: [...extra, { type: 'Ready', status: 'False', reason, message }], status: {}, terminal };
 }
 
 export async function reconcileTenantDatabase(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
@@ -70,13 +70,13 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   const parsed = tenantDatabase.safeParse(raw);
   if (!parsed.success) {
     const message = parsed.error.issues.map((i) => `spec.${i.path.slice(1).join('.')}: ${i.message}`).join('; ');
-    const meta = (raw as { metadata: { name: string; namespace?: string; resourceVersion: string; generation?: number } }).metadata;
-    const status = ((raw as { status?: Record<string, unknown> }).status ?? {}) as TenantDatabaseStatus;
-    await writeStatusIfChanged(api, meta, status, {
-      ...status,
-      observedGeneration: meta.generation,
-      conditions: setConditions(status.conditions, [{ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }], meta.generation),
+    const meta = { name, namespace, resourceVersion: raw.metadata?.resourceVersion ?? '', generation: raw.metadata?.generation };
+    const t = await commitStatus(api, meta, raw.status, {
+      observed: [{ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }],
+      terminal: true,
     });
+    const ref = { apiVersion: API_VERSION, kind: 'TenantDatabase', name, namespace, uid: raw.metadata?.uid ?? '' };
+    if (transitioned(t, 'Ready')) ctx.events.warning(ref, 'InvalidSpec', message);
     return {};
   }
   const td = parsed.data;
@@ -103,7 +103,9 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
     return {};
   }
 
-  if (await addFinalizer(api, td.metadata, FINALIZER)) return {}; // the update event brings us back
+  // The finalizer first, so that nothing is created that a deletion could miss; then on, in the
+  // same reconcile (status appears on the first one).
+  await addFinalizer(api, td.metadata, FINALIZER);
 
   let outcome: Outcome;
   let names: TenantNames | undefined;
@@ -139,21 +141,19 @@ async function saveStatus(
   serverName: string | undefined,
 ): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
-  const prev = td.status ?? {};
-  const gen = td.metadata.generation;
-  const next: TenantDatabaseStatus = {
-    ...prev,
-    ...(serverName ? { serverName } : {}),
-    ...(names ? { databaseName: names.database, roleName: names.role, secretName: names.secret } : {}),
-    ...o.status,
-    conditions: setConditions(prev.conditions, o.conditions, gen),
-    observedGeneration: o.settled ? gen : prev.observedGeneration,
-  };
-  const changed = await writeStatusIfChanged(api, td.metadata, prev, next);
-  if (changed) {
-    const before = prev.conditions?.find((c) => c.type === 'Ready');
-    const after = next.conditions?.find((c) => c.type === 'Ready');
-    if (after && (before?.status !== after.status || before?.reason !== after.reason)) {
+  const t = await commitStatus(api, td.metadata, td.status, {
+    fields: {
+      serverName,
+      ...(names ? { databaseName: names.database, roleName: names.role, secretName: names.secret } : {}),
+      ...o.status,
+    },
+    observed: o.conditions,
+    terminal: o.terminal,
+  });
+  const after = transitioned(t, 'Ready');
+  {
+    const before = t.before.find((c) => c.type === 'Ready');
+    if (after) {
       const ref = {
         apiVersion: API_VERSION,
         kind: 'TenantDatabase',
@@ -487,7 +487,7 @@ async function provision(
     outcome: {
       conditions,
       status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections },
-      settled: !loginErr && !ext.failed.length,
+      terminal: false,
     },
     names,
     serverName,

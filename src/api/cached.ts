@@ -1,0 +1,25 @@
+/**
+ * The shapes of objects as the informers cache them: what the API server accepted, before the
+ * operator's own validation (zod) has run. Every field may be missing, so code that reads the cache
+ * handles absence instead of casting. Reconcilers parse with zod before they act.
+ */
+import type * as k8s from '@kubernetes/client-node';
+import type { z } from 'zod';
+import type { ipWhitelistSpec, ipWhitelistStatus } from './ipwhitelist.js';
+import type { postgresServerSpec, postgresServerStatus } from './postgresserver.js';
+import type { tenantDatabaseSpec, tenantDatabaseStatus } from './tenantdatabase.js';
+
+export type DeepPartial<T> = T extends readonly (infer U)[]
+  ? readonly DeepPartial<U>[]
+  : T extends object
+    ? { [K in keyof T]?: DeepPartial<T[K]> | undefined }
+    : T;
+
+export interface Cached<Spec, Status> extends k8s.KubernetesObject {
+  spec?: DeepPartial<Spec>;
+  status?: DeepPartial<Status>;
+}
+
+export type CachedTenantDatabase = Cached<z.input<typeof tenantDatabaseSpec>, z.infer<typeof tenantDatabaseStatus>>;
+export type CachedPostgresServer = Cached<z.input<typeof postgresServerSpec>, z.infer<typeof postgresServerStatus>>;
+export type CachedIpWhitelist = Cached<z.input<typeof ipWhitelistSpec>, z.infer<typeof ipWhitelistStatus>>;

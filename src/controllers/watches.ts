@@ -1,0 +1,267 @@
+/**
+ * Who wakes whom: every watch of every controller, in one table.
+ *
+ * Each entry says which cache it listens to, which events count (a predicate, as controller-runtime's
+ * predicates), and which keys of its controller an event maps to (as Cluster API's `Watches` with
+ * `EnqueueRequestsFromMapFunc`). Lookups go through the informers' indexes (tenants by server and by
+ * namespace, whitelists by tenant), never through scans. `coalesceMs` folds a burst of events into
+ * one reconcile: a server that renders its pooler config from hundreds of tenants re-renders once per
+ * window, not once per tenant event.
+ *
+ * A reader who wants to know why a controller ran looks here; `src/operator.ts` only wires this table
+ * to the informers and the work queues.
+ */
+import type * as k8s from '@kubernetes/client-node';
+import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from '../api/cached.js';
+import { AGENT_ERROR_ANNOTATION } from '../pooler/status.js';
+import { SHARD_OF_LABEL } from '../pooler/shards.js';
+import type { Indexers, ResilientInformer } from '../runtime/informer.js';
+import { keyOf } from './context.js';
+
+export interface Caches {
+  servers: ResilientInformer<CachedPostgresServer>;
+  tenants: ResilientInformer<CachedTenantDatabase>;
+  whitelists: ResilientInformer<CachedIpWhitelist>;
+  /** Secrets labelled managed-by tenantdb: tenant Secrets and the pooler's config Secrets. */
+  secrets: ResilientInformer<k8s.V1Secret>;
+  namespaces: ResilientInformer<k8s.V1Namespace>;
+}
+
+export type Source = keyof Caches;
+export type ObjectOf<S extends Source> = Caches[S] extends ResilientInformer<infer T> ? T : never;
+export type ControllerName = 'postgresserver' | 'tenantdatabase' | 'ipwhitelist';
+
+export interface Watch<S extends Source = Source> {
+  source: S;
+  /** Why this dependency exists, for the reader and the logs. */
+  why: string;
+  /** Which events count; all when absent. `old` is undefined on add and delete. */
+  when?: (obj: ObjectOf<S>, old: ObjectOf<S> | undefined, deleted: boolean) => boolean;
+  /** The keys of the watching controller this event concerns. */
+  map: (obj: ObjectOf<S>, c: Caches) => Iterable<string>;
+  /** Enqueue after this delay; further events within it join the same reconcile. */
+  coalesceMs?: number;
+}
+
+/** A heterogeneous list of watches, each typed by its own source. */
+type AnyWatch = { [S in Source]: Watch<S> }[Source];
+const watch = <S extends Source>(w: Watch<S>): AnyWatch => w as unknown as AnyWatch;
+
+/** Index names. A tenant without serverRef is filed under DEFAULT_SERVER (the default server's). */
+export const BY_SERVER = 'server';
+export const BY_NAMESPACE = 'namespace';
+export const BY_TENANT = 'tenant';
+export const DEFAULT_SERVER = '';
+
+export const tenantIndexers: Indexers<CachedTenantDatabase> = {
+  [BY_SERVER]: (t) => [t.spec?.serverRef?.name ?? DEFAULT_SERVER, ...(t.status?.serverName ? [t.status.serverName] : [])],
+  [BY_NAMESPACE]: (t) => [t.metadata?.namespace ?? ''],
+};
+export const whitelistIndexers: Indexers<CachedIpWhitelist> = {
+  [BY_TENANT]: (w) => (w.spec?.tenantDatabaseRef?.name ? [`${w.metadata?.namespace ?? ''}/${w.spec.tenantDatabaseRef.name}`] : []),
+};
+
+/** The default server's name, when exactly one server says it is the default. */
+export function defaultServerName(c: Pick<Caches, 'servers'>): string | undefined {
+  const defaults = c.servers.list().filter((s) => s.spec?.default === true);
+  return defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
+}
+
+/** The tenants a server concerns: those whose spec or status names it, and the default's. */
+export function tenantsOfServer(c: Pick<Caches, 'servers' | 'tenants'>, name: string): CachedTenantDatabase[] {
+  const found = new Map(c.tenants.byIndex(BY_SERVER, name).map((t) => [keyOf(t), t]));
+  if (defaultServerName(c) === name) for (const t of c.tenants.byIndex(BY_SERVER, DEFAULT_SERVER)) found.set(keyOf(t), t);
+  return [...found.values()];
+}
+
+/** The servers a tenant concerns: where it lives (status) and where its spec points. */
+export function serversOfTenant(c: Pick<Caches, 'servers'>, t: CachedTenantDatabase): string[] {
+  const named = t.spec?.serverRef?.name ?? defaultServerName(c);
+  return [...new Set([t.status?.serverName, named].filter((n): n is string => !!n))];
+}
+
+/** The metadata a reconcile acts on; status-only updates (mostly our own writes) are left out. */
+function fingerprint(o: k8s.KubernetesObject): string {
+  const m = o.metadata ?? {};
+  return JSON.stringify([m.uid, m.generation, m.deletionTimestamp, m.annotations, m.labels]);
+}
+const specChanged = (obj: k8s.KubernetesObject, old: k8s.KubernetesObject | undefined, deleted: boolean): boolean =>
+  deleted || !old || fingerprint(obj) !== fingerprint(old);
+
+/** What the server's pooler config reads of a tenant: its spec, and the names its status reports. */
+const poolerInputChanged = (t: CachedTenantDatabase, old: CachedTenantDatabase | undefined, deleted: boolean): boolean => {
+  if (specChanged(t, old, deleted)) return true;
+  const names = (x: CachedTenantDatabase | undefined) => {
+    const ready = x?.status?.conditions?.find((c) => c.type === 'Ready');
+    return JSON.stringify([x?.status?.serverName, x?.status?.roleName, x?.status?.databaseName, ready?.status]);
+  };
+  return names(t) !== names(old);
+};
+
+const labelsChanged = (n: k8s.V1Namespace, old: k8s.V1Namespace | undefined, deleted: boolean): boolean =>
+  deleted || JSON.stringify(n.metadata?.labels ?? {}) !== JSON.stringify(old?.metadata?.labels ?? {});
+
+/** The controller owner of a Secret, when it is of this kind. */
+function ownerOf(s: k8s.V1Secret, kind: string): k8s.V1OwnerReference | undefined {
+  return (s.metadata?.ownerReferences ?? []).find((r) => r.controller && r.kind === kind);
+}
+
+/** A Secret the server owns by uid: anyone who may write a Secret can name any owner. */
+function serverOfOwnSecret(s: k8s.V1Secret, c: Caches): string | undefined {
+  const r = ownerOf(s, 'PostgresServer');
+  return r && c.servers.get(r.name)?.metadata?.uid === r.uid ? r.name : undefined;
+}
+
+/** The tenant that owns a tenant Secret, from the cache. */
+function tenantOfSecret(s: k8s.V1Secret, c: Caches): CachedTenantDatabase | undefined {
+  const r = ownerOf(s, 'TenantDatabase');
+  const t = r && s.metadata?.namespace ? c.tenants.get(r.name, s.metadata.namespace) : undefined;
+  return t && t.metadata?.uid === r?.uid ? t : undefined;
+}
+
+/** The agent's report on a pooler config Secret (not a shard): what it loaded or refused. */
+const isAgentReport = (s: k8s.V1Secret, c: Caches): boolean => !s.metadata?.labels?.[SHARD_OF_LABEL] && !!serverOfOwnSecret(s, c);
+
+const notReady = (t: CachedTenantDatabase) => t.status?.conditions?.find((x) => x.type === 'Ready')?.status !== 'True';
+
+const SERVER_COALESCE_MS = 300;
+
+export const WATCHES: Record<ControllerName, AnyWatch[]> = {
+  postgresserver: [
+    watch({ source: 'servers', why: 'its own spec', when: specChanged, map: (s) => [keyOf(s)] }),
+    watch({
+      source: 'tenants',
+      why: 'the pooler config and HBA are rendered from its tenants (spec, names, readiness, deletion)',
+      when: poolerInputChanged,
+      map: (t, c) => serversOfTenant(c, t),
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
+      source: 'secrets',
+      why: "a tenant Secret holds the password whose verifier goes into the pooler's userlist (rotation)",
+      map: (s, c) => {
+        const t = tenantOfSecret(s, c);
+        return t ? serversOfTenant(c, t) : [];
+      },
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
+      source: 'secrets',
+      why: 'its pooler config Secrets: the agent reports there, and a Secret changed by hand is repaired',
+      map: (s, c) => [serverOfOwnSecret(s, c)].filter((n): n is string => !!n),
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
+      source: 'whitelists',
+      why: "an IpWhitelist's CIDRs go into the HBA of its tenant's server",
+      when: specChanged,
+      map: (w, c) => {
+        const t = c.tenants.get(w.spec?.tenantDatabaseRef?.name ?? '', w.metadata?.namespace);
+        return t ? serversOfTenant(c, t) : [];
+      },
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
+      source: 'namespaces',
+      why: "a namespace's labels decide whether its tenants may be in a server's config (allowedNamespaces)",
+      when: labelsChanged,
+      map: (_n, c) =>
+        c.servers
+          .list()
+          .filter((s) => s.spec?.allowedNamespaces?.from === 'Selector')
+          .map(keyOf),
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+  ],
+  tenantdatabase: [
+    watch({ source: 'tenants', why: 'its own spec, annotations (rotation) and deletion', when: specChanged, map: (t) => [keyOf(t)] }),
+    watch({
+      source: 'servers',
+      why: 'its server: address, limits, admission and the pooler change what the tenant gets',
+      when: specChanged,
+      map: (s, c) => tenantsOfServer(c, keyOf(s)).map(keyOf),
+    }),
+    watch({
+      source: 'secrets',
+      why: 'its Secret: changed or deleted by someone else, it is repaired',
+      map: (s, c) => {
+        const t = tenantOfSecret(s, c);
+        return t ? [keyOf(t)] : [];
+      },
+    }),
+    watch({
+      source: 'secrets',
+      why: "the pooler agent's report: a loaded config confirms waiting tenants; a refused one concerns all",
+      map: (s, c) => {
+        if (!isAgentReport(s, c)) return [];
+        const server = serverOfOwnSecret(s, c) ?? '';
+        const failed = !!s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION];
+        return tenantsOfServer(c, server)
+          .filter((t) => failed || notReady(t))
+          .map(keyOf);
+      },
+    }),
+    watch({
+      source: 'whitelists',
+      why: 'its IpWhitelists: AccessRulesApplied reports them',
+      when: specChanged,
+      map: (w) => (w.spec?.tenantDatabaseRef?.name ? [`${w.metadata?.namespace ?? ''}/${w.spec.tenantDatabaseRef.name}`] : []),
+    }),
+    watch({
+      source: 'namespaces',
+      why: "its namespace's labels decide whether it may use its server (allowedNamespaces)",
+      when: labelsChanged,
+      map: (n, c) => c.tenants.byIndex(BY_NAMESPACE, n.metadata?.name ?? '').map(keyOf),
+    }),
+  ],
+  ipwhitelist: [
+    watch({ source: 'whitelists', why: 'its own spec', when: specChanged, map: (w) => [keyOf(w)] }),
+    watch({
+      source: 'tenants',
+      why: 'its tenant: where it lives and its names decide where the rules go',
+      when: poolerInputChanged,
+      map: (t, c) => c.whitelists.byIndex(BY_TENANT, keyOf(t)).map(keyOf),
+    }),
+    watch({
+      source: 'secrets',
+      why: "the pooler agent's report says whether the rules are enforced",
+      map: (s, c) => {
+        if (!isAgentReport(s, c)) return [];
+        return tenantsOfServer(c, serverOfOwnSecret(s, c) ?? '').flatMap((t) => c.whitelists.byIndex(BY_TENANT, keyOf(t)).map(keyOf));
+      },
+    }),
+  ],
+};
+
+export interface Enqueuer {
+  add(controller: ControllerName, key: string, coalesceMs?: number): void;
+}
+
+/**
+ * The informer handlers for one source: each event goes through every watch on that source. What a
+ * watch's map throws (it should not) is caught, so one bad object cannot stop the others' events.
+ */
+export function handlersFor<S extends Source>(
+  source: S,
+  caches: () => Caches | undefined,
+  enqueue: Enqueuer,
+  onError: (err: unknown, why: string) => void,
+): { onChange: (obj: ObjectOf<S>, old: ObjectOf<S> | undefined) => void; onDelete: (obj: ObjectOf<S>) => void } {
+  const dispatch = (obj: ObjectOf<S>, old: ObjectOf<S> | undefined, deleted: boolean) => {
+    const c = caches();
+    if (!c) return;
+    for (const [controller, watches] of Object.entries(WATCHES) as [ControllerName, AnyWatch[]][]) {
+      for (const w of watches as Watch[]) {
+        if (w.source !== source) continue;
+        const typed = w as unknown as Watch<S>;
+        try {
+          if (typed.when && !typed.when(obj, old, deleted)) continue;
+          for (const key of typed.map(obj, c)) enqueue.add(controller, key, typed.coalesceMs);
+        } catch (err) {
+          onError(err, typed.why);
+        }
+      }
+    }
+  };
+  return { onChange: (obj, old) => dispatch(obj, old, false), onDelete: (obj) => dispatch(obj, undefined, true) };
+}
