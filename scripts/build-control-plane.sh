@@ -19,6 +19,15 @@ need=("${kube_cmds[@]}" etcd)
 have_all() { for b in "${need[@]}"; do [ -x "$out/$b" ] || return 1; done; }
 if have_all; then echo "$out"; exit 0; fi
 
+# Several test runs may start at once on a cold cache: one builds, the others wait for it.
+mkdir -p "$out"
+exec 9>"$out/.lock"
+if ! flock -n 9; then
+  echo "waiting for another build of the control plane to finish" >&2
+  flock 9
+fi
+if have_all; then echo "$out"; exit 0; fi
+
 command -v go >/dev/null || { echo "go is required to build the control plane" >&2; exit 1; }
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 mkdir -p "$out"
@@ -68,8 +77,8 @@ GO
     ld="$ld -X $p.gitVersion=$KUBE_VERSION -X $p.gitMajor=1 -X $p.gitMinor=${kminor%%.*} -X $p.gitTreeState=clean -X $p.buildDate=1970-01-01T00:00:00Z"
   done
   for c in "${missing[@]}"; do
-    go build -trimpath -ldflags "$ld" -o "$out/$c.tmp" "k8s.io/kubernetes/cmd/$c"
-    mv "$out/$c.tmp" "$out/$c"
+    go build -trimpath -ldflags "$ld" -o "$out/$c.tmp.$$" "k8s.io/kubernetes/cmd/$c"
+    mv "$out/$c.tmp.$$" "$out/$c"
   done
 fi
 
@@ -79,8 +88,8 @@ if [ ! -x "$out/etcd" ]; then
   mkdir etcd && cd etcd
   go mod init tenantdb.local/etcdbuild >/dev/null 2>&1
   go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" >/dev/null
-  go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp" go.etcd.io/etcd/server/v3
-  mv "$out/etcd.tmp" "$out/etcd"
+  go build -trimpath -ldflags "-s -w" -o "$out/etcd.tmp.$$" go.etcd.io/etcd/server/v3
+  mv "$out/etcd.tmp.$$" "$out/etcd"
 fi
 
 have_all
