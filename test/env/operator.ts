@@ -24,7 +24,7 @@ export function startOperatorProcess(o: OperatorProcOptions): Proc {
       `--namespace=${OPERATOR_NAMESPACE}`,
       '--metrics-port=0',
       '--metrics-host=127.0.0.1',
-      `--resync=${o.resync ?? '5s'}`,
+      ...(o.resync ? [`--resync=${o.resync}`] : []),
       ...(o.extraArgs ?? []),
     ],
     o.logFile,

@@ -66,6 +66,27 @@ test('after an API server restart, new and changed tenants are reconciled again'
     ]);
   await td('before');
   await ready('before');
+  const port = await waitFor(
+    'the metrics port',
+    async () => {
+      const line = readFileSync(join(env.dir, 'operator-restart.log'), 'utf8')
+        .split('\n')
+        .find((l) => l.includes('"metricsPort"'));
+      return (JSON.parse(line ?? '{}') as { metricsPort?: number }).metricsPort;
+    },
+    30_000,
+  );
+  const readyz = async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => undefined))?.status;
+  expect(await readyz()).toBe(200);
+  // /readyz while the API server is away: the watches are down, so the operator is not ready.
+  const seen = new Set<number | undefined>();
+  let probing = true;
+  const probe = (async () => {
+    while (probing) {
+      seen.add(await readyz());
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
   const t0 = Date.now();
   await cp.restartApiServer(1000);
   const outage = Date.now() - t0;
@@ -81,6 +102,10 @@ test('after an API server restart, new and changed tenants are reconciled again'
     },
     30_000,
   );
+  await waitFor('/readyz back', async () => ((await readyz()) === 200 ? true : undefined), 30_000);
+  probing = false;
+  await probe;
+  expect(seen).toContain(503);
   // An outage shorter than the renew deadline (10 s) keeps the leader.
   if (outage < 9000) expect(readFileSync(join(env.dir, 'operator-restart.log'), 'utf8')).not.toContain('Lost leadership');
 }, 180_000);

@@ -40,11 +40,15 @@ export function cluster(): Cluster {
   return { env, kc, core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
 }
 
-export function operator(c: Cluster, name: string, resync = '3s', extraArgs: string[] = []): Proc {
+/**
+ * The operator as a process. Without `resync` it runs with the CLI's default periodic re-check (5
+ * minutes), so a test sees only what the watches bring; a test of drift repair passes a short one.
+ */
+export function operator(c: Cluster, name: string, resync?: string, extraArgs: string[] = []): Proc {
   return startOperatorProcess({
     kubeconfig: c.env.operatorKubeconfig,
     logFile: join(c.env.dir, `operator-${name}.log`),
-    resync,
+    ...(resync ? { resync } : {}),
     identity: name,
     extraArgs,
   });

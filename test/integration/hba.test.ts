@@ -41,7 +41,7 @@ const refusedFrom = async (addr: string, url: string) =>
 
 beforeAll(async () => {
   pgs = await startPostgres();
-  op = operator(c, 'hba', '3s');
+  op = operator(c, 'hba');
   await namespace(c, NS);
   const kubeconfig = await agentKubeconfig(
     { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
@@ -136,7 +136,7 @@ test('rules the agent refuses are not loaded; the server keeps its last good pg_
     // trust was not loaded: a wrong password is still refused.
     await expect(queryFrom('127.0.0.1', url.replace(/:[^:@]+@/, ':wrong@'))).rejects.toMatchObject({ code: '28P01' });
   } finally {
-    op = operator(c, 'hba-2', '3s');
+    op = operator(c, 'hba-2');
   }
   await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
 });
@@ -166,6 +166,8 @@ test('a file PostgreSQL itself rejects is put back, not reloaded, and the server
     expect(readFileSync(hbaFile, 'utf8')).toBe(before);
     const wl = await waitForCondition(() => getWhitelist('lab'), 'Applied', 'False', 'AgentRejected');
     expect(condition(wl, 'Applied')?.message).toMatch(/refused/);
+    // The tenant whose rules were refused is not Ready, and says why.
+    await waitForCondition(() => getTenant(c, NS, 'epsilon'), 'Ready', 'False', 'AccessRulesRejected');
     // The last good rules are in force: epsilon is still open from anywhere.
     expect(await refusedFrom('127.0.0.3', await directUrl('epsilon'))).toBe(false);
   } finally {
@@ -182,5 +184,6 @@ test('a file PostgreSQL itself rejects is put back, not reloaded, and the server
   ]);
   await waitForCondition(() => getServer(c, SERVER), 'HbaApplied', 'True', 'Applied');
   await waitForCondition(() => getWhitelist('lab'), 'Applied', 'True');
+  await waitForCondition(() => getTenant(c, NS, 'epsilon'), 'Ready', 'True');
   expect(await refusedFrom('127.0.0.4', await directUrl('epsilon'))).toBe(true);
 });

@@ -74,7 +74,7 @@ const refusedFrom = async (addr: string, url: string) =>
   );
 
 beforeAll(async () => {
-  op = operator(c, 'pooler', '3s');
+  op = operator(c, 'pooler');
   await namespace(c, NS);
   const kubeconfig = await agentKubeconfig(
     { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
@@ -392,7 +392,7 @@ test('a config the agent refuses is not loaded, and the last good one keeps work
     });
     expect(events.items.map((e) => e.message).join('\n')).toMatch(/hba\.conf:1: bad CIDR 999\.1\.2\.3\/8/);
   } finally {
-    op = operator(c, 'pooler-2', '3s');
+    op = operator(c, 'pooler-2');
   }
   // The injected shard is not the operator's (no owner reference), so it is left for us to remove.
   const mine = await c.core.listNamespacedSecret({ namespace: OPERATOR_NAMESPACE, labelSelector: `${SHARD_OF_LABEL}=${SERVER}-pooler` });

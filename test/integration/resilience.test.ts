@@ -1,5 +1,7 @@
 /** The operator killed mid-reconcile, two replicas with one leader, health and metrics. */
+import * as k8s from '@kubernetes/client-node';
 import { readFileSync } from 'node:fs';
+import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import { join } from 'node:path';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
@@ -18,7 +20,7 @@ import {
 const c = cluster();
 const procs: Proc[] = [];
 const start = (name: string) => {
-  const p = operator(c, name, '3s');
+  const p = operator(c, name);
   procs.push(p);
   return p;
 };
@@ -133,4 +135,29 @@ test('health and metrics are served, and SIGTERM shuts down cleanly and hands th
   await waitFor('the next leader', async () => logOf('after-metrics').includes('Controllers started') || undefined, 30_000);
   expect(Date.now() - t1).toBeLessThan(10_000);
   await q.stop();
+}, 120_000);
+
+test('a leader whose Lease is taken exits non-zero, so that its pod restarts as a standby', async () => {
+  const p = start('lease-lost');
+  await waitFor('leadership', async () => logOf('lease-lost').includes('Controllers started') || undefined, 60_000);
+  const coordination = c.kc.makeApiClient(k8s.CoordinationV1Api);
+  const id = { name: 'tenantdb-operator', namespace: OPERATOR_NAMESPACE };
+  // Another replica holds the Lease now, as after a partition that outlasted the renew deadline.
+  await waitFor(
+    'the Lease taken over',
+    async () => {
+      const lease = await coordination.readNamespacedLease(id);
+      lease.spec = { ...lease.spec, holderIdentity: 'another-replica', renewTime: new k8s.V1MicroTime(), leaseDurationSeconds: 60 };
+      await coordination.replaceNamespacedLease({ ...id, body: lease });
+      return true;
+    },
+    15_000,
+  );
+  try {
+    await waitFor('the old leader to exit', async () => (p.child.exitCode !== null ? true : undefined), 30_000);
+    expect(p.child.exitCode).not.toBe(0);
+    expect(logOf('lease-lost')).toContain('Lease taken by another replica');
+  } finally {
+    await coordination.deleteNamespacedLease(id).catch(() => undefined);
+  }
 }, 120_000);

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type { Proc } from '../env/process.js';
 import {
@@ -259,6 +260,29 @@ describe('bad input', () => {
     const td = await waitForCondition(() => getTenant(c, 'shop', 'plv8'), 'Ready', 'False', 'ExtensionNotAllowed');
     expect(condition(td, 'Ready')?.message).toContain('plv8');
     expect(await superQuery(c, "SELECT 1 FROM pg_database WHERE datname = 'shop_plv8'")).toHaveLength(0);
+  });
+
+  test('kstatus: kubectl wait tells a stalled tenant from a ready one, and sees it recover', async () => {
+    const { controlPlaneBinaries } = await import('../env/controlplane.js');
+    const { execFile } = await import('node:child_process');
+    const { promisify } = await import('node:util');
+    const kubectl = async (...args: string[]) =>
+      (await promisify(execFile)(join(controlPlaneBinaries(), 'kubectl'), ['--kubeconfig', c.env.adminKubeconfig, '-n', 'shop', ...args]))
+        .stdout;
+    await applyTenant(c, 'shop', 'waiter', { extensions: ['plv8'] });
+    await kubectl('wait', '--for=condition=Stalled', 'tenantdatabase/waiter', '--timeout=60s');
+    let td = await getTenant(c, 'shop', 'waiter');
+    expect(condition(td, 'Stalled')).toMatchObject({ status: 'True', reason: 'ExtensionNotAllowed' });
+    expect(condition(td, 'Reconciling')?.status).toBe('False');
+    expect(condition(td, 'Ready')?.status).toBe('False');
+    expect(td?.status?.observedGeneration).toBe(td?.metadata.generation);
+    await applyTenant(c, 'shop', 'waiter', { extensions: [] });
+    await kubectl('wait', '--for=condition=Ready', 'tenantdatabase/waiter', '--timeout=90s');
+    td = await getTenant(c, 'shop', 'waiter');
+    expect(condition(td, 'Stalled')?.status).toBe('False');
+    expect(condition(td, 'Reconciling')?.status).toBe('False');
+    expect(td?.status?.observedGeneration).toBe(td?.metadata.generation);
+    expect(td?.metadata.generation).toBeGreaterThan(1);
   });
 
   test('a reserved role name is refused by the API server', async () => {

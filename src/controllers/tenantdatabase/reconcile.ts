@@ -475,6 +475,9 @@ async function provision(
     });
   } else if (poolerReady.status === 'False') {
     conditions.push({ type: 'Ready', status: 'False', reason: 'PoolerNotReady', message: poolerReady.message });
+  } else if (access.reason === 'AgentRejected') {
+    // The allow-list the tenant asked for is not in force: what runs is an older one, or none.
+    conditions.push({ type: 'Ready', status: 'False', reason: 'AccessRulesRejected', message: access.message });
   } else {
     conditions.push({
       type: 'Ready',
