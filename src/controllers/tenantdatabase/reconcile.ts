@@ -7,7 +7,8 @@ import { TENANT_DATABASE } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
-import { asTenant, tryLogin } from '../../pg/connections.js';
+import { asTenant, tryLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
+import { runSteps, step, type Step } from '../../runtime/steps.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
@@ -50,6 +51,8 @@ function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   }
   return out;
 }
+
+type Provisioned = { outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number };
 
 interface Outcome {
   conditions: ConditionInput[];
@@ -172,11 +175,7 @@ async function saveStatus(
  * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
  * name to a Conflict can still be given another one.
  */
-async function provision(
-  ctx: OperatorContext,
-  td: TenantDatabase,
-  log: Logger,
-): Promise<{ outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number }> {
+async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<Provisioned> {
   const ref = {
     apiVersion: API_VERSION,
     kind: 'TenantDatabase',
@@ -198,309 +197,377 @@ async function provision(
       ctx.events.normal(ref, `${noun}${verbs[c.split(' ')[0] ?? ''] ?? 'Updated'}`, c);
     }
   };
-
-  // 1. Spec decisions that need no server.
-  if (td.spec.isolation === 'Schema') {
-    return { outcome: notReady('IsolationNotSupported', 'isolation Schema is not supported yet; use isolation Database', true) };
-  }
-  // 0. Where the tenant already has roles, the server's admission and ceiling hold before anything
-  // else: no edit of the spec (a name or serverRef added later) can step around them.
-  const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record);
-  if (home) return { outcome: notReady(home.reason, home.message, true), serverName: home.serverName };
-
-  const n = resolveNames(td);
-  if (!n.ok) return { outcome: notReady(n.reason, n.message, true) };
-  const names = n.value;
-
-  // 2. The server, and that it can be used.
-  const s = resolveServer(td, parsedServers(ctx, log));
-  if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
-  const server = s.value;
-  const serverName = server.metadata.name;
-  if (td.status?.serverName && td.status.serverName !== serverName) {
-    const message = `the tenant lives on PostgresServer ${td.status.serverName}; moving it to ${serverName} is not supported (set serverRef.name to ${td.status.serverName}, or create a new TenantDatabase)`;
-    return { outcome: notReady('ServerChangeRefused', message, true) };
-  }
+  // What the steps learn, for the steps after them (each is set before it is read).
+  let names!: TenantNames;
+  let server!: PostgresServer;
+  let serverName!: string;
+  let limits!: PostgresServer['spec']['connectionLimits'];
+  let connectionLimit!: number;
+  let creds!: AdminCredentials;
+  let ep!: ServerEndpoint;
+  let pool!: pg.Pool;
+  let owner!: Owner;
+  let roleClaim!: Awaited<ReturnType<typeof claimOfRole>>;
+  let password!: string;
+  let rotating = false;
+  let rotateFor: string | undefined;
+  let verifier!: string;
+  let loginErr: unknown;
+  let ext!: ExtensionOutcome;
   /**
    * A refusal that also holds for what already exists: a tenant whose namespace lost the server's
    * admission, or whose limit is above a lowered ceiling, does not keep what it had.
    */
   const refuse = async (reason: string, message: string, act: (pool: pg.Pool, role: string) => Promise<string[]>) => {
     if (ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles.has(names.role)) {
-      const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
-      const ca = creds.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
-      if (creds.ok && ca?.ok) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), creds.value), names.role), 'Role');
+      const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
+      const ca = admin.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
+      if (admin.ok && ca?.ok) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), admin.value), names.role), 'Role');
     }
     return { outcome: notReady(reason, message, true), serverName };
   };
-  const same = namesMatchMarkers(names, ctx.markers.get(serverName)?.get(td.metadata.uid));
-  if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
-  const allowed = namespaceAllowed(ctx, server, td.metadata.namespace ?? '');
-  if (!allowed.ok) {
-    return refuse(allowed.reason, allowed.message, async (pool, role) => {
-      const row = await sql.findRole(pool, role);
-      if (!row?.canLogin) return [];
-      await sql.disableLogin(pool, role);
-      const ended = await sql.terminateRoleSessions(pool, role);
-      return [
-        `Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`,
-      ];
-    });
-  }
-  const limits = server.spec.connectionLimits;
-  const connectionLimit = td.spec.connectionLimit === -1 ? limits.default : td.spec.connectionLimit;
-  if (connectionLimit > limits.max) {
-    return refuse(
-      'ConnectionLimitTooHigh',
-      `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`,
-      async (pool, role) => {
-        const row = await sql.findRole(pool, role);
-        if (!row || (row.connLimit >= 0 && row.connLimit <= limits.max)) return [];
-        await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
-        if (names.database && (await sql.findDatabase(pool, names.database))?.ownedByAdmin)
-          await sql.setDatabaseConnLimit(pool, names.database, limits.max);
-        return [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`];
-      },
-    );
-  }
-  const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
-  if (disallowed.length > 0) {
-    return {
-      outcome: notReady(
-        'ExtensionNotAllowed',
-        `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`,
-        true,
-      ),
-      serverName,
-    };
-  }
-  if (server.spec.pooler && td.spec.pooling.enabled) {
-    const poolerAdmin = await loadPoolerAdmin(ctx, server);
-    if (names.role === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === names.role)) {
-      const message = `role ${names.role} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
-      return {
-        outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]),
-        serverName,
-      };
-    }
-  }
-  const creds = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
-  if (!creds.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${creds.message}`);
-  const ca = await loadCa(ctx.clients, server, ctx.config.namespace);
-  if (!ca.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${ca.message}`);
-  const ep = endpointOf(server, ca.value);
-  const pool = ctx.pools.get(serverName, ep, creds.value);
-  const owner: Owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid, server: serverName };
 
-  // 3. Claims: change nothing that belongs to someone else.
-  let roleClaim;
-  try {
-    roleClaim = await claimOfRole(pool, names.role, owner.uid);
-  } catch (err) {
-    throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
-  }
-  // A Secret this tenant wrote before it lost a race for the name holds credentials that cannot work.
-  const dropOwnSecret = async () => {
-    const own = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
-    if (own.kind !== 'owned') return;
-    await ctx.clients.core.deleteNamespacedSecret({ name: names.secret, namespace: owner.namespace });
-    record([`Deleted Secret ${names.secret}: the name it was written for belongs to someone else`], 'Secret');
-  };
-  if (roleClaim.state === 'foreign') {
-    await dropOwnSecret();
-    return {
-      outcome: notReady('Conflict', roleClaim.message, true, [
-        { type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message },
-      ]),
-      serverName,
-    };
-  }
-  for (const db of [names.database, names.shadow]) {
-    if (!db) continue;
-    const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
-    if (claim.state === 'foreign') {
-      await dropOwnSecret();
-      return {
-        outcome: notReady('Conflict', claim.message, true, [
-          { type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message },
-        ]),
-        serverName,
-      };
-    }
-  }
-  const max = server.spec.maxTenants;
-  if (max !== undefined && roleClaim.state === 'absent' && !(await admit(ctx, pool, serverName, owner.uid, max))) {
-    return {
-      outcome: notReady(
-        'CapacityExceeded',
-        `PostgresServer ${serverName} holds its maximum of ${max} tenants (retained databases count)`,
-        true,
-      ),
-      serverName,
-    };
-  }
-
-  if (limits.enforceBudget) {
-    const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
-    if (current !== connectionLimit) {
-      const slots = await sql.connectionSlots(pool);
-      const others = [...(await sql.tenantConnectionLimits(pool)).entries()]
-        .filter(([r]) => r !== names.role)
-        .map(([, l]) => (l < 0 ? slots.maxConnections : l));
-      const open = slots.maxConnections - slots.superuserReserved - slots.reserved - ctx.pools.maxSessionsPerServer;
-      const sum = others.reduce((a, b) => a + b, 0);
-      if (sum + connectionLimit > open) {
+  const steps: Step<Provisioned>[] = [
+    step<Provisioned>('isolation', async () => {
+      if (td.spec.isolation === 'Schema') {
+        return { outcome: notReady('IsolationNotSupported', 'isolation Schema is not supported yet; use isolation Database', true) };
+      }
+      return undefined;
+    }),
+    step<Provisioned>('limits-where-it-lives', async () => {
+      // Where the tenant already has roles, the server's admission and ceiling hold before anything
+      // else: no edit of the spec (a name or serverRef added later) can step around them.
+      const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record);
+      if (home) return { outcome: notReady(home.reason, home.message, true), serverName: home.serverName };
+      return undefined;
+    }),
+    step<Provisioned>('names', async () => {
+      const n = resolveNames(td);
+      if (!n.ok) return { outcome: notReady(n.reason, n.message, true) };
+      names = n.value;
+      return undefined;
+    }),
+    step<Provisioned>('server', async () => {
+      const s = resolveServer(td, parsedServers(ctx, log));
+      if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
+      server = s.value;
+      serverName = server.metadata.name;
+      if (td.status?.serverName && td.status.serverName !== serverName) {
+        const message = `the tenant lives on PostgresServer ${td.status.serverName}; moving it to ${serverName} is not supported (set serverRef.name to ${td.status.serverName}, or create a new TenantDatabase)`;
+        return { outcome: notReady('ServerChangeRefused', message, true) };
+      }
+      const same = namesMatchMarkers(names, ctx.markers.get(serverName)?.get(td.metadata.uid));
+      if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
+      return undefined;
+    }),
+    step<Provisioned>('namespace-admission', async () => {
+      const allowed = namespaceAllowed(ctx, server, td.metadata.namespace ?? '');
+      if (!allowed.ok) {
+        return refuse(allowed.reason, allowed.message, async (pool, role) => {
+          const row = await sql.findRole(pool, role);
+          if (!row?.canLogin) return [];
+          await sql.disableLogin(pool, role);
+          const ended = await sql.terminateRoleSessions(pool, role);
+          return [
+            `Disabled login of role ${role}${ended ? ` and ended ${ended} session(s)` : ''}: namespace ${td.metadata.namespace} may no longer use PostgresServer ${serverName}`,
+          ];
+        });
+      }
+      return undefined;
+    }),
+    step<Provisioned>('connection-limit', async () => {
+      limits = server.spec.connectionLimits;
+      connectionLimit = td.spec.connectionLimit === -1 ? limits.default : td.spec.connectionLimit;
+      if (connectionLimit > limits.max) {
+        return refuse(
+          'ConnectionLimitTooHigh',
+          `connectionLimit ${connectionLimit} is above PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`,
+          async (pool, role) => {
+            const row = await sql.findRole(pool, role);
+            if (!row || (row.connLimit >= 0 && row.connLimit <= limits.max)) return [];
+            await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
+            if (names.database && (await sql.findDatabase(pool, names.database))?.ownedByAdmin)
+              await sql.setDatabaseConnLimit(pool, names.database, limits.max);
+            return [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`];
+          },
+        );
+      }
+      return undefined;
+    }),
+    step<Provisioned>('extensions-allowed', async () => {
+      const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
+      if (disallowed.length > 0) {
         return {
           outcome: notReady(
-            'ConnectionBudgetExceeded',
-            `connectionLimit ${connectionLimit} does not fit: the other tenants of PostgresServer ${serverName} hold ${sum} of the ${open} connections left beside the operator's own (connectionLimits.enforceBudget)`,
+            'ExtensionNotAllowed',
+            `extensions not in PostgresServer ${serverName} allowedExtensions: ${disallowed.join(', ')}`,
             true,
           ),
           serverName,
         };
       }
-    }
-  }
-
-  // 4. The Secret first: the password must be stored before any role carries it.
-  const ns = owner.namespace;
-  const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
-  if (current.kind === 'foreign') {
-    const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
-    return {
-      outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]),
-      serverName,
-    };
-  }
-  let previous: string | undefined;
-  const oldSecretName = td.status?.secretName;
-  if (current.kind === 'missing' && oldSecretName && oldSecretName !== names.secret) {
-    const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
-    if (old.kind === 'owned') previous = old.data.password;
-  }
-  // A rotation request the Secret has not answered yet gets a new password; the answer is recorded on
-  // the Secret together with the password, so a crash cannot rotate twice or lose the new one.
-  const rotateFor = td.metadata.annotations?.[ROTATE_ANNOTATION];
-  const answered = current.kind === 'owned' ? current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] : undefined;
-  const rotating = !!rotateFor && rotateFor !== answered && roleClaim.state === 'ours';
-  const { password, generated } = rotating
-    ? choosePassword()
-    : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
-  const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
-  const data = renderSecretData({
-    host: server.spec.publicHost ?? server.spec.host,
-    port: server.spec.port,
-    sslMode: server.spec.sslMode,
-    database: names.database,
-    user: names.role,
-    password,
-    pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
-    shadowDatabase: names.shadow,
-  });
-  const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
-  if (wrote === 'created')
-    record(
-      [generated && roleClaim.state === 'ours' ? `Created Secret ${names.secret} with a new password` : `Created Secret ${names.secret}`],
-      'Secret',
-    );
-  if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'Secret');
-  if (oldSecretName && oldSecretName !== names.secret) {
-    const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
-    if (old.kind === 'owned') {
-      await ctx.clients.core.deleteNamespacedSecret({ name: oldSecretName, namespace: ns });
-      record([`Deleted Secret ${oldSecretName}, replaced by ${names.secret}`], 'Secret');
-    }
-  }
-
-  // 5. Role, databases, privileges.
-  // The verifier is a function of role identity and password: every reconcile computes the same one.
-  const verifier = verifierFor(td.metadata.uid, names.role, password);
-  record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit }), 'Role');
-  if (rotating) {
-    // Open sessions, direct and pooled, keep running; new logins need the new password.
-    await sql.setRolePassword(pool, names.role, verifier);
-    record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
-  }
-  const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds.value, database, fn);
-  for (const db of [names.database, names.shadow]) {
-    if (db) record(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
-  }
-  if (!td.spec.shadowDatabase) {
-    record(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
-  }
-
-  // 6. A real login with the Secret's credentials (a changed password is put back), and in that
-  // same session, as the tenant, the extensions it asks for.
-  const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
-  let session = await asTenant(ep, names.role, password, names.database, extensions);
-  if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
-    await sql.setRolePassword(pool, names.role, verifier);
-    record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'Password');
-    session = await asTenant(ep, names.role, password, names.database, extensions);
-  }
-  const loginErr = session.ok ? undefined : session.error;
-  const ext: ExtensionOutcome = session.ok ? session.value : { created: [], failed: [] };
-  if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
-
-  const usage = await sql.usage(pool, names.database, names.role);
-  const poolerReady = await poolerCondition(ctx, server, td, names.database, names.role, password);
-  const access = accessRulesCondition(ctx, server, td, names);
-  const conditions: ConditionInput[] = [
-    { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
-    { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
-    ext.failed.length
-      ? {
-          type: 'DatabaseReady',
-          status: 'False',
-          reason: 'ExtensionFailed',
-          message: ext.failed.map((f) => `extension ${f.name}: ${f.message}`).join('; '),
+      return undefined;
+    }),
+    step<Provisioned>('pooler-admin-name', async () => {
+      if (server.spec.pooler && td.spec.pooling.enabled) {
+        const poolerAdmin = await loadPoolerAdmin(ctx, server);
+        if (names.role === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === names.role)) {
+          const message = `role ${names.role} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
+          return {
+            outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]),
+            serverName,
+          };
         }
-      : {
-          type: 'DatabaseReady',
+      }
+      return undefined;
+    }),
+    step<Provisioned>('connect', async () => {
+      const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
+      if (!admin.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${admin.message}`);
+      creds = admin.value;
+      const ca = await loadCa(ctx.clients, server, ctx.config.namespace);
+      if (!ca.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${ca.message}`);
+      ep = endpointOf(server, ca.value);
+      pool = ctx.pools.get(serverName, ep, creds);
+      owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid, server: serverName };
+
+      return undefined;
+    }),
+    // Change nothing that belongs to someone else.
+    step<Provisioned>('claims', async () => {
+      try {
+        roleClaim = await claimOfRole(pool, names.role, owner.uid);
+      } catch (err) {
+        throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
+      }
+      // A Secret this tenant wrote before it lost a race for the name holds credentials that cannot work.
+      const dropOwnSecret = async () => {
+        const own = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
+        if (own.kind !== 'owned') return;
+        await ctx.clients.core.deleteNamespacedSecret({ name: names.secret, namespace: owner.namespace });
+        record([`Deleted Secret ${names.secret}: the name it was written for belongs to someone else`], 'Secret');
+      };
+      if (roleClaim.state === 'foreign') {
+        await dropOwnSecret();
+        return {
+          outcome: notReady('Conflict', roleClaim.message, true, [
+            { type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message },
+          ]),
+          serverName,
+        };
+      }
+      for (const db of [names.database, names.shadow]) {
+        if (!db) continue;
+        const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
+        if (claim.state === 'foreign') {
+          await dropOwnSecret();
+          return {
+            outcome: notReady('Conflict', claim.message, true, [
+              { type: 'DatabaseReady', status: 'False', reason: 'Conflict', message: claim.message },
+            ]),
+            serverName,
+          };
+        }
+      }
+      return undefined;
+    }),
+    step<Provisioned>('capacity', async () => {
+      const max = server.spec.maxTenants;
+      if (max !== undefined && roleClaim.state === 'absent' && !(await admit(ctx, pool, serverName, owner.uid, max))) {
+        return {
+          outcome: notReady(
+            'CapacityExceeded',
+            `PostgresServer ${serverName} holds its maximum of ${max} tenants (retained databases count)`,
+            true,
+          ),
+          serverName,
+        };
+      }
+
+      return undefined;
+    }),
+    step<Provisioned>('connection-budget', async () => {
+      if (limits.enforceBudget) {
+        const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
+        if (current !== connectionLimit) {
+          const slots = await sql.connectionSlots(pool);
+          const others = [...(await sql.tenantConnectionLimits(pool)).entries()]
+            .filter(([r]) => r !== names.role)
+            .map(([, l]) => (l < 0 ? slots.maxConnections : l));
+          const open = slots.maxConnections - slots.superuserReserved - slots.reserved - ctx.pools.maxSessionsPerServer;
+          const sum = others.reduce((a, b) => a + b, 0);
+          if (sum + connectionLimit > open) {
+            return {
+              outcome: notReady(
+                'ConnectionBudgetExceeded',
+                `connectionLimit ${connectionLimit} does not fit: the other tenants of PostgresServer ${serverName} hold ${sum} of the ${open} connections left beside the operator's own (connectionLimits.enforceBudget)`,
+                true,
+              ),
+              serverName,
+            };
+          }
+        }
+      }
+
+      return undefined;
+    }),
+    // The Secret first: the password must be stored before any role carries it.
+    step<Provisioned>('secret', async () => {
+      const ns = owner.namespace;
+      const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
+      if (current.kind === 'foreign') {
+        const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
+        return {
+          outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]),
+          serverName,
+        };
+      }
+      let previous: string | undefined;
+      const oldSecretName = td.status?.secretName;
+      if (current.kind === 'missing' && oldSecretName && oldSecretName !== names.secret) {
+        const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
+        if (old.kind === 'owned') previous = old.data.password;
+      }
+      // A rotation request the Secret has not answered yet gets a new password; the answer is recorded on
+      // the Secret together with the password, so a crash cannot rotate twice or lose the new one.
+      rotateFor = td.metadata.annotations?.[ROTATE_ANNOTATION];
+      const answered = current.kind === 'owned' ? current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] : undefined;
+      rotating = !!rotateFor && rotateFor !== answered && roleClaim.state === 'ours';
+      const chosen = rotating ? choosePassword() : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
+      password = chosen.password;
+      const generated = chosen.generated;
+      const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
+      const data = renderSecretData({
+        host: server.spec.publicHost ?? server.spec.host,
+        port: server.spec.port,
+        sslMode: server.spec.sslMode,
+        database: names.database,
+        user: names.role,
+        password,
+        pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
+        shadowDatabase: names.shadow,
+      });
+      const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
+      if (wrote === 'created')
+        record(
+          [
+            generated && roleClaim.state === 'ours'
+              ? `Created Secret ${names.secret} with a new password`
+              : `Created Secret ${names.secret}`,
+          ],
+          'Secret',
+        );
+      if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'Secret');
+      if (oldSecretName && oldSecretName !== names.secret) {
+        const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
+        if (old.kind === 'owned') {
+          await ctx.clients.core.deleteNamespacedSecret({ name: oldSecretName, namespace: ns });
+          record([`Deleted Secret ${oldSecretName}, replaced by ${names.secret}`], 'Secret');
+        }
+      }
+
+      return undefined;
+    }),
+    step<Provisioned>('role-and-databases', async () => {
+      // The verifier is a function of role identity and password: every reconcile computes the same one.
+      verifier = verifierFor(td.metadata.uid, names.role, password);
+      record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit }), 'Role');
+      if (rotating) {
+        // Open sessions, direct and pooled, keep running; new logins need the new password.
+        await sql.setRolePassword(pool, names.role, verifier);
+        record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
+      }
+      const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds, database, fn);
+      for (const db of [names.database, names.shadow]) {
+        if (db) record(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
+      }
+      if (!td.spec.shadowDatabase) {
+        record(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
+      }
+
+      return undefined;
+    }),
+    // A real login with the Secret's credentials (a changed password is put back), and in that
+    // same session, as the tenant, the extensions it asks for.
+    step<Provisioned>('login-and-extensions', async () => {
+      const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
+      let session = await asTenant(ep, names.role, password, names.database, extensions);
+      if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
+        await sql.setRolePassword(pool, names.role, verifier);
+        record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'Password');
+        session = await asTenant(ep, names.role, password, names.database, extensions);
+      }
+      loginErr = session.ok ? undefined : session.error;
+      ext = session.ok ? session.value : { created: [], failed: [] };
+      if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
+      return undefined;
+    }),
+    // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
+    step<Provisioned>('observe', async () => {
+      const usage = await sql.usage(pool, names.database, names.role);
+      const poolerReady = await poolerCondition(ctx, server, td, names.database, names.role, password);
+      const access = accessRulesCondition(ctx, server, td, names);
+      const conditions: ConditionInput[] = [
+        { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
+        { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
+        ext.failed.length
+          ? {
+              type: 'DatabaseReady',
+              status: 'False',
+              reason: 'ExtensionFailed',
+              message: ext.failed.map((f) => `extension ${f.name}: ${f.message}`).join('; '),
+            }
+          : {
+              type: 'DatabaseReady',
+              status: 'True',
+              reason: 'Provisioned',
+              message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready`,
+            },
+        poolerReady,
+        access,
+      ];
+      if (ext.failed.length) {
+        conditions.push({ type: 'Ready', status: 'False', reason: 'ExtensionFailed', message: conditions[2]?.message ?? '' });
+      } else if (loginErr) {
+        conditions.push({
+          type: 'Ready',
+          status: 'False',
+          reason: 'LoginFailed',
+          message: `a login with the Secret's credentials failed: ${describePgError(loginErr)}`,
+        });
+      } else if (poolerReady.status === 'False') {
+        conditions.push({ type: 'Ready', status: 'False', reason: 'PoolerNotReady', message: poolerReady.message });
+      } else if (access.reason === 'AgentRejected') {
+        // The allow-list the tenant asked for is not in force: what runs is an older one, or none.
+        conditions.push({ type: 'Ready', status: 'False', reason: 'AccessRulesRejected', message: access.message });
+      } else {
+        conditions.push({
+          type: 'Ready',
           status: 'True',
           reason: 'Provisioned',
-          message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready`,
+          message: `database ${names.database} is ready; connection details in Secret ${names.secret}`,
+        });
+      }
+      return {
+        outcome: {
+          conditions,
+          status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections },
+          terminal: false,
         },
-    poolerReady,
-    access,
+        names,
+        serverName,
+        // Pooler and allow-list changes take effect within seconds: look again soon until they have
+        // (an unreachable pooler is not polled every second).
+        soon: poolerReady.reason === 'NotConfirmed' || poolerReady.reason === 'PoolerLoginFailed' || access.reason === 'Pending',
+        ...(poolerReady.reason === 'PoolerUnreachable' ? { retryMs: 15_000 } : {}),
+      };
+    }),
   ];
-  if (ext.failed.length) {
-    conditions.push({ type: 'Ready', status: 'False', reason: 'ExtensionFailed', message: conditions[2]?.message ?? '' });
-  } else if (loginErr) {
-    conditions.push({
-      type: 'Ready',
-      status: 'False',
-      reason: 'LoginFailed',
-      message: `a login with the Secret's credentials failed: ${describePgError(loginErr)}`,
-    });
-  } else if (poolerReady.status === 'False') {
-    conditions.push({ type: 'Ready', status: 'False', reason: 'PoolerNotReady', message: poolerReady.message });
-  } else if (access.reason === 'AgentRejected') {
-    // The allow-list the tenant asked for is not in force: what runs is an older one, or none.
-    conditions.push({ type: 'Ready', status: 'False', reason: 'AccessRulesRejected', message: access.message });
-  } else {
-    conditions.push({
-      type: 'Ready',
-      status: 'True',
-      reason: 'Provisioned',
-      message: `database ${names.database} is ready; connection details in Secret ${names.secret}`,
-    });
-  }
-  return {
-    outcome: {
-      conditions,
-      status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections },
-      terminal: false,
-    },
-    names,
-    serverName,
-    // Pooler and allow-list changes take effect within seconds: look again soon until they have
-    // (an unreachable pooler is not polled every second).
-    soon: poolerReady.reason === 'NotConfirmed' || poolerReady.reason === 'PoolerLoginFailed' || access.reason === 'Pending',
-    ...(poolerReady.reason === 'PoolerUnreachable' ? { retryMs: 15_000 } : {}),
-  };
+  // The last step always returns; undefined would mean a step list without it.
+  const out = await runSteps(steps, log);
+  if (!out) throw new Error('provisioning ended without a result');
+  return out;
 }
-
 /**
  * A database's size moves a little all the time (checkpoints, vacuum): status keeps the size it has
  * until it moved by a megabyte or 5 %, so an idle tenant's status is not rewritten on every check.
