@@ -11,6 +11,7 @@ import { MANAGED_BY, MANAGED_BY_LABEL, keyOf, type OperatorContext } from './con
 import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
+import { reportFailure } from './controllers/failure.js';
 import { makeClients } from './kube/client.js';
 import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from './api/cached.js';
 import { handlersFor, tenantIndexers, whitelistIndexers, type Caches, type ControllerName, type Source } from './controllers/watches.js';
@@ -183,18 +184,21 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       (key, l) => reconcilePostgresServer(ctx, key, l),
       log,
       metrics,
+      (key, err) => reportFailure(ctx, POSTGRES_SERVER, servers, key, err),
     ));
     const tenant = (controllers.tenantdatabase = createController(
       'tenantdatabase',
       (key, l) => reconcileTenantDatabase(ctx, key, l),
       log,
       metrics,
+      (key, err) => reportFailure(ctx, TENANT_DATABASE, tenants, key, err),
     ));
     const whitelist = (controllers.ipwhitelist = createController(
       'ipwhitelist',
       (key, l) => reconcileIpWhitelist(ctx, key, l),
       log,
       metrics,
+      (key, err) => reportFailure(ctx, IP_WHITELIST, whitelists, key, err),
     ));
     for (const x of servers.list()) server.queue.add(keyOf(x));
     for (const x of tenants.list()) tenant.queue.add(keyOf(x));

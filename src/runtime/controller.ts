@@ -24,7 +24,14 @@ export interface Controller {
  * Runs a reconciler over a work queue with a bounded number of workers. A thrown error re-queues
  * the key with per-key backoff; success forgets the backoff and honours requeueAfterMs.
  */
-export function createController(name: string, reconcile: Reconciler, log: Logger, metrics: Metrics): Controller {
+export function createController(
+  name: string,
+  reconcile: Reconciler,
+  log: Logger,
+  metrics: Metrics,
+  /** Puts a failure on the object (status, Event); its own failure is only logged. */
+  onError?: (key: string, err: unknown) => Promise<void>,
+): Controller {
   const queue = new WorkQueue();
   const running: Promise<void>[] = [];
   const worker = async () => {
@@ -45,6 +52,7 @@ export function createController(name: string, reconcile: Reconciler, log: Logge
         const delay = queue.addRateLimited(key);
         metrics.reconcileTotal.inc({ controller: name, result: 'error' });
         rlog.warn({ err: errorMessage(err), retryInMs: delay }, 'Reconcile failed');
+        await onError?.(key, err).catch((e: unknown) => rlog.warn({ err: errorMessage(e) }, 'Could not report the failure in status'));
       } finally {
         end();
         queue.done(key);
