@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 pkgs=()
 command -v openssl >/dev/null || pkgs+=(openssl)
 command -v psql >/dev/null || pkgs+=(postgresql-client)
+# The Argo CD health check (Lua) is run by a unit test in a real Lua interpreter.
+command -v lua5.4 >/dev/null || pkgs+=(lua5.4)
 if [ -z "${TENANTDB_PG_BIN:-}" ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then pkgs+=(postgresql); fi
 if [ -z "${TENANTDB_PGBOUNCER:-}" ] && [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then pkgs+=(pgbouncer); fi
 if [ ${#pkgs[@]} -gt 0 ]; then
