@@ -163,6 +163,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     namespaces,
     secrets,
     markers: new Map(),
+    catalog: new Map(),
   };
 
   let leader: LeaderElector | undefined;

@@ -3,6 +3,7 @@ import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } fr
 import type { PostgresServer } from '../api/postgresserver.js';
 import type { KubeClients } from '../kube/client.js';
 import type { AdminCredentials, AdminPools, ServerEndpoint } from '../pg/connections.js';
+import type { CatalogSnapshot } from '../pg/tenant-sql.js';
 import type { EventRecorder } from '../runtime/events.js';
 import type { ResilientInformer } from '../runtime/informer.js';
 import type { Logger } from '../runtime/logger.js';
@@ -39,6 +40,8 @@ export interface OperatorContext {
    * the roles and databases that carry its marker. Configs are rendered only from these.
    */
   markers: Map<string, ServerMarkers>;
+  /** Per server, the attributes of its marked objects at its last reconcile, and when they were read. */
+  catalog: Map<string, CatalogSnapshot & { at: number }>;
 }
 
 export type ServerMarkers = Map<string, { roles: Set<string>; databases: Set<string> }>;

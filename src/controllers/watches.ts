@@ -176,6 +176,17 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
   tenantdatabase: [
     watch({ source: 'tenants', why: 'its own spec, annotations (rotation) and deletion', when: specChanged, map: (t) => [keyOf(t)] }),
     watch({
+      source: 'tenants',
+      why: 'a tenant gone frees a place on its server (maxTenants): those waiting for one try again',
+      when: (_t, _old, deleted) => deleted,
+      map: (t, c) =>
+        serversOfTenant(c, t).flatMap((s) =>
+          tenantsOfServer(c, s)
+            .filter((x) => x.status?.conditions?.some((k) => k.type === 'Ready' && k.reason === 'CapacityExceeded'))
+            .map(keyOf),
+        ),
+    }),
+    watch({
       source: 'servers',
       why: 'its server: address, limits, admission and the pooler change what the tenant gets',
       when: specChanged,

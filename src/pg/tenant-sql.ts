@@ -253,6 +253,47 @@ export async function managedObjects(db: Queryable): Promise<ManagedObject[]> {
   return out;
 }
 
+export interface CatalogSnapshot {
+  roles: Map<string, { canLogin: boolean; connLimit: number }>;
+  databases: Map<string, { connLimit: number; ownedByAdmin: boolean; allowConn: boolean; sizeBytes: number | undefined }>;
+  /** Sessions per role, the operator's own login checks left out. */
+  sessions: Map<string, number>;
+}
+
+/**
+ * What the periodic re-check of every tenant on a server needs, in three queries for all of them:
+ * the attributes of every marked role and database, their sizes, and sessions per role. A tenant
+ * whose objects look as they should here is not visited one by one.
+ */
+export async function catalogSnapshot(db: Queryable): Promise<CatalogSnapshot> {
+  const roles = await db.query<{ name: string; login: boolean; lim: number }>(
+    `SELECT r.rolname AS name, r.rolcanlogin AS login, r.rolconnlimit AS lim FROM pg_catalog.pg_roles r
+      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+  );
+  const dbs = await db.query<{ name: string; lim: number; mine: boolean; allow: boolean; size: string | null }>(
+    `SELECT d.datname AS name, d.datconnlimit AS lim, d.datallowconn AS allow,
+            d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS mine,
+            CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT') THEN pg_catalog.pg_database_size(d.oid)::text END AS size
+       FROM pg_catalog.pg_database d
+      WHERE pg_catalog.shobj_description(d.oid, 'pg_database') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+  );
+  const sessions = await db.query<{ name: string; n: string }>(
+    `SELECT a.usename AS name, pg_catalog.count(*)::text AS n FROM pg_catalog.pg_stat_activity a
+      WHERE a.usename IS NOT NULL AND a.application_name IS DISTINCT FROM $1 GROUP BY a.usename`,
+    [LOGIN_CHECK_APP],
+  );
+  return {
+    roles: new Map(roles.rows.map((r) => [r.name, { canLogin: r.login, connLimit: r.lim }])),
+    databases: new Map(
+      dbs.rows.map((d) => [
+        d.name,
+        { connLimit: d.lim, ownedByAdmin: d.mine, allowConn: d.allow, sizeBytes: d.size === null ? undefined : Number(d.size) },
+      ]),
+    ),
+    sessions: new Map(sessions.rows.map((s) => [s.name, Number(s.n)])),
+  };
+}
+
 /** Names of roles that carry a tenantdb marker: other tenants, whose grants on a database are revoked. */
 export async function managedRoleNames(db: Queryable): Promise<Set<string>> {
   return new Set((await managedObjects(db)).filter((o) => o.kind === 'role').map((o) => o.name));

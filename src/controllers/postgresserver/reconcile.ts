@@ -204,7 +204,9 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     rights = await sql.adminRights(pool);
     const managed = await sql.managedObjects(pool);
     // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
+    const at = Date.now();
     ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
+    ctx.catalog.set(name, { ...(await sql.catalogSnapshot(pool)), at });
     await dropTombstones(
       ctx,
       pool,
