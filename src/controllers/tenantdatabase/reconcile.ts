@@ -14,15 +14,8 @@ import { setConditions, type ConditionInput } from '../../runtime/conditions.js'
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, writeStatusIfChanged } from '../../runtime/status.js';
-import {
-  DEFAULT_POOLER_ADMIN_USER,
-  accessState,
-  forgetTenant,
-  loadPoolerAdmin,
-  poolerConfigApplied,
-  showDatabases,
-  verifierFor,
-} from '../pooler.js';
+import { showDatabases } from '../../pg/pgbouncer-console.js';
+import { DEFAULT_POOLER_ADMIN_USER, accessState, forgetTenant, loadPoolerAdmin, poolerConfigApplied, verifierFor } from '../pooler-view.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import {
