@@ -5,8 +5,9 @@
  * hold and postgresserver/pooler-step.ts writes them. The other controllers only read, from the
  * informer caches (has the agent loaded this tenant's rules?) and from the pooler's admin Secret (to
  * ask PgBouncer what it serves, in src/pg/pgbouncer-console.ts). This module is their one door into
- * postgresserver/pooler-*: everything they use is exported here, and nothing here writes, so a
- * tenant's reconcile cannot change a server's config behind the server's back.
+ * postgresserver/pooler-*: everything they use is exported here, and nothing here writes a config
+ * Secret, so a tenant's reconcile cannot change a server's config behind the server's back. (The
+ * one exception to "read-only", forgetTenant, only drops a deleted tenant's cached verifier.)
  */
 import type { PostgresServer } from '../api/postgresserver.js';
 import { httpStatus } from '../kube/client.js';

@@ -33,7 +33,7 @@ export const SERVER_HBA_BUDGET = 768 * 1024;
 
 export type WhitelistView = k8s.KubernetesObject & { spec?: { tenantDatabaseRef?: { name?: string }; entries?: { cidr?: string }[] } };
 
-export const cidrsOf = (w: WhitelistView): string[] => (w.spec?.entries ?? []).map((e) => e.cidr ?? '').filter(isCidr);
+const cidrsOf = (w: WhitelistView): string[] => (w.spec?.entries ?? []).map((e) => e.cidr ?? '').filter(isCidr);
 
 /** client-node types creationTimestamp as a Date, but an informer's cache holds the JSON string. */
 const stamp = (t: unknown): string => (t instanceof Date ? t.toISOString() : typeof t === 'string' ? t : '');
