@@ -8,12 +8,13 @@ import * as k8s from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import pg from 'pg';
 import { httpStatus } from '../kube/client.js';
+import { decodeSecretData } from '../kube/secrets.js';
+import { disableDatabase, enableDatabase, killDatabase, reload, type PoolerAdmin } from '../pg/pgbouncer-console.js';
 import { scramVerifier } from '../pg/scram.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, configHash } from '../pooler/contract.js';
 import { HBA_CATCH_ALL, POOLER_FILES, assemblePoolerFiles, type PoolerFiles } from '../pooler/render.js';
 import { SHARD_OF_LABEL, parsePoolerIndex, shardOfLabelValue, type IndexEntry } from '../pooler/shards.js';
-import { configHash } from '../pooler/status.js';
 import { validatePoolerFiles, type ValidationError } from '../pooler/validate.js';
 import type { Logger } from '../runtime/logger.js';
 import { writeAtomic } from './files.js';
@@ -25,7 +26,7 @@ export interface PoolerAgentOptions {
   secretName: string;
   /** Folder of databases.ini, userlist.txt and hba.conf, as pgbouncer.ini names them. */
   dir: string;
-  admin: { host: string; port: number; user: string; password: string };
+  admin: PoolerAdmin;
   log: Logger;
 }
 
@@ -47,27 +48,6 @@ function aliasesOf(text: string): Set<string> {
   }
   return out;
 }
-
-export async function adminQuery(admin: PoolerAgentOptions['admin'], sql: string): Promise<pg.QueryResultRow[]> {
-  // The admin console speaks only the simple query protocol: no parameters, ever.
-  const c = new pg.Client({
-    host: admin.host,
-    port: admin.port,
-    user: admin.user,
-    password: admin.password,
-    database: 'pgbouncer',
-    connectionTimeoutMillis: 5000,
-  });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    return (await c.query<Record<string, unknown>>(sql)).rows;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
-const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
 
 /** A shard the agent must not use whatever happens next: the config is refused, not retried. */
 class ShardRefused extends Error {}
@@ -93,9 +73,9 @@ function shardLoader(core: k8s.CoreV1Api, namespace: string, indexName: string) 
       throw err;
     }
     const labels = s.metadata?.labels ?? {};
-    if (labels[MANAGED_BY_LABEL] !== 'tenantdb' || labels[SHARD_OF_LABEL] !== shardOfLabelValue(indexName))
+    if (labels[MANAGED_BY_LABEL] !== MANAGED_BY || labels[SHARD_OF_LABEL] !== shardOfLabelValue(indexName))
       throw new ShardRefused(`Secret ${e.name} is not labelled as a shard of ${indexName}`);
-    const data = Object.fromEntries(Object.entries(s.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    const data = decodeSecretData(s.data);
     const keys = Object.keys(data).sort();
     if (keys.join(' ') !== [...POOLER_FILES].sort().join(' '))
       throw new ShardRefused(`shard ${e.name} must hold exactly ${POOLER_FILES.join(', ')}`);
@@ -175,15 +155,15 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
       // to it, which any tenant deleting its TenantDatabase under load would do to everyone. So a
       // database about to go first refuses new clients and loses the ones it has.
       for (const alias of removed) {
-        await adminQuery(o.admin, `DISABLE ${alias}`).catch(() => undefined);
-        await adminQuery(o.admin, `KILL ${alias}`).catch(() => undefined);
+        await disableDatabase(o.admin, alias).catch(() => undefined);
+        await killDatabase(o.admin, alias).catch(() => undefined);
       }
       for (const f of POOLER_FILES) await writeAtomic(o.dir, f, files[f]);
       const writtenMs = Math.round(performance.now() - t0);
       // PgBouncer may not be up yet: the files are in place for its start; a throw retries the reload.
-      await adminQuery(o.admin, 'RELOAD');
+      await reload(o.admin);
       // A database that comes back is a new one; ENABLE in case PgBouncer kept it disabled.
-      for (const alias of [...after].filter((a) => !before.has(a))) await adminQuery(o.admin, `ENABLE ${alias}`).catch(() => undefined);
+      for (const alias of [...after].filter((a) => !before.has(a))) await enableDatabase(o.admin, alias).catch(() => undefined);
       const bytes = POOLER_FILES.reduce((n, f) => n + files[f].length, 0);
       log.info(
         { shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) },

@@ -7,8 +7,9 @@
 import type * as k8s from '@kubernetes/client-node';
 import { readFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import pg from 'pg';
-import { pinnedOptions } from '../pg/connections.js';
+import type pg from 'pg';
+import { pinnedOptions, withClient } from '../pg/connections.js';
+import { HBA_KEY } from '../pooler/contract.js';
 import { validateServerHba } from '../pooler/validate.js';
 import type { Logger } from '../runtime/logger.js';
 import { writeAtomic } from './files.js';
@@ -27,18 +28,9 @@ export interface PostgresAgentOptions {
   log: Logger;
 }
 
-export const HBA_KEY = 'pg_hba.conf';
-
-async function withClient<T>(o: PostgresAgentOptions['pg'], fn: (c: pg.Client) => Promise<T>): Promise<T> {
+async function withServer<T>(o: PostgresAgentOptions['pg'], fn: (c: pg.Client) => Promise<T>): Promise<T> {
   // Pinned like the operator's sessions: any role may leave objects in the database it connects to.
-  const c = new pg.Client({ ...o, connectionTimeoutMillis: 5000, application_name: 'tenantdb-agent', options: pinnedOptions() });
-  c.on('error', () => undefined);
-  await c.connect();
-  try {
-    return await fn(c);
-  } finally {
-    await c.end().catch(() => undefined);
-  }
+  return withClient({ ...o, connectionTimeoutMillis: 5000, application_name: 'tenantdb-agent', options: pinnedOptions() }, fn);
 }
 
 export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent {
@@ -59,7 +51,7 @@ export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent 
       const dir = dirname(o.hbaFile);
       const name = basename(o.hbaFile);
       await writeAtomic(dir, name, next);
-      const bad = await withClient(
+      const bad = await withServer(
         o.pg,
         async (c) =>
           (
@@ -81,7 +73,7 @@ export function startPostgresAgent(o: PostgresAgentOptions): RunningSecretAgent 
             .join('; ')}`,
         };
       }
-      await withClient(o.pg, (c) => c.query('SELECT pg_catalog.pg_reload_conf()'));
+      await withServer(o.pg, (c) => c.query('SELECT pg_catalog.pg_reload_conf()'));
       return { ok: true };
     },
   });

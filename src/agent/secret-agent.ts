@@ -5,7 +5,14 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { mergePatch } from '../kube/client.js';
-import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
+import { decodeSecretData } from '../kube/secrets.js';
+import {
+  AGENT_APPLIED_ANNOTATION,
+  AGENT_ERROR_ANNOTATION,
+  appliedAnnotations,
+  configHash,
+  refusedAnnotations,
+} from '../pooler/contract.js';
 import { errorMessage } from '../runtime/errors.js';
 import { eventRecorder } from '../runtime/events.js';
 import type { Logger } from '../runtime/logger.js';
@@ -43,12 +50,11 @@ export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
   };
 
   const handle = async (secret: k8s.V1Secret) => {
-    const files = Object.fromEntries(Object.entries(secret.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+    const files = decodeSecretData(secret.data);
     const hash = configHash(files);
     const ann = secret.metadata?.annotations ?? {};
     if (hash === applied) {
-      if (ann[AGENT_APPLIED_ANNOTATION] !== hash || ann[AGENT_ERROR_ANNOTATION])
-        await annotate({ [AGENT_APPLIED_ANNOTATION]: hash, [AGENT_ERROR_ANNOTATION]: null });
+      if (ann[AGENT_APPLIED_ANNOTATION] !== hash || ann[AGENT_ERROR_ANNOTATION]) await annotate(appliedAnnotations(hash));
       return;
     }
     if (hash === refused) return;
@@ -57,11 +63,11 @@ export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
       applied = hash;
       refused = undefined;
       o.log.info({ hash }, 'Applied config');
-      await annotate({ [AGENT_APPLIED_ANNOTATION]: hash, [AGENT_ERROR_ANNOTATION]: null });
+      await annotate(appliedAnnotations(hash));
     } else {
       refused = hash;
       o.log.error({ hash, error: out.error }, 'Refused a config that fails its checks; the last good one stays');
-      await annotate({ [AGENT_ERROR_ANNOTATION]: `${hash}: ${out.error}` });
+      await annotate(refusedAnnotations(hash, out.error));
       events.warning(
         { apiVersion: 'v1', kind: 'Secret', name: o.secretName, namespace: o.namespace, uid: secret.metadata?.uid ?? '' },
         'ConfigRejected',

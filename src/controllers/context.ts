@@ -2,6 +2,7 @@ import type * as k8s from '@kubernetes/client-node';
 import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from '../api/cached.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import type { KubeClients } from '../kube/client.js';
+import { secretValue } from '../kube/secrets.js';
 import type { AdminCredentials, AdminPools, ServerEndpoint } from '../pg/connections.js';
 import type { CatalogSnapshot } from '../pg/tenant-sql.js';
 import type { EventRecorder } from '../runtime/events.js';
@@ -9,8 +10,7 @@ import type { ResilientInformer } from '../runtime/informer.js';
 import type { Logger } from '../runtime/logger.js';
 
 export const FINALIZER = 'tenantdb.dev/finalizer';
-export const MANAGED_BY_LABEL = 'app.kubernetes.io/managed-by';
-export const MANAGED_BY = 'tenantdb';
+export { MANAGED_BY, MANAGED_BY_LABEL } from '../pooler/contract.js';
 export const TENANT_LABEL = 'tenantdb.dev/tenantdatabase';
 
 export interface OperatorConfig {
@@ -90,13 +90,12 @@ export async function loadAdminCredentials(
       return { ok: false, reason: 'AdminSecretForbidden', message: `the operator may not read Secret ${ref.namespace}/${ref.name}` };
     throw err;
   }
-  const get = (k: string) => (secret.data?.[k] ? Buffer.from(secret.data[k], 'base64').toString('utf8') : undefined);
-  const username = get('username');
-  const password = get('password');
+  const username = secretValue(secret, 'username');
+  const password = secretValue(secret, 'password');
   if (!username || !password) {
     return { ok: false, reason: 'AdminSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} must have keys username and password` };
   }
-  return { ok: true, value: { username, password, database: get('database') ?? 'postgres' } };
+  return { ok: true, value: { username, password, database: secretValue(secret, 'database') ?? 'postgres' } };
 }
 
 /** Reads the CA certificate for verify-ca / verify-full, if the server names one. */
@@ -111,9 +110,9 @@ export async function loadCa(
   if (outside) return outside;
   try {
     const secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
-    const ca = secret.data?.['ca.crt'];
+    const ca = secretValue(secret, 'ca.crt');
     if (!ca) return { ok: false, reason: 'CaSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} has no key ca.crt` };
-    return { ok: true, value: Buffer.from(ca, 'base64').toString('utf8') };
+    return { ok: true, value: ca };
   } catch (err) {
     if ((err as { code?: number }).code === 404) {
       return { ok: false, reason: 'CaSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} (caSecretRef) does not exist` };

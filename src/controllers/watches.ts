@@ -13,7 +13,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from '../api/cached.js';
-import { AGENT_ERROR_ANNOTATION } from '../pooler/status.js';
+import { AGENT_ERROR_ANNOTATION } from '../pooler/contract.js';
 import { SHARD_OF_LABEL } from '../pooler/shards.js';
 import type { Indexers, ResilientInformer } from '../runtime/informer.js';
 import { keyOf } from './context.js';

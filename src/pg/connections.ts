@@ -85,6 +85,21 @@ export function clientConfig(ep: ServerEndpoint, user: string, password: string,
 }
 
 /**
+ * One session for `fn`, closed whatever happens. An error on the idle socket after `fn` is done is
+ * dropped (the session is being closed anyway); a failed connect or query is thrown.
+ */
+export async function withClient<T>(config: pg.ClientConfig, fn: (c: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client(config);
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await fn(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
  * One small admin pool per PostgresServer, replaced when its address or credentials change, and
  * the single sessions inside other databases. Together they never hold more than
  * `maxSessionsPerServer` sessions on one server (the pool's size, plus as many single sessions).
@@ -128,14 +143,7 @@ export class AdminPools {
   }
 
   private async session<T>(ep: ServerEndpoint, creds: AdminCredentials, database: string, fn: (c: pg.Client) => Promise<T>): Promise<T> {
-    const client = new pg.Client(clientConfig(ep, creds.username, creds.password, database));
-    client.on('error', () => undefined);
-    await client.connect();
-    try {
-      return await fn(client);
-    } finally {
-      await client.end().catch(() => undefined);
-    }
+    return withClient(clientConfig(ep, creds.username, creds.password, database), fn);
   }
 
   drop(serverName: string): void {

@@ -14,7 +14,7 @@ import { createHash } from 'node:crypto';
 import { DNS_SUBDOMAIN } from '../api/common.js';
 import { IDENT } from './names.js';
 import { POOLER_FILES, renderTenantBlocks, type PoolerFiles, type PoolerInput } from './render.js';
-import { configHash } from './status.js';
+import { configHash } from './contract.js';
 
 export const DEFAULT_SHARD_BYTES = 512 * 1024;
 /** Below this a shard holds too few tenants; above the maximum a Secret (1 MiB of data) gets tight. */

@@ -14,7 +14,7 @@ import {
   type InDatabase,
   type Owner,
 } from '../../src/controllers/tenantdatabase/provision.js';
-import { verifierFor } from '../../src/controllers/pooler.js';
+import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
 import { AdminPools, asTenant, type ServerEndpoint } from '../../src/pg/connections.js';
 import * as sql from '../../src/pg/tenant-sql.js';
 import { createLogger } from '../../src/runtime/logger.js';

@@ -8,8 +8,8 @@ import { startPooler, type Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import { SHARD_OF_LABEL } from '../../src/pooler/shards.js';
-import { configHash } from '../../src/pooler/status.js';
-import { showDatabases } from '../../src/controllers/pooler.js';
+import { configHash } from '../../src/pooler/contract.js';
+import { showDatabases } from '../../src/pg/pgbouncer-console.js';
 import {
   apiMessage,
   applyServer,

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { OPERATOR_NAMESPACE, agentKubeconfig } from '../env/cluster.js';
 import { startPooler, type Pooler } from '../env/pgbouncer.js';
-import { showDatabases } from '../../src/controllers/pooler.js';
+import { showDatabases } from '../../src/pg/pgbouncer-console.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import { apply } from '../env/cluster.js';
 import { SHARD_OF_LABEL } from '../../src/pooler/shards.js';
-import { configHash } from '../../src/pooler/status.js';
+import { configHash } from '../../src/pooler/contract.js';
 import {
   applyServer,
   applyTenant,
@@ -413,7 +413,7 @@ test('deleting a tenant removes its pool entry, userlist line and rules', async 
   await deleteTenant(c, NS, 'gone');
   await waitTenantGone(c, NS, 'gone');
   await waitFor('the config to drop the tenant', async () => !(await files()).includes('pool_gone') || undefined, 30_000);
-  const { showDatabases } = await import('../../src/controllers/pooler.js');
+  const { showDatabases } = await import('../../src/pg/pgbouncer-console.js');
   await waitFor(
     'PgBouncer to drop the pool',
     async () => !(await showDatabases({ host: pooler.host, port: pooler.port, ...pooler.admin })).has('pool_gone') || undefined,

@@ -2,7 +2,7 @@
 import { renderPoolerConfig, renderServerHba, type PoolerTenant } from '../../src/pooler/render.js';
 import { validateDatabases, validateHba, validatePoolerFiles, validateServerHba, validateUserlist } from '../../src/pooler/validate.js';
 import { scramVerifier } from '../../src/pg/scram.js';
-import { usablePoolerTenants } from '../../src/controllers/pooler-shards.js';
+import { usablePoolerTenants } from '../../src/controllers/postgresserver/pooler-shards.js';
 
 const v = scramVerifier('pw', Buffer.alloc(16, 1));
 const t = (alias: string, extra: Partial<PoolerTenant> = {}): PoolerTenant => ({

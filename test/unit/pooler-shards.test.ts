@@ -9,7 +9,7 @@ import {
   shardFor,
   shardName,
 } from '../../src/pooler/shards.js';
-import { configHash } from '../../src/pooler/status.js';
+import { configHash } from '../../src/pooler/contract.js';
 import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
 import { scramVerifier } from '../../src/pg/scram.js';
 

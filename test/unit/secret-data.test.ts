@@ -1,4 +1,5 @@
-import { encodeSecretData, decodeSecretData, renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
+import { encodeSecretData, decodeSecretData } from '../../src/kube/secrets.js';
+import { renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
 
 const base = { host: 'db.example.com', port: 5432, sslMode: 'require', database: 'shop_orders', user: 'shop_orders', password: 'abc' };
 

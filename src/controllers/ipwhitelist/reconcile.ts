@@ -8,7 +8,7 @@ import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { commitStatus } from '../../runtime/status.js';
 import { splitKey, type OperatorContext } from '../context.js';
-import { MAX_CIDRS_PER_TENANT, accessState, tenantWhitelists } from '../pooler.js';
+import { MAX_CIDRS_PER_TENANT, accessState, tenantWhitelists } from '../pooler-view.js';
 
 type Decision = { applied: ConditionInput; ruleCount: number; soon: boolean };
 

@@ -15,17 +15,11 @@ import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
-import {
-  DEFAULT_POOLER_ADMIN_USER,
-  accessState,
-  forgetTenant,
-  loadPoolerAdmin,
-  poolerConfigApplied,
-  showDatabases,
-  verifierFor,
-} from '../pooler.js';
+import { showDatabases } from '../../pg/pgbouncer-console.js';
+import { DEFAULT_POOLER_ADMIN_USER, accessState, forgetTenant, loadPoolerAdmin, poolerConfigApplied, verifierFor } from '../pooler-view.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
+import { defaultServerName } from '../watches.js';
 import {
   claimOfDatabase,
   claimOfRole,
@@ -594,11 +588,8 @@ async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, ui
     const pending = admitted.get(serverName) ?? new Map<string, number>();
     admitted.set(serverName, pending);
     for (const [u, at] of pending) if (now - at > ADMISSION_HOLD_MS) pending.delete(u);
-    const tenantServer = new Map(
-      ctx.tenants.list().map((t) => [t.metadata?.uid ?? '', (t as { spec?: { serverRef?: { name?: string } } }).spec?.serverRef?.name]),
-    );
-    const defaults = ctx.servers.list().filter((x) => (x as { spec?: { default?: boolean } }).spec?.default === true);
-    const defaultName = defaults.length === 1 ? defaults[0]?.metadata?.name : undefined;
+    const tenantServer = new Map(ctx.tenants.list().map((t) => [t.metadata?.uid ?? '', t.spec?.serverRef?.name]));
+    const defaultName = defaultServerName(ctx);
     const used = new Set<string>();
     for (const o of await sql.managedObjects(pool)) {
       if (o.kind !== 'role' || o.uid === uid || o.comment.endsWith(sql.TOMBSTONE)) continue;

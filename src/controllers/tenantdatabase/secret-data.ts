@@ -59,11 +59,3 @@ export function renderSecretData(i: SecretInputs): Record<string, string> {
   }
   return data;
 }
-
-export function encodeSecretData(data: Record<string, string>): Record<string, string> {
-  return Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'utf8').toString('base64')]));
-}
-
-export function decodeSecretData(data: Record<string, string> | undefined): Record<string, string> {
-  return Object.fromEntries(Object.entries(data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
-}

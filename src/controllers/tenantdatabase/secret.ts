@@ -4,7 +4,7 @@ import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { httpStatus, type KubeClients } from '../../kube/client.js';
 import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL } from '../context.js';
-import { decodeSecretData, encodeSecretData } from './secret-data.js';
+import { decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
 
 export type SecretState = { kind: 'missing' } | { kind: 'foreign' } | { kind: 'owned'; secret: k8s.V1Secret; data: Record<string, string> };
 

@@ -1,16 +1,15 @@
 /**
  * The Secrets the operator writes for its agents (a pooler's index and shards, a server's HBA
- * rules): owned by their PostgresServer, labelled as managed, written only when their bytes differ,
- * and carrying the agent's report as annotations.
+ * rules): where they are, owned by their PostgresServer, labelled as managed, written only when
+ * their bytes differ, and carrying the agent's report as annotations (src/pooler/contract.ts).
  */
 import type * as k8s from '@kubernetes/client-node';
-import { API_VERSION } from '../api/common.js';
-import type { PostgresServer } from '../api/postgresserver.js';
-import { httpStatus } from '../kube/client.js';
-import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, type OperatorContext } from './context.js';
-
-export const SERVER_LABEL = 'tenantdb.dev/postgresserver';
+import { API_VERSION } from '../../api/common.js';
+import type { PostgresServer } from '../../api/postgresserver.js';
+import { httpStatus } from '../../kube/client.js';
+import { decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, SERVER_LABEL, agentReport, configHash, type AgentReport } from '../../pooler/contract.js';
+import type { OperatorContext } from '../context.js';
 
 export interface SecretRef {
   namespace: string;
@@ -24,8 +23,15 @@ export interface PoolerConfigState {
   ref: SecretRef;
 }
 
-export const decodeData = (s: k8s.V1Secret | undefined): Record<string, string> =>
-  Object.fromEntries(Object.entries(s?.data ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+/** Where a server's pooler config index is: spec.pooler.configSecretRef, or `<server>-pooler` beside the operator. */
+export function poolerConfigRef(server: PostgresServer, operatorNamespace: string): SecretRef {
+  return server.spec.pooler?.configSecretRef ?? { namespace: operatorNamespace, name: `${server.metadata.name}-pooler` };
+}
+
+/** Where a server's pg_hba.conf tenant block is: spec.hba.configSecretRef, or `<server>-hba` beside the operator. */
+export function serverHbaRef(server: PostgresServer, operatorNamespace: string): SecretRef {
+  return server.spec.hba?.configSecretRef ?? { namespace: operatorNamespace, name: `${server.metadata.name}-hba` };
+}
 
 export const ownedBy = (s: k8s.V1Secret | undefined, server: PostgresServer): boolean =>
   (s?.metadata?.ownerReferences ?? []).some((r) => r.uid === server.metadata.uid);
@@ -48,7 +54,7 @@ export function configSecret(
         { apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true },
       ],
     },
-    data: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+    data: encodeSecretData(files),
   };
 }
 
@@ -93,11 +99,13 @@ export async function writeOwnedConfig(
     ctx.log.info({ server: server.metadata.name, hash }, `Updated ${what}`);
     return { hash, applied: false, ref };
   }
-  return { hash, ...agentReport(current, hash), ref };
+  return { hash, ...agentReport(current.metadata?.annotations, hash), ref };
 }
 
-export function agentReport(s: k8s.V1Secret | undefined, hash: string): { applied: boolean; error?: string | undefined } {
-  const ann = s?.metadata?.annotations ?? {};
-  const err = ann[AGENT_ERROR_ANNOTATION];
-  return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
+/** What the agent reported for the files now in a config Secret, from the cache, with their text. */
+export function cachedConfigReport(ctx: OperatorContext, ref: SecretRef): AgentReport & { text: string } {
+  const s = ctx.secrets.get(ref.name, ref.namespace);
+  if (!s?.data) return { text: '', applied: false };
+  const files = decodeSecretData(s.data);
+  return { text: Object.values(files).join('\n'), ...agentReport(s.metadata?.annotations, configHash(files)) };
 }

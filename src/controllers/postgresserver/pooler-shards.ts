@@ -5,9 +5,11 @@
  * agent watches and reports on, so its hash is the config's hash.
  */
 import type * as k8s from '@kubernetes/client-node';
-import type { PostgresServer } from '../api/postgresserver.js';
-import { httpStatus } from '../kube/client.js';
-import { poolerTenantProblem, type PoolerFiles, type PoolerInput, type PoolerTenant } from '../pooler/render.js';
+import type { PostgresServer } from '../../api/postgresserver.js';
+import { httpStatus } from '../../kube/client.js';
+import { decodeSecretData } from '../../kube/secrets.js';
+import { agentReport, configHash, type AgentReport } from '../../pooler/contract.js';
+import { poolerTenantProblem, type PoolerFiles, type PoolerInput, type PoolerTenant } from '../../pooler/render.js';
 import {
   SHARD_OF_LABEL,
   parsePoolerIndex,
@@ -16,18 +18,9 @@ import {
   shardOfLabelValue,
   type IndexEntry,
   type PoolerShard,
-} from '../pooler/shards.js';
-import { configHash } from '../pooler/status.js';
-import {
-  agentReport,
-  configSecret,
-  decodeData,
-  ownedBy,
-  writeOwnedConfig,
-  type PoolerConfigState,
-  type SecretRef,
-} from './config-secrets.js';
-import type { OperatorContext } from './context.js';
+} from '../../pooler/shards.js';
+import type { OperatorContext } from '../context.js';
+import { configSecret, ownedBy, writeOwnedConfig, type PoolerConfigState, type SecretRef } from './config-secrets.js';
 
 export interface ShardedConfigState extends PoolerConfigState {
   shards: number;
@@ -64,7 +57,7 @@ const hashes = new WeakMap<k8s.V1Secret, string>();
 function cachedHash(s: k8s.V1Secret): string {
   let h = hashes.get(s);
   if (h === undefined) {
-    h = configHash(decodeData(s));
+    h = configHash(decodeSecretData(s.data));
     hashes.set(s, h);
   }
   return h;
@@ -146,7 +139,7 @@ const fragments = new WeakMap<k8s.V1Secret, PoolerFiles>();
 function cachedIndex(s: k8s.V1Secret): CachedIndex {
   let c = indexes.get(s);
   if (!c) {
-    const data = decodeData(s);
+    const data = decodeSecretData(s.data);
     const parsed = parsePoolerIndex(data);
     c = { entries: parsed.ok ? parsed.shards : [], hash: configHash(data) };
     indexes.set(s, c);
@@ -155,10 +148,10 @@ function cachedIndex(s: k8s.V1Secret): CachedIndex {
 }
 
 /** What the agent reported for the index now in the cache. */
-export function cachedPoolerReport(ctx: OperatorContext, ref: SecretRef): { applied: boolean; error?: string | undefined } {
+export function cachedPoolerReport(ctx: OperatorContext, ref: SecretRef): AgentReport {
   const s = ctx.secrets.get(ref.name, ref.namespace);
   if (!s?.data) return { applied: false };
-  return agentReport(s, cachedIndex(s).hash);
+  return agentReport(s.metadata?.annotations, cachedIndex(s).hash);
 }
 
 /**
@@ -173,7 +166,7 @@ export function cachedShardFiles(ctx: OperatorContext, ref: SecretRef, alias: st
   if (!entry || !shard || cachedHash(shard) !== entry.hash) return undefined;
   let files = fragments.get(shard);
   if (!files) {
-    const d = decodeData(shard);
+    const d = decodeSecretData(shard.data);
     files = { 'databases.ini': d['databases.ini'] ?? '', 'userlist.txt': d['userlist.txt'] ?? '', 'hba.conf': d['hba.conf'] ?? '' };
     fragments.set(shard, files);
   }

@@ -1,0 +1,136 @@
+/**
+ * What the TenantDatabase and IpWhitelist controllers may know of a server's pooler and HBA configs.
+ *
+ * The PostgresServer controller owns those configs: postgresserver/pooler-plan.ts decides what they
+ * hold and postgresserver/pooler-step.ts writes them. The other controllers only read, from the
+ * informer caches (has the agent loaded this tenant's rules?) and from the pooler's admin Secret (to
+ * ask PgBouncer what it serves, in src/pg/pgbouncer-console.ts). This module is their one door into
+ * postgresserver/pooler-*: everything they use is exported here, and nothing here writes a config
+ * Secret, so a tenant's reconcile cannot change a server's config behind the server's back. (The
+ * one exception to "read-only", forgetTenant, only drops a deleted tenant's cached verifier.)
+ */
+import type { PostgresServer } from '../api/postgresserver.js';
+import { httpStatus } from '../kube/client.js';
+import { secretValue } from '../kube/secrets.js';
+import type { PoolerAdmin } from '../pg/pgbouncer-console.js';
+import type { AgentReport } from '../pooler/contract.js';
+import { nameProblem } from '../pooler/names.js';
+import { renderServerHba, renderTenantHba } from '../pooler/render.js';
+import { outsideOperatorNamespace, type OperatorContext, type Resolved } from './context.js';
+import { cachedConfigReport, poolerConfigRef, serverHbaRef } from './postgresserver/config-secrets.js';
+import { SERVER_HBA_BUDGET, serverHbaPlan, whitelistCidrs } from './postgresserver/pooler-plan.js';
+import { cachedPoolerReport, cachedShardFiles } from './postgresserver/pooler-shards.js';
+
+export { MAX_CIDRS_PER_TENANT, forgetTenant, tenantWhitelists, verifierFor } from './postgresserver/pooler-plan.js';
+
+/** The agent's admin_users entry unless told otherwise (tenantdb agent --admin-user). */
+export const DEFAULT_POOLER_ADMIN_USER = 'tenantdb_pooler';
+
+/** The pooler's admin console credentials, from spec.pooler.adminSecretRef. */
+export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServer): Promise<Resolved<PoolerAdmin>> {
+  const p = server.spec.pooler;
+  if (!p) return { ok: false, reason: 'NoPooler', message: 'the server has no pooler' };
+  if (!p.adminSecretRef)
+    return { ok: false, reason: 'NoPoolerAdmin', message: 'spec.pooler.adminSecretRef is not set, so the pooler cannot be checked' };
+  const ref = p.adminSecretRef;
+  const outside = outsideOperatorNamespace(ref, 'pooler.adminSecretRef', ctx.config.namespace);
+  if (outside) return outside;
+  try {
+    const s = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    const user = secretValue(s, 'username');
+    const password = secretValue(s, 'password');
+    if (!user || !password)
+      return {
+        ok: false,
+        reason: 'PoolerAdminSecretInvalid',
+        message: `Secret ${ref.namespace}/${ref.name} must have keys username and password`,
+      };
+    return { ok: true, value: { host: p.host, port: p.port, user, password } };
+  } catch (err) {
+    if (httpStatus(err) === 404)
+      return { ok: false, reason: 'PoolerAdminSecretNotFound', message: `Secret ${ref.namespace}/${ref.name} does not exist` };
+    throw err;
+  }
+}
+
+/** The pooler config state without writing anything (for tenants and allow-lists). */
+export function poolerConfigApplied(ctx: OperatorContext, server: PostgresServer): AgentReport {
+  return cachedPoolerReport(ctx, poolerConfigRef(server, ctx.config.namespace));
+}
+
+export type AccessState =
+  | { kind: 'open' }
+  | { kind: 'unenforced'; message: string }
+  | { kind: 'pending'; message: string }
+  | { kind: 'rejected'; message: string }
+  | { kind: 'enforced'; rules: number; message: string };
+
+/**
+ * Whether a tenant's allow-list is live: the applied pooler config holds exactly this tenant's
+ * rules. Shared by the TenantDatabase's AccessRulesApplied and the IpWhitelist's Applied.
+ */
+export function accessState(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  namespace: string,
+  tenant: string,
+  alias: string,
+  role: string,
+  poolingEnabled: boolean,
+  shadow = false,
+): AccessState {
+  const cidrs = whitelistCidrs(ctx, namespace, tenant);
+  if (cidrs === undefined) return { kind: 'open' };
+  const agentHba = server.spec.hba?.mode === 'Agent';
+  const pooled = !!server.spec.pooler && poolingEnabled;
+  const directNote = agentHba
+    ? `enforced on direct connections by the server's pg_hba.conf`
+    : `direct connections to ${server.spec.host}:${server.spec.port} are not restricted (the server's pg_hba.conf is not managed)`;
+  if (!pooled && !agentHba) {
+    return {
+      kind: 'unenforced',
+      message: `${server.spec.pooler ? 'pooling is disabled for this tenant' : `PostgresServer ${server.metadata.name} has no pooler`} and ${directNote}`,
+    };
+  }
+  const rules = cidrs.length;
+  // Such a tenant is left out of the pooler's and the server's files (its rules would be syntax).
+  const badName = nameProblem('alias', alias) ?? nameProblem('role', role);
+  if (badName) return { kind: 'rejected', message: `the tenant's rules cannot be written: ${badName}` };
+  if (pooled) {
+    const shard = cachedShardFiles(ctx, poolerConfigRef(server, ctx.config.namespace), alias);
+    const expected = renderTenantHba({ alias, role, allowedCidrs: cidrs }, server.spec.alwaysAllowedCidrs ?? []);
+    if (!shard || !`\n${shard['hba.conf']}`.includes(`\n${expected}`))
+      return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
+    const st = poolerConfigApplied(ctx, server);
+    if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
+    if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
+  }
+  if (agentHba && serverHbaPlan(ctx, server).closed.has(role)) {
+    return {
+      kind: 'rejected',
+      message: `the allow-lists of this tenant do not fit what is left of the server's pg_hba.conf budget (${SERVER_HBA_BUDGET / 1024} KiB, older tenants first), so direct logins are refused except from alwaysAllowedCidrs`,
+    };
+  }
+  if (agentHba) {
+    const d = directAccessState(ctx, server, shadow ? [alias, `${alias}_shadow`] : [alias], role, cidrs);
+    if (d === 'pending') return { kind: 'pending', message: 'waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf' };
+    if (typeof d === 'object') return { kind: 'rejected', message: `the agent beside PostgreSQL refused the rules: ${d.error}` };
+  }
+  const where = pooled ? `enforced by PgBouncer for pooled connections; ${directNote}` : directNote;
+  return { kind: 'enforced', rules, message: `${rules} allowed CIDR(s) ${where}` };
+}
+
+/** Whether the server's pg_hba.conf, as its agent reported it, holds these rules. */
+function directAccessState(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  databases: string[],
+  role: string,
+  cidrs: string[],
+): 'enforced' | 'pending' | { error: string } {
+  const st = cachedConfigReport(ctx, serverHbaRef(server, ctx.config.namespace));
+  const expected = renderServerHba([{ databases, role, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? []);
+  if (!st.text.includes(expected)) return 'pending';
+  if (st.error) return { error: st.error };
+  return st.applied ? 'enforced' : 'pending';
+}

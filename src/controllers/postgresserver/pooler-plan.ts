@@ -1,0 +1,240 @@
+/**
+ * Which tenants the configs of one server hold, and with what: the tenants its catalog verified,
+ * their passwords as SCRAM verifiers, the IpWhitelists within each tenant's budget, and the
+ * pg_hba.conf budget shared by a server's tenants. The decisions are pure functions of plain data
+ * (tested in tables); the functions taking an OperatorContext only gather that data from the
+ * informer caches. Nothing here writes or calls the API server.
+ */
+import type { CachedTenantDatabase } from '../../api/cached.js';
+import { defaultServerName, tenantsOfServer } from '../watches.js';
+import type * as k8s from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import { isCidr } from '../../api/common.js';
+import { deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
+import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
+import { secretValue } from '../../kube/secrets.js';
+import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../../pg/scram.js';
+import { nameProblem } from '../../pooler/names.js';
+import { renderServerHba, type PoolerTenant, type ServerHbaTenant } from '../../pooler/render.js';
+import type { OperatorContext } from '../context.js';
+import { namespaceAllowed } from '../tenantdatabase/resolve.js';
+
+/**
+ * The most CIDRs the IpWhitelists of one tenant may add up to. It bounds what one tenant brings to
+ * its server's pooler config, whatever it applies; lists past it are refused in their own status.
+ */
+export const MAX_CIDRS_PER_TENANT = 256;
+
+/**
+ * Bytes of tenant rules one server's pg_hba.conf block may hold (it is one Secret, at most 1 MiB).
+ * Whitelisted tenants are taken oldest first; one that no longer fits is closed instead (its
+ * databases refuse direct logins except from alwaysAllowedCidrs), so newcomers piling up lists can
+ * neither freeze the file for everyone nor open anything.
+ */
+export const SERVER_HBA_BUDGET = 768 * 1024;
+
+export type WhitelistView = k8s.KubernetesObject & { spec?: { tenantDatabaseRef?: { name?: string }; entries?: { cidr?: string }[] } };
+
+const cidrsOf = (w: WhitelistView): string[] => (w.spec?.entries ?? []).map((e) => e.cidr ?? '').filter(isCidr);
+
+/** client-node types creationTimestamp as a Date, but an informer's cache holds the JSON string. */
+const stamp = (t: unknown): string => (t instanceof Date ? t.toISOString() : typeof t === 'string' ? t : '');
+
+/**
+ * The IpWhitelists of one tenant, oldest first, split into those within MAX_CIDRS_PER_TENANT and
+ * those past it. Refusing a list only ever narrows who may log in: lists add up.
+ */
+export function admitWhitelists<W extends WhitelistView>(lists: readonly W[]): { admitted: W[]; refused: W[] } {
+  const sorted = [...lists].sort((a, b) => {
+    const ta = String(a.metadata?.creationTimestamp ?? '');
+    const tb = String(b.metadata?.creationTimestamp ?? '');
+    return ta < tb ? -1 : ta > tb ? 1 : (a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1;
+  });
+  const admitted: W[] = [];
+  const refused: W[] = [];
+  let used = 0;
+  for (const w of sorted) {
+    const n = cidrsOf(w).length;
+    if (used + n > MAX_CIDRS_PER_TENANT) refused.push(w);
+    else {
+      admitted.push(w);
+      used += n;
+    }
+  }
+  return { admitted, refused };
+}
+
+/** A whitelisted tenant as the server's pg_hba.conf block may hold it. */
+export interface ServerHbaCandidate {
+  role: string;
+  /** Its database, and its shadow database if it has one. */
+  databases: readonly string[];
+  allowedCidrs: readonly string[];
+  /** creationTimestamp: older tenants keep their rules when the budget runs out. */
+  created: string;
+}
+
+/**
+ * The tenant block of a server's pg_hba.conf and the roles closed because their rules did not fit
+ * the budget. A tenant whose names would be syntax is left out rather than stopping every tenant's
+ * rules.
+ */
+export function planServerHba(
+  candidates: readonly ServerHbaCandidate[],
+  alwaysAllowedCidrs: readonly string[],
+  budget = SERVER_HBA_BUDGET,
+): { tenants: ServerHbaTenant[]; closed: Set<string> } {
+  const tenants: ServerHbaTenant[] = [];
+  const closed = new Set<string>();
+  let used = 0;
+  const listed = [...candidates].sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : a.role < b.role ? -1 : 1));
+  for (const t of listed) {
+    if (nameProblem('role', t.role) || t.databases.some((d) => nameProblem('database', d))) continue;
+    let entry: ServerHbaTenant = { databases: t.databases, role: t.role, allowedCidrs: t.allowedCidrs };
+    let size = renderServerHba([entry], alwaysAllowedCidrs).length;
+    if (used + size > budget) {
+      entry = { databases: t.databases, role: t.role, allowedCidrs: [] };
+      size = renderServerHba([entry], alwaysAllowedCidrs).length;
+      closed.add(t.role);
+    }
+    used += size;
+    tenants.push(entry);
+  }
+  return { tenants, closed };
+}
+
+/** The verifier of a tenant's role: its salt derives from uid and role, so a re-render gives the same bytes. */
+export function verifierFor(uid: string, role: string, password: string): string {
+  return scramVerifier(password, deterministicSalt(`${uid}/${role}`, password));
+}
+
+// What follows gathers the plain data above from the informer caches.
+
+type TenantView = CachedTenantDatabase;
+
+/**
+ * A tenant as the configs of one server may name it: its names come from its spec, and only when
+ * the server's catalog shows that exactly these objects carry this tenant's marker. Status is never
+ * read: it is output, and whoever may write it must not be able to put entries into a config.
+ */
+interface VerifiedTenant {
+  namespace: string;
+  name: string;
+  uid: string;
+  database: string;
+  role: string;
+  shadow: string | undefined;
+  view: TenantView;
+}
+
+function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTenant[] {
+  const marks = ctx.markers.get(serverName);
+  if (!marks) return [];
+  const server = postgresServer.safeParse(ctx.servers.get(serverName));
+  // Markers prove objects on the PostgreSQL behind this server, which another PostgresServer may
+  // name too: a tenant counts here only if its spec also names this server (or it is the default).
+  const defaultName = defaultServerName(ctx);
+  const out: VerifiedTenant[] = [];
+  for (const raw of tenantsOfServer(ctx, serverName)) {
+    const m = raw.metadata;
+    if (!m?.namespace || !m.name || !m.uid || m.deletionTimestamp) continue;
+    const mine = marks.get(m.uid);
+    if (!mine) continue;
+    if ((raw.spec?.serverRef?.name ?? defaultName) !== serverName) continue;
+    // A namespace the server no longer admits keeps no pool and no rules there.
+    if (server.success && !namespaceAllowed(ctx, server.data, m.namespace).ok) continue;
+    const derived = deriveIdentifier(m.namespace, m.name);
+    const database = raw.spec?.databaseName ?? derived;
+    const role = raw.spec?.roleName ?? derived;
+    if (!mine.roles.has(role) || !mine.databases.has(database)) continue;
+    const shadow = raw.spec?.shadowDatabase && mine.databases.has(shadowDatabaseName(database)) ? shadowDatabaseName(database) : undefined;
+    out.push({ namespace: m.namespace, name: m.name, uid: m.uid, database, role, shadow, view: raw });
+  }
+  return out;
+}
+
+/** The tenant's password, from its Secret only when that Secret is its own (controller owner reference). */
+function tenantPassword(ctx: OperatorContext, t: VerifiedTenant): string | undefined {
+  const secret = ctx.secrets.get(t.view.spec?.secretName ?? `${t.name}-db`, t.namespace);
+  if (!secret?.metadata?.ownerReferences?.some((r) => r.controller && r.uid === t.uid)) return undefined;
+  const pw = secretValue(secret, 'password');
+  return pw && isAcceptablePassword(pw) ? pw : undefined;
+}
+
+/**
+ * A verifier costs 4096 PBKDF2 rounds; a server's render asks for every tenant's, so each is kept
+ * (one per tenant uid, replaced when role or password change). Verifiers are no more secret than
+ * the Secrets this process already reads.
+ */
+const verifiers = new Map<string, { key: string; verifier: string }>();
+/** Drops what is kept for a tenant that is going away. */
+export function forgetTenant(uid: string): void {
+  verifiers.delete(uid);
+}
+
+function cachedVerifier(uid: string, role: string, password: string): string {
+  const key = createHash('sha256').update(`${role}\u0000${password}`).digest('base64');
+  const hit = verifiers.get(uid);
+  if (hit?.key === key) return hit.verifier;
+  const verifier = verifierFor(uid, role, password);
+  verifiers.set(uid, { key, verifier });
+  return verifier;
+}
+
+/** The IpWhitelists naming a tenant (not being deleted), split by its budget. */
+export function tenantWhitelists(
+  ctx: OperatorContext,
+  namespace: string,
+  tenant: string,
+): { admitted: WhitelistView[]; refused: WhitelistView[] } {
+  return admitWhitelists(
+    (ctx.whitelists.list() as WhitelistView[]).filter(
+      (w) => w.metadata?.namespace === namespace && !w.metadata?.deletionTimestamp && w.spec?.tenantDatabaseRef?.name === tenant,
+    ),
+  );
+}
+
+/** CIDRs of the admitted IpWhitelists naming a tenant; undefined when no list names it. */
+export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: string): string[] | undefined {
+  const { admitted, refused } = tenantWhitelists(ctx, namespace, tenant);
+  if (admitted.length === 0 && refused.length === 0) return undefined;
+  return admitted.flatMap(cidrsOf);
+}
+
+/** The tenants a server's pooler serves: verified by their markers, pooling on, not being deleted. */
+export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerTenant[] {
+  const out: PoolerTenant[] = [];
+  for (const t of verifiedTenants(ctx, serverName)) {
+    const pooling = t.view.spec?.pooling;
+    if (pooling?.enabled === false) continue;
+    const pw = tenantPassword(ctx, t);
+    if (!pw) continue;
+    out.push({
+      alias: t.database,
+      database: t.database,
+      role: t.role,
+      verifier: cachedVerifier(t.uid, t.role, pw),
+      poolMode: pooling?.poolMode ?? 'transaction',
+      poolSize: pooling?.poolSize ?? 10,
+      maxDbConnections: pooling?.maxDbConnections ?? 0,
+      allowedCidrs: whitelistCidrs(ctx, t.namespace, t.name),
+    });
+  }
+  return out;
+}
+
+/** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them, and which were closed. */
+export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { tenants: ServerHbaTenant[]; closed: Set<string> } {
+  const candidates: ServerHbaCandidate[] = [];
+  for (const t of verifiedTenants(ctx, server.metadata.name)) {
+    const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
+    if (cidrs === undefined) continue;
+    candidates.push({
+      role: t.role,
+      databases: t.shadow ? [t.database, t.shadow] : [t.database],
+      allowedCidrs: cidrs,
+      created: stamp(t.view.metadata?.creationTimestamp),
+    });
+  }
+  return planServerHba(candidates, server.spec.alwaysAllowedCidrs ?? []);
+}

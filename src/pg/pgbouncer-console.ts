@@ -1,0 +1,67 @@
+/**
+ * PgBouncer's admin console (the `pgbouncer` database), as the operator and the pooler agent use it:
+ * the operator asks what PgBouncer serves, the agent reloads it and pauses the databases it drops.
+ * The console speaks only the simple query protocol, so there are no parameters: every command is
+ * a small named function, and a database name goes into one only after it passed IDENT.
+ */
+import type pg from 'pg';
+import { CONSOLE_DATABASE, IDENT } from '../pooler/names.js';
+import { withClient } from './connections.js';
+
+export interface PoolerAdmin {
+  host: string;
+  port: number;
+  user: string;
+  password: string;
+}
+
+async function consoleQuery(admin: PoolerAdmin, sql: string): Promise<pg.QueryResultRow[]> {
+  const { host, port, user, password } = admin;
+  const config = { host, port, user, password, database: CONSOLE_DATABASE, connectionTimeoutMillis: 5000 };
+  return withClient(config, async (c) => (await c.query<Record<string, unknown>>(sql)).rows);
+}
+
+function databaseName(name: string): string {
+  if (!IDENT.test(name)) throw new Error(`${JSON.stringify(name)} is not a database name the console may be given`);
+  return name;
+}
+
+export interface PoolEntry {
+  poolMode: string;
+  poolSize: number;
+  database: string;
+}
+
+/** SHOW DATABASES, parsed by column name (columns differ between versions); keyed by alias. */
+export async function showDatabases(admin: PoolerAdmin): Promise<Map<string, PoolEntry>> {
+  const rows = await consoleQuery(admin, 'SHOW DATABASES');
+  const out = new Map<string, PoolEntry>();
+  for (const r of rows) {
+    out.set(String(r.name), {
+      poolMode: String(r.pool_mode ?? ''),
+      poolSize: Number(r.pool_size ?? 0),
+      database: String(r.database ?? ''),
+    });
+  }
+  return out;
+}
+
+/** Re-reads pgbouncer.ini and the files it names. */
+export async function reload(admin: PoolerAdmin): Promise<void> {
+  await consoleQuery(admin, 'RELOAD');
+}
+
+/** New clients of the database are refused. */
+export async function disableDatabase(admin: PoolerAdmin, alias: string): Promise<void> {
+  await consoleQuery(admin, `DISABLE ${databaseName(alias)}`);
+}
+
+/** Every client of the database is disconnected. */
+export async function killDatabase(admin: PoolerAdmin, alias: string): Promise<void> {
+  await consoleQuery(admin, `KILL ${databaseName(alias)}`);
+}
+
+/** Undoes DISABLE. */
+export async function enableDatabase(admin: PoolerAdmin, alias: string): Promise<void> {
+  await consoleQuery(admin, `ENABLE ${databaseName(alias)}`);
+}
