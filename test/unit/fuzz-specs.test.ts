@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import type { z } from 'zod';
 import { DNS_SUBDOMAIN, PG_IDENTIFIER } from '../../src/api/common.js';
-import { ipWhitelist } from '../../src/api/ipwhitelist.js';
+import { ipWhitelist, ipWhitelistSpec } from '../../src/api/ipwhitelist.js';
 import { MAX_DERIVED, RESERVED_DATABASES, RESERVED_ROLES, deriveIdentifier } from '../../src/api/naming.js';
 import { postgresServer } from '../../src/api/postgresserver.js';
 import { tenantDatabase } from '../../src/api/tenantdatabase.js';
@@ -191,5 +191,16 @@ describe('IpWhitelist', () => {
       fuzzParams(),
     );
     expect(parsed).toBeGreaterThan(fuzzRuns() / 5);
+  });
+});
+
+describe('counter-examples the API server found', () => {
+  // CIDRs zod accepted and the CRD's isCIDR (Go's netip) refuses: an IPv6 zone, a prefix length with
+  // a leading zero, an IPv4 part with one, and IPv4-mapped IPv6 addresses.
+  test.each(['fe80::1%eth0/64', '10.0.0.0/08', '::1:010.0.0.1/128', '::ffff:10.0.0.1/128', '::ffff:a00:1/128'])('%s is refused', (cidr) => {
+    expect(ipWhitelistSpec.safeParse({ tenantDatabaseRef: { name: 'app' }, entries: [{ cidr }] }).success).toBe(false);
+  });
+  test.each(['10.0.0.0/8', '0.0.0.0/0', '::/0', '2001:db8::/32', '::1.2.3.4/128', '::ffff:0:a00:1/96'])('%s is accepted', (cidr) => {
+    expect(ipWhitelistSpec.safeParse({ tenantDatabaseRef: { name: 'app' }, entries: [{ cidr }] }).success).toBe(true);
   });
 });
