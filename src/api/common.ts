@@ -41,14 +41,23 @@ export const hostName = z
 
 export const port = z.number().int().min(1).max(65535);
 
+/**
+ * A CIDR as the CRD's CEL `isCIDR` takes it (Go's netip.ParsePrefix, as Kubernetes uses it), so zod
+ * and the API server agree: no IPv6 zone, no leading zeros in the prefix length or in an IPv4 part,
+ * and no IPv4-mapped IPv6 address.
+ */
 export function isCidr(value: string): boolean {
   const slash = value.indexOf('/');
   if (slash < 0) return false;
   const addr = value.slice(0, slash);
   const bits = value.slice(slash + 1);
-  if (!/^\d{1,3}$/.test(bits)) return false;
+  if (!/^(0|[1-9]\d{0,2})$/.test(bits)) return false;
   const family = isIP(addr);
-  if (family === 0) return false;
+  if (family === 0 || addr.includes('%')) return false;
+  if (family === 6 && addr.includes('.')) {
+    if (!/^(?:(?:0|[1-9]\d{0,2})\.){3}(?:0|[1-9]\d{0,2})$/.test(addr.slice(addr.lastIndexOf(':') + 1))) return false;
+  }
+  if (family === 6 && /^\[::ffff:[0-9a-f]{1,4}:[0-9a-f]{1,4}\]$/.test(new URL(`http://[${addr}]/`).hostname)) return false;
   const n = Number(bits);
   return family === 4 ? n <= 32 : n <= 128;
 }

@@ -5,6 +5,7 @@
  */
 import { isCidr } from '../api/common.js';
 import { nameProblem } from './names.js';
+import { DB_KEYS, VERIFIER } from './validate.js';
 
 export interface PoolerTenant {
   /** The `[databases]` alias tenants connect to: the tenant database's name. */
@@ -58,7 +59,11 @@ export interface TenantBlock {
 export function poolerTenantProblem(t: PoolerTenant): string | undefined {
   const bad = nameProblem('alias', t.alias) ?? nameProblem('database', t.database) ?? nameProblem('role', t.role);
   if (bad) return bad;
-  if (!/^SCRAM-SHA-256\$[A-Za-z0-9+/=:$]+$/.test(t.verifier)) return `tenant ${t.alias}: the verifier is not a SCRAM-SHA-256 verifier`;
+  if (!VERIFIER.test(t.verifier)) return `tenant ${t.alias}: the verifier is not a SCRAM-SHA-256 verifier`;
+  // The agent refuses the whole file for one value out of its range, so the tenant is refused here.
+  if (!DB_KEYS.pool_size?.(String(t.poolSize))) return `tenant ${t.alias}: pool_size ${t.poolSize} is out of range`;
+  if (!DB_KEYS.max_db_connections?.(String(t.maxDbConnections)))
+    return `tenant ${t.alias}: max_db_connections ${t.maxDbConnections} is out of range`;
   const cidr = (t.allowedCidrs ?? []).find((c) => !isCidr(c));
   if (cidr !== undefined) return `tenant ${t.alias}: ${JSON.stringify(cidr)} is not a CIDR`;
   return undefined;
@@ -71,6 +76,10 @@ export function poolerTenantProblem(t: PoolerTenant): string | undefined {
  */
 export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
   for (const c of input.alwaysAllowedCidrs) if (!isCidr(c)) throw new Error(`always-allowed ${JSON.stringify(c)} is not a CIDR`);
+  if (!DB_KEYS.host?.(input.serverHost) || !DB_KEYS.port?.(String(input.serverPort)))
+    throw new Error(
+      `refusing to render the pooler config: server address ${JSON.stringify(`${input.serverHost}:${input.serverPort}`)} is not valid`,
+    );
   const roles = new Set<string>();
   const aliases = new Set<string>();
   const out: TenantBlock[] = [];

@@ -12,7 +12,8 @@ export interface ValidateOptions {
   reservedUsers?: readonly string[];
 }
 const HOST = /^[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
-const DB_KEYS: Record<string, (v: string) => boolean> = {
+/** The values each `[databases]` key may take; the renderer checks what it writes against the same. */
+export const DB_KEYS: Record<string, (v: string) => boolean> = {
   host: (v) => HOST.test(v),
   port: (v) => /^\d{1,5}$/.test(v) && Number(v) >= 1 && Number(v) <= 65535,
   dbname: (v) => nameProblem('database', v) === undefined,
@@ -20,7 +21,7 @@ const DB_KEYS: Record<string, (v: string) => boolean> = {
   pool_size: (v) => /^\d{1,5}$/.test(v),
   max_db_connections: (v) => /^\d{1,6}$/.test(v),
 };
-const VERIFIER = /^SCRAM-SHA-256\$\d{1,7}:[A-Za-z0-9+/=]{4,64}\$[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}$/;
+export const VERIFIER = /^SCRAM-SHA-256\$\d{1,7}:[A-Za-z0-9+/=]{4,64}\$[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}$/;
 
 export interface ValidationError {
   file: keyof PoolerFiles;
