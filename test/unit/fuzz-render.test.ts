@@ -7,7 +7,7 @@
 import fc from 'fast-check';
 import type pg from 'pg';
 import { isCidr } from '../../src/api/common.js';
-import { usablePoolerTenants } from '../../src/controllers/pooler-shards.js';
+import { usablePoolerTenants } from '../../src/controllers/postgresserver/pooler-shards.js';
 import { scramVerifier } from '../../src/pg/scram.js';
 import * as sql from '../../src/pg/tenant-sql.js';
 import { assemblePoolerFiles, renderPoolerConfig, renderServerHba, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
