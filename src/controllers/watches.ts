@@ -17,6 +17,7 @@ import { AGENT_ERROR_ANNOTATION } from '../pooler/contract.js';
 import { SHARD_OF_LABEL } from '../pooler/shards.js';
 import type { Indexers, ResilientInformer } from '../runtime/informer.js';
 import { keyOf } from './context.js';
+import { isOwnWrite } from '../kube/secrets.js';
 
 export interface Caches {
   servers: ResilientInformer<CachedPostgresServer>;
@@ -194,7 +195,8 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
     watch({
       source: 'secrets',
-      why: 'its Secret: changed or deleted by someone else, it is repaired',
+      why: 'its Secret: changed or deleted by someone else, it is repaired (the echo of its own write is not a change)',
+      when: (s, _old, deleted) => deleted || !isOwnWrite(s),
       map: (s, c) => {
         const t = tenantOfSecret(s, c);
         return t ? [keyOf(t)] : [];

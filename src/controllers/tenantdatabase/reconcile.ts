@@ -7,6 +7,7 @@ import { TENANT_DATABASE } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
+import { decodeSecretData } from '../../kube/secrets.js';
 import { asTenant, tryLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
 import { runSteps, step, type Step } from '../../runtime/steps.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
@@ -81,6 +82,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
 
   if (td.metadata.deletionTimestamp) {
     pooledLogins.delete(td.metadata.uid);
+    verified.delete(td.metadata.uid);
     forgetTenant(td.metadata.uid);
     for (const pending of admitted.values()) pending.delete(td.metadata.uid);
     try {
@@ -207,6 +209,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   let rotateFor: string | undefined;
   let verifier!: string;
   let loginErr: unknown;
+  let written: Record<string, string> | undefined;
   let ext!: ExtensionOutcome;
   /**
    * A refusal that also holds for what already exists: a tenant whose namespace lost the server's
@@ -301,6 +304,32 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
         };
       }
       return undefined;
+    }),
+    // A periodic re-check of a tenant verified recently, with nothing changed since, is answered
+    // from the server's catalog snapshot: no session, no API call.
+    step<Provisioned>('unchanged', async () => {
+      const v = verified.get(td.metadata.uid);
+      if (!v || v.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
+      if (Date.now() - v.at > ctx.config.resyncMs * DEEP_RECHECKS) return undefined;
+      if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
+      const snap = ctx.catalog.get(serverName);
+      if (!snap || snap.at <= v.at) return { outcome: { conditions: [], status: {}, terminal: false }, names, serverName };
+      const role = snap.roles.get(names.role);
+      const dbs = [names.database, names.shadow].filter((d): d is string => !!d).map((d) => snap.databases.get(d));
+      const intact =
+        role?.canLogin &&
+        role.connLimit === connectionLimit &&
+        dbs.every((d) => d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit);
+      if (!intact) {
+        verified.delete(td.metadata.uid);
+        return undefined;
+      }
+      const size = snap.databases.get(names.database)?.sizeBytes;
+      const status = {
+        ...(size !== undefined ? { sizeBytes: settledSize(td.status?.sizeBytes, size) } : {}),
+        activeConnections: snap.sessions.get(names.role) ?? 0,
+      };
+      return { outcome: { conditions: [], status, terminal: false }, names, serverName };
     }),
     step<Provisioned>('pooler-admin-name', async () => {
       if (server.spec.pooler && td.spec.pooling.enabled) {
@@ -441,6 +470,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
         pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
         shadowDatabase: names.shadow,
       });
+      written = data;
       const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
       if (wrote === 'created')
         record(
@@ -541,6 +571,10 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
           reason: 'Provisioned',
           message: `database ${names.database} is ready; connection details in Secret ${names.secret}`,
         });
+        verified.set(td.metadata.uid, {
+          fingerprint: verifiedFingerprint(ctx, td, server, names, connectionLimit, written),
+          at: Date.now(),
+        });
       }
       return {
         outcome: {
@@ -562,6 +596,39 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
   if (!out) throw new Error('provisioning ended without a result');
   return out;
 }
+/**
+ * Tenants a full reconcile found Ready, with what it was found for: the spec, the server's spec, the
+ * Secret's data and the names. A periodic re-check while all of it is the same and the server's
+ * catalog shows the objects as they were is answered without a session; every DEEP_RECHECKS-th
+ * period (an hour at the default 5 minutes) a full one runs anyway: the tenant's own login, its
+ * schema and its privileges are looked at in its database, which the catalog snapshot does not show.
+ */
+const verified = new Map<string, { fingerprint: string; at: number }>();
+const DEEP_RECHECKS = 12;
+
+function verifiedFingerprint(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  server: PostgresServer,
+  names: TenantNames,
+  connectionLimit: number,
+  data?: Record<string, string>,
+): string {
+  const secret = data ?? decodeSecretData(ctx.secrets.get(names.secret, td.metadata.namespace)?.data);
+  const h = createHash('sha256');
+  h.update(
+    JSON.stringify([
+      td.metadata.generation,
+      td.metadata.annotations ?? {},
+      server.metadata.generation,
+      names,
+      connectionLimit,
+      Object.entries(secret).sort(([a], [b]) => (a < b ? -1 : 1)),
+    ]),
+  );
+  return h.digest('base64');
+}
+
 /**
  * A database's size moves a little all the time (checkpoints, vacuum): status keeps the size it has
  * until it moved by a megabyte or 5 %, so an idle tenant's status is not rewritten on every check.

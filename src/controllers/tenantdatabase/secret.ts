@@ -4,7 +4,7 @@ import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { httpStatus, type KubeClients } from '../../kube/client.js';
 import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL } from '../context.js';
-import { decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
+import { DATA_HASH_ANNOTATION, dataHash, decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
 
 export type SecretState = { kind: 'missing' } | { kind: 'foreign' } | { kind: 'owned'; secret: k8s.V1Secret; data: Record<string, string> };
 
@@ -53,7 +53,7 @@ export function secretObject(
       name,
       namespace: td.metadata.namespace ?? '',
       labels: secretLabels(td.metadata.name),
-      annotations,
+      annotations: { ...annotations, [DATA_HASH_ANNOTATION]: dataHash(data) },
       ownerReferences: [
         {
           apiVersion: API_VERSION,
@@ -109,7 +109,7 @@ export async function writeSecret(
       metadata: {
         ...state.secret.metadata,
         labels: { ...labels, ...wanted },
-        annotations: { ...have, ...annotations },
+        annotations: { ...have, ...annotations, [DATA_HASH_ANNOTATION]: dataHash(data) },
         ownerReferences: state.secret.metadata?.ownerReferences ?? desired.metadata?.ownerReferences ?? [],
       },
     },
