@@ -7,6 +7,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { API_VERSION } from '../api/common.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import { httpStatus } from '../kube/client.js';
+import { countConfigWrite } from '../runtime/metrics.js';
 import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, configHash } from '../pooler/status.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, type OperatorContext } from './context.js';
 
@@ -71,6 +72,7 @@ export async function writeOwnedConfig(
   }
   if (!current) {
     await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
+    countConfigWrite(what, files);
     return { hash, applied: false, ref };
   }
   if (!ownedBy(current, server))
@@ -90,6 +92,7 @@ export async function writeOwnedConfig(
         },
       },
     });
+    countConfigWrite(what, files);
     ctx.log.info({ server: server.metadata.name, hash }, `Updated ${what}`);
     return { hash, applied: false, ref };
   }

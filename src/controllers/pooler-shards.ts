@@ -18,6 +18,7 @@ import {
   type PoolerShard,
 } from '../pooler/shards.js';
 import { configHash } from '../pooler/status.js';
+import { countConfigWrite } from '../runtime/metrics.js';
 import {
   agentReport,
   configSecret,
@@ -79,6 +80,7 @@ async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: Se
   const body = configSecret(server, { namespace: ref.namespace, name: shard.name }, shard.files, { [SHARD_OF_LABEL]: label });
   try {
     await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
+    countConfigWrite('pooler config shard', shard.files);
     return true;
   } catch (err) {
     if (httpStatus(err) !== 409) throw err;
@@ -93,6 +95,7 @@ async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: Se
     namespace: ref.namespace,
     body: { ...body, metadata: { ...body.metadata, ...(rv ? { resourceVersion: rv } : {}) } },
   });
+  countConfigWrite('pooler config shard', shard.files);
   return true;
 }
 
