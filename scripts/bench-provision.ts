@@ -394,15 +394,17 @@ async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessi
       ),
     );
     const seconds = (performance.now() - t0) / 1000;
-    // Gone again before the operator starts: its server re-check must not meet them.
-    await Promise.all(
-      names.map((name) =>
-        limit(async () => {
-          await sql.dropDatabase(pool, name);
-          await sql.dropRole(pool, name);
-        }),
-      ),
-    );
+    // Gone again before the operator starts: its server re-check must not meet them. As the
+    // superuser: DROP DATABASE ... WITH (FORCE) must also end an autovacuum worker inside.
+    const su = await pgs.superClient();
+    try {
+      for (const name of names) {
+        await sql.dropDatabase(su, name);
+        await sql.dropRole(su, name);
+      }
+    } finally {
+      await su.end();
+    }
     return { seconds, sessions: pools.maxSessionsPerServer };
   } finally {
     await pools.closeAll();
