@@ -8,9 +8,36 @@ export interface Metrics {
   isLeader: Gauge;
 }
 
+/**
+ * Config Secrets written for the agents (pooler shards and index, server HBA rules), by `config`.
+ * Module-level, as the writers have no Metrics at hand; each operator's registry exposes them.
+ */
+const configWrites = new Counter({
+  name: 'tenantdb_pooler_config_writes_total',
+  help: 'Config Secrets created or replaced for the agents, by config (pooler config shard, pooler config index, server HBA rules).',
+  labelNames: ['config'],
+  registers: [],
+});
+const configBytes = new Counter({
+  name: 'tenantdb_pooler_config_bytes_total',
+  help: 'Bytes of file content in the config Secrets written for the agents, by config.',
+  labelNames: ['config'],
+  registers: [],
+});
+
+export function countConfigWrite(config: string, files: Record<string, string>): void {
+  configWrites.inc({ config });
+  configBytes.inc(
+    { config },
+    Object.values(files).reduce((n, f) => n + Buffer.byteLength(f), 0),
+  );
+}
+
 export function createMetrics(): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, prefix: 'tenantdb_' });
+  registry.registerMetric(configWrites);
+  registry.registerMetric(configBytes);
   return {
     registry,
     reconcileTotal: new Counter({

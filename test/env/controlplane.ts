@@ -134,6 +134,8 @@ export interface ControlPlaneOptions {
    * are known to the garbage collector from its first discovery, not 30 s later.
    */
   beforeControllers?: (adminKubeconfig: string, binDir: string) => Promise<void>;
+  /** More kube-apiserver flags (an audit policy and log, say), kept across restartApiServer. */
+  apiServerArgs?: string[];
 }
 
 export async function startControlPlane(baseDir?: string, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -190,6 +192,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
       '--disable-admission-plugins=ServiceAccount',
       '--profiling=false',
       '--v=0',
+      ...(opts.apiServerArgs ?? []),
     ];
     let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
     procs.push({

@@ -50,9 +50,10 @@ export async function createServerObjects(
   ]);
 }
 
-export async function startSandbox(dir: string): Promise<Sandbox> {
+export async function startSandbox(dir: string, opts: { apiServerArgs?: string[] } = {}): Promise<Sandbox> {
   mkdirSync(dir, { recursive: true });
   const cp = await startControlPlane(join(dir, 'cluster'), {
+    ...opts,
     beforeControllers: async (kubeconfig, binDir) => {
       const kc = new k8s.KubeConfig();
       kc.loadFromFile(kubeconfig);

@@ -10,6 +10,7 @@ import { httpStatus } from '../../kube/client.js';
 import { decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, SERVER_LABEL, agentReport, configHash, type AgentReport } from '../../pooler/contract.js';
 import type { OperatorContext } from '../context.js';
+import { countConfigWrite } from '../../runtime/metrics.js';
 
 export interface SecretRef {
   namespace: string;
@@ -77,6 +78,7 @@ export async function writeOwnedConfig(
   }
   if (!current) {
     await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
+    countConfigWrite(what, files);
     return { hash, applied: false, ref };
   }
   if (!ownedBy(current, server))
@@ -96,6 +98,7 @@ export async function writeOwnedConfig(
         },
       },
     });
+    countConfigWrite(what, files);
     ctx.log.info({ server: server.metadata.name, hash }, `Updated ${what}`);
     return { hash, applied: false, ref };
   }

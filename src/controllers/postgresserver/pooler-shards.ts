@@ -21,6 +21,7 @@ import {
 } from '../../pooler/shards.js';
 import type { OperatorContext } from '../context.js';
 import { configSecret, ownedBy, writeOwnedConfig, type PoolerConfigState, type SecretRef } from './config-secrets.js';
+import { countConfigWrite } from '../../runtime/metrics.js';
 
 export interface ShardedConfigState extends PoolerConfigState {
   shards: number;
@@ -72,6 +73,7 @@ async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: Se
   const body = configSecret(server, { namespace: ref.namespace, name: shard.name }, shard.files, { [SHARD_OF_LABEL]: label });
   try {
     await ctx.clients.core.createNamespacedSecret({ namespace: ref.namespace, body });
+    countConfigWrite('pooler config shard', shard.files);
     return true;
   } catch (err) {
     if (httpStatus(err) !== 409) throw err;
@@ -86,6 +88,7 @@ async function ensureShard(ctx: OperatorContext, server: PostgresServer, ref: Se
     namespace: ref.namespace,
     body: { ...body, metadata: { ...body.metadata, ...(rv ? { resourceVersion: rv } : {}) } },
   });
+  countConfigWrite('pooler config shard', shard.files);
   return true;
 }
 

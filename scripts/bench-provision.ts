@@ -1,0 +1,769 @@
+/**
+ * What a burst of N new tenants costs, against the real control plane, PostgreSQL, PgBouncer, agent
+ * and the operator as a separate process. Figures, not assertions.
+ *   npm run bench:provision -- [N] [--workers n] [--idle-minutes m] [--resync 5m] [--missing-server]
+ *
+ * 1. The floor: the statements the operator issues for a new tenant (the very functions of
+ *    pg/tenant-sql.ts), run for N tenants over the admin sessions the operator may hold (AdminPools).
+ * 2. The burst: N TenantDatabases created at once; time until each is Ready (pooler-confirmed).
+ * 3. Idle: per minute, what the operator does while nothing changes.
+ * With --missing-server: N TenantDatabases naming a PostgresServer that does not exist, until each
+ * has a status (the operator's memory at N, cheaply).
+ *
+ * Where the figures come from: reconciles and pooler config writes from the operator's /metrics;
+ * CPU and RSS from /proc (the operator process and its children); API requests from the
+ * kube-apiserver's audit log (the operator's ServiceAccount only); SQL statements from PostgreSQL's
+ * log (log_statement=all for the admin role only); admin sessions by sampling pg_stat_activity.
+ */
+import * as k8s from '@kubernetes/client-node';
+import { Command, InvalidArgumentError } from 'commander';
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import type pg from 'pg';
+import { AdminPools, type AdminCredentials, type ServerEndpoint } from '../src/pg/connections.js';
+import { deterministicSalt, generatePassword, scramVerifier } from '../src/pg/scram.js';
+import * as sql from '../src/pg/tenant-sql.js';
+import { createLogger } from '../src/runtime/logger.js';
+import { OPERATOR_NAMESPACE, OPERATOR_SA, agentKubeconfig, apply } from '../test/env/cluster.js';
+import { startOperatorProcess } from '../test/env/operator.js';
+import { startPooler } from '../test/env/pgbouncer.js';
+import { freePort, waitFor } from '../test/env/ports.js';
+import type { PgServer } from '../test/env/postgres.js';
+import { createServerObjects, startSandbox } from '../test/env/sandbox.js';
+
+const GROUP = 'tenantdb.dev';
+const VERSION = 'v1alpha1';
+const NS = 'bench';
+const OPERATOR_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:${OPERATOR_SA}`;
+const AGENT_USER = `system:serviceaccount:${OPERATOR_NAMESPACE}:tenantdb-pooler-agent`;
+const WRITE_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecollection']);
+const DDL = /^(CREATE|ALTER|DROP|GRANT|REVOKE|COMMENT)\b/i;
+
+const say = (s = '') => process.stdout.write(`${s}\n`);
+
+function int(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('must be a non-negative integer');
+  return n;
+}
+
+// --- counters read from files that grow: the audit log and PostgreSQL's log -------------------
+
+/** Reads the lines appended to a file since the last call. */
+class Tail {
+  private offset = 0;
+  private rest = '';
+  constructor(private readonly path: string) {}
+  /** Skips what is there now. */
+  skip(): void {
+    this.lines();
+  }
+  lines(): string[] {
+    if (!existsSync(this.path)) return [];
+    const size = statSync(this.path).size;
+    if (size <= this.offset) return [];
+    const fd = openSync(this.path, 'r');
+    try {
+      const buf = Buffer.alloc(size - this.offset);
+      readSync(fd, buf, 0, buf.length, this.offset);
+      this.offset = size;
+      const text = this.rest + buf.toString('utf8');
+      const parts = text.split('\n');
+      this.rest = parts.pop() ?? '';
+      return parts;
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+const bump = (m: Map<string, number>, k: string, by = 1) => m.set(k, (m.get(k) ?? 0) + by);
+const total = (m: Map<string, number>) => [...m.values()].reduce((a, b) => a + b, 0);
+
+interface ApiTally {
+  byVerb: Map<string, number>;
+  byRequest: Map<string, number>;
+  failed: Map<string, number>;
+}
+const newApiTally = (): ApiTally => ({ byVerb: new Map(), byRequest: new Map(), failed: new Map() });
+
+interface AuditEvent {
+  stage?: string;
+  verb?: string;
+  user?: { username?: string };
+  objectRef?: { resource?: string; subresource?: string; namespace?: string; name?: string };
+  responseStatus?: { code?: number };
+}
+
+/** Requests per user from the audit log; a watch counts once, when it starts. */
+function tallyAudit(lines: string[]): Map<string, ApiTally> {
+  const out = new Map<string, ApiTally>();
+  for (const line of lines) {
+    if (!line) continue;
+    let e: AuditEvent;
+    try {
+      e = JSON.parse(line) as AuditEvent;
+    } catch {
+      continue;
+    }
+    const verb = e.verb ?? '?';
+    if (verb === 'watch' ? e.stage !== 'ResponseStarted' : e.stage !== 'ResponseComplete') continue;
+    const user = e.user?.username ?? '?';
+    const t = out.get(user) ?? newApiTally();
+    out.set(user, t);
+    bump(t.byVerb, verb);
+    const r = e.objectRef;
+    // In the operator's namespace, which Secret (shards by their prefix): the config and credentials reads.
+    const own = r?.namespace === OPERATOR_NAMESPACE ? ` ${OPERATOR_NAMESPACE}/${(r.name ?? '').replace(/-[0-9a-f]{16}$/, '-*')}` : '';
+    const what = `${verb} ${r?.resource ?? '?'}${r?.subresource ? `/${r.subresource}` : ''}${own}`;
+    bump(t.byRequest, what);
+    const code = e.responseStatus?.code ?? 0;
+    if (code >= 400) bump(t.failed, `${what} -> ${code}`);
+  }
+  return out;
+}
+
+interface SqlTally {
+  statements: number;
+  ddl: number;
+  bySignature: Map<string, number>;
+}
+
+/** The admin's statements in PostgreSQL's log (log_statement=all is set for that role only). */
+function tallySql(lines: string[]): SqlTally {
+  const t: SqlTally = { statements: 0, ddl: 0, bySignature: new Map() };
+  for (const line of lines) {
+    const m = /LOG: {2}(?:statement|execute [^:]*): (.*)$/.exec(line);
+    if (!m) continue;
+    const text = (m[1] ?? '').trim();
+    t.statements++;
+    if (DDL.test(text)) t.ddl++;
+    const sig = text
+      .replace(/'(?:[^']|'')*'/g, "'?'")
+      .replace(/"(?:[^"]|"")*"/g, '"?"')
+      .replace(/\s+/g, ' ')
+      .slice(0, 72);
+    bump(t.bySignature, sig);
+  }
+  return t;
+}
+
+// --- the operator process: /proc and /metrics -----------------------------------------------------
+
+const CLK_TCK = (() => {
+  try {
+    return Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  } catch {
+    return 100;
+  }
+})();
+
+function procStat(pid: number): { ppid: number; ticks: number } | undefined {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name, which may hold spaces: state is field 3, utime 14 ... cstime 17.
+    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
+    const n = (i: number) => Number(f[i - 3] ?? 0);
+    return { ppid: n(4), ticks: n(14) + n(15) + n(16) + n(17) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The process and every live descendant. */
+function tree(root: number): number[] {
+  const parent = new Map<number, number>();
+  for (const d of readdirSync('/proc')) {
+    const pid = Number(d);
+    if (!Number.isInteger(pid)) continue;
+    const st = procStat(pid);
+    if (st) parent.set(pid, st.ppid);
+  }
+  const out = [root];
+  for (let i = 0; i < out.length; i++) for (const [pid, pp] of parent) if (pp === out[i]) out.push(pid);
+  return out;
+}
+
+/** CPU seconds (user + system, children that exited included) of a process tree. */
+function cpuSeconds(root: number): number {
+  return tree(root).reduce((s, pid) => s + (procStat(pid)?.ticks ?? 0), 0) / CLK_TCK;
+}
+
+/** VmRSS of a process (and its live descendants), in MiB. */
+function rssMiB(root: number, children = true): number {
+  let kb = 0;
+  for (const pid of children ? tree(root) : [root]) {
+    try {
+      kb += Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
+    } catch {
+      /* gone */
+    }
+  }
+  return kb / 1024;
+}
+
+type Samples = Map<string, number>;
+
+async function scrape(port: number): Promise<Samples> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const out: Samples = new Map();
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const i = line.lastIndexOf(' ');
+    out.set(line.slice(0, i), Number(line.slice(i + 1)));
+  }
+  return out;
+}
+
+/** Sum of the samples of a metric whose labels include every given pair. */
+function metric(s: Samples, name: string, labels: Record<string, string> = {}): number {
+  let sum = 0;
+  for (const [k, v] of s) {
+    const brace = k.indexOf('{');
+    if ((brace < 0 ? k : k.slice(0, brace)) !== name) continue;
+    if (Object.entries(labels).every(([l, val]) => k.includes(`${l}="${val}"`))) sum += v;
+  }
+  return sum;
+}
+
+// --- admin sessions: pg_stat_activity sampled as the superuser -----------------------------------
+
+class SessionSampler {
+  private max = 0;
+  private stopped = false;
+  private loop: Promise<void> | undefined;
+  constructor(
+    private readonly client: pg.Client,
+    private readonly user: string,
+  ) {}
+  start(): void {
+    this.loop = (async () => {
+      while (!this.stopped) {
+        try {
+          const r = await this.client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE usename = $1', [
+            this.user,
+          ]);
+          this.max = Math.max(this.max, r.rows[0]?.n ?? 0);
+        } catch {
+          /* the server is going away */
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+  }
+  /** The most sessions seen since the last call. */
+  take(): number {
+    const m = this.max;
+    this.max = 0;
+    return m;
+  }
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.loop;
+    await this.client.end().catch(() => undefined);
+  }
+}
+
+// --- phases -----------------------------------------------------------------------------------------
+
+interface Phase {
+  seconds: number;
+  api: Map<string, ApiTally>;
+  sql: SqlTally;
+  metrics: Samples;
+  prevMetrics: Samples;
+  cpu: number;
+  rss: number;
+  maxSessions: number;
+}
+
+class Recorder {
+  private t = performance.now();
+  private metrics: Samples = new Map();
+  private cpu = 0;
+  constructor(
+    private readonly audit: Tail,
+    private readonly pgLog: Tail,
+    private readonly sessions: SessionSampler,
+    private readonly op: { pid: number; metricsPort: number } | undefined,
+  ) {}
+  /** Starts counting from now. */
+  async reset(): Promise<void> {
+    await this.mark();
+  }
+  /** What happened since the last mark. */
+  async mark(): Promise<Phase> {
+    const now = performance.now();
+    const metrics = this.op ? await scrape(this.op.metricsPort).catch(() => new Map<string, number>()) : new Map<string, number>();
+    const cpu = this.op ? cpuSeconds(this.op.pid) : 0;
+    const p: Phase = {
+      seconds: (now - this.t) / 1000,
+      api: tallyAudit(this.audit.lines()),
+      sql: tallySql(this.pgLog.lines()),
+      metrics,
+      prevMetrics: this.metrics,
+      cpu: cpu - this.cpu,
+      rss: this.op ? rssMiB(this.op.pid) : 0,
+      maxSessions: this.sessions.take(),
+    };
+    this.t = now;
+    this.metrics = metrics;
+    this.cpu = cpu;
+    return p;
+  }
+}
+
+const delta = (p: Phase, name: string, labels: Record<string, string> = {}) =>
+  metric(p.metrics, name, labels) - metric(p.prevMetrics, name, labels);
+
+const fmt = (n: number, d = 1) => (Number.isFinite(n) ? n.toFixed(d) : '-');
+function quantile(xs: number[], q: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(q * s.length))] ?? NaN;
+}
+const verbs = (m: Map<string, number> | undefined) =>
+  [...(m ?? new Map<string, number>()).entries()]
+    .sort((a, b) => b[1] - a[1])
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ') || '-';
+
+function table(rows: [string, string][]): void {
+  const w = Math.max(...rows.map((r) => r[0].length));
+  for (const [k, v] of rows) say(`  ${k.padEnd(w)}  ${v}`);
+}
+
+function topList(title: string, m: Map<string, number>, per: number, limit = 14): void {
+  const rows = [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, limit);
+  if (rows.length === 0) return;
+  say(title);
+  for (const [k, v] of rows) say(`  ${String(v).padStart(7)}  ${fmt(v / per, 2).padStart(7)}/tenant  ${k}`);
+}
+
+// --- the floor --------------------------------------------------------------------------------------
+
+/**
+ * The statements a new tenant gets from the operator (provision.ts: ensureRole, ensureDatabase and
+ * its privileges, the schema public hand-over inside the new database), without the reads that
+ * decide them, for N tenants at once over AdminPools: its pool for server-wide statements and its
+ * single sessions inside databases, so at most maxSessionsPerServer admin sessions.
+ */
+async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessions: number }> {
+  const pools = new AdminPools(createLogger('silent'));
+  const ep: ServerEndpoint = { host: pgs.host, port: pgs.port, sslMode: 'disable' };
+  const creds: AdminCredentials = { username: pgs.admin.user, password: pgs.admin.password, database: 'postgres' };
+  const pool = pools.get('floor', ep, creds);
+  const limit = pLimit(pools.maxSessionsPerServer);
+  const names = Array.from({ length: n }, (_, i) => `floor_${i}`);
+  const t0 = performance.now();
+  try {
+    await Promise.all(
+      names.map((name) =>
+        limit(async () => {
+          const password = generatePassword();
+          const verifier = scramVerifier(password, deterministicSalt(name, password));
+          const marker = sql.ownerMarker({ namespace: NS, name, uid: randomUUID(), server: 'floor' });
+          const client = await pool.connect();
+          try {
+            await sql.createRole(client, name, verifier, 20, marker);
+          } finally {
+            client.release();
+          }
+          await sql.createDatabase(pool, name, 20);
+          await sql.commentOnDatabase(pool, name, marker);
+          await sql.revokeAllFrom(pool, name, 'PUBLIC');
+          await sql.allowConnections(pool, name);
+          await sql.grantOwnPrivileges(pool, name);
+          await pools.withDatabase(ep, creds, name, (db) => sql.setPublicSchemaOwner(db, name));
+          await sql.grantTenantPrivileges(pool, name, name);
+        }),
+      ),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    // Gone again before the operator starts: its server re-check must not meet them. As the
+    // superuser: DROP DATABASE ... WITH (FORCE) must also end an autovacuum worker inside.
+    const su = await pgs.superClient();
+    try {
+      for (const name of names) {
+        await sql.dropDatabase(su, name);
+        await sql.dropRole(su, name);
+      }
+    } finally {
+      await su.end();
+    }
+    return { seconds, sessions: pools.maxSessionsPerServer };
+  } finally {
+    await pools.closeAll();
+  }
+}
+
+// --- main ---------------------------------------------------------------------------------------------
+
+interface Options {
+  workers?: number;
+  idleMinutes: number;
+  resync: string;
+  missingServer: boolean;
+  floor: boolean;
+  timeout: number;
+  keep: boolean;
+}
+
+type Td = k8s.KubernetesObject & {
+  status?: { conditions?: { type: string; status: string; lastTransitionTime?: string; reason?: string }[] };
+};
+const readyOf = (o: Td) => o.status?.conditions?.find((c) => c.type === 'Ready');
+
+const cleanups: (() => Promise<void>)[] = [];
+async function cleanup(): Promise<void> {
+  for (const c of cleanups.splice(0).reverse()) await c().catch(() => undefined);
+}
+
+async function main(n: number, o: Options): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'tenantdb-bench-provision-'));
+  cleanups.push(async () => {
+    if (o.keep) say(`logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
+  });
+  const auditLog = join(dir, 'audit.log');
+  writeFileSync(
+    join(dir, 'audit-policy.yaml'),
+    [
+      'apiVersion: audit.k8s.io/v1',
+      'kind: Policy',
+      'omitStages: ["RequestReceived"]',
+      'rules:',
+      `  - level: Metadata`,
+      `    users: ["${OPERATOR_USER}", "${AGENT_USER}"]`,
+      '  - level: None',
+      '',
+    ].join('\n'),
+  );
+  say(`tenantdb provisioning bench: N=${n}${o.missingServer ? ' (missing server)' : ''}; starting the sandbox in ${dir} ...`);
+  const sb = await startSandbox(dir, {
+    apiServerArgs: [
+      `--audit-policy-file=${join(dir, 'audit-policy.yaml')}`,
+      `--audit-log-path=${auditLog}`,
+      '--audit-log-format=json',
+      '--audit-log-mode=blocking',
+    ],
+  });
+  cleanups.push(() => sb.stop());
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(sb.cp.adminKubeconfig);
+  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+
+  // The admin's statements go to the log; the superuser's sampling does not.
+  const su = await sb.pg.superClient();
+  await su.query(`ALTER ROLE ${sql.id(sb.pg.admin.user)} SET log_statement = 'all'`);
+  const sessions = new SessionSampler(await sb.pg.superClient(), sb.pg.admin.user);
+  await su.end();
+  sessions.start();
+  cleanups.push(() => sessions.stop());
+  const pgLog = new Tail(join(sb.pg.dir, 'postgres.log'));
+  const audit = new Tail(auditLog);
+
+  await apply(kc, [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }]);
+  if (!o.missingServer) {
+    const pooler = await startPooler({
+      agentKubeconfig: await agentKubeconfig(sb.cp, join(dir, 'agent.kubeconfig'), 'default-pooler'),
+      secret: `${OPERATOR_NAMESPACE}/default-pooler`,
+      logDir: dir,
+      name: 'bench',
+    });
+    cleanups.push(() => pooler.stop());
+    await apply(kc, [
+      {
+        apiVersion: 'v1',
+        kind: 'Secret',
+        metadata: { name: 'pgbouncer-admin', namespace: OPERATOR_NAMESPACE },
+        stringData: { username: pooler.admin.user, password: pooler.admin.password },
+      } as k8s.KubernetesObject,
+    ]);
+    await createServerObjects(kc, sb.pg, 'default', {
+      default: true,
+      pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: 'pgbouncer-admin' } },
+      // The operator runs on this host and checks each tenant's login, through the pooler too.
+      alwaysAllowedCidrs: ['127.0.0.1/32'],
+    });
+  }
+
+  let floorResult: { seconds: number; sessions: number; sql: SqlTally; maxSessions: number } | undefined;
+  if (o.floor && !o.missingServer) {
+    say(`floor: the operator's statements for ${n} new tenants over the operator's admin sessions ...`);
+    pgLog.skip();
+    sessions.take();
+    const f = await floor(sb.pg, n);
+    floorResult = { ...f, sql: tallySql(pgLog.lines()), maxSessions: sessions.take() };
+    say(`floor: ${fmt(f.seconds, 2)} s`);
+  }
+
+  const metricsPort = await freePort();
+  const op = startOperatorProcess({
+    kubeconfig: sb.operatorKubeconfig,
+    logFile: join(dir, 'operator.log'),
+    resync: o.resync,
+    extraArgs: [`--metrics-port=${metricsPort}`, ...(o.workers !== undefined ? [`--workers=${o.workers}`] : [])],
+  });
+  cleanups.push(() => op.stop());
+  const pid = op.child.pid ?? 0;
+  await waitFor('the operator /readyz', async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).ok, 120_000, 200);
+  if (!o.missingServer) {
+    await waitFor(
+      'PostgresServer default to be Ready',
+      async () => {
+        const s = (await custom.getClusterCustomObject({
+          group: GROUP,
+          version: VERSION,
+          plural: 'postgresservers',
+          name: 'default',
+        })) as Td;
+        return readyOf(s)?.status === 'True';
+      },
+      120_000,
+    );
+  }
+  // Let the start-up settle (the first server reconcile, informers' lists) before counting.
+  await new Promise((r) => setTimeout(r, 3000));
+  const rec = new Recorder(audit, pgLog, sessions, { pid, metricsPort });
+  await rec.reset();
+  const rssBefore = rssMiB(pid);
+
+  // The burst: watch first, then create all N at once (16 requests in flight).
+  const names = Array.from({ length: n }, (_, i) => `t${String(i).padStart(5, '0')}`);
+  const wanted = new Set(names);
+  const appliedAt = new Map<string, number>();
+  const doneAt = new Map<string, number>();
+  const finals = new Map<string, Td>();
+  const isDone = (t: Td) => (o.missingServer ? (t.status?.conditions?.length ?? 0) > 0 : readyOf(t)?.status === 'True');
+  const see = (t: Td) => {
+    const name = t.metadata?.name ?? '';
+    if (!wanted.has(name)) return;
+    finals.set(name, t);
+    if (!doneAt.has(name) && isDone(t)) doneAt.set(name, performance.now());
+  };
+  const watch = await new k8s.Watch(kc).watch(
+    `/apis/${GROUP}/${VERSION}/namespaces/${NS}/tenantdatabases`,
+    {},
+    (_type: string, obj: Td) => see(obj),
+    () => undefined,
+  );
+  cleanups.push(async () => watch.abort());
+  const t0 = performance.now();
+  const limit = pLimit(16);
+  await Promise.all(
+    names.map((name) =>
+      limit(async () => {
+        appliedAt.set(name, performance.now());
+        await custom.createNamespacedCustomObject({
+          group: GROUP,
+          version: VERSION,
+          namespace: NS,
+          plural: 'tenantdatabases',
+          body: {
+            apiVersion: `${GROUP}/${VERSION}`,
+            kind: 'TenantDatabase',
+            metadata: { name, namespace: NS },
+            spec: o.missingServer ? { serverRef: { name: 'missing' } } : {},
+          },
+        });
+      }),
+    ),
+  );
+  const appliedSeconds = (performance.now() - t0) / 1000;
+  say(
+    `burst: ${n} TenantDatabases created in ${fmt(appliedSeconds, 2)} s; waiting for ${o.missingServer ? 'a status on each' : 'Ready on each'} ...`,
+  );
+  // The watch is the clock; a list every 5 s is the safety net should it end.
+  const deadline = Date.now() + o.timeout * 1000;
+  let lastReport = Date.now();
+  while (doneAt.size < n && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1000));
+    if (Date.now() - lastReport >= 5000) {
+      lastReport = Date.now();
+      const l = (await custom.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: NS, plural: 'tenantdatabases' })) as {
+        items: Td[];
+      };
+      for (const t of l.items) see(t);
+      say(`  ${fmt((performance.now() - t0) / 1000, 0)} s: ${doneAt.size}/${n}`);
+    }
+  }
+  const burst = await rec.mark();
+  const lastDone = Math.max(...doneAt.values());
+  const burstSeconds = doneAt.size ? (lastDone - t0) / 1000 : NaN;
+  const perTenant = [...doneAt.entries()].map(([k, v]) => (v - (appliedAt.get(k) ?? t0)) / 1000);
+  // The same from the API's own clocks (second resolution): creationTimestamp -> Ready's lastTransitionTime.
+  const byApi = [...finals.values()]
+    .filter((t) => readyOf(t)?.status === 'True' && readyOf(t)?.lastTransitionTime)
+    .map((t) => (Date.parse(readyOf(t)?.lastTransitionTime ?? '') - Date.parse(String(t.metadata?.creationTimestamp ?? ''))) / 1000);
+
+  // Idle: nothing changes; per minute.
+  const idle: Phase[] = [];
+  for (let m = 0; m < o.idleMinutes; m++) {
+    say(`idle: minute ${m + 1} of ${o.idleMinutes} ...`);
+    await new Promise((r) => setTimeout(r, 60_000));
+    idle.push(await rec.mark());
+  }
+
+  // --- the report ---
+  const opApi = burst.api.get(OPERATOR_USER);
+  const agentApi = burst.api.get(AGENT_USER);
+  const tenantRec = delta(burst, 'tenantdb_reconcile_total', { controller: 'tenantdatabase' });
+  const serverRec = delta(burst, 'tenantdb_reconcile_total', { controller: 'postgresserver' });
+  const errRec = delta(burst, 'tenantdb_reconcile_total', { result: 'error' });
+  const poolerWrites = delta(burst, 'tenantdb_pooler_config_writes_total');
+  const poolerBytes = delta(burst, 'tenantdb_pooler_config_bytes_total');
+  const tenantSecs = delta(burst, 'tenantdb_reconcile_duration_seconds_sum', { controller: 'tenantdatabase' });
+  const serverSecs = delta(burst, 'tenantdb_reconcile_duration_seconds_sum', { controller: 'postgresserver' });
+  say('');
+  say(`=== tenantdb provisioning bench, N=${n}${o.missingServer ? ', TenantDatabases naming a missing PostgresServer' : ''} ===`);
+  say(
+    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: 2 cores shared, absolute times are noisy`,
+  );
+  const rows: [string, string][] = [];
+  if (floorResult) {
+    rows.push([
+      'floor (raw SQL)',
+      `${fmt(floorResult.seconds, 2)} s over ${floorResult.sessions} admin sessions max (seen ${floorResult.maxSessions}); ${fmt(floorResult.sql.statements / n, 1)} statements/tenant, ${fmt(floorResult.sql.ddl / n, 1)} DDL/tenant`,
+    ]);
+  }
+  rows.push(
+    [
+      o.missingServer ? 'burst: all have a status' : 'burst: all Ready',
+      `${fmt(burstSeconds, 2)} s${floorResult ? `  = ${fmt(burstSeconds / floorResult.seconds, 1)} x floor` : ''}  (${doneAt.size}/${n} done)`,
+    ],
+    [
+      'per tenant apply -> done',
+      `p50 ${fmt(quantile(perTenant, 0.5), 2)} s, p90 ${fmt(quantile(perTenant, 0.9), 2)} s, max ${fmt(quantile(perTenant, 1), 2)} s (watch)`,
+    ],
+  );
+  if (byApi.length)
+    rows.push([
+      '  same, from the API clocks',
+      `p50 ${fmt(quantile(byApi, 0.5), 0)} s, p90 ${fmt(quantile(byApi, 0.9), 0)} s (creationTimestamp -> Ready lastTransitionTime, 1 s resolution)`,
+    ]);
+  rows.push(
+    [
+      'reconciles',
+      `tenant ${tenantRec} (${fmt(tenantRec / n, 2)}/tenant), server ${serverRec}, whitelist ${delta(burst, 'tenantdb_reconcile_total', { controller: 'ipwhitelist' })}, errors ${errRec}`,
+    ],
+    [
+      'time inside reconciles',
+      `tenant ${fmt(tenantSecs, 1)} s (${fmt((tenantSecs / Math.max(1, tenantRec)) * 1000, 0)} ms each), server ${fmt(serverSecs, 1)} s (${fmt((serverSecs / Math.max(1, serverRec)) * 1000, 0)} ms each)`,
+    ],
+    [
+      'pooler config writes',
+      `${poolerWrites} Secrets, ${fmt(poolerBytes / 1024, 1)} KiB (shard ${delta(burst, 'tenantdb_pooler_config_writes_total', { config: 'pooler config shard' })}, index ${delta(burst, 'tenantdb_pooler_config_writes_total', { config: 'pooler config index' })})`,
+    ],
+    ['operator CPU', `${fmt(burst.cpu, 1)} s = ${fmt((burst.cpu / n) * 1000, 1)} ms/tenant`],
+    [
+      'operator RSS',
+      `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (operator process alone: ${fmt(rssMiB(pid, false), 0)} MiB)`,
+    ],
+    ['admin sessions, max', `${burst.maxSessions} (sampled every 100 ms)`],
+    [
+      'SQL by the admin',
+      `${burst.sql.statements} statements = ${fmt(burst.sql.statements / n, 1)}/tenant; DDL ${burst.sql.ddl} = ${fmt(burst.sql.ddl / n, 1)}/tenant`,
+    ],
+    [
+      'API requests, operator',
+      `${opApi ? total(opApi.byVerb) : 0} = ${fmt((opApi ? total(opApi.byVerb) : 0) / n, 1)}/tenant: ${verbs(opApi?.byVerb)}`,
+    ],
+    ['API requests, pooler agent', `${agentApi ? total(agentApi.byVerb) : 0}: ${verbs(agentApi?.byVerb)}`],
+  );
+  table(rows);
+  say('');
+  if (opApi) {
+    topList('operator API requests in the burst, by kind:', opApi.byRequest, n, 20);
+    if (opApi.failed.size) topList('operator API requests that failed:', opApi.failed, n);
+  }
+  if (agentApi) topList('pooler agent API requests in the burst:', agentApi.byRequest, n, 8);
+  topList('admin SQL in the burst, by statement:', burst.sql.bySignature, n, 25);
+  if (floorResult) topList('admin SQL in the floor, by statement:', floorResult.sql.bySignature, n, 12);
+
+  if (idle.length) {
+    say('');
+    say(`idle, ${n} tenants${o.missingServer ? '' : ' Ready'}, nothing changing (resync ${o.resync}); per minute:`);
+    const head = ['min', 'API writes', 'API reads', 'SQL', 'DDL', 'rec tenant', 'rec server', 'CPU s', 'RSS MiB', 'pooler writes'];
+    say(`  ${head.map((h) => h.padStart(11)).join('')}`);
+    const sums = new Array<number>(head.length).fill(0);
+    idle.forEach((p, i) => {
+      const api = p.api.get(OPERATOR_USER);
+      const writes = [...(api?.byVerb ?? new Map<string, number>())].filter(([v]) => WRITE_VERBS.has(v)).reduce((s, [, x]) => s + x, 0);
+      const reads = (api ? total(api.byVerb) : 0) - writes;
+      const cols = [
+        i + 1,
+        writes,
+        reads,
+        p.sql.statements,
+        p.sql.ddl,
+        delta(p, 'tenantdb_reconcile_total', { controller: 'tenantdatabase' }),
+        delta(p, 'tenantdb_reconcile_total', { controller: 'postgresserver' }),
+        p.cpu,
+        p.rss,
+        delta(p, 'tenantdb_pooler_config_writes_total'),
+      ];
+      cols.forEach((c, j) => (sums[j] = (sums[j] ?? 0) + c));
+      say(`  ${cols.map((c, j) => (j === 7 ? fmt(c, 2) : j === 8 ? fmt(c, 0) : String(c)).padStart(11)).join('')}`);
+      if (api && writes) say(`      writes: ${verbs(new Map([...api.byRequest].filter(([k]) => WRITE_VERBS.has(k.split(' ')[0] ?? ''))))}`);
+    });
+    const avg = sums.map((s) => s / idle.length);
+    say(
+      `  ${['avg', ...avg.slice(1)].map((c, j) => (typeof c === 'string' ? c : fmt(c, j === 7 ? 2 : j === 8 ? 0 : 1)).padStart(11)).join('')}`,
+    );
+    const sig = new Map<string, number>();
+    for (const p of idle) for (const [k, v] of p.sql.bySignature) bump(sig, k, v);
+    topList('admin SQL while idle, by statement (all minutes):', sig, n, 10);
+  }
+  if (doneAt.size < n) {
+    const stuck = names.filter((x) => !doneAt.has(x)).slice(0, 5);
+    say(
+      `not done after ${o.timeout} s: ${n - doneAt.size}, e.g. ${stuck.map((x) => `${x} (${readyOf(finals.get(x) ?? {})?.reason ?? 'no status'})`).join(', ')}`,
+    );
+  }
+}
+
+const program = new Command();
+program
+  .name('bench-provision')
+  .argument('[n]', 'tenants', int, 50)
+  .option('--workers <n>', "the operator's --workers (default: the CLI's default)", int)
+  .option('--idle-minutes <m>', 'minutes of idle measurement after the burst', int, 1)
+  .option('--resync <duration>', "the operator's --resync", '5m')
+  .option('--missing-server', 'TenantDatabases naming a PostgresServer that does not exist; until each has a status', false)
+  .option('--no-floor', 'skip the raw-SQL floor')
+  .option('--timeout <s>', 'seconds to wait for the burst', int, 1800)
+  .option('--keep', 'keep the logs folder (operator, agent, PostgreSQL, audit)', false)
+  .action(async (n: number, o: Options) => {
+    let stopping = false;
+    const stop = async (code: number) => {
+      if (stopping) return;
+      stopping = true;
+      await cleanup();
+      process.exit(code);
+    };
+    process.on('SIGINT', () => void stop(130));
+    process.on('SIGTERM', () => void stop(143));
+    try {
+      await main(n, o);
+      await stop(0);
+    } catch (err) {
+      process.stderr.write(`bench failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      await stop(1);
+    }
+  });
+void program.parseAsync(process.argv);
