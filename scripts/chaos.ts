@@ -214,6 +214,12 @@ async function listWhitelists(): Promise<TdView[]> {
   return r.items;
 }
 const cond = (o: TdView, type: string) => o.status?.conditions?.find((c) => c.type === type);
+/** A whitelist is settled when enforced, or (its tenant pools not) when it says plainly that it cannot be. */
+function whitelistSettled(o: TdView, w: WhitelistPlan): boolean {
+  if (isReady(o)) return true;
+  const t = byKey.get(key(w.namespace, w.tenant));
+  return !!t && !t.pooling.enabled && cond(o, 'Ready')?.reason === 'NotEnforced' && o.status?.observedGeneration === o.metadata.generation;
+}
 const isReady = (o: TdView) => cond(o, 'Ready')?.status === 'True' && o.status?.observedGeneration === o.metadata.generation;
 
 // --- the operator, killed and restarted -----------------------------------------------------------
@@ -700,7 +706,7 @@ async function checks(sb: Sandbox, pl: Pooler): Promise<void> {
   for (const w of whitelists.filter((x) => x.applied && !x.deleted)) {
     const o = wlLive.find((x) => x.metadata.namespace === w.namespace && x.metadata.name === w.name);
     if (!o) wlProblems.push(`${key(w.namespace, w.name)} does not exist`);
-    else if (!isReady(o))
+    else if (!whitelistSettled(o, w))
       wlProblems.push(`${key(w.namespace, w.name)}: ${cond(o, 'Ready')?.reason ?? 'no status'}: ${cond(o, 'Ready')?.message ?? ''}`);
   }
   for (const w of whitelists.filter((x) => x.deleted)) {
@@ -743,7 +749,10 @@ async function converged(pl: Pooler): Promise<{ done: boolean; summary: string }
   const extra = [...entries.keys()].filter((a) => !wantPooled.has(a)).length;
   const wl = await listWhitelists();
   const wlPending = whitelists.filter(
-    (w) => w.applied && !w.deleted && !wl.some((x) => x.metadata.namespace === w.namespace && x.metadata.name === w.name && isReady(x)),
+    (w) =>
+      w.applied &&
+      !w.deleted &&
+      !wl.some((x) => x.metadata.namespace === w.namespace && x.metadata.name === w.name && whitelistSettled(x, w)),
   ).length;
   const done = ready.length === wanted.length && lingering.length === 0 && extra === 0 && wlPending === 0;
   return {
@@ -796,6 +805,7 @@ async function main(): Promise<void> {
   void monitor({ host: pl.host, port: pl.port, user: pl.admin.user, password: pl.admin.password }, join(pl.dir, 'conf', 'hba.conf'));
 
   const steps = buildSteps();
+  const applySteps = steps.filter((s) => s.kind === 'apply').length;
   say(`${clock()} sandbox up; ${steps.length} workload steps over ${KILLS} kills`);
   let inc = startOperator(false);
   const modes = new Map<string, number>();
@@ -804,6 +814,11 @@ async function main(): Promise<void> {
     const upTo = Math.floor(((k + 1) * steps.length) / KILLS);
     const mine = steps.slice(stepIndex, upTo);
     stepIndex = upTo;
+    const r = rand();
+    // Mostly the operator is let come up first, so that the kill lands in its work, not its start.
+    const startup = mine.length === 0 && r < 0.25;
+    const waitUp = !startup && (mine.length === 0 || r < 0.8);
+    if (waitUp && !(await waitForLog(inc, 0, /Controllers started/, 60_000))) say(`${clock()} [${inc.n}] not started within 60 s`);
     const from = logSize(inc);
     for (const s of mine) {
       say(`${clock()} [${inc.n}] ${s.what}`);
@@ -811,38 +826,34 @@ async function main(): Promise<void> {
     }
     let mode: string;
     let detail: string;
-    const r = rand();
-    if (mine.length > 0 && r < 0.5) {
+    if (startup) {
+      mode = 'during startup';
+      const d = Math.max(0, between(0, 4000) - (Date.now() - inc.startedAt));
+      await sleep(d);
+      detail = `${Date.now() - inc.startedAt} ms after spawn`;
+    } else if (mine.length > 0 && r < 0.5) {
       mode = mine.some((s) => s.kind === 'delete') ? 'right after a delete burst' : 'right after a burst';
       const d = between(0, 500);
       detail = `${d} ms`;
       await sleep(d);
-    } else if (r < 0.8) {
+    } else if (r < (mine.length > 0 ? 0.8 : 0.65)) {
       const deleting = mine.some((s) => s.kind === 'delete');
       const rotating = mine.some((s) => s.kind === 'rotate');
       const re = deleting
         ? /Dropped database|Dropped role|Disabled login/
         : rotating
           ? /Rotated password/
-          : pick([
-              /Created role/,
-              /Created database/,
-              /Created Secret/,
-              /Updated pooler|pooler config|shard/i,
-              /Dropped|Disabled login/,
-              /Controllers started/,
-            ]);
+          : pick(
+              stepIndex <= applySteps
+                ? [/Created role/, /Created database/, /Created Secret/, /Updated pooler|pooler config|shard/i]
+                : [/Dropped|Disabled login/, /Updated pooler|pooler config|shard/i, /Rotated password|Repaired/],
+            );
       mode = deleting ? 'mid-deletion (on log)' : 'on log line';
-      const hit = await waitForLog(inc, from, re, 20_000);
+      const hit = await waitForLog(inc, from, re, 12_000);
       const d = between(0, 30);
       await sleep(d);
-      detail = hit ? `${d} ms after "${hit.slice(0, 80)}"` : `no ${re.source} within 20 s`;
+      detail = hit ? `${d} ms after "${hit.slice(0, 80)}"` : `no ${re.source} within 12 s`;
       if (!hit) mode = 'on log line (timed out)';
-    } else if (mine.length === 0 && chance(0.3)) {
-      mode = 'during startup';
-      const d = Math.max(0, between(0, 3000) - (Date.now() - inc.startedAt));
-      detail = `${Date.now() - inc.startedAt + d} ms after spawn`;
-      await sleep(d);
     } else {
       mode = 'random delay';
       const d = between(500, 8000);
