@@ -725,6 +725,7 @@ async function checks(sb: Sandbox, pl: Pooler): Promise<void> {
       wlProblems.push(`${key(w.namespace, w.name)}: a pooled login from unlisted 127.3.0.1 was accepted`);
   }
   report(`whitelists not Applied or not enforced (${enforced.length} sampled)`, wlProblems);
+  report('operator exits not caused by the script', selfExits);
   report(
     'pool entries of live tenants lost during the run (monitor)',
     [...new Set(flaps.map((f) => `${f.alias} (incarnation ${f.incarnation})`))],
