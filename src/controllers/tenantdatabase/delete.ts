@@ -110,6 +110,11 @@ async function finalizeOn(
     ctx.events.normal(ref, 'LoginDisabled', msg);
   }
   if (td.spec.deletionPolicy !== 'Delete') {
+    // A database created just before a crash, never marked: marked now, or nothing would ever
+    // recognise it again (not the next tenant of that name, not maxTenants, not a cleanup).
+    const markedDatabases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
+    const owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid, server: serverName };
+    for (const db of databases) if (!markedDatabases.has(db)) await sql.commentOnDatabase(pool, db, sql.ownerMarker(owner));
     const what = [...[...databases].sort().map((d) => `database ${d}`), ...roles.map((r) => `role ${r}`)].join(', ');
     if (what) ctx.events.normal(ref, 'Retained', `Kept ${what} (deletionPolicy Retain)`);
     return;
