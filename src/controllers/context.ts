@@ -81,7 +81,7 @@ export async function loadAdminCredentials(
   if (outside) return outside;
   let secret: k8s.V1Secret;
   try {
-    secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    secret = await clients.sharedSecret(ref.namespace, ref.name);
   } catch (err) {
     const code = (err as { code?: number }).code;
     if (code === 404)
@@ -109,7 +109,7 @@ export async function loadCa(
   const outside = outsideOperatorNamespace(ref, 'caSecretRef', operatorNamespace);
   if (outside) return outside;
   try {
-    const secret = await clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    const secret = await clients.sharedSecret(ref.namespace, ref.name);
     const ca = secretValue(secret, 'ca.crt');
     if (!ca) return { ok: false, reason: 'CaSecretInvalid', message: `Secret ${ref.namespace}/${ref.name} has no key ca.crt` };
     return { ok: true, value: ca };

@@ -36,7 +36,7 @@ export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServ
   const outside = outsideOperatorNamespace(ref, 'pooler.adminSecretRef', ctx.config.namespace);
   if (outside) return outside;
   try {
-    const s = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: ref.namespace });
+    const s = await ctx.clients.sharedSecret(ref.namespace, ref.name);
     const user = secretValue(s, 'username');
     const password = secretValue(s, 'password');
     if (!user || !password)

@@ -7,7 +7,15 @@ export interface KubeClients {
   custom: k8s.CustomObjectsApi;
   core: k8s.CoreV1Api;
   coordination: k8s.CoordinationV1Api;
+  /**
+   * A read of a Secret a PostgresServer names (admin, CA, pooler admin), shared by every caller of
+   * the next SHARED_READ_MS: each tenant's reconcile needs them and they rarely change, so a burst of
+   * tenants costs a few reads instead of several each. A failed read is not kept.
+   */
+  sharedSecret(namespace: string, name: string): Promise<k8s.V1Secret>;
 }
+
+const SHARED_READ_MS = 2000;
 
 export function loadKubeConfig(path?: string): k8s.KubeConfig {
   const kc = new k8s.KubeConfig();
@@ -17,11 +25,25 @@ export function loadKubeConfig(path?: string): k8s.KubeConfig {
 }
 
 export function makeClients(kc: k8s.KubeConfig): KubeClients {
+  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const reads = new Map<string, { at: number; secret: Promise<k8s.V1Secret> }>();
+  const sharedSecret = (namespace: string, name: string): Promise<k8s.V1Secret> => {
+    const key = `${namespace}/${name}`;
+    const now = Date.now();
+    const hit = reads.get(key);
+    if (hit && now - hit.at < SHARED_READ_MS) return hit.secret;
+    for (const [k, v] of reads) if (now - v.at >= SHARED_READ_MS) reads.delete(k);
+    const secret = core.readNamespacedSecret({ name, namespace });
+    reads.set(key, { at: now, secret });
+    secret.catch(() => reads.delete(key));
+    return secret;
+  };
   return {
     kc,
     custom: kc.makeApiClient(k8s.CustomObjectsApi),
-    core: kc.makeApiClient(k8s.CoreV1Api),
+    core,
     coordination: kc.makeApiClient(k8s.CoordinationV1Api),
+    sharedSecret,
   };
 }
 
