@@ -294,9 +294,16 @@ export async function catalogSnapshot(db: Queryable): Promise<CatalogSnapshot> {
   };
 }
 
-/** Names of roles that carry a tenantdb marker: other tenants, whose grants on a database are revoked. */
-export async function managedRoleNames(db: Queryable): Promise<Set<string>> {
-  return new Set((await managedObjects(db)).filter((o) => o.kind === 'role').map((o) => o.name));
+/** Which of these roles carry a tenantdb marker (one lookup by name, not a scan of every role). */
+export async function managedAmong(db: Queryable, roles: readonly string[]): Promise<Set<string>> {
+  if (roles.length === 0) return new Set();
+  const r = await db.query<{ name: string }>(
+    `SELECT r.rolname AS name FROM pg_catalog.pg_roles r
+      WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::text[])
+        AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+    [roles],
+  );
+  return new Set(r.rows.map((x) => x.name));
 }
 
 export async function installedExtensions(db: Queryable): Promise<Set<string>> {

@@ -150,7 +150,10 @@ async function ensureDatabasePrivileges(pool: pg.Pool, inDatabase: InDatabase, r
     await sql.revokeAllFrom(pool, row.name, 'PUBLIC');
     if (!row.defaultAcl) changes.push(`Revoked privileges of PUBLIC on database ${row.name}`);
   }
-  const managed = await sql.managedRoleNames(pool);
+  const managed = await sql.managedAmong(
+    pool,
+    [...grantees].filter((g) => g !== 'PUBLIC' && g !== role),
+  );
   for (const g of [...grantees].sort()) {
     if (g !== 'PUBLIC' && g !== role && managed.has(g)) {
       await sql.revokeAllFrom(pool, row.name, g);
