@@ -9,6 +9,7 @@
  * Secret, so a tenant's reconcile cannot change a server's config behind the server's back. (The
  * one exception to "read-only", forgetTenant, only drops a deleted tenant's cached verifier.)
  */
+import { shadowDatabaseName } from '../api/naming.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import { httpStatus } from '../kube/client.js';
 import { secretValue } from '../kube/secrets.js';
@@ -112,7 +113,7 @@ export function accessState(
     };
   }
   if (agentHba) {
-    const d = directAccessState(ctx, server, shadow ? [alias, `${alias}_shadow`] : [alias], role, cidrs);
+    const d = directAccessState(ctx, server, shadow ? [alias, shadowDatabaseName(alias)] : [alias], role, cidrs);
     if (d === 'pending') return { kind: 'pending', message: 'waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf' };
     if (typeof d === 'object') return { kind: 'rejected', message: `the agent beside PostgreSQL refused the rules: ${d.error}` };
   }
