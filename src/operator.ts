@@ -189,7 +189,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     ));
     const tenant = (controllers.tenantdatabase = createController(
       'tenantdatabase',
-      (key, l) => reconcileTenantDatabase(ctx, key, l),
+      (key, l, info) => reconcileTenantDatabase(ctx, key, l, info),
       log,
       metrics,
       (key, err) => reportFailure(ctx, TENANT_DATABASE, tenants, key, err),

@@ -11,7 +11,12 @@ export interface ReconcileResult {
   poll?: boolean;
 }
 
-export type Reconciler = (key: string, log: Logger) => Promise<ReconcileResult | void>;
+export interface ReconcileInfo {
+  /** Only the periodic re-check asked for this reconcile: nothing was seen to change. */
+  periodic: boolean;
+}
+
+export type Reconciler = (key: string, log: Logger, info: ReconcileInfo) => Promise<ReconcileResult | void>;
 
 export interface Controller {
   name: string;
@@ -42,12 +47,12 @@ export function createController(
       const rlog = log.child({ controller: name, key, reconcileId: randomBytes(4).toString('hex') });
       const end = metrics.reconcileDuration.startTimer({ controller: name });
       try {
-        const result = await reconcile(key, rlog);
+        const result = await reconcile(key, rlog, { periodic: !queue.takeEventful(key) });
         queue.forget(key);
         metrics.reconcileTotal.inc({ controller: name, result: 'success' });
         if (result?.poll) queue.addPolling(key);
         else queue.forgetPolling(key);
-        if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs);
+        if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs, true);
       } catch (err) {
         const delay = queue.addRateLimited(key);
         metrics.reconcileTotal.inc({ controller: name, result: 'error' });

@@ -17,14 +17,18 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly polls = new Map<string, number>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout }>();
+  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout; periodic: boolean }>();
+  /** Keys added for a reason other than the periodic re-check since they were last handed out. */
+  private readonly eventful = new Set<string>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
   private stopped = false;
 
   constructor(private readonly backoff: BackoffOptions = { baseMs: 500, maxMs: 5 * 60_000 }) {}
 
-  add(key: string): void {
-    if (this.stopped || this.dirty.has(key)) return;
+  add(key: string, periodic = false): void {
+    if (this.stopped) return;
+    if (!periodic) this.eventful.add(key);
+    if (this.dirty.has(key)) return;
     this.dirty.add(key);
     if (this.processing.has(key)) return;
     const waiter = this.waiters.shift();
@@ -37,20 +41,32 @@ export class WorkQueue {
     }
   }
 
-  /** Adds the key after a delay; an earlier pending delay for the same key wins. */
-  addAfter(key: string, delayMs: number): void {
+  /**
+   * Adds the key after a delay; an earlier pending delay for the same key wins. `periodic` marks the
+   * periodic re-check: a reconcile that only that brought may take a cheaper path (see takeEventful).
+   */
+  addAfter(key: string, delayMs: number, periodic = false): void {
     if (this.stopped) return;
-    if (delayMs <= 0) return this.add(key);
+    if (delayMs <= 0) return this.add(key, periodic);
     const at = Date.now() + delayMs;
     const pending = this.timers.get(key);
-    if (pending && pending.at <= at) return;
+    if (pending && pending.at <= at) {
+      pending.periodic &&= periodic;
+      return;
+    }
     if (pending) clearTimeout(pending.timer);
     const timer = setTimeout(() => {
+      const due = this.timers.get(key);
       this.timers.delete(key);
-      this.add(key);
+      this.add(key, due?.periodic ?? periodic);
     }, delayMs);
     timer.unref();
-    this.timers.set(key, { at, timer });
+    this.timers.set(key, { at, timer, periodic: periodic && (pending?.periodic ?? true) });
+  }
+
+  /** Whether anything but the periodic re-check asked for this key since it was last handed out; clears it. */
+  takeEventful(key: string): boolean {
+    return this.eventful.delete(key);
   }
 
   /** Re-adds after a failure, with a delay that doubles per consecutive failure of this key. */
@@ -99,7 +115,8 @@ export class WorkQueue {
     this.processing.delete(key);
     if (this.dirty.has(key)) {
       this.dirty.delete(key);
-      this.add(key);
+      // Whatever asked for it while it ran has already said whether it was an event.
+      this.add(key, true);
     }
   }
 

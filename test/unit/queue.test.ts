@@ -52,6 +52,29 @@ describe('WorkQueue', () => {
     q.shutdown();
   });
 
+  test('a key only the periodic re-check brought is told apart from one an event brought', async () => {
+    const q = new WorkQueue();
+    q.addAfter('p', 10, true);
+    expect(await q.get()).toBe('p');
+    expect(q.takeEventful('p')).toBe(false);
+    q.done('p');
+    // An event folded into a pending periodic re-check makes it an event-driven one.
+    q.addAfter('m', 10, true);
+    q.addAfter('m', 5000);
+    expect(await q.get()).toBe('m');
+    expect(q.takeEventful('m')).toBe(true);
+    q.done('m');
+    // An event while the key is being handled is kept for the next round.
+    q.add('e');
+    expect(await q.get()).toBe('e');
+    expect(q.takeEventful('e')).toBe(true);
+    q.add('e');
+    q.done('e');
+    expect(await q.get()).toBe('e');
+    expect(q.takeEventful('e')).toBe(true);
+    q.shutdown();
+  });
+
   test('shutdown releases waiting workers', async () => {
     const q = new WorkQueue();
     const waiting = q.get();

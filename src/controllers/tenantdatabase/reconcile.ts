@@ -13,7 +13,7 @@ import { runSteps, step, type Step } from '../../runtime/steps.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
-import type { ReconcileResult } from '../../runtime/controller.js';
+import type { ReconcileInfo, ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
 import { showDatabases } from '../../pg/pgbouncer-console.js';
@@ -60,7 +60,12 @@ function notReady(reason: string, message: string, terminal: boolean, extra: Con
   return { conditions: [...extra, { type: 'Ready', status: 'False', reason, message }], status: {}, terminal };
 }
 
-export async function reconcileTenantDatabase(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
+export async function reconcileTenantDatabase(
+  ctx: OperatorContext,
+  key: string,
+  log: Logger,
+  info: ReconcileInfo = { periodic: false },
+): Promise<ReconcileResult> {
   const { namespace, name } = splitKey(key);
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   const raw = ctx.tenants.get(name, namespace);
@@ -112,7 +117,7 @@ export async function reconcileTenantDatabase(ctx: OperatorContext, key: string,
   let soon = false;
   let retryMs: number | undefined;
   try {
-    const r = await provision(ctx, td, rlog);
+    const r = await provision(ctx, td, rlog, info.periodic);
     outcome = r.outcome;
     names = r.names;
     serverName = r.serverName;
@@ -171,7 +176,7 @@ async function saveStatus(
  * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
  * name to a Conflict can still be given another one.
  */
-async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger): Promise<Provisioned> {
+async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, periodic: boolean): Promise<Provisioned> {
   const ref = {
     apiVersion: API_VERSION,
     kind: 'TenantDatabase',
@@ -308,7 +313,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger):
     // A periodic re-check of a tenant verified recently, with nothing changed since, is answered
     // from the server's catalog snapshot: no session, no API call.
     step<Provisioned>('unchanged', async () => {
-      const v = verified.get(td.metadata.uid);
+      // Only when nothing but the clock asked: an event (a whitelist, the agent's report, a Secret)
+      // may change what the outcome depends on beyond what the fingerprint holds.
+      const v = periodic ? verified.get(td.metadata.uid) : undefined;
       if (!v || v.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
       if (Date.now() - v.at > ctx.config.resyncMs * DEEP_RECHECKS) return undefined;
       if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
