@@ -13,8 +13,8 @@ import { shadowDatabaseName } from '../api/naming.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import { httpStatus } from '../kube/client.js';
 import { secretValue } from '../kube/secrets.js';
-import type { PoolerAdmin } from '../pg/pgbouncer-console.js';
-import type { AgentReport } from '../pooler/contract.js';
+import { showDatabases, type PoolEntry, type PoolerAdmin } from '../pg/pgbouncer-console.js';
+import { AGENT_APPLIED_ANNOTATION, type AgentReport } from '../pooler/contract.js';
 import { nameProblem } from '../pooler/names.js';
 import { renderServerHba, renderTenantHba } from '../pooler/render.js';
 import { outsideOperatorNamespace, type OperatorContext, type Resolved } from './context.js';
@@ -57,6 +57,27 @@ export async function loadPoolerAdmin(ctx: OperatorContext, server: PostgresServ
 /** The pooler config state without writing anything (for tenants and allow-lists). */
 export function poolerConfigApplied(ctx: OperatorContext, server: PostgresServer): AgentReport {
   return cachedPoolerReport(ctx, poolerConfigRef(server, ctx.config.namespace));
+}
+
+/**
+ * PgBouncer's pool list, read once for all the tenants of a server that check it within a moment
+ * of each other and against the same loaded config (the agent's applied hash): a burst of tenants
+ * waiting for one reload costs one console session, not one each.
+ */
+const poolLists = new Map<string, { at: number; applied: string | undefined; entries: Promise<Map<string, PoolEntry>> }>();
+const POOL_LIST_MS = 1000;
+
+export function sharedPoolList(ctx: OperatorContext, server: PostgresServer, admin: PoolerAdmin): Promise<Map<string, PoolEntry>> {
+  const ref = poolerConfigRef(server, ctx.config.namespace);
+  const applied = ctx.secrets.get(ref.name, ref.namespace)?.metadata?.annotations?.[AGENT_APPLIED_ANNOTATION];
+  const key = `${server.metadata.name}/${admin.host}:${admin.port}`;
+  const now = Date.now();
+  const hit = poolLists.get(key);
+  if (hit && hit.applied === applied && now - hit.at < POOL_LIST_MS) return hit.entries;
+  const entries = showDatabases(admin);
+  poolLists.set(key, { at: now, applied, entries });
+  entries.catch(() => poolLists.delete(key));
+  return entries;
 }
 
 export type AccessState =

@@ -16,8 +16,15 @@ import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileInfo, ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
-import { showDatabases } from '../../pg/pgbouncer-console.js';
-import { DEFAULT_POOLER_ADMIN_USER, accessState, forgetTenant, loadPoolerAdmin, poolerConfigApplied, verifierFor } from '../pooler-view.js';
+import {
+  DEFAULT_POOLER_ADMIN_USER,
+  accessState,
+  forgetTenant,
+  loadPoolerAdmin,
+  poolerConfigApplied,
+  sharedPoolList,
+  verifierFor,
+} from '../pooler-view.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import { defaultServerName } from '../watches.js';
@@ -780,7 +787,7 @@ async function poolerCondition(
     };
   let entry;
   try {
-    entry = (await showDatabases(admin.value)).get(alias);
+    entry = (await sharedPoolList(ctx, server, admin.value)).get(alias);
   } catch (err) {
     return {
       type: 'PoolerReady',
