@@ -200,10 +200,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       Repaired: 'Repaired',
       Rotated: 'Rotated',
     };
-    for (const c of changes) {
-      log.info(c);
-      ctx.events.normal(ref, `${noun}${verbs[c.split(' ')[0] ?? ''] ?? 'Updated'}`, c);
-    }
+    for (const c of changes) log.info(c);
+    // One Event per object and step, naming every change in it: the trail stays complete, and a
+    // new tenant costs a few Events, not one per statement.
+    const first = changes[0];
+    if (first) ctx.events.normal(ref, `${noun}${verbs[first.split(' ')[0] ?? ''] ?? 'Updated'}`, changes.join('; '));
   };
   // What the steps learn, for the steps after them (each is set before it is read).
   let names!: TenantNames;
