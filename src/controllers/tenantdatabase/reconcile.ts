@@ -7,7 +7,7 @@ import { TENANT_DATABASE } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
-import { decodeSecretData } from '../../kube/secrets.js';
+import { decodeSecretData, secretValue } from '../../kube/secrets.js';
 import { asTenant, tryLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
 import { runSteps, step, type Step } from '../../runtime/steps.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
@@ -95,6 +95,7 @@ export async function reconcileTenantDatabase(
   if (td.metadata.deletionTimestamp) {
     pooledLogins.delete(td.metadata.uid);
     verified.delete(td.metadata.uid);
+    provisioned.delete(td.metadata.uid);
     forgetTenant(td.metadata.uid);
     for (const pending of admitted.values()) pending.delete(td.metadata.uid);
     try {
@@ -222,6 +223,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
   let rotateFor: string | undefined;
   let verifier!: string;
   let loginErr: unknown;
+  let justProvisioned = false;
   let written: Record<string, string> | undefined;
   let ext!: ExtensionOutcome;
   /**
@@ -329,14 +331,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
       const snap = ctx.catalog.get(serverName);
       if (!snap || snap.at <= v.at) return { outcome: { conditions: [], status: {}, terminal: false }, names, serverName };
-      const role = snap.roles.get(names.role);
-      const dbs = [names.database, names.shadow].filter((d): d is string => !!d).map((d) => snap.databases.get(d));
-      const intact =
-        role?.canLogin &&
-        role.connLimit === connectionLimit &&
-        dbs.every((d) => d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit);
-      if (!intact) {
+      if (!intactIn(snap, names, connectionLimit)) {
         verified.delete(td.metadata.uid);
+        provisioned.delete(td.metadata.uid);
         return undefined;
       }
       const size = snap.databases.get(names.database)?.sizeBytes;
@@ -345,6 +342,24 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         activeConnections: snap.sessions.get(names.role) ?? 0,
       };
       return { outcome: { conditions: [], status, terminal: false }, names, serverName };
+    }),
+    // Everything was provisioned moments ago for exactly this spec and Secret, and only what comes
+    // from outside (the pooler, the allow-lists) is awaited: that is all this reconcile looks at.
+    step<Provisioned>('just-provisioned', async () => {
+      const p = periodic ? undefined : provisioned.get(td.metadata.uid);
+      if (!p || Date.now() - p.at > JUST_PROVISIONED_MS) return undefined;
+      if (p.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
+      const snap = ctx.catalog.get(serverName);
+      if (snap && snap.at > p.at && !intactIn(snap, names, connectionLimit)) {
+        provisioned.delete(td.metadata.uid);
+        return undefined;
+      }
+      const cached = secretValue(ctx.secrets.get(names.secret, td.metadata.namespace), 'password');
+      if (!cached) return undefined;
+      justProvisioned = true;
+      password = cached;
+      ext = { created: [], failed: [] };
+      return undefined;
     }),
     step<Provisioned>('pooler-admin-name', async () => {
       if (server.spec.pooler && td.spec.pooling.enabled) {
@@ -373,6 +388,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     }),
     // Change nothing that belongs to someone else.
     step<Provisioned>('claims', async () => {
+      if (justProvisioned) return undefined;
       try {
         roleClaim = await claimOfRole(pool, names.role, owner.uid);
       } catch (err) {
@@ -410,6 +426,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       return undefined;
     }),
     step<Provisioned>('capacity', async () => {
+      if (justProvisioned) return undefined;
       const max = server.spec.maxTenants;
       if (max !== undefined && roleClaim.state === 'absent' && !(await admit(ctx, pool, serverName, owner.uid, max))) {
         return {
@@ -425,6 +442,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       return undefined;
     }),
     step<Provisioned>('connection-budget', async () => {
+      if (justProvisioned) return undefined;
       if (limits.enforceBudget) {
         const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
         if (current !== connectionLimit) {
@@ -451,6 +469,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     }),
     // The Secret first: the password must be stored before any role carries it.
     step<Provisioned>('secret', async () => {
+      if (justProvisioned) return undefined;
       const ns = owner.namespace;
       const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
       if (current.kind === 'foreign') {
@@ -508,6 +527,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       return undefined;
     }),
     step<Provisioned>('role-and-databases', async () => {
+      if (justProvisioned) return undefined;
       // The verifier is a function of role identity and password: every reconcile computes the same one.
       verifier = verifierFor(td.metadata.uid, names.role, password);
       record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit }), 'Role');
@@ -529,6 +549,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     // A real login with the Secret's credentials (a changed password is put back), and in that
     // same session, as the tenant, the extensions it asks for.
     step<Provisioned>('login-and-extensions', async () => {
+      if (justProvisioned) return undefined;
       const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
       let session = await asTenant(ep, names.role, password, names.database, extensions);
       if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
@@ -538,6 +559,12 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       }
       loginErr = session.ok ? undefined : session.error;
       ext = session.ok ? session.value : { created: [], failed: [] };
+      if (session.ok && !ext.failed.length) {
+        const fingerprint = verifiedFingerprint(ctx, td, server, names, connectionLimit, written);
+        provisioned.set(td.metadata.uid, { fingerprint, at: Date.now() });
+      } else {
+        provisioned.delete(td.metadata.uid);
+      }
       if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
       return undefined;
     }),
@@ -545,6 +572,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     step<Provisioned>('observe', async () => {
       const usage = await sql.usage(pool, names.database, names.role);
       const poolerReady = await poolerCondition(ctx, server, td, names.database, names.role, password);
+      // A refused pooled login may be drift the shortcut above cannot see: the next look is a full one.
+      if (poolerReady.reason === 'PoolerLoginFailed') provisioned.delete(td.metadata.uid);
       const access = accessRulesCondition(ctx, server, td, names);
       const conditions: ConditionInput[] = [
         { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
@@ -619,7 +648,21 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
  * schema and its privileges are looked at in its database, which the catalog snapshot does not show.
  */
 const verified = new Map<string, { fingerprint: string; at: number }>();
+/** Tenants whose objects a reconcile of the last JUST_PROVISIONED_MS ensured, with what for. */
+const provisioned = new Map<string, { fingerprint: string; at: number }>();
+const JUST_PROVISIONED_MS = 120_000;
 const DEEP_RECHECKS = 12;
+
+/** Whether the server's catalog snapshot shows the tenant's role and databases as provisioning leaves them. */
+function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, connectionLimit: number): boolean {
+  const role = snap.roles.get(names.role);
+  const dbs = [names.database, names.shadow].filter((d): d is string => !!d).map((d) => snap.databases.get(d));
+  return (
+    !!role?.canLogin &&
+    role.connLimit === connectionLimit &&
+    dbs.every((d) => !!d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit)
+  );
+}
 
 function verifiedFingerprint(
   ctx: OperatorContext,
