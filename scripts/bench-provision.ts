@@ -421,6 +421,7 @@ interface Options {
   floor: boolean;
   timeout: number;
   keep: boolean;
+  built: boolean;
 }
 
 type Td = k8s.KubernetesObject & {
@@ -518,6 +519,7 @@ async function main(n: number, o: Options): Promise<void> {
     logFile: join(dir, 'operator.log'),
     resync: o.resync,
     extraArgs: [`--metrics-port=${metricsPort}`, ...(o.workers !== undefined ? [`--workers=${o.workers}`] : [])],
+    built: o.built,
   });
   cleanups.push(() => op.stop());
   const pid = op.child.pid ?? 0;
@@ -748,6 +750,7 @@ program
   .option('--no-floor', 'skip the raw-SQL floor')
   .option('--timeout <s>', 'seconds to wait for the burst', int, 1800)
   .option('--keep', 'keep the logs folder (operator, agent, PostgreSQL, audit)', false)
+  .option('--built', 'run the compiled operator (npm run build first) as the image does, not the sources through tsx', false)
   .action(async (n: number, o: Options) => {
     let stopping = false;
     const stop = async (code: number) => {

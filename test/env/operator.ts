@@ -9,6 +9,8 @@ export interface OperatorProcOptions {
   resync?: string;
   identity?: string;
   extraArgs?: string[];
+  /** Run the compiled operator (dist/, after `npm run build`), as the image does, instead of the sources through tsx. */
+  built?: boolean;
 }
 
 export function startOperatorProcess(o: OperatorProcOptions): Proc {
@@ -16,9 +18,7 @@ export function startOperatorProcess(o: OperatorProcOptions): Proc {
     'operator',
     process.execPath,
     [
-      '--import',
-      'tsx',
-      join(ROOT, 'src/cli/main.ts'),
+      ...(o.built ? [join(ROOT, 'dist/cli/main.js')] : ['--import', 'tsx', join(ROOT, 'src/cli/main.ts')]),
       'operator',
       `--kubeconfig=${o.kubeconfig}`,
       `--namespace=${OPERATOR_NAMESPACE}`,
