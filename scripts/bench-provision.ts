@@ -422,6 +422,7 @@ interface Options {
   timeout: number;
   keep: boolean;
   built: boolean;
+  nodeOptions?: string;
 }
 
 type Td = k8s.KubernetesObject & {
@@ -520,6 +521,7 @@ async function main(n: number, o: Options): Promise<void> {
     resync: o.resync,
     extraArgs: [`--metrics-port=${metricsPort}`, ...(o.workers !== undefined ? [`--workers=${o.workers}`] : [])],
     built: o.built,
+    ...(o.nodeOptions !== undefined ? { nodeOptions: o.nodeOptions } : {}),
   });
   cleanups.push(() => op.stop());
   const pid = op.child.pid ?? 0;
@@ -750,6 +752,7 @@ program
   .option('--no-floor', 'skip the raw-SQL floor')
   .option('--timeout <s>', 'seconds to wait for the burst', int, 1800)
   .option('--keep', 'keep the logs folder (operator, agent, PostgreSQL, audit)', false)
+  .option('--node-options <flags>', "NODE_OPTIONS for the operator process (e.g. '--max-old-space-size=128')")
   .option('--built', 'run the compiled operator (npm run build first) as the image does, not the sources through tsx', false)
   .action(async (n: number, o: Options) => {
     let stopping = false;

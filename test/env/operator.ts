@@ -11,6 +11,8 @@ export interface OperatorProcOptions {
   extraArgs?: string[];
   /** Run the compiled operator (dist/, after `npm run build`), as the image does, instead of the sources through tsx. */
   built?: boolean;
+  /** NODE_OPTIONS for the operator process alone (heap limits, say). */
+  nodeOptions?: string;
 }
 
 export function startOperatorProcess(o: OperatorProcOptions): Proc {
@@ -28,6 +30,14 @@ export function startOperatorProcess(o: OperatorProcOptions): Proc {
       ...(o.extraArgs ?? []),
     ],
     o.logFile,
-    { cwd: ROOT, env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...(o.identity ? { POD_NAME: o.identity } : {}) } },
+    {
+      cwd: ROOT,
+      env: {
+        ...process.env,
+        LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
+        ...(o.identity ? { POD_NAME: o.identity } : {}),
+        ...(o.nodeOptions !== undefined ? { NODE_OPTIONS: o.nodeOptions } : {}),
+      },
+    },
   );
 }
