@@ -5,7 +5,8 @@ import type { KubeClients } from '../kube/client.js';
 import { secretValue } from '../kube/secrets.js';
 import type { AdminCredentials, AdminPools, ServerEndpoint } from '../pg/connections.js';
 import type { CatalogSnapshot } from '../pg/tenant-sql.js';
-import type { EventRecorder } from '../runtime/events.js';
+import type { EventRecorder, ObjectRef } from '../runtime/events.js';
+import { API_VERSION } from '../api/common.js';
 import type { ResilientInformer } from '../runtime/informer.js';
 import type { Logger } from '../runtime/logger.js';
 
@@ -129,4 +130,15 @@ export function splitKey(key: string): { namespace: string | undefined; name: st
 export function keyOf(obj: k8s.KubernetesObject): string {
   const ns = obj.metadata?.namespace;
   return ns ? `${ns}/${obj.metadata?.name}` : (obj.metadata?.name ?? '');
+}
+
+/** The reference an Event about a TenantDatabase names. */
+export function tenantRef(td: { metadata: { name: string; namespace?: string | undefined; uid: string } }): ObjectRef {
+  return {
+    apiVersion: API_VERSION,
+    kind: 'TenantDatabase',
+    name: td.metadata.name,
+    namespace: td.metadata.namespace,
+    uid: td.metadata.uid,
+  };
 }

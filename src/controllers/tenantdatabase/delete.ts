@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { API_VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
 import { deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
@@ -10,7 +9,7 @@ import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import { RetryableError } from '../../runtime/errors.js';
 import { removeFinalizer } from '../../runtime/status.js';
-import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, type OperatorContext } from '../context.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, tenantRef, type OperatorContext } from '../context.js';
 import { claimOfDatabase, clearRoleDependencies, type InDatabase } from './provision.js';
 import { resolveServer } from './resolve.js';
 
@@ -24,13 +23,7 @@ import { resolveServer } from './resolve.js';
 export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, servers: PostgresServer[], log: Logger): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   if (!(td.metadata.finalizers ?? []).includes(FINALIZER)) return;
-  const ref = {
-    apiVersion: API_VERSION,
-    kind: 'TenantDatabase',
-    name: td.metadata.name,
-    namespace: td.metadata.namespace,
-    uid: td.metadata.uid,
-  };
+  const ref = tenantRef(td);
 
   // Where this tenant may have created something: the server status names and the one its spec resolves to.
   const names = new Set<string>();

@@ -25,7 +25,7 @@ import {
   sharedPoolList,
   verifierFor,
 } from '../pooler-view.js';
-import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, tenantRef, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
 import { defaultServerName } from '../watches.js';
 import {
@@ -166,13 +166,7 @@ async function saveStatus(
   {
     const before = t.before.find((c) => c.type === 'Ready');
     if (after) {
-      const ref = {
-        apiVersion: API_VERSION,
-        kind: 'TenantDatabase',
-        name: td.metadata.name,
-        namespace: td.metadata.namespace,
-        uid: td.metadata.uid,
-      };
+      const ref = tenantRef(td);
       if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
       // Waiting for the pooler right after creation is not worth a warning; losing it later is.
       else if (before?.status === 'True' || after.reason !== 'PoolerNotReady') ctx.events.warning(ref, after.reason, after.message);
@@ -185,13 +179,7 @@ async function saveStatus(
  * name to a Conflict can still be given another one.
  */
 async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, periodic: boolean): Promise<Provisioned> {
-  const ref = {
-    apiVersion: API_VERSION,
-    kind: 'TenantDatabase',
-    name: td.metadata.name,
-    namespace: td.metadata.namespace,
-    uid: td.metadata.uid,
-  };
+  const ref = tenantRef(td);
   /** Logs each change and records it as an Event whose reason is the object and the verb: RoleCreated. */
   const record = (changes: string[], noun: string) => {
     const verbs: Record<string, string> = {
