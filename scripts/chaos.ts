@@ -754,10 +754,17 @@ async function converged(pl: Pooler): Promise<{ done: boolean; summary: string }
       !w.deleted &&
       !wl.some((x) => x.metadata.namespace === w.namespace && x.metadata.name === w.name && whitelistSettled(x, w)),
   ).length;
-  const done = ready.length === wanted.length && lingering.length === 0 && extra === 0 && wlPending === 0;
+  // A rotation asked for just before the last kill is part of what the operator must finish.
+  const rotating = wanted.filter((t) => t.rotation);
+  let rotPending = 0;
+  for (const t of rotating) {
+    const s = await core.readNamespacedSecret({ name: t.secretName ?? `${t.name}-db`, namespace: t.namespace }).catch(() => undefined);
+    if (s?.metadata?.annotations?.[ROTATED_ANNOTATION] !== t.rotation?.value) rotPending++;
+  }
+  const done = ready.length === wanted.length && lingering.length === 0 && extra === 0 && wlPending === 0 && rotPending === 0;
   return {
     done,
-    summary: `${ready.length}/${wanted.length} Ready, ${lingering.length} deletions pending, ${entries.size} pooler entries (${extra} extra), ${wlPending} whitelists pending`,
+    summary: `${ready.length}/${wanted.length} Ready, ${lingering.length} deletions pending, ${entries.size} pooler entries (${extra} extra), ${wlPending} whitelists pending, ${rotPending} rotations pending`,
   };
 }
 
