@@ -6,7 +6,7 @@ import type * as k8s from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { GROUP, VERSION } from './api/common.js';
-import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, apiPath } from './api/kinds.js';
+import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, apiPath, type KindInfo } from './api/kinds.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
 import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
@@ -21,7 +21,7 @@ import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
 import { eventRecorder } from './runtime/events.js';
 import { startHealthServer } from './runtime/health.js';
-import { namespacePoller, resilientInformer, unionInformer, type ResilientInformer } from './runtime/informer.js';
+import { namespacePoller, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
 import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
 import type { Logger } from './runtime/logger.js';
 import { createMetrics } from './runtime/metrics.js';
@@ -93,29 +93,12 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const onMapError = (err: unknown, why: string) => log.error({ err: errorMessage(err), watch: why }, 'A watch mapping failed');
   const on = <S extends Source>(source: S) => handlersFor(source, () => cacheRef.current, enqueue, onMapError);
 
-  const servers = resilientInformer<CachedPostgresServer>(o.kc, apiPath(POSTGRES_SERVER), list(POSTGRES_SERVER.plural), on('servers'), log);
-  const tenants = scoped((ns) =>
-    resilientInformer<CachedTenantDatabase>(
-      o.kc,
-      apiPath(TENANT_DATABASE, ns),
-      list(TENANT_DATABASE.plural, ns),
-      on('tenants'),
-      log,
-      undefined,
-      tenantIndexers,
-    ),
-  );
-  const whitelists = scoped((ns) =>
-    resilientInformer<CachedIpWhitelist>(
-      o.kc,
-      apiPath(IP_WHITELIST, ns),
-      list(IP_WHITELIST.plural, ns),
-      on('whitelists'),
-      log,
-      undefined,
-      whitelistIndexers,
-    ),
-  );
+  /** An informer of one of our kinds (in one namespace, or all), wired to the watch table. */
+  const kindInformer = <T extends k8s.KubernetesObject>(kind: KindInfo, source: Source, ns?: string, indexers?: Indexers<T>) =>
+    resilientInformer<T>(o.kc, apiPath(kind, ns), list<T>(kind.plural, ns), on(source), log, undefined, indexers);
+  const servers = kindInformer<CachedPostgresServer>(POSTGRES_SERVER, 'servers');
+  const tenants = scoped((ns) => kindInformer<CachedTenantDatabase>(TENANT_DATABASE, 'tenants', ns, tenantIndexers));
+  const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
   const secrets: ResilientInformer<k8s.V1Secret> = scoped(
