@@ -13,6 +13,7 @@ import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
 import { reportFailure } from './controllers/failure.js';
 import { makeClients } from './kube/client.js';
+import { slimSecret } from './kube/secrets.js';
 import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from './api/cached.js';
 import { handlersFor, tenantIndexers, whitelistIndexers, type Caches, type ControllerName, type Source } from './controllers/watches.js';
 import { errorMessage } from './runtime/errors.js';
@@ -21,10 +22,13 @@ import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
 import { eventRecorder } from './runtime/events.js';
 import { startHealthServer } from './runtime/health.js';
-import { namespacePoller, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
+import { namespacePoller, pagedList, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
 import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
 import type { Logger } from './runtime/logger.js';
 import { createMetrics } from './runtime/metrics.js';
+
+/** Secrets per page when the Secret cache lists: bounds the memory of one list page. */
+const SECRET_PAGE = 20;
 
 export interface OperatorOptions {
   kc: k8s.KubeConfig;
@@ -101,18 +105,27 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
+  // Anyone who may write Secrets can set the label: the cache keeps only what the controllers read
+  // (slimSecret), and a list takes SECRET_PAGE Secrets at a time (a Secret may hold 1 MiB).
+  const slimOwn = (s: k8s.V1Secret) => slimSecret(s, o.namespace);
   const secrets: ResilientInformer<k8s.V1Secret> = scoped(
     (ns) =>
       resilientInformer<k8s.V1Secret>(
         o.kc,
         ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
-        () =>
-          ns
-            ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed })
-            : clients.core.listSecretForAllNamespaces({ labelSelector: managed }),
+        pagedList(
+          (page) =>
+            ns
+              ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed, ...page })
+              : clients.core.listSecretForAllNamespaces({ labelSelector: managed, ...page }),
+          SECRET_PAGE,
+          slimOwn,
+        ),
         on('secrets'),
         log,
         managed,
+        {},
+        slimOwn,
       ),
     [o.namespace],
   );

@@ -46,6 +46,33 @@ export const postgresServerSpec = z
         configSecretRef: secretRef
           .optional()
           .describe('The Secret the operator writes the rendered PgBouncer configuration into, for the agent beside PgBouncer.'),
+        clientLimits: z
+          .object({
+            default: z
+              .number()
+              .int()
+              .min(1)
+              .max(100000)
+              .default(100)
+              .describe('Client connections PgBouncer accepts per tenant whose pooling.maxClientConnections is omitted or -1.'),
+            max: z
+              .number()
+              .int()
+              .min(1)
+              .max(100000)
+              .default(1000)
+              .describe('The highest pooling.maxClientConnections a tenant may ask for; more is refused.'),
+          })
+          .prefault({})
+          .describe(
+            "Bounds for each tenant's client connections to PgBouncer (max_db_client_connections, PgBouncer 1.24+), so that no tenant can take every client slot (max_client_conn) of a shared pooler.",
+          )
+          .meta(
+            cel({
+              rule: '!has(self.default) || !has(self.max) || self.default <= self.max',
+              message: 'pooler.clientLimits.default must not exceed pooler.clientLimits.max',
+            }),
+          ),
       })
       .optional()
       .describe('The PgBouncer in front of this server.'),

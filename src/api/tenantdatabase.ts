@@ -71,6 +71,15 @@ export const tenantDatabaseSpec = z
           .max(100000)
           .default(0)
           .describe("PgBouncer max_db_connections for the tenant's database; 0 means no limit."),
+        maxClientConnections: z
+          .number()
+          .int()
+          .min(-1)
+          .max(100000)
+          .default(-1)
+          .describe(
+            "Most client connections PgBouncer accepts for the tenant's pool at once. -1 (the default) means the server's pooler.clientLimits.default; more than its pooler.clientLimits.max is refused. Needs PgBouncer 1.24 or newer; an older one serves the tenant without the cap and the PostgresServer says so.",
+          ),
       })
       .prefault({})
       .describe("The tenant's PgBouncer pool."),

@@ -46,6 +46,15 @@ export async function showDatabases(admin: PoolerAdmin): Promise<Map<string, Poo
   return out;
 }
 
+/** PgBouncer's version as [major, minor, patch], from SHOW VERSION ("PgBouncer 1.24.1"). */
+export async function pgbouncerVersion(admin: PoolerAdmin): Promise<[number, number, number]> {
+  const row = (await consoleQuery(admin, 'SHOW VERSION'))[0] ?? {};
+  const text = String(Object.values(row)[0] ?? '');
+  const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(text);
+  if (!m) throw new Error(`PgBouncer's SHOW VERSION gave ${JSON.stringify(text)}`);
+  return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+}
+
 /** Re-reads pgbouncer.ini and the files it names. */
 export async function reload(admin: PoolerAdmin): Promise<void> {
   await consoleQuery(admin, 'RELOAD');

@@ -1,4 +1,6 @@
-import { encodeSecretData, decodeSecretData } from '../../src/kube/secrets.js';
+import { CACHED_TENANT_SECRET_BYTES, encodeSecretData, decodeSecretData, slimSecret } from '../../src/kube/secrets.js';
+import { pagedList } from '../../src/runtime/informer.js';
+import type * as k8s from '@kubernetes/client-node';
 import { renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
 
 const base = { host: 'db.example.com', port: 5432, sslMode: 'require', database: 'shop_orders', user: 'shop_orders', password: 'abc' };
@@ -44,5 +46,80 @@ describe('renderSecretData', () => {
   test('base64 round trip', () => {
     const d = renderSecretData(base);
     expect(decodeSecretData(encodeSecretData(d))).toEqual(d);
+  });
+});
+
+describe('slimSecret: what the Secret cache keeps', () => {
+  const owner = { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'TenantDatabase', name: 'app', uid: 'u1', controller: true };
+  const secret = (ns: string, data: Record<string, string>, ownerReferences?: k8s.V1OwnerReference[]): k8s.V1Secret => ({
+    metadata: {
+      name: 's',
+      namespace: ns,
+      labels: { 'app.kubernetes.io/managed-by': 'tenantdb', 'tenantdb.dev/postgresserver': 'x', junk: 'y'.repeat(60) },
+      annotations: { 'tenantdb.dev/data-hash': 'abc', 'tenantdb.dev/big': 'z'.repeat(9000), 'other/note': 'w'.repeat(200_000) },
+      managedFields: [{ manager: 'm' }],
+      ...(ownerReferences ? { ownerReferences } : {}),
+    },
+    data: encodeSecretData(data),
+  });
+
+  test("a tenant's own Secret keeps its data and our metadata only", () => {
+    const s = secret('team', { password: 'pw', DATABASE_URL: 'postgresql://a' }, [owner]);
+    slimSecret(s, 'tenantdb-system');
+    expect(decodeSecretData(s.data)).toEqual({ password: 'pw', DATABASE_URL: 'postgresql://a' });
+    expect(s.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'tenantdb', 'tenantdb.dev/postgresserver': 'x' });
+    expect(s.metadata?.annotations).toEqual({ 'tenantdb.dev/data-hash': 'abc' });
+    expect(s.metadata?.managedFields).toBeUndefined();
+  });
+
+  test('a labelled Secret no TenantDatabase controls keeps no data', () => {
+    const s = secret('team', { password: 'pw' });
+    slimSecret(s, 'tenantdb-system');
+    expect(s.data).toBeUndefined();
+    const notController = secret('team', { password: 'pw' }, [{ ...owner, controller: false }]);
+    slimSecret(notController, 'tenantdb-system');
+    expect(notController.data).toBeUndefined();
+    const otherKind = secret('team', { password: 'pw' }, [{ ...owner, kind: 'Deployment', apiVersion: 'apps/v1' }]);
+    slimSecret(otherKind, 'tenantdb-system');
+    expect(otherKind.data).toBeUndefined();
+  });
+
+  test('a tenant Secret past the size bound keeps no data, however it claims to be ours', () => {
+    const s = secret('team', { password: 'x'.repeat(CACHED_TENANT_SECRET_BYTES) }, [owner]);
+    slimSecret(s, 'tenantdb-system');
+    expect(s.data).toBeUndefined();
+  });
+
+  test("the operator's namespace keeps its config Secrets whole, whatever their size", () => {
+    const s = secret('tenantdb-system', { 'databases.ini': 'd'.repeat(400_000) });
+    slimSecret(s, 'tenantdb-system');
+    expect(decodeSecretData(s.data)['databases.ini']).toHaveLength(400_000);
+  });
+});
+
+describe('pagedList', () => {
+  test('reads every page, slims each before the next, and keeps the snapshot version', async () => {
+    const all = Array.from({ length: 45 }, (_, i) => ({ metadata: { name: `s${i}` }, data: { k: 'v' } }));
+    const asked: { limit: number; _continue?: string }[] = [];
+    let slimmedBeforeNext = true;
+    const list = pagedList<k8s.V1Secret>(
+      async (page) => {
+        asked.push(page);
+        const start = Number(page._continue ?? 0);
+        if (all.slice(0, start).some((s) => s.data)) slimmedBeforeNext = false;
+        const next = start + page.limit;
+        return {
+          metadata: { resourceVersion: '7', ...(next < all.length ? { _continue: String(next) } : {}) },
+          items: all.slice(start, next),
+        };
+      },
+      20,
+      (s) => delete s.data,
+    );
+    const got = await list();
+    expect(got.items.map((s) => s.metadata?.name)).toEqual(all.map((s) => s.metadata?.name));
+    expect(got.metadata).toEqual({ resourceVersion: '7' });
+    expect(asked).toEqual([{ limit: 20 }, { limit: 20, _continue: '20' }, { limit: 20, _continue: '40' }]);
+    expect(slimmedBeforeNext).toBe(true);
   });
 });

@@ -201,10 +201,16 @@ export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: 
   return admitted.flatMap(cidrsOf);
 }
 
+/** A tenant's PgBouncer client limit: its own (-1: the server's default), never above the server's ceiling. */
+export function clientLimitOf(asked: number | undefined, limits: { default: number; max: number }): number {
+  return Math.min(asked === undefined || asked < 0 ? limits.default : asked, limits.max);
+}
+
 /** The tenants a server's pooler serves: verified by their markers, pooling on, not being deleted. */
-export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerTenant[] {
+export function poolerTenants(ctx: OperatorContext, server: PostgresServer): PoolerTenant[] {
   const out: PoolerTenant[] = [];
-  for (const t of verifiedTenants(ctx, serverName)) {
+  const limits = server.spec.pooler?.clientLimits ?? { default: 100, max: 1000 };
+  for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const pooling = t.view.spec?.pooling;
     if (pooling?.enabled === false) continue;
     const pw = tenantPassword(ctx, t);
@@ -217,6 +223,8 @@ export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerT
       poolMode: pooling?.poolMode ?? 'transaction',
       poolSize: pooling?.poolSize ?? 10,
       maxDbConnections: pooling?.maxDbConnections ?? 0,
+      // Never past the server's ceiling, whatever the tenant asked (its own status says it was refused).
+      maxClientConnections: clientLimitOf(pooling?.maxClientConnections, limits),
       allowedCidrs: whitelistCidrs(ctx, t.namespace, t.name),
     });
   }

@@ -76,7 +76,7 @@ async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServe
       type: 'PoolerReady',
       status: 'True',
       reason: 'Applied',
-      message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}`,
+      message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}${st.warning ? `; ${st.warning}` : ''}`,
     };
   } catch (err) {
     return {

@@ -294,6 +294,16 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       }
       return undefined;
     }),
+    step<Provisioned>('pooler-client-limit', async () => {
+      const bounds = server.spec.pooler?.clientLimits;
+      const asked = td.spec.pooling.maxClientConnections;
+      // The pooler config never goes past the ceiling (pooler-plan clamps it); this says why in status.
+      if (bounds && td.spec.pooling.enabled && asked > bounds.max) {
+        const message = `pooling.maxClientConnections ${asked} is above PostgresServer ${serverName}'s pooler.clientLimits.max of ${bounds.max}`;
+        return { outcome: notReady('ClientLimitTooHigh', message, true), serverName };
+      }
+      return undefined;
+    }),
     step<Provisioned>('extensions-allowed', async () => {
       const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
       if (disallowed.length > 0) {
