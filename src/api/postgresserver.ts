@@ -53,14 +53,14 @@ export const postgresServerSpec = z
               .int()
               .min(1)
               .max(100000)
-              .default(100)
+              .default(200)
               .describe('Client connections PgBouncer accepts per tenant whose pooling.maxClientConnections is omitted or -1.'),
             max: z
               .number()
               .int()
               .min(1)
               .max(100000)
-              .default(1000)
+              .default(2000)
               .describe('The highest pooling.maxClientConnections a tenant may ask for; more is refused.'),
           })
           .prefault({})

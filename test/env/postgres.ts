@@ -120,6 +120,8 @@ export interface PgServerOptions {
   adminUser?: string;
   /** A major from supportedMajors(): the embedded server of that major instead of the machine's. */
   major?: number;
+  /** Server settings (name=value) after the defaults, which they override. */
+  settings?: string[];
 }
 
 export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServer> {
@@ -172,6 +174,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
       'max_connections=300',
       '-c',
       'password_encryption=scram-sha-256',
+      ...(opts.settings ?? []).flatMap((s) => ['-c', s]),
     ],
     join(dir, 'postgres.log'),
     spawnOpts,

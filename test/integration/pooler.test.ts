@@ -331,7 +331,10 @@ test('an open pooled session of one tenant survives other tenants being created,
 });
 
 test('hundreds of clients are served by no more server connections than the pool size', async () => {
-  await applyTenant(c, NS, 'busy', { serverRef: { name: SERVER }, pooling: { poolSize: 5, poolMode: 'transaction' } });
+  await applyTenant(c, NS, 'busy', {
+    serverRef: { name: SERVER },
+    pooling: { poolSize: 5, poolMode: 'transaction', maxClientConnections: 400 },
+  });
   await tenantReady(c, NS, 'busy');
   const url = await pooledUrl('busy');
   // Server connections of the tenant role, less the operator's own direct login checks.
@@ -354,6 +357,48 @@ test('hundreds of clients are served by no more server connections than the pool
   expect(results.filter((r) => r.status === 'fulfilled').length).toBe(clients);
   expect(peak).toBeGreaterThan(0);
   expect(peak).toBeLessThanOrEqual(5);
+}, 120_000);
+
+test("one tenant's clients cannot take the pooler's client slots: its cap refuses the surplus, others log in", async () => {
+  await applyTenant(c, NS, 'capped', { serverRef: { name: SERVER }, pooling: { maxClientConnections: 3 } });
+  await applyTenant(c, NS, 'neighbour', { serverRef: { name: SERVER } });
+  await tenantReady(c, NS, 'capped');
+  await tenantReady(c, NS, 'neighbour');
+  const url = await pooledUrl('capped');
+  const held: pg.Client[] = [];
+  try {
+    // The tenant opens as many sessions as it can, and then some.
+    const attempts = await Promise.allSettled(
+      Array.from({ length: 12 }, async () => {
+        const client = new pg.Client({ connectionString: url });
+        client.on('error', () => undefined);
+        held.push(client);
+        await client.connect();
+        await client.query('SELECT 1');
+      }),
+    );
+    const refused = attempts.filter((a): a is PromiseRejectedResult => a.status === 'rejected');
+    expect(attempts.length - refused.length).toBe(3);
+    expect(String(refused[0]?.reason)).toMatch(/max_db_client_connections|no more connections allowed/);
+    // Its neighbour on the same pooler is not affected.
+    expect(await queryWith(await pooledUrl('neighbour'))).toEqual([{ u: 'pool_neighbour' }]);
+  } finally {
+    await Promise.all(held.map((h) => h.end().catch(() => undefined)));
+  }
+  // With its sessions closed, the tenant logs in again.
+  await waitFor(
+    'a pooled login of the capped tenant',
+    async () =>
+      (await queryWith(url).then(
+        () => true,
+        () => false,
+      )) || undefined,
+  );
+
+  // Above the server's ceiling: refused in its own status; the pooler keeps the ceiling.
+  await applyTenant(c, NS, 'greedy', { serverRef: { name: SERVER }, pooling: { maxClientConnections: 5000 } });
+  const greedy = await waitForCondition(() => getTenant(c, NS, 'greedy'), 'Ready', 'False', 'ClientLimitTooHigh');
+  expect(condition(greedy, 'Ready')?.message).toContain('pooler.clientLimits.max of 2000');
 }, 120_000);
 
 test('a config the agent refuses is not loaded, and the last good one keeps working', async () => {

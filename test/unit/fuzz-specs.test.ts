@@ -110,7 +110,7 @@ describe('TenantDatabase', () => {
               poolMode: td.spec.pooling.poolMode,
               poolSize: td.spec.pooling.poolSize,
               maxDbConnections: td.spec.pooling.maxDbConnections,
-              maxClientConnections: clientLimitOf(td.spec.pooling.maxClientConnections, { default: 100, max: 1000 }),
+              maxClientConnections: clientLimitOf(td.spec.pooling.maxClientConnections, { default: 200, max: 2000 }),
             },
           ],
           alwaysAllowedCidrs: [],

@@ -209,7 +209,7 @@ export function clientLimitOf(asked: number | undefined, limits: { default: numb
 /** The tenants a server's pooler serves: verified by their markers, pooling on, not being deleted. */
 export function poolerTenants(ctx: OperatorContext, server: PostgresServer): PoolerTenant[] {
   const out: PoolerTenant[] = [];
-  const limits = server.spec.pooler?.clientLimits ?? { default: 100, max: 1000 };
+  const limits = server.spec.pooler?.clientLimits ?? { default: 200, max: 2000 };
   for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const pooling = t.view.spec?.pooling;
     if (pooling?.enabled === false) continue;
