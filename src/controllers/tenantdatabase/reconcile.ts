@@ -444,13 +444,18 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (limits.enforceBudget) {
         const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
         if (current !== connectionLimit) {
-          const slots = await sql.connectionSlots(pool);
-          const others = [...(await sql.tenantConnectionLimits(pool)).entries()]
-            .filter(([r]) => r !== names.role)
-            .map(([, l]) => (l < 0 ? slots.maxConnections : l));
-          const open = slots.maxConnections - slots.superuserReserved - slots.reserved - ctx.pools.maxSessionsPerServer;
-          const sum = others.reduce((a, b) => a + b, 0);
-          if (sum + connectionLimit > open) {
+          const verdict = await fitBudget(
+            serverName,
+            names.role,
+            connectionLimit,
+            async () => ({
+              slots: await sql.connectionSlots(pool),
+              limits: await sql.tenantConnectionLimits(pool),
+            }),
+            ctx.pools.maxSessionsPerServer,
+          );
+          if (!verdict.fits) {
+            const { sum, open } = verdict;
             return {
               outcome: notReady(
                 'ConnectionBudgetExceeded',
@@ -723,6 +728,38 @@ async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, ui
     if (used.size >= max) return false;
     pending.set(uid, now);
     return true;
+  });
+}
+
+/**
+ * connectionLimits.enforceBudget, exactly, whatever runs in parallel: like admission, one check at
+ * a time per server, counting the limits the catalog shows plus those granted in this process and
+ * not yet written (a role's granted limit replaces its catalog one).
+ */
+const budgetGranted = new Map<string, Map<string, { limit: number; at: number }>>();
+
+async function fitBudget(
+  serverName: string,
+  role: string,
+  limit: number,
+  read: () => Promise<{ slots: sql.ConnectionSlots; limits: Map<string, number> }>,
+  operatorSessions: number,
+): Promise<{ fits: boolean; sum: number; open: number }> {
+  let lock = admissionLocks.get(serverName);
+  if (!lock) admissionLocks.set(serverName, (lock = pLimit(1)));
+  return lock(async () => {
+    const now = Date.now();
+    const granted = budgetGranted.get(serverName) ?? new Map<string, { limit: number; at: number }>();
+    budgetGranted.set(serverName, granted);
+    for (const [r, g] of granted) if (now - g.at > ADMISSION_HOLD_MS) granted.delete(r);
+    const { slots, limits } = await read();
+    for (const [r, g] of granted) limits.set(r, g.limit);
+    limits.delete(role);
+    const sum = [...limits.values()].reduce((a, l) => a + (l < 0 ? slots.maxConnections : l), 0);
+    const open = slots.maxConnections - slots.superuserReserved - slots.reserved - operatorSessions;
+    if (sum + limit > open) return { fits: false, sum, open };
+    granted.set(role, { limit, at: now });
+    return { fits: true, sum, open };
   });
 }
 
