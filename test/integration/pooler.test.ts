@@ -381,7 +381,7 @@ test("one tenant's clients cannot take the pooler's client slots: its cap refuse
     expect(attempts.length - refused.length).toBe(3);
     expect(String(refused[0]?.reason)).toMatch(/max_db_client_connections|no more connections allowed/);
     // Its neighbour on the same pooler is not affected.
-    expect(await queryWith(await pooledUrl('neighbour'))).toEqual([{ u: 'pool_neighbour' }]);
+    expect((await queryWith(await pooledUrl('neighbour')))[0]?.u).toBe('pool_neighbour');
   } finally {
     await Promise.all(held.map((h) => h.end().catch(() => undefined)));
   }
