@@ -175,6 +175,18 @@ export const postgresServerStatus = z
     observedGeneration: z.number().int().optional().describe('The generation the status was computed for.'),
     version: z.string().max(256).optional().describe("The server's version as it reports it (server_version)."),
     tenantCount: z.number().int().optional().describe('How many TenantDatabases use this server.'),
+    pooler: z
+      .object({
+        version: z.string().max(64).describe('The PgBouncer version its admin console reports.'),
+        maxPreparedStatements: z
+          .number()
+          .int()
+          .describe(
+            "PgBouncer's max_prepared_statements: above 0, named prepared statements work in transaction pooling (PgBouncer 1.21+), and tenant Secrets carry no client workarounds for it.",
+          ),
+      })
+      .optional()
+      .describe('What the PgBouncer in front of this server supports, as read from its admin console.'),
   })
   .describe('The observed state of the server.');
 

@@ -189,8 +189,9 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
     watch({
       source: 'servers',
-      why: 'its server: address, limits, admission and the pooler change what the tenant gets',
-      when: specChanged,
+      why: 'its server: address, limits, admission, the pooler and what the pooler supports change what the tenant gets',
+      when: (s, old, deleted) =>
+        specChanged(s, old, deleted) || JSON.stringify(s.status?.pooler ?? null) !== JSON.stringify(old?.status?.pooler ?? null),
       map: (s, c) => tenantsOfServer(c, keyOf(s)).map(keyOf),
     }),
     watch({

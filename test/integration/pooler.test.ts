@@ -401,6 +401,55 @@ test("one tenant's clients cannot take the pooler's client slots: its cap refuse
   expect(condition(greedy, 'Ready')?.message).toContain('pooler.clientLimits.max of 2000');
 }, 120_000);
 
+test('clients that prepare statements work through the pooler in transaction mode, with the URLs the Secret gives', async () => {
+  const server = await getServer(c, SERVER);
+  const features = (server?.status as { pooler?: { maxPreparedStatements?: number } } | undefined)?.pooler;
+  expect(features?.maxPreparedStatements).toBeGreaterThan(0);
+  // One server connection for every client: prepared statements of different clients meet on it.
+  await applyTenant(c, NS, 'prepared', { serverRef: { name: SERVER }, pooling: { poolMode: 'transaction', poolSize: 1 } });
+  await tenantReady(c, NS, 'prepared');
+  const s = (await readSecretData(c, NS, 'prepared-db')) ?? {};
+  expect(s.PRISMA_DATABASE_URL).toBe(s.DATABASE_URL);
+  expect(s['jdbc-url']).not.toContain('prepareThreshold');
+
+  // node-pg: the same statement name, different SQL, in two clients at once.
+  const run = async (sql: string, add: number) => {
+    const client = new pg.Client({ connectionString: s.DATABASE_URL });
+    await client.connect();
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        const r = await client.query<{ v: number }>({ name: 's1', text: sql, values: [i] });
+        expect(r.rows[0]?.v).toBe(i + add);
+      }
+    } finally {
+      await client.end();
+    }
+  };
+  await Promise.all([run('SELECT $1::int + 1 AS v', 1), run('SELECT $1::int + 100 AS v', 100)]);
+
+  // psycopg 3, prepared from the first execution, as its users run it (a python3 process with the URL).
+  const py = [
+    'import os, psycopg',
+    "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True, prepare_threshold=0) as conn:",
+    '    total = 0',
+    '    for i in range(30):',
+    "        total += conn.execute('SELECT %s::int * 2', (i,)).fetchone()[0]",
+    "        total += conn.execute('SELECT %s::int + 0', (i,)).fetchone()[0]",
+    '    print(total)',
+  ].join('\n');
+  const { execFile } = await import('node:child_process');
+  const runPy = () =>
+    new Promise<string>((resolve, reject) =>
+      execFile('/usr/bin/python3', ['-c', py], { env: { ...process.env, DATABASE_URL: s.DATABASE_URL ?? '' } }, (err, out, errOut) =>
+        err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve(out.trim()),
+      ),
+    );
+  // Two at once, and node-pg beside them, on the one server connection.
+  const [a, b] = await Promise.all([runPy(), runPy(), run('SELECT $1::int + 7 AS v', 7)]);
+  expect(a).toBe(String((3 * (29 * 30)) / 2));
+  expect(b).toBe(a);
+}, 120_000);
+
 test('a config the agent refuses is not loaded, and the last good one keeps working', async () => {
   const url = await pooledUrl('beta');
   await op.stop(); // so that nothing puts the good config back while we look

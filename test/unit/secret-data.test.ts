@@ -123,3 +123,34 @@ describe('pagedList', () => {
     expect(slimmedBeforeNext).toBe(true);
   });
 });
+
+describe('keys for each client family, and only the workarounds the pooler needs', () => {
+  const pooled = { ...base, pooler: { host: 'pgbouncer', port: 6432 } };
+
+  test('Service Binding: type, provider, username, and a jdbc-url without credentials', () => {
+    const d = renderSecretData({ ...pooled, poolerPreparedStatements: true });
+    expect(d).toMatchObject({ type: 'postgresql', provider: 'tenantdb', username: 'shop_orders', password: 'abc' });
+    expect(d['jdbc-url']).toBe('jdbc:postgresql://pgbouncer:6432/shop_orders?sslmode=require');
+    expect(d['pooled-jdbc-uri']).toBe('jdbc:postgresql://pgbouncer:6432/shop_orders?sslmode=require&user=shop_orders&password=abc');
+    expect(d['jdbc-uri']).toBe('jdbc:postgresql://db.example.com:5432/shop_orders?sslmode=require&user=shop_orders&password=abc');
+  });
+
+  test('a pooler with prepared statements needs no workaround: Prisma gets the plain pooled URL', () => {
+    const d = renderSecretData({ ...pooled, poolerPreparedStatements: true });
+    expect(d.PRISMA_DATABASE_URL).toBe(d.DATABASE_URL);
+    expect(Object.values(d).join(' ')).not.toMatch(/pgbouncer=true|prepareThreshold/);
+  });
+
+  test('a pooler without them: pgbouncer=true for Prisma, prepareThreshold=0 for pgjdbc, nothing in the libpq URLs', () => {
+    const d = renderSecretData({ ...pooled, poolerPreparedStatements: false });
+    expect(d.PRISMA_DATABASE_URL).toBe(`${d.DATABASE_URL}&pgbouncer=true`);
+    expect(d['jdbc-url']).toBe('jdbc:postgresql://pgbouncer:6432/shop_orders?sslmode=require&prepareThreshold=0');
+    for (const k of ['uri', 'pooled-uri', 'DATABASE_URL', 'DIRECT_URL']) expect(d[k]).not.toMatch(/pgbouncer=true|prepareThreshold/);
+  });
+
+  test('without a pooler nothing needs a workaround', () => {
+    const d = renderSecretData(base);
+    expect(d.PRISMA_DATABASE_URL).toBe(d.DIRECT_URL);
+    expect(d['jdbc-url']).toBe('jdbc:postgresql://db.example.com:5432/shop_orders?sslmode=require');
+  });
+});

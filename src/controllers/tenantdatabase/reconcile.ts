@@ -505,6 +505,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         user: names.role,
         password,
         pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
+        poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
         shadowDatabase: names.shadow,
       });
       written = data;
