@@ -1,7 +1,7 @@
 import { CACHED_TENANT_SECRET_BYTES, encodeSecretData, decodeSecretData, slimSecret } from '../../src/kube/secrets.js';
 import { pagedList } from '../../src/runtime/informer.js';
 import type * as k8s from '@kubernetes/client-node';
-import { renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
+import { applySecretTemplate, renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
 
 const base = { host: 'db.example.com', port: 5432, sslMode: 'require', database: 'shop_orders', user: 'shop_orders', password: 'abc' };
 
@@ -131,8 +131,8 @@ describe('keys for each client family, and only the workarounds the pooler needs
     const d = renderSecretData({ ...pooled, poolerPreparedStatements: true });
     expect(d).toMatchObject({ type: 'postgresql', provider: 'tenantdb', username: 'shop_orders', password: 'abc' });
     expect(d['jdbc-url']).toBe('jdbc:postgresql://pgbouncer:6432/shop_orders?sslmode=require');
-    expect(d['pooled-jdbc-uri']).toBe('jdbc:postgresql://pgbouncer:6432/shop_orders?sslmode=require&user=shop_orders&password=abc');
-    expect(d['jdbc-uri']).toBe('jdbc:postgresql://db.example.com:5432/shop_orders?sslmode=require&user=shop_orders&password=abc');
+    expect(d['pooled-jdbc-uri']).toBe('jdbc:postgresql://pgbouncer:6432/shop_orders?user=shop_orders&password=abc&sslmode=require');
+    expect(d['jdbc-uri']).toBe('jdbc:postgresql://db.example.com:5432/shop_orders?user=shop_orders&password=abc&sslmode=require');
   });
 
   test('a pooler with prepared statements needs no workaround: Prisma gets the plain pooled URL', () => {
@@ -152,5 +152,43 @@ describe('keys for each client family, and only the workarounds the pooler needs
     const d = renderSecretData(base);
     expect(d.PRISMA_DATABASE_URL).toBe(d.DIRECT_URL);
     expect(d['jdbc-url']).toBe('jdbc:postgresql://db.example.com:5432/shop_orders?sslmode=require');
+  });
+});
+
+describe('secretTemplate: presets and keys of your own', () => {
+  const std = renderSecretData({ ...base, pooler: { host: 'pgbouncer', port: 6432 }, poolerPreparedStatements: false });
+
+  test('the Vercel and Spring presets in the shapes those platforms read', () => {
+    const r = applySecretTemplate(std, { presets: ['Vercel', 'Spring'], keys: {} });
+    if (!r.ok) throw new Error(r.message);
+    expect(r.data).toMatchObject({
+      POSTGRES_URL: std.DATABASE_URL,
+      POSTGRES_PRISMA_URL: `${std.DATABASE_URL}&pgbouncer=true`,
+      POSTGRES_URL_NON_POOLING: std.DIRECT_URL,
+      POSTGRES_HOST: 'pgbouncer',
+      POSTGRES_USER: 'shop_orders',
+      POSTGRES_PASSWORD: 'abc',
+      POSTGRES_DATABASE: 'shop_orders',
+      SPRING_DATASOURCE_URL: 'jdbc:postgresql://pgbouncer:6432/shop_orders?sslmode=require&prepareThreshold=0',
+      SPRING_DATASOURCE_USERNAME: 'shop_orders',
+      SPRING_DATASOURCE_PASSWORD: 'abc',
+    });
+  });
+
+  test('a key of your own substitutes standard keys, and only those', () => {
+    const r = applySecretTemplate(std, {
+      presets: [],
+      keys: { BILLING_URL: '{{ pooled-uri }}&application_name=billing', 'conn.user': '{{user}}' },
+    });
+    if (!r.ok) throw new Error(r.message);
+    expect(r.data.BILLING_URL).toBe(`${std['pooled-uri']}&application_name=billing`);
+    expect(r.data['conn.user']).toBe('shop_orders');
+    const unknown = applySecretTemplate(std, { presets: [], keys: { X: '{{ POSTGRES_URL }}' } });
+    expect(unknown).toMatchObject({ ok: false, message: expect.stringContaining('{{ POSTGRES_URL }} is not a key of the Secret') });
+  });
+
+  test('no key of your own replaces a standard or preset key', () => {
+    expect(applySecretTemplate(std, { presets: [], keys: { password: 'hunter2' } })).toMatchObject({ ok: false });
+    expect(applySecretTemplate(std, { presets: ['Spring'], keys: { SPRING_DATASOURCE_URL: 'x' } })).toMatchObject({ ok: false });
   });
 });

@@ -41,7 +41,7 @@ import {
 } from './provision.js';
 import { shadowDatabaseName } from '../../api/naming.js';
 import { namespaceAllowed, namesMatchMarkers, resolveNames, resolveServer, type TenantNames } from './resolve.js';
-import { renderSecretData } from './secret-data.js';
+import { applySecretTemplate, renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
@@ -497,7 +497,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       password = chosen.password;
       const generated = chosen.generated;
       const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
-      const data = renderSecretData({
+      const standard = renderSecretData({
         host: server.spec.publicHost ?? server.spec.host,
         port: server.spec.port,
         sslMode: server.spec.sslMode,
@@ -508,6 +508,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
         shadowDatabase: names.shadow,
       });
+      const templated = applySecretTemplate(standard, td.spec.secretTemplate);
+      if (!templated.ok) return { outcome: notReady('SecretTemplateInvalid', templated.message, true), serverName };
+      const data = templated.data;
       written = data;
       const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
       if (wrote === 'created')

@@ -20,6 +20,11 @@ export interface SecretInputs {
   shadowDatabase?: string | undefined;
 }
 
+export interface SecretTemplate {
+  presets: readonly ('Vercel' | 'Spring')[];
+  keys: Readonly<Record<string, string>>;
+}
+
 const enc = encodeURIComponent;
 
 /** Brackets an IPv6 literal for use in a URI authority. */
@@ -31,8 +36,8 @@ export function postgresUri(user: string, password: string, host: string, port: 
   return `postgresql://${enc(user)}:${enc(password)}@${uriHost(host)}:${port}/${enc(database)}?sslmode=${enc(sslMode)}`;
 }
 
-export function jdbcUri(user: string, password: string, host: string, port: number, database: string, sslMode: string): string {
-  return `${jdbcUrl(host, port, database, sslMode)}&user=${enc(user)}&password=${enc(password)}`;
+export function jdbcUri(user: string, password: string, host: string, port: number, database: string, sslMode: string, extra = ''): string {
+  return `jdbc:postgresql://${uriHost(host)}:${port}/${enc(database)}?user=${enc(user)}&password=${enc(password)}&sslmode=${enc(sslMode)}${extra}`;
 }
 
 /** A JDBC URL without credentials (Spring, Quarkus and Service Binding take them from username/password). */
@@ -65,7 +70,15 @@ export function renderSecretData(i: SecretInputs): Record<string, string> {
     'pooled-uri': pooledUri,
     'jdbc-uri': jdbcUri(i.user, i.password, i.host, i.port, i.database, i.sslMode),
     'jdbc-url': jdbcUrl(pooled.host, pooled.port, i.database, i.sslMode, noPrepared ? '&prepareThreshold=0' : ''),
-    'pooled-jdbc-uri': `${jdbcUrl(pooled.host, pooled.port, i.database, i.sslMode, noPrepared ? '&prepareThreshold=0' : '')}&user=${enc(i.user)}&password=${enc(i.password)}`,
+    'pooled-jdbc-uri': jdbcUri(
+      i.user,
+      i.password,
+      pooled.host,
+      pooled.port,
+      i.database,
+      i.sslMode,
+      noPrepared ? '&prepareThreshold=0' : '',
+    ),
     PRISMA_DATABASE_URL: noPrepared ? `${pooledUri}&pgbouncer=true` : i.pooler ? pooledUri : uri,
     DATABASE_URL: i.pooler ? pooledUri : uri,
     DIRECT_URL: uri,
@@ -80,4 +93,51 @@ export function renderSecretData(i: SecretInputs): Record<string, string> {
     data.SHADOW_DATABASE_URL = postgresUri(i.user, i.password, i.host, i.port, i.shadowDatabase, i.sslMode);
   }
   return data;
+}
+
+/** The preset keys, from the standard ones. */
+function presetKeys(preset: SecretTemplate['presets'][number], d: Record<string, string>): Record<string, string> {
+  const v = (k: string) => d[k] ?? '';
+  if (preset === 'Vercel')
+    return {
+      POSTGRES_URL: v('DATABASE_URL'),
+      POSTGRES_PRISMA_URL: v('PRISMA_DATABASE_URL'),
+      POSTGRES_URL_NON_POOLING: v('DIRECT_URL'),
+      POSTGRES_HOST: v('pooler-host'),
+      POSTGRES_USER: v('user'),
+      POSTGRES_PASSWORD: v('password'),
+      POSTGRES_DATABASE: v('database'),
+    };
+  return { SPRING_DATASOURCE_URL: v('jdbc-url'), SPRING_DATASOURCE_USERNAME: v('user'), SPRING_DATASOURCE_PASSWORD: v('password') };
+}
+
+const PLACEHOLDER = /\{\{\s*([^{}\s]+)\s*\}\}/g;
+
+/**
+ * The standard keys plus the template's presets and keys of the user's own. A placeholder names a
+ * standard key and nothing else (no expressions: the values are credentials, and a text
+ * substitution is all a key needs), so no template engine is involved. Refused, with the reason:
+ * a key that would replace a standard or preset key, or a placeholder naming no standard key.
+ */
+export function applySecretTemplate(
+  standard: Record<string, string>,
+  t: SecretTemplate,
+): { ok: true; data: Record<string, string> } | { ok: false; message: string } {
+  const data = { ...standard };
+  for (const p of t.presets) Object.assign(data, presetKeys(p, standard));
+  for (const [key, text] of Object.entries(t.keys).sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (key in data) return { ok: false, message: `secretTemplate.keys.${key} would replace a key the Secret already has` };
+    let unknown: string | undefined;
+    const value = text.replace(PLACEHOLDER, (_, name: string) => {
+      if (!(name in standard)) unknown ??= name;
+      return standard[name] ?? '';
+    });
+    if (unknown !== undefined)
+      return {
+        ok: false,
+        message: `secretTemplate.keys.${key}: {{ ${unknown} }} is not a key of the Secret (${Object.keys(standard).sort().join(', ')})`,
+      };
+    data[key] = value;
+  }
+  return { ok: true, data };
 }
