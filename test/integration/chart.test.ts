@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { renderChartCrdTemplates } from '../../src/api/crd-files.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
-import { ROOT, apply } from '../env/cluster.js';
+import { ROOT, apply, readManifests } from '../env/cluster.js';
 import { controlPlaneBinaries } from '../env/controlplane.js';
 import { CHART, KUBE_VERSION, helm, renderChart, renderChartError, type Manifest } from '../env/helm.js';
 import { freePort } from '../env/ports.js';
@@ -456,6 +456,32 @@ describe('deploy/ is the chart with its default values', () => {
     expect([...deployObjs.keys()].sort()).toEqual([...chartObjs.keys()].sort());
     for (const [k, o] of chartObjs) expect({ [k]: deployObjs.get(k) }).toEqual({ [k]: o });
     expect(one(fromDeploy, 'Namespace').metadata.labels?.['pod-security.kubernetes.io/enforce']).toBe('restricted');
+  });
+
+  test("deploy/pgbouncer-example.yaml is the chart's pooler (pooler.enabled=true), but for the admin's password", () => {
+    const fromChart = renderChart(dir, { namespace: 'tenantdb-system', skipTests: true, values: { pooler: { enabled: true } } }).filter(
+      (o) => o.metadata.labels?.['app.kubernetes.io/component'] === 'pgbouncer',
+    );
+    const fromExample = readManifests('deploy/pgbouncer-example.yaml') as Manifest[];
+    const chartSecret = one<k8s.V1Secret>(fromChart, 'Secret');
+    const exampleSecret = one<k8s.V1Secret>(fromExample, 'Secret');
+    expect(Buffer.from(chartSecret.data?.username ?? '', 'base64').toString()).toBe(exampleSecret.stringData?.username);
+    const comparable = (o: Manifest) => {
+      const n = normalize(o) as Normalized & { data?: unknown; stringData?: unknown };
+      if (o.kind === 'Secret') {
+        delete n.data;
+        delete n.stringData;
+      }
+      // The chart rolls the pods when pgbouncer.ini changes.
+      const annotations = n.spec?.template?.metadata?.annotations;
+      delete annotations?.['checksum/pgbouncer-ini'];
+      if (annotations && Object.keys(annotations).length === 0) delete n.spec?.template?.metadata?.annotations;
+      return n;
+    };
+    const chartObjs = new Map(fromChart.map((o) => [key(o), comparable(o)]));
+    const exampleObjs = new Map(fromExample.map((o) => [key(o), comparable(o)]));
+    expect([...exampleObjs.keys()].sort()).toEqual([...chartObjs.keys()].sort());
+    for (const [k, o] of chartObjs) expect({ [k]: exampleObjs.get(k) }).toEqual({ [k]: o });
   });
 
   test("the chart's CRDs are crds/ (plus the chart's labels and the keep annotation)", () => {
