@@ -4,10 +4,10 @@ import { createLogger, parseLogFormat, textLine } from '../../src/runtime/logger
 function captured(fn: () => void): string {
   const original = process.stdout.write.bind(process.stdout);
   let out = '';
-  process.stdout.write = ((chunk: string | Uint8Array) => {
+  process.stdout.write = (chunk: string | Uint8Array) => {
     out += chunk.toString();
     return true;
-  });
+  };
   try {
     fn();
   } finally {
