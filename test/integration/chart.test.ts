@@ -335,7 +335,8 @@ describe('Pod Security admission is what enforces the standard here', () => {
       { securityContext: { allowPrivilegeEscalation: true, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } } },
       /allowPrivilegeEscalation/,
     ],
-    ['no seccomp profile, possibly root', { podSecurityContext: { fsGroup: 1000 } }, /seccompProfile|runAsNonRoot/],
+    // Helm merges maps with the defaults: a key goes only when set to null.
+    ['no seccomp profile and no runAsNonRoot', { podSecurityContext: { seccompProfile: null, runAsNonRoot: null } }, /seccompProfile/],
   ])('an operator pod with %s is refused', (_what, values, message) => {
     const objs = renderChart(dir, { namespace: 'chart-defaults', values });
     const spec = podSpec(objs, 'tenantdb-operator');
