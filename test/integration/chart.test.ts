@@ -5,7 +5,9 @@
  * validation), and its pods are admitted by the API server's PodSecurity admission in a namespace
  * that enforces `restricted` (and a pod that breaks the standard is refused there); the alerts
  * name metrics the operator really exports; the `helm test` Pod's check passes against a real
- * operator and fails without one; deploy/ is the chart's default install.
+ * operator and fails without one; deploy/ is the chart's default install; `helm install`,
+ * `upgrade` and `uninstall` against the real API server do what the README says of CRDs, the
+ * pooler's admin password and namespaced RBAC.
  */
 import type * as k8s from '@kubernetes/client-node';
 import { spawn, spawnSync } from 'node:child_process';
@@ -226,7 +228,14 @@ const rendered = new Map<string, Manifest[]>();
 
 beforeAll(async () => {
   const nsLabels = { 'pod-security.kubernetes.io/enforce': 'restricted', 'pod-security.kubernetes.io/enforce-version': 'latest' };
-  const namespaces = [RESTRICTED_NS, 'chart-team-a', 'chart-team-b', 'chart-argocd', ...Object.values(SETS).map((s) => s.namespace)];
+  const namespaces = [
+    RESTRICTED_NS,
+    'chart-release',
+    'chart-team-a',
+    'chart-team-b',
+    'chart-argocd',
+    ...Object.values(SETS).map((s) => s.namespace),
+  ];
   await apply(
     c.kc,
     namespaces.map((name) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: nsLabels } })),
@@ -494,5 +503,68 @@ describe('deploy/ is the chart with its default values', () => {
       expect(templated.metadata.labels?.['app.kubernetes.io/part-of']).toBe('tenantdb');
       expect({ ...templated, metadata: { name: templated.metadata.name } }).toEqual({ ...plain, metadata: { name: plain.metadata.name } });
     }
+  });
+});
+
+describe('helm install, upgrade and uninstall against the real API server', () => {
+  const release = 'chart-it';
+  const ns = 'chart-release';
+  const prefix = 'chart-it-tenantdb';
+  const run = (args: string[]) => helm([...args, '--kubeconfig', c.env.adminKubeconfig, '--namespace', ns]);
+  const exists = (args: string[]) => kubectl(['get', ...args, '-o', 'name']).status === 0;
+  const adminPassword = () => {
+    const r = kubectl(['get', 'secret', `${prefix}-pooler-admin`, '-n', ns, '-o', 'jsonpath={.data.password}']);
+    expect(r.status).toBe(0);
+    return Buffer.from(r.stdout, 'base64').toString();
+  };
+
+  afterAll(() => {
+    run(['uninstall', release, '--ignore-not-found']);
+  });
+
+  test('CRDs upgrade with the release and stay after uninstall, with their objects; the pooler password survives upgrades', async () => {
+    // The CRDs exist already (applied from crds/, as a user without Helm would): the release takes them over.
+    const install = run(['install', release, CHART, '--take-ownership', '--set', 'pooler.enabled=true']);
+    expect(install.stderr).toBe('');
+    expect(install.status).toBe(0);
+    expect(install.stdout).toContain(`configSecretRef: {namespace: ${ns}, name: default-pooler}`);
+    const crd = kubectl(['get', 'crd', 'tenantdatabases.tenantdb.dev', '-o', 'json']);
+    const meta = (JSON.parse(crd.stdout) as { metadata: k8s.V1ObjectMeta }).metadata;
+    expect(meta.annotations?.['meta.helm.sh/release-name']).toBe(release);
+    expect(meta.annotations?.['helm.sh/resource-policy']).toBe('keep');
+    for (const o of [
+      `deployment/${prefix}-operator`,
+      `deployment/${prefix}-pgbouncer`,
+      `service/${prefix}-pgbouncer`,
+      `pdb/${prefix}-operator`,
+    ])
+      expect(`${o} ${exists([o, '-n', ns])}`).toBe(`${o} true`);
+    const password = adminPassword();
+
+    const upgrade = run(['upgrade', release, CHART, '--reuse-values', '--set', 'watchNamespaces={chart-team-a}']);
+    expect(upgrade.stderr).toBe('');
+    expect(upgrade.status).toBe(0);
+    expect(adminPassword()).toBe(password);
+    expect(exists(['role', `${prefix}-operator`, '-n', 'chart-team-a'])).toBe(true);
+    const clusterRole = JSON.parse(kubectl(['get', 'clusterrole', `${prefix}-operator`, '-o', 'json']).stdout) as k8s.V1ClusterRole;
+    expect(clusterRole.rules?.some((r) => r.resources?.includes('secrets'))).toBe(false);
+
+    await apply(c.kc, [
+      {
+        apiVersion: 'tenantdb.dev/v1alpha1',
+        kind: 'IpWhitelist',
+        metadata: { name: 'kept', namespace: 'chart-team-a' },
+        spec: { tenantDatabaseRef: { name: 'none' }, entries: [{ cidr: '10.1.0.0/16', description: 'office' }] },
+      } as k8s.KubernetesObject,
+    ]);
+    const uninstall = run(['uninstall', release]);
+    expect(uninstall.status).toBe(0);
+    expect(uninstall.stdout + uninstall.stderr).toMatch(/kept due to the resource policy/);
+    expect(exists([`deployment/${prefix}-operator`, '-n', ns])).toBe(false);
+    expect(exists([`clusterrole/${prefix}-operator`])).toBe(false);
+    expect(exists(['role', `${prefix}-operator`, '-n', 'chart-team-a'])).toBe(false);
+    for (const name of ['postgresservers', 'tenantdatabases', 'ipwhitelists']) expect(exists([`crd/${name}.tenantdb.dev`])).toBe(true);
+    expect(exists(['ipwhitelist', 'kept', '-n', 'chart-team-a'])).toBe(true);
+    kubectl(['delete', 'ipwhitelist', 'kept', '-n', 'chart-team-a', '--wait=false']);
   });
 });
