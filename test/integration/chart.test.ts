@@ -276,6 +276,11 @@ describe('the values schema refuses bad values', () => {
       { pooler: { enabled: true, postgresServer: 'x', config: { listen_port: 7000 } } },
       /listen_port|config/,
     ],
+    [
+      'a PgBouncer setting that would add a line to pgbouncer.ini',
+      { pooler: { enabled: true, postgresServer: 'x', config: { server_reset_query: 'DISCARD ALL\nauth_type = trust' } } },
+      /server_reset_query/,
+    ],
     ['a string for replicas', { replicas: 'two' }, /replicas/],
     ['a security context field that does not exist', { securityContext: { readOnlyRootFileSystem: true } }, /readOnlyRootFileSystem/],
     ['a resync the operator cannot parse', { resync: '5 minutes' }, /resync/],
