@@ -175,6 +175,7 @@ const SETS: Record<string, ValueSet> = {
     values: {
       crds: { enabled: false, keep: false },
       replicas: 1,
+      extraArgs: ['--no-leader-elect'],
       metrics: { service: { enabled: false } },
       tests: { enabled: false },
       serviceAccount: { create: false, name: 'platform-operator' },
@@ -192,6 +193,7 @@ const SETS: Record<string, ValueSet> = {
       expect(ofKind(objs, 'ServiceAccount').map((o) => o.metadata.name)).toEqual(['tenantdb-pooler-agent']);
       const spec = podSpec(objs, 'tenantdb-operator');
       expect(spec.serviceAccountName).toBe('platform-operator');
+      expect(spec.containers[0]?.args?.at(-1)).toBe('--no-leader-elect');
       expect(spec.affinity?.podAntiAffinity).toBeUndefined();
       expect(one<k8s.V1ClusterRoleBinding>(objs, 'ClusterRoleBinding').subjects?.[0]?.name).toBe('platform-operator');
     },
