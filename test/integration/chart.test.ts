@@ -208,6 +208,8 @@ const SETS: Record<string, ValueSet> = {
         admin: { username: 'pooler_admin', existingSecret: 'platform-pgbouncer-admin' },
         service: { type: 'LoadBalancer', loadBalancerSourceRanges: ['10.0.0.0/8'] },
         podDisruptionBudget: { enabled: true, minAvailable: null, maxUnavailable: 1 },
+        tls: { secretName: 'pgbouncer-tls', clientSslMode: 'require', serverCASecretName: 'postgres-ca' },
+        config: { server_tls_sslmode: 'verify-full' },
       },
       argocd: { healthChecks: { enabled: true, namespace: 'chart-argocd' } },
     },
@@ -221,6 +223,14 @@ const SETS: Record<string, ValueSet> = {
       const agent = podSpec(objs, 'tenantdb-pgbouncer').initContainers?.[0];
       expect(agent?.env?.[0]?.valueFrom?.secretKeyRef?.name).toBe('platform-pgbouncer-admin');
       expect(agent?.args).toContain('--admin-user=pooler_admin');
+      const ini = one<k8s.V1ConfigMap>(objs, 'ConfigMap', 'tenantdb-pgbouncer').data?.['pgbouncer.ini'];
+      expect(ini).toMatch(/^client_tls_sslmode = require$/m);
+      expect(ini).toMatch(/^client_tls_key_file = \/etc\/pgbouncer\/tls\/tls.key$/m);
+      expect(ini).toMatch(/^server_tls_ca_file = \/etc\/pgbouncer\/server-ca\/ca.crt$/m);
+      expect(ini).toMatch(/^server_tls_sslmode = verify-full$/m);
+      const volumes = podSpec(objs, 'tenantdb-pgbouncer').volumes ?? [];
+      expect(volumes.find((v) => v.name === 'tls')?.secret?.secretName).toBe('pgbouncer-tls');
+      expect(volumes.find((v) => v.name === 'server-ca')?.secret?.secretName).toBe('postgres-ca');
       expect(one(objs, 'ConfigMap', 'tenantdb-argocd-health').metadata.namespace).toBe('chart-argocd');
     },
   },
@@ -277,6 +287,11 @@ describe('the values schema refuses bad values', () => {
       'a PgBouncer setting the chart owns',
       { pooler: { enabled: true, postgresServer: 'x', config: { listen_port: 7000 } } },
       /listen_port|config/,
+    ],
+    [
+      'a TLS file set beside pooler.tls',
+      { pooler: { enabled: true, postgresServer: 'x', config: { client_tls_key_file: '/key' } } },
+      /client_tls_key_file|config/,
     ],
     [
       'a PgBouncer setting that would add a line to pgbouncer.ini',
