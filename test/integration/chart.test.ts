@@ -11,7 +11,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
@@ -263,12 +263,16 @@ beforeAll(async () => {
   for (const [name, set] of Object.entries(SETS)) rendered.set(name, renderChart(dir, { namespace: set.namespace, values: set.values }));
 }, 600_000);
 
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
 describe('helm lint', () => {
   test.each(Object.keys(SETS))('passes --strict with the %s values', (name) => {
     const set = SETS[name] as ValueSet;
     const file = join(dir, `lint-${name}.yaml`);
     writeFileSync(file, stringify(set.values));
-    const r = helm(['lint', CHART, '--strict', '--kube-version', KUBE_VERSION, '--namespace', set.namespace, '--values', file]);
+    const r = helm(['lint', CHART, '--strict', '--kube-version', KUBE_VERSION, '--namespace', set.namespace, '--values', file], dir);
     expect(r.stderr + r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
     expect(r.status).toBe(0);
   });
@@ -532,7 +536,7 @@ describe('helm install, upgrade and uninstall against the real API server', () =
   const release = 'chart-it';
   const ns = 'chart-release';
   const prefix = 'chart-it-tenantdb';
-  const run = (args: string[]) => helm([...args, '--kubeconfig', c.env.adminKubeconfig, '--namespace', ns]);
+  const run = (args: string[]) => helm([...args, '--kubeconfig', c.env.adminKubeconfig, '--namespace', ns], dir);
   const exists = (args: string[]) => kubectl(['get', ...args, '-o', 'name']).status === 0;
   const adminPassword = () => {
     const r = kubectl(['get', 'secret', `${prefix}-pooler-admin`, '-n', ns, '-o', 'jsonpath={.data.password}']);
