@@ -110,7 +110,7 @@ export const tenantDatabaseSpec = z
           )
           .default({})
           .describe(
-            'Keys of your own, each a text in which {{ key }} stands for the value of one of the Secret\'s standard keys (e.g. "{{ pooled-uri }}&application_name=billing"). They may not replace a standard key.',
+            'Keys of your own, each a text in which $(key) stands for the value of one of the Secret\'s standard keys (e.g. "$(pooled-uri)&application_name=billing"), and $$ for a $. They may not replace a standard key.',
           )
           .meta(cel({ rule: 'size(self) <= 32', message: 'secretTemplate.keys holds at most 32 keys' })),
       })

@@ -225,7 +225,7 @@ describe('names', () => {
 
   test('secretTemplate: presets and keys of your own reach the Secret; a bad placeholder is refused in status', async () => {
     await applyTenant(c, 'shop', 'web', {
-      secretTemplate: { presets: ['Vercel', 'Spring'], keys: { BILLING_URL: '{{ DIRECT_URL }}&application_name=billing' } },
+      secretTemplate: { presets: ['Vercel', 'Spring'], keys: { BILLING_URL: '$(DIRECT_URL)&application_name=billing' } },
     });
     await tenantReady(c, 'shop', 'web');
     const s = (await readSecretData(c, 'shop', 'web-db')) ?? {};
@@ -233,9 +233,9 @@ describe('names', () => {
     expect(s.SPRING_DATASOURCE_USERNAME).toBe(s.user);
     // The key of its own is a URL libpq takes as it is.
     expect((await queryWith(s.BILLING_URL ?? '', "SELECT current_setting('application_name') AS a"))[0]).toEqual({ a: 'billing' });
-    await applyTenant(c, 'shop', 'web', { secretTemplate: { keys: { X: '{{ nope }}' } } });
+    await applyTenant(c, 'shop', 'web', { secretTemplate: { keys: { X: '$(nope)' } } });
     const td = await waitForCondition(() => getTenant(c, 'shop', 'web'), 'Ready', 'False', 'SecretTemplateInvalid');
-    expect(condition(td, 'Ready')?.message).toContain('{{ nope }} is not a key of the Secret');
+    expect(condition(td, 'Ready')?.message).toContain('$(nope) is not a key of the Secret');
     // The Secret keeps what it had; nothing is half-written.
     expect((await readSecretData(c, 'shop', 'web-db'))?.BILLING_URL).toBe(s.BILLING_URL);
   });

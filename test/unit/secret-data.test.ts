@@ -178,13 +178,14 @@ describe('secretTemplate: presets and keys of your own', () => {
   test('a key of your own substitutes standard keys, and only those', () => {
     const r = applySecretTemplate(std, {
       presets: [],
-      keys: { BILLING_URL: '{{ pooled-uri }}&application_name=billing', 'conn.user': '{{user}}' },
+      keys: { BILLING_URL: '$(pooled-uri)&application_name=billing', 'conn.user': '$(user)', PRICE: '$$(5) $(database)' },
     });
     if (!r.ok) throw new Error(r.message);
     expect(r.data.BILLING_URL).toBe(`${std['pooled-uri']}&application_name=billing`);
     expect(r.data['conn.user']).toBe('shop_orders');
-    const unknown = applySecretTemplate(std, { presets: [], keys: { X: '{{ POSTGRES_URL }}' } });
-    expect(unknown).toMatchObject({ ok: false, message: expect.stringContaining('{{ POSTGRES_URL }} is not a key of the Secret') });
+    expect(r.data.PRICE).toBe('$(5) shop_orders');
+    const unknown = applySecretTemplate(std, { presets: [], keys: { X: '$(POSTGRES_URL)' } });
+    expect(unknown).toMatchObject({ ok: false, message: expect.stringContaining('$(POSTGRES_URL) is not a key of the Secret') });
   });
 
   test('no key of your own replaces a standard or preset key', () => {

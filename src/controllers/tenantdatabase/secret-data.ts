@@ -111,7 +111,9 @@ function presetKeys(preset: SecretTemplate['presets'][number], d: Record<string,
   return { SPRING_DATASOURCE_URL: v('jdbc-url'), SPRING_DATASOURCE_USERNAME: v('user'), SPRING_DATASOURCE_PASSWORD: v('password') };
 }
 
-const PLACEHOLDER = /\{\{\s*([^{}\s]+)\s*\}\}/g;
+// $(key) as in a container's command and env; $$ is a literal $. Not {{ }}: manifests that
+// name a template often pass through Helm or other tools that would expand those first.
+const PLACEHOLDER = /\$\$|\$\(([-._a-zA-Z0-9]+)\)/g;
 
 /**
  * The standard keys plus the template's presets and keys of the user's own. A placeholder names a
@@ -128,14 +130,15 @@ export function applySecretTemplate(
   for (const [key, text] of Object.entries(t.keys).sort(([a], [b]) => (a < b ? -1 : 1))) {
     if (key in data) return { ok: false, message: `secretTemplate.keys.${key} would replace a key the Secret already has` };
     let unknown: string | undefined;
-    const value = text.replace(PLACEHOLDER, (_, name: string) => {
+    const value = text.replace(PLACEHOLDER, (all: string, name: string | undefined) => {
+      if (name === undefined) return '$';
       if (!(name in standard)) unknown ??= name;
       return standard[name] ?? '';
     });
     if (unknown !== undefined)
       return {
         ok: false,
-        message: `secretTemplate.keys.${key}: {{ ${unknown} }} is not a key of the Secret (${Object.keys(standard).sort().join(', ')})`,
+        message: `secretTemplate.keys.${key}: $(${unknown}) is not a key of the Secret (${Object.keys(standard).sort().join(', ')})`,
       };
     data[key] = value;
   }
