@@ -401,6 +401,28 @@ test("one tenant's clients cannot take the pooler's client slots: its cap refuse
   expect(condition(greedy, 'Ready')?.message).toContain('pooler.clientLimits.max of 2000');
 }, 120_000);
 
+test('a pooler that lists the tenant but refuses its login makes it not Ready (PoolerLoginFailed), until it lets it in', async () => {
+  await applyTenant(c, NS, 'full', { serverRef: { name: SERVER }, pooling: { poolSize: 3, maxClientConnections: 2 } });
+  await tenantReady(c, NS, 'full');
+  const url = await pooledUrl('full');
+  const held = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  try {
+    for (const h of held) {
+      h.on('error', () => undefined);
+      await h.connect();
+    }
+    // A change of pool is confirmed by a real login, which the tenant's own clients now crowd out.
+    await applyTenant(c, NS, 'full', { serverRef: { name: SERVER }, pooling: { poolSize: 4, maxClientConnections: 2 } });
+    const td = await waitForCondition(() => getTenant(c, NS, 'full'), 'PoolerReady', 'False', 'PoolerLoginFailed');
+    expect(condition(td, 'PoolerReady')?.message).toMatch(/max_db_client_connections|no more connections/);
+    expect(condition(td, 'Ready')?.status).toBe('False');
+  } finally {
+    await Promise.all(held.map((h) => h.end().catch(() => undefined)));
+  }
+  await tenantReady(c, NS, 'full');
+  expect(condition(await getTenant(c, NS, 'full'), 'PoolerReady')?.reason).toBe('Confirmed');
+}, 120_000);
+
 test('clients that prepare statements work through the pooler in transaction mode, with the URLs the Secret gives', async () => {
   const server = await getServer(c, SERVER);
   const features = (server?.status as { pooler?: { maxPreparedStatements?: number } } | undefined)?.pooler;
