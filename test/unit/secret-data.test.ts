@@ -1,7 +1,7 @@
 import { CACHED_TENANT_SECRET_BYTES, encodeSecretData, decodeSecretData, slimSecret } from '../../src/kube/secrets.js';
 import { pagedList } from '../../src/runtime/informer.js';
 import type * as k8s from '@kubernetes/client-node';
-import { applySecretTemplate, renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
+import { TEMPLATED_SECRET_BYTES, applySecretTemplate, renderSecretData } from '../../src/controllers/tenantdatabase/secret-data.js';
 
 const base = { host: 'db.example.com', port: 5432, sslMode: 'require', database: 'shop_orders', user: 'shop_orders', password: 'abc' };
 
@@ -192,4 +192,13 @@ describe('secretTemplate: presets and keys of your own', () => {
     expect(applySecretTemplate(std, { presets: [], keys: { password: 'hunter2' } })).toMatchObject({ ok: false });
     expect(applySecretTemplate(std, { presets: ['Spring'], keys: { SPRING_DATASOURCE_URL: 'x' } })).toMatchObject({ ok: false });
   });
+});
+
+test('a template cannot take the Secret past what the cache keeps of it', () => {
+  const std = renderSecretData(base);
+  const keys = Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`K${i}`, '$(uri)'.repeat(20)]));
+  expect(applySecretTemplate(std, { presets: [], keys })).toMatchObject({ ok: false, message: expect.stringContaining('more than the') });
+  const cached = encodeSecretData({ ...std, K: 'x'.repeat(TEMPLATED_SECRET_BYTES - 4096) });
+  const size = Object.entries(cached).reduce((n, [k, v]) => n + k.length + v.length, 0);
+  expect(size).toBeLessThan(CACHED_TENANT_SECRET_BYTES);
 });

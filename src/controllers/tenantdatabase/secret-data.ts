@@ -113,6 +113,9 @@ function presetKeys(preset: SecretTemplate['presets'][number], d: Record<string,
 
 // $(key) as in a container's command and env; $$ is a literal $. Not {{ }}: manifests that
 // name a template often pass through Helm or other tools that would expand those first.
+/** Most bytes a templated Secret may hold: well within what the operator's Secret cache keeps (base64 adds a third). */
+export const TEMPLATED_SECRET_BYTES = 40 * 1024;
+
 const PLACEHOLDER = /\$\$|\$\(([-._a-zA-Z0-9]+)\)/g;
 
 /**
@@ -142,5 +145,13 @@ export function applySecretTemplate(
       };
     data[key] = value;
   }
+  // The operator keeps tenant Secrets in its cache only up to a bound (CACHED_TENANT_SECRET_BYTES):
+  // a template may not take the Secret past it.
+  const bytes = Object.entries(data).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0);
+  if (bytes > TEMPLATED_SECRET_BYTES)
+    return {
+      ok: false,
+      message: `with secretTemplate the Secret would hold ${bytes} bytes, more than the ${TEMPLATED_SECRET_BYTES} it may`,
+    };
   return { ok: true, data };
 }
