@@ -7,14 +7,18 @@ import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { GROUP, VERSION } from './api/common.js';
 import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, TENANT_GROUP, apiPath, type KindInfo } from './api/kinds.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
 import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
 import { reconcileTenantGroup } from './controllers/tenantgroup/reconcile.js';
 import { reportFailure } from './controllers/failure.js';
 import { makeClients } from './kube/client.js';
-import { slimSecret } from './kube/secrets.js';
+import { DATA_HASH_ANNOTATION, slimSecret } from './kube/secrets.js';
+import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, AGENT_WARNING_ANNOTATION, SERVER_LABEL } from './pooler/contract.js';
+import { SHARD_OF_LABEL } from './pooler/shards.js';
+import { ROTATED_ANNOTATION } from './controllers/tenantdatabase/secret.js';
+import { GROUP_LABEL } from './controllers/tenantgroup/reconcile.js';
 import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase, CachedTenantGroup } from './api/cached.js';
 import {
   groupIndexers,
@@ -117,7 +121,17 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
   // Anyone who may write Secrets can set the label: the cache keeps only what the controllers read
   // (slimSecret), and a list takes SECRET_PAGE Secrets at a time (a Secret may hold 1 MiB).
-  const slimOwn = (s: k8s.V1Secret) => slimSecret(s, o.namespace);
+  const kept = {
+    labels: new Set([MANAGED_BY_LABEL, TENANT_LABEL, SERVER_LABEL, SHARD_OF_LABEL, GROUP_LABEL]),
+    annotations: new Set([
+      DATA_HASH_ANNOTATION,
+      ROTATED_ANNOTATION,
+      AGENT_APPLIED_ANNOTATION,
+      AGENT_ERROR_ANNOTATION,
+      AGENT_WARNING_ANNOTATION,
+    ]),
+  };
+  const slimOwn = (s: k8s.V1Secret) => slimSecret(s, o.namespace, kept);
   const secrets: ResilientInformer<k8s.V1Secret> = scoped(
     (ns) =>
       resilientInformer<k8s.V1Secret>(

@@ -76,10 +76,12 @@ export const tenantDatabaseSpec = z
           .int()
           .min(-1)
           .max(100000)
+          .refine((v) => v !== 0, { message: 'pooling.maxClientConnections is -1 (the server default) or at least 1' })
           .default(-1)
           .describe(
-            "Most client connections PgBouncer accepts for the tenant's pool at once. -1 (the default) means the server's pooler.clientLimits.default; more than its pooler.clientLimits.max is refused. Needs PgBouncer 1.24 or newer; an older one serves the tenant without the cap and the PostgresServer says so.",
-          ),
+            "Most client connections PgBouncer accepts for the tenant's pool at once (0 is refused: PgBouncer reads it as no limit). -1 (the default) means the server's pooler.clientLimits.default; more than its pooler.clientLimits.max is refused. Needs PgBouncer 1.24 or newer; an older one serves the tenant without the cap and the PostgresServer says so.",
+          )
+          .meta(cel({ rule: 'self != 0', message: 'pooling.maxClientConnections is -1 (the server default) or at least 1' })),
       })
       .prefault({})
       .describe("The tenant's PgBouncer pool."),

@@ -49,6 +49,12 @@ export interface Watch<S extends Source = Source> {
 type AnyWatch = { [S in Source]: Watch<S> }[Source];
 const watch = <S extends Source>(w: Watch<S>): AnyWatch => w as unknown as AnyWatch;
 
+/**
+ * A group rewrites one Secret from all its members: a burst of member events (many tenants applied,
+ * a Secret patched in a loop) is folded into one write per group per second.
+ */
+const GROUP_COALESCE_MS = 1000;
+
 /** Index names. A tenant without serverRef is filed under DEFAULT_SERVER (the default server's). */
 export const BY_SERVER = 'server';
 export const BY_NAMESPACE = 'namespace';
@@ -256,6 +262,7 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       why: 'its members: a TenantDatabase of its namespace that comes, goes, changes labels or readiness',
       when: (t, old, deleted) => deleted || !old || memberViewChanged(t, old),
       map: (t, c) => c.groups.byIndex(BY_NAMESPACE, t.metadata?.namespace ?? '').map(keyOf),
+      coalesceMs: GROUP_COALESCE_MS,
     }),
     watch({
       source: 'secrets',
@@ -267,6 +274,7 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
         if (owner?.kind === 'TenantGroup') return [`${ns}/${owner.name}`];
         return [];
       },
+      coalesceMs: GROUP_COALESCE_MS,
     }),
   ],
 };

@@ -42,33 +42,58 @@ export function isOwnWrite(s: {
 export const CACHED_TENANT_SECRET_BYTES = 64 * 1024;
 /** Longest annotation value the cache keeps (hashes, agent reports); longer ones are dropped. */
 const CACHED_ANNOTATION_BYTES = 8 * 1024;
-const OURS = /^(tenantdb\.dev|app\.kubernetes\.io)\//;
+
+/** The label and annotation keys the controllers read on Secrets; the cache keeps no others. */
+export interface KeptSecretMetadata {
+  labels: ReadonlySet<string>;
+  annotations: ReadonlySet<string>;
+}
 
 /**
  * What the operator's Secret cache keeps of a Secret, cut down in place. The cache watches Secrets
  * by the managed-by label, which anyone who may write Secrets in a namespace can set: without this
- * a tenant could label many large Secrets of its own and fill the operator's memory. Kept: the
- * metadata the controllers read (our labels and annotations, owner references), and data only of
- * Secrets in the operator's own namespace (the pooler config, which tenants cannot write) or
- * controlled by a TenantDatabase, up to CACHED_TENANT_SECRET_BYTES. A Secret whose data was dropped
- * reads as empty, which the controllers treat as not theirs or not written yet; they read it with
- * a GET when they must.
+ * a tenant could label many large Secrets of its own and fill the operator's memory. Outside the
+ * operator's own namespace (where tenants cannot write) a Secret keeps only the labels and
+ * annotations the controllers read, by exact key (annotation values up to 8 KiB), its controller
+ * owner reference alone, and data only when a TenantDatabase is that controller and the data is
+ * under CACHED_TENANT_SECRET_BYTES. So a cached Secret costs a few KiB at most, whatever it holds.
+ * A Secret whose data was dropped reads as empty, which the controllers treat as not theirs or not
+ * written yet; they read it with a GET when they must.
  */
-export function slimSecret(s: k8s.V1Secret, operatorNamespace: string): void {
+export function slimSecret(s: k8s.V1Secret, operatorNamespace: string, kept: KeptSecretMetadata): void {
   const md = s.metadata;
+  if (md) delete md.managedFields;
+  if (md?.namespace === operatorNamespace) return;
+  delete s.stringData;
   if (md) {
-    delete md.managedFields;
-    if (md.labels) keep(md.labels, (k) => OURS.test(k));
-    if (md.annotations) keep(md.annotations, (k, v) => OURS.test(k) && v.length <= CACHED_ANNOTATION_BYTES);
+    if (md.labels) keep(md.labels, (k) => kept.labels.has(k));
+    if (md.annotations) keep(md.annotations, (k, v) => kept.annotations.has(k) && v.length <= CACHED_ANNOTATION_BYTES);
+    const controller = md.ownerReferences?.find((r) => r.controller);
+    if (controller) md.ownerReferences = [controller];
+    else delete md.ownerReferences;
+    for (const k of Object.keys(md) as (keyof k8s.V1ObjectMeta)[])
+      if (
+        ![
+          'name',
+          'namespace',
+          'uid',
+          'resourceVersion',
+          'labels',
+          'annotations',
+          'ownerReferences',
+          'deletionTimestamp',
+          'creationTimestamp',
+          'generation',
+        ].includes(k)
+      )
+        delete md[k];
   }
-  if (md?.namespace === operatorNamespace || !s.data) return;
-  const tenantControlled = md?.ownerReferences?.some(
-    (r) => r.controller && r.kind === 'TenantDatabase' && r.apiVersion.startsWith('tenantdb.dev/'),
-  );
+  if (!s.data) return;
+  const controller = md?.ownerReferences?.[0];
+  const tenantControlled = controller?.kind === 'TenantDatabase' && controller.apiVersion.startsWith('tenantdb.dev/');
   let bytes = 0;
   for (const [k, v] of Object.entries(s.data)) bytes += k.length + v.length;
   if (!tenantControlled || bytes > CACHED_TENANT_SECRET_BYTES) delete s.data;
-  delete s.stringData;
 }
 
 function keep(m: Record<string, string>, ok: (k: string, v: string) => boolean): void {

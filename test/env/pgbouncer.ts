@@ -78,6 +78,7 @@ export async function startPooler(o: PoolerOptions): Promise<Pooler> {
     `auth_hba_file = ${join(conf, 'hba.conf')}`,
     `admin_users = ${admin.user}`,
     'max_client_conn = 2000',
+    'client_login_timeout = 10',
     'default_pool_size = 10',
     'ignore_startup_parameters = extra_float_digits',
     'server_reset_query = DISCARD ALL',

@@ -55,3 +55,17 @@ describe('renderRegistry', () => {
     if (!r.ok) expect(r.bytes).toBeGreaterThan(REGISTRY_LIMIT);
   });
 });
+
+test("only a member Secret's own keys, and only values of a sane size, reach the registry", () => {
+  const r = renderRegistry(
+    [{ name: 'a', ready: true, secret: { ...secret('shop_a'), DATABASE_URL: 'x'.repeat(10_000) } }],
+    [
+      { key: 'A_$(NAME)', from: 'DATABASE_URL' },
+      { key: 'B_$(NAME)', from: 'constructor' },
+    ],
+  );
+  if (!r.ok) throw new Error(r.message);
+  expect(r.data.A_A).toBeUndefined();
+  expect(r.data.B_A).toBeUndefined();
+  expect(r.data['tenants.json']).not.toContain('xxxxxxxx');
+});

@@ -50,6 +50,10 @@ describe('renderSecretData', () => {
 });
 
 describe('slimSecret: what the Secret cache keeps', () => {
+  const kept = {
+    labels: new Set(['app.kubernetes.io/managed-by', 'tenantdb.dev/postgresserver']),
+    annotations: new Set(['tenantdb.dev/data-hash']),
+  };
   const owner = { apiVersion: 'tenantdb.dev/v1alpha1', kind: 'TenantDatabase', name: 'app', uid: 'u1', controller: true };
   const secret = (ns: string, data: Record<string, string>, ownerReferences?: k8s.V1OwnerReference[]): k8s.V1Secret => ({
     metadata: {
@@ -65,7 +69,7 @@ describe('slimSecret: what the Secret cache keeps', () => {
 
   test("a tenant's own Secret keeps its data and our metadata only", () => {
     const s = secret('team', { password: 'pw', DATABASE_URL: 'postgresql://a' }, [owner]);
-    slimSecret(s, 'tenantdb-system');
+    slimSecret(s, 'tenantdb-system', kept);
     expect(decodeSecretData(s.data)).toEqual({ password: 'pw', DATABASE_URL: 'postgresql://a' });
     expect(s.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'tenantdb', 'tenantdb.dev/postgresserver': 'x' });
     expect(s.metadata?.annotations).toEqual({ 'tenantdb.dev/data-hash': 'abc' });
@@ -74,25 +78,40 @@ describe('slimSecret: what the Secret cache keeps', () => {
 
   test('a labelled Secret no TenantDatabase controls keeps no data', () => {
     const s = secret('team', { password: 'pw' });
-    slimSecret(s, 'tenantdb-system');
+    slimSecret(s, 'tenantdb-system', kept);
     expect(s.data).toBeUndefined();
     const notController = secret('team', { password: 'pw' }, [{ ...owner, controller: false }]);
-    slimSecret(notController, 'tenantdb-system');
+    slimSecret(notController, 'tenantdb-system', kept);
     expect(notController.data).toBeUndefined();
     const otherKind = secret('team', { password: 'pw' }, [{ ...owner, kind: 'Deployment', apiVersion: 'apps/v1' }]);
-    slimSecret(otherKind, 'tenantdb-system');
+    slimSecret(otherKind, 'tenantdb-system', kept);
     expect(otherKind.data).toBeUndefined();
   });
 
   test('a tenant Secret past the size bound keeps no data, however it claims to be ours', () => {
     const s = secret('team', { password: 'x'.repeat(CACHED_TENANT_SECRET_BYTES) }, [owner]);
-    slimSecret(s, 'tenantdb-system');
+    slimSecret(s, 'tenantdb-system', kept);
     expect(s.data).toBeUndefined();
+  });
+
+  test('metadata piled up under our prefixes, and owner references, are dropped too', () => {
+    const s = secret('team', { password: 'pw' }, [
+      owner,
+      ...Array.from({ length: 500 }, (_, i) => ({ ...owner, uid: `u${i}`, controller: false })),
+    ]);
+    for (let i = 0; i < 1000; i += 1) {
+      (s.metadata!.labels as Record<string, string>)[`tenantdb.dev/l${i}`] = 'x';
+      (s.metadata!.annotations as Record<string, string>)[`tenantdb.dev/a${i}`] = 'y'.repeat(8000);
+    }
+    (s.metadata as Record<string, unknown>).finalizers = Array.from({ length: 1000 }, (_, i) => `example.com/f${i}`);
+    slimSecret(s, 'tenantdb-system', kept);
+    expect(JSON.stringify(s.metadata).length).toBeLessThan(1024);
+    expect(s.metadata?.ownerReferences).toEqual([owner]);
   });
 
   test("the operator's namespace keeps its config Secrets whole, whatever their size", () => {
     const s = secret('tenantdb-system', { 'databases.ini': 'd'.repeat(400_000) });
-    slimSecret(s, 'tenantdb-system');
+    slimSecret(s, 'tenantdb-system', kept);
     expect(decodeSecretData(s.data)['databases.ini']).toHaveLength(400_000);
   });
 });

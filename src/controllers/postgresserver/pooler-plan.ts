@@ -226,7 +226,8 @@ export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: 
 
 /** A tenant's PgBouncer client limit: its own (-1: the server's default), never above the server's ceiling. */
 export function clientLimitOf(asked: number | undefined, limits: { default: number; max: number }): number {
-  return Math.min(asked === undefined || asked < 0 ? limits.default : asked, limits.max);
+  // 0 would mean no limit to PgBouncer: whatever the API server let through, it is the default here.
+  return Math.min(asked === undefined || asked <= 0 ? limits.default : asked, limits.max);
 }
 
 /** The tenants a server's pooler serves: verified by their markers, pooling on, not being deleted. */

@@ -131,11 +131,14 @@ export function applySecretTemplate(
   const data = { ...standard };
   for (const p of t.presets) Object.assign(data, presetKeys(p, standard));
   for (const [key, text] of Object.entries(t.keys).sort(([a], [b]) => (a < b ? -1 : 1))) {
-    if (key in data) return { ok: false, message: `secretTemplate.keys.${key} would replace a key the Secret already has` };
+    if (Object.hasOwn(data, key)) return { ok: false, message: `secretTemplate.keys.${key} would replace a key the Secret already has` };
     let unknown: string | undefined;
     const value = text.replace(PLACEHOLDER, (all: string, name: string | undefined) => {
       if (name === undefined) return '$';
-      if (!(name in standard)) unknown ??= name;
+      if (!Object.hasOwn(standard, name)) {
+        unknown ??= name;
+        return '';
+      }
       return standard[name] ?? '';
     });
     if (unknown !== undefined)

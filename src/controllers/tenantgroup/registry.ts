@@ -31,6 +31,13 @@ const LISTED = {
   password: 'password',
 } as const;
 
+/** A member value longer than this is left out of the registry (its own Secret's values are a few hundred bytes). */
+export const MEMBER_VALUE_BYTES = 4096;
+const value = (s: Readonly<Record<string, string>> | undefined, key: string): string | undefined => {
+  const v = s && Object.hasOwn(s, key) ? s[key] : undefined;
+  return v !== undefined && v.length <= MEMBER_VALUE_BYTES ? v : undefined;
+};
+
 /** A Secret holds at most 1 MiB; the registry is refused well before (the API server counts base64-free bytes). */
 export const REGISTRY_LIMIT = 1024 * 1024 - 16 * 1024;
 /** Past this, status warns that the registry is filling up. */
@@ -54,10 +61,9 @@ export type Registry =
 export function renderRegistry(members: readonly Member[], env: readonly EnvKey[]): Registry {
   const listed = [...members].filter((m) => m.secret).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const tenants = listed.map((m) => {
-    const s = m.secret ?? {};
     const entry: Record<string, string | number | boolean> = { name: m.name, ready: m.ready };
     for (const [field, key] of Object.entries(LISTED)) {
-      const v = s[key];
+      const v = value(m.secret, key);
       if (v !== undefined) entry[field] = field === 'port' || field === 'poolerPort' ? Number(v) : v;
     }
     return entry;
@@ -76,7 +82,7 @@ export function renderRegistry(members: readonly Member[], env: readonly EnvKey[
           message: `members ${other ?? '(the registry)'} and ${m.name} both give the key ${key}; rename one or change the env key`,
         };
       from.set(key, m.name);
-      const v = m.secret?.[e.from];
+      const v = value(m.secret, e.from);
       if (v !== undefined) data[key] = v;
     }
   }
