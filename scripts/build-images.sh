@@ -43,7 +43,7 @@ app_ref=docker.io/library/tenantdb:$version
 pgbouncer_ref=docker.io/library/tenantdb-pgbouncer:$version
 
 sha() { sha256sum | cut -c1-16; }
-script_sum=$(cat "$0" "$here/apt-ensure.sh" | sha)
+script_sum=$(sha <"$0")
 # The files that go into the app image: the manifest, the lock, the compiler settings and the sources.
 app_files() { (cd "$repo" && git ls-files -co --exclude-standard package.json package-lock.json tsconfig.json tsconfig.build.json src | sort); }
 app_sum=$( (
