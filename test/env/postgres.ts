@@ -120,6 +120,8 @@ export interface PgServerOptions {
   adminUser?: string;
   /** A major from supportedMajors(): the embedded server of that major instead of the machine's. */
   major?: number;
+  /** listen_addresses: loopback unless told (a real node's pods reach the server at the host's address). */
+  listenAddresses?: string;
 }
 
 export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServer> {
@@ -163,7 +165,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
       '-p',
       String(port),
       '-c',
-      'listen_addresses=127.0.0.1',
+      `listen_addresses=${opts.listenAddresses ?? '127.0.0.1'}`,
       '-c',
       `unix_socket_directories=${dir}`,
       '-c',
