@@ -32,7 +32,12 @@ async function main(): Promise<void> {
     rmSync(join(dir, 'ready'), { force: true });
     say('\nStopping the pods, the node, the control plane and PostgreSQL; restoring the host ...');
     try {
-      await cluster?.stop();
+      if (cluster) await cluster.stop();
+      else {
+        // Interrupted while coming up: stop what was started, from the record in .cluster/.
+        const diffs = await restoreFromDir(dir);
+        if (diffs.length) throw new Error(`the host differs from before the run:\n  ${diffs.join('\n  ')}`);
+      }
       say('Done: the host is as it was.');
     } catch (err) {
       process.stderr.write(`${err instanceof Error ? err.message : String(err)}\n`);
@@ -114,7 +119,8 @@ async function main(): Promise<void> {
       ],
     },
   });
-  say(`  kubectl -n team-a run psql --rm -i --restart=Never --image=${psqlImage} --overrides='${overrides}'`);
+  say(`  kubectl -n team-a run psql --restart=Never --image=${psqlImage} --overrides='${overrides}'`);
+  say("  kubectl -n team-a wait pod/psql --for=jsonpath='{.status.phase}'=Succeeded && kubectl -n team-a logs psql");
   say(`PostgreSQL for the tenants: ${node.address}:${cluster.pg.port}; PgBouncer: ${cluster.poolerHost}:6432 (its Service).`);
   say(`Logs: ${join(dir, 'logs')} (node), kubectl logs -n ${OPERATOR_NAMESPACE} deploy/tenantdb-operator. Stop with Ctrl-C.`);
 }

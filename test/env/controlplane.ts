@@ -154,6 +154,9 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
   const adminToken = randomBytes(24).toString('hex');
   writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
   const procs: Proc[] = [];
+  // A real node's daemons get their own process group: a terminal's Ctrl-C reaches only the
+  // harness, which stops the pods before it stops them.
+  const spawnOpts = opts.node ? { detached: true } : {};
   const stop = async () => {
     for (const p of procs.reverse()) await p.stop();
   };
@@ -175,6 +178,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
           '--log-level=warn',
         ],
         join(dir, 'etcd.log'),
+        spawnOpts,
       ),
     );
     await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000);
@@ -211,7 +215,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
       '--v=0',
       ...(opts.apiServerArgs ?? []),
     ];
-    let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
+    let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'), spawnOpts);
     procs.push({
       name: 'kube-apiserver',
       get child() {
@@ -246,6 +250,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
           '--v=0',
         ],
         join(dir, 'kube-controller-manager.log'),
+        spawnOpts,
       ),
     );
     // The namespace controller must be running before namespaces can be deleted; default SA shows it.
@@ -265,7 +270,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
       restartApiServer: async (downMs = 1000) => {
         await apiserver.stop('SIGKILL');
         await new Promise((r) => setTimeout(r, downMs));
-        apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
+        apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'), spawnOpts);
         await waitFor(
           'kube-apiserver /readyz after restart',
           async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200,

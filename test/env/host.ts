@@ -70,7 +70,7 @@ export interface HostState {
   cgroups: Record<string, string[]>;
   mounts: string[];
   links: string[];
-  iptables: Record<string, string>;
+  iptables: Record<Iptables, Record<string, string[]>>;
   /** Folders outside the run folder to remove (PostgreSQL's data, say). */
   extraDirs: string[];
 }
@@ -142,14 +142,11 @@ function links(): string[] {
     .filter((n): n is string => !!n);
 }
 
-function iptablesSave(cmd: 'iptables' | 'ip6tables'): string {
-  return IPTABLES_TABLES.map((t) =>
-    sh(`${cmd}-save`, ['-t', t])
-      .split('\n')
-      .filter((l) => l && !l.startsWith('#'))
-      .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
-      .join('\n'),
-  ).join('\n');
+type Iptables = 'iptables' | 'ip6tables';
+
+/** Rules per table, as `iptables -S` prints them. */
+function iptablesRules(cmd: Iptables): Record<string, string[]> {
+  return Object.fromEntries(IPTABLES_TABLES.map((t) => [t, sh(cmd, ['-w', '-t', t, '-S']).split('\n').filter(Boolean)]));
 }
 
 export function recordHost(dir: string, bridge: string): HostState {
@@ -161,7 +158,7 @@ export function recordHost(dir: string, bridge: string): HostState {
     cgroups: Object.fromEntries(cgroupRoots().map((r) => [r, topCgroups(r)])),
     mounts: mountPoints(),
     links: links(),
-    iptables: { iptables: iptablesSave('iptables'), ip6tables: iptablesSave('ip6tables') },
+    iptables: { iptables: iptablesRules('iptables'), ip6tables: iptablesRules('ip6tables') },
     extraDirs: [],
   };
 }
@@ -242,17 +239,21 @@ async function killAll(find: () => number[]): Promise<void> {
   }
 }
 
-function cleanIptables(cmd: 'iptables' | 'ip6tables'): void {
+/**
+ * Removes the KUBE-* and CNI-* chains made since the record, and the rules made since that lead to
+ * them; chains and rules that were there before (another tool's) stay.
+ */
+function cleanIptables(cmd: Iptables, before: Record<string, string[]>): void {
   for (const table of IPTABLES_TABLES) {
-    const rules = sh(cmd, ['-w', '-t', table, '-S']).split('\n');
-    const chains = rules.filter((l) => l.startsWith('-N ')).map((l) => l.slice(3).trim());
-    const ours = chains.filter((c) => OUR_CHAIN.test(c));
-    // Rules elsewhere that lead into our chains go first, then our chains are emptied and removed.
+    const was = new Set(before[table] ?? []);
+    const rules = sh(cmd, ['-w', '-t', table, '-S']).split('\n').filter(Boolean);
+    const newChains = rules.filter((l) => l.startsWith('-N ') && !was.has(l)).map((l) => l.slice(3).trim());
+    const ours = newChains.filter((c) => OUR_CHAIN.test(c));
     for (const l of rules) {
       const m = /^-A (\S+) (.*)$/.exec(l);
-      if (!m || OUR_CHAIN.test(m[1] ?? '')) continue;
+      if (!m || was.has(l) || ours.includes(m[1] ?? '')) continue;
       const target = /(?:^| )-[jg] (\S+)/.exec(m[2] ?? '')?.[1] ?? '';
-      if (!OUR_CHAIN.test(target)) continue;
+      if (!OUR_CHAIN.test(target) && !OUR_CHAIN.test(m[1] ?? '')) continue;
       spawnSync('sh', ['-c', `${cmd} -w -t ${table} -D ${m[1]} ${m[2]}`]);
     }
     for (const c of ours) spawnSync(cmd, ['-w', '-t', table, '-F', c]);
@@ -319,8 +320,8 @@ export async function restoreHost(s: HostState): Promise<string[]> {
     await sleep(200);
   }
 
-  cleanIptables('iptables');
-  cleanIptables('ip6tables');
+  cleanIptables('iptables', s.iptables.iptables);
+  cleanIptables('ip6tables', s.iptables.ip6tables);
 
   const linksBefore = new Set(s.links);
   for (const l of links()) {
@@ -353,11 +354,13 @@ export function hostDifferences(s: HostState): string[] {
   const linksBefore = new Set(s.links);
   for (const l of links()) if (!linksBefore.has(l)) diffs.push(`link ${l}`);
   for (const cmd of ['iptables', 'ip6tables'] as const) {
-    const was = new Set((s.iptables[cmd] ?? '').split('\n'));
-    const now = iptablesSave(cmd).split('\n');
-    for (const l of now) if (!was.has(l)) diffs.push(`${cmd}: ${l}`);
-    const nowSet = new Set(now);
-    for (const l of was) if (l && !nowSet.has(l)) diffs.push(`${cmd}: missing ${l}`);
+    const now = iptablesRules(cmd);
+    for (const t of IPTABLES_TABLES) {
+      const was = new Set(s.iptables[cmd][t] ?? []);
+      const is = new Set(now[t] ?? []);
+      for (const l of is) if (!was.has(l)) diffs.push(`${cmd} -t ${t}: ${l}`);
+      for (const l of was) if (!is.has(l)) diffs.push(`${cmd} -t ${t}: missing ${l}`);
+    }
   }
   if (processesOf(s.dir).length) diffs.push(`processes ${processesOf(s.dir).join(' ')}`);
   return diffs;

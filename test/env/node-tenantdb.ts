@@ -205,6 +205,7 @@ export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<T
     pg = await startPostgres({
       listenAddresses: `127.0.0.1,${node.address}`,
       hbaLines: [`host all all ${POD_CIDR} scram-sha-256`],
+      detached: true,
     });
     node.addCleanup(pg.dir);
     const helmBin = helmBinary();

@@ -20,6 +20,8 @@ export const POD_CIDR = '10.89.0.0/24';
 export const POD_GATEWAY = '10.89.0.1';
 export const SERVICE_CIDR = '10.0.0.0/24';
 export const NODE_NAME = 'tenantdb-node';
+/** Daemons in their own process group: a terminal's Ctrl-C reaches only the harness, which stops the pods first. */
+const DETACHED = { detached: true };
 
 export interface Images {
   /** Full name → archive, as build-images.sh prints them. */
@@ -252,6 +254,7 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
           `--secure-port=${schedPort}`,
         ],
         join(logs, 'kube-scheduler.log'),
+        DETACHED,
       ),
     );
 
@@ -262,7 +265,9 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
     writeFileSync(join(dir, 'kubelet.yaml'), kubeletConfig(dir));
     writeFileSync(join(dir, 'kube-proxy.yaml'), kubeProxyConfig(dir, kubeconfig));
     const sock = join(dir, 'containerd.sock');
-    procs.push(startProcess('containerd', 'containerd', ['--config', join(dir, 'containerd.toml')], join(logs, 'containerd.log')));
+    procs.push(
+      startProcess('containerd', 'containerd', ['--config', join(dir, 'containerd.toml')], join(logs, 'containerd.log'), DETACHED),
+    );
     await waitFor('containerd', async () => (ctr(sock, 'version'), true), 30_000, 200);
     for (const [ref, file] of Object.entries(images.archives)) {
       ctr(sock, 'images', 'import', file);
@@ -281,10 +286,17 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
           `--node-ip=${address}`,
         ],
         join(logs, 'kubelet.log'),
+        DETACHED,
       ),
     );
     procs.push(
-      startProcess('kube-proxy', join(nodeBin, 'kube-proxy'), [`--config=${join(dir, 'kube-proxy.yaml')}`], join(logs, 'kube-proxy.log')),
+      startProcess(
+        'kube-proxy',
+        join(nodeBin, 'kube-proxy'),
+        [`--config=${join(dir, 'kube-proxy.yaml')}`],
+        join(logs, 'kube-proxy.log'),
+        DETACHED,
+      ),
     );
     await waitFor(
       `node ${NODE_NAME} Ready`,

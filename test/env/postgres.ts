@@ -122,6 +122,8 @@ export interface PgServerOptions {
   major?: number;
   /** listen_addresses: loopback unless told (a real node's pods reach the server at the host's address). */
   listenAddresses?: string;
+  /** Its own process group (a real node's harness stops it in order on Ctrl-C). */
+  detached?: boolean;
 }
 
 export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServer> {
@@ -176,7 +178,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
       'password_encryption=scram-sha-256',
     ],
     join(dir, 'postgres.log'),
-    spawnOpts,
+    { ...spawnOpts, ...(opts.detached ? { detached: true } : {}) },
   );
   const host = '127.0.0.1';
   const connect = async (user: string, password: string, database = 'postgres') => {
