@@ -20,6 +20,8 @@ export const POD_CIDR = '10.89.0.0/24';
 export const POD_GATEWAY = '10.89.0.1';
 export const SERVICE_CIDR = '10.0.0.0/24';
 export const NODE_NAME = 'tenantdb-node';
+/** What a run keeps in its folder besides its logs. */
+const RUN_DATA = ['cluster', 'containerd', 'cni', 'kubelet', 'kubelet-plugins', 'pod-logs', 'kubectl-cache', 'helm'];
 /** Daemons in their own process group: a terminal's Ctrl-C reaches only the harness, which stops the pods first. */
 const DETACHED = { detached: true };
 
@@ -221,8 +223,7 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
     const address = hostAddress();
 
     // Start clean: the folder of an earlier run (its data only; host.ts restored the host).
-    for (const d of ['cluster', 'containerd', 'cni', 'kubelet', 'kubelet-plugins', 'pod-logs', 'logs', 'kubectl-cache'])
-      rmSync(join(dir, d), { recursive: true, force: true });
+    for (const d of [...RUN_DATA, 'logs']) rmSync(join(dir, d), { recursive: true, force: true });
     state = recordHost(dir, BRIDGE);
     saveHostState(state);
     const logs = join(dir, 'logs');
@@ -329,6 +330,8 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
         release();
         if (left.length) throw new Error(`the host differs from before the run:\n  ${left.join('\n  ')}`);
         rmSync(stateFile(dir), { force: true });
+        // The image file systems and pod folders (hundreds of MB); the logs stay.
+        for (const d of RUN_DATA) rmSync(join(dir, d), { recursive: true, force: true });
       },
     };
   } catch (err) {
