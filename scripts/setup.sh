@@ -38,3 +38,5 @@ if [ ! -x node_modules/.bin/jest ] || [ ! -x node_modules/.bin/node ] || [ packa
 fi
 
 bash scripts/build-control-plane.sh >/dev/null
+# helm renders, lints and dry-runs the chart in the integration tests (test/integration/chart.test.ts).
+bash scripts/build-helm.sh >/dev/null

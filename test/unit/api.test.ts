@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
-import { renderCrdFiles } from '../../src/api/crd-files.js';
+import { renderChartCrdTemplates, renderCrdFiles } from '../../src/api/crd-files.js';
 import { ipWhitelistSpec } from '../../src/api/ipwhitelist.js';
 import { tenantDatabaseSpec } from '../../src/api/tenantdatabase.js';
 
@@ -9,6 +9,12 @@ describe('CRDs', () => {
   test('the committed crds/ match the zod schemas (run npm run generate when this fails)', () => {
     for (const [file, content] of Object.entries(renderCrdFiles())) {
       expect(readFileSync(join(process.cwd(), 'crds', file), 'utf8')).toBe(content);
+    }
+  });
+
+  test("the chart's CRD templates match the zod schemas (run npm run generate when this fails)", () => {
+    for (const [file, content] of Object.entries(renderChartCrdTemplates())) {
+      expect(readFileSync(join(process.cwd(), 'charts/tenantdb/templates/crds', file), 'utf8')).toBe(content);
     }
   });
 
