@@ -5,7 +5,9 @@
 #   - tenantdb: the operator and the pooler agent (Node from the npm `node` package, the compiled
 #     app and its production packages) on a Debian stable root filesystem, user 1000:1000;
 #   - tenantdb-pgbouncer: Debian stable's PgBouncer (>= 1.21: prepared statements in transaction
-#     pooling) and psql, user postgres (numeric).
+#     pooling), user 1000:1000 like the agent beside it (the chart's pooler), and psql for the
+#     application pods of the cluster tests.
+# The same layout as Dockerfile and Dockerfile.pgbouncer.
 # Root filesystems come from mmdebstrap, images from buildah (its own storage, vfs, in a temporary
 # folder: nothing is left on the host). Prints one line per image: "<image name> <archive>", for
 # `ctr images import`. Needs root (mmdebstrap --mode=root).
@@ -105,6 +107,9 @@ if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ]; th
     # The compiled operator and agent with their production packages only.
     cp "$repo/package.json" "$repo/package-lock.json" "$x/app/"
     (cd "$x/app" && npm install --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error >&2 && rm -f package-lock.json)
+    # Type declarations, source maps and docs of the packages are never loaded at run time.
+    find "$x/app/node_modules" \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -iname '*.md' \) -type f -delete
+    rm -rf "$x/app/node_modules/@types" "$x/app/node_modules/.package-lock.json"
     (cd "$repo" && "$repo/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$x/app/dist" --sourceMap false)
     cp "$node_bin" "$x/usr/local/bin/node"
     strip "$x/usr/local/bin/node"
@@ -125,14 +130,18 @@ if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ]; th
   if [ ! -s "$pgbouncer_tar" ]; then
     echo "building $pgbouncer_ref" >&2
     rootfs "$work/pgb-rootfs.tar" ca-certificates,pgbouncer,postgresql-client
-    # The postgres user the package created, by number.
-    ids=$(tar -xOf "$work/pgb-rootfs.tar" ./etc/passwd | awk -F: '$1 == "postgres" {print $3 ":" $4}')
-    [ -n "$ids" ] || { echo "tenantdb: no postgres user in the PgBouncer root filesystem" >&2; exit 1; }
+    x=$work/pgb-extra
+    mkdir -p "$x/etc"
+    tar -xOf "$work/pgb-rootfs.tar" ./etc/passwd >"$x/etc/passwd"
+    tar -xOf "$work/pgb-rootfs.tar" ./etc/group >"$x/etc/group"
+    echo 'pgbouncer:x:1000:1000:pgbouncer:/nonexistent:/usr/sbin/nologin' >>"$x/etc/passwd"
+    echo 'pgbouncer:x:1000:' >>"$x/etc/group"
     pgb_version=$(tar -xOf "$work/pgb-rootfs.tar" ./var/lib/dpkg/status | awk '/^Package: pgbouncer$/ {p = 1} p && /^Version:/ {print $2; exit}')
     c=$(bah from scratch)
     bah add "$c" "$work/pgb-rootfs.tar" / >/dev/null
-    bah config --env PATH=/usr/local/bin:/usr/bin:/bin --workingdir /var/lib/postgresql --user "$ids" \
-      --entrypoint '["/usr/sbin/pgbouncer"]' --cmd /etc/pgbouncer/pgbouncer.ini \
+    bah copy "$c" "$x" / >/dev/null
+    bah config --env PATH=/usr/local/bin:/usr/bin:/bin --workingdir / --user 1000:1000 --port 6432 \
+      --entrypoint '["/usr/sbin/pgbouncer"]' --cmd /etc/pgbouncer/config/pgbouncer.ini \
       --label org.opencontainers.image.title=tenantdb-pgbouncer --label "org.opencontainers.image.version=$version" \
       --label "dev.tenantdb.pgbouncer-version=$pgb_version" "$c"
     commit "$c" "$pgbouncer_ref" "$pgbouncer_tar"
