@@ -1,23 +1,25 @@
 /**
- * tenantdb on a real node, as a platform team installs it: the chart from charts/ with the images
- * of build-images.sh, in a namespace that enforces the `restricted` Pod Security Standard; a
- * PostgreSQL on the host for the tenants; PgBouncer with the pooler agent as a native sidecar; and
- * the PostgresServer "default" that ties them together. Used by `npm run dev:cluster` and the
+ * tenantdb on a real node, as a platform team installs it: the chart from charts/ with its pooler
+ * (PgBouncer with the agent as a native sidecar) and the images of build-images.sh, in a namespace
+ * that enforces the `restricted` Pod Security Standard; a PostgreSQL on the host for the tenants;
+ * and the PostgresServer "default" that ties them together. Used by `npm run dev:cluster` and the
  * cluster tests.
  */
 import * as k8s from '@kubernetes/client-node';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { OPERATOR_NAMESPACE, ROOT, apply } from './cluster.js';
+import { helmBinary } from './helm.js';
 import { POD_CIDR, startNode, type NodeCluster } from './node.js';
 import { waitFor } from './ports.js';
 import { startPostgres, type PgServer } from './postgres.js';
 
 export const RELEASE = 'tenantdb';
-export const POOLER_NAME = 'pgbouncer';
-export const POOLER_ADMIN_SECRET = 'pgbouncer-admin';
+/** The chart's pooler: its Deployment and Service, and the admin Secret it creates. */
+export const POOLER_NAME = `${RELEASE}-pgbouncer`;
+export const POOLER_ADMIN_SECRET = `${RELEASE}-pooler-admin`;
+export const POOLER_CONFIG_SECRET = 'default-pooler';
 export const PG_ADMIN_SECRET = 'pg-admin';
 
 export interface TenantdbCluster {
@@ -42,13 +44,6 @@ export interface TenantdbClusterOptions {
   helmArgs?: string[];
 }
 
-export function helmBinary(): string {
-  return execFileSync('bash', [join(ROOT, 'scripts/build-helm.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] })
-    .trim()
-    .split('\n')
-    .pop()!;
-}
-
 /** A namespace that enforces the `restricted` Pod Security Standard. */
 export function restrictedNamespace(name: string): k8s.KubernetesObject {
   return {
@@ -63,114 +58,6 @@ export function restrictedNamespace(name: string): k8s.KubernetesObject {
       },
     },
   };
-}
-
-/** PgBouncer (Debian stable's) with the tenantdb agent as a native sidecar, and its Service. */
-export function poolerManifests(o: {
-  namespace: string;
-  app: { repository: string; tag: string };
-  pgbouncer: { repository: string; tag: string };
-  adminPassword: string;
-}): k8s.KubernetesObject[] {
-  const labels = { 'app.kubernetes.io/name': 'tenantdb', 'app.kubernetes.io/component': 'pgbouncer' };
-  const restricted = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } };
-  const ini = [
-    '[pgbouncer]',
-    'listen_addr = 0.0.0.0',
-    'listen_port = 6432',
-    // No unix socket, pid file or log file: the root filesystem is read-only.
-    'unix_socket_dir =',
-    'auth_type = hba',
-    'auth_file = /etc/pgbouncer/tenantdb/userlist.txt',
-    'auth_hba_file = /etc/pgbouncer/tenantdb/hba.conf',
-    'admin_users = tenantdb_pooler',
-    'max_client_conn = 1000',
-    'ignore_startup_parameters = extra_float_digits',
-    'server_login_retry = 2',
-    'max_prepared_statements = 100',
-    '%include /etc/pgbouncer/tenantdb/databases.ini',
-    '',
-  ].join('\n');
-  return [
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: POOLER_ADMIN_SECRET, namespace: o.namespace },
-      stringData: { username: 'tenantdb_pooler', password: o.adminPassword },
-    },
-    { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: POOLER_NAME, namespace: o.namespace }, data: { 'pgbouncer.ini': ini } },
-    {
-      apiVersion: 'apps/v1',
-      kind: 'Deployment',
-      metadata: { name: POOLER_NAME, namespace: o.namespace, labels },
-      spec: {
-        replicas: 1,
-        selector: { matchLabels: labels },
-        template: {
-          metadata: { labels },
-          spec: {
-            serviceAccountName: 'tenantdb-pooler-agent',
-            // One user for both containers: PgBouncer reads the files the agent writes.
-            securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000, seccompProfile: { type: 'RuntimeDefault' } },
-            initContainers: [
-              {
-                // A native sidecar: it starts first and stays; PgBouncer starts once its files exist.
-                name: 'agent',
-                image: `${o.app.repository}:${o.app.tag}`,
-                imagePullPolicy: 'Never',
-                restartPolicy: 'Always',
-                args: [
-                  'agent',
-                  '--mode=pgbouncer',
-                  `--secret=${o.namespace}/default-pooler`,
-                  '--dir=/etc/pgbouncer/tenantdb',
-                  '--pgbouncer-port=6432',
-                ],
-                env: [
-                  { name: 'TENANTDB_POOLER_ADMIN_USER', valueFrom: { secretKeyRef: { name: POOLER_ADMIN_SECRET, key: 'username' } } },
-                  { name: 'TENANTDB_POOLER_ADMIN_PASSWORD', valueFrom: { secretKeyRef: { name: POOLER_ADMIN_SECRET, key: 'password' } } },
-                ],
-                startupProbe: {
-                  exec: { command: ['test', '-s', '/etc/pgbouncer/tenantdb/databases.ini'] },
-                  periodSeconds: 1,
-                  failureThreshold: 120,
-                },
-                volumeMounts: [{ name: 'tenantdb', mountPath: '/etc/pgbouncer/tenantdb' }],
-                resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '192Mi' } },
-                securityContext: restricted,
-              },
-            ],
-            containers: [
-              {
-                name: 'pgbouncer',
-                image: `${o.pgbouncer.repository}:${o.pgbouncer.tag}`,
-                imagePullPolicy: 'Never',
-                args: ['/etc/pgbouncer/pgbouncer.ini'],
-                ports: [{ name: 'pgbouncer', containerPort: 6432 }],
-                readinessProbe: { tcpSocket: { port: 'pgbouncer' }, periodSeconds: 2 },
-                volumeMounts: [
-                  { name: 'config', mountPath: '/etc/pgbouncer/pgbouncer.ini', subPath: 'pgbouncer.ini' },
-                  { name: 'tenantdb', mountPath: '/etc/pgbouncer/tenantdb', readOnly: true },
-                ],
-                resources: { requests: { cpu: '10m', memory: '16Mi' }, limits: { memory: '128Mi' } },
-                securityContext: restricted,
-              },
-            ],
-            volumes: [
-              { name: 'config', configMap: { name: POOLER_NAME } },
-              { name: 'tenantdb', emptyDir: {} },
-            ],
-          },
-        },
-      },
-    },
-    {
-      apiVersion: 'v1',
-      kind: 'Service',
-      metadata: { name: POOLER_NAME, namespace: o.namespace, labels },
-      spec: { type: 'ClusterIP', selector: labels, ports: [{ name: 'pgbouncer', port: 6432, targetPort: 'pgbouncer' }] },
-    },
-  ] as unknown as k8s.KubernetesObject[];
 }
 
 export async function waitReady(
@@ -226,12 +113,17 @@ export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<T
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(node.kubeconfig);
 
-    log(`helm install ${RELEASE} charts/tenantdb in ${OPERATOR_NAMESPACE} (Pod Security: restricted) ...`);
+    log(`helm install ${RELEASE} charts/tenantdb with its pooler in ${OPERATOR_NAMESPACE} (Pod Security: restricted) ...`);
     await apply(kc, [restrictedNamespace(OPERATOR_NAMESPACE)]);
+    // The images are on the node already and cannot be pulled: pullPolicy Never.
     const imageValues = [
       `--set=image.repository=${node.images.app.repository}`,
       `--set=image.tag=${node.images.app.tag}`,
       '--set=image.pullPolicy=Never',
+      '--set=pooler.enabled=true',
+      `--set=pooler.image.repository=${node.images.pgbouncer.repository}`,
+      `--set=pooler.image.tag=${node.images.pgbouncer.tag}`,
+      '--set=pooler.image.pullPolicy=Never',
     ];
     helm(
       'install',
@@ -243,18 +135,6 @@ export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<T
       ...(o.helmArgs ?? []),
       '--wait',
       '--timeout=5m',
-    );
-
-    log('starting PgBouncer with the pooler agent ...');
-    const poolerAdminPassword = randomBytes(18).toString('base64url');
-    await apply(
-      kc,
-      poolerManifests({
-        namespace: OPERATOR_NAMESPACE,
-        app: node.images.app,
-        pgbouncer: node.images.pgbouncer,
-        adminPassword: poolerAdminPassword,
-      }),
     );
     const poolerHost = node.kubectl('get', 'service', POOLER_NAME, '-n', OPERATOR_NAMESPACE, '-o', 'jsonpath={.spec.clusterIP}').trim();
 
@@ -276,13 +156,18 @@ export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<T
           sslMode: 'disable',
           default: true,
           adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: PG_ADMIN_SECRET },
-          pooler: { host: poolerHost, port: 6432, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_ADMIN_SECRET } },
+          // As the chart's NOTES say, with the Service's ClusterIP for its name (no cluster DNS here).
+          pooler: {
+            host: poolerHost,
+            port: 6432,
+            adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_ADMIN_SECRET },
+            configSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_CONFIG_SECRET },
+          },
           allowedExtensions: ['pgcrypto', 'citext', 'hstore', 'uuid-ossp'],
           ...(o.alwaysAllowedCidrs ? { alwaysAllowedCidrs: o.alwaysAllowedCidrs } : {}),
         },
       } as k8s.KubernetesObject,
     ]);
-    node.kubectl('rollout', 'status', `deployment/${POOLER_NAME}`, '-n', OPERATOR_NAMESPACE, '--timeout=300s');
     await waitReady(kc, { group: 'tenantdb.dev', plural: 'postgresservers' }, undefined, 'default');
     const started = pg;
     return {
