@@ -202,6 +202,8 @@ test('the operator runs as two Ready replicas in a namespace that enforces restr
     return pods.length === 2 && pods.every((p) => p.ready);
   });
   expect(leaseHolder()).toMatch(/^tenantdb-operator-/);
+  // The chart's own test: a pod (restricted too) asks the operator's Service for /readyz and /metrics.
+  expect(helm('test', 'tenantdb', '-n', NS, '--timeout=3m')).toMatch(/Phase:\s+Succeeded/);
   // The namespace really refuses what restricted forbids: a pod that says nothing of its security.
   const refused = failure(() =>
     kubectlIn(
