@@ -180,7 +180,6 @@ export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<T
       imageValues,
       stop: async () => {
         // Pods first (the kubelet tears them down), then PostgreSQL, then the node and the host.
-        log('stopping the pods ...');
         await node.stopPods().catch((e: unknown) => log(e instanceof Error ? e.message : String(e)));
         await started.stop();
         await node.stop();

@@ -321,9 +321,11 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
           saveHostState(state);
         }
       },
-      stopPods: () => stopPods(kubectl, sock),
-      stop: async () => {
+      stopPods: () => {
         log('stopping the pods ...');
+        return stopPods(kubectl, sock);
+      },
+      stop: async () => {
         await stopPods(kubectl, sock).catch((e: unknown) => log(`  ${e instanceof Error ? e.message : String(e)}`));
         log('stopping the node and the control plane, restoring the host ...');
         const left = await stopAll();
