@@ -1,7 +1,6 @@
 /** The helm CLI (built from its Go module and cached by scripts/build-helm.sh) and the chart it renders. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { ROOT } from './cluster.js';
@@ -30,16 +29,13 @@ export interface HelmResult {
   stderr: string;
 }
 
-let helmHome: string | undefined;
-
-export function helm(args: string[]): HelmResult {
-  // helm's own cache, config and data in a folder of the test run, never the user's.
-  helmHome ??= mkdtempSync(join(tmpdir(), 'tenantdb-helm-'));
+/** Runs helm with its cache, config and data in `home` (a folder of the test), never the user's. */
+export function helm(args: string[], home: string): HelmResult {
   const env = {
     ...process.env,
-    HELM_CACHE_HOME: join(helmHome, 'cache'),
-    HELM_CONFIG_HOME: join(helmHome, 'config'),
-    HELM_DATA_HOME: join(helmHome, 'data'),
+    HELM_CACHE_HOME: join(home, '.helm/cache'),
+    HELM_CONFIG_HOME: join(home, '.helm/config'),
+    HELM_DATA_HOME: join(home, '.helm/data'),
   };
   const r = spawnSync(helmBinary(), args, { encoding: 'utf8', maxBuffer: 64 << 20, env });
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -63,17 +59,20 @@ export function renderChart(
   dir: string,
   opts: { release?: string; namespace: string; values?: Record<string, unknown>; skipTests?: boolean },
 ): Manifest[] {
-  const r = helm([
-    'template',
-    opts.release ?? 'tenantdb',
-    CHART,
-    '--namespace',
-    opts.namespace,
-    '--kube-version',
-    KUBE_VERSION,
-    ...(opts.skipTests ? ['--skip-tests'] : []),
-    ...valuesArgs(dir, opts.values ?? {}),
-  ]);
+  const r = helm(
+    [
+      'template',
+      opts.release ?? 'tenantdb',
+      CHART,
+      '--namespace',
+      opts.namespace,
+      '--kube-version',
+      KUBE_VERSION,
+      ...(opts.skipTests ? ['--skip-tests'] : []),
+      ...valuesArgs(dir, opts.values ?? {}),
+    ],
+    dir,
+  );
   if (r.status !== 0) throw new Error(`helm template failed: ${r.stderr}`);
   return parseAllDocuments(r.stdout)
     .map((d) => d.toJS() as Manifest | null)
@@ -82,16 +81,19 @@ export function renderChart(
 
 /** `helm template` expected to fail: returns helm's message. */
 export function renderChartError(dir: string, opts: { namespace: string; values?: Record<string, unknown>; kubeVersion?: string }): string {
-  const r = helm([
-    'template',
-    'tenantdb',
-    CHART,
-    '--namespace',
-    opts.namespace,
-    '--kube-version',
-    opts.kubeVersion ?? KUBE_VERSION,
-    ...valuesArgs(dir, opts.values ?? {}),
-  ]);
+  const r = helm(
+    [
+      'template',
+      'tenantdb',
+      CHART,
+      '--namespace',
+      opts.namespace,
+      '--kube-version',
+      opts.kubeVersion ?? KUBE_VERSION,
+      ...valuesArgs(dir, opts.values ?? {}),
+    ],
+    dir,
+  );
   if (r.status === 0) throw new Error('helm template succeeded where it should have failed');
   return r.stderr;
 }

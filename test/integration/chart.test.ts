@@ -11,7 +11,7 @@
  */
 import type * as k8s from '@kubernetes/client-node';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
@@ -208,6 +208,8 @@ const SETS: Record<string, ValueSet> = {
         admin: { username: 'pooler_admin', existingSecret: 'platform-pgbouncer-admin' },
         service: { type: 'LoadBalancer', loadBalancerSourceRanges: ['10.0.0.0/8'] },
         podDisruptionBudget: { enabled: true, minAvailable: null, maxUnavailable: 1 },
+        tls: { secretName: 'pgbouncer-tls', clientSslMode: 'require', serverCASecretName: 'postgres-ca' },
+        config: { server_tls_sslmode: 'verify-full' },
       },
       argocd: { healthChecks: { enabled: true, namespace: 'chart-argocd' } },
     },
@@ -221,6 +223,14 @@ const SETS: Record<string, ValueSet> = {
       const agent = podSpec(objs, 'tenantdb-pgbouncer').initContainers?.[0];
       expect(agent?.env?.[0]?.valueFrom?.secretKeyRef?.name).toBe('platform-pgbouncer-admin');
       expect(agent?.args).toContain('--admin-user=pooler_admin');
+      const ini = one<k8s.V1ConfigMap>(objs, 'ConfigMap', 'tenantdb-pgbouncer').data?.['pgbouncer.ini'];
+      expect(ini).toMatch(/^client_tls_sslmode = require$/m);
+      expect(ini).toMatch(/^client_tls_key_file = \/etc\/pgbouncer\/tls\/tls.key$/m);
+      expect(ini).toMatch(/^server_tls_ca_file = \/etc\/pgbouncer\/server-ca\/ca.crt$/m);
+      expect(ini).toMatch(/^server_tls_sslmode = verify-full$/m);
+      const volumes = podSpec(objs, 'tenantdb-pgbouncer').volumes ?? [];
+      expect(volumes.find((v) => v.name === 'tls')?.secret?.secretName).toBe('pgbouncer-tls');
+      expect(volumes.find((v) => v.name === 'server-ca')?.secret?.secretName).toBe('postgres-ca');
       expect(one(objs, 'ConfigMap', 'tenantdb-argocd-health').metadata.namespace).toBe('chart-argocd');
     },
   },
@@ -253,12 +263,16 @@ beforeAll(async () => {
   for (const [name, set] of Object.entries(SETS)) rendered.set(name, renderChart(dir, { namespace: set.namespace, values: set.values }));
 }, 600_000);
 
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
 describe('helm lint', () => {
   test.each(Object.keys(SETS))('passes --strict with the %s values', (name) => {
     const set = SETS[name] as ValueSet;
     const file = join(dir, `lint-${name}.yaml`);
     writeFileSync(file, stringify(set.values));
-    const r = helm(['lint', CHART, '--strict', '--kube-version', KUBE_VERSION, '--namespace', set.namespace, '--values', file]);
+    const r = helm(['lint', CHART, '--strict', '--kube-version', KUBE_VERSION, '--namespace', set.namespace, '--values', file], dir);
     expect(r.stderr + r.stdout).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
     expect(r.status).toBe(0);
   });
@@ -277,6 +291,11 @@ describe('the values schema refuses bad values', () => {
       'a PgBouncer setting the chart owns',
       { pooler: { enabled: true, postgresServer: 'x', config: { listen_port: 7000 } } },
       /listen_port|config/,
+    ],
+    [
+      'a TLS file set beside pooler.tls',
+      { pooler: { enabled: true, postgresServer: 'x', config: { client_tls_key_file: '/key' } } },
+      /client_tls_key_file|config/,
     ],
     [
       'a PgBouncer setting that would add a line to pgbouncer.ini',
@@ -517,7 +536,7 @@ describe('helm install, upgrade and uninstall against the real API server', () =
   const release = 'chart-it';
   const ns = 'chart-release';
   const prefix = 'chart-it-tenantdb';
-  const run = (args: string[]) => helm([...args, '--kubeconfig', c.env.adminKubeconfig, '--namespace', ns]);
+  const run = (args: string[]) => helm([...args, '--kubeconfig', c.env.adminKubeconfig, '--namespace', ns], dir);
   const exists = (args: string[]) => kubectl(['get', ...args, '-o', 'name']).status === 0;
   const adminPassword = () => {
     const r = kubectl(['get', 'secret', `${prefix}-pooler-admin`, '-n', ns, '-o', 'jsonpath={.data.password}']);
