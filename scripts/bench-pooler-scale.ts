@@ -47,6 +47,7 @@ function tenant(i: number): PoolerTenant {
     poolMode: 'transaction',
     poolSize: 10,
     maxDbConnections: 0,
+    maxClientConnections: 100,
     allowedCidrs: i % 4 === 0 ? cidrs.slice(0, 1 + (i % 3)) : undefined,
   };
 }

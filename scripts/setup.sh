@@ -6,14 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# shellcheck source=pgbouncer.sh
+. scripts/pgbouncer.sh
+
 # --- Debian packages ---------------------------------------------------------------------------
 pkgs=()
 command -v openssl >/dev/null || pkgs+=(openssl)
 command -v psql >/dev/null || pkgs+=(postgresql-client)
 # The Argo CD health check (Lua) is run by a unit test in a real Lua interpreter.
 command -v lua5.4 >/dev/null || pkgs+=(lua5.4)
+# psycopg 3 (prepares statements on the server by itself) is one of the clients tested through the pooler;
+# Debian's, so the test runs /usr/bin/python3 whatever python3 comes first on PATH.
+/usr/bin/python3 -c 'import psycopg' 2>/dev/null || pkgs+=(python3-psycopg)
 if [ -z "${TENANTDB_PG_BIN:-}" ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then pkgs+=(postgresql); fi
-if [ -z "${TENANTDB_PGBOUNCER:-}" ] && [ ! -x /usr/sbin/pgbouncer ] && ! command -v pgbouncer >/dev/null; then pkgs+=(pgbouncer); fi
+# PgBouncer itself comes from Debian stable when the installed one is too old (scripts/pgbouncer.sh).
+if [ -z "${TENANTDB_PGBOUNCER:-}" ] && ! command -v mmdebstrap >/dev/null && ! pgbouncer_present; then pkgs+=(mmdebstrap); fi
 if [ ${#pkgs[@]} -gt 0 ]; then
   echo "tenantdb: installing ${pkgs[*]}" >&2
   if [ "$(id -u)" = 0 ]; then as_root=(); elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root=(sudo); else
@@ -24,6 +31,8 @@ if [ ${#pkgs[@]} -gt 0 ]; then
   "${as_root[@]}" apt-get update -qq >&2
   "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${pkgs[@]}" >&2
 fi
+
+ensure_pgbouncer
 
 # --- Go, 1.24 or newer, for the control plane -----------------------------------------------------
 # shellcheck source=go-toolchain.sh

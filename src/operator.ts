@@ -6,25 +6,38 @@ import type * as k8s from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { GROUP, VERSION } from './api/common.js';
-import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, apiPath, type KindInfo } from './api/kinds.js';
+import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, TENANT_GROUP, apiPath, type KindInfo } from './api/kinds.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
 import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
+import { reconcileTenantGroup } from './controllers/tenantgroup/reconcile.js';
 import { reportFailure } from './controllers/failure.js';
 import { makeClients } from './kube/client.js';
-import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from './api/cached.js';
-import { handlersFor, tenantIndexers, whitelistIndexers, type Caches, type ControllerName, type Source } from './controllers/watches.js';
+import { slimSecret } from './kube/secrets.js';
+import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase, CachedTenantGroup } from './api/cached.js';
+import {
+  groupIndexers,
+  handlersFor,
+  tenantIndexers,
+  whitelistIndexers,
+  type Caches,
+  type ControllerName,
+  type Source,
+} from './controllers/watches.js';
 import { errorMessage } from './runtime/errors.js';
 import { DEFAULT_SHARD_BYTES } from './pooler/shards.js';
 import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
 import { eventRecorder } from './runtime/events.js';
 import { startHealthServer } from './runtime/health.js';
-import { namespacePoller, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
+import { namespacePoller, pagedList, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
 import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
 import type { Logger } from './runtime/logger.js';
 import { createMetrics } from './runtime/metrics.js';
+
+/** Secrets per page when the Secret cache lists: bounds the memory of one list page. */
+const SECRET_PAGE = 20;
 
 export interface OperatorOptions {
   kc: k8s.KubeConfig;
@@ -99,20 +112,30 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const servers = kindInformer<CachedPostgresServer>(POSTGRES_SERVER, 'servers');
   const tenants = scoped((ns) => kindInformer<CachedTenantDatabase>(TENANT_DATABASE, 'tenants', ns, tenantIndexers));
   const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));
+  const groups = scoped((ns) => kindInformer<CachedTenantGroup>(TENANT_GROUP, 'groups', ns, groupIndexers));
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
+  // Anyone who may write Secrets can set the label: the cache keeps only what the controllers read
+  // (slimSecret), and a list takes SECRET_PAGE Secrets at a time (a Secret may hold 1 MiB).
+  const slimOwn = (s: k8s.V1Secret) => slimSecret(s, o.namespace);
   const secrets: ResilientInformer<k8s.V1Secret> = scoped(
     (ns) =>
       resilientInformer<k8s.V1Secret>(
         o.kc,
         ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
-        () =>
-          ns
-            ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed })
-            : clients.core.listSecretForAllNamespaces({ labelSelector: managed }),
+        pagedList(
+          (page) =>
+            ns
+              ? clients.core.listNamespacedSecret({ namespace: ns, labelSelector: managed, ...page })
+              : clients.core.listSecretForAllNamespaces({ labelSelector: managed, ...page }),
+          SECRET_PAGE,
+          slimOwn,
+        ),
         on('secrets'),
         log,
         managed,
+        {},
+        slimOwn,
       ),
     [o.namespace],
   );
@@ -131,8 +154,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
         log,
       )
     : resilientInformer<k8s.V1Namespace>(o.kc, '/api/v1/namespaces', () => clients.core.listNamespace(), nsHandlers, log);
-  cacheRef.current = { servers, tenants, whitelists, secrets, namespaces };
-  const informers = [servers, tenants, whitelists, secrets, namespaces];
+  cacheRef.current = { servers, tenants, whitelists, groups, secrets, namespaces };
+  const informers = [servers, tenants, whitelists, groups, secrets, namespaces];
 
   const ctx: OperatorContext = {
     clients,
@@ -143,6 +166,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     servers,
     tenants,
     whitelists,
+    groups,
     namespaces,
     secrets,
     markers: new Map(),
@@ -162,7 +186,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const runControllers = async () => {
     started = true;
     metrics.isLeader.set(1);
-    await Promise.all([servers.start(), tenants.start(), whitelists.start(), namespaces.start(), secrets.start()]);
+    await Promise.all([servers.start(), tenants.start(), whitelists.start(), groups.start(), namespaces.start(), secrets.start()]);
     const server = (controllers.postgresserver = createController(
       'postgresserver',
       (key, l) => reconcilePostgresServer(ctx, key, l),
@@ -186,8 +210,17 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     ));
     for (const x of servers.list()) server.queue.add(keyOf(x));
     for (const x of tenants.list()) tenant.queue.add(keyOf(x));
+    const group = (controllers.tenantgroup = createController(
+      'tenantgroup',
+      (key, l) => reconcileTenantGroup(ctx, key, l),
+      log,
+      metrics,
+      (key, err) => reportFailure(ctx, TENANT_GROUP, groups, key, err),
+    ));
     for (const x of whitelists.list()) whitelist.queue.add(keyOf(x));
+    for (const x of groups.list()) group.queue.add(keyOf(x));
     void whitelist.run(1);
+    void group.run(1);
     void server.run(Math.max(1, Math.ceil(o.workers / 2)));
     void tenant.run(o.workers);
     log.info({ workers: o.workers, resyncMs: o.resyncMs }, 'Controllers started');

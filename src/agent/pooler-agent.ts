@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { httpStatus } from '../kube/client.js';
 import { decodeSecretData } from '../kube/secrets.js';
-import { disableDatabase, enableDatabase, killDatabase, reload, type PoolerAdmin } from '../pg/pgbouncer-console.js';
+import { disableDatabase, enableDatabase, killDatabase, pgbouncerVersion, reload, type PoolerAdmin } from '../pg/pgbouncer-console.js';
 import { scramVerifier } from '../pg/scram.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, configHash } from '../pooler/contract.js';
 import { HBA_CATCH_ALL, POOLER_FILES, assemblePoolerFiles, type PoolerFiles } from '../pooler/render.js';
@@ -47,6 +47,25 @@ function aliasesOf(text: string): Set<string> {
     if (m?.[1] && m[1] !== 'pgbouncer') out.add(m[1]);
   }
   return out;
+}
+
+/** The first PgBouncer that knows max_db_client_connections. */
+const CLIENT_CAPS_SINCE: readonly [number, number] = [1, 24];
+
+/**
+ * The databases.ini an older PgBouncer can load: without max_db_client_connections, which it
+ * would refuse (an unknown key fails the whole file). The operator renders one config for every
+ * PgBouncer version; the agent, which is the one that knows the version, fits it and says so.
+ */
+export function fitDatabases(text: string, version: readonly [number, number, number]): { text: string; warning?: string } {
+  const [major, minor] = version;
+  if (major > CLIENT_CAPS_SINCE[0] || (major === CLIENT_CAPS_SINCE[0] && minor >= CLIENT_CAPS_SINCE[1])) return { text };
+  const fitted = text.replace(/ max_db_client_connections=\d+$/gm, '');
+  if (fitted === text) return { text };
+  return {
+    text: fitted,
+    warning: `PgBouncer ${version.join('.')} has no max_db_client_connections (${CLIENT_CAPS_SINCE.join('.')}+): per-tenant client connection limits are not enforced`,
+  };
 }
 
 /** A shard the agent must not use whatever happens next: the config is refused, not retried. */
@@ -147,7 +166,10 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
             .map((e) => locate(parts, index.shards, e))
             .join('; '),
         };
-      const files = withAdmin(assembled, o.admin.user, adminVerifier);
+      // Asked on every load: PgBouncer may have been replaced by another version since. While it is
+      // down this throws, and the load is retried.
+      const fitted = fitDatabases(assembled['databases.ini'], await pgbouncerVersion(o.admin));
+      const files = withAdmin({ ...assembled, 'databases.ini': fitted.text }, o.admin.user, adminVerifier);
       const before = aliasesOf(await readFile(join(o.dir, 'databases.ini'), 'utf8').catch(() => ''));
       const after = aliasesOf(files['databases.ini']);
       const removed = [...before].filter((a) => !after.has(a));
@@ -169,7 +191,7 @@ export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSe
         { shards: index.shards.length, bytes, fetchedMs, writtenMs, reloadedMs: Math.round(performance.now() - t0) },
         'Loaded shards',
       );
-      return { ok: true };
+      return fitted.warning ? { ok: true, warning: fitted.warning } : { ok: true };
     },
   });
 }

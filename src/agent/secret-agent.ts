@@ -17,7 +17,7 @@ import { errorMessage } from '../runtime/errors.js';
 import { eventRecorder } from '../runtime/events.js';
 import type { Logger } from '../runtime/logger.js';
 
-export type ApplyOutcome = { ok: true } | { ok: false; error: string };
+export type ApplyOutcome = { ok: true; warning?: string } | { ok: false; error: string };
 
 export interface SecretAgentOptions {
   kc: k8s.KubeConfig;
@@ -38,6 +38,7 @@ export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
   const watch = new k8s.Watch(o.kc);
   const events = eventRecorder(core, 'tenantdb-agent', o.log);
   let applied: string | undefined;
+  let warning: string | undefined;
   let refused: string | undefined;
   let stopped = false;
   let abort: AbortController | undefined;
@@ -54,16 +55,17 @@ export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
     const hash = configHash(files);
     const ann = secret.metadata?.annotations ?? {};
     if (hash === applied) {
-      if (ann[AGENT_APPLIED_ANNOTATION] !== hash || ann[AGENT_ERROR_ANNOTATION]) await annotate(appliedAnnotations(hash));
+      if (ann[AGENT_APPLIED_ANNOTATION] !== hash || ann[AGENT_ERROR_ANNOTATION]) await annotate(appliedAnnotations(hash, warning));
       return;
     }
     if (hash === refused) return;
     const out = await o.apply(files, hash);
     if (out.ok) {
       applied = hash;
+      warning = out.warning;
       refused = undefined;
-      o.log.info({ hash }, 'Applied config');
-      await annotate(appliedAnnotations(hash));
+      o.log.info({ hash, ...(warning ? { warning } : {}) }, 'Applied config');
+      await annotate(appliedAnnotations(hash, warning));
     } else {
       refused = hash;
       o.log.error({ hash, error: out.error }, 'Refused a config that fails its checks; the last good one stays');

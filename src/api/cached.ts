@@ -8,6 +8,7 @@ import type { z } from 'zod';
 import type { ipWhitelistSpec, ipWhitelistStatus } from './ipwhitelist.js';
 import type { postgresServerSpec, postgresServerStatus } from './postgresserver.js';
 import type { tenantDatabaseSpec, tenantDatabaseStatus } from './tenantdatabase.js';
+import type { tenantGroupSpec, tenantGroupStatus } from './tenantgroup.js';
 
 export type DeepPartial<T> = T extends readonly (infer U)[]
   ? readonly DeepPartial<U>[]
@@ -23,3 +24,4 @@ export interface Cached<Spec, Status> extends k8s.KubernetesObject {
 export type CachedTenantDatabase = Cached<z.input<typeof tenantDatabaseSpec>, z.infer<typeof tenantDatabaseStatus>>;
 export type CachedPostgresServer = Cached<z.input<typeof postgresServerSpec>, z.infer<typeof postgresServerStatus>>;
 export type CachedIpWhitelist = Cached<z.input<typeof ipWhitelistSpec>, z.infer<typeof ipWhitelistStatus>>;
+export type CachedTenantGroup = Cached<z.input<typeof tenantGroupSpec>, z.infer<typeof tenantGroupStatus>>;

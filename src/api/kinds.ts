@@ -3,6 +3,7 @@ import { GROUP, VERSION } from './common.js';
 import { ipWhitelist, ipWhitelistSpec, ipWhitelistStatus } from './ipwhitelist.js';
 import { postgresServer, postgresServerSpec, postgresServerStatus } from './postgresserver.js';
 import { tenantDatabase, tenantDatabaseSpec, tenantDatabaseStatus } from './tenantdatabase.js';
+import { tenantGroup, tenantGroupSpec, tenantGroupStatus } from './tenantgroup.js';
 
 export interface PrinterColumn {
   name: string;
@@ -108,7 +109,27 @@ export const IP_WHITELIST: KindInfo = {
   ],
 };
 
-export const KINDS = [POSTGRES_SERVER, TENANT_DATABASE, IP_WHITELIST] as const;
+export const TENANT_GROUP: KindInfo = {
+  kind: 'TenantGroup',
+  plural: 'tenantgroups',
+  singular: 'tenantgroup',
+  shortNames: ['tg'],
+  namespaced: true,
+  description: "A live registry of a namespace's TenantDatabases (chosen by labels) in one Secret, for multi-tenant backends.",
+  spec: tenantGroupSpec,
+  status: tenantGroupStatus,
+  object: tenantGroup,
+  printerColumns: [
+    { name: 'Secret', type: 'string', jsonPath: '.status.secretName', description: 'The registry Secret.' },
+    { name: 'Members', type: 'integer', jsonPath: '.status.members', description: 'TenantDatabases listed.' },
+    { name: 'Ready', type: 'integer', jsonPath: '.status.ready', description: 'Members that are Ready.', priority: 1 },
+    { ...ready, name: 'Synced' },
+    reason,
+    age,
+  ],
+};
+
+export const KINDS = [POSTGRES_SERVER, TENANT_DATABASE, IP_WHITELIST, TENANT_GROUP] as const;
 
 export function apiPath(k: KindInfo, namespace?: string): string {
   const ns = k.namespaced && namespace ? `/namespaces/${namespace}` : '';

@@ -46,6 +46,33 @@ export const postgresServerSpec = z
         configSecretRef: secretRef
           .optional()
           .describe('The Secret the operator writes the rendered PgBouncer configuration into, for the agent beside PgBouncer.'),
+        clientLimits: z
+          .object({
+            default: z
+              .number()
+              .int()
+              .min(1)
+              .max(100000)
+              .default(200)
+              .describe('Client connections PgBouncer accepts per tenant whose pooling.maxClientConnections is omitted or -1.'),
+            max: z
+              .number()
+              .int()
+              .min(1)
+              .max(100000)
+              .default(2000)
+              .describe('The highest pooling.maxClientConnections a tenant may ask for; more is refused.'),
+          })
+          .prefault({})
+          .describe(
+            "Bounds for each tenant's client connections to PgBouncer (max_db_client_connections, PgBouncer 1.24+), so that no tenant can take every client slot (max_client_conn) of a shared pooler.",
+          )
+          .meta(
+            cel({
+              rule: '!has(self.default) || !has(self.max) || self.default <= self.max',
+              message: 'pooler.clientLimits.default must not exceed pooler.clientLimits.max',
+            }),
+          ),
       })
       .optional()
       .describe('The PgBouncer in front of this server.'),
@@ -148,6 +175,18 @@ export const postgresServerStatus = z
     observedGeneration: z.number().int().optional().describe('The generation the status was computed for.'),
     version: z.string().max(256).optional().describe("The server's version as it reports it (server_version)."),
     tenantCount: z.number().int().optional().describe('How many TenantDatabases use this server.'),
+    pooler: z
+      .object({
+        version: z.string().max(64).describe('The PgBouncer version its admin console reports.'),
+        maxPreparedStatements: z
+          .number()
+          .int()
+          .describe(
+            "PgBouncer's max_prepared_statements: above 0, named prepared statements work in transaction pooling (PgBouncer 1.21+), and tenant Secrets carry no client workarounds for it.",
+          ),
+      })
+      .optional()
+      .describe('What the PgBouncer in front of this server supports, as read from its admin console.'),
   })
   .describe('The observed state of the server.');
 

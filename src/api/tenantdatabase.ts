@@ -71,6 +71,15 @@ export const tenantDatabaseSpec = z
           .max(100000)
           .default(0)
           .describe("PgBouncer max_db_connections for the tenant's database; 0 means no limit."),
+        maxClientConnections: z
+          .number()
+          .int()
+          .min(-1)
+          .max(100000)
+          .default(-1)
+          .describe(
+            "Most client connections PgBouncer accepts for the tenant's pool at once. -1 (the default) means the server's pooler.clientLimits.default; more than its pooler.clientLimits.max is refused. Needs PgBouncer 1.24 or newer; an older one serves the tenant without the cap and the PostgresServer says so.",
+          ),
       })
       .prefault({})
       .describe("The tenant's PgBouncer pool."),
@@ -81,6 +90,32 @@ export const tenantDatabaseSpec = z
       .describe("Extensions to create in the tenant database; each must be in the server's allowedExtensions."),
     shadowDatabase: z.boolean().default(false).describe('Whether to create a separate <database>_shadow database for Prisma migrate dev.'),
     secretName: k8sName('secretName').optional().describe('Name of the Secret with the connection details. Defaults to <name>-db.'),
+    secretTemplate: z
+      .object({
+        presets: z
+          .array(z.enum(['Vercel', 'Spring']).describe('A preset: Vercel or Spring.'))
+          .max(2)
+          .default([])
+          .describe(
+            'Extra keys in the shapes some platforms read. Vercel: POSTGRES_URL, POSTGRES_PRISMA_URL, POSTGRES_URL_NON_POOLING, POSTGRES_HOST, POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DATABASE. Spring: SPRING_DATASOURCE_URL, SPRING_DATASOURCE_USERNAME, SPRING_DATASOURCE_PASSWORD.',
+          ),
+        keys: z
+          .record(
+            z
+              .string()
+              .min(1)
+              .max(253)
+              .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key is made of letters, digits, -, _ and .'),
+            z.string().max(4096),
+          )
+          .default({})
+          .describe(
+            'Keys of your own, each a text in which $(key) stands for the value of one of the Secret\'s standard keys (e.g. "$(pooled-uri)&application_name=billing"), and $$ for a $. They may not replace a standard key.',
+          )
+          .meta(cel({ rule: 'size(self) <= 32', message: 'secretTemplate.keys holds at most 32 keys' })),
+      })
+      .prefault({})
+      .describe('What the Secret holds beyond its standard keys.'),
     deletionPolicy: z
       .enum(['Retain', 'Delete'])
       .default('Retain')

@@ -1,5 +1,5 @@
 import type * as k8s from '@kubernetes/client-node';
-import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from '../api/cached.js';
+import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase, CachedTenantGroup } from '../api/cached.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import type { KubeClients } from '../kube/client.js';
 import { secretValue } from '../kube/secrets.js';
@@ -32,6 +32,7 @@ export interface OperatorContext {
   servers: ResilientInformer<CachedPostgresServer>;
   tenants: ResilientInformer<CachedTenantDatabase>;
   whitelists: ResilientInformer<CachedIpWhitelist>;
+  groups: ResilientInformer<CachedTenantGroup>;
   /** Namespaces, for the servers' allowedNamespaces selectors. */
   namespaces: ResilientInformer<k8s.V1Namespace>;
   /** Secrets labelled as managed by tenantdb: tenant Secrets and pooler config Secrets. */

@@ -12,7 +12,7 @@
  * to the informers and the work queues.
  */
 import type * as k8s from '@kubernetes/client-node';
-import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase } from '../api/cached.js';
+import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase, CachedTenantGroup } from '../api/cached.js';
 import { AGENT_ERROR_ANNOTATION } from '../pooler/contract.js';
 import { SHARD_OF_LABEL } from '../pooler/shards.js';
 import type { Indexers, ResilientInformer } from '../runtime/informer.js';
@@ -23,6 +23,7 @@ export interface Caches {
   servers: ResilientInformer<CachedPostgresServer>;
   tenants: ResilientInformer<CachedTenantDatabase>;
   whitelists: ResilientInformer<CachedIpWhitelist>;
+  groups: ResilientInformer<CachedTenantGroup>;
   /** Secrets labelled managed-by tenantdb: tenant Secrets and the pooler's config Secrets. */
   secrets: ResilientInformer<k8s.V1Secret>;
   namespaces: ResilientInformer<k8s.V1Namespace>;
@@ -30,7 +31,7 @@ export interface Caches {
 
 export type Source = keyof Caches;
 export type ObjectOf<S extends Source> = Caches[S] extends ResilientInformer<infer T> ? T : never;
-export type ControllerName = 'postgresserver' | 'tenantdatabase' | 'ipwhitelist';
+export type ControllerName = 'postgresserver' | 'tenantdatabase' | 'ipwhitelist' | 'tenantgroup';
 
 export interface Watch<S extends Source = Source> {
   source: S;
@@ -57,6 +58,9 @@ export const DEFAULT_SERVER = '';
 export const tenantIndexers: Indexers<CachedTenantDatabase> = {
   [BY_SERVER]: (t) => [t.spec?.serverRef?.name ?? DEFAULT_SERVER, ...(t.status?.serverName ? [t.status.serverName] : [])],
   [BY_NAMESPACE]: (t) => [t.metadata?.namespace ?? ''],
+};
+export const groupIndexers: Indexers<CachedTenantGroup> = {
+  [BY_NAMESPACE]: (g) => [g.metadata?.namespace ?? ''],
 };
 export const whitelistIndexers: Indexers<CachedIpWhitelist> = {
   [BY_TENANT]: (w) => (w.spec?.tenantDatabaseRef?.name ? [`${w.metadata?.namespace ?? ''}/${w.spec.tenantDatabaseRef.name}`] : []),
@@ -189,8 +193,9 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
     watch({
       source: 'servers',
-      why: 'its server: address, limits, admission and the pooler change what the tenant gets',
-      when: specChanged,
+      why: 'its server: address, limits, admission, the pooler and what the pooler supports change what the tenant gets',
+      when: (s, old, deleted) =>
+        specChanged(s, old, deleted) || JSON.stringify(s.status?.pooler ?? null) !== JSON.stringify(old?.status?.pooler ?? null),
       map: (s, c) => tenantsOfServer(c, keyOf(s)).map(keyOf),
     }),
     watch({
@@ -244,7 +249,34 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       },
     }),
   ],
+  tenantgroup: [
+    watch({ source: 'groups', why: 'its own spec', when: specChanged, map: (g) => [keyOf(g)] }),
+    watch({
+      source: 'tenants',
+      why: 'its members: a TenantDatabase of its namespace that comes, goes, changes labels or readiness',
+      when: (t, old, deleted) => deleted || !old || memberViewChanged(t, old),
+      map: (t, c) => c.groups.byIndex(BY_NAMESPACE, t.metadata?.namespace ?? '').map(keyOf),
+    }),
+    watch({
+      source: 'secrets',
+      why: "its members' Secrets (new credentials, a rotation) and its own registry Secret (changed by someone else)",
+      map: (s, c) => {
+        const owner = s.metadata?.ownerReferences?.find((r) => r.controller);
+        const ns = s.metadata?.namespace ?? '';
+        if (owner?.kind === 'TenantDatabase') return c.groups.byIndex(BY_NAMESPACE, ns).map(keyOf);
+        if (owner?.kind === 'TenantGroup') return [`${ns}/${owner.name}`];
+        return [];
+      },
+    }),
+  ],
 };
+
+/** What a group reads of a tenant: labels, the Secret it names, and whether it is Ready. */
+function memberViewChanged(t: CachedTenantDatabase, old: CachedTenantDatabase): boolean {
+  const view = (x: CachedTenantDatabase) =>
+    JSON.stringify([x.metadata?.labels ?? {}, x.spec?.secretName, x.status?.conditions?.find((k) => k.type === 'Ready')?.status]);
+  return view(t) !== view(old);
+}
 
 export interface Enqueuer {
   add(controller: ControllerName, key: string, coalesceMs?: number): void;

@@ -37,3 +37,40 @@ export function isOwnWrite(s: {
   const want = s.metadata?.annotations?.[DATA_HASH_ANNOTATION];
   return !!want && want === dataHash(decodeSecretData(s.data));
 }
+
+/** Most bytes of Secret data the cache keeps for one tenant Secret (its keys are a few short URLs). */
+export const CACHED_TENANT_SECRET_BYTES = 64 * 1024;
+/** Longest annotation value the cache keeps (hashes, agent reports); longer ones are dropped. */
+const CACHED_ANNOTATION_BYTES = 8 * 1024;
+const OURS = /^(tenantdb\.dev|app\.kubernetes\.io)\//;
+
+/**
+ * What the operator's Secret cache keeps of a Secret, cut down in place. The cache watches Secrets
+ * by the managed-by label, which anyone who may write Secrets in a namespace can set: without this
+ * a tenant could label many large Secrets of its own and fill the operator's memory. Kept: the
+ * metadata the controllers read (our labels and annotations, owner references), and data only of
+ * Secrets in the operator's own namespace (the pooler config, which tenants cannot write) or
+ * controlled by a TenantDatabase, up to CACHED_TENANT_SECRET_BYTES. A Secret whose data was dropped
+ * reads as empty, which the controllers treat as not theirs or not written yet; they read it with
+ * a GET when they must.
+ */
+export function slimSecret(s: k8s.V1Secret, operatorNamespace: string): void {
+  const md = s.metadata;
+  if (md) {
+    delete md.managedFields;
+    if (md.labels) keep(md.labels, (k) => OURS.test(k));
+    if (md.annotations) keep(md.annotations, (k, v) => OURS.test(k) && v.length <= CACHED_ANNOTATION_BYTES);
+  }
+  if (md?.namespace === operatorNamespace || !s.data) return;
+  const tenantControlled = md?.ownerReferences?.some(
+    (r) => r.controller && r.kind === 'TenantDatabase' && r.apiVersion.startsWith('tenantdb.dev/'),
+  );
+  let bytes = 0;
+  for (const [k, v] of Object.entries(s.data)) bytes += k.length + v.length;
+  if (!tenantControlled || bytes > CACHED_TENANT_SECRET_BYTES) delete s.data;
+  delete s.stringData;
+}
+
+function keep(m: Record<string, string>, ok: (k: string, v: string) => boolean): void {
+  for (const [k, v] of Object.entries(m)) if (!ok(k, v)) delete m[k];
+}

@@ -46,6 +46,31 @@ export async function showDatabases(admin: PoolerAdmin): Promise<Map<string, Poo
   return out;
 }
 
+/** PgBouncer's version as [major, minor, patch], from SHOW VERSION ("PgBouncer 1.24.1"). */
+export async function pgbouncerVersion(admin: PoolerAdmin): Promise<[number, number, number]> {
+  const row = (await consoleQuery(admin, 'SHOW VERSION'))[0] ?? {};
+  const text = String(Object.values(row)[0] ?? '');
+  const m = /(\d+)\.(\d+)(?:\.(\d+))?/.exec(text);
+  if (!m) throw new Error(`PgBouncer's SHOW VERSION gave ${JSON.stringify(text)}`);
+  return [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)];
+}
+
+/** What a running PgBouncer supports that changes what tenants' clients may do through it. */
+export interface PoolerFeatures {
+  version: string;
+  /** max_prepared_statements: named prepared statements in transaction pooling when above 0 (1.21+). */
+  maxPreparedStatements: number;
+}
+
+export async function poolerFeatures(admin: PoolerAdmin): Promise<PoolerFeatures> {
+  const v = await pgbouncerVersion(admin);
+  // SHOW CONFIG lists key/value rows; a PgBouncer before 1.21 has no max_prepared_statements.
+  const rows = await consoleQuery(admin, 'SHOW CONFIG');
+  const row = rows.find((r) => r.key === 'max_prepared_statements');
+  const n = Number(row?.value ?? 0);
+  return { version: v.join('.'), maxPreparedStatements: Number.isFinite(n) ? n : 0 };
+}
+
 /** Re-reads pgbouncer.ini and the files it names. */
 export async function reload(admin: PoolerAdmin): Promise<void> {
   await consoleQuery(admin, 'RELOAD');

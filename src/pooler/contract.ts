@@ -18,6 +18,8 @@ export const HBA_KEY = 'pg_hba.conf';
 /** Annotations the agent writes on a config Secret: what it loaded, and why it refused. */
 export const AGENT_APPLIED_ANNOTATION = 'tenantdb.dev/agent-applied';
 export const AGENT_ERROR_ANNOTATION = 'tenantdb.dev/agent-error';
+/** Set by an agent that loaded a config but could not honour all of it (e.g. a setting its PgBouncer lacks). */
+export const AGENT_WARNING_ANNOTATION = 'tenantdb.dev/agent-warning';
 
 /** A short fingerprint of a set of files, as the agent and the operator both compute it. */
 export function configHash(files: Readonly<Record<string, string | undefined>>): string {
@@ -26,11 +28,15 @@ export function configHash(files: Readonly<Record<string, string | undefined>>):
   return h.digest('hex').slice(0, 16);
 }
 
-export type AgentReport = { applied: boolean; error?: string | undefined };
+export type AgentReport = { applied: boolean; error?: string | undefined; warning?: string | undefined };
 
 /** The annotations an agent writes after loading config `hash` (null removes an annotation). */
-export function appliedAnnotations(hash: string): Record<string, string | null> {
-  return { [AGENT_APPLIED_ANNOTATION]: hash, [AGENT_ERROR_ANNOTATION]: null };
+export function appliedAnnotations(hash: string, warning?: string): Record<string, string | null> {
+  return {
+    [AGENT_APPLIED_ANNOTATION]: hash,
+    [AGENT_ERROR_ANNOTATION]: null,
+    [AGENT_WARNING_ANNOTATION]: warning ? `${hash}: ${warning}` : null,
+  };
 }
 
 /** The annotation an agent writes after refusing config `hash`; the last good config stays. */
@@ -41,6 +47,10 @@ export function refusedAnnotations(hash: string, error: string): Record<string, 
 /** What the annotations say the agent did with config `hash`: loaded it, refused it (why), or not yet. */
 export function agentReport(annotations: Readonly<Record<string, string>> | undefined, hash: string): AgentReport {
   const ann = annotations ?? {};
-  const err = ann[AGENT_ERROR_ANNOTATION];
-  return { applied: ann[AGENT_APPLIED_ANNOTATION] === hash, error: err?.startsWith(`${hash}:`) ? err.slice(hash.length + 2) : undefined };
+  const ofThis = (v: string | undefined) => (v?.startsWith(`${hash}:`) ? v.slice(hash.length + 2) : undefined);
+  return {
+    applied: ann[AGENT_APPLIED_ANNOTATION] === hash,
+    error: ofThis(ann[AGENT_ERROR_ANNOTATION]),
+    warning: ofThis(ann[AGENT_WARNING_ANNOTATION]),
+  };
 }

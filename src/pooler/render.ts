@@ -17,6 +17,8 @@ export interface PoolerTenant {
   poolMode: 'session' | 'transaction' | 'statement';
   poolSize: number;
   maxDbConnections: number;
+  /** Most client connections PgBouncer accepts for the alias (max_db_client_connections, PgBouncer 1.24+). */
+  maxClientConnections: number;
   /** CIDRs from the tenant's IpWhitelists; undefined when it has none (logins from anywhere). */
   allowedCidrs?: readonly string[] | undefined;
 }
@@ -64,6 +66,8 @@ export function poolerTenantProblem(t: PoolerTenant): string | undefined {
   if (!DB_KEYS.pool_size?.(String(t.poolSize))) return `tenant ${t.alias}: pool_size ${t.poolSize} is out of range`;
   if (!DB_KEYS.max_db_connections?.(String(t.maxDbConnections)))
     return `tenant ${t.alias}: max_db_connections ${t.maxDbConnections} is out of range`;
+  if (!DB_KEYS.max_db_client_connections?.(String(t.maxClientConnections)))
+    return `tenant ${t.alias}: max_db_client_connections ${t.maxClientConnections} is out of range`;
   const cidr = (t.allowedCidrs ?? []).find((c) => !isCidr(c));
   if (cidr !== undefined) return `tenant ${t.alias}: ${JSON.stringify(cidr)} is not a CIDR`;
   return undefined;
@@ -88,10 +92,12 @@ export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
     if (problem) throw new Error(`refusing to render the pooler config: ${problem}`);
     if (aliases.has(t.alias)) throw new Error(`refusing to render the pooler config: alias ${t.alias} appears twice`);
     aliases.add(t.alias);
-    // Keys PgBouncer 1.18 knows; an unknown key fails the whole load.
+    // An unknown key fails the whole load: max_db_client_connections (PgBouncer 1.24) is taken out
+    // by the agent beside an older PgBouncer, which says so in its report.
     const db =
       `${t.alias} = host=${input.serverHost} port=${input.serverPort} dbname=${t.database} ` +
-      `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections}\n`;
+      `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections} ` +
+      `max_db_client_connections=${t.maxClientConnections}\n`;
     const user = roles.has(t.role) ? '' : `"${t.role}" "${t.verifier}"\n`;
     roles.add(t.role);
     out.push({

@@ -20,6 +20,7 @@ export const DB_KEYS: Record<string, (v: string) => boolean> = {
   pool_mode: (v) => ['session', 'transaction', 'statement'].includes(v),
   pool_size: (v) => /^\d{1,5}$/.test(v),
   max_db_connections: (v) => /^\d{1,6}$/.test(v),
+  max_db_client_connections: (v) => /^\d{1,6}$/.test(v),
 };
 export const VERIFIER = /^SCRAM-SHA-256\$\d{1,7}:[A-Za-z0-9+/=]{4,64}\$[A-Za-z0-9+/=]{44}:[A-Za-z0-9+/=]{44}$/;
 

@@ -100,6 +100,8 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
   log: Logger,
   labelSelector?: string,
   indexers: Indexers<T> = {},
+  /** Cuts an object down, in place, to what the cache must hold (e.g. slimSecret). */
+  slim?: (o: T) => void,
 ): ResilientInformer<T> {
   let hasSynced = false;
   let connected = false;
@@ -119,6 +121,7 @@ export function resilientInformer<T extends k8s.KubernetesObject>(
     // managedFields are most of an object's bytes and nothing here reads them: the cache holds
     // this very object, so dropping them here keeps thousands of objects small.
     if (o.metadata?.managedFields) delete o.metadata.managedFields;
+    slim?.(o);
     handlers.onChange(o, store.file(o));
   };
   informer.on('add', changed);
@@ -222,5 +225,32 @@ export function namespacePoller(
     list: () => [...cache.values()],
     get: (name) => cache.get(name),
     byIndex: () => [],
+  };
+}
+
+/**
+ * A list function that reads `pageSize` objects at a time and cuts each page down with `slim` before
+ * it asks for the next, so that the memory a list takes is bounded by one page of full objects, not
+ * by everything the selector matches (a namespace's users may label objects the operator lists).
+ * All pages come from one snapshot (the continue token), so the watch starts from its version.
+ */
+export function pagedList<T extends k8s.KubernetesObject>(
+  fetchPage: (page: { limit: number; _continue?: string }) => Promise<k8s.KubernetesListObject<T>>,
+  pageSize: number,
+  slim: (o: T) => void,
+): () => Promise<k8s.KubernetesListObject<T>> {
+  return async () => {
+    const items: T[] = [];
+    let first: k8s.KubernetesListObject<T> | undefined;
+    let token: string | undefined;
+    do {
+      const page = await fetchPage(token ? { limit: pageSize, _continue: token } : { limit: pageSize });
+      for (const o of page.items) slim(o);
+      items.push(...page.items);
+      first ??= page;
+      token = page.metadata?._continue || undefined;
+    } while (token);
+    const { _continue: _, ...metadata } = first?.metadata ?? {};
+    return { ...first, metadata, items };
   };
 }

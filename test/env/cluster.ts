@@ -39,7 +39,7 @@ export async function apply(kc: k8s.KubeConfig, objs: k8s.KubernetesObject[], fi
  * schema keys it models under other names (`default`, `x-kubernetes-validations`).
  */
 export async function installCrds(kc: k8s.KubeConfig, kubectl: string, kubeconfigPath: string): Promise<void> {
-  const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml');
+  const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml', 'crds/tenantgroups.yaml');
   execFileSync(
     kubectl,
     ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f', join(ROOT, 'crds')],

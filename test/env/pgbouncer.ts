@@ -4,7 +4,8 @@
  * The agent authenticates as its own ServiceAccount.
  */
 import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
@@ -22,9 +23,33 @@ export interface Pooler {
   stop(): Promise<void>;
 }
 
+/** The oldest PgBouncer the pooler is tested with (scripts/pgbouncer.sh fetches one when needed). */
+export const PGBOUNCER_MIN: readonly [number, number] = [1, 24];
+
+function pgbouncerVersion(bin: string): [number, number] | undefined {
+  try {
+    const m = /^PgBouncer (\d+)\.(\d+)/m.exec(execFileSync(bin, ['--version'], { encoding: 'utf8' }));
+    return m ? [Number(m[1]), Number(m[2])] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let found: string | undefined;
 export function pgbouncerBinary(): string {
-  for (const p of [process.env.TENANTDB_PGBOUNCER, '/usr/sbin/pgbouncer', '/usr/bin/pgbouncer']) if (p && existsSync(p)) return p;
-  throw new Error('pgbouncer not found; install it (Debian: apt-get install pgbouncer) or set TENANTDB_PGBOUNCER');
+  if (found) return found;
+  const cache =
+    process.getuid?.() === 0
+      ? (process.env.TENANTDB_PGBOUNCER_CACHE ?? '/var/cache/tenantdb/pgbouncer')
+      : (process.env.TENANTDB_PGBOUNCER_CACHE ?? join(process.env.TENANTDB_CACHE ?? join(homedir(), '.cache/tenantdb'), 'pgbouncer'));
+  for (const p of [process.env.TENANTDB_PGBOUNCER, '/usr/sbin/pgbouncer', '/usr/bin/pgbouncer', join(cache, 'bin/pgbouncer')]) {
+    if (!p || !existsSync(p)) continue;
+    const v = pgbouncerVersion(p);
+    if (v && (v[0] > PGBOUNCER_MIN[0] || (v[0] === PGBOUNCER_MIN[0] && v[1] >= PGBOUNCER_MIN[1]))) return (found = p);
+  }
+  throw new Error(
+    `PgBouncer ${PGBOUNCER_MIN.join('.')} or newer not found; run scripts/setup.sh (npm test does) or set TENANTDB_PGBOUNCER`,
+  );
 }
 
 export interface PoolerOptions {

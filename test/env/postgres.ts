@@ -124,6 +124,8 @@ export interface PgServerOptions {
   listenAddresses?: string;
   /** Its own process group (a real node's harness stops it in order on Ctrl-C). */
   detached?: boolean;
+  /** Server settings (name=value) after the defaults, which they override. */
+  settings?: string[];
 }
 
 export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServer> {
@@ -176,6 +178,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
       'max_connections=300',
       '-c',
       'password_encryption=scram-sha-256',
+      ...(opts.settings ?? []).flatMap((s) => ['-c', s]),
     ],
     join(dir, 'postgres.log'),
     { ...spawnOpts, ...(opts.detached ? { detached: true } : {}) },

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { renderChartCrdTemplates } from '../../src/api/crd-files.js';
+import { KINDS } from '../../src/api/kinds.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
 import { ROOT, apply, readManifests } from '../env/cluster.js';
 import { controlPlaneBinaries } from '../env/controlplane.js';
@@ -90,11 +91,9 @@ const SETS: Record<string, ValueSet> = {
     namespace: 'chart-defaults',
     values: {},
     check: (objs, ns) => {
-      expect(ofKind(objs, 'CustomResourceDefinition').map((o) => o.metadata.annotations?.['helm.sh/resource-policy'])).toEqual([
-        'keep',
-        'keep',
-        'keep',
-      ]);
+      const crds = ofKind(objs, 'CustomResourceDefinition');
+      expect(crds).toHaveLength(KINDS.length);
+      expect(crds.map((o) => o.metadata.annotations?.['helm.sh/resource-policy'])).toEqual(KINDS.map(() => 'keep'));
       expect(deployment(objs, 'tenantdb-operator').spec?.replicas).toBe(2);
       expect(podSpec(objs, 'tenantdb-operator').containers[0]?.image).toBe('tenantdb:0.1.0');
       expect(one<k8s.V1PodDisruptionBudget>(objs, 'PodDisruptionBudget').spec?.minAvailable).toBe(1);

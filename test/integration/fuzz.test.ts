@@ -319,9 +319,15 @@ test('accepted TenantDatabases, created for real, each reach a terminal state an
   const reconciles = (await reconcileCount(port)) - before;
   req.abort();
   const busiest = Math.max(0, ...writes.values());
-  console.log(`over 10 s: ${reconciles} reconciles of ${names.length} tenants, at most ${busiest} status writes to one`);
+  // The operator serves every tenant earlier test files left in the sandbox too, each on the same resync.
+  const served = (
+    (await c.custom.listClusterCustomObject({ group: GROUP, version: VERSION, plural: 'tenantdatabases' })) as { items: unknown[] }
+  ).items.length;
+  console.log(
+    `over 10 s: ${reconciles} reconciles of ${served} tenants (${names.length} of them new), at most ${busiest} status writes to one`,
+  );
   expect(busiest).toBeLessThanOrEqual(2);
-  expect(reconciles).toBeLessThanOrEqual(names.length * 6);
+  expect(reconciles).toBeLessThanOrEqual(served * 6);
 
   await Promise.all(
     names.map((name) =>

@@ -234,10 +234,10 @@ export interface Tenant {
   custom: k8s.CustomObjectsApi;
   core: k8s.CoreV1Api;
   apply(
-    kind: 'TenantDatabase' | 'IpWhitelist',
+    kind: 'TenantDatabase' | 'IpWhitelist' | 'TenantGroup',
     name: string,
     spec: Record<string, unknown>,
-    extra?: { annotations?: Record<string, string> },
+    extra?: { annotations?: Record<string, string>; labels?: Record<string, string> },
   ): Promise<void>;
 }
 
@@ -252,7 +252,7 @@ export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
       rules: [
         {
           apiGroups: ['tenantdb.dev'],
-          resources: ['tenantdatabases', 'ipwhitelists'],
+          resources: ['tenantdatabases', 'ipwhitelists', 'tenantgroups'],
           verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
         },
         { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
@@ -290,7 +290,12 @@ export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
           {
             apiVersion: `${GROUP}/${VERSION}`,
             kind,
-            metadata: { name, namespace: ns, ...(extra?.annotations ? { annotations: extra.annotations } : {}) },
+            metadata: {
+              name,
+              namespace: ns,
+              ...(extra?.annotations ? { annotations: extra.annotations } : {}),
+              ...(extra?.labels ? { labels: extra.labels } : {}),
+            },
             spec,
           } as k8s.KubernetesObject,
         ],

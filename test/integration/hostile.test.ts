@@ -323,7 +323,31 @@ describe('connections are budgeted', () => {
     // Whether the operator keeps a way in depends on every tenant of the server (unit-tested in reserve.test.ts).
     const server = await waitFor('AdminReserve', async () => condition(await getServer(c, 'budgeted'), 'AdminReserve'), 60_000);
     expect(server.message).toMatch(/tenant connection limits add up to \d+/);
-  });
+
+    // Applied all at once, limits that fit only two at a time: never more than fits is granted.
+    const m = /hold (\d+) of the (\d+) connections/.exec(String(condition(td, 'Ready')?.message));
+    const left = Number(m?.[2]) - Number(m?.[1]);
+    const each = Math.floor(left / 2);
+    expect(each).toBeGreaterThan(left / 3);
+    const names = ['rush-1', 'rush-2', 'rush-3', 'rush-4', 'rush-5'];
+    await Promise.all(names.map((n) => evil.apply('TenantDatabase', n, { serverRef: { name: 'budgeted' }, connectionLimit: each })));
+    const outcomes = await Promise.all(
+      names.map((n) =>
+        waitFor(
+          `${n} to be Ready or refused`,
+          async () => {
+            const ready = condition(await getTenant(c, 'evil', n), 'Ready');
+            return ready?.status === 'True' || ready?.reason === 'ConnectionBudgetExceeded' ? ready.status : undefined;
+          },
+          120_000,
+        ),
+      ),
+    );
+    expect(outcomes.filter((s) => s === 'True')).toHaveLength(2);
+    const granted = await superQuery<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE 'evil_rush_%'");
+    expect(granted[0]?.n).toBe(2);
+    await Promise.all(names.map((n) => deleteAs(evil, n)));
+  }, 240_000);
 });
 
 describe('servers say which namespaces may use them', () => {

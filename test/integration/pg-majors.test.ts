@@ -179,4 +179,59 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     expect(slots.maxConnections).toBeGreaterThan(0);
     if (major < 16) expect(slots.reserved).toBe(0);
   });
+
+  // reserved_connections and pg_use_reserved_connections exist from 16 on.
+  if (major >= 16) {
+    test('tenants that take every slot they can do not lock out an admin granted the reserved ones', async () => {
+      // 14 slots for ordinary roles: 20, less 2 for superusers, less 4 reserved.
+      const small = await startPostgres({
+        major,
+        settings: ['max_connections=20', 'superuser_reserved_connections=2', 'reserved_connections=4'],
+      });
+      servers.push(small);
+      const ep: ServerEndpoint = { host: small.host, port: small.port, sslMode: 'disable' };
+      const creds = { username: small.admin.user, password: small.admin.password, database: 'postgres' };
+      const f: Env = {
+        ...e,
+        s: small,
+        ep,
+        pool: pools.get(`pg${major}-small`, ep, creds),
+        inDatabase: (database, fn) => pools.withDatabase(ep, creds, database, fn),
+      };
+      const a = await provision(f, 'hog_a');
+      const b = await provision(f, 'hog_b');
+      const admin = () =>
+        as(`postgresql://${creds.username}:${creds.password}@${small.host}:${small.port}/postgres`, (c) => c.query('SELECT 1'));
+      const held: pg.Client[] = [];
+      const hog = async (url: string) => {
+        for (let i = 0; i < 10; i += 1) {
+          const c = new pg.Client({ connectionString: url });
+          c.on('error', () => undefined);
+          try {
+            await c.connect();
+            held.push(c);
+          } catch {
+            await c.end().catch(() => undefined);
+          }
+        }
+      };
+      try {
+        await hog(a.url);
+        await hog(b.url);
+        // Both tenants asked for 20 sessions; the server had fewer ordinary slots left.
+        expect(held.length).toBeLessThan(20);
+        expect(await code(as(a.url, async () => undefined, 'hog_a'))).toMatch(/^(53300|53400)$/);
+        // Without the reserved slots' role the admin is locked out like everyone else ...
+        expect(await code(admin())).toBe('53300');
+        // ... with it, a fresh admin session gets in and provisions.
+        const c = await small.superClient('postgres');
+        await c.query(`GRANT pg_use_reserved_connections TO ${creds.username}`);
+        await c.end();
+        expect(await code(admin())).toBe('ok');
+        expect((await sql.connectionSlots(f.pool)).adminMayUseReserved).toBe(true);
+      } finally {
+        await Promise.all(held.map((h) => h.end().catch(() => undefined)));
+      }
+    }, 60_000);
+  }
 });

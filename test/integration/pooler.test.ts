@@ -331,7 +331,10 @@ test('an open pooled session of one tenant survives other tenants being created,
 });
 
 test('hundreds of clients are served by no more server connections than the pool size', async () => {
-  await applyTenant(c, NS, 'busy', { serverRef: { name: SERVER }, pooling: { poolSize: 5, poolMode: 'transaction' } });
+  await applyTenant(c, NS, 'busy', {
+    serverRef: { name: SERVER },
+    pooling: { poolSize: 5, poolMode: 'transaction', maxClientConnections: 400 },
+  });
   await tenantReady(c, NS, 'busy');
   const url = await pooledUrl('busy');
   // Server connections of the tenant role, less the operator's own direct login checks.
@@ -354,6 +357,119 @@ test('hundreds of clients are served by no more server connections than the pool
   expect(results.filter((r) => r.status === 'fulfilled').length).toBe(clients);
   expect(peak).toBeGreaterThan(0);
   expect(peak).toBeLessThanOrEqual(5);
+}, 120_000);
+
+test("one tenant's clients cannot take the pooler's client slots: its cap refuses the surplus, others log in", async () => {
+  await applyTenant(c, NS, 'capped', { serverRef: { name: SERVER }, pooling: { maxClientConnections: 3 } });
+  await applyTenant(c, NS, 'neighbour', { serverRef: { name: SERVER } });
+  await tenantReady(c, NS, 'capped');
+  await tenantReady(c, NS, 'neighbour');
+  const url = await pooledUrl('capped');
+  const held: pg.Client[] = [];
+  try {
+    // The tenant opens as many sessions as it can, and then some.
+    const attempts = await Promise.allSettled(
+      Array.from({ length: 12 }, async () => {
+        const client = new pg.Client({ connectionString: url });
+        client.on('error', () => undefined);
+        held.push(client);
+        await client.connect();
+        await client.query('SELECT 1');
+      }),
+    );
+    const refused = attempts.filter((a): a is PromiseRejectedResult => a.status === 'rejected');
+    expect(attempts.length - refused.length).toBe(3);
+    expect(String(refused[0]?.reason)).toMatch(/max_db_client_connections|no more connections allowed/);
+    // Its neighbour on the same pooler is not affected.
+    expect((await queryWith(await pooledUrl('neighbour')))[0]?.u).toBe('pool_neighbour');
+  } finally {
+    await Promise.all(held.map((h) => h.end().catch(() => undefined)));
+  }
+  // With its sessions closed, the tenant logs in again.
+  await waitFor(
+    'a pooled login of the capped tenant',
+    async () =>
+      (await queryWith(url).then(
+        () => true,
+        () => false,
+      )) || undefined,
+  );
+
+  // Above the server's ceiling: refused in its own status; the pooler keeps the ceiling.
+  await applyTenant(c, NS, 'greedy', { serverRef: { name: SERVER }, pooling: { maxClientConnections: 5000 } });
+  const greedy = await waitForCondition(() => getTenant(c, NS, 'greedy'), 'Ready', 'False', 'ClientLimitTooHigh');
+  expect(condition(greedy, 'Ready')?.message).toContain('pooler.clientLimits.max of 2000');
+}, 120_000);
+
+test('a pooler that lists the tenant but refuses its login makes it not Ready (PoolerLoginFailed), until it lets it in', async () => {
+  await applyTenant(c, NS, 'full', { serverRef: { name: SERVER }, pooling: { poolSize: 3, maxClientConnections: 2 } });
+  await tenantReady(c, NS, 'full');
+  const url = await pooledUrl('full');
+  const held = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+  try {
+    for (const h of held) {
+      h.on('error', () => undefined);
+      await h.connect();
+    }
+    // A change of pool is confirmed by a real login, which the tenant's own clients now crowd out.
+    await applyTenant(c, NS, 'full', { serverRef: { name: SERVER }, pooling: { poolSize: 4, maxClientConnections: 2 } });
+    const td = await waitForCondition(() => getTenant(c, NS, 'full'), 'PoolerReady', 'False', 'PoolerLoginFailed');
+    expect(condition(td, 'PoolerReady')?.message).toMatch(/max_db_client_connections|no more connections/);
+    expect(condition(td, 'Ready')?.status).toBe('False');
+  } finally {
+    await Promise.all(held.map((h) => h.end().catch(() => undefined)));
+  }
+  await tenantReady(c, NS, 'full');
+  expect(condition(await getTenant(c, NS, 'full'), 'PoolerReady')?.reason).toBe('Confirmed');
+}, 120_000);
+
+test('clients that prepare statements work through the pooler in transaction mode, with the URLs the Secret gives', async () => {
+  const server = await getServer(c, SERVER);
+  const features = (server?.status as { pooler?: { maxPreparedStatements?: number } } | undefined)?.pooler;
+  expect(features?.maxPreparedStatements).toBeGreaterThan(0);
+  // One server connection for every client: prepared statements of different clients meet on it.
+  await applyTenant(c, NS, 'prepared', { serverRef: { name: SERVER }, pooling: { poolMode: 'transaction', poolSize: 1 } });
+  await tenantReady(c, NS, 'prepared');
+  const s = (await readSecretData(c, NS, 'prepared-db')) ?? {};
+  expect(s.PRISMA_DATABASE_URL).toBe(s.DATABASE_URL);
+  expect(s['jdbc-url']).not.toContain('prepareThreshold');
+
+  // node-pg: the same statement name, different SQL, in two clients at once.
+  const run = async (sql: string, add: number) => {
+    const client = new pg.Client({ connectionString: s.DATABASE_URL });
+    await client.connect();
+    try {
+      for (let i = 0; i < 20; i += 1) {
+        const r = await client.query<{ v: number }>({ name: 's1', text: sql, values: [i] });
+        expect(r.rows[0]?.v).toBe(i + add);
+      }
+    } finally {
+      await client.end();
+    }
+  };
+  await Promise.all([run('SELECT $1::int + 1 AS v', 1), run('SELECT $1::int + 100 AS v', 100)]);
+
+  // psycopg 3, prepared from the first execution, as its users run it (a python3 process with the URL).
+  const py = [
+    'import os, psycopg',
+    "with psycopg.connect(os.environ['DATABASE_URL'], autocommit=True, prepare_threshold=0) as conn:",
+    '    total = 0',
+    '    for i in range(30):',
+    "        total += conn.execute('SELECT %s::int * 2', (i,)).fetchone()[0]",
+    "        total += conn.execute('SELECT %s::int + 0', (i,)).fetchone()[0]",
+    '    print(total)',
+  ].join('\n');
+  const { execFile } = await import('node:child_process');
+  const runPy = () =>
+    new Promise<string>((resolve, reject) =>
+      execFile('/usr/bin/python3', ['-c', py], { env: { ...process.env, DATABASE_URL: s.DATABASE_URL ?? '' } }, (err, out, errOut) =>
+        err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve(out.trim()),
+      ),
+    );
+  // Two at once, and node-pg beside them, on the one server connection.
+  const [a, b] = await Promise.all([runPy(), runPy(), run('SELECT $1::int + 7 AS v', 7)]);
+  expect(a).toBe(String((3 * (29 * 30)) / 2));
+  expect(b).toBe(a);
 }, 120_000);
 
 test('a config the agent refuses is not loaded, and the last good one keeps working', async () => {

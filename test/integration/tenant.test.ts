@@ -32,6 +32,12 @@ afterAll(async () => {
 });
 
 const SECRET_KEYS = [
+  'type',
+  'provider',
+  'username',
+  'jdbc-url',
+  'pooled-jdbc-uri',
+  'PRISMA_DATABASE_URL',
   'host',
   'port',
   'database',
@@ -215,6 +221,23 @@ describe('names', () => {
     expect((await queryWith(s.SHADOW_DATABASE_URL ?? ''))[0]).toEqual({ u: 'catalog_app', d: 'catalog_shadow' });
     // Prisma drops and recreates objects in the shadow database: the tenant must own it.
     await queryWith(s.SHADOW_DATABASE_URL ?? '', 'CREATE TABLE t (id int); DROP TABLE t');
+  });
+
+  test('secretTemplate: presets and keys of your own reach the Secret; a bad placeholder is refused in status', async () => {
+    await applyTenant(c, 'shop', 'web', {
+      secretTemplate: { presets: ['Vercel', 'Spring'], keys: { BILLING_URL: '$(DIRECT_URL)&application_name=billing' } },
+    });
+    await tenantReady(c, 'shop', 'web');
+    const s = (await readSecretData(c, 'shop', 'web-db')) ?? {};
+    expect(s.POSTGRES_URL_NON_POOLING).toBe(s.DIRECT_URL);
+    expect(s.SPRING_DATASOURCE_USERNAME).toBe(s.user);
+    // The key of its own is a URL libpq takes as it is.
+    expect((await queryWith(s.BILLING_URL ?? '', "SELECT current_setting('application_name') AS a"))[0]).toEqual({ a: 'billing' });
+    await applyTenant(c, 'shop', 'web', { secretTemplate: { keys: { X: '$(nope)' } } });
+    const td = await waitForCondition(() => getTenant(c, 'shop', 'web'), 'Ready', 'False', 'SecretTemplateInvalid');
+    expect(condition(td, 'Ready')?.message).toContain('$(nope) is not a key of the Secret');
+    // The Secret keeps what it had; nothing is half-written.
+    expect((await readSecretData(c, 'shop', 'web-db'))?.BILLING_URL).toBe(s.BILLING_URL);
   });
 
   test('a namespace starting with a digit gets a valid identifier', async () => {

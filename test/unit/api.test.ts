@@ -47,7 +47,7 @@ describe('schemas', () => {
       shadowDatabase: false,
       extensions: [],
     });
-    expect(s.pooling).toEqual({ enabled: true, poolMode: 'transaction', poolSize: 10, maxDbConnections: 0 });
+    expect(s.pooling).toEqual({ enabled: true, poolMode: 'transaction', poolSize: 10, maxDbConnections: 0, maxClientConnections: -1 });
   });
   test.each([
     [{ databaseName: 'Upper' }],

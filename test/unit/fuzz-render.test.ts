@@ -51,6 +51,7 @@ const tenant: fc.Arbitrary<PoolerTenant> = fc
     poolMode: fc.constantFrom('session', 'transaction', 'statement'),
     poolSize: poolNumber(10_000),
     maxDbConnections: poolNumber(100_000),
+    maxClientConnections: poolNumber(100_000),
     allowedCidrs: fc.option(fc.array(hostileCidr, { maxLength: 8 }), { nil: undefined }),
   })
   .map((t) => ({ ...t, database: t.database ?? t.alias }));
@@ -79,6 +80,7 @@ function acceptableTenant(t: PoolerTenant): boolean {
     VERIFIER_SHAPE.test(t.verifier) &&
     intIn(t.poolSize, 99_999) &&
     intIn(t.maxDbConnections, 999_999) &&
+    intIn(t.maxClientConnections, 999_999) &&
     (t.allowedCidrs ?? []).every(isCidr)
   );
 }
@@ -126,6 +128,7 @@ function expectRoundTrip(parsed: ParsedPooler, input: PoolerInput, rendered: rea
         pool_mode: t.poolMode,
         pool_size: String(t.poolSize),
         max_db_connections: String(t.maxDbConnections),
+        max_db_client_connections: String(t.maxClientConnections),
       },
     })),
   );
@@ -226,6 +229,7 @@ describe('counter-examples the generated inputs found', () => {
     poolMode: 'session',
     poolSize: 0,
     maxDbConnections: 0,
+    maxClientConnections: 100,
   };
   const input = (tenants: PoolerTenant[], serverHost = 'db', serverPort = 5432): PoolerInput => ({
     serverHost,
@@ -246,6 +250,7 @@ describe('counter-examples the generated inputs found', () => {
     ['a negative pool size', { poolSize: -1 }],
     ['a fractional pool size', { poolSize: 1.5 }],
     ['a max_db_connections of seven digits', { maxDbConnections: 1_000_000 }],
+    ['a max_db_client_connections of seven digits', { maxClientConnections: 1_000_000 }],
   ])('a tenant with %s is left out rather than making the agent refuse the whole config', (_, bad) => {
     const { usable, leftOut } = usablePoolerTenants([good, { ...good, alias: 'bad', role: 'bad', ...bad }]);
     expect(usable.map((t) => t.alias)).toEqual(['_']);

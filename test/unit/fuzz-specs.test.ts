@@ -12,6 +12,7 @@ import { MAX_DERIVED, RESERVED_DATABASES, RESERVED_ROLES, deriveIdentifier } fro
 import { postgresServer } from '../../src/api/postgresserver.js';
 import { tenantDatabase } from '../../src/api/tenantdatabase.js';
 import { resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
+import { clientLimitOf } from '../../src/controllers/postgresserver/pooler-plan.js';
 import { scramVerifier } from '../../src/pg/scram.js';
 import { fitsIdentifier } from '../../src/pg/tenant-sql.js';
 import { nameProblem } from '../../src/pooler/names.js';
@@ -109,6 +110,7 @@ describe('TenantDatabase', () => {
               poolMode: td.spec.pooling.poolMode,
               poolSize: td.spec.pooling.poolSize,
               maxDbConnections: td.spec.pooling.maxDbConnections,
+              maxClientConnections: clientLimitOf(td.spec.pooling.maxClientConnections, { default: 200, max: 2000 }),
             },
           ],
           alwaysAllowedCidrs: [],
@@ -160,6 +162,7 @@ describe('PostgresServer', () => {
           poolMode: 'transaction' as const,
           poolSize: 10,
           maxDbConnections: 0,
+          maxClientConnections: 100,
           allowedCidrs: ['10.1.0.0/16'],
         };
         const files = renderPoolerConfig({ serverHost: spec.host, serverPort: spec.port, tenants: [tenant], alwaysAllowedCidrs: always });

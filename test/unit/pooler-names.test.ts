@@ -13,6 +13,7 @@ const t = (alias: string, extra: Partial<PoolerTenant> = {}): PoolerTenant => ({
   poolMode: 'transaction',
   poolSize: 10,
   maxDbConnections: 0,
+  maxClientConnections: 100,
   ...extra,
 });
 const render = (tenants: PoolerTenant[]) => renderPoolerConfig({ serverHost: 'db', serverPort: 5432, tenants, alwaysAllowedCidrs: [] });

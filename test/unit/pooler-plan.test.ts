@@ -26,7 +26,8 @@ describe('admitWhitelists', () => {
 
 describe('planServerHba', () => {
   const always = ['10.99.0.0/16'];
-  const t = (role: string, created: string, cidrs: string[] = ['192.0.2.0/24']) => ({
+  const t = (role: string, created: string, cidrs: string[] = ['192.0.2.0/24'], namespace = 'ns') => ({
+    namespace,
     role,
     databases: [role],
     allowedCidrs: cidrs,
@@ -46,6 +47,23 @@ describe('planServerHba', () => {
     expect([...r.closed]).toEqual(['new_role']);
     expect(r.tenants.find((x) => x.role === 'new_role')?.allowedCidrs).toEqual([]);
     expect(r.tenants.find((x) => x.role === 'old_role')?.allowedCidrs).toEqual(['192.0.2.0/24']);
+  });
+
+  test('one namespace piling up rules closes its own newest tenants, not a later namespace within its share', () => {
+    const many = (n: number) => Array.from({ length: 200 }, (_, i) => `10.${n}.${i}.0/24`);
+    const hog = Array.from({ length: 8 }, (_, i) => t(`hog_${i}`, `2024-01-0${i + 1}`, many(i), 'evil'));
+    const late = t('late_role', '2024-02-01', ['198.51.100.0/24'], 'good');
+    const each = size('hog_0', many(0));
+    // Room for about four of the hog's tenants in all.
+    const budget = 4 * each + size('late_role', ['198.51.100.0/24']);
+    const r = planServerHba([...hog, late], always, budget);
+    expect(r.closed.has('late_role')).toBe(false);
+    expect(r.tenants.find((x) => x.role === 'late_role')?.allowedCidrs).toEqual(['198.51.100.0/24']);
+    expect(r.closed.size).toBeGreaterThanOrEqual(4);
+    // The hog keeps its oldest tenants' rules and loses its newest.
+    expect(r.closed.has('hog_0')).toBe(false);
+    expect(r.closed.has('hog_7')).toBe(true);
+    expect(renderServerHba(r.tenants, always).length).toBeLessThanOrEqual(budget);
   });
 
   test('a tenant whose names are syntax is left out, the others stay', () => {

@@ -56,6 +56,7 @@ function generator(seed: number) {
         poolMode: pick(['session', 'transaction', 'statement'] as const),
         poolSize: int(100),
         maxDbConnections: int(1000),
+        maxClientConnections: int(1000),
         allowedCidrs: int(4) === 0 ? Array.from({ length: int(6) }, cidr) : undefined,
       });
     }

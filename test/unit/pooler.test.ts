@@ -1,7 +1,8 @@
-import { renderPoolerConfig, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
+import { HBA_CATCH_ALL, renderPoolerConfig, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
 import { validateDatabases, validateHba, validatePoolerFiles, validateUserlist } from '../../src/pooler/validate.js';
 import { scramVerifier } from '../../src/pg/scram.js';
-import { withAdmin } from '../../src/agent/pooler-agent.js';
+import { fitDatabases, withAdmin } from '../../src/agent/pooler-agent.js';
+import { agentReport, appliedAnnotations } from '../../src/pooler/contract.js';
 
 const v = scramVerifier('pw', Buffer.alloc(16, 1));
 const t = (alias: string, extra: Partial<PoolerTenant> = {}): PoolerTenant => ({
@@ -12,6 +13,7 @@ const t = (alias: string, extra: Partial<PoolerTenant> = {}): PoolerTenant => ({
   poolMode: 'transaction',
   poolSize: 10,
   maxDbConnections: 0,
+  maxClientConnections: 100,
   ...extra,
 });
 const input = (tenants: PoolerTenant[], always: string[] = []): PoolerInput => ({
@@ -26,8 +28,8 @@ describe('renderPoolerConfig', () => {
     const f = renderPoolerConfig(input([t('b_db', { poolMode: 'session', poolSize: 3, maxDbConnections: 7 }), t('a_db')]));
     expect(f['databases.ini']).toBe(
       '[databases]\n' +
-        'a_db = host=db.internal port=5432 dbname=a_db pool_mode=transaction pool_size=10 max_db_connections=0\n' +
-        'b_db = host=db.internal port=5432 dbname=b_db pool_mode=session pool_size=3 max_db_connections=7\n',
+        'a_db = host=db.internal port=5432 dbname=a_db pool_mode=transaction pool_size=10 max_db_connections=0 max_db_client_connections=100\n' +
+        'b_db = host=db.internal port=5432 dbname=b_db pool_mode=session pool_size=3 max_db_connections=7 max_db_client_connections=100\n',
     );
     expect(f['userlist.txt']).toBe(`"a_db" "${v}"\n"b_db" "${v}"\n`);
   });
@@ -117,5 +119,33 @@ describe('validation refuses what PgBouncer would half-load', () => {
     expect(validatePoolerFiles({ 'databases.ini': '[databases]\n', 'userlist.txt': '' })).toEqual([
       { file: 'hba.conf', line: 0, message: 'missing' },
     ]);
+  });
+});
+
+describe('fitDatabases: one rendered config for every PgBouncer version', () => {
+  const text =
+    '[databases]\n' +
+    'a_db = host=db port=5432 dbname=a_db pool_mode=transaction pool_size=10 max_db_connections=0 max_db_client_connections=100\n' +
+    'b_db = host=db port=5432 dbname=b_db pool_mode=session pool_size=3 max_db_connections=7 max_db_client_connections=5\n';
+
+  test('PgBouncer 1.24 and newer get the client caps as rendered', () => {
+    expect(fitDatabases(text, [1, 24, 1])).toEqual({ text });
+    expect(fitDatabases(text, [2, 0, 0])).toEqual({ text });
+  });
+
+  test('an older PgBouncer gets a file it can load, and the report says the caps are not enforced', () => {
+    const fitted = fitDatabases(text, [1, 18, 0]);
+    expect(fitted.text).not.toContain('max_db_client_connections');
+    expect(fitted.text).toContain('a_db = host=db port=5432 dbname=a_db pool_mode=transaction pool_size=10 max_db_connections=0\n');
+    expect(validatePoolerFiles({ 'databases.ini': fitted.text, 'userlist.txt': '', 'hba.conf': HBA_CATCH_ALL })).toEqual([]);
+    expect(fitted.warning).toMatch(/PgBouncer 1\.18\.0 .*not enforced/);
+  });
+
+  test('the agent report carries the warning of the loaded config only', () => {
+    const ann = appliedAnnotations('h1', 'PgBouncer 1.18.0 has no max_db_client_connections');
+    const clean = Object.fromEntries(Object.entries(ann).filter((e): e is [string, string] => e[1] !== null));
+    expect(agentReport(clean, 'h1').warning).toBe('PgBouncer 1.18.0 has no max_db_client_connections');
+    expect(agentReport(clean, 'h2').warning).toBeUndefined();
+    expect(appliedAnnotations('h1')['tenantdb.dev/agent-warning']).toBeNull();
   });
 });

@@ -21,6 +21,8 @@ export interface PoolerConfigState {
   hash: string;
   applied: boolean;
   error?: string | undefined;
+  /** What the agent loaded but could not honour (e.g. a setting its PgBouncer lacks). */
+  warning?: string | undefined;
   ref: SecretRef;
 }
 

@@ -66,6 +66,8 @@ export function admitWhitelists<W extends WhitelistView>(lists: readonly W[]): {
 
 /** A whitelisted tenant as the server's pg_hba.conf block may hold it. */
 export interface ServerHbaCandidate {
+  /** The tenant's namespace: the budget is shared fairly between namespaces. */
+  namespace: string;
   role: string;
   /** Its database, and its shadow database if it has one. */
   databases: readonly string[];
@@ -78,28 +80,49 @@ export interface ServerHbaCandidate {
  * The tenant block of a server's pg_hba.conf and the roles closed because their rules did not fit
  * the budget. A tenant whose names would be syntax is left out rather than stopping every tenant's
  * rules.
+ *
+ * The budget is shared between namespaces max-min fairly (water-filling): a namespace that needs
+ * less than an equal share gets all it needs and leaves the rest to the others, so one namespace
+ * piling up IpWhitelists closes only its own tenants, never those of a namespace within its share.
+ * Within a namespace, older tenants keep their rules first. A closed tenant keeps a rule that only
+ * the always-allowed CIDRs pass, which is reserved for every tenant before the shares are cut.
  */
 export function planServerHba(
   candidates: readonly ServerHbaCandidate[],
   alwaysAllowedCidrs: readonly string[],
   budget = SERVER_HBA_BUDGET,
 ): { tenants: ServerHbaTenant[]; closed: Set<string> } {
-  const tenants: ServerHbaTenant[] = [];
-  const closed = new Set<string>();
-  let used = 0;
-  const listed = [...candidates].sort((a, b) => (a.created < b.created ? -1 : a.created > b.created ? 1 : a.role < b.role ? -1 : 1));
-  for (const t of listed) {
-    if (nameProblem('role', t.role) || t.databases.some((d) => nameProblem('database', d))) continue;
-    let entry: ServerHbaTenant = { databases: t.databases, role: t.role, allowedCidrs: t.allowedCidrs };
-    let size = renderServerHba([entry], alwaysAllowedCidrs).length;
-    if (used + size > budget) {
-      entry = { databases: t.databases, role: t.role, allowedCidrs: [] };
-      size = renderServerHba([entry], alwaysAllowedCidrs).length;
-      closed.add(t.role);
+  const byAge = (a: ServerHbaCandidate, b: ServerHbaCandidate) =>
+    a.created < b.created ? -1 : a.created > b.created ? 1 : a.role < b.role ? -1 : a.role > b.role ? 1 : 0;
+  const listed = candidates.filter((t) => !nameProblem('role', t.role) && !t.databases.some((d) => nameProblem('database', d))).sort(byAge);
+  const sizeOf = (t: ServerHbaCandidate, cidrs: readonly string[]) =>
+    renderServerHba([{ databases: t.databases, role: t.role, allowedCidrs: cidrs }], alwaysAllowedCidrs).length;
+  // What each tenant costs closed (reserved for all) and what opening it adds on top.
+  const closedSize = new Map(listed.map((t) => [t, sizeOf(t, [])]));
+  const extra = new Map(listed.map((t) => [t, sizeOf(t, t.allowedCidrs) - (closedSize.get(t) ?? 0)]));
+  let left = budget - [...closedSize.values()].reduce((a, b) => a + b, 0);
+  const namespaces = new Map<string, ServerHbaCandidate[]>();
+  for (const t of listed) namespaces.set(t.namespace, [...(namespaces.get(t.namespace) ?? []), t]);
+  const demand = (ts: readonly ServerHbaCandidate[]) => ts.reduce((a, t) => a + (extra.get(t) ?? 0), 0);
+  const order = [...namespaces.entries()].sort(([na, a], [nb, b]) => demand(a) - demand(b) || (na < nb ? -1 : 1));
+  const open = new Set<ServerHbaCandidate>();
+  order.forEach(([, ts], i) => {
+    let share = Math.max(0, Math.floor(left / (order.length - i)));
+    const granted = share;
+    for (const t of ts) {
+      const cost = extra.get(t) ?? 0;
+      if (cost > share) break; // oldest first: a newer tenant does not jump the queue of its namespace
+      share -= cost;
+      open.add(t);
     }
-    used += size;
-    tenants.push(entry);
-  }
+    left -= granted - share;
+  });
+  const closed = new Set<string>();
+  const tenants = listed.map((t) => {
+    if (open.has(t)) return { databases: t.databases, role: t.role, allowedCidrs: t.allowedCidrs };
+    closed.add(t.role);
+    return { databases: t.databases, role: t.role, allowedCidrs: [] };
+  });
   return { tenants, closed };
 }
 
@@ -201,10 +224,16 @@ export function whitelistCidrs(ctx: OperatorContext, namespace: string, tenant: 
   return admitted.flatMap(cidrsOf);
 }
 
+/** A tenant's PgBouncer client limit: its own (-1: the server's default), never above the server's ceiling. */
+export function clientLimitOf(asked: number | undefined, limits: { default: number; max: number }): number {
+  return Math.min(asked === undefined || asked < 0 ? limits.default : asked, limits.max);
+}
+
 /** The tenants a server's pooler serves: verified by their markers, pooling on, not being deleted. */
-export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerTenant[] {
+export function poolerTenants(ctx: OperatorContext, server: PostgresServer): PoolerTenant[] {
   const out: PoolerTenant[] = [];
-  for (const t of verifiedTenants(ctx, serverName)) {
+  const limits = server.spec.pooler?.clientLimits ?? { default: 200, max: 2000 };
+  for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const pooling = t.view.spec?.pooling;
     if (pooling?.enabled === false) continue;
     const pw = tenantPassword(ctx, t);
@@ -217,6 +246,8 @@ export function poolerTenants(ctx: OperatorContext, serverName: string): PoolerT
       poolMode: pooling?.poolMode ?? 'transaction',
       poolSize: pooling?.poolSize ?? 10,
       maxDbConnections: pooling?.maxDbConnections ?? 0,
+      // Never past the server's ceiling, whatever the tenant asked (its own status says it was refused).
+      maxClientConnections: clientLimitOf(pooling?.maxClientConnections, limits),
       allowedCidrs: whitelistCidrs(ctx, t.namespace, t.name),
     });
   }
@@ -230,6 +261,7 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
     const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
     if (cidrs === undefined) continue;
     candidates.push({
+      namespace: t.namespace,
       role: t.role,
       databases: t.shadow ? [t.database, t.shadow] : [t.database],
       allowedCidrs: cidrs,

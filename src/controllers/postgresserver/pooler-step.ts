@@ -17,7 +17,7 @@ export async function ensurePoolerConfig(ctx: OperatorContext, server: PostgresS
   const input = {
     serverHost: server.spec.host,
     serverPort: server.spec.port,
-    tenants: poolerTenants(ctx, server.metadata.name),
+    tenants: poolerTenants(ctx, server),
     alwaysAllowedCidrs: server.spec.alwaysAllowedCidrs ?? [],
   };
   const admin = await loadPoolerAdmin(ctx, server);

@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { POSTGRES_SERVER } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer, type PostgresServerStatus } from '../../api/postgresserver.js';
-import { showDatabases } from '../../pg/pgbouncer-console.js';
+import { poolerFeatures, showDatabases, type PoolerFeatures } from '../../pg/pgbouncer-console.js';
 import { loadPoolerAdmin } from '../pooler-view.js';
 import { ensurePoolerConfig, ensureServerHba } from './pooler-step.js';
 import { customResourceApi } from '../../kube/client.js';
@@ -39,7 +39,11 @@ export function connectionFailure(err: unknown, where: string): { reason: string
 }
 
 /** Writes the server's pooler config and reports whether the agent loaded it and PgBouncer answers. */
-async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServer): Promise<ConditionInput> {
+async function serverPoolerCondition(
+  ctx: OperatorContext,
+  server: PostgresServer,
+  seen: { pooler?: PoolerFeatures },
+): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p) return { type: 'PoolerReady', status: 'True', reason: 'NoPooler', message: 'no pooler is configured; tenants connect directly' };
   const st = await ensurePoolerConfig(ctx, server);
@@ -71,12 +75,13 @@ async function serverPoolerCondition(ctx: OperatorContext, server: PostgresServe
     return { type: 'PoolerReady', status: 'Unknown', reason: admin.reason, message: `config ${st.hash} is loaded, but ${admin.message}` };
   try {
     const dbs = await showDatabases(admin.value);
+    seen.pooler = await poolerFeatures(admin.value);
     const pools = [...dbs.keys()].filter((k) => k !== 'pgbouncer').length;
     return {
       type: 'PoolerReady',
       status: 'True',
       reason: 'Applied',
-      message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}`,
+      message: `PgBouncer at ${p.host}:${p.port} runs config ${st.hash} (${st.shards} shard(s)) with ${pools} tenant pool(s)${leftOut}${st.warning ? `; ${st.warning}` : ''}`,
     };
   } catch (err) {
     return {
@@ -227,7 +232,8 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     log.warn({ reason: f.reason }, f.message);
     return { requeueAfterMs: 15_000 };
   }
-  const pooler = await serverPoolerCondition(ctx, server);
+  const seen: { pooler?: PoolerFeatures } = {};
+  const pooler = await serverPoolerCondition(ctx, server, seen);
   const hba = await serverHbaCondition(ctx, server);
   // Waiting for an agent is a matter of a second; an unreachable pooler is looked at less often.
   const soon = pooler.reason === 'Pending' || hba.reason === 'Pending';
@@ -267,7 +273,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
         message: `no schema of database ${adminDb} lets PUBLIC create objects`,
       };
   const reserve = adminReserveCondition(slots, [...limits.values()], ctx.pools.maxSessionsPerServer, creds.value.username);
-  await save([connected, pooler, hba, publicSchemas, reserve, ready], { version }, true);
+  await save([connected, pooler, hba, publicSchemas, reserve, ready], { version, pooler: seen.pooler }, true);
   return { poll: soon, requeueAfterMs: later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
 }
 

@@ -41,7 +41,7 @@ import {
 } from './provision.js';
 import { shadowDatabaseName } from '../../api/naming.js';
 import { namespaceAllowed, namesMatchMarkers, resolveNames, resolveServer, type TenantNames } from './resolve.js';
-import { renderSecretData } from './secret-data.js';
+import { applySecretTemplate, renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
@@ -294,6 +294,16 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       }
       return undefined;
     }),
+    step<Provisioned>('pooler-client-limit', async () => {
+      const bounds = server.spec.pooler?.clientLimits;
+      const asked = td.spec.pooling.maxClientConnections;
+      // The pooler config never goes past the ceiling (pooler-plan clamps it); this says why in status.
+      if (bounds && td.spec.pooling.enabled && asked > bounds.max) {
+        const message = `pooling.maxClientConnections ${asked} is above PostgresServer ${serverName}'s pooler.clientLimits.max of ${bounds.max}`;
+        return { outcome: notReady('ClientLimitTooHigh', message, true), serverName };
+      }
+      return undefined;
+    }),
     step<Provisioned>('extensions-allowed', async () => {
       const disallowed = td.spec.extensions.filter((e) => !server.spec.allowedExtensions.includes(e));
       if (disallowed.length > 0) {
@@ -434,13 +444,18 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (limits.enforceBudget) {
         const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
         if (current !== connectionLimit) {
-          const slots = await sql.connectionSlots(pool);
-          const others = [...(await sql.tenantConnectionLimits(pool)).entries()]
-            .filter(([r]) => r !== names.role)
-            .map(([, l]) => (l < 0 ? slots.maxConnections : l));
-          const open = slots.maxConnections - slots.superuserReserved - slots.reserved - ctx.pools.maxSessionsPerServer;
-          const sum = others.reduce((a, b) => a + b, 0);
-          if (sum + connectionLimit > open) {
+          const verdict = await fitBudget(
+            serverName,
+            names.role,
+            connectionLimit,
+            async () => ({
+              slots: await sql.connectionSlots(pool),
+              limits: await sql.tenantConnectionLimits(pool),
+            }),
+            ctx.pools.maxSessionsPerServer,
+          );
+          if (!verdict.fits) {
+            const { sum, open } = verdict;
             return {
               outcome: notReady(
                 'ConnectionBudgetExceeded',
@@ -482,7 +497,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       password = chosen.password;
       const generated = chosen.generated;
       const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
-      const data = renderSecretData({
+      const standard = renderSecretData({
         host: server.spec.publicHost ?? server.spec.host,
         port: server.spec.port,
         sslMode: server.spec.sslMode,
@@ -490,8 +505,12 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         user: names.role,
         password,
         pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
+        poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
         shadowDatabase: names.shadow,
       });
+      const templated = applySecretTemplate(standard, td.spec.secretTemplate);
+      if (!templated.ok) return { outcome: notReady('SecretTemplateInvalid', templated.message, true), serverName };
+      const data = templated.data;
       written = data;
       const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
       if (wrote === 'created')
@@ -713,6 +732,38 @@ async function admit(ctx: OperatorContext, pool: pg.Pool, serverName: string, ui
     if (used.size >= max) return false;
     pending.set(uid, now);
     return true;
+  });
+}
+
+/**
+ * connectionLimits.enforceBudget, exactly, whatever runs in parallel: like admission, one check at
+ * a time per server, counting the limits the catalog shows plus those granted in this process and
+ * not yet written (a role's granted limit replaces its catalog one).
+ */
+const budgetGranted = new Map<string, Map<string, { limit: number; at: number }>>();
+
+async function fitBudget(
+  serverName: string,
+  role: string,
+  limit: number,
+  read: () => Promise<{ slots: sql.ConnectionSlots; limits: Map<string, number> }>,
+  operatorSessions: number,
+): Promise<{ fits: boolean; sum: number; open: number }> {
+  let lock = admissionLocks.get(serverName);
+  if (!lock) admissionLocks.set(serverName, (lock = pLimit(1)));
+  return lock(async () => {
+    const now = Date.now();
+    const granted = budgetGranted.get(serverName) ?? new Map<string, { limit: number; at: number }>();
+    budgetGranted.set(serverName, granted);
+    for (const [r, g] of granted) if (now - g.at > ADMISSION_HOLD_MS) granted.delete(r);
+    const { slots, limits } = await read();
+    for (const [r, g] of granted) limits.set(r, g.limit);
+    limits.delete(role);
+    const sum = [...limits.values()].reduce((a, l) => a + (l < 0 ? slots.maxConnections : l), 0);
+    const open = slots.maxConnections - slots.superuserReserved - slots.reserved - operatorSessions;
+    if (sum + limit > open) return { fits: false, sum, open };
+    granted.set(role, { limit, at: now });
+    return { fits: true, sum, open };
   });
 }
 

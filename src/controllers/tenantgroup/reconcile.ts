@@ -1,0 +1,147 @@
+/**
+ * TenantGroup: one Secret listing the members (TenantDatabases of the group's namespace whose labels
+ * match its selector) with their connection information, rewritten whenever a member comes, goes,
+ * changes readiness or gets new credentials. The member data comes from each member's own Secret,
+ * and only from one this TenantDatabase controls; the registry Secret is owned by the group, so it
+ * goes with it.
+ */
+import type * as k8s from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { API_VERSION, matchesSelector } from '../../api/common.js';
+import { TENANT_GROUP } from '../../api/kinds.js';
+import { tenantGroup, type TenantGroup } from '../../api/tenantgroup.js';
+import { customResourceApi, httpStatus } from '../../kube/client.js';
+import { DATA_HASH_ANNOTATION, dataHash, decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
+import type { ConditionInput } from '../../runtime/conditions.js';
+import type { ReconcileResult } from '../../runtime/controller.js';
+import { commitStatus } from '../../runtime/status.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, splitKey, type OperatorContext } from '../context.js';
+import { ownedBy } from '../tenantdatabase/secret.js';
+import { BY_NAMESPACE } from '../watches.js';
+import { REGISTRY_WARN, renderRegistry, type Member } from './registry.js';
+
+export const GROUP_LABEL = 'tenantdb.dev/tenantgroup';
+
+/** The members as the caches show them, each with its own Secret's data when that Secret is its own. */
+export function membersOf(ctx: OperatorContext, g: TenantGroup): Member[] {
+  const ns = g.metadata.namespace ?? '';
+  const out: Member[] = [];
+  for (const t of ctx.tenants.byIndex(BY_NAMESPACE, ns)) {
+    if (t.metadata?.deletionTimestamp || !matchesSelector(g.spec.selector, t.metadata?.labels)) continue;
+    const name = t.metadata?.name ?? '';
+    const s = ctx.secrets.get(t.spec?.secretName ?? `${name}-db`, ns);
+    const own = s && ownedBy(s, t.metadata?.uid ?? '') && s.data ? decodeSecretData(s.data) : undefined;
+    const ready = t.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    out.push({ name, ready, secret: own });
+  }
+  return out;
+}
+
+function registrySecret(g: TenantGroup, name: string, data: Record<string, string>): k8s.V1Secret {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    type: 'Opaque',
+    metadata: {
+      name,
+      namespace: g.metadata.namespace ?? '',
+      labels: { [MANAGED_BY_LABEL]: MANAGED_BY, ...(g.metadata.name.length <= 63 ? { [GROUP_LABEL]: g.metadata.name } : {}) },
+      annotations: { [DATA_HASH_ANNOTATION]: dataHash(data) },
+      ownerReferences: [
+        {
+          apiVersion: API_VERSION,
+          kind: 'TenantGroup',
+          name: g.metadata.name,
+          uid: g.metadata.uid,
+          controller: true,
+          blockOwnerDeletion: true,
+        },
+      ],
+    },
+    data: encodeSecretData(data),
+  };
+}
+
+/** Writes the registry where it differs; 'foreign' when a Secret of that name is not this group's. */
+async function writeRegistry(
+  ctx: OperatorContext,
+  g: TenantGroup,
+  name: string,
+  data: Record<string, string>,
+): Promise<'unchanged' | 'written' | 'foreign'> {
+  const ns = g.metadata.namespace ?? '';
+  const hash = dataHash(data);
+  const cached = ctx.secrets.get(name, ns);
+  // The cache keeps the data hash of the operator's own Secrets (not a group Secret's data).
+  if (cached && ownedBy(cached, g.metadata.uid) && cached.metadata?.annotations?.[DATA_HASH_ANNOTATION] === hash) return 'unchanged';
+  const body = registrySecret(g, name, data);
+  let current: k8s.V1Secret | undefined;
+  try {
+    current = await ctx.clients.core.readNamespacedSecret({ name, namespace: ns });
+  } catch (err) {
+    if (httpStatus(err) !== 404) throw err;
+  }
+  if (!current) {
+    await ctx.clients.core.createNamespacedSecret({ namespace: ns, body });
+    return 'written';
+  }
+  if (!ownedBy(current, g.metadata.uid)) return 'foreign';
+  if (current.metadata?.annotations?.[DATA_HASH_ANNOTATION] === hash && dataHash(decodeSecretData(current.data)) === hash)
+    return 'unchanged';
+  await ctx.clients.core.replaceNamespacedSecret({
+    name,
+    namespace: ns,
+    body: { ...body, metadata: { ...body.metadata, resourceVersion: current.metadata?.resourceVersion ?? '' } },
+  });
+  return 'written';
+}
+
+export async function reconcileTenantGroup(ctx: OperatorContext, key: string, _log: Logger): Promise<ReconcileResult> {
+  const { namespace, name } = splitKey(key);
+  const raw = ctx.groups.get(name, namespace);
+  if (!raw) return {};
+  const api = customResourceApi(ctx.clients, TENANT_GROUP);
+  const meta = { name, namespace, resourceVersion: raw.metadata?.resourceVersion ?? '', generation: raw.metadata?.generation };
+  const ref = { apiVersion: API_VERSION, kind: 'TenantGroup', name, namespace, uid: raw.metadata?.uid ?? '' };
+  const finish = async (ready: ConditionInput, fields: Record<string, unknown>, terminal: boolean) => {
+    const t = await commitStatus(api, meta, raw.status, { fields, observed: [ready], terminal });
+    if (t.changed && ready.status === 'False' && t.before.find((c) => c.type === 'Ready')?.reason !== ready.reason)
+      ctx.events.warning(ref, ready.reason, ready.message);
+    return {};
+  };
+  const parsed = tenantGroup.safeParse(raw);
+  if (!parsed.success) {
+    const message = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    return finish({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, {}, true);
+  }
+  const g = parsed.data;
+  const secretName = g.spec.secretName ?? `${name}-tenants`;
+  const members = membersOf(ctx, g);
+  const reg = renderRegistry(members, g.spec.env);
+  if (!reg.ok) {
+    return finish(
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: reg.bytes ? 'RegistryTooLarge' : 'KeyCollision',
+        message: `${reg.message}; the Secret keeps its last content`,
+      },
+      { secretName, ...(reg.bytes ? { bytes: reg.bytes } : {}) },
+      true,
+    );
+  }
+  const wrote = await writeRegistry(ctx, g, secretName, reg.data);
+  if (wrote === 'foreign') {
+    const message = `Secret ${namespace}/${secretName} exists and is not this TenantGroup's; set spec.secretName to another name`;
+    return finish({ type: 'Ready', status: 'False', reason: 'Conflict', message }, { secretName }, true);
+  }
+  if (wrote === 'written') ctx.events.normal(ref, 'Synced', `Wrote ${members.length} member(s) into Secret ${secretName}`);
+  const waiting = members.length - reg.members;
+  const near = reg.bytes > REGISTRY_WARN ? `; it holds ${reg.bytes} bytes, near the limit of a Secret: split the group soon` : '';
+  const message = `Secret ${secretName} lists ${reg.members} member(s), ${reg.ready} Ready${waiting ? `; ${waiting} more wait for their Secret` : ''}${near}`;
+  return finish(
+    { type: 'Ready', status: 'True', reason: near ? 'NearLimit' : 'Synced', message },
+    { secretName, members: reg.members, ready: reg.ready, bytes: reg.bytes },
+    true,
+  );
+}

@@ -1,0 +1,91 @@
+/**
+ * A TenantGroup's registry Secret, rendered from its members and their own Secrets. Pure, so that
+ * what a backend reads can be tested in a table without a cluster.
+ */
+
+export interface Member {
+  name: string;
+  ready: boolean;
+  /** The member's own Secret's data; undefined while it has none the operator wrote. */
+  secret: Readonly<Record<string, string>> | undefined;
+}
+
+export interface EnvKey {
+  key: string;
+  from: string;
+}
+
+/** What the registry lists of a member: its names and every URL its own Secret gives. */
+const LISTED = {
+  database: 'database',
+  user: 'user',
+  host: 'host',
+  port: 'port',
+  poolerHost: 'pooler-host',
+  poolerPort: 'pooler-port',
+  sslmode: 'sslmode',
+  uri: 'DIRECT_URL',
+  pooledUri: 'DATABASE_URL',
+  jdbcUrl: 'jdbc-url',
+  prismaUrl: 'PRISMA_DATABASE_URL',
+  password: 'password',
+} as const;
+
+/** A Secret holds at most 1 MiB; the registry is refused well before (the API server counts base64-free bytes). */
+export const REGISTRY_LIMIT = 1024 * 1024 - 16 * 1024;
+/** Past this, status warns that the registry is filling up. */
+export const REGISTRY_WARN = Math.floor(REGISTRY_LIMIT * 0.8);
+
+/** The key template with a member's name put in: $(NAME) upper case with non-alphanumerics as _, $(name) as is. */
+export function envKeyFor(template: string, member: string): string {
+  const upper = member.toUpperCase().replace(/[^A-Z0-9]/g, '_');
+  return template.replaceAll('$(NAME)', upper).replaceAll('$(name)', member);
+}
+
+export type Registry =
+  | { ok: true; data: Record<string, string>; bytes: number; members: number; ready: number }
+  | { ok: false; message: string; bytes?: number };
+
+/**
+ * `tenants.json` (every member with a Secret, sorted by name, with a `ready` flag) and one key per
+ * member and env entry. Two members whose names give the same key are refused rather than one
+ * silently winning.
+ */
+export function renderRegistry(members: readonly Member[], env: readonly EnvKey[]): Registry {
+  const listed = [...members].filter((m) => m.secret).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const tenants = listed.map((m) => {
+    const s = m.secret ?? {};
+    const entry: Record<string, string | number | boolean> = { name: m.name, ready: m.ready };
+    for (const [field, key] of Object.entries(LISTED)) {
+      const v = s[key];
+      if (v !== undefined) entry[field] = field === 'port' || field === 'poolerPort' ? Number(v) : v;
+    }
+    return entry;
+  });
+  const data: Record<string, string> = { 'tenants.json': `${JSON.stringify({ tenants }, null, 2)}\n` };
+  const from = new Map<string, string>();
+  for (const e of env) {
+    for (const m of listed) {
+      const key = envKeyFor(e.key, m.name);
+      if (!/^[-._a-zA-Z0-9]{1,253}$/.test(key))
+        return { ok: false, message: `env key ${JSON.stringify(key)} of member ${m.name} is not a Secret key` };
+      const other = from.get(key);
+      if (other !== undefined || key === 'tenants.json')
+        return {
+          ok: false,
+          message: `members ${other ?? '(the registry)'} and ${m.name} both give the key ${key}; rename one or change the env key`,
+        };
+      from.set(key, m.name);
+      const v = m.secret?.[e.from];
+      if (v !== undefined) data[key] = v;
+    }
+  }
+  const bytes = Object.entries(data).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0);
+  if (bytes > REGISTRY_LIMIT)
+    return {
+      ok: false,
+      message: `the registry would hold ${bytes} bytes, past the ${REGISTRY_LIMIT} a Secret can take; split the group`,
+      bytes,
+    };
+  return { ok: true, data, bytes, members: listed.length, ready: listed.filter((m) => m.ready).length };
+}
