@@ -4,7 +4,19 @@ import prettier from 'eslint-config-prettier';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/', 'coverage/', '.dev/', 'test/integration/global-*.js', 'jest.config.js', 'eslint.config.js'] },
+  {
+    ignores: [
+      'dist/',
+      'coverage/',
+      '.dev/',
+      '.cluster/',
+      'test/integration/global-*.js',
+      'test/cluster/global-*.js',
+      'jest.config.js',
+      'jest.cluster.config.js',
+      'eslint.config.js',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -7,6 +7,8 @@ const common = {
   extensionsToTreatAsEsm: ['.ts'],
   moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
   transform: tsJest,
+  // A real node's run folder holds image file systems (npm run dev:cluster).
+  modulePathIgnorePatterns: ['<rootDir>/.cluster/'],
 };
 
 export default {

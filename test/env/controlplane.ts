@@ -41,7 +41,7 @@ function openssl(args: string[], cwd: string): void {
   execFileSync('openssl', args, { cwd, stdio: 'pipe' });
 }
 
-function makeCerts(dir: string): void {
+function makeCerts(dir: string, address?: string): void {
   openssl(
     [
       'req',
@@ -62,7 +62,7 @@ function makeCerts(dir: string): void {
   );
   writeFileSync(
     join(dir, 'server.ext'),
-    'subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1\n' +
+    `subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.0.0.1${address ? `,IP:${address}` : ''}\n` +
       'extendedKeyUsage=serverAuth\n',
   );
   openssl(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=kube-apiserver'], dir);
@@ -136,6 +136,12 @@ export interface ControlPlaneOptions {
   beforeControllers?: (adminKubeconfig: string, binDir: string) => Promise<void>;
   /** More kube-apiserver flags (an audit policy and log, say), kept across restartApiServer. */
   apiServerArgs?: string[];
+  /**
+   * The control plane of a real node (test/env/node.ts): pods reach the API through the
+   * `kubernetes` Service, which points at the advertised address, so the API serves on all
+   * addresses, with the Endpoints reconciler, ServiceAccount token mounts and every controller on.
+   */
+  node?: { address: string };
 }
 
 export async function startControlPlane(baseDir?: string, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
@@ -144,10 +150,13 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
   mkdirSync(dir, { recursive: true });
   // Keys, the admin token and etcd's data are for this user only.
   chmodSync(dir, 0o700);
-  makeCerts(dir);
+  makeCerts(dir, opts.node?.address);
   const adminToken = randomBytes(24).toString('hex');
   writeFileSync(join(dir, 'tokens.csv'), `${adminToken},admin,admin-uid,"system:masters"\n`, { mode: 0o600 });
   const procs: Proc[] = [];
+  // A real node's daemons get their own process group: a terminal's Ctrl-C reaches only the
+  // harness, which stops the pods before it stops them.
+  const spawnOpts = opts.node ? { detached: true } : {};
   const stop = async () => {
     for (const p of procs.reverse()) await p.stop();
   };
@@ -169,32 +178,44 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
           '--log-level=warn',
         ],
         join(dir, 'etcd.log'),
+        spawnOpts,
       ),
     );
     await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000);
-    const server = `https://127.0.0.1:${apiPort}`;
+    const node = opts.node;
+    const server = `https://${node?.address ?? '127.0.0.1'}:${apiPort}`;
     const apiArgs = [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      ...(node
+        ? [
+            '--bind-address=0.0.0.0',
+            `--advertise-address=${node.address}`,
+            '--authorization-mode=Node,RBAC',
+            // Else `kubectl logs` looks the node's name up in DNS.
+            '--kubelet-preferred-address-types=InternalIP',
+          ]
+        : [
+            '--bind-address=127.0.0.1',
+            '--advertise-address=127.0.0.1',
+            '--endpoint-reconciler-type=none',
+            '--authorization-mode=RBAC',
+            '--disable-admission-plugins=ServiceAccount',
+          ]),
       `--secure-port=${apiPort}`,
-      '--endpoint-reconciler-type=none',
       `--cert-dir=${join(dir, 'apiserver-certs')}`,
       `--tls-cert-file=${join(dir, 'server.crt')}`,
       `--tls-private-key-file=${join(dir, 'server.key')}`,
       `--client-ca-file=${join(dir, 'ca.crt')}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
-      '--authorization-mode=RBAC',
       '--service-account-issuer=https://kubernetes.default.svc',
       `--service-account-key-file=${join(dir, 'sa.pub')}`,
       `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
       '--service-cluster-ip-range=10.0.0.0/24',
-      '--disable-admission-plugins=ServiceAccount',
       '--profiling=false',
       '--v=0',
       ...(opts.apiServerArgs ?? []),
     ];
-    let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
+    let apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'), spawnOpts);
     procs.push({
       name: 'kube-apiserver',
       get child() {
@@ -219,14 +240,17 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
           '--bind-address=127.0.0.1',
           `--secure-port=${kcmPort}`,
           '--leader-elect=false',
-          '--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller',
+          node
+            ? '--controllers=*'
+            : '--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,serviceaccount-token-controller,root-ca-certificate-publisher-controller,clusterrole-aggregation-controller',
           `--service-account-private-key-file=${join(dir, 'sa.key')}`,
           `--root-ca-file=${join(dir, 'ca.crt')}`,
-          '--use-service-account-credentials=false',
+          `--use-service-account-credentials=${node ? 'true' : 'false'}`,
           '--concurrent-gc-syncs=5',
           '--v=0',
         ],
         join(dir, 'kube-controller-manager.log'),
+        spawnOpts,
       ),
     );
     // The namespace controller must be running before namespaces can be deleted; default SA shows it.
@@ -246,7 +270,7 @@ export async function startControlPlane(baseDir?: string, opts: ControlPlaneOpti
       restartApiServer: async (downMs = 1000) => {
         await apiserver.stop('SIGKILL');
         await new Promise((r) => setTimeout(r, downMs));
-        apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'));
+        apiserver = startProcess('kube-apiserver', join(binDir, 'kube-apiserver'), apiArgs, join(dir, 'kube-apiserver.log'), spawnOpts);
         await waitFor(
           'kube-apiserver /readyz after restart',
           async () => (await httpsGet(`${server}/readyz`, ca, adminToken)).status === 200,

@@ -120,6 +120,10 @@ export interface PgServerOptions {
   adminUser?: string;
   /** A major from supportedMajors(): the embedded server of that major instead of the machine's. */
   major?: number;
+  /** listen_addresses: loopback unless told (a real node's pods reach the server at the host's address). */
+  listenAddresses?: string;
+  /** Its own process group (a real node's harness stops it in order on Ctrl-C). */
+  detached?: boolean;
   /** Server settings (name=value) after the defaults, which they override. */
   settings?: string[];
 }
@@ -165,7 +169,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
       '-p',
       String(port),
       '-c',
-      'listen_addresses=127.0.0.1',
+      `listen_addresses=${opts.listenAddresses ?? '127.0.0.1'}`,
       '-c',
       `unix_socket_directories=${dir}`,
       '-c',
@@ -177,7 +181,7 @@ export async function startPostgres(opts: PgServerOptions = {}): Promise<PgServe
       ...(opts.settings ?? []).flatMap((s) => ['-c', s]),
     ],
     join(dir, 'postgres.log'),
-    spawnOpts,
+    { ...spawnOpts, ...(opts.detached ? { detached: true } : {}) },
   );
   const host = '127.0.0.1';
   const connect = async (user: string, password: string, database = 'postgres') => {

@@ -1,0 +1,21 @@
+/**
+ * `npm run test:cluster`: end-to-end on a real node (test/env/node.ts), apart from `npm test`'s
+ * projects. Needs root; one run per machine at a time.
+ */
+export default {
+  testTimeout: 300_000,
+  projects: [
+    {
+      displayName: 'cluster',
+      testEnvironment: 'node',
+      extensionsToTreatAsEsm: ['.ts'],
+      moduleNameMapper: { '^(\\.{1,2}/.*)\\.js$': '$1' },
+      transform: { '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json', diagnostics: false }] },
+      testMatch: ['<rootDir>/test/cluster/**/*.test.ts'],
+      // npm run dev:cluster's run folder holds image file systems.
+      modulePathIgnorePatterns: ['<rootDir>/.cluster/'],
+      globalSetup: '<rootDir>/test/cluster/global-setup.js',
+      globalTeardown: '<rootDir>/test/cluster/global-teardown.js',
+    },
+  ],
+};
