@@ -221,3 +221,12 @@ test('a template cannot take the Secret past what the cache keeps of it', () => 
   const size = Object.entries(cached).reduce((n, [k, v]) => n + k.length + v.length, 0);
   expect(size).toBeLessThan(CACHED_TENANT_SECRET_BYTES);
 });
+
+test('a verified server: the CA as ca.crt and sslrootcert, for libpq once mounted and for Service Binding readers', () => {
+  const pem = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
+  const d = renderSecretData({ ...base, sslMode: 'verify-full', ca: pem });
+  expect(d['ca.crt']).toBe(pem);
+  expect(d.sslrootcert).toBe(pem);
+  expect(d.DATABASE_URL).not.toContain('sslrootcert');
+  expect(renderSecretData(base)['ca.crt']).toBeUndefined();
+});

@@ -506,6 +506,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         password,
         pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
         poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
+        ca: server.spec.sslMode.startsWith('verify') ? ep.ca : undefined,
         shadowDatabase: names.shadow,
       });
       const templated = applySecretTemplate(standard, td.spec.secretTemplate);

@@ -18,6 +18,8 @@ export interface SecretInputs {
    */
   poolerPreparedStatements?: boolean | undefined;
   shadowDatabase?: string | undefined;
+  /** The CA the server's certificate is verified against (sslMode verify-ca or verify-full), PEM. */
+  ca?: string | undefined;
 }
 
 export interface SecretTemplate {
@@ -89,6 +91,12 @@ export function renderSecretData(i: SecretInputs): Record<string, string> {
     PGPASSWORD: i.password,
     PGSSLMODE: i.sslMode,
   };
+  if (i.ca) {
+    // A file, once the Secret is mounted: libpq's PGSSLROOTCERT (or sslrootcert=) points at ca.crt;
+    // Service Binding readers (Spring Cloud Bindings, Quarkus) take sslrootcert as that file.
+    data['ca.crt'] = i.ca;
+    data.sslrootcert = i.ca;
+  }
   if (i.shadowDatabase) {
     data.SHADOW_DATABASE_URL = postgresUri(i.user, i.password, i.host, i.port, i.shadowDatabase, i.sslMode);
   }
