@@ -39,8 +39,8 @@ ensure_pgbouncer() {
   local dir
   dir=$(pgbouncer_cache_dir)
   local mirror
-  mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-  [ -n "$mirror" ] || mirror=$(sed -n 's/^deb \(\[[^]]*\] \)\?\([^ ]*\) .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n1)
+  mirror=$(sed -n 's/^URIs: *\([^ ]*\).*/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1 || true)
+  [ -n "$mirror" ] || mirror=$(sed -n 's/^deb \(\[[^]]*\] \)\?\([^ ]*\) .*/\2/p' /etc/apt/sources.list 2>/dev/null | head -n1 || true)
   [ -n "$mirror" ] || { echo "tenantdb: no Debian mirror found in the apt sources, needed to fetch PgBouncer $PGBOUNCER_MIN+" >&2; return 1; }
   echo "tenantdb: fetching PgBouncer from Debian stable (the installed one is older than $PGBOUNCER_MIN)" >&2
   mkdir -p "$(dirname "$dir")"
@@ -49,8 +49,12 @@ ensure_pgbouncer() {
   # The mirror is passed explicitly: without it mmdebstrap adds the -updates and -security suites.
   mmdebstrap --quiet --variant=extract --include=pgbouncer stable "$tmp/root" "$mirror" >&2
   local loader libdir
-  loader=$(cd "$tmp/root" && ls usr/lib/*/ld-linux-*.so.* lib64/ld-linux-*.so.* 2>/dev/null | head -n1)
-  libdir=$(dirname "$loader")
+  loader=
+  local f
+  for f in "$tmp"/root/usr/lib/*/ld-linux-*.so.* "$tmp"/root/lib64/ld-linux-*.so.*; do
+    [ -e "$f" ] && loader=${f#"$tmp/root/"} && break
+  done
+  libdir=$(dirname "${loader:-.}")
   [ -n "$loader" ] && [ -x "$tmp/root/usr/sbin/pgbouncer" ] || { echo "tenantdb: the PgBouncer package could not be unpacked" >&2; rm -rf "$tmp"; return 1; }
   mkdir -p "$tmp/bin"
   cat >"$tmp/bin/pgbouncer" <<WRAP
