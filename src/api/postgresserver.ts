@@ -15,6 +15,9 @@ import {
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
+/** A count of connections in a server's bounds (a default or a ceiling). */
+const connectionCount = (dflt: number, description: string) => z.number().int().min(1).max(100000).default(dflt).describe(description);
+
 export const postgresServerSpec = z
   .object({
     host: hostName.describe('Host name or IP address the operator uses to reach the server.'),
@@ -48,20 +51,11 @@ export const postgresServerSpec = z
           .describe('The Secret the operator writes the rendered PgBouncer configuration into, for the agent beside PgBouncer.'),
         clientLimits: z
           .object({
-            default: z
-              .number()
-              .int()
-              .min(1)
-              .max(100000)
-              .default(200)
-              .describe('Client connections PgBouncer accepts per tenant whose pooling.maxClientConnections is omitted or -1.'),
-            max: z
-              .number()
-              .int()
-              .min(1)
-              .max(100000)
-              .default(2000)
-              .describe('The highest pooling.maxClientConnections a tenant may ask for; more is refused.'),
+            default: connectionCount(
+              200,
+              'Client connections PgBouncer accepts per tenant whose pooling.maxClientConnections is omitted or -1.',
+            ),
+            max: connectionCount(2000, 'The highest pooling.maxClientConnections a tenant may ask for; more is refused.'),
           })
           .prefault({})
           .describe(
@@ -125,20 +119,8 @@ export const postgresServerSpec = z
       ),
     connectionLimits: z
       .object({
-        default: z
-          .number()
-          .int()
-          .min(1)
-          .max(100000)
-          .default(20)
-          .describe('Connection limit of a tenant whose connectionLimit is omitted or -1.'),
-        max: z
-          .number()
-          .int()
-          .min(1)
-          .max(100000)
-          .default(100)
-          .describe('The highest connectionLimit a tenant may ask for; more is refused.'),
+        default: connectionCount(20, 'Connection limit of a tenant whose connectionLimit is omitted or -1.'),
+        max: connectionCount(100, 'The highest connectionLimit a tenant may ask for; more is refused.'),
         enforceBudget: z
           .boolean()
           .default(false)

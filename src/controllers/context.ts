@@ -143,3 +143,11 @@ export function tenantRef(td: { metadata: { name: string; namespace?: string | u
     uid: td.metadata.uid,
   };
 }
+
+/**
+ * The owner reference of an object the operator writes for one of its kinds: the controller, so
+ * that the object goes with its owner. blockOwnerDeletion where the owner's finalizers RBAC allows it.
+ */
+export function controllerRef(kind: string, name: string, uid: string, blockOwnerDeletion = true): k8s.V1OwnerReference {
+  return { apiVersion: API_VERSION, kind, name, uid, controller: true, ...(blockOwnerDeletion ? { blockOwnerDeletion: true } : {}) };
+}

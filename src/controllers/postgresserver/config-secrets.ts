@@ -4,12 +4,11 @@
  * their bytes differ, and carrying the agent's report as annotations (src/pooler/contract.ts).
  */
 import type * as k8s from '@kubernetes/client-node';
-import { API_VERSION } from '../../api/common.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import { httpStatus } from '../../kube/client.js';
 import { decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, SERVER_LABEL, agentReport, configHash, type AgentReport } from '../../pooler/contract.js';
-import type { OperatorContext } from '../context.js';
+import { controllerRef, type OperatorContext } from '../context.js';
 import { countConfigWrite } from '../../runtime/metrics.js';
 
 export interface SecretRef {
@@ -53,9 +52,8 @@ export function configSecret(
       name: ref.name,
       namespace: ref.namespace,
       labels: { [MANAGED_BY_LABEL]: MANAGED_BY, [SERVER_LABEL]: server.metadata.name, ...labels },
-      ownerReferences: [
-        { apiVersion: API_VERSION, kind: 'PostgresServer', name: server.metadata.name, uid: server.metadata.uid, controller: true },
-      ],
+      // No blockOwnerDeletion: the operator has no postgresservers/finalizers RBAC.
+      ownerReferences: [controllerRef('PostgresServer', server.metadata.name, server.metadata.uid, false)],
     },
     data: encodeSecretData(files),
   };

@@ -1,9 +1,8 @@
 import type * as k8s from '@kubernetes/client-node';
-import { API_VERSION } from '../../api/common.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { httpStatus, type KubeClients } from '../../kube/client.js';
 import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL } from '../context.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL, controllerRef } from '../context.js';
 import { DATA_HASH_ANNOTATION, dataHash, decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
 
 export type SecretState = { kind: 'missing' } | { kind: 'foreign' } | { kind: 'owned'; secret: k8s.V1Secret; data: Record<string, string> };
@@ -54,16 +53,7 @@ export function secretObject(
       namespace: td.metadata.namespace ?? '',
       labels: secretLabels(td.metadata.name),
       annotations: { ...annotations, [DATA_HASH_ANNOTATION]: dataHash(data) },
-      ownerReferences: [
-        {
-          apiVersion: API_VERSION,
-          kind: 'TenantDatabase',
-          name: td.metadata.name,
-          uid: td.metadata.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [controllerRef('TenantDatabase', td.metadata.name, td.metadata.uid)],
     },
     data: encodeSecretData(data),
   };

@@ -15,7 +15,7 @@ import { DATA_HASH_ANNOTATION, dataHash, decodeSecretData, encodeSecretData } fr
 import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { commitStatus } from '../../runtime/status.js';
-import { MANAGED_BY, MANAGED_BY_LABEL, splitKey, type OperatorContext } from '../context.js';
+import { MANAGED_BY, MANAGED_BY_LABEL, controllerRef, splitKey, type OperatorContext } from '../context.js';
 import { ownedBy } from '../tenantdatabase/secret.js';
 import { BY_NAMESPACE } from '../watches.js';
 import { REGISTRY_WARN, renderRegistry, type Member } from './registry.js';
@@ -47,16 +47,7 @@ function registrySecret(g: TenantGroup, name: string, data: Record<string, strin
       namespace: g.metadata.namespace ?? '',
       labels: { [MANAGED_BY_LABEL]: MANAGED_BY, ...(g.metadata.name.length <= 63 ? { [GROUP_LABEL]: g.metadata.name } : {}) },
       annotations: { [DATA_HASH_ANNOTATION]: dataHash(data) },
-      ownerReferences: [
-        {
-          apiVersion: API_VERSION,
-          kind: 'TenantGroup',
-          name: g.metadata.name,
-          uid: g.metadata.uid,
-          controller: true,
-          blockOwnerDeletion: true,
-        },
-      ],
+      ownerReferences: [controllerRef('TenantGroup', g.metadata.name, g.metadata.uid)],
     },
     data: encodeSecretData(data),
   };
