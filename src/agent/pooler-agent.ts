@@ -43,7 +43,7 @@ export function withAdmin(files: PoolerFiles, adminUser: string, adminVerifier: 
 function aliasesOf(text: string): Set<string> {
   const out = new Set<string>();
   for (const line of text.split('\n')) {
-    const m = /^([a-z_][a-z0-9_]{0,62}) = /.exec(line);
+    const m = /^([a-z_][a-z0-9_.]{0,62}) = /.exec(line);
     if (m?.[1] && m[1] !== 'pgbouncer') out.add(m[1]);
   }
   return out;

@@ -47,3 +47,21 @@ export function deriveIdentifier(namespace: string, name: string, max = MAX_DERI
 export function shadowDatabaseName(database: string): string {
   return `${database}_shadow`;
 }
+
+/**
+ * Schemas no tenant may take: PostgreSQL's own (`pg_` is refused by CREATE SCHEMA) and `public`, which
+ * a shared database keeps for the platform.
+ */
+export const RESERVED_SCHEMAS = new Set<string>(['public', 'information_schema']);
+
+/**
+ * A schema tenant's PgBouncer alias: `schema.<name>`. A database name cannot hold a dot, so no alias
+ * of a schema tenant can ever be another tenant's database; PgBouncer takes names of up to 63 bytes,
+ * hence schema names of at most 56.
+ */
+export const SCHEMA_ALIAS_PREFIX = 'schema.';
+export const MAX_SCHEMA = 63 - SCHEMA_ALIAS_PREFIX.length;
+
+export function schemaAlias(schema: string): string {
+  return `${SCHEMA_ALIAS_PREFIX}${schema}`;
+}

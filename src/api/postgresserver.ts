@@ -12,6 +12,7 @@ import {
   port,
   secretRef,
 } from './common.js';
+import { RESERVED_DATABASES } from './naming.js';
 
 export const SSL_MODES = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'] as const;
 
@@ -90,8 +91,25 @@ export const postgresServerSpec = z
       .optional()
       .describe('CIDRs that may always log in to every tenant, whatever its IpWhitelists say (e.g. the pod network).'),
     sharedDatabase: pgIdentifier('sharedDatabase')
+      .refine((v) => !RESERVED_DATABASES.has(v), {
+        message: `sharedDatabase must not be one of ${[...RESERVED_DATABASES].sort().join(', ')}`,
+      })
       .optional()
-      .describe('The database that holds one schema per tenant for TenantDatabases with isolation Schema.'),
+      .describe(
+        'The database that holds one schema per tenant for TenantDatabases with isolation Schema. The operator creates it when missing (an existing one must be owned by the admin role). Cannot change or be removed once set: the schemas of its tenants live there.',
+      )
+      .meta(
+        cel(
+          { rule: 'self == oldSelf', message: 'sharedDatabase cannot change once set: the schemas of its tenants live there' },
+          {
+            rule: `!(self in [${[...RESERVED_DATABASES]
+              .sort()
+              .map((x) => `'${x}'`)
+              .join(', ')}])`,
+            message: `sharedDatabase must not be one of ${[...RESERVED_DATABASES].sort().join(', ')}`,
+          },
+        ),
+      ),
     allowedExtensions: z
       .array(extensionName.describe('An extension name.'))
       .max(64)
@@ -145,10 +163,16 @@ export const postgresServerSpec = z
   })
   .describe('Where the server is and how the operator reaches it.')
   .meta(
-    cel({
-      rule: "!has(self.sslMode) || !(self.sslMode in ['verify-ca', 'verify-full']) || has(self.caSecretRef)",
-      message: 'caSecretRef is required when sslMode is verify-ca or verify-full',
-    }),
+    cel(
+      {
+        rule: "!has(self.sslMode) || !(self.sslMode in ['verify-ca', 'verify-full']) || has(self.caSecretRef)",
+        message: 'caSecretRef is required when sslMode is verify-ca or verify-full',
+      },
+      {
+        rule: '!has(oldSelf.sharedDatabase) || has(self.sharedDatabase)',
+        message: 'sharedDatabase cannot be removed once set: the schemas of its tenants live there',
+      },
+    ),
   );
 
 export const postgresServerStatus = z

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { cel, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
-import { RESERVED_DATABASES, RESERVED_ROLES } from './naming.js';
+import { MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
 
 const celList = (xs: Iterable<string>) =>
   `[${[...xs]
@@ -32,9 +32,27 @@ export const tenantDatabaseSpec = z
       .describe('Name of the database. Derived from namespace and name when omitted. Cannot change once set.')
       .meta(cel({ rule: 'self == oldSelf', message: 'databaseName cannot be changed' }, notReserved('databaseName', RESERVED_DATABASES))),
     schemaName: pgIdentifier('schemaName')
+      .max(
+        MAX_SCHEMA,
+        `schemaName must be at most ${MAX_SCHEMA} bytes, so that its pooler alias ${SCHEMA_ALIAS_PREFIX}<schemaName> fits in 63`,
+      )
+      .refine((v) => !RESERVED_SCHEMAS.has(v) && !v.startsWith('pg_'), {
+        message: `schemaName must not be one of ${[...RESERVED_SCHEMAS].sort().join(', ')} or start with pg_`,
+      })
       .optional()
-      .describe('Name of the schema (isolation Schema only). Derived from namespace and name when omitted.')
-      .meta(cel({ rule: 'self == oldSelf', message: 'schemaName cannot be changed' })),
+      .describe(
+        `Name of the schema (isolation Schema only), at most ${MAX_SCHEMA} bytes. Derived from namespace and name when omitted. Cannot change once set.`,
+      )
+      .meta(
+        cel(
+          { rule: 'self == oldSelf', message: 'schemaName cannot be changed' },
+          {
+            rule: `size(self) <= ${MAX_SCHEMA}`,
+            message: `schemaName must be at most ${MAX_SCHEMA} bytes, so that its pooler alias ${SCHEMA_ALIAS_PREFIX}<schemaName> fits in 63`,
+          },
+          notReserved('schemaName', RESERVED_SCHEMAS, " && !self.startsWith('pg_')"),
+        ),
+      ),
     roleName: pgIdentifier('roleName')
       .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_'), {
         message: `roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')} or start with pg_`,
@@ -129,6 +147,18 @@ export const tenantDatabaseSpec = z
       {
         rule: "!has(self.schemaName) || self.isolation == 'Schema'",
         message: 'schemaName is only valid with isolation Schema',
+      },
+      {
+        rule: "!has(self.isolation) || self.isolation != 'Schema' || !has(self.databaseName)",
+        message: "databaseName is not valid with isolation Schema: the schema lives in the server's sharedDatabase",
+      },
+      {
+        rule: "!has(self.isolation) || self.isolation != 'Schema' || !has(self.shadowDatabase) || !self.shadowDatabase",
+        message: 'shadowDatabase is only valid with isolation Database (a shadow for a schema tenant would be a database of its own)',
+      },
+      {
+        rule: "!has(self.isolation) || self.isolation != 'Schema' || !has(self.extensions) || size(self.extensions) == 0",
+        message: "extensions are only valid with isolation Database: in a shared database an extension would be every tenant's",
       },
       {
         rule: '!has(self.shadowDatabase) || !self.shadowDatabase || !has(self.databaseName) || size(self.databaseName) <= 56',

@@ -9,7 +9,6 @@
  * Secret, so a tenant's reconcile cannot change a server's config behind the server's back. (The
  * one exception to "read-only", forgetTenant, only drops a deleted tenant's cached verifier.)
  */
-import { shadowDatabaseName } from '../api/naming.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import { httpStatus } from '../kube/client.js';
 import { secretValue } from '../kube/secrets.js';
@@ -91,16 +90,41 @@ export type AccessState =
  * Whether a tenant's allow-list is live: the applied pooler config holds exactly this tenant's
  * rules. Shared by the TenantDatabase's AccessRulesApplied and the IpWhitelist's Applied.
  */
+/** Where a tenant's allow-list rules go: its pooler alias, and its databases in the server's pg_hba.conf. */
+export interface AccessTarget {
+  alias: string;
+  /** Its database and shadow database, or the shared database of a schema tenant. */
+  databases: readonly string[];
+  role: string;
+  /** Whether the database is shared by tenants (isolation Schema): rules then name the role only. */
+  shared: boolean;
+}
+
+/** The target of a tenant's rules from its resolved names. */
+export function accessTarget(n: {
+  isolation: 'Database' | 'Schema';
+  database: string;
+  shadow: string | undefined;
+  role: string;
+  alias: string;
+}): AccessTarget {
+  return {
+    alias: n.alias,
+    databases: n.isolation === 'Schema' ? [n.database] : [n.database, ...(n.shadow ? [n.shadow] : [])],
+    role: n.role,
+    shared: n.isolation === 'Schema',
+  };
+}
+
 export function accessState(
   ctx: OperatorContext,
   server: PostgresServer,
   namespace: string,
   tenant: string,
-  alias: string,
-  role: string,
+  target: AccessTarget,
   poolingEnabled: boolean,
-  shadow = false,
 ): AccessState {
+  const { alias, role } = target;
   const cidrs = whitelistCidrs(ctx, namespace, tenant);
   if (cidrs === undefined) return { kind: 'open' };
   const agentHba = server.spec.hba?.mode === 'Agent';
@@ -134,7 +158,7 @@ export function accessState(
     };
   }
   if (agentHba) {
-    const d = directAccessState(ctx, server, shadow ? [alias, shadowDatabaseName(alias)] : [alias], role, cidrs);
+    const d = directAccessState(ctx, server, target, cidrs);
     if (d === 'pending') return { kind: 'pending', message: 'waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf' };
     if (typeof d === 'object') return { kind: 'rejected', message: `the agent beside PostgreSQL refused the rules: ${d.error}` };
   }
@@ -146,12 +170,12 @@ export function accessState(
 function directAccessState(
   ctx: OperatorContext,
   server: PostgresServer,
-  databases: string[],
-  role: string,
+  target: AccessTarget,
   cidrs: string[],
 ): 'enforced' | 'pending' | { error: string } {
   const st = cachedConfigReport(ctx, serverHbaRef(server, ctx.config.namespace));
-  const expected = renderServerHba([{ databases, role, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? []);
+  const { databases, role, shared } = target;
+  const expected = renderServerHba([{ databases, role, shared, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? []);
   if (!st.text.includes(expected)) return 'pending';
   if (st.error) return { error: st.error };
   return st.applied ? 'enforced' : 'pending';

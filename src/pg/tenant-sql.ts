@@ -258,6 +258,8 @@ export interface CatalogSnapshot {
   databases: Map<string, { connLimit: number; ownedByAdmin: boolean; allowConn: boolean; sizeBytes: number | undefined }>;
   /** Sessions per role, the operator's own login checks left out. */
   sessions: Map<string, number>;
+  /** The schemas of marked roles in the server's sharedDatabase, with their sizes (when it has one). */
+  schemas?: Map<string, number> | undefined;
 }
 
 /**
@@ -481,4 +483,134 @@ export async function tenantConnectionLimits(db: Queryable): Promise<Map<string,
       WHERE r.rolcanlogin AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
   );
   return new Map(r.rows.map((x) => [x.rolname, x.rolconnlimit]));
+}
+
+// Schema per tenant: statements in the server's shared database, run in an admin session inside it.
+
+/** The marker of a shared database: it names the server, no tenant (no uid: nothing deletes it). */
+export function sharedDatabaseMarker(server: string): string {
+  return `managed by tenantdb; shared database of postgresserver=${server}`;
+}
+
+/** What a schema tenant's role holds on the shared database: no CREATE, which would let it make schemas. */
+export const SCHEMA_TENANT_DATABASE_PRIVILEGES = ['CONNECT', 'TEMPORARY'] as const;
+
+export async function grantSchemaTenantPrivileges(db: Queryable, database: string, role: string): Promise<void> {
+  await db.query(`GRANT CONNECT, TEMPORARY ON DATABASE ${id(database)} TO ${id(role)}`);
+}
+
+export async function revokeCreateOnDatabase(db: Queryable, database: string, grantee: string): Promise<void> {
+  await db.query(`REVOKE CREATE ON DATABASE ${id(database)} FROM ${grantee === 'PUBLIC' ? 'PUBLIC' : id(grantee)}`);
+}
+
+export interface SchemaRow {
+  name: string;
+  owner: string;
+  /** Grants other than the owner's own, as (grantee or 'PUBLIC', privilege). */
+  grants: { grantee: string; privilege: string }[];
+}
+
+/** A schema of the session's database. */
+export async function findSchema(db: Queryable, schema: string): Promise<SchemaRow | undefined> {
+  const r = await db.query<{ owner: string; grants: { grantee: string; privilege: string }[] | null }>(
+    `SELECT pg_catalog.pg_get_userbyid(n.nspowner) AS owner,
+            (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
+                       'grantee', CASE WHEN a.grantee OPERATOR(pg_catalog.=) 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee) END,
+                       'privilege', a.privilege_type))
+               FROM pg_catalog.aclexplode(n.nspacl) a WHERE a.grantee OPERATOR(pg_catalog.<>) n.nspowner) AS grants
+       FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) $1`,
+    [schema],
+  );
+  const row = r.rows[0];
+  return row && { name: schema, owner: row.owner, grants: row.grants ?? [] };
+}
+
+/** The schema, owned by the tenant's role from the first moment (the admin is a member of that role). */
+export async function createSchema(db: Queryable, schema: string, role: string): Promise<void> {
+  await db.query(`CREATE SCHEMA ${id(schema)} AUTHORIZATION ${id(role)}`);
+}
+
+/** Performed as the schema's owner (the admin is a member of the tenant role), whoever granted it. */
+export async function revokeSchemaFrom(db: Queryable, schema: string, grantee: string): Promise<void> {
+  await db.query(`REVOKE ALL ON SCHEMA ${id(schema)} FROM ${grantee === 'PUBLIC' ? 'PUBLIC' : id(grantee)}`);
+}
+
+/** Drops a tenant's schema and all in it, waiting at most `lockTimeout` for its locks. `db` is one session. */
+export async function dropSchema(db: Queryable, schema: string, lockTimeout = '5s'): Promise<void> {
+  await db.query('BEGIN');
+  try {
+    await db.query(`SET LOCAL lock_timeout = ${lit(lockTimeout)}`);
+    await db.query(`DROP SCHEMA IF EXISTS ${id(schema)} CASCADE`);
+    await db.query('COMMIT');
+  } catch (err) {
+    await db.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** The settings stored for a role in one database (ALTER ROLE ... IN DATABASE ... SET), as name=value. */
+export async function roleSettingsIn(db: Queryable, role: string, database: string): Promise<string[]> {
+  const r = await db.query<{ setconfig: string[] | null }>(
+    `SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s
+      WHERE s.setrole OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1)
+        AND s.setdatabase OPERATOR(pg_catalog.=) (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $2)`,
+    [role, database],
+  );
+  return r.rows[0]?.setconfig ?? [];
+}
+
+/** The search_path setting as PostgreSQL stores it for `SET search_path TO <schema>`. */
+export function searchPathSetting(schema: string): string {
+  return `search_path=${id(schema)}`;
+}
+
+/** Every session of the role in that database starts with its own schema, and only it, on the path. */
+export async function setRoleSearchPath(db: Queryable, role: string, database: string, schema: string): Promise<void> {
+  await db.query(`ALTER ROLE ${id(role)} IN DATABASE ${id(database)} RESET ALL`);
+  await db.query(`ALTER ROLE ${id(role)} IN DATABASE ${id(database)} SET search_path TO ${id(schema)}`);
+}
+
+/** What PUBLIC (every role, tenants included) holds on a schema of the session's database. */
+export async function schemaPublicPrivileges(db: Queryable, schema: string): Promise<string[]> {
+  const r = await db.query<{ p: string }>(
+    `SELECT a.privilege_type AS p FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+      WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND a.grantee OPERATOR(pg_catalog.=) 0`,
+    [schema],
+  );
+  return r.rows.map((x) => x.p);
+}
+
+/**
+ * Sizes of the schemas owned by marked roles in the session's database: the relations in each,
+ * with their indexes and TOAST. Sizing a relation takes a share lock on it, which a tenant holding
+ * an exclusive lock would keep waiting: after `lockTimeout` the planner's page counts (as of the
+ * last VACUUM or ANALYZE) stand in, which need no lock.
+ */
+export async function schemaSizes(client: Queryable, lockTimeout = '500ms', only?: string): Promise<Map<string, number>> {
+  // Tables, materialized views and sequences, each with its indexes and TOAST (which live in other kinds).
+  const exact = `SELECT n.nspname AS name,
+            pg_catalog.sum(CASE WHEN c.relkind IN ('r', 'm', 'S') THEN pg_catalog.pg_total_relation_size(c.oid) END)::text AS size`;
+  const estimate = `SELECT n.nspname AS name,
+            (pg_catalog.sum(c.relpages::bigint) * pg_catalog.current_setting('block_size')::bigint)::text AS size`;
+  const from = `FROM pg_catalog.pg_namespace n
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+       LEFT JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relkind IN ('r', 'm', 'i', 'S')
+      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
+        AND ($1::text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1::text)
+      GROUP BY n.nspname`;
+  const read = async (select: string) => {
+    const r = await client.query<{ name: string; size: string | null }>(`${select} ${from}`, [only ?? null]);
+    return new Map(r.rows.map((x) => [x.name, Number(x.size ?? 0)]));
+  };
+  await client.query('BEGIN');
+  try {
+    await client.query(`SET LOCAL lock_timeout = ${lit(lockTimeout)}`);
+    const sizes = await read(exact);
+    await client.query('COMMIT');
+    return sizes;
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if ((err as { code?: string }).code !== '55P03') throw err;
+    return read(estimate);
+  }
 }

@@ -17,7 +17,14 @@ export const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 export type NameUse = 'alias' | 'database' | 'role';
 
 /** Why a name cannot appear in the pooler's or the server's files in that place; undefined when it can. */
+/**
+ * The alias of a schema tenant (api/naming's schemaAlias): `schema.` and its schema's name, 63 bytes
+ * at most (PgBouncer's limit). The dot keeps it apart from every database name.
+ */
+export const SCHEMA_ALIAS = /^schema\.[a-z_][a-z0-9_]{0,55}$/;
+
 export function nameProblem(use: NameUse, name: string): string | undefined {
+  if (use === 'alias' && SCHEMA_ALIAS.test(name)) return undefined;
   if (!IDENT.test(name)) return `${use} ${JSON.stringify(name)} is not a lower case identifier of at most 63 bytes`;
   if (HBA_KEYWORDS.has(name)) return `${use} ${name} is an HBA keyword`;
   if (use === 'alias' && name === CONSOLE_DATABASE) return `alias ${name} is PgBouncer's admin console`;

@@ -163,6 +163,11 @@ export interface ServerHbaTenant {
   databases: readonly string[];
   role: string;
   allowedCidrs: readonly string[];
+  /**
+   * A database shared by several tenants (isolation Schema): its rules name the tenant's role only,
+   * so one tenant's allow-list neither opens nor closes the shared database for the others.
+   */
+  shared?: boolean | undefined;
 }
 
 /**
@@ -182,9 +187,10 @@ export function renderServerHba(tenants: readonly ServerHbaTenant[], alwaysAllow
     const cidr = [...t.allowedCidrs, ...alwaysAllowedCidrs].find((c) => !isCidr(c));
     if (cidr !== undefined) throw new Error(`refusing to render the server HBA rules: ${JSON.stringify(cidr)} is not a CIDR`);
     const dbs = [...t.databases].sort().join(',');
-    for (const c of sortCidrs(alwaysAllowedCidrs)) lines.push(`host ${dbs} all ${c} scram-sha-256`);
+    const others = t.shared ? t.role : 'all';
+    for (const c of sortCidrs(alwaysAllowedCidrs)) lines.push(`host ${dbs} ${others} ${c} scram-sha-256`);
     for (const c of sortCidrs(t.allowedCidrs)) lines.push(`host ${dbs} ${t.role} ${c} scram-sha-256`);
-    lines.push(`host ${dbs} all 0.0.0.0/0 reject`, `host ${dbs} all ::/0 reject`);
+    lines.push(`host ${dbs} ${others} 0.0.0.0/0 reject`, `host ${dbs} ${others} ::/0 reject`);
   }
   return lines.length ? `${lines.join('\n')}\n` : '';
 }

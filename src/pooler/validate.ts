@@ -41,7 +41,7 @@ export function validateDatabases(text: string): ValidationError[] {
   lines(text).forEach((l, i) => {
     const at = (message: string) => errs.push({ file: 'databases.ini', line: i + 1, message });
     if (i === 0) return l === '[databases]' ? undefined : at('the file must start with [databases]');
-    const m = /^([a-z_][a-z0-9_]{0,62}) = (.+)$/.exec(l);
+    const m = /^([a-z_][a-z0-9_.]{0,62}) = (.+)$/.exec(l);
     if (!m) return at('not an "alias = key=value ..." entry');
     const [, alias = '', rest = ''] = m;
     const bad = nameProblem('alias', alias);

@@ -11,7 +11,7 @@ import { ipWhitelist, ipWhitelistSpec } from '../../src/api/ipwhitelist.js';
 import { MAX_DERIVED, RESERVED_DATABASES, RESERVED_ROLES, deriveIdentifier } from '../../src/api/naming.js';
 import { postgresServer } from '../../src/api/postgresserver.js';
 import { tenantDatabase } from '../../src/api/tenantdatabase.js';
-import { resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
+import { placeOnServer, resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
 import { clientLimitOf } from '../../src/controllers/postgresserver/pooler-plan.js';
 import { scramVerifier } from '../../src/pg/scram.js';
 import { fitsIdentifier } from '../../src/pg/tenant-sql.js';
@@ -23,6 +23,12 @@ import { fuzzParams, fuzzRuns } from '../fuzz/params.js';
 import { dnsName, ipWhitelistSpecArb, postgresServerSpecArb, tenantDatabaseSpecArb } from '../fuzz/specs.js';
 
 const verifier = scramVerifier('pw', Buffer.alloc(16, 7));
+const sharedServer = postgresServer.parse({
+  apiVersion: 'tenantdb.dev/v1alpha1',
+  kind: 'PostgresServer',
+  metadata: { name: 's', uid: 'u', resourceVersion: '1', generation: 1 },
+  spec: { host: 'db', adminSecretRef: { namespace: 'n', name: 'a' }, sharedDatabase: 'tenants' },
+});
 
 /** The API server admits only DNS-1123 names (and labels for namespaces): the metadata is always one. */
 const k8sName = dnsName.filter((n) => DNS_SUBDOMAIN.test(n) && n.length <= 253);
@@ -85,8 +91,17 @@ describe('TenantDatabase', () => {
           expect(names.message).toMatch(/\S/);
           return;
         }
-        const { database, role, shadow, secret } = names.value;
+        // A schema tenant's database is its server's sharedDatabase.
+        const placed = placeOnServer(names.value, sharedServer);
+        if (!placed.ok) throw new Error(placed.message);
+        const { database, role, shadow, secret, alias, schema, isolation } = placed.value;
         expectUsableDatabase(database);
+        expect(nameProblem('alias', alias)).toBeUndefined();
+        if (isolation === 'Schema') {
+          expect(schema !== undefined && fitsIdentifier(schema) && PG_IDENTIFIER.test(schema)).toBe(true);
+          expect(alias).toBe(`schema.${schema}`);
+          expect(Buffer.byteLength(alias)).toBeLessThanOrEqual(63);
+        } else expect(alias).toBe(database);
         if (shadow !== undefined) {
           expect(td.spec.shadowDatabase).toBe(true);
           expectUsableDatabase(shadow);
@@ -103,7 +118,7 @@ describe('TenantDatabase', () => {
           serverPort: 5432,
           tenants: [
             {
-              alias: database,
+              alias,
               database,
               role,
               verifier,
@@ -117,7 +132,12 @@ describe('TenantDatabase', () => {
         });
         expect(validatePoolerFiles(files)).toEqual([]);
         expect(
-          validateServerHba(renderServerHba([{ databases: shadow ? [database, shadow] : [database], role, allowedCidrs: [] }], [])),
+          validateServerHba(
+            renderServerHba(
+              [{ databases: shadow ? [database, shadow] : [database], role, shared: isolation === 'Schema', allowedCidrs: ['10.0.0.0/8'] }],
+              ['10.1.0.0/16'],
+            ),
+          ),
         ).toEqual([]);
         // The server it resolves to is a decision, never a throw.
         const s = resolveServer(td, []);

@@ -1,5 +1,5 @@
-import { HBA_CATCH_ALL, renderPoolerConfig, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
-import { validateDatabases, validateHba, validatePoolerFiles, validateUserlist } from '../../src/pooler/validate.js';
+import { HBA_CATCH_ALL, renderPoolerConfig, renderServerHba, type PoolerInput, type PoolerTenant } from '../../src/pooler/render.js';
+import { validateDatabases, validateHba, validatePoolerFiles, validateServerHba, validateUserlist } from '../../src/pooler/validate.js';
 import { scramVerifier } from '../../src/pg/scram.js';
 import { fitDatabases, withAdmin } from '../../src/agent/pooler-agent.js';
 import { agentReport, appliedAnnotations } from '../../src/pooler/contract.js';
@@ -147,5 +147,18 @@ describe('fitDatabases: one rendered config for every PgBouncer version', () => 
     expect(agentReport(clean, 'h1').warning).toBe('PgBouncer 1.18.0 has no max_db_client_connections');
     expect(agentReport(clean, 'h2').warning).toBeUndefined();
     expect(appliedAnnotations('h1')['tenantdb.dev/agent-warning']).toBeNull();
+  });
+});
+
+describe('renderServerHba for a shared database', () => {
+  test("a schema tenant's rules name its role, never all: the other tenants of the shared database stay untouched", () => {
+    const text = renderServerHba([{ databases: ['tenants'], role: 'shop', shared: true, allowedCidrs: ['10.1.0.0/16'] }], ['10.9.0.0/16']);
+    expect(text.trim().split('\n')).toEqual([
+      'host tenants shop 10.9.0.0/16 scram-sha-256',
+      'host tenants shop 10.1.0.0/16 scram-sha-256',
+      'host tenants shop 0.0.0.0/0 reject',
+      'host tenants shop ::/0 reject',
+    ]);
+    expect(validateServerHba(text)).toEqual([]);
   });
 });

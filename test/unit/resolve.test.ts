@@ -1,6 +1,12 @@
 import { postgresServer, type PostgresServer } from '../../src/api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase } from '../../src/api/tenantdatabase.js';
-import { namesMatchMarkers, resolveNames, resolveServer } from '../../src/controllers/tenantdatabase/resolve.js';
+import {
+  namesMatchMarkers,
+  ownDatabases,
+  placeOnServer,
+  resolveNames,
+  resolveServer,
+} from '../../src/controllers/tenantdatabase/resolve.js';
 import { connectionFailure } from '../../src/controllers/postgresserver/reconcile.js';
 
 const meta = (name: string, namespace?: string) => ({
@@ -42,8 +48,47 @@ describe('resolveServer', () => {
 describe('resolveNames', () => {
   test('derived names and default Secret', () => {
     const r = resolveNames(tenant());
-    expect(r).toEqual({ ok: true, value: { database: 'team_app', role: 'team_app', shadow: undefined, secret: 'app-db' } });
+    expect(r).toEqual({
+      ok: true,
+      value: {
+        isolation: 'Database',
+        database: 'team_app',
+        schema: undefined,
+        role: 'team_app',
+        shadow: undefined,
+        secret: 'app-db',
+        alias: 'team_app',
+      },
+    });
   });
+  test('a schema tenant: its schema and alias, the database from its server', () => {
+    const r = resolveNames(tenant({ isolation: 'Schema' }));
+    expect(r.ok && r.value).toMatchObject({ isolation: 'Schema', schema: 'team_app', role: 'team_app', alias: 'schema.team_app' });
+    const s = server('a', true);
+    const none = r.ok ? placeOnServer(r.value, s) : undefined;
+    expect(none?.ok ? 'ok' : none?.reason).toBe('NoSharedDatabase');
+    const placed = r.ok ? placeOnServer(r.value, { ...s, spec: { ...s.spec, sharedDatabase: 'tenants' } }) : undefined;
+    expect(placed?.ok && placed.value.database).toBe('tenants');
+    expect(placed?.ok && ownDatabases(placed.value)).toEqual([]);
+  });
+  test.each([
+    [{ isolation: 'Schema', databaseName: 'mine' }, 'InvalidSpec'],
+    [{ isolation: 'Schema', shadowDatabase: true }, 'InvalidSpec'],
+    [{ isolation: 'Schema', extensions: ['citext'] }, 'InvalidSpec'],
+    [{ isolation: 'Schema', schemaName: 'public' }, 'InvalidName'],
+    [{ isolation: 'Schema', schemaName: 'pg_toast' }, 'InvalidName'],
+    [{ isolation: 'Schema', schemaName: 'x'.repeat(57) }, 'InvalidName'],
+  ])('schema tenant %j refused', (spec, reason) => {
+    const base = tenant({ isolation: 'Schema' });
+    const r = resolveNames({ ...base, spec: { ...base.spec, ...spec } as TenantDatabase['spec'] });
+    expect(r.ok ? 'ok' : r.reason).toBe(reason);
+  });
+  test.each([{ schemaName: 'public' }, { schemaName: 'pg_x' }, { schemaName: 'information_schema' }, { schemaName: 'a'.repeat(57) }])(
+    'the schema refuses %j',
+    (spec) => {
+      expect(() => tenant({ isolation: 'Schema', ...spec })).toThrow(/schemaName/);
+    },
+  );
   test('names come from the spec, never from status', () => {
     const r = resolveNames(tenant({}, { databaseName: 'forged', roleName: 'forged' }));
     expect(r.ok && r.value.database).toBe('team_app');
@@ -55,7 +100,15 @@ describe('resolveNames', () => {
     [{ roles: ['older_role'], databases: ['team_app'] }, false],
     [{ roles: ['team_app'], databases: ['older'] }, false],
   ])('names checked against the markers %j', (m, ok) => {
-    const names = { database: 'team_app', role: 'team_app', shadow: undefined, secret: 'app-db' };
+    const names = {
+      isolation: 'Database' as const,
+      database: 'team_app',
+      schema: undefined,
+      role: 'team_app',
+      shadow: undefined,
+      secret: 'app-db',
+      alias: 'team_app',
+    };
     expect(namesMatchMarkers(names, { roles: new Set(m.roles), databases: new Set(m.databases) }).ok).toBe(ok);
   });
   test.each([

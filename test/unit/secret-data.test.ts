@@ -26,6 +26,32 @@ describe('renderSecretData', () => {
     expect(d.SHADOW_DATABASE_URL).toBe('postgresql://shop_orders:abc@db.example.com:5432/shop_orders_shadow?sslmode=require');
   });
 
+  test('a schema tenant: pooled URLs name its alias, direct ones the shared database, only Prisma keys carry schema=', () => {
+    const schema = { name: 'shop_orders', alias: 'schema.shop_orders' };
+    const d = renderSecretData({
+      ...base,
+      database: 'tenants',
+      schema,
+      pooler: { host: 'pgbouncer', port: 6432 },
+      poolerPreparedStatements: true,
+    });
+    expect(d.DATABASE_URL).toBe('postgresql://shop_orders:abc@pgbouncer:6432/schema.shop_orders?sslmode=require');
+    expect(d.DIRECT_URL).toBe('postgresql://shop_orders:abc@db.example.com:5432/tenants?sslmode=require');
+    expect(d['jdbc-url']).toBe('jdbc:postgresql://pgbouncer:6432/schema.shop_orders?sslmode=require');
+    expect(d.PRISMA_DATABASE_URL).toBe(`${d.DATABASE_URL}&schema=shop_orders`);
+    expect(d.PRISMA_DIRECT_URL).toBe(`${d.DIRECT_URL}&schema=shop_orders`);
+    expect(d.schema).toBe('shop_orders');
+    expect(d.database).toBe('tenants');
+    expect(d['pooler-database']).toBe('schema.shop_orders');
+    // libpq refuses parameters it does not know: no key meant for every client holds schema=.
+    for (const k of ['uri', 'pooled-uri', 'DATABASE_URL', 'DIRECT_URL', 'jdbc-url', 'jdbc-uri', 'pooled-jdbc-uri'])
+      expect(d[k]).not.toContain('schema=');
+    // Without a pooler, every URL names the shared database.
+    const direct = renderSecretData({ ...base, database: 'tenants', schema });
+    expect(direct.DATABASE_URL).toBe(direct.DIRECT_URL);
+    expect(direct['pooler-database']).toBe('tenants');
+  });
+
   test('credentials are percent-encoded in every URI; parts stay raw', () => {
     const d = renderSecretData({ ...base, user: 'u@x', password: "p:/?#[]@!$&'()*+,;= %" });
     const enc = encodeURIComponent("p:/?#[]@!$&'()*+,;= %");

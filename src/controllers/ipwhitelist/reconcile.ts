@@ -2,13 +2,14 @@ import type { Logger } from 'pino';
 import { IP_WHITELIST } from '../../api/kinds.js';
 import { ipWhitelist, type IpWhitelist } from '../../api/ipwhitelist.js';
 import { postgresServer } from '../../api/postgresserver.js';
+import { schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { tenantDatabaseSpec } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { commitStatus } from '../../runtime/status.js';
 import { splitKey, type OperatorContext } from '../context.js';
-import { MAX_CIDRS_PER_TENANT, accessState, tenantWhitelists } from '../pooler-view.js';
+import { MAX_CIDRS_PER_TENANT, accessState, accessTarget, tenantWhitelists } from '../pooler-view.js';
 
 type Decision = { applied: ConditionInput; ruleCount: number; soon: boolean };
 
@@ -21,7 +22,7 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
     soon,
   });
   const td = ctx.tenants.get(tdName, ns) as
-    { spec?: unknown; status?: { serverName?: string; databaseName?: string; roleName?: string } } | undefined;
+    { spec?: unknown; status?: { serverName?: string; databaseName?: string; schemaName?: string; roleName?: string } } | undefined;
   if (!td) return no('TenantNotFound', `TenantDatabase ${ns}/${tdName} does not exist`);
   const { admitted, refused } = tenantWhitelists(ctx, ns, tdName);
   if (refused.some((w) => w.metadata?.uid === wl.metadata.uid)) {
@@ -38,7 +39,15 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
   if (!server.success) return no('ServerNotFound', `PostgresServer ${st.serverName} does not exist`);
   const spec = tenantDatabaseSpec.safeParse(td.spec);
   const pooling = spec.success ? spec.data.pooling.enabled : true;
-  const a = accessState(ctx, server.data, ns, tdName, st.databaseName, st.roleName, pooling, spec.success && spec.data.shadowDatabase);
+  const schema = st.schemaName;
+  const target = accessTarget({
+    isolation: schema !== undefined ? 'Schema' : 'Database',
+    database: st.databaseName,
+    shadow: spec.success && spec.data.shadowDatabase ? shadowDatabaseName(st.databaseName) : undefined,
+    role: st.roleName,
+    alias: schema !== undefined ? schemaAlias(schema) : st.databaseName,
+  });
+  const a = accessState(ctx, server.data, ns, tdName, target, pooling);
   switch (a.kind) {
     case 'open':
       return no('Pending', 'waiting for the operator to see this list', true);

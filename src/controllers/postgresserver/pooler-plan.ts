@@ -10,7 +10,7 @@ import { defaultServerName, tenantsOfServer } from '../watches.js';
 import type * as k8s from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { isCidr } from '../../api/common.js';
-import { deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
+import { MAX_SCHEMA, deriveIdentifier, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { secretValue } from '../../kube/secrets.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../../pg/scram.js';
@@ -69,8 +69,10 @@ export interface ServerHbaCandidate {
   /** The tenant's namespace: the budget is shared fairly between namespaces. */
   namespace: string;
   role: string;
-  /** Its database, and its shadow database if it has one. */
+  /** Its database, and its shadow database if it has one (a schema tenant: the shared database). */
   databases: readonly string[];
+  /** Whether its database is shared by tenants (isolation Schema). */
+  shared?: boolean | undefined;
   allowedCidrs: readonly string[];
   /** creationTimestamp: older tenants keep their rules when the budget runs out. */
   created: string;
@@ -96,7 +98,7 @@ export function planServerHba(
     a.created < b.created ? -1 : a.created > b.created ? 1 : a.role < b.role ? -1 : a.role > b.role ? 1 : 0;
   const listed = candidates.filter((t) => !nameProblem('role', t.role) && !t.databases.some((d) => nameProblem('database', d))).sort(byAge);
   const sizeOf = (t: ServerHbaCandidate, cidrs: readonly string[]) =>
-    renderServerHba([{ databases: t.databases, role: t.role, allowedCidrs: cidrs }], alwaysAllowedCidrs).length;
+    renderServerHba([{ databases: t.databases, role: t.role, shared: t.shared, allowedCidrs: cidrs }], alwaysAllowedCidrs).length;
   // What each tenant costs closed (reserved for all) and what opening it adds on top.
   const closedSize = new Map(listed.map((t) => [t, sizeOf(t, [])]));
   const extra = new Map(listed.map((t) => [t, sizeOf(t, t.allowedCidrs) - (closedSize.get(t) ?? 0)]));
@@ -119,9 +121,9 @@ export function planServerHba(
   });
   const closed = new Set<string>();
   const tenants = listed.map((t) => {
-    if (open.has(t)) return { databases: t.databases, role: t.role, allowedCidrs: t.allowedCidrs };
+    if (open.has(t)) return { databases: t.databases, role: t.role, shared: t.shared, allowedCidrs: t.allowedCidrs };
     closed.add(t.role);
-    return { databases: t.databases, role: t.role, allowedCidrs: [] };
+    return { databases: t.databases, role: t.role, shared: t.shared, allowedCidrs: [] };
   });
   return { tenants, closed };
 }
@@ -147,6 +149,10 @@ interface VerifiedTenant {
   database: string;
   role: string;
   shadow: string | undefined;
+  /** The PgBouncer alias: the database, or schema.<schema> for a schema tenant. */
+  alias: string;
+  /** Whether the database is the server's shared one (isolation Schema). */
+  shared: boolean;
   view: TenantView;
 }
 
@@ -167,11 +173,29 @@ function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTena
     // A namespace the server no longer admits keeps no pool and no rules there.
     if (server.success && !namespaceAllowed(ctx, server.data, m.namespace).ok) continue;
     const derived = deriveIdentifier(m.namespace, m.name);
-    const database = raw.spec?.databaseName ?? derived;
     const role = raw.spec?.roleName ?? derived;
+    if (raw.spec?.isolation === 'Schema') {
+      // The role's marker proves the tenant; its schema lives in the server's shared database.
+      const shared = server.success ? server.data.spec.sharedDatabase : undefined;
+      if (!shared || !mine.roles.has(role)) continue;
+      const alias = schemaAlias(raw.spec.schemaName ?? deriveIdentifier(m.namespace, m.name, MAX_SCHEMA));
+      out.push({
+        namespace: m.namespace,
+        name: m.name,
+        uid: m.uid,
+        database: shared,
+        role,
+        shadow: undefined,
+        alias,
+        shared: true,
+        view: raw,
+      });
+      continue;
+    }
+    const database = raw.spec?.databaseName ?? derived;
     if (!mine.roles.has(role) || !mine.databases.has(database)) continue;
     const shadow = raw.spec?.shadowDatabase && mine.databases.has(shadowDatabaseName(database)) ? shadowDatabaseName(database) : undefined;
-    out.push({ namespace: m.namespace, name: m.name, uid: m.uid, database, role, shadow, view: raw });
+    out.push({ namespace: m.namespace, name: m.name, uid: m.uid, database, role, shadow, alias: database, shared: false, view: raw });
   }
   return out;
 }
@@ -240,7 +264,7 @@ export function poolerTenants(ctx: OperatorContext, server: PostgresServer): Poo
     const pw = tenantPassword(ctx, t);
     if (!pw) continue;
     out.push({
-      alias: t.database,
+      alias: t.alias,
       database: t.database,
       role: t.role,
       verifier: cachedVerifier(t.uid, t.role, pw),
@@ -265,6 +289,7 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
       namespace: t.namespace,
       role: t.role,
       databases: t.shadow ? [t.database, t.shadow] : [t.database],
+      shared: t.shared,
       allowedCidrs: cidrs,
       created: stamp(t.view.metadata?.creationTimestamp),
     });

@@ -213,15 +213,15 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
     const at = Date.now();
     ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
-    ctx.catalog.set(name, { ...(await sql.catalogSnapshot(pool)), at });
-    await dropTombstones(
-      ctx,
-      pool,
-      (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn),
-      managed,
-      creds.value.database,
-      log,
-    );
+    const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn);
+    const snapshot = await sql.catalogSnapshot(pool);
+    const shared = server.spec.sharedDatabase;
+    // The schema tenants' schemas and sizes, in one session inside the shared database.
+    if (shared && (await sql.findDatabase(pool, shared))?.allowConnections)
+      snapshot.schemas = await inDatabase(shared, (db) => sql.schemaSizes(db));
+    ctx.catalog.set(name, { ...snapshot, at });
+    const everyones = new Set([creds.value.database, ...(shared ? [shared] : [])]);
+    await dropTombstones(ctx, pool, inDatabase, managed, everyones, log);
     publicCreate = await sql.schemasPublicCanCreateIn(pool);
     slots = await sql.connectionSlots(pool);
     limits = await sql.tenantConnectionLimits(pool);
@@ -293,12 +293,12 @@ async function dropTombstones(
   pool: pg.Pool,
   inDatabase: InDatabase,
   managed: sql.ManagedObject[],
-  adminDatabase: string,
+  everyones: ReadonlySet<string>,
   log: Logger,
 ): Promise<void> {
   for (const o of managed.filter((x) => x.kind === 'role' && x.comment.endsWith(sql.TOMBSTONE)).slice(0, 10)) {
     try {
-      await clearRoleDependencies(pool, inDatabase, o.name, adminDatabase);
+      await clearRoleDependencies(pool, inDatabase, o.name, everyones);
       await sql.dropRole(pool, o.name);
       log.info({ role: o.name }, 'Dropped the role of a deleted tenant');
     } catch (err) {

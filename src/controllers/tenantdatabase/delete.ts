@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
 import { TENANT_DATABASE } from '../../api/kinds.js';
-import { deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
+import { MAX_SCHEMA, deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
@@ -85,8 +85,13 @@ async function finalizeOn(
   }
   const roles = marked.filter((o) => o.kind === 'role').map((o) => o.name);
   const databases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
+  const schemaTenant = td.spec.isolation === 'Schema';
+  const shared = schemaTenant ? server.spec.sharedDatabase : undefined;
+  const schema = schemaTenant
+    ? (td.spec.schemaName ?? deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name, MAX_SCHEMA))
+    : undefined;
   // A database created just before a crash has no marker yet, but belongs to our marked role.
-  for (const role of roles) {
+  for (const role of schemaTenant ? [] : roles) {
     for (const base of [td.spec.databaseName, deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name)]) {
       for (const db of base ? [base, shadowDatabaseName(base)] : []) {
         if (!sql.fitsIdentifier(db) || databases.has(db)) continue;
@@ -108,7 +113,11 @@ async function finalizeOn(
     const markedDatabases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
     const owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid, server: serverName };
     for (const db of databases) if (!markedDatabases.has(db)) await sql.commentOnDatabase(pool, db, sql.ownerMarker(owner));
-    const what = [...[...databases].sort().map((d) => `database ${d}`), ...roles.map((r) => `role ${r}`)].join(', ');
+    const what = [
+      ...[...databases].sort().map((d) => `database ${d}`),
+      ...(schema && shared && roles.length ? [`schema ${schema} in ${shared}`] : []),
+      ...roles.map((r) => `role ${r}`),
+    ].join(', ');
     if (what) ctx.events.normal(ref, 'Retained', `Kept ${what} (deletionPolicy Retain)`);
     return;
   }
@@ -118,11 +127,25 @@ async function finalizeOn(
     ctx.events.normal(ref, 'DatabaseDeleted', `Dropped database ${db}`);
   }
   const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds.value, database, fn);
+  if (schema && shared && roles.length && (await sql.findDatabase(pool, shared))?.allowConnections) {
+    // Only a schema our role owns: its owner alone could have handed it to anyone else.
+    const dropped = await inDatabase(shared, async (db) => {
+      const row = await sql.findSchema(db, schema);
+      if (!row || !roles.includes(row.owner)) return false;
+      await sql.dropSchema(db, schema);
+      return true;
+    });
+    if (dropped) {
+      log.info({ schema, database: shared }, 'Dropped schema');
+      ctx.events.normal(ref, 'SchemaDeleted', `Dropped schema ${schema} of database ${shared}`);
+    }
+  }
+  const everyones = new Set([creds.value.database, ...(server.spec.sharedDatabase ? [server.spec.sharedDatabase] : [])]);
   for (const role of roles) {
     // Another tenant may grant the role something again between DROP OWNED and DROP ROLE (they run
     // in different databases): a few rounds, then what is left is reported.
     for (let round = 1; ; round++) {
-      const problems = await clearRoleDependencies(pool, inDatabase, role, creds.value.database);
+      const problems = await clearRoleDependencies(pool, inDatabase, role, everyones);
       if (problems.length) log.warn({ role, problems }, 'Some dependencies on the role could not be cleared');
       try {
         await sql.dropRole(pool, role);

@@ -235,7 +235,7 @@ export async function clearRoleDependencies(
   pool: pg.Pool,
   inDatabase: InDatabase,
   role: string,
-  adminDatabase = 'postgres',
+  everyones: ReadonlySet<string> = new Set(['postgres']),
 ): Promise<string[]> {
   const problems: string[] = [];
   for (const d of await sql.databasesDependingOnRole(pool, role)) {
@@ -260,8 +260,8 @@ export async function clearRoleDependencies(
         try {
           await sql.dropOwned(db, role);
         } catch (err) {
-          // Never in the admin database, where every tenant may have sessions: there it is reported.
-          if (sqlState(err) !== SQLSTATE.lockNotAvailable || d.name === adminDatabase) throw err;
+          // Never in the admin or the shared database, where every tenant may have sessions: there it is reported.
+          if (sqlState(err) !== SQLSTATE.lockNotAvailable || everyones.has(d.name)) throw err;
           await sql.terminateTenantSessionsIn(db, d.name);
           await sql.dropOwned(db, role);
         }
@@ -285,4 +285,118 @@ export async function clearRoleDependencies(
     }
   }
   return problems;
+}
+
+// Schema per tenant.
+
+/** A schema is ours when our role (ours by its marker) owns it: only its owner could hand it on. */
+export async function claimOfSchema(
+  pool: pg.Pool,
+  inDatabase: InDatabase,
+  database: string,
+  schema: string,
+  role: string,
+  roleIsOurs: boolean,
+): Promise<Claim> {
+  if (!(await sql.findDatabase(pool, database))?.allowConnections) return { state: 'absent' };
+  const row = await inDatabase(database, (db) => sql.findSchema(db, schema));
+  if (!row) return { state: 'absent' };
+  if (row.owner === role && roleIsOurs) return { state: 'ours' };
+  return { state: 'foreign', message: `schema ${schema} of database ${database} already exists and belongs to role ${row.owner}` };
+}
+
+export interface SchemaSpec {
+  /** The server's sharedDatabase. */
+  database: string;
+  schema: string;
+  role: string;
+  /** The PostgresServer, named in the shared database's marker. */
+  server: string;
+}
+
+/**
+ * The shared database (created when missing: the admin's, closed to PUBLIC, schema public closed
+ * to PUBLIC), the tenant's schema owned by its role, nobody else's privileges on that schema, the
+ * role's search_path in that database, and CONNECT and TEMPORARY for the role there, never CREATE
+ * (which would let it make schemas, and so squat another tenant's name). CONNECT comes last.
+ */
+export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, s: SchemaSpec): Promise<string[]> {
+  const changes: string[] = [];
+  let row = await sql.findDatabase(pool, s.database);
+  let created = false;
+  if (!row) {
+    try {
+      await sql.createDatabase(pool, s.database, -1);
+      created = true;
+      changes.push(`Created shared database ${s.database}`);
+    } catch (err) {
+      const code = sqlState(err);
+      if (code !== SQLSTATE.duplicateDatabase && code !== SQLSTATE.uniqueViolation) throw err;
+    }
+    row = await sql.findDatabase(pool, s.database);
+    if (!row) throw new Error(`shared database ${s.database} vanished right after it was created`);
+  }
+  if (sql.markerUid(row.comment))
+    throw new TerminalError('Conflict', `sharedDatabase ${s.database} is a tenant's database (${row.comment ?? ''}), not a shared one`);
+  if (!row.ownedByAdmin)
+    throw new TerminalError(
+      'SharedDatabaseNotOwned',
+      `shared database ${s.database} is owned by ${row.owner}, not by the operator's admin role; run ALTER DATABASE ${s.database} OWNER TO <admin role> (the owner decides who may connect and create schemas there)`,
+    );
+  if (!row.comment) await sql.commentOnDatabase(pool, s.database, sql.sharedDatabaseMarker(s.server));
+  if (row.defaultAcl || row.grants.some((g) => g.grantee === 'PUBLIC')) {
+    await sql.revokeAllFrom(pool, s.database, 'PUBLIC');
+    if (!row.defaultAcl) changes.push(`Revoked privileges of PUBLIC on shared database ${s.database}`);
+  }
+  // CREATE on the database lets a role make schemas: no tenant role keeps it there.
+  const creators = row.grants.filter((g) => g.privilege === 'CREATE' && g.grantee !== 'PUBLIC').map((g) => g.grantee);
+  for (const g of await sql.managedAmong(pool, creators)) {
+    await sql.revokeCreateOnDatabase(pool, s.database, g);
+    changes.push(`Revoked CREATE on shared database ${s.database} from ${g}`);
+  }
+  if (!row.allowConnections) await sql.allowConnections(pool, s.database);
+
+  await inDatabase(s.database, async (db) => {
+    // Schema public: nobody but the admin creates there (the default before PostgreSQL 15), and in
+    // a database the operator made, nobody else uses it at all.
+    const pub = await sql.schemaPublicPrivileges(db, 'public');
+    if (created && pub.length) await sql.revokeSchemaFrom(db, 'public', 'PUBLIC');
+    else if (pub.includes('CREATE')) {
+      await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+      changes.push(`Revoked CREATE on schema public of ${s.database} from PUBLIC`);
+    }
+    const schema = await sql.findSchema(db, s.schema);
+    if (!schema) {
+      await sql.createSchema(db, s.schema, s.role);
+      changes.push(`Created schema ${s.schema} in ${s.database}, owned by ${s.role}`);
+    } else if (schema.owner !== s.role) {
+      throw new TerminalError('Conflict', `schema ${s.schema} of database ${s.database} belongs to role ${schema.owner}`);
+    } else {
+      // What the tenant granted others (PUBLIC, other tenants) is taken back: each schema is its own.
+      const grantees = [...new Set(schema.grants.map((g) => g.grantee))];
+      const managed = await sql.managedAmong(
+        db,
+        grantees.filter((g) => g !== 'PUBLIC'),
+      );
+      for (const g of grantees.sort()) {
+        if (g !== 'PUBLIC' && !managed.has(g)) continue;
+        await sql.revokeSchemaFrom(db, s.schema, g);
+        changes.push(`Revoked privileges of ${g} on schema ${s.schema}`);
+      }
+    }
+    const settings = await sql.roleSettingsIn(db, s.role, s.database);
+    const wanted = [`search_path=${s.schema}`, sql.searchPathSetting(s.schema)];
+    if (settings.length !== 1 || !wanted.includes(settings[0] ?? '')) {
+      await sql.setRoleSearchPath(db, s.role, s.database, s.schema);
+      changes.push(`Set search_path of role ${s.role} in ${s.database} to ${s.schema}`);
+    }
+  });
+
+  const own = new Set(row.grants.filter((g) => g.grantee === s.role).map((g) => g.privilege));
+  if (own.has('CREATE')) await sql.revokeCreateOnDatabase(pool, s.database, s.role);
+  if (!sql.SCHEMA_TENANT_DATABASE_PRIVILEGES.every((p) => own.has(p))) {
+    await sql.grantSchemaTenantPrivileges(pool, s.database, s.role);
+    changes.push(`Granted CONNECT and TEMPORARY on shared database ${s.database} to ${s.role}`);
+  }
+  return changes;
 }

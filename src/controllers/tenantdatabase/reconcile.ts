@@ -19,6 +19,7 @@ import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.j
 import {
   DEFAULT_POOLER_ADMIN_USER,
   accessState,
+  accessTarget,
   forgetTenant,
   loadPoolerAdmin,
   poolerConfigApplied,
@@ -31,16 +32,26 @@ import { defaultServerName } from '../watches.js';
 import {
   claimOfDatabase,
   claimOfRole,
+  claimOfSchema,
   dropShadowIfOurs,
   ensureDatabase,
   ensureExtensions,
   ensureRole,
+  ensureSchemaTenant,
   type ExtensionOutcome,
   type InDatabase,
   type Owner,
 } from './provision.js';
 import { shadowDatabaseName } from '../../api/naming.js';
-import { namespaceAllowed, namesMatchMarkers, resolveNames, resolveServer, type TenantNames } from './resolve.js';
+import {
+  namespaceAllowed,
+  namesMatchMarkers,
+  ownDatabases,
+  placeOnServer,
+  resolveNames,
+  resolveServer,
+  type TenantNames,
+} from './resolve.js';
 import { applySecretTemplate, renderSecretData } from './secret-data.js';
 import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
 
@@ -156,7 +167,7 @@ async function saveStatus(
   const t = await commitStatus(api, td.metadata, td.status, {
     fields: {
       serverName,
-      ...(names ? { databaseName: names.database, roleName: names.role, secretName: names.secret } : {}),
+      ...(names ? { databaseName: names.database, schemaName: names.schema, roleName: names.role, secretName: names.secret } : {}),
       ...o.status,
     },
     observed: o.conditions,
@@ -204,6 +215,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
   let creds!: AdminCredentials;
   let ep!: ServerEndpoint;
   let pool!: pg.Pool;
+  let inDatabase!: InDatabase;
   let owner!: Owner;
   let roleClaim!: Awaited<ReturnType<typeof claimOfRole>>;
   let password!: string;
@@ -228,12 +240,6 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
   };
 
   const steps: Step<Provisioned>[] = [
-    step<Provisioned>('isolation', async () => {
-      if (td.spec.isolation === 'Schema') {
-        return { outcome: notReady('IsolationNotSupported', 'isolation Schema is not supported yet; use isolation Database', true) };
-      }
-      return undefined;
-    }),
     step<Provisioned>('limits-where-it-lives', async () => {
       // Where the tenant already has roles, the server's admission and ceiling hold before anything
       // else: no edit of the spec (a name or serverRef added later) can step around them.
@@ -256,6 +262,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         const message = `the tenant lives on PostgresServer ${td.status.serverName}; moving it to ${serverName} is not supported (set serverRef.name to ${td.status.serverName}, or create a new TenantDatabase)`;
         return { outcome: notReady('ServerChangeRefused', message, true) };
       }
+      const placed = placeOnServer(names, server);
+      if (!placed.ok) return { outcome: notReady(placed.reason, placed.message, true), serverName };
+      names = placed.value;
       const same = namesMatchMarkers(names, ctx.markers.get(serverName)?.get(td.metadata.uid));
       if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
       return undefined;
@@ -286,8 +295,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
             const row = await sql.findRole(pool, role);
             if (!row || (row.connLimit >= 0 && row.connLimit <= limits.max)) return [];
             await sql.setRoleLogin(pool, role, row.canLogin, limits.max);
-            if (names.database && (await sql.findDatabase(pool, names.database))?.ownedByAdmin)
-              await sql.setDatabaseConnLimit(pool, names.database, limits.max);
+            for (const database of ownDatabases(names).slice(0, 1))
+              if ((await sql.findDatabase(pool, database))?.ownedByAdmin) await sql.setDatabaseConnLimit(pool, database, limits.max);
             return [`Lowered the connection limit of role ${role} to PostgresServer ${serverName}'s connectionLimits.max of ${limits.max}`];
           },
         );
@@ -334,7 +343,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         provisioned.delete(td.metadata.uid);
         return undefined;
       }
-      const size = snap.databases.get(names.database)?.sizeBytes;
+      const size = names.schema !== undefined ? snap.schemas?.get(names.schema) : snap.databases.get(names.database)?.sizeBytes;
       const status = {
         ...(size !== undefined ? { sizeBytes: settledSize(td.status?.sizeBytes, size) } : {}),
         activeConnections: snap.sessions.get(names.role) ?? 0,
@@ -380,6 +389,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (!ca.ok) throw new RetryableError('ServerNotReady', `PostgresServer ${serverName}: ${ca.message}`);
       ep = endpointOf(server, ca.value);
       pool = ctx.pools.get(serverName, ep, creds);
+      inDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds, database, fn);
       owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid, server: serverName };
 
       return undefined;
@@ -408,9 +418,13 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
           serverName,
         };
       }
-      for (const db of [names.database, names.shadow]) {
-        if (!db) continue;
-        const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
+      const claims = ownDatabases(names).map((db) => () => claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours'));
+      if (names.schema !== undefined) {
+        const schema = names.schema;
+        claims.push(() => claimOfSchema(pool, inDatabase, names.database, schema, names.role, roleClaim.state === 'ours'));
+      }
+      for (const claimOf of claims) {
+        const claim = await claimOf();
         if (claim.state === 'foreign') {
           await dropOwnSecret();
           return {
@@ -508,6 +522,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
         ca: server.spec.sslMode.startsWith('verify') ? ep.ca : undefined,
         shadowDatabase: names.shadow,
+        schema: names.schema !== undefined ? { name: names.schema, alias: names.alias } : undefined,
       });
       const templated = applySecretTemplate(standard, td.spec.secretTemplate);
       if (!templated.ok) return { outcome: notReady('SecretTemplateInvalid', templated.message, true), serverName };
@@ -544,11 +559,14 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         await sql.setRolePassword(pool, names.role, verifier);
         record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
       }
-      const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds, database, fn);
-      for (const db of [names.database, names.shadow]) {
-        if (db) record(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
+      for (const db of ownDatabases(names)) {
+        record(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
       }
-      if (!td.spec.shadowDatabase) {
+      if (names.schema !== undefined) {
+        const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
+        record(await ensureSchemaTenant(pool, inDatabase, spec), 'Schema');
+      }
+      if (names.isolation === 'Database' && !td.spec.shadowDatabase) {
         record(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
       }
 
@@ -579,7 +597,12 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
     step<Provisioned>('observe', async () => {
       const usage = await sql.usage(pool, names.database, names.role);
-      const poolerReady = await poolerCondition(ctx, server, td, names.database, names.role, password);
+      if (names.schema !== undefined) {
+        // The shared database's size is everyone's: the tenant's is that of its schema.
+        const schema = names.schema;
+        usage.sizeBytes = (await inDatabase(names.database, (db) => sql.schemaSizes(db, '500ms', schema))).get(schema) ?? 0;
+      }
+      const poolerReady = await poolerCondition(ctx, server, td, names.alias, names.role, password);
       // A refused pooled login may be drift the shortcut above cannot see: the next look is a full one.
       if (poolerReady.reason === 'PoolerLoginFailed') provisioned.delete(td.metadata.uid);
       const access = accessRulesCondition(ctx, server, td, names);
@@ -597,7 +620,10 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
               type: 'DatabaseReady',
               status: 'True',
               reason: 'Provisioned',
-              message: `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready`,
+              message:
+                names.schema !== undefined
+                  ? `schema ${names.schema} in database ${names.database} ready`
+                  : `database ${names.database}${names.shadow ? ` and ${names.shadow}` : ''} ready`,
             },
         poolerReady,
         access,
@@ -621,7 +647,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
           type: 'Ready',
           status: 'True',
           reason: 'Provisioned',
-          message: `database ${names.database} is ready; connection details in Secret ${names.secret}`,
+          message: `${names.schema !== undefined ? `schema ${names.schema} in database ${names.database}` : `database ${names.database}`} is ready; connection details in Secret ${names.secret}`,
         });
         verified.set(td.metadata.uid, {
           fingerprint: verifiedFingerprint(ctx, td, server, names, connectionLimit, written),
@@ -664,11 +690,13 @@ const DEEP_RECHECKS = 12;
 /** Whether the server's catalog snapshot shows the tenant's role and databases as provisioning leaves them. */
 function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, connectionLimit: number): boolean {
   const role = snap.roles.get(names.role);
-  const dbs = [names.database, names.shadow].filter((d): d is string => !!d).map((d) => snap.databases.get(d));
+  const dbs = ownDatabases(names).map((d) => snap.databases.get(d));
   return (
     !!role?.canLogin &&
     role.connLimit === connectionLimit &&
-    dbs.every((d) => !!d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit)
+    dbs.every((d) => !!d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit) &&
+    // A schema tenant's schema shows in the snapshot of the shared database (with its size).
+    (names.schema === undefined || snap.schemas?.has(names.schema) === true)
   );
 }
 
@@ -936,16 +964,7 @@ async function poolerCondition(
 }
 
 function accessRulesCondition(ctx: OperatorContext, server: PostgresServer, td: TenantDatabase, names: TenantNames): ConditionInput {
-  const st = accessState(
-    ctx,
-    server,
-    td.metadata.namespace ?? '',
-    td.metadata.name,
-    names.database,
-    names.role,
-    td.spec.pooling.enabled,
-    td.spec.shadowDatabase,
-  );
+  const st = accessState(ctx, server, td.metadata.namespace ?? '', td.metadata.name, accessTarget(names), td.spec.pooling.enabled);
   switch (st.kind) {
     case 'open':
       return {

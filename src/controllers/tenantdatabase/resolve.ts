@@ -2,7 +2,15 @@
  * Pure decisions of the TenantDatabase controller: which server, which names. Each returns either a
  * value or a reason and message for status, so they are tested in tables without any client.
  */
-import { RESERVED_DATABASES, RESERVED_ROLES, deriveIdentifier, shadowDatabaseName } from '../../api/naming.js';
+import {
+  MAX_SCHEMA,
+  RESERVED_DATABASES,
+  RESERVED_ROLES,
+  RESERVED_SCHEMAS,
+  deriveIdentifier,
+  schemaAlias,
+  shadowDatabaseName,
+} from '../../api/naming.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { matchesSelector } from '../../api/common.js';
@@ -30,10 +38,34 @@ export function resolveServer(td: TenantDatabase, servers: readonly PostgresServ
 }
 
 export interface TenantNames {
+  isolation: 'Database' | 'Schema';
+  /** The tenant's database; with isolation Schema the server's sharedDatabase ('' until the server is known). */
   database: string;
+  /** The tenant's schema (isolation Schema only). */
+  schema: string | undefined;
   role: string;
   shadow: string | undefined;
   secret: string;
+  /** The PgBouncer alias tenants connect to: the database, or schema.<schema>. */
+  alias: string;
+}
+
+/** The databases that are the tenant's own (none with isolation Schema: the shared one is everyone's). */
+export function ownDatabases(names: TenantNames): string[] {
+  return names.isolation === 'Schema' ? [] : [names.database, names.shadow].filter((d): d is string => !!d);
+}
+
+/** The names once the server is known: a schema tenant lives in the server's sharedDatabase. */
+export function placeOnServer(names: TenantNames, server: PostgresServer): Resolved<TenantNames> {
+  if (names.isolation !== 'Schema') return { ok: true, value: names };
+  const shared = server.spec.sharedDatabase;
+  if (!shared)
+    return {
+      ok: false,
+      reason: 'NoSharedDatabase',
+      message: `PostgresServer ${server.metadata.name} has no sharedDatabase, which isolation Schema needs; set spec.sharedDatabase on the server, or use isolation Database`,
+    };
+  return { ok: true, value: { ...names, database: shared } };
 }
 
 /**
@@ -45,8 +77,30 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
   const ns = td.metadata.namespace ?? '';
   const name = td.metadata.name;
   const derived = deriveIdentifier(ns, name);
-  const database = td.spec.databaseName ?? derived;
   const role = td.spec.roleName ?? derived;
+  if (td.spec.isolation === 'Schema') {
+    // What the API server refuses, refused here too (a CRD older than this operator may let it in).
+    const bad = td.spec.databaseName
+      ? 'databaseName'
+      : td.spec.shadowDatabase
+        ? 'shadowDatabase'
+        : td.spec.extensions.length
+          ? 'extensions'
+          : undefined;
+    if (bad) return { ok: false, reason: 'InvalidSpec', message: `${bad} is only valid with isolation Database` };
+    const schema = td.spec.schemaName ?? deriveIdentifier(ns, name, MAX_SCHEMA);
+    if (RESERVED_SCHEMAS.has(schema) || schema.startsWith('pg_') || schema.length > MAX_SCHEMA)
+      return { ok: false, reason: 'InvalidName', message: `schemaName ${schema} is reserved or longer than ${MAX_SCHEMA} bytes` };
+    if (RESERVED_ROLES.has(role) || role.startsWith('pg_'))
+      return { ok: false, reason: 'InvalidName', message: `roleName ${role} is reserved by PostgreSQL` };
+    const secret = secretNameOf(td);
+    if (!secret.ok) return secret;
+    return {
+      ok: true,
+      value: { isolation: 'Schema', database: '', schema, role, shadow: undefined, secret: secret.value, alias: schemaAlias(schema) },
+    };
+  }
+  const database = td.spec.databaseName ?? derived;
   if (RESERVED_DATABASES.has(database)) {
     return { ok: false, reason: 'InvalidName', message: `databaseName ${database} is reserved` };
   }
@@ -60,15 +114,21 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
       return { ok: false, reason: 'InvalidName', message: `${shadow} would exceed 63 bytes; use a databaseName of at most 56 bytes` };
     }
   }
-  const secret = td.spec.secretName ?? `${name}-db`;
+  const secret = secretNameOf(td);
+  if (!secret.ok) return secret;
+  return { ok: true, value: { isolation: 'Database', database, schema: undefined, role, shadow, secret: secret.value, alias: database } };
+}
+
+function secretNameOf(td: TenantDatabase): Resolved<string> {
+  const secret = td.spec.secretName ?? `${td.metadata.name}-db`;
   if (secret.length > 253) {
     return {
       ok: false,
       reason: 'InvalidName',
-      message: `the default Secret name ${name}-db is longer than 253 characters; set spec.secretName`,
+      message: `the default Secret name ${td.metadata.name}-db is longer than 253 characters; set spec.secretName`,
     };
   }
-  return { ok: true, value: { database, role, shadow, secret } };
+  return { ok: true, value: secret };
 }
 
 /** Whether the server admits TenantDatabases of this namespace (spec.allowedNamespaces). */

@@ -18,6 +18,11 @@ export interface SecretInputs {
    */
   poolerPreparedStatements?: boolean | undefined;
   shadowDatabase?: string | undefined;
+  /**
+   * Isolation Schema: the tenant's schema in the shared database, and the PgBouncer alias that
+   * reaches it (pooled URLs name the alias, direct ones the database).
+   */
+  schema?: { name: string; alias: string } | undefined;
   /** The CA the server's certificate is verified against (sslMode verify-ca or verify-full), PEM. */
   ca?: string | undefined;
 }
@@ -49,8 +54,13 @@ export function jdbcUrl(host: string, port: number, database: string, sslMode: s
 
 export function renderSecretData(i: SecretInputs): Record<string, string> {
   const pooled = i.pooler ?? { host: i.host, port: i.port };
+  // Through PgBouncer a schema tenant names its alias; without a pooler, the database itself.
+  const pooledDb = i.pooler && i.schema ? i.schema.alias : i.database;
   const uri = postgresUri(i.user, i.password, i.host, i.port, i.database, i.sslMode);
-  const pooledUri = postgresUri(i.user, i.password, pooled.host, pooled.port, i.database, i.sslMode);
+  const pooledUri = postgresUri(i.user, i.password, pooled.host, pooled.port, pooledDb, i.sslMode);
+  // Prisma ignores search_path and uses `schema=` (public when absent); libpq refuses that parameter,
+  // so it goes only into the Prisma keys. The role's search_path serves every other client.
+  const prismaSchema = i.schema ? `&schema=${enc(i.schema.name)}` : '';
   // Workarounds only where the pooler needs them: libpq and most drivers refuse parameters they do
   // not know, so each goes only into the key of the client that understands it.
   const noPrepared = !!i.pooler && i.poolerPreparedStatements !== true;
@@ -67,21 +77,15 @@ export function renderSecretData(i: SecretInputs): Record<string, string> {
     password: i.password,
     'pooler-host': pooled.host,
     'pooler-port': String(pooled.port),
+    'pooler-database': pooledDb,
     sslmode: i.sslMode,
     uri,
     'pooled-uri': pooledUri,
     'jdbc-uri': jdbcUri(i.user, i.password, i.host, i.port, i.database, i.sslMode),
-    'jdbc-url': jdbcUrl(pooled.host, pooled.port, i.database, i.sslMode, noPrepared ? '&prepareThreshold=0' : ''),
-    'pooled-jdbc-uri': jdbcUri(
-      i.user,
-      i.password,
-      pooled.host,
-      pooled.port,
-      i.database,
-      i.sslMode,
-      noPrepared ? '&prepareThreshold=0' : '',
-    ),
-    PRISMA_DATABASE_URL: noPrepared ? `${pooledUri}&pgbouncer=true` : i.pooler ? pooledUri : uri,
+    'jdbc-url': jdbcUrl(pooled.host, pooled.port, pooledDb, i.sslMode, noPrepared ? '&prepareThreshold=0' : ''),
+    'pooled-jdbc-uri': jdbcUri(i.user, i.password, pooled.host, pooled.port, pooledDb, i.sslMode, noPrepared ? '&prepareThreshold=0' : ''),
+    PRISMA_DATABASE_URL: (noPrepared ? `${pooledUri}&pgbouncer=true` : i.pooler ? pooledUri : uri) + prismaSchema,
+    PRISMA_DIRECT_URL: uri + prismaSchema,
     DATABASE_URL: i.pooler ? pooledUri : uri,
     DIRECT_URL: uri,
     PGHOST: i.host,
@@ -96,6 +100,9 @@ export function renderSecretData(i: SecretInputs): Record<string, string> {
     // Service Binding readers (Spring Cloud Bindings, Quarkus) take sslrootcert as that file.
     data['ca.crt'] = i.ca;
     data.sslrootcert = i.ca;
+  }
+  if (i.schema) {
+    data.schema = i.schema.name;
   }
   if (i.shadowDatabase) {
     data.SHADOW_DATABASE_URL = postgresUri(i.user, i.password, i.host, i.port, i.shadowDatabase, i.sslMode);

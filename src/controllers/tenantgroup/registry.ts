@@ -18,16 +18,19 @@ export interface EnvKey {
 /** What the registry lists of a member: its names and every URL its own Secret gives. */
 const LISTED = {
   database: 'database',
+  schema: 'schema',
   user: 'user',
   host: 'host',
   port: 'port',
   poolerHost: 'pooler-host',
   poolerPort: 'pooler-port',
+  poolerDatabase: 'pooler-database',
   sslmode: 'sslmode',
   uri: 'DIRECT_URL',
   pooledUri: 'DATABASE_URL',
   jdbcUrl: 'jdbc-url',
   prismaUrl: 'PRISMA_DATABASE_URL',
+  prismaDirectUrl: 'PRISMA_DIRECT_URL',
   password: 'password',
 } as const;
 
