@@ -12,7 +12,7 @@
  */
 import { createHash } from 'node:crypto';
 import { DNS_SUBDOMAIN } from '../api/common.js';
-import { IDENT } from './names.js';
+import { nameProblem } from './names.js';
 import { POOLER_FILES, renderTenantBlocks, type PoolerFiles, type PoolerInput } from './render.js';
 import { configHash } from './contract.js';
 
@@ -126,7 +126,7 @@ export function parsePoolerIndex(
   if (lines.length > MAX_INDEX_ENTRIES) return { ok: false, error: `index: more than ${MAX_INDEX_ENTRIES} shards` };
   for (const [i, l] of lines.entries()) {
     const [name = '', hash = '', firstAlias = '', ...rest] = l.split(' ');
-    if (rest.length || !DNS_SUBDOMAIN.test(name) || name.length > 253 || !/^[0-9a-f]{16}$/.test(hash) || !IDENT.test(firstAlias)) {
+    if (rest.length || !DNS_SUBDOMAIN.test(name) || name.length > 253 || !/^[0-9a-f]{16}$/.test(hash) || nameProblem('alias', firstAlias) !== undefined) {
       return { ok: false, error: `index:${i + 1}: not a "<shard name> <hash> <first alias>" line` };
     }
     if (names.has(name)) return { ok: false, error: `index:${i + 1}: shard ${name} is listed twice` };

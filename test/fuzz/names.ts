@@ -10,6 +10,8 @@ const utf8 = (s: string) => Buffer.byteLength(s, 'utf8');
 
 /** Whether a name may stand unquoted in the files, in that place. */
 export function safeInFiles(use: 'alias' | 'database' | 'role', name: string): boolean {
+  // A schema tenant's alias: schema.<identifier>, which no database name can be (no dot).
+  if (use === 'alias' && name.startsWith('schema.')) return /^[a-z_][a-z0-9_]*$/.test(name.slice(7)) && utf8(name) <= 63;
   if (!/^[a-z_][a-z0-9_]*$/.test(name) || utf8(name) > 63) return false;
   const words: readonly string[] = use === 'alias' ? CONFIG_WORDS : HBA_WORDS;
   return !words.includes(name);
@@ -70,6 +72,17 @@ export const NASTY_NAMES = [
   '\u00e9'.repeat(32), // 64 bytes in UTF-8, 32 characters
   '\u{1f600}'.repeat(16), // 64 bytes, 16 code points
   '\u{1f600}'.repeat(15) + 'abc', // 63 bytes
+  'schema.app',
+  'schema.all',
+  'schema.',
+  'schema.a.b',
+  'schema.A',
+  'schema.9x',
+  'schema. x',
+  `schema.${'s'.repeat(56)}`, // 63 bytes
+  `schema.${'s'.repeat(57)}`, // 64 bytes
+  '.app',
+  'app.',
 ];
 
 const ident = fc.stringMatching(/^[a-z_][a-z0-9_]{0,62}$/);
