@@ -126,7 +126,13 @@ export function parsePoolerIndex(
   if (lines.length > MAX_INDEX_ENTRIES) return { ok: false, error: `index: more than ${MAX_INDEX_ENTRIES} shards` };
   for (const [i, l] of lines.entries()) {
     const [name = '', hash = '', firstAlias = '', ...rest] = l.split(' ');
-    if (rest.length || !DNS_SUBDOMAIN.test(name) || name.length > 253 || !/^[0-9a-f]{16}$/.test(hash) || nameProblem('alias', firstAlias) !== undefined) {
+    if (
+      rest.length ||
+      !DNS_SUBDOMAIN.test(name) ||
+      name.length > 253 ||
+      !/^[0-9a-f]{16}$/.test(hash) ||
+      nameProblem('alias', firstAlias) !== undefined
+    ) {
       return { ok: false, error: `index:${i + 1}: not a "<shard name> <hash> <first alias>" line` };
     }
     if (names.has(name)) return { ok: false, error: `index:${i + 1}: shard ${name} is listed twice` };
