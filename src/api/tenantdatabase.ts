@@ -46,10 +46,6 @@ export const tenantDatabaseSpec = z
       .meta(
         cel(
           { rule: 'self == oldSelf', message: 'schemaName cannot be changed' },
-          {
-            rule: `size(self) <= ${MAX_SCHEMA}`,
-            message: `schemaName must be at most ${MAX_SCHEMA} bytes, so that its pooler alias ${SCHEMA_ALIAS_PREFIX}<schemaName> fits in 63`,
-          },
           notReserved('schemaName', RESERVED_SCHEMAS, " && !self.startsWith('pg_')"),
         ),
       ),

@@ -244,7 +244,7 @@ test('the API server refuses what a schema tenant cannot have, read through the 
   expect(await refused({ shadowDatabase: true })).toMatch(/shadowDatabase is only valid with isolation Database/);
   expect(await refused({ schemaName: 'public' })).toMatch(/schemaName must not be one of/);
   expect(await refused({ schemaName: 'pg_catalog' })).toMatch(/schemaName must not be one of/);
-  expect(await refused({ schemaName: 'x'.repeat(57) })).toMatch(/schemaName must be at most 56 bytes/);
+  expect(await refused({ schemaName: 'x'.repeat(57) })).toMatch(/spec\.schemaName: Too long: may not be more than 56 bytes/);
 });
 
 test("a tenant naming another tenant's schema gets a Conflict and nothing changes", async () => {
