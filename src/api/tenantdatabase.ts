@@ -132,6 +132,16 @@ export const tenantDatabaseSpec = z
       })
       .prefault({})
       .describe('What the Secret holds beyond its standard keys.'),
+    suspend: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Suspends the tenant, keeping all its data: its role may not log in, directly or through the pooler (PgBouncer drops its password, so new pooled logins are refused too). Open sessions go on unless endSessionsOnSuspend is set. Set it back to false to resume.',
+      ),
+    endSessionsOnSuspend: z
+      .boolean()
+      .default(false)
+      .describe("With suspend: also end the tenant role's open sessions on the server (direct ones, and the pooler's server connections)."),
     deletionPolicy: z
       .enum(['Retain', 'Delete'])
       .default('Retain')

@@ -131,11 +131,18 @@ export async function findDatabase(db: Queryable, name: string): Promise<Databas
 }
 
 /** Role creation, marker and the admin's membership in one transaction: a crash leaves all or nothing. */
-export async function createRole(client: pg.ClientBase, role: string, verifier: string, connLimit: number, marker: string): Promise<void> {
+export async function createRole(
+  client: pg.ClientBase,
+  role: string,
+  verifier: string,
+  connLimit: number,
+  marker: string,
+  login = true,
+): Promise<void> {
   await client.query('BEGIN');
   try {
     await client.query(
-      `CREATE ROLE ${id(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
+      `CREATE ROLE ${id(role)} ${login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
         `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)}`,
     );
     await client.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);

@@ -21,6 +21,11 @@ export interface PoolerTenant {
   maxClientConnections: number;
   /** CIDRs from the tenant's IpWhitelists; undefined when it has none (logins from anywhere). */
   allowedCidrs?: readonly string[] | undefined;
+  /**
+   * A suspended tenant keeps its alias (its open pooled sessions go on) but loses its userlist line
+   * and every HBA rule but the rejects: no new login gets through.
+   */
+  suspended?: boolean | undefined;
 }
 
 export interface PoolerInput {
@@ -98,12 +103,12 @@ export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
       `${t.alias} = host=${input.serverHost} port=${input.serverPort} dbname=${t.database} ` +
       `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections} ` +
       `max_db_client_connections=${t.maxClientConnections}\n`;
-    const user = roles.has(t.role) ? '' : `"${t.role}" "${t.verifier}"\n`;
+    const user = roles.has(t.role) || t.suspended ? '' : `"${t.role}" "${t.verifier}"\n`;
     roles.add(t.role);
-    out.push({
-      alias: t.alias,
-      files: { 'databases.ini': db, 'userlist.txt': user, 'hba.conf': renderTenantHba(t, input.alwaysAllowedCidrs) },
-    });
+    const hba = t.suspended
+      ? `host ${t.alias} all 0.0.0.0/0 reject\nhost ${t.alias} all ::/0 reject\n`
+      : renderTenantHba(t, input.alwaysAllowedCidrs);
+    out.push({ alias: t.alias, files: { 'databases.ini': db, 'userlist.txt': user, 'hba.conf': hba } });
   }
   return out;
 }

@@ -68,7 +68,7 @@ async function provision(e: Env, name: string, extensions: string[] = []): Promi
     uid: `00000000-0000-4000-8000-${String(e.major).padStart(4, '0')}${Buffer.from(name).toString('hex').slice(0, 8).padEnd(8, '0')}`,
   };
   const password = `pw-${name}-${'x'.repeat(24)}`;
-  await ensureRole(e.pool, owner, { role: name, verifier: verifierFor(owner.uid, name, password), connectionLimit: 10 });
+  await ensureRole(e.pool, owner, { role: name, verifier: verifierFor(owner.uid, name, password), connectionLimit: 10, login: true });
   await ensureDatabase(e.pool, e.inDatabase, owner, { database: name, role: name, connectionLimit: 10 });
   const session = await asTenant(e.ep, name, password, name, (c) => ensureExtensions(c, extensions));
   if (!session.ok) throw session.error as Error;

@@ -541,6 +541,54 @@ test('deleting a tenant removes its pool entry, userlist line and rules', async 
   );
 });
 
+test('suspend refuses new logins, direct and pooled, keeps open sessions and data; endSessionsOnSuspend ends them; resume', async () => {
+  const spec = { serverRef: { name: SERVER }, pooling: { poolSize: 2 } };
+  await applyTenant(c, NS, 'sleepy', spec);
+  await tenantReady(c, NS, 'sleepy');
+  const s = (await readSecretData(c, NS, 'sleepy-db')) ?? {};
+  await queryWith(s.DIRECT_URL ?? '', 'CREATE TABLE kept AS SELECT 42 AS v');
+  const open = new pg.Client({ connectionString: s.DIRECT_URL });
+  open.on('error', () => undefined);
+  await open.connect();
+  try {
+    await applyTenant(c, NS, 'sleepy', { ...spec, suspend: true });
+    const td = await waitForCondition(() => getTenant(c, NS, 'sleepy'), 'Ready', 'True', 'Suspended');
+    expect(condition(td, 'RoleReady')?.reason).toBe('Suspended');
+    const refused = (url: string) =>
+      queryWith(url).then(
+        () => 'ok',
+        (err: unknown) => String((err as Error).message),
+      );
+    expect(await refused(s.DIRECT_URL ?? '')).toMatch(/not permitted to log in/);
+    await waitFor(
+      'PgBouncer to refuse the suspended tenant',
+      async () => (await refused(s.DATABASE_URL ?? '')) !== 'ok' || undefined,
+      30_000,
+    );
+    // The session opened before the suspension goes on.
+    expect((await open.query('SELECT v FROM kept')).rows).toEqual([{ v: 42 }]);
+
+    await applyTenant(c, NS, 'sleepy', { ...spec, suspend: true, endSessionsOnSuspend: true });
+    await waitFor(
+      'the open session to be ended',
+      async () =>
+        open.query('SELECT 1').then(
+          () => undefined,
+          () => true,
+        ),
+      30_000,
+    );
+
+    await applyTenant(c, NS, 'sleepy', spec);
+    const back = await waitForCondition(() => getTenant(c, NS, 'sleepy'), 'Ready', 'True', 'Provisioned');
+    expect(condition(back, 'PoolerReady')?.reason).toBe('Confirmed');
+    expect(await queryWith(s.DATABASE_URL ?? '', 'SELECT v FROM kept')).toEqual([{ v: 42 }]);
+    expect(await queryWith(s.DIRECT_URL ?? '', 'SELECT v FROM kept')).toEqual([{ v: 42 }]);
+  } finally {
+    await open.end().catch(() => undefined);
+  }
+});
+
 test("no password or verifier in the operator's or the agent's logs", async () => {
   const { readFileSync } = await import('node:fs');
   const logs = ['operator-pooler.log', 'operator-pooler-2.log', `agent-${SERVER}.log`]

@@ -34,6 +34,15 @@ describe('renderPoolerConfig', () => {
     expect(f['userlist.txt']).toBe(`"a_db" "${v}"\n"b_db" "${v}"\n`);
   });
 
+  test('a suspended tenant keeps its alias but has no userlist line and only rejects', () => {
+    const f = renderPoolerConfig(input([t('a_db', { suspended: true, allowedCidrs: ['10.0.0.0/8'] }), t('b_db')], ['192.168.0.0/16']));
+    expect(f['databases.ini']).toContain('a_db = host=db.internal');
+    expect(f['userlist.txt']).toBe(`"b_db" "${v}"\n`);
+    const aRules = f['hba.conf'].split('\n').filter((l) => l.startsWith('host a_db '));
+    expect(aRules).toEqual(['host a_db all 0.0.0.0/0 reject', 'host a_db all ::/0 reject']);
+    expect(validatePoolerFiles(f)).toEqual([]);
+  });
+
   test('is deterministic: the same tenants in any order give the same bytes', () => {
     const a = renderPoolerConfig(input([t('x', { allowedCidrs: ['10.0.0.0/8', '2001:db8::/32'] }), t('y')], ['192.168.0.0/16']));
     const b = renderPoolerConfig(input([t('y'), t('x', { allowedCidrs: ['2001:db8::/32', '10.0.0.0/8'] })], ['192.168.0.0/16']));

@@ -274,6 +274,7 @@ export function poolerTenants(ctx: OperatorContext, server: PostgresServer): Poo
       // Never past the server's ceiling, whatever the tenant asked (its own status says it was refused).
       maxClientConnections: clientLimitOf(pooling?.maxClientConnections, limits),
       allowedCidrs: whitelistCidrs(ctx, t.namespace, t.name),
+      suspended: t.view.spec?.suspend === true,
     });
   }
   return out;

@@ -52,6 +52,8 @@ export interface RoleSpec {
   role: string;
   verifier: string;
   connectionLimit: number;
+  /** False while the tenant is suspended. */
+  login: boolean;
 }
 
 export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Promise<string[]> {
@@ -60,7 +62,7 @@ export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Prom
   if (!row) {
     const client = await pool.connect();
     try {
-      await sql.createRole(client, r.role, r.verifier, r.connectionLimit, sql.ownerMarker(owner));
+      await sql.createRole(client, r.role, r.verifier, r.connectionLimit, sql.ownerMarker(owner), r.login);
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation) {
@@ -70,13 +72,14 @@ export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Prom
     } finally {
       client.release();
     }
-    return [`Created role ${r.role}`];
+    return [`Created role ${r.role}${r.login ? '' : ' with login off (suspended)'}`];
   }
   if (row.superuser) throw new TerminalError('Conflict', `role ${r.role} is a superuser; tenantdb will not manage it`);
   await sql.ensureAdminMembership(pool, r.role);
-  if (!row.canLogin || row.connLimit !== r.connectionLimit) {
-    await sql.setRoleLogin(pool, r.role, true, r.connectionLimit);
-    changes.push(`Set login and connection limit ${r.connectionLimit} on role ${r.role}`);
+  if (row.canLogin !== r.login || row.connLimit !== r.connectionLimit) {
+    await sql.setRoleLogin(pool, r.role, r.login, r.connectionLimit);
+    if (row.canLogin !== r.login) changes.push(`${r.login ? 'Resumed' : 'Suspended'} login of role ${r.role}`);
+    if (row.connLimit !== r.connectionLimit) changes.push(`Set connection limit ${r.connectionLimit} on role ${r.role}`);
   }
   return changes;
 }

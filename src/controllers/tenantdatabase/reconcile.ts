@@ -199,6 +199,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       Deleted: 'Deleted',
       Repaired: 'Repaired',
       Rotated: 'Rotated',
+      Suspended: 'Suspended',
+      Resumed: 'Resumed',
     };
     for (const c of changes) log.info(c);
     // One Event per object and step, naming every change in it: the trail stays complete, and a
@@ -338,7 +340,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
       const snap = ctx.catalog.get(serverName);
       if (!snap || snap.at <= v.at) return { outcome: { conditions: [], status: {}, terminal: false }, names, serverName };
-      if (!intactIn(snap, names, connectionLimit)) {
+      if (!intactIn(snap, names, connectionLimit, !td.spec.suspend)) {
         verified.delete(td.metadata.uid);
         provisioned.delete(td.metadata.uid);
         return undefined;
@@ -357,7 +359,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (!p || Date.now() - p.at > JUST_PROVISIONED_MS) return undefined;
       if (p.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
       const snap = ctx.catalog.get(serverName);
-      if (snap && snap.at > p.at && !intactIn(snap, names, connectionLimit)) {
+      if (snap && snap.at > p.at && !intactIn(snap, names, connectionLimit, !td.spec.suspend)) {
         provisioned.delete(td.metadata.uid);
         return undefined;
       }
@@ -553,7 +555,12 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (justProvisioned) return undefined;
       // The verifier is a function of role identity and password: every reconcile computes the same one.
       verifier = verifierFor(td.metadata.uid, names.role, password);
-      record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit }), 'Role');
+      const suspended = td.spec.suspend;
+      record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit, login: !suspended }), 'Role');
+      if (suspended && td.spec.endSessionsOnSuspend) {
+        const ended = await sql.terminateRoleSessions(pool, names.role);
+        if (ended) record([`Suspended role ${names.role}: ended ${ended} open session(s)`], 'Role');
+      }
       if (rotating) {
         // Open sessions, direct and pooled, keep running; new logins need the new password.
         await sql.setRolePassword(pool, names.role, verifier);
@@ -576,6 +583,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     // same session, as the tenant, the extensions it asks for.
     step<Provisioned>('login-and-extensions', async () => {
       if (justProvisioned) return undefined;
+      if (td.spec.suspend) {
+        // A suspended role cannot log in: nothing to prove, and extensions wait for the resume.
+        ext = { created: [], failed: [] };
+        return undefined;
+      }
       const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
       let session = await asTenant(ep, names.role, password, names.database, extensions);
       if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
@@ -602,12 +614,18 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         const schema = names.schema;
         usage.sizeBytes = (await inDatabase(names.database, (db) => sql.schemaSizes(db, '500ms', schema))).get(schema) ?? 0;
       }
-      const poolerReady = await poolerCondition(ctx, server, td, names.alias, names.role, password);
+      // A suspended tenant's pooled login is proven again once it resumes.
+      if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
+      const poolerReady: ConditionInput = td.spec.suspend
+        ? { type: 'PoolerReady', status: 'True', reason: 'Suspended', message: 'the tenant is suspended: PgBouncer refuses its new logins' }
+        : await poolerCondition(ctx, server, td, names.alias, names.role, password);
       // A refused pooled login may be drift the shortcut above cannot see: the next look is a full one.
       if (poolerReady.reason === 'PoolerLoginFailed') provisioned.delete(td.metadata.uid);
       const access = accessRulesCondition(ctx, server, td, names);
       const conditions: ConditionInput[] = [
-        { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
+        td.spec.suspend
+          ? { type: 'RoleReady', status: 'True', reason: 'Suspended', message: `role ${names.role} exists with login off (suspended)` }
+          : { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
         { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
         ext.failed.length
           ? {
@@ -628,7 +646,19 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         poolerReady,
         access,
       ];
-      if (ext.failed.length) {
+      if (td.spec.suspend) {
+        // What was asked is in place: a suspended tenant is done, not failing (GitOps tools see it healthy).
+        conditions.push({
+          type: 'Ready',
+          status: 'True',
+          reason: 'Suspended',
+          message: `suspended: role ${names.role} may not log in, directly or through the pooler; its data is kept (set spec.suspend to false to resume)`,
+        });
+        verified.set(td.metadata.uid, {
+          fingerprint: verifiedFingerprint(ctx, td, server, names, connectionLimit, written),
+          at: Date.now(),
+        });
+      } else if (ext.failed.length) {
         conditions.push({ type: 'Ready', status: 'False', reason: 'ExtensionFailed', message: conditions[2]?.message ?? '' });
       } else if (loginErr) {
         conditions.push({
@@ -688,11 +718,12 @@ const JUST_PROVISIONED_MS = 120_000;
 const DEEP_RECHECKS = 12;
 
 /** Whether the server's catalog snapshot shows the tenant's role and databases as provisioning leaves them. */
-function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, connectionLimit: number): boolean {
+function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, connectionLimit: number, login = true): boolean {
   const role = snap.roles.get(names.role);
   const dbs = ownDatabases(names).map((d) => snap.databases.get(d));
   return (
-    !!role?.canLogin &&
+    !!role &&
+    role.canLogin === login &&
     role.connLimit === connectionLimit &&
     dbs.every((d) => !!d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit) &&
     // A schema tenant's schema shows in the snapshot of the shared database (with its size).

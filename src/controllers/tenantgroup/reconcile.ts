@@ -31,7 +31,8 @@ export function membersOf(ctx: OperatorContext, g: TenantGroup): Member[] {
     const name = t.metadata?.name ?? '';
     const s = ctx.secrets.get(t.spec?.secretName ?? `${name}-db`, ns);
     const own = s && ownedBy(s, t.metadata?.uid ?? '') && s.data ? decodeSecretData(s.data) : undefined;
-    const ready = t.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
+    // A suspended member is done as asked, but no backend can log in with it.
+    const ready = t.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True' && c.reason !== 'Suspended') ?? false;
     out.push({ name, ready, secret: own });
   }
   return out;
