@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   // Each team's own identity, confined to its namespace, as a platform would hand it out.
   for (const team of ['team-a', 'team-b']) {
     const token = kubectl('create', 'token', 'team', '-n', team, '--duration=24h').trim();
-    writeFileSync(join(dev, `${team}.kubeconfig`), kubeconfigYaml(sb.cp.server, sb.cp.caFile, { token }, team), { mode: 0o600 });
+    writeFileSync(join(dev, `${team}.kubeconfig`), kubeconfigYaml(sb.cp.server, sb.cp.caFile, { token }, team, team), { mode: 0o600 });
   }
   writeFileSync(join(dev, 'ready'), `${new Date().toISOString()}\n`);
   await waitFor(
