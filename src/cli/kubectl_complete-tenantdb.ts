@@ -9,3 +9,4 @@ const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.ur
 const words = process.argv.slice(2);
 const candidates = await completionCandidates(buildProgram(pkg.version), words.length ? words : ['']).catch(() => []);
 process.stdout.write([...candidates, ':4', ''].join('\n'));
+setTimeout(() => process.exit(0), 1000).unref();
