@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   // Each team's own identity, confined to its namespace, as a platform would hand it out.
   for (const team of ['team-a', 'team-b']) {
     const token = kubectl('create', 'token', 'team', '-n', team, '--duration=24h').trim();
-    writeFileSync(join(dev, `${team}.kubeconfig`), kubeconfigYaml(sb.cp.server, sb.cp.caFile, { token }, team), { mode: 0o600 });
+    writeFileSync(join(dev, `${team}.kubeconfig`), kubeconfigYaml(sb.cp.server, sb.cp.caFile, { token }, team, team), { mode: 0o600 });
   }
   writeFileSync(join(dev, 'ready'), `${new Date().toISOString()}\n`);
   await waitFor(
@@ -149,6 +149,7 @@ async function main(): Promise<void> {
   say('  EOF');
   say('As a team, confined to its namespace (its TenantDatabases, IpWhitelists and Secrets only):');
   say('  kubectl --kubeconfig .dev/team-b.kubeconfig get tdb,secrets -n team-b');
+  say('  npx tsx src/cli/kubectl-tenantdb.ts status storefront --kubeconfig .dev/team-b.kubeconfig   # the kubectl plugin');
   say(`PgBouncer: 127.0.0.1:${pooler.port} (DATABASE_URL goes through it; DIRECT_URL does not). Agent log: .dev/agent-default.log`);
   say(`Operator logs: ${join(dev, 'operator.log')}; it runs as ServiceAccount tenantdb-system/tenantdb-operator`);
   say('(kubeconfig .dev/operator.kubeconfig) and is restarted when it dies. Stop everything with Ctrl-C.');

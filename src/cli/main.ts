@@ -8,6 +8,9 @@ import { loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_SHARD_BYTES, MAX_SHARD_BYTES, MIN_SHARD_BYTES } from '../pooler/shards.js';
 import { startOperator } from '../operator.js';
 import { createLogger } from '../runtime/logger.js';
+import { duration } from './options.js';
+
+export { duration };
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -38,15 +41,6 @@ export function namespaceList(v: string): string[] {
   for (const n of names)
     if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(n)) throw new InvalidArgumentError(`"${n}" is not a namespace name`);
   return names;
-}
-
-/** Parses durations such as 30s, 5m, 1h or a number of seconds. */
-export function duration(v: string): number {
-  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
-  if (!m) throw new InvalidArgumentError('must be a duration such as 30s, 5m or 1h');
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
 }
 
 const program = new Command();

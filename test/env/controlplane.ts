@@ -90,7 +90,13 @@ function makeCerts(dir: string, address?: string): void {
   openssl(['rsa', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'], dir);
 }
 
-export function kubeconfigYaml(server: string, caFile: string, user: { token: string }, name = 'tenantdb-test'): string {
+export function kubeconfigYaml(
+  server: string,
+  caFile: string,
+  user: { token: string },
+  name = 'tenantdb-test',
+  namespace = 'default',
+): string {
   const ca = readFileSync(caFile).toString('base64');
   return [
     'apiVersion: v1',
@@ -110,7 +116,7 @@ export function kubeconfigYaml(server: string, caFile: string, user: { token: st
     '  context:',
     `    cluster: ${name}`,
     `    user: ${name}`,
-    '    namespace: default',
+    `    namespace: ${namespace}`,
     '',
   ].join('\n');
 }

@@ -1,0 +1,10 @@
+import { InvalidArgumentError } from 'commander';
+
+/** Parses durations such as 30s, 5m, 1h or a number of seconds. */
+export function duration(v: string): number {
+  const m = /^(\d+)(ms|s|m|h)?$/.exec(v.trim());
+  if (!m) throw new InvalidArgumentError('must be a duration such as 30s, 5m or 1h');
+  const n = Number(m[1]);
+  const unit = m[2] ?? 's';
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit as 'ms' | 's' | 'm' | 'h'];
+}
