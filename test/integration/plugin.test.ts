@@ -255,6 +255,17 @@ test('rotate --wait gives a new password that logs in while the old one is refus
   expectOneLineError(again, /already made/);
 }, 150_000);
 
+test("suspend --wait refuses the tenant's logins; resume --wait lets them in again", async () => {
+  const url = (await cli(['url', 'orders', '--direct'])).stdout.trim();
+  const r = await cli(['suspend', 'orders', '--wait', '--timeout', '90s']);
+  expect([r.code, r.stdout.trim()]).toEqual([0, 'Suspended TenantDatabase plug-a/orders']);
+  expect(await queryWith(url).then(() => 'logged in', sqlError)).toBe('28000');
+  const back = await cli(['resume', 'orders', '--wait', '--timeout', '90s']);
+  expect([back.code, back.stdout.trim()]).toEqual([0, 'Resumed TenantDatabase plug-a/orders']);
+  expect((await queryWith(url))[0]?.u).toBe('plug_a_orders');
+  expectOneLineError(await cli(['suspend', 'nosuch']), /nosuch/);
+}, 200_000);
+
 test('whitelist add and rm create, change and delete IpWhitelists', async () => {
   const add = await cli(['whitelist', 'add', 'orders', '127.0.0.1/32', '--description', 'this machine']);
   expect(add.code).toBe(0);

@@ -9,6 +9,7 @@ import { buildProgram } from '../../src/cli/plugin/program.js';
 import { REDACTED, redactDeep, redactText, secretForReport, secretVariants } from '../../src/cli/plugin/redact.js';
 import { linesAbout } from '../../src/cli/plugin/report.js';
 import { rotationProgress } from '../../src/cli/plugin/rotate.js';
+import { suspendProgress } from '../../src/cli/plugin/suspend.js';
 import { allowListsOf, credentialsOf } from '../../src/cli/plugin/summary.js';
 import { addEntries, parseCidrs, removeEntries } from '../../src/cli/plugin/whitelist.js';
 import type { IpWhitelist } from '../../src/api/ipwhitelist.js';
@@ -314,5 +315,20 @@ describe('completion', () => {
     [['psql', 'orders', '--', ''], []],
   ])('%j', async (words, want) => {
     expect(await complete(program, words, lookups)).toEqual(want);
+  });
+});
+
+describe('suspendProgress', () => {
+  const c = (status: string, reason: string) => ({ status, reason, message: 'm' });
+  test.each([
+    [true, 2, 2, c('True', 'Suspended'), undefined, 'done'],
+    [true, 2, 1, c('True', 'Suspended'), undefined, 'waiting'],
+    [true, 2, 2, c('True', 'Provisioned'), undefined, 'waiting'],
+    [false, 3, 3, c('True', 'Provisioned'), undefined, 'done'],
+    [false, 3, 3, c('True', 'Suspended'), undefined, 'waiting'],
+    [false, 3, 3, c('False', 'PoolerNotReady'), undefined, 'waiting'],
+    [true, 2, 2, c('False', 'Conflict'), c('True', 'Conflict'), 'blocked'],
+  ] as const)('suspend=%s generation %s observed %s', (suspend, gen, obs, ready, stalled, want) => {
+    expect(suspendProgress(suspend, gen, obs, ready, stalled).state).toBe(want);
   });
 });

@@ -6,6 +6,7 @@ import { registerConnectCommands } from './connect.js';
 import { CliError, describeError, oneLine } from './errors.js';
 import { registerReportCommand } from './report.js';
 import { registerRotateCommand } from './rotate.js';
+import { registerSuspendCommands } from './suspend.js';
 import { registerTenantCommands } from './tenants.js';
 import { registerWhitelistCommands } from './whitelist.js';
 
@@ -30,6 +31,7 @@ export function buildProgram(version: string): Command {
   registerTenantCommands(program);
   registerConnectCommands(program);
   registerRotateCommand(program);
+  registerSuspendCommands(program);
   registerWhitelistCommands(program);
   registerReportCommand(program);
   registerCompletionCommands(program);
