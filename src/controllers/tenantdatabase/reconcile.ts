@@ -53,7 +53,7 @@ import {
   type TenantNames,
 } from './resolve.js';
 import { applySecretTemplate, renderSecretData } from './secret-data.js';
-import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, readSecret, writeSecret } from './secret.js';
+import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, ownedBy, readSecret, writeSecret } from './secret.js';
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   const out: PostgresServer[] = [];
@@ -499,10 +499,23 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         };
       }
       let previous: string | undefined;
-      const oldSecretName = td.status?.secretName;
-      if (current.kind === 'missing' && oldSecretName && oldSecretName !== names.secret) {
-        const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
-        if (old.kind === 'owned') previous = old.data.password;
+      // Where the connection details were before a secretName change: the name status gives, and,
+      // when the Secret is missing, any other Secret this tenant controls (status may not show the
+      // last move yet when it moves straight back).
+      const oldSecretNames = [
+        ...new Set([
+          ...(td.status?.secretName ? [td.status.secretName] : []),
+          ...(current.kind === 'missing'
+            ? ctx.secrets
+                .list()
+                .filter((x) => x.metadata?.namespace === ns && ownedBy(x, owner.uid))
+                .map((x) => x.metadata?.name ?? '')
+            : []),
+        ]),
+      ].filter((n) => n && n !== names.secret);
+      for (const oldName of current.kind === 'missing' ? oldSecretNames : []) {
+        const old = await readSecret(ctx.clients, ns, oldName, owner.uid);
+        if (old.kind === 'owned' && !previous) previous = old.data.password;
       }
       // A rotation request the Secret has not answered yet gets a new password; the answer is recorded on
       // the Secret together with the password, so a crash cannot rotate twice or lose the new one.
@@ -541,11 +554,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
           'Secret',
         );
       if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'Secret');
-      if (oldSecretName && oldSecretName !== names.secret) {
-        const old = await readSecret(ctx.clients, ns, oldSecretName, owner.uid);
+      for (const oldName of oldSecretNames) {
+        const old = await readSecret(ctx.clients, ns, oldName, owner.uid);
         if (old.kind === 'owned') {
-          await ctx.clients.core.deleteNamespacedSecret({ name: oldSecretName, namespace: ns });
-          record([`Deleted Secret ${oldSecretName}, replaced by ${names.secret}`], 'Secret');
+          await ctx.clients.core.deleteNamespacedSecret({ name: oldName, namespace: ns });
+          record([`Deleted Secret ${oldName}, replaced by ${names.secret}`], 'Secret');
         }
       }
 
