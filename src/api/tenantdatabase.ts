@@ -155,6 +155,10 @@ export const tenantDatabaseSpec = z
         message: 'schemaName is only valid with isolation Schema',
       },
       {
+        rule: 'has(oldSelf.schemaName) == has(self.schemaName)',
+        message: 'schemaName cannot be added or removed once the TenantDatabase exists',
+      },
+      {
         rule: "!has(self.isolation) || self.isolation != 'Schema' || !has(self.databaseName)",
         message: "databaseName is not valid with isolation Schema: the schema lives in the server's sharedDatabase",
       },

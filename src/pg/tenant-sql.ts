@@ -265,8 +265,8 @@ export interface CatalogSnapshot {
   databases: Map<string, { connLimit: number; ownedByAdmin: boolean; allowConn: boolean; sizeBytes: number | undefined }>;
   /** Sessions per role, the operator's own login checks left out. */
   sessions: Map<string, number>;
-  /** The schemas of marked roles in the server's sharedDatabase, with their sizes (when it has one). */
-  schemas?: Map<string, number> | undefined;
+  /** The schemas of marked roles in the server's sharedDatabase: owner, and size when it could be read. */
+  schemas?: Map<string, { owner: string; sizeBytes: number | undefined }> | undefined;
 }
 
 /**
@@ -539,7 +539,8 @@ export async function createSchema(db: Queryable, schema: string, role: string):
 
 /** Performed as the schema's owner (the admin is a member of the tenant role), whoever granted it. */
 export async function revokeSchemaFrom(db: Queryable, schema: string, grantee: string): Promise<void> {
-  await db.query(`REVOKE ALL ON SCHEMA ${id(schema)} FROM ${grantee === 'PUBLIC' ? 'PUBLIC' : id(grantee)}`);
+  // CASCADE: what the grantee passed on with a grant option goes too (and nothing is left to refuse it).
+  await db.query(`REVOKE ALL ON SCHEMA ${id(schema)} FROM ${grantee === 'PUBLIC' ? 'PUBLIC' : id(grantee)} CASCADE`);
 }
 
 /** Drops a tenant's schema and all in it, waiting at most `lockTimeout` for its locks. `db` is one session. */
@@ -587,37 +588,94 @@ export async function schemaPublicPrivileges(db: Queryable, schema: string): Pro
   return r.rows.map((x) => x.p);
 }
 
+/** The schemas of the session's database owned by marked roles, with their owners: no lock taken. */
+export async function markedSchemas(db: Queryable): Promise<Map<string, string>> {
+  const r = await db.query<{ name: string; owner: string }>(
+    `SELECT n.nspname AS name, r.rolname AS owner
+       FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+  );
+  return new Map(r.rows.map((x) => [x.name, x.owner]));
+}
+
 /**
- * Sizes of the schemas owned by marked roles in the session's database: the relations in each,
- * with their indexes and TOAST. Sizing a relation takes a share lock on it, which a tenant holding
- * an exclusive lock would keep waiting: after `lockTimeout` the planner's page counts (as of the
- * last VACUUM or ANALYZE) stand in, which need no lock.
+ * Sizes of the schemas owned by marked roles in the session's database (or of one): tables,
+ * materialized views and sequences with their indexes and TOAST. Sizing a relation takes a share
+ * lock on it, which a tenant holding an exclusive lock would keep waiting, and a schema of very many
+ * relations takes long: past `lockTimeout` or `timeout`, or on any other error, the planner's page
+ * counts (as of the last VACUUM or ANALYZE, TOAST included) stand in, which need no lock. Never
+ * throws for a tenant's doing: sizes are an observation, and a failure leaves them out.
  */
-export async function schemaSizes(client: Queryable, lockTimeout = '500ms', only?: string): Promise<Map<string, number>> {
-  // Tables, materialized views and sequences, each with its indexes and TOAST (which live in other kinds).
-  const exact = `SELECT n.nspname AS name,
-            pg_catalog.sum(CASE WHEN c.relkind IN ('r', 'm', 'S') THEN pg_catalog.pg_total_relation_size(c.oid) END)::text AS size`;
-  const estimate = `SELECT n.nspname AS name,
-            (pg_catalog.sum(c.relpages::bigint) * pg_catalog.current_setting('block_size')::bigint)::text AS size`;
+export async function schemaSizes(client: Queryable, only?: string, lockTimeout = '500ms', timeout = '5s'): Promise<Map<string, number>> {
   const from = `FROM pg_catalog.pg_namespace n
        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
        LEFT JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relkind IN ('r', 'm', 'i', 'S')
       WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
         AND ($1::text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1::text)
       GROUP BY n.nspname`;
-  const read = async (select: string) => {
-    const r = await client.query<{ name: string; size: string | null }>(`${select} ${from}`, [only ?? null]);
-    return new Map(r.rows.map((x) => [x.name, Number(x.size ?? 0)]));
+  // Tables, materialized views and sequences, each with its indexes and TOAST (which pg_total_relation_size adds).
+  const exact = `SELECT n.nspname AS name,
+            pg_catalog.sum(CASE WHEN c.relkind IN ('r', 'm', 'S') THEN pg_catalog.pg_total_relation_size(c.oid) END)::text AS size ${from}`;
+  // Page counts of the same relations and their indexes, plus their TOAST tables (which live in pg_toast).
+  const estimate = `SELECT n.nspname AS name,
+            ((pg_catalog.sum(c.relpages::bigint) OPERATOR(pg_catalog.+) pg_catalog.sum(COALESCE(t.relpages, 0)::bigint))
+              OPERATOR(pg_catalog.*) pg_catalog.current_setting('block_size')::bigint)::text AS size
+       FROM pg_catalog.pg_namespace n
+       JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+       LEFT JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relkind IN ('r', 'm', 'i', 'S')
+       LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.reltoastrelid
+      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
+        AND ($1::text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1::text)
+      GROUP BY n.nspname`;
+  const read = async (text: string, settings: string) => {
+    await client.query('BEGIN');
+    try {
+      await client.query(settings);
+      const r = await client.query<{ name: string; size: string | null }>(text, [only ?? null]);
+      await client.query('COMMIT');
+      return new Map(r.rows.map((x) => [x.name, Number(x.size ?? 0)]));
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
   };
-  await client.query('BEGIN');
   try {
-    await client.query(`SET LOCAL lock_timeout = ${lit(lockTimeout)}`);
-    const sizes = await read(exact);
-    await client.query('COMMIT');
-    return sizes;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if ((err as { code?: string }).code !== '55P03') throw err;
-    return read(estimate);
+    return await read(exact, `SET LOCAL lock_timeout = ${lit(lockTimeout)}; SET LOCAL statement_timeout = ${lit(timeout)}`);
+  } catch {
+    try {
+      return await read(estimate, `SET LOCAL statement_timeout = ${lit(timeout)}`);
+    } catch {
+      return new Map();
+    }
   }
+}
+
+/** Sessions of a role, the operator's own login checks left out. */
+export async function roleSessions(db: Queryable, role: string): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT pg_catalog.count(*)::text AS n FROM pg_catalog.pg_stat_activity a
+      WHERE a.usename OPERATOR(pg_catalog.=) $1 AND a.application_name IS DISTINCT FROM $2`,
+    [role, LOGIN_CHECK_APP],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
+/**
+ * Ends the sessions of marked roles that hold locks on relations of a schema in the session's
+ * database: another tenant can keep a share lock on a tenant's partitions (pg_partition_tree takes
+ * one without any privilege) in a transaction it leaves open, which would hold up a DROP SCHEMA.
+ */
+export async function terminateSchemaLockHolders(db: Queryable, schema: string): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(h.pid))::text AS n FROM (
+       SELECT DISTINCT l.pid FROM pg_catalog.pg_locks l
+         JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) l.relation
+         JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         JOIN pg_catalog.pg_stat_activity a ON a.pid OPERATOR(pg_catalog.=) l.pid
+         JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) a.usesysid
+        WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND l.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+          AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%') h`,
+    [schema],
+  );
+  return Number(r.rows[0]?.n ?? 0);
 }

@@ -7,6 +7,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import * as k8s from '@kubernetes/client-node';
 import pg from 'pg';
 import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
 import { startPooler, type Pooler } from '../env/pgbouncer.js';
@@ -245,6 +246,24 @@ test('the API server refuses what a schema tenant cannot have, read through the 
   expect(await refused({ schemaName: 'public' })).toMatch(/schemaName must not be one of/);
   expect(await refused({ schemaName: 'pg_catalog' })).toMatch(/schemaName must not be one of/);
   expect(await refused({ schemaName: 'x'.repeat(57) })).toMatch(/spec\.schemaName: Too long: may not be more than 56 bytes/);
+  // A tenant that exists cannot point itself at another schema afterwards (its pooler alias would follow).
+  const patched = await evil.custom
+    .patchNamespacedCustomObject(
+      {
+        group: 'tenantdb.dev',
+        version: 'v1alpha1',
+        namespace: 'sch-evil',
+        plural: 'tenantdatabases',
+        name: 'app',
+        body: { spec: { schemaName: 'sch_victim_app' } },
+      },
+      k8s.setHeaderOptions('Content-Type', k8s.PatchStrategy.MergePatch),
+    )
+    .then(
+      () => 'accepted',
+      (err: unknown) => apiMessage(err),
+    );
+  expect(patched).toMatch(/schemaName cannot be added or removed/);
 });
 
 test("a tenant naming another tenant's schema gets a Conflict and nothing changes", async () => {

@@ -70,6 +70,10 @@ describe('resolveNames', () => {
     const placed = r.ok ? placeOnServer(r.value, { ...s, spec: { ...s.spec, sharedDatabase: 'tenants' } }) : undefined;
     expect(placed?.ok && placed.value.database).toBe('tenants');
     expect(placed?.ok && ownDatabases(placed.value)).toEqual([]);
+    // No database-mode tenant may take the shared database's name.
+    const db = resolveNames(tenant({ databaseName: 'tenants' }));
+    const taken = db.ok ? placeOnServer(db.value, { ...s, spec: { ...s.spec, sharedDatabase: 'tenants' } }) : undefined;
+    expect(taken?.ok ? 'ok' : taken?.reason).toBe('InvalidName');
   });
   test.each([
     [{ isolation: 'Schema', databaseName: 'mine' }, 'InvalidSpec'],

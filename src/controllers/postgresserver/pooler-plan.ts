@@ -175,10 +175,12 @@ function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTena
     const derived = deriveIdentifier(m.namespace, m.name);
     const role = raw.spec?.roleName ?? derived;
     if (raw.spec?.isolation === 'Schema') {
-      // The role's marker proves the tenant; its schema lives in the server's shared database.
+      // The role's marker proves the tenant, and the catalog must show the schema owned by that
+      // role: only then is the alias its own (a spec naming another tenant's schema gets nothing).
       const shared = server.success ? server.data.spec.sharedDatabase : undefined;
-      if (!shared || !mine.roles.has(role)) continue;
-      const alias = schemaAlias(raw.spec.schemaName ?? deriveIdentifier(m.namespace, m.name, MAX_SCHEMA));
+      const schema = raw.spec.schemaName ?? deriveIdentifier(m.namespace, m.name, MAX_SCHEMA);
+      if (!shared || !mine.roles.has(role) || ctx.catalog.get(serverName)?.schemas?.get(schema)?.owner !== role) continue;
+      const alias = schemaAlias(schema);
       out.push({
         namespace: m.namespace,
         name: m.name,

@@ -216,9 +216,20 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn);
     const snapshot = await sql.catalogSnapshot(pool);
     const shared = server.spec.sharedDatabase;
-    // The schema tenants' schemas and sizes, in one session inside the shared database.
-    if (shared && (await sql.findDatabase(pool, shared))?.allowConnections)
-      snapshot.schemas = await inDatabase(shared, (db) => sql.schemaSizes(db));
+    // The schema tenants' schemas, owners and sizes, in one session inside the shared database. A
+    // failure there keeps what the last snapshot showed: the pooler config is rendered from it.
+    if (shared && (await sql.findDatabase(pool, shared))?.allowConnections) {
+      try {
+        snapshot.schemas = await inDatabase(shared, async (db) => {
+          const owners = await sql.markedSchemas(db);
+          const sizes = await sql.schemaSizes(db);
+          return new Map([...owners].map(([schema, owner]) => [schema, { owner, sizeBytes: sizes.get(schema) }]));
+        });
+      } catch (err) {
+        snapshot.schemas = ctx.catalog.get(name)?.schemas;
+        log.warn({ database: shared, err: describePgError(err) }, 'Cannot read the schemas of the shared database');
+      }
+    }
     ctx.catalog.set(name, { ...snapshot, at });
     const everyones = new Set([creds.value.database, ...(shared ? [shared] : [])]);
     await dropTombstones(ctx, pool, inDatabase, managed, everyones, log);

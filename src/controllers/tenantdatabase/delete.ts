@@ -132,7 +132,17 @@ async function finalizeOn(
     const dropped = await inDatabase(shared, async (db) => {
       const row = await sql.findSchema(db, schema);
       if (!row || !roles.includes(row.owner)) return false;
-      await sql.dropSchema(db, schema);
+      try {
+        await sql.dropSchema(db, schema);
+      } catch (err) {
+        if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
+        // Another tenant may hold locks on this schema's relations without any privilege on them
+        // (pg_partition_tree takes one) in a transaction it leaves open: its sessions that do are
+        // ended, never anyone else's, and the drop runs once more.
+        const ended = await sql.terminateSchemaLockHolders(db, schema);
+        log.warn({ schema, ended }, 'Ended the sessions of tenant roles holding locks on the schema');
+        await sql.dropSchema(db, schema);
+      }
       return true;
     });
     if (dropped) {

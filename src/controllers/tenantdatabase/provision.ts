@@ -340,7 +340,7 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
     if (!row) throw new Error(`shared database ${s.database} vanished right after it was created`);
   }
   if (sql.markerUid(row.comment))
-    throw new TerminalError('Conflict', `sharedDatabase ${s.database} is a tenant's database (${row.comment ?? ''}), not a shared one`);
+    throw new TerminalError('Conflict', `sharedDatabase ${s.database} is a tenant's own database, not a shared one`);
   if (!row.ownedByAdmin)
     throw new TerminalError(
       'SharedDatabaseNotOwned',
@@ -366,6 +366,13 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
     if (created && pub.length) await sql.revokeSchemaFrom(db, 'public', 'PUBLIC');
     else if (pub.includes('CREATE')) {
       await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+      // Before PostgreSQL 15 (and in databases upgraded from then) schema public belongs to the
+      // bootstrap superuser, and the admin's REVOKE changes nothing (a warning, not an error).
+      if ((await sql.schemaPublicPrivileges(db, 'public')).includes('CREATE'))
+        throw new TerminalError(
+          'SharedPublicSchemaOpen',
+          `every role may create objects in schema public of shared database ${s.database}, and the admin role cannot change that (schema public belongs to another role): as a superuser, run REVOKE CREATE ON SCHEMA public FROM PUBLIC in ${s.database}; schema tenants wait until then`,
+        );
       changes.push(`Revoked CREATE on schema public of ${s.database} from PUBLIC`);
     }
     const schema = await sql.findSchema(db, s.schema);

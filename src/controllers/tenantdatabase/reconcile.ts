@@ -345,7 +345,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         provisioned.delete(td.metadata.uid);
         return undefined;
       }
-      const size = names.schema !== undefined ? snap.schemas?.get(names.schema) : snap.databases.get(names.database)?.sizeBytes;
+      const size = names.schema !== undefined ? snap.schemas?.get(names.schema)?.sizeBytes : snap.databases.get(names.database)?.sizeBytes;
       const status = {
         ...(size !== undefined ? { sizeBytes: settledSize(td.status?.sizeBytes, size) } : {}),
         activeConnections: snap.sessions.get(names.role) ?? 0,
@@ -621,12 +621,17 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     }),
     // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
     step<Provisioned>('observe', async () => {
-      const usage = await sql.usage(pool, names.database, names.role);
+      let usage: sql.UsageRow;
       if (names.schema !== undefined) {
-        // The shared database's size is everyone's: the tenant's is that of its schema.
+        // The shared database's size is everyone's: the tenant's is that of its schema (the last
+        // one known when it cannot be read now).
         const schema = names.schema;
-        usage.sizeBytes = (await inDatabase(names.database, (db) => sql.schemaSizes(db, '500ms', schema))).get(schema) ?? 0;
-      }
+        const size = await inDatabase(names.database, (db) => sql.schemaSizes(db, schema)).then(
+          (m) => m.get(schema),
+          () => undefined,
+        );
+        usage = { sizeBytes: size ?? td.status?.sizeBytes ?? 0, activeConnections: await sql.roleSessions(pool, names.role) };
+      } else usage = await sql.usage(pool, names.database, names.role);
       // A suspended tenant's pooled login is proven again once it resumes.
       if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
       const poolerReady: ConditionInput = td.spec.suspend
@@ -739,8 +744,8 @@ function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, connectionLimit
     role.canLogin === login &&
     role.connLimit === connectionLimit &&
     dbs.every((d) => !!d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit) &&
-    // A schema tenant's schema shows in the snapshot of the shared database (with its size).
-    (names.schema === undefined || snap.schemas?.has(names.schema) === true)
+    // A schema tenant's schema shows in the snapshot of the shared database, owned by its role.
+    (names.schema === undefined || snap.schemas?.get(names.schema)?.owner === names.role)
   );
 }
 

@@ -57,8 +57,17 @@ export function ownDatabases(names: TenantNames): string[] {
 
 /** The names once the server is known: a schema tenant lives in the server's sharedDatabase. */
 export function placeOnServer(names: TenantNames, server: PostgresServer): Resolved<TenantNames> {
-  if (names.isolation !== 'Schema') return { ok: true, value: names };
   const shared = server.spec.sharedDatabase;
+  if (names.isolation !== 'Schema') {
+    // The shared database is every schema tenant's: no tenant may take its name for a database of its own.
+    if (shared && (names.database === shared || names.shadow === shared))
+      return {
+        ok: false,
+        reason: 'InvalidName',
+        message: `database ${shared} is PostgresServer ${server.metadata.name}'s sharedDatabase; set another databaseName`,
+      };
+    return { ok: true, value: names };
+  }
   if (!shared)
     return {
       ok: false,
