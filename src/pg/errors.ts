@@ -12,6 +12,7 @@ export const SQLSTATE = {
   dependentObjectsStillExist: '2BP01',
   tooManyConnections: '53300',
   lockNotAvailable: '55P03',
+  outOfMemory: '53200',
   featureNotSupported: '0A000',
   undefinedFile: '58P01',
 } as const;

@@ -556,6 +556,37 @@ export async function dropSchema(db: Queryable, schema: string, lockTimeout = '5
   }
 }
 
+/**
+ * Drops a schema of very many relations in pieces: one DROP SCHEMA ... CASCADE locks every object
+ * in one transaction, which past a few thousand exhausts the server's shared lock table (and fails
+ * other sessions' statements while it lasts). Relations go `batch` at a time, partitions before
+ * their parents, each batch its own transaction; then the schema. `db` is one session.
+ */
+export async function dropSchemaInBatches(db: Queryable, schema: string, batch = 200, lockTimeout = '5s'): Promise<void> {
+  const kinds: Record<string, string> = { r: 'TABLE', p: 'TABLE', f: 'FOREIGN TABLE', m: 'MATERIALIZED VIEW', v: 'VIEW' };
+  for (;;) {
+    // regclass output is the qualified, quoted name.
+    const r = await db.query<{ rel: string; kind: string }>(
+      `SELECT c.oid::pg_catalog.regclass::text AS rel, c.relkind::text AS kind
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+        WHERE n.nspname OPERATOR(pg_catalog.=) $1 AND c.relkind IN ('r', 'p', 'f', 'm', 'v')
+        ORDER BY c.relispartition DESC, c.oid LIMIT $2`,
+      [schema, batch],
+    );
+    if (r.rows.length === 0) break;
+    await db.query('BEGIN');
+    try {
+      await db.query(`SET LOCAL lock_timeout = ${lit(lockTimeout)}`);
+      for (const x of r.rows) await db.query(`DROP ${kinds[x.kind] ?? 'TABLE'} IF EXISTS ${x.rel} CASCADE`);
+      await db.query('COMMIT');
+    } catch (err) {
+      await db.query('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+  }
+  await dropSchema(db, schema, lockTimeout);
+}
+
 /** The settings stored for a role in one database (ALTER ROLE ... IN DATABASE ... SET), as name=value. */
 export async function roleSettingsIn(db: Queryable, role: string, database: string): Promise<string[]> {
   const r = await db.query<{ setconfig: string[] | null }>(

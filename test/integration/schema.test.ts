@@ -334,3 +334,29 @@ test('Delete drops the schema and the role; Retain keeps the schema with login o
   const s = await ownSecret(victim);
   expect((await queryWith(s.DATABASE_URL ?? '', 'SELECT count(*)::int AS n FROM ledger'))[0]).toEqual({ n: 1 });
 });
+
+test('Delete finishes for a schema of more relations than one transaction can lock', async () => {
+  await victim.apply('TenantDatabase', 'huge', { isolation: 'Schema', serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
+  await tenantReady(c, 'sch-victim', 'huge');
+  const v = await session((await ownSecret(victim, 'huge')).DIRECT_URL ?? '');
+  try {
+    // 8,000 tables with an index and TOAST: some 32,000 locks in one DROP, past what a server of
+    // 300 connections and 64 locks per transaction holds. Created in pieces (a CREATE locks too).
+    for (let i = 0; i < 8000; i += 500)
+      await v.query(
+        `DO $$ BEGIN FOR i IN ${i}..${i + 499} LOOP EXECUTE format('CREATE TABLE t%s (id int PRIMARY KEY, body text)', i); END LOOP; END $$`,
+      );
+  } finally {
+    await v.end();
+  }
+  await victim.custom.deleteNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: 'sch-victim',
+    plural: 'tenantdatabases',
+    name: 'huge',
+  });
+  await waitTenantGone(c, 'sch-victim', 'huge', 120_000);
+  expect(await superQuery(c, "SELECT 1 FROM pg_namespace WHERE nspname = 'sch_victim_huge'", [], SHARED)).toEqual([]);
+  expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'sch_victim_huge'")).toEqual([]);
+}, 240_000);

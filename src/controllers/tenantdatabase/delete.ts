@@ -132,8 +132,17 @@ async function finalizeOn(
     const dropped = await inDatabase(shared, async (db) => {
       const row = await sql.findSchema(db, schema);
       if (!row || !roles.includes(row.owner)) return false;
+      const drop = async () => {
+        try {
+          await sql.dropSchema(db, schema);
+        } catch (err) {
+          // Too many objects for one transaction's locks: in pieces.
+          if (sqlState(err) !== SQLSTATE.outOfMemory) throw err;
+          await sql.dropSchemaInBatches(db, schema);
+        }
+      };
       try {
-        await sql.dropSchema(db, schema);
+        await drop();
       } catch (err) {
         if (sqlState(err) !== SQLSTATE.lockNotAvailable) throw err;
         // Another tenant may hold locks on this schema's relations without any privilege on them
@@ -141,7 +150,7 @@ async function finalizeOn(
         // ended, never anyone else's, and the drop runs once more.
         const ended = await sql.terminateSchemaLockHolders(db, schema);
         log.warn({ schema, ended }, 'Ended the sessions of tenant roles holding locks on the schema');
-        await sql.dropSchema(db, schema);
+        await drop();
       }
       return true;
     });
