@@ -188,6 +188,18 @@ export const tenantDatabaseStatus = z
     secretName: z.string().max(253).optional().describe('The Secret with the connection details.'),
     sizeBytes: z.number().int().optional().describe('Size of the tenant database in bytes, refreshed periodically.'),
     activeConnections: z.number().int().optional().describe('Sessions of the tenant role on the server, refreshed periodically.'),
+    passwordChangedAt: z
+      .string()
+      .max(64)
+      .optional()
+      .describe("When the operator last set the role's password on the server (creation, rotation or repair), RFC 3339."),
+    passwordRotatedFor: z
+      .string()
+      .max(256)
+      .optional()
+      .describe(
+        'The last rotation request (the tenantdb.dev/rotate-password annotation) that the role carries: set once the new password is in force.',
+      ),
   })
   .describe('The observed state of the tenant database.');
 

@@ -157,6 +157,18 @@ test('a password rotation: new pooled logins use the new password within seconds
     expect(Date.now() - t0).toBeLessThan(10_000);
     expect((await open.query('SELECT current_user AS u')).rows[0]).toEqual({ u: 'pool_alpha' });
     await expect(queryWith(before.DIRECT_URL ?? '')).rejects.toMatchObject({ code: '28P01' });
+    // Status says which request the role carries, and since when.
+    const st = (
+      await waitFor(
+        'status to name the rotation',
+        async () => {
+          const t = await getTenant(c, NS, 'alpha');
+          return (t?.status as { passwordRotatedFor?: string } | undefined)?.passwordRotatedFor === 'r1' ? t : undefined;
+        },
+        30_000,
+      )
+    )?.status as { passwordChangedAt?: string };
+    expect(Date.now() - Date.parse(st.passwordChangedAt ?? '')).toBeLessThan(120_000);
     // The request is answered once: the password stays put on later checks.
     await new Promise((r) => setTimeout(r, 4000));
     expect((await readSecretData(c, NS, 'alpha-db'))?.password).toBe(after.password);

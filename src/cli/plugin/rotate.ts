@@ -23,6 +23,8 @@ export interface RotationObservation {
   answered?: string;
   /** Whether the PasswordRotated Event for this request was seen; undefined when Events cannot be read. */
   eventSeen?: boolean;
+  /** The request the role carries, from status.passwordRotatedFor (operators that write it). */
+  carried?: string;
   ready?: ConditionBrief;
   stalled?: ConditionBrief;
 }
@@ -37,7 +39,7 @@ export function rotationProgress(o: RotationObservation): RotationProgress {
       state: 'waiting',
       message: `the operator has not answered request "${o.request}" in the Secret yet (its ${ROTATED_ANNOTATION} is ${o.answered ? `"${o.answered}"` : 'unset'})`,
     };
-  if (o.eventSeen === false)
+  if (o.eventSeen === false && o.carried !== o.request)
     return { state: 'waiting', message: 'the Secret holds the new password; no PasswordRotated Event yet says the role carries it' };
   if (o.ready?.status !== 'True')
     return {
@@ -73,7 +75,8 @@ async function observe(
     if (notFoundKind(err) !== 'object') fail(s, err);
   }
   let eventSeen: boolean | undefined;
-  if (eventsOk.value && answered === request) {
+  const carried = (td.status as { passwordRotatedFor?: string } | undefined)?.passwordRotatedFor;
+  if (eventsOk.value && answered === request && carried !== request) {
     try {
       const events = await eventsAbout(s, namespace, td.metadata.uid);
       eventSeen = events.some((e) => e.reason === 'PasswordRotated' && (e.message ?? '').includes(`(request ${request})`));
@@ -87,6 +90,7 @@ async function observe(
     request,
     ...(answered !== undefined ? { answered } : {}),
     ...(eventSeen !== undefined ? { eventSeen } : {}),
+    ...(carried !== undefined ? { carried } : {}),
     ...(ready ? { ready } : {}),
     ...(stalled ? { stalled } : {}),
   };

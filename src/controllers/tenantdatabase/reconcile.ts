@@ -227,6 +227,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
   let loginErr: unknown;
   let justProvisioned = false;
   let written: Record<string, string> | undefined;
+  /** What this reconcile did to the role's password, for status. */
+  const credential: { passwordChangedAt?: string; passwordRotatedFor?: string } = {};
   let ext!: ExtensionOutcome;
   /**
    * A refusal that also holds for what already exists: a tenant whose namespace lost the server's
@@ -569,7 +571,9 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       // The verifier is a function of role identity and password: every reconcile computes the same one.
       verifier = verifierFor(td.metadata.uid, names.role, password);
       const suspended = td.spec.suspend;
-      record(await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit, login: !suspended }), 'Role');
+      const roleChanges = await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit, login: !suspended });
+      if (roleChanges.some((c) => c.startsWith('Created role'))) credential.passwordChangedAt = new Date().toISOString();
+      record(roleChanges, 'Role');
       if (suspended && td.spec.endSessionsOnSuspend) {
         const ended = await sql.terminateRoleSessions(pool, names.role);
         if (ended) record([`Suspended role ${names.role}: ended ${ended} open session(s)`], 'Role');
@@ -577,6 +581,8 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       if (rotating) {
         // Open sessions, direct and pooled, keep running; new logins need the new password.
         await sql.setRolePassword(pool, names.role, verifier);
+        credential.passwordChangedAt = new Date().toISOString();
+        if (rotateFor) credential.passwordRotatedFor = rotateFor;
         record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
       }
       for (const db of ownDatabases(names)) {
@@ -605,6 +611,7 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       let session = await asTenant(ep, names.role, password, names.database, extensions);
       if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
         await sql.setRolePassword(pool, names.role, verifier);
+        credential.passwordChangedAt = new Date().toISOString();
         record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'Password');
         session = await asTenant(ep, names.role, password, names.database, extensions);
       }
@@ -705,7 +712,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       return {
         outcome: {
           conditions,
-          status: { sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes), activeConnections: usage.activeConnections },
+          status: {
+            sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes),
+            activeConnections: usage.activeConnections,
+            ...credential,
+          },
           terminal: false,
         },
         names,
