@@ -6,7 +6,8 @@ import pg from 'pg';
 import { startOperatorProcess } from '../env/operator.js';
 import { boundSocket, waitFor } from '../env/ports.js';
 import type { Proc } from '../env/process.js';
-import { apply } from '../env/cluster.js';
+import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
+import { startPooler, type Pooler } from '../env/pgbouncer.js';
 
 export interface TestEnv {
   dir: string;
@@ -329,4 +330,28 @@ export async function dropRoleByHand(c: Cluster, role: string, database: string)
     c,
     `BEGIN; REVOKE ALL ON DATABASE ${pg.escapeIdentifier(database)} FROM ${pg.escapeIdentifier(role)}; DROP ROLE ${pg.escapeIdentifier(role)}; COMMIT`,
   );
+}
+
+/**
+ * A real PgBouncer with the agent beside it for the PostgresServer `server`, and the Secrets such a
+ * server names in the operator's namespace: `<server>-admin` (the PostgreSQL admin) and
+ * `<server>-pgbouncer` (PgBouncer's console).
+ */
+export async function startServerPooler(c: Cluster, server: string): Promise<Pooler> {
+  const kubeconfig = await agentKubeconfig(
+    { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
+    join(c.env.dir, `${server}-agent.kubeconfig`),
+    `${server}-pooler`,
+  );
+  const pooler = await startPooler({
+    agentKubeconfig: kubeconfig,
+    secret: `${OPERATOR_NAMESPACE}/${server}-pooler`,
+    logDir: c.env.dir,
+    name: server,
+  });
+  const secret = (name: string, data: Record<string, string>) =>
+    apply(c.kc, [{ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: OPERATOR_NAMESPACE }, stringData: data } as never]);
+  await secret(`${server}-admin`, { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
+  await secret(`${server}-pgbouncer`, { username: pooler.admin.user, password: pooler.admin.password });
+  return pooler;
 }

@@ -2,8 +2,8 @@
 import * as k8s from '@kubernetes/client-node';
 import { join } from 'node:path';
 import pg from 'pg';
-import { OPERATOR_NAMESPACE, agentKubeconfig } from '../env/cluster.js';
-import { startPooler, type Pooler } from '../env/pgbouncer.js';
+import { OPERATOR_NAMESPACE } from '../env/cluster.js';
+import type { Pooler } from '../env/pgbouncer.js';
 import { showDatabases } from '../../src/pg/pgbouncer-console.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
@@ -25,6 +25,7 @@ import {
   queryWith,
   readPoolerConfig,
   readSecretData,
+  startServerPooler,
   superQuery,
   tenantReady,
   waitForCondition,
@@ -37,9 +38,6 @@ let op: Proc;
 let pooler: Pooler;
 const SERVER = 'pooled';
 const NS = 'pool';
-
-const secret = (name: string, data: Record<string, string>) =>
-  apply(c.kc, [{ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: OPERATOR_NAMESPACE }, stringData: data } as never]);
 
 const getWhitelist = async (name: string): Promise<Obj | undefined> => {
   try {
@@ -76,19 +74,7 @@ const refusedFrom = async (addr: string, url: string) =>
 beforeAll(async () => {
   op = operator(c, 'pooler');
   await namespace(c, NS);
-  const kubeconfig = await agentKubeconfig(
-    { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
-    join(c.env.dir, 'agent.kubeconfig'),
-    `${SERVER}-pooler`,
-  );
-  pooler = await startPooler({
-    agentKubeconfig: kubeconfig,
-    secret: `${OPERATOR_NAMESPACE}/${SERVER}-pooler`,
-    logDir: c.env.dir,
-    name: SERVER,
-  });
-  await secret('pooled-admin', { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
-  await secret('pooled-pgbouncer', { username: pooler.admin.user, password: pooler.admin.password });
+  pooler = await startServerPooler(c, SERVER);
   await applyServer(c, SERVER, {
     host: c.env.pg.host,
     port: c.env.pg.port,

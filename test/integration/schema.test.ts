@@ -5,12 +5,11 @@
  * real agent.
  */
 import { execFile } from 'node:child_process';
-import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as k8s from '@kubernetes/client-node';
 import pg from 'pg';
-import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
-import { startPooler, type Pooler } from '../env/pgbouncer.js';
+import { OPERATOR_NAMESPACE } from '../env/cluster.js';
+import type { Pooler } from '../env/pgbouncer.js';
 import { waitFor } from '../env/ports.js';
 import type { Proc } from '../env/process.js';
 import {
@@ -26,6 +25,7 @@ import {
   queryWith,
   readSecretData,
   sqlError,
+  startServerPooler,
   superQuery,
   tenantIdentity,
   tenantReady,
@@ -42,24 +42,9 @@ let pooler: Pooler;
 let evil: Tenant;
 let victim: Tenant;
 
-const secret = (name: string, data: Record<string, string>) =>
-  apply(c.kc, [{ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: OPERATOR_NAMESPACE }, stringData: data } as never]);
-
 beforeAll(async () => {
   op = operator(c, 'schema', '2s');
-  const kubeconfig = await agentKubeconfig(
-    { server: c.env.server, caFile: c.env.caFile, adminKubeconfig: c.env.adminKubeconfig },
-    join(c.env.dir, 'schema-agent.kubeconfig'),
-    `${SERVER}-pooler`,
-  );
-  pooler = await startPooler({
-    agentKubeconfig: kubeconfig,
-    secret: `${OPERATOR_NAMESPACE}/${SERVER}-pooler`,
-    logDir: c.env.dir,
-    name: SERVER,
-  });
-  await secret(`${SERVER}-admin`, { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
-  await secret(`${SERVER}-pgbouncer`, { username: pooler.admin.user, password: pooler.admin.password });
+  pooler = await startServerPooler(c, SERVER);
   await applyServer(c, SERVER, {
     host: c.env.pg.host,
     port: c.env.pg.port,
