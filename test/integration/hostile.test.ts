@@ -315,6 +315,18 @@ describe('connections are budgeted', () => {
     await createServerObjects(c.kc, { host: p.host, port: p.port, admin: p.admin } as never, 'budgeted', {
       connectionLimits: { default: 5, max: 1000, enforceBudget: true },
     });
+    // The budget counts every tenant login role on this PostgreSQL, and earlier test files (their
+    // operators stopped) leave theirs behind: with their login off they count no more, so that what is
+    // left below depends on this file's tenants alone.
+    await superQuery(
+      c,
+      `DO $$ DECLARE r record; BEGIN
+         FOR r IN SELECT rolname FROM pg_roles WHERE rolcanlogin
+                    AND shobj_description(oid, 'pg_authid') LIKE 'managed by tenantdb;%'
+                    AND shobj_description(oid, 'pg_authid') NOT LIKE '%tenantdatabase=evil/%'
+                    AND shobj_description(oid, 'pg_authid') NOT LIKE '%tenantdatabase=victim/%'
+         LOOP EXECUTE format('ALTER ROLE %I NOLOGIN', r.rolname); END LOOP; END $$`,
+    );
     // The test server has max_connections 300: 290 cannot fit beside the operator's sessions, whatever else is there.
     await evil.apply('TenantDatabase', 'hog', { serverRef: { name: 'budgeted' }, connectionLimit: 290 });
     const td = await waitForCondition(tenantOf(evil, 'hog'), 'Ready', 'False', 'ConnectionBudgetExceeded');
