@@ -18,7 +18,7 @@ interface ClusterEnv {
   helm: string;
   address: string;
   poolerHost: string;
-  images: { app: { repository: string; tag: string }; pgbouncer: { repository: string; tag: string } };
+  images: Record<'app' | 'pgbouncer' | 'client', { repository: string; tag: string }>;
   imageValues: string[];
   pg: { host: string; port: number; superuser: { user: string; password: string } };
 }
@@ -26,7 +26,7 @@ interface ClusterEnv {
 const env = JSON.parse(readFileSync(process.env.TENANTDB_CLUSTER_ENV ?? '', 'utf8')) as ClusterEnv;
 const NS = 'tenantdb-system';
 const APP_NS = 'shop';
-const psqlImage = `${env.images.pgbouncer.repository}:${env.images.pgbouncer.tag}`;
+const psqlImage = `${env.images.client.repository}:${env.images.client.tag}`;
 
 function kubectl(...args: string[]): string {
   return execFileSync(env.kubectl, ['--kubeconfig', env.kubeconfig, ...args], {
