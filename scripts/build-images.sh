@@ -187,10 +187,11 @@ SH
       --label org.opencontainers.image.title=tenantdb-psql --label "org.opencontainers.image.version=$version" "$c"
     commit "$c" "$psql_ref" "$psql_tar"
   fi
-  # Older archives of the same images are of no further use.
-  find "$cache" -maxdepth 1 -name '*.tar' ! -name "$(basename "$pause_tar")" ! -name "$(basename "$app_tar")" \
-    ! -name "$(basename "$pgbouncer_tar")" ! -name "$(basename "$psql_tar")" -delete
 fi
+# Archives of other inputs (older sources, another checkout's) go once no build has used them for a
+# day: two checkouts building in turn do not delete each other's.
+touch "$pause_tar" "$app_tar" "$pgbouncer_tar" "$psql_tar"
+find "$cache" -maxdepth 1 -name '*.tar' -mtime +0 -delete
 
 echo "$pause_ref $pause_tar"
 echo "$app_ref $app_tar"
