@@ -1,6 +1,7 @@
 /**
  * `npm run test:cluster`: end-to-end on a real node (test/env/node.ts), apart from `npm test`'s
- * projects. Needs root; one run per machine at a time.
+ * projects. Needs root; one run per machine at a time. scripts/kind-e2e.sh runs the same tests
+ * against kind (TENANTDB_E2E_TARGET=kind, test/cluster/target.ts).
  */
 export default {
   testTimeout: 300_000,

@@ -5,8 +5,9 @@
 #   - tenantdb: the operator and the pooler agent (Node from the npm `node` package, the compiled
 #     app and its production packages) on a Debian stable root filesystem, user 1000:1000;
 #   - tenantdb-pgbouncer: Debian stable's PgBouncer (>= 1.21: prepared statements in transaction
-#     pooling), user 1000:1000 like the agent beside it (the chart's pooler), and psql for the
-#     application pods of the cluster tests.
+#     pooling), user 1000:1000 like the agent beside it (the chart's pooler): the same packages as
+#     Dockerfile.pgbouncer, by the same steps, on the minbase tree that Debian's slim images are;
+#   - tenantdb-psql: psql for the application pods of the cluster tests (never part of a release).
 # The same layout as Dockerfile and Dockerfile.pgbouncer.
 # Root filesystems come from mmdebstrap, images from buildah (its own storage, vfs, in a temporary
 # folder: nothing is left on the host). Prints one line per image: "<image name> <archive>", for
@@ -43,6 +44,7 @@ pause_ref=registry.k8s.io/pause:3.10
 # The CRI turns a pod's `tenantdb:0.1.0` into this full name; ctr import keeps an archive's name.
 app_ref=docker.io/library/tenantdb:$version
 pgbouncer_ref=docker.io/library/tenantdb-pgbouncer:$version
+psql_ref=docker.io/library/tenantdb-psql:$version
 
 sha() { sha256sum | cut -c1-16; }
 script_sum=$(sha <"$0")
@@ -54,28 +56,34 @@ app_sum=$( (
 ) | sha)
 pause_sum=$(echo "$script_sum $KUBE_VERSION" | sha)
 pgbouncer_sum=$(echo "$script_sum $suite" | sha)
+psql_sum=$(echo "$script_sum $suite psql" | sha)
 
 pause_tar=$cache/pause-$pause_sum.tar
 app_tar=$cache/tenantdb-$app_sum.tar
 pgbouncer_tar=$cache/tenantdb-pgbouncer-$pgbouncer_sum.tar
+psql_tar=$cache/tenantdb-psql-$psql_sum.tar
 
-if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ]; then
+if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ] || [ ! -s "$psql_tar" ]; then
   apt_ensure mmdebstrap buildah runc gcc libc6-dev binutils
   mirror=$(debian_mirror)
   work=$(mktemp -d)
   # buildah keeps a blob cache in /var/lib/containers whatever its storage flags: removed after if
   # it was not there before.
-  keep_varlib=$([ -e /var/lib/containers ] && echo 1 || true)
+  keep_varlib=
+  [ ! -e /var/lib/containers ] || keep_varlib=1
   trap 'rm -rf "$work"; [ -n "$keep_varlib" ] || rm -rf /var/lib/containers' EXIT
   # buildah with its own storage: no overlay mounts or images left behind.
   bah() { buildah --root "$work/storage" --runroot "$work/run" --storage-driver vfs "$@"; }
 
-  # rootfs OUT PKGS: a Debian $suite tree without docs, man pages or locales (licences kept).
+  # rootfs OUT VARIANT PKGS [MMDEBSTRAP OPTION...]: a Debian $suite tree without docs, man pages or
+  # locales (licences kept).
   rootfs() {
-    mmdebstrap --quiet --mode=root --variant=essential --include="$2" \
+    local out=$1 variant=$2 pkgs=$3
+    shift 3
+    mmdebstrap --quiet --mode=root --variant="$variant" ${pkgs:+--include="$pkgs"} \
       --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
       --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-      "$suite" "$1" "$mirror" >&2
+      "$@" "$suite" "$out" "$mirror" >&2
   }
   # commit CONTAINER REF OUT: an OCI archive under the image's full name, moved into place whole.
   commit() {
@@ -101,7 +109,7 @@ if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ]; th
 
   if [ ! -s "$app_tar" ]; then
     echo "building $app_ref" >&2
-    rootfs "$work/app-rootfs.tar" libstdc++6,ca-certificates
+    rootfs "$work/app-rootfs.tar" essential libstdc++6,ca-certificates
     x=$work/app-extra
     mkdir -p "$x/usr/local/bin" "$x/app" "$x/etc"
     # The compiled operator and agent with their production packages only.
@@ -129,28 +137,63 @@ if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ]; th
 
   if [ ! -s "$pgbouncer_tar" ]; then
     echo "building $pgbouncer_ref" >&2
-    rootfs "$work/pgb-rootfs.tar" ca-certificates,pgbouncer,postgresql-client
-    x=$work/pgb-extra
-    mkdir -p "$x/etc"
-    tar -xOf "$work/pgb-rootfs.tar" ./etc/passwd >"$x/etc/passwd"
-    tar -xOf "$work/pgb-rootfs.tar" ./etc/group >"$x/etc/group"
-    echo 'pgbouncer:x:1000:1000:pgbouncer:/nonexistent:/usr/sbin/nologin' >>"$x/etc/passwd"
-    echo 'pgbouncer:x:1000:' >>"$x/etc/group"
-    pgb_version=$(tar -xOf "$work/pgb-rootfs.tar" ./var/lib/dpkg/status | awk '/^Package: pgbouncer$/ {p = 1} p && /^Version:/ {print $2; exit}')
+    # Dockerfile.pgbouncer's steps, run in the tree: the package's binary and the libraries it needs,
+    # without postgresql-common (perl, ssl-cert and a baked snakeoil key come with it; PgBouncer
+    # needs none of them), and the user 1000:1000. Keep the two in step.
+    cat >"$work/pgbouncer-install.sh" <<'SH'
+set -eu
+cd /tmp
+apt-get download -qq pgbouncer
+deb=$(echo pgbouncer_*.deb)
+dpkg --compare-versions "$(dpkg-deb -f "$deb" Version)" ge 1.21
+depends=$(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed -E 's/\(.*\)//; s/\|.*//; s/ //g' | grep -vx 'postgresql-common')
+# One package per word.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends ca-certificates $depends >/dev/null
+dpkg-deb --fsys-tarfile "$deb" | tar -x -C / ./usr/sbin/pgbouncer
+dpkg-deb -f "$deb" Version >/tmp/pgbouncer-version
+apt-get clean
+groupadd --gid 1000 pgbouncer
+useradd --uid 1000 --gid 1000 --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin pgbouncer
+/usr/sbin/pgbouncer --version >/dev/null
+SH
+    # minbase: the packages of a Debian slim image (essential, required, apt).
+    rootfs "$work/pgb-rootfs.tar" minbase "" \
+      --customize-hook="chroot \"\$1\" sh <'$work/pgbouncer-install.sh'" \
+      --customize-hook="download /tmp/pgbouncer-version $work/pgbouncer-version"
+    pgb_version=$(cat "$work/pgbouncer-version")
     c=$(bah from scratch)
     bah add "$c" "$work/pgb-rootfs.tar" / >/dev/null
-    bah copy "$c" "$x" / >/dev/null
     bah config --env PATH=/usr/local/bin:/usr/bin:/bin --workingdir / --user 1000:1000 --port 6432 \
       --entrypoint '["/usr/sbin/pgbouncer"]' --cmd /etc/pgbouncer/config/pgbouncer.ini \
       --label org.opencontainers.image.title=tenantdb-pgbouncer --label "org.opencontainers.image.version=$version" \
       --label "dev.tenantdb.pgbouncer-version=$pgb_version" "$c"
     commit "$c" "$pgbouncer_ref" "$pgbouncer_tar"
   fi
-  # Older archives of the same images are of no further use.
-  find "$cache" -maxdepth 1 -name '*.tar' ! -name "$(basename "$pause_tar")" ! -name "$(basename "$app_tar")" \
-    ! -name "$(basename "$pgbouncer_tar")" -delete
+
+  if [ ! -s "$psql_tar" ]; then
+    echo "building $psql_ref" >&2
+    # The cluster tests' application pods: a shell and psql, as user 1000:1000.
+    rootfs "$work/psql-rootfs.tar" essential postgresql-client
+    x=$work/psql-extra
+    mkdir -p "$x/etc"
+    tar -xOf "$work/psql-rootfs.tar" ./etc/passwd >"$x/etc/passwd"
+    tar -xOf "$work/psql-rootfs.tar" ./etc/group >"$x/etc/group"
+    echo 'app:x:1000:1000:app:/nonexistent:/usr/sbin/nologin' >>"$x/etc/passwd"
+    echo 'app:x:1000:' >>"$x/etc/group"
+    c=$(bah from scratch)
+    bah add "$c" "$work/psql-rootfs.tar" / >/dev/null
+    bah copy "$c" "$x" / >/dev/null
+    bah config --env PATH=/usr/local/bin:/usr/bin:/bin --workingdir / --user 1000:1000 --cmd psql \
+      --label org.opencontainers.image.title=tenantdb-psql --label "org.opencontainers.image.version=$version" "$c"
+    commit "$c" "$psql_ref" "$psql_tar"
+  fi
 fi
+# Archives of other inputs (older sources, another checkout's) go once no build has used them for a
+# day: two checkouts building in turn do not delete each other's.
+touch "$pause_tar" "$app_tar" "$pgbouncer_tar" "$psql_tar"
+find "$cache" -maxdepth 1 -name '*.tar' -mtime +0 -delete
 
 echo "$pause_ref $pause_tar"
 echo "$app_ref $app_tar"
 echo "$pgbouncer_ref $pgbouncer_tar"
+echo "$psql_ref $psql_tar"

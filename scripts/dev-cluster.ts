@@ -105,7 +105,7 @@ async function main(): Promise<void> {
   say(`Ready in ${elapsed()}. Try it:`);
   say(`  export KUBECONFIG=${kubeconfig} PATH=${bin}:$PATH`);
   say('  kubectl get pods -A');
-  const psqlImage = `${node.images.pgbouncer.repository}:${node.images.pgbouncer.tag}`;
+  const psqlImage = `${node.images.client.repository}:${node.images.client.tag}`;
   const overrides = JSON.stringify({
     spec: {
       containers: [

@@ -5,30 +5,30 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tsImport } from 'tsx/esm/api';
 
-/** One real node with tenantdb installed by Helm for the whole run. */
+/**
+ * One cluster with tenantdb installed by Helm for the whole run: a real node on this machine
+ * (TENANTDB_E2E_TARGET unset or `node`), or the kind cluster of scripts/kind-e2e.sh (`kind`).
+ */
 export default async function globalSetup() {
-  const { startTenantdbCluster } = await tsImport('../env/node-tenantdb.ts', import.meta.url);
-  const dir = mkdtempSync(join(tmpdir(), 'tenantdb-node-'));
+  const target = process.env.TENANTDB_E2E_TARGET || 'node';
+  const dir = mkdtempSync(join(tmpdir(), `tenantdb-${target}-`));
+  globalThis.__tenantdbClusterDir = dir;
   const t0 = Date.now();
   const log = (s) => process.stderr.write(`[cluster ${Math.round((Date.now() - t0) / 1000)} s] ${s}\n`);
-  const cluster = await startTenantdbCluster({ dir, log });
-  log('ready');
-  globalThis.__tenantdbNodeCluster = cluster;
-  const envFile = join(dir, 'env.json');
-  writeFileSync(
-    envFile,
-    JSON.stringify({
-      dir,
-      kubeconfig: cluster.node.kubeconfig,
-      kubectl: join(cluster.node.cp.binDir, 'kubectl'),
-      helm: cluster.helmPath,
-      address: cluster.node.address,
-      poolerHost: cluster.poolerHost,
-      images: cluster.node.images,
-      imageValues: cluster.imageValues,
-      pg: { host: cluster.pg.host, port: cluster.pg.port, superuser: cluster.pg.superuser },
-    }),
-    { mode: 0o600 },
-  );
+  let info;
+  if (target === 'node') {
+    const { setUpNode } = await tsImport('./node-target.ts', import.meta.url);
+    const started = await setUpNode({ dir, log });
+    globalThis.__tenantdbNodeCluster = started.cluster;
+    info = started.info;
+  } else if (target === 'kind') {
+    const { setUpKind } = await tsImport('./kind-target.ts', import.meta.url);
+    info = await setUpKind({ dir, log, env: process.env });
+  } else {
+    throw new Error(`TENANTDB_E2E_TARGET=${target}: node or kind`);
+  }
+  log(`ready (${target})`);
+  const envFile = join(dir, 'target.json');
+  writeFileSync(envFile, JSON.stringify(info), { mode: 0o600 });
   process.env.TENANTDB_CLUSTER_ENV = envFile;
 }

@@ -1,62 +1,22 @@
 /**
- * tenantdb as a platform team runs it, on a real node: the chart's operator pods under the
+ * tenantdb as a platform team runs it, on a real cluster: the chart's operator pods under the
  * `restricted` Pod Security Standard, applications in pods that use the tenant Secret, directly and
  * through PgBouncer, allow-lists by pod address, leader hand-over, helm upgrade and uninstall.
- * One file, in order: the later steps change the installation.
+ * One file, in order: the later steps change the installation. The cluster is the real node here
+ * (`npm run test:cluster`) or kind (scripts/kind-e2e.sh): see target.ts for what differs.
  */
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import { ROOT } from '../env/cluster.js';
 import { waitFor } from '../env/ports.js';
+import { openTarget, type TargetInfo } from './target.js';
 
-interface ClusterEnv {
-  dir: string;
-  kubeconfig: string;
-  kubectl: string;
-  helm: string;
-  address: string;
-  poolerHost: string;
-  images: { app: { repository: string; tag: string }; pgbouncer: { repository: string; tag: string } };
-  imageValues: string[];
-  pg: { host: string; port: number; superuser: { user: string; password: string } };
-}
-
-const env = JSON.parse(readFileSync(process.env.TENANTDB_CLUSTER_ENV ?? '', 'utf8')) as ClusterEnv;
+const target = openTarget(JSON.parse(readFileSync(process.env.TENANTDB_CLUSTER_ENV ?? '', 'utf8')) as TargetInfo);
+const { kubectl, kubectlIn, helm } = target;
+const env = target.info;
 const NS = 'tenantdb-system';
 const APP_NS = 'shop';
-const psqlImage = `${env.images.pgbouncer.repository}:${env.images.pgbouncer.tag}`;
-
-function kubectl(...args: string[]): string {
-  return execFileSync(env.kubectl, ['--kubeconfig', env.kubeconfig, ...args], {
-    encoding: 'utf8',
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECACHEDIR: `${env.dir}/kubectl-cache` },
-  });
-}
-
-function kubectlIn(input: string, ...args: string[]): string {
-  return execFileSync(env.kubectl, ['--kubeconfig', env.kubeconfig, ...args], {
-    encoding: 'utf8',
-    input,
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, KUBECACHEDIR: `${env.dir}/kubectl-cache` },
-  });
-}
-
-function helm(...args: string[]): string {
-  return execFileSync(env.helm, ['--kubeconfig', env.kubeconfig, ...args], {
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: {
-      ...process.env,
-      HELM_CACHE_HOME: `${env.dir}/helm/cache`,
-      HELM_CONFIG_HOME: `${env.dir}/helm/config`,
-      HELM_DATA_HOME: `${env.dir}/helm/data`,
-    },
-  });
-}
+const psqlImage = env.clientImage;
 
 /** The error text of a failed command (kubectl writes its reasons to stderr). */
 function failure(fn: () => unknown): string {
@@ -166,22 +126,6 @@ function leaseHolder(): string {
   return kubectl('get', 'lease', 'tenantdb-operator', '-n', NS, '-o', 'jsonpath={.spec.holderIdentity}');
 }
 
-async function superQuery(sql: string): Promise<pg.QueryResultRow[]> {
-  const c = new pg.Client({
-    host: env.pg.host,
-    port: env.pg.port,
-    user: env.pg.superuser.user,
-    password: env.pg.superuser.password,
-    database: 'postgres',
-  });
-  await c.connect();
-  try {
-    return (await c.query(sql)).rows;
-  } finally {
-    await c.end();
-  }
-}
-
 beforeAll(() => {
   kubectlIn(
     JSON.stringify({
@@ -274,12 +218,14 @@ test('killing the leader pod hands over to the other replica and reconciling goe
   const leader = leaseHolder();
   const pods = operatorPods();
   expect(pods.map((p) => p.name)).toContain(leader);
-  kubectl('delete', 'pod', leader, '-n', NS, '--grace-period=0', '--force');
+  const standby = pods.find((p) => p.name !== leader)?.name;
+  // SIGKILL: the leader cannot hand the Lease back, the other replica takes it once it expires.
+  target.killPod(NS, leader);
   const next = await waitFor('another replica to take the Lease', async () => {
     const h = leaseHolder();
     return h && h !== leader ? h : undefined;
   });
-  expect(next).not.toBe(leader);
+  expect(next).toBe(standby);
   kubectlIn(tenant('after-handover'), 'apply', '-f', '-');
   await tenantReady('after-handover');
   await expectLogins('after-handover', 'shop_after_handover');
@@ -328,7 +274,7 @@ test('helm uninstall leaves the tenant databases, roles and Secrets in place', a
   const names = ['orders', 'guarded', 'after-handover', 'after-upgrade'];
   expect(kubectl('get', 'tdb', '-n', APP_NS, '-o', 'jsonpath={.items[*].metadata.name}').split(' ').sort()).toEqual([...names].sort());
   for (const t of names) expect(kubectl('get', 'secret', `${t}-db`, '-n', APP_NS, '-o', 'name')).toBe(`secret/${t}-db\n`);
-  const dbs = (await superQuery("select datname from pg_database where datname like 'shop_%' order by 1")).map((r) => r.datname as string);
+  const dbs = await target.superuserQuery("select datname from pg_database where datname like 'shop_%' order by 1");
   expect(dbs).toEqual(['shop_after_handover', 'shop_after_upgrade', 'shop_guarded', 'shop_orders']);
   const { phase, log } = await runPod('direct-after-uninstall', 'orders-db', 'psql -XAtc "select current_user"');
   expect({ phase, log }).toEqual({ phase: 'Succeeded', log: 'shop_orders\n' });

@@ -1,6 +1,6 @@
 /** The helm CLI (built from its Go module and cached by scripts/build-helm.sh) and the chart it renders. */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { ROOT } from './cluster.js';
@@ -21,6 +21,24 @@ export function helmBinary(): string {
       .pop() ??
     '';
   return helmPath;
+}
+
+/** helm against one cluster, with its cache, config and data in `home`; throws when helm fails. */
+export function helmRunner(bin: string, kubeconfig: string, home: string): (...args: string[]) => string {
+  mkdirSync(home, { recursive: true });
+  return (...args) =>
+    execFileSync(bin, ['--kubeconfig', kubeconfig, ...args], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      cwd: ROOT,
+      maxBuffer: 64 << 20,
+      env: {
+        ...process.env,
+        HELM_CACHE_HOME: join(home, 'cache'),
+        HELM_CONFIG_HOME: join(home, 'config'),
+        HELM_DATA_HOME: join(home, 'data'),
+      },
+    });
 }
 
 export interface HelmResult {

@@ -1,17 +1,15 @@
 /**
- * tenantdb on a real node, as a platform team installs it: the chart from charts/ with its pooler
- * (PgBouncer with the agent as a native sidecar) and the images of build-images.sh, in a namespace
- * that enforces the `restricted` Pod Security Standard; a PostgreSQL on the host for the tenants;
- * and the PostgresServer "default" that ties them together. Used by `npm run dev:cluster` and the
- * cluster tests.
+ * tenantdb as a platform team installs it (`installTenantdb`, on any cluster): the chart from
+ * charts/ with its pooler (PgBouncer with the agent as a native sidecar), in a namespace that
+ * enforces the `restricted` Pod Security Standard, and the PostgresServer "default" that ties it to
+ * a PostgreSQL. On a real node (`startTenantdbCluster`): the images of build-images.sh and a
+ * PostgreSQL on the host. Used by `npm run dev:cluster` and the cluster tests.
  */
 import * as k8s from '@kubernetes/client-node';
-import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { OPERATOR_NAMESPACE, ROOT, apply } from './cluster.js';
-import { helmBinary } from './helm.js';
-import { POD_CIDR, startNode, type NodeCluster } from './node.js';
+import { helmBinary, helmRunner } from './helm.js';
+import { POD_CIDR, startNode, type Images, type NodeCluster } from './node.js';
 import { waitFor } from './ports.js';
 import { startPostgres, type PgServer } from './postgres.js';
 
@@ -28,6 +26,8 @@ export interface TenantdbCluster {
   kc: k8s.KubeConfig;
   /** The PgBouncer Service's ClusterIP (no cluster DNS on this node: tenants get the address). */
   poolerHost: string;
+  /** The containerd socket of the node. */
+  containerdSocket: string;
   helm(...args: string[]): string;
   helmPath: string;
   /** helm install/upgrade arguments that point the chart at the local images. */
@@ -83,6 +83,115 @@ export async function waitReady(
   );
 }
 
+/** A cluster to install tenantdb on, and the PostgreSQL its tenants get. */
+export interface InstallTarget {
+  kubeconfig: string;
+  kubectl: (...args: string[]) => string;
+  helm: (...args: string[]) => string;
+  /** helm install/upgrade arguments that point the chart at the images the nodes hold. */
+  imageValues: string[];
+  /** PostgreSQL as the operator's and the applications' pods reach it, and its admin (not a superuser). */
+  postgres: { host: string; port: number; admin: { user: string; password: string } };
+  /** Without cluster DNS the PostgresServer names the pooler Service by its ClusterIP. */
+  clusterDns: boolean;
+}
+
+export interface InstallOptions {
+  log?: (s: string) => void;
+  /** The PostgresServer's alwaysAllowedCidrs (the pooler then lets these in whatever the IpWhitelists say). */
+  alwaysAllowedCidrs?: string[];
+  /** More `helm install` arguments. */
+  helmArgs?: string[];
+}
+
+/** `repository:tag` of an image reference; the registry, if any, stays in the repository. */
+export function splitImage(ref: string): { repository: string; tag: string } {
+  const at = ref.lastIndexOf(':');
+  if (at <= ref.lastIndexOf('/') || at === ref.length - 1) throw new Error(`image ${ref} has no tag`);
+  return { repository: ref.slice(0, at), tag: ref.slice(at + 1) };
+}
+
+/** The chart's values for the operator (and agent) image and the PgBouncer image, never pulled. */
+export function chartImageValues(app: string, pgbouncer: string): string[] {
+  const a = splitImage(app);
+  const p = splitImage(pgbouncer);
+  return [
+    `--set=image.repository=${a.repository}`,
+    `--set=image.tag=${a.tag}`,
+    '--set=image.pullPolicy=Never',
+    '--set=pooler.enabled=true',
+    `--set=pooler.image.repository=${p.repository}`,
+    `--set=pooler.image.tag=${p.tag}`,
+    '--set=pooler.image.pullPolicy=Never',
+  ];
+}
+
+/** The chart's values for the node's images, which cannot be pulled: pullPolicy Never. */
+export function nodeImageValues(images: Images): string[] {
+  const name = (i: { repository: string; tag: string }) => `${i.repository}:${i.tag}`;
+  return chartImageValues(name(images.app), name(images.pgbouncer));
+}
+
+/**
+ * `helm install` of the chart with its pooler into tenantdb-system (Pod Security: restricted), then
+ * the PostgresServer "default" with the pooler block the chart's notes print, once Ready. Returns
+ * the host name the tenants' pooled URLs carry.
+ */
+export async function installTenantdb(t: InstallTarget, o: InstallOptions = {}): Promise<{ kc: k8s.KubeConfig; poolerHost: string }> {
+  const log = o.log ?? (() => undefined);
+  const kc = new k8s.KubeConfig();
+  kc.loadFromFile(t.kubeconfig);
+  log(`helm install ${RELEASE} charts/tenantdb with its pooler in ${OPERATOR_NAMESPACE} (Pod Security: restricted) ...`);
+  await apply(kc, [restrictedNamespace(OPERATOR_NAMESPACE)]);
+  t.helm(
+    'install',
+    RELEASE,
+    join(ROOT, 'charts/tenantdb'),
+    '-n',
+    OPERATOR_NAMESPACE,
+    ...t.imageValues,
+    ...(o.helmArgs ?? []),
+    '--wait',
+    '--timeout=5m',
+  );
+  const poolerHost = t.clusterDns
+    ? `${POOLER_NAME}.${OPERATOR_NAMESPACE}.svc`
+    : t.kubectl('get', 'service', POOLER_NAME, '-n', OPERATOR_NAMESPACE, '-o', 'jsonpath={.spec.clusterIP}').trim();
+
+  log('creating the PostgresServer "default" ...');
+  await apply(kc, [
+    {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: PG_ADMIN_SECRET, namespace: OPERATOR_NAMESPACE },
+      stringData: { username: t.postgres.admin.user, password: t.postgres.admin.password },
+    } as k8s.KubernetesObject,
+    {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'PostgresServer',
+      metadata: { name: 'default' },
+      spec: {
+        host: t.postgres.host,
+        port: t.postgres.port,
+        sslMode: 'disable',
+        default: true,
+        adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: PG_ADMIN_SECRET },
+        // As the chart's NOTES say (by the Service's ClusterIP where there is no cluster DNS).
+        pooler: {
+          host: poolerHost,
+          port: 6432,
+          adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_ADMIN_SECRET },
+          configSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_CONFIG_SECRET },
+        },
+        allowedExtensions: ['pgcrypto', 'citext', 'hstore', 'uuid-ossp'],
+        ...(o.alwaysAllowedCidrs ? { alwaysAllowedCidrs: o.alwaysAllowedCidrs } : {}),
+      },
+    } as k8s.KubernetesObject,
+  ]);
+  await waitReady(kc, { group: 'tenantdb.dev', plural: 'postgresservers' }, undefined, 'default');
+  return { kc, poolerHost };
+}
+
 export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<TenantdbCluster> {
   const log = o.log ?? (() => undefined);
   const node = await startNode({ dir: o.dir, log });
@@ -96,85 +205,31 @@ export async function startTenantdbCluster(o: TenantdbClusterOptions): Promise<T
     });
     node.addCleanup(pg.dir);
     const helmBin = helmBinary();
-    const helmHome = join(node.dir, 'helm');
-    mkdirSync(helmHome, { recursive: true });
-    const helm = (...args: string[]) =>
-      execFileSync(helmBin, ['--kubeconfig', node.kubeconfig, ...args], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'],
-        cwd: ROOT,
-        env: {
-          ...process.env,
-          HELM_CACHE_HOME: join(helmHome, 'cache'),
-          HELM_CONFIG_HOME: join(helmHome, 'config'),
-          HELM_DATA_HOME: join(helmHome, 'data'),
-        },
-      });
-    const kc = new k8s.KubeConfig();
-    kc.loadFromFile(node.kubeconfig);
-
-    log(`helm install ${RELEASE} charts/tenantdb with its pooler in ${OPERATOR_NAMESPACE} (Pod Security: restricted) ...`);
-    await apply(kc, [restrictedNamespace(OPERATOR_NAMESPACE)]);
-    // The images are on the node already and cannot be pulled: pullPolicy Never.
-    const imageValues = [
-      `--set=image.repository=${node.images.app.repository}`,
-      `--set=image.tag=${node.images.app.tag}`,
-      '--set=image.pullPolicy=Never',
-      '--set=pooler.enabled=true',
-      `--set=pooler.image.repository=${node.images.pgbouncer.repository}`,
-      `--set=pooler.image.tag=${node.images.pgbouncer.tag}`,
-      '--set=pooler.image.pullPolicy=Never',
-    ];
-    helm(
-      'install',
-      RELEASE,
-      join(ROOT, 'charts/tenantdb'),
-      '-n',
-      OPERATOR_NAMESPACE,
-      ...imageValues,
-      ...(o.helmArgs ?? []),
-      '--wait',
-      '--timeout=5m',
+    const helm = helmRunner(helmBin, node.kubeconfig, join(node.dir, 'helm'));
+    const imageValues = nodeImageValues(node.images);
+    const { kc, poolerHost } = await installTenantdb(
+      {
+        kubeconfig: node.kubeconfig,
+        kubectl: (...args) => node.kubectl(...args),
+        helm,
+        imageValues,
+        // Pods reach the host's PostgreSQL at the host's address.
+        postgres: { host: node.address, port: pg.port, admin: pg.admin },
+        clusterDns: false,
+      },
+      {
+        log,
+        ...(o.alwaysAllowedCidrs ? { alwaysAllowedCidrs: o.alwaysAllowedCidrs } : {}),
+        ...(o.helmArgs ? { helmArgs: o.helmArgs } : {}),
+      },
     );
-    const poolerHost = node.kubectl('get', 'service', POOLER_NAME, '-n', OPERATOR_NAMESPACE, '-o', 'jsonpath={.spec.clusterIP}').trim();
-
-    log('creating the PostgresServer "default" ...');
-    await apply(kc, [
-      {
-        apiVersion: 'v1',
-        kind: 'Secret',
-        metadata: { name: PG_ADMIN_SECRET, namespace: OPERATOR_NAMESPACE },
-        stringData: { username: pg.admin.user, password: pg.admin.password },
-      } as k8s.KubernetesObject,
-      {
-        apiVersion: 'tenantdb.dev/v1alpha1',
-        kind: 'PostgresServer',
-        metadata: { name: 'default' },
-        spec: {
-          host: node.address,
-          port: pg.port,
-          sslMode: 'disable',
-          default: true,
-          adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: PG_ADMIN_SECRET },
-          // As the chart's NOTES say, with the Service's ClusterIP for its name (no cluster DNS here).
-          pooler: {
-            host: poolerHost,
-            port: 6432,
-            adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_ADMIN_SECRET },
-            configSecretRef: { namespace: OPERATOR_NAMESPACE, name: POOLER_CONFIG_SECRET },
-          },
-          allowedExtensions: ['pgcrypto', 'citext', 'hstore', 'uuid-ossp'],
-          ...(o.alwaysAllowedCidrs ? { alwaysAllowedCidrs: o.alwaysAllowedCidrs } : {}),
-        },
-      } as k8s.KubernetesObject,
-    ]);
-    await waitReady(kc, { group: 'tenantdb.dev', plural: 'postgresservers' }, undefined, 'default');
     const started = pg;
     return {
       node,
       pg: started,
       kc,
       poolerHost,
+      containerdSocket: node.containerdSocket,
       helm,
       helmPath: helmBin,
       imageValues,

@@ -32,6 +32,8 @@ export interface Images {
   app: { repository: string; tag: string };
   /** The PgBouncer image. */
   pgbouncer: { repository: string; tag: string };
+  /** psql for the application pods of the tests. */
+  client: { repository: string; tag: string };
 }
 
 export interface NodeCluster {
@@ -40,6 +42,8 @@ export interface NodeCluster {
   address: string;
   cp: ControlPlane;
   kubeconfig: string;
+  /** containerd's socket (`ctr -a`). */
+  containerdSocket: string;
   images: Images;
   kubectl(...args: string[]): string;
   /** Adds a folder to remove at teardown (a server's data outside the run folder). */
@@ -96,8 +100,9 @@ export function buildImages(): Images {
   };
   const app = Object.keys(archives).find((r) => /\/tenantdb:/.test(r));
   const pgb = Object.keys(archives).find((r) => /\/tenantdb-pgbouncer:/.test(r));
-  if (!app || !pgb) throw new Error('build-images.sh did not name the tenantdb and tenantdb-pgbouncer images');
-  return { archives, app: short(app), pgbouncer: short(pgb) };
+  const client = Object.keys(archives).find((r) => /\/tenantdb-psql:/.test(r));
+  if (!app || !pgb || !client) throw new Error('build-images.sh did not name the tenantdb, tenantdb-pgbouncer and tenantdb-psql images');
+  return { archives, app: short(app), pgbouncer: short(pgb), client: short(client) };
 }
 
 /** Debian packages of the node; installed when missing, like scripts/setup.sh does. */
@@ -312,6 +317,7 @@ export async function startNode(o: NodeOptions): Promise<NodeCluster> {
       address,
       cp: started,
       kubeconfig,
+      containerdSocket: sock,
       images,
       kubectl,
       addCleanup: (d) => {
