@@ -40,11 +40,13 @@ node_bin=$repo/node_modules/node/bin/node
 [ -x "$node_bin" ] || { echo "tenantdb: $node_bin is missing; run npm install" >&2; exit 1; }
 node_version=$("$node_bin" --version)
 
-pause_ref=registry.k8s.io/pause:3.10
-# The CRI turns a pod's `tenantdb:0.1.0` into this full name; ctr import keeps an archive's name.
-app_ref=docker.io/library/tenantdb:$version
-pgbouncer_ref=docker.io/library/tenantdb-pgbouncer:$version
-psql_ref=docker.io/library/tenantdb-psql:$version
+# Local names: `localhost/` is a domain to the CRI, so a pod's `localhost/tenantdb:0.1.0` is looked up
+# as it is (a bare `tenantdb:0.1.0` would be expanded to a public registry's name), and ctr import
+# keeps an archive's name. Nothing is ever pulled: the node has these images or none.
+pause_ref=localhost/tenantdb-pause:3.10
+app_ref=localhost/tenantdb:$version
+pgbouncer_ref=localhost/tenantdb-pgbouncer:$version
+psql_ref=localhost/tenantdb-psql:$version
 
 sha() { sha256sum | cut -c1-16; }
 script_sum=$(sha <"$0")

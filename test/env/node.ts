@@ -121,7 +121,7 @@ state = "${r}/containerd/state"
   address = "${r}/containerd.sock"
 [plugins."io.containerd.grpc.v1.cri"]
   # Imported from build-images.sh, never pulled.
-  sandbox_image = "registry.k8s.io/pause:3.10"
+  sandbox_image = "localhost/tenantdb-pause:3.10"
   # Without CAP_SYS_RESOURCE runc cannot lower a sandbox's oom_score_adj: clamp it instead.
   restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]

@@ -16,7 +16,7 @@ const kindVars = {
 describe('the cluster targets of the end-to-end tests', () => {
   test.each([
     ['tenantdb:0.1.0', { repository: 'tenantdb', tag: '0.1.0' }],
-    ['docker.io/library/tenantdb-pgbouncer:0.1.0', { repository: 'docker.io/library/tenantdb-pgbouncer', tag: '0.1.0' }],
+    ['localhost/tenantdb-pgbouncer:0.1.0', { repository: 'localhost/tenantdb-pgbouncer', tag: '0.1.0' }],
     ['localhost:5000/team/tenantdb:e2e', { repository: 'localhost:5000/team/tenantdb', tag: 'e2e' }],
   ])('image %s', (ref, want) => {
     expect(splitImage(ref)).toEqual(want);
