@@ -11,6 +11,7 @@ import {
   ensureDatabase,
   ensureExtensions,
   ensureRole,
+  ensureSchemaTenant,
   type InDatabase,
   type Owner,
 } from '../../src/controllers/tenantdatabase/provision.js';
@@ -114,6 +115,49 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     expect(await code(as(b.url, async () => undefined, 'tenant_a'))).toBe('42501');
     const [db] = await e.superQuery("SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'tenant_a'");
     expect(db?.owner).toBe(e.s.admin.user);
+  });
+
+  test('schema tenants: a schema each in one shared database, nothing of the other, no CREATE in public', async () => {
+    const tenant = async (name: string) => {
+      const owner: Owner = {
+        namespace: 'ns',
+        name,
+        uid: `00000000-0000-4000-9000-${String(e.major).padStart(4, '0')}${name.length}0000000`,
+      };
+      const password = `pw-${name}-${'y'.repeat(24)}`;
+      await ensureRole(e.pool, owner, { role: name, verifier: verifierFor(owner.uid, name, password), connectionLimit: 5, login: true });
+      return {
+        url: `postgresql://${name}:${password}@${e.s.host}:${e.s.port}/shared`,
+        spec: { database: 'shared', schema: name, role: name, server: 's' },
+      };
+    };
+    const a = await tenant('sch_a');
+    const b = await tenant('sch_b');
+    const first = await ensureSchemaTenant(e.pool, e.inDatabase, a.spec).then(
+      () => 'ok',
+      (err: { reason?: string; code?: string }) => err.reason ?? err.code ?? 'error',
+    );
+    if (major < 15) {
+      // Schema public belongs to the bootstrap superuser before 15: the admin cannot close it, and says so.
+      expect(first).toBe('SharedPublicSchemaOpen');
+      await e.superQuery('REVOKE CREATE ON SCHEMA public FROM PUBLIC', 'shared');
+      await ensureSchemaTenant(e.pool, e.inDatabase, a.spec);
+    } else expect(first).toBe('ok');
+    await ensureSchemaTenant(e.pool, e.inDatabase, b.spec);
+    await as(a.url, async (c) => {
+      expect((await c.query('SELECT current_schema() AS s')).rows[0]?.s).toBe('sch_a');
+      await c.query('CREATE TABLE t (x int)');
+    });
+    await as(b.url, async (c) => {
+      expect(await code(c.query('SELECT * FROM sch_a.t'))).toBe('42501');
+      expect(await code(c.query('CREATE TABLE public.p (x int)'))).toBe('42501');
+      expect(await code(c.query('CREATE SCHEMA squat'))).toBe('42501');
+      expect(await code(c.query('ALTER SCHEMA sch_b RENAME TO other'))).toBe('42501');
+    });
+    // A grant the tenant hands on, with grant option and passed further, is taken back whole.
+    await as(a.url, (c) => c.query('GRANT USAGE ON SCHEMA sch_a TO sch_b WITH GRANT OPTION'));
+    await ensureSchemaTenant(e.pool, e.inDatabase, a.spec);
+    await as(b.url, async (c) => expect(await code(c.query('SELECT * FROM sch_a.t'))).toBe('42501'));
   });
 
   test('a booby-trapped database is taken over by pinned sessions without running the trap', async () => {

@@ -364,8 +364,8 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
     // a database the operator made, nobody else uses it at all.
     const pub = await sql.schemaPublicPrivileges(db, 'public');
     if (created && pub.length) await sql.revokeSchemaFrom(db, 'public', 'PUBLIC');
-    else if (pub.includes('CREATE')) {
-      await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+    else if (pub.includes('CREATE')) await db.query('REVOKE CREATE ON SCHEMA public FROM PUBLIC');
+    if (pub.includes('CREATE')) {
       // Before PostgreSQL 15 (and in databases upgraded from then) schema public belongs to the
       // bootstrap superuser, and the admin's REVOKE changes nothing (a warning, not an error).
       if ((await sql.schemaPublicPrivileges(db, 'public')).includes('CREATE'))
