@@ -154,7 +154,8 @@ test("list and status show the context namespace's tenants with their conditions
     database: 'plug_a_orders',
     ready: { status: 'True' },
     allowLists: [],
-    credentials: { source: 'managedFields' },
+    // The operator records when it set the password; the Secret's metadata is only the fallback.
+    credentials: { source: 'status' },
   });
   expect(Date.now() - Date.parse(orders?.credentials.since ?? '')).toBeLessThan(10 * 60_000);
 
@@ -162,7 +163,7 @@ test("list and status show the context namespace's tenants with their conditions
   expect(status.code).toBe(0);
   expect(status.stdout).toMatch(/^Database:\s+plug_a_orders$/m);
   expect(status.stdout).toMatch(/^Allow-lists:\s+none/m);
-  expect(status.stdout).toMatch(/^Password:\s+written .* ago .*managedFields/m);
+  expect(status.stdout).toMatch(/^Password:\s+written .* ago .*from the TenantDatabase's status/m);
   expect(status.stdout).toMatch(/^\s+Ready\s+True\s/m);
   // The restricted user may not read PostgresServers: said in place, not fatal.
   expect(status.stdout).toMatch(/^Server:\s+default \(.*forbidden/m);

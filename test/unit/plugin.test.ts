@@ -10,7 +10,7 @@ import { REDACTED, redactDeep, redactText, secretForReport, secretVariants } fro
 import { linesAbout } from '../../src/cli/plugin/report.js';
 import { rotationProgress } from '../../src/cli/plugin/rotate.js';
 import { suspendProgress } from '../../src/cli/plugin/suspend.js';
-import { allowListsOf, credentialsOf } from '../../src/cli/plugin/summary.js';
+import { allowListsOf, credentialsFromStatus, credentialsOf } from '../../src/cli/plugin/summary.js';
 import { addEntries, parseCidrs, removeEntries } from '../../src/cli/plugin/whitelist.js';
 import type { IpWhitelist } from '../../src/api/ipwhitelist.js';
 import type { TenantDatabase } from '../../src/api/tenantdatabase.js';
@@ -330,5 +330,20 @@ describe('suspendProgress', () => {
     [true, 2, 2, c('False', 'Conflict'), c('True', 'Conflict'), 'blocked'],
   ] as const)('suspend=%s generation %s observed %s', (suspend, gen, obs, ready, stalled, want) => {
     expect(suspendProgress(suspend, gen, obs, ready, stalled).state).toBe(want);
+  });
+});
+
+describe('credentialsFromStatus', () => {
+  const td = (status: Record<string, unknown> | undefined) =>
+    ({ metadata: { name: 'x', namespace: 'n' }, status }) as unknown as TenantDatabase;
+  test("the operator's record when it wrote one, nothing otherwise", () => {
+    expect(credentialsFromStatus(td({ passwordChangedAt: '2026-12-03T10:00:00.000Z', passwordRotatedFor: 'r1' }))).toEqual({
+      since: '2026-12-03T10:00:00.000Z',
+      source: 'status',
+      rotationRequest: 'r1',
+    });
+    expect(credentialsFromStatus(td({}))).toBeUndefined();
+    expect(credentialsFromStatus(td(undefined))).toBeUndefined();
+    expect(credentialsFromStatus(td({ passwordChangedAt: 'not a time' }))).toBeUndefined();
   });
 });

@@ -19,10 +19,11 @@ export interface Credentials {
   /** When the password was last written, as far as the API shows it. */
   since?: string;
   /**
-   * Where `since` comes from: `managedFields` is the last time the operator changed the Secret's
+   * Where `since` comes from: `status` is the operator's own record (status.passwordChangedAt);
+   * `managedFields` is the last time the operator changed the Secret's
    * data (every rotation does; so may a repair), `creationTimestamp` when no such entry exists.
    */
-  source?: 'managedFields' | 'creationTimestamp';
+  source?: 'status' | 'managedFields' | 'creationTimestamp';
   /** The last rotation request the Secret answers (its tenantdb.dev/rotated-for annotation). */
   rotationRequest?: string;
   /** Why the credentials could not be looked at. */
@@ -67,6 +68,21 @@ function ownsPassword(entry: k8s.V1ManagedFieldsEntry): boolean {
 }
 
 /** The credential age the API makes observable, and which field it comes from. */
+/**
+ * From the TenantDatabase's status: when the operator last set the role's password
+ * (status.passwordChangedAt) and the rotation request the role carries; undefined from operators
+ * that do not write it.
+ */
+export function credentialsFromStatus(td: TenantDatabase): Credentials | undefined {
+  const st = td.status as { passwordChangedAt?: string; passwordRotatedFor?: string } | undefined;
+  if (!st?.passwordChangedAt || Number.isNaN(Date.parse(st.passwordChangedAt))) return undefined;
+  return {
+    since: st.passwordChangedAt,
+    source: 'status',
+    ...(st.passwordRotatedFor ? { rotationRequest: st.passwordRotatedFor } : {}),
+  };
+}
+
 export function credentialsOf(secret: k8s.V1Secret): Credentials {
   const meta = secret.metadata;
   const rotationRequest = meta?.annotations?.[ROTATED_ANNOTATION];

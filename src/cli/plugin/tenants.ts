@@ -7,9 +7,12 @@ import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { PROGRAM, examples, note, print, sessionOf } from './command.js';
 import { ageOf, humanBytes, renderData, renderTable } from './format.js';
 import { attempt, getServer, getTenant, getTenantSecret, listTenants, listWhitelists, type Session } from './session.js';
-import { conditionCell, credentialsOf, summarize, type Credentials, type TenantSummary } from './summary.js';
+import { conditionCell, credentialsFromStatus, credentialsOf, summarize, type Credentials, type TenantSummary } from './summary.js';
 
 async function credentialsFor(s: Session, td: TenantDatabase): Promise<Credentials> {
+  // The operator's own record, when it wrote one, needs no read of the Secret.
+  const own = credentialsFromStatus(td);
+  if (own) return own;
   const r = await attempt(s, () => getTenantSecret(s, td));
   return r.ok ? credentialsOf(r.value) : { unknown: r.reason };
 }
@@ -132,7 +135,7 @@ export function statusText(v: StatusView, now = Date.now()): string {
     'Password',
     c.unknown
       ? `age unknown: ${c.unknown}`
-      : `${c.since ? `written ${ageOf(c.since, now)} ago (${c.since}, from the Secret's ${c.source})` : 'age unknown'}${c.rotationRequest ? `; last rotation request "${c.rotationRequest}"` : ''}`,
+      : `${c.since ? `written ${ageOf(c.since, now)} ago (${c.since}, ${c.source === 'status' ? "from the TenantDatabase's status" : `from the Secret's ${c.source}`})` : 'age unknown'}${c.rotationRequest ? `; last rotation request "${c.rotationRequest}"` : ''}`,
   );
   row('Age', ageOf(v.created, now));
   if (v.generation !== undefined && v.observedGeneration !== undefined && v.observedGeneration < v.generation)
@@ -182,7 +185,11 @@ async function status(name: string, cmd: Command): Promise<void> {
     attempt(s, () => listWhitelists(s, ns)),
     attempt(s, () => eventsAbout(s, ns, td.metadata.uid)),
   ]);
-  const summary = summarize(td, lists.ok ? lists.value : undefined, secret.ok ? credentialsOf(secret.value) : { unknown: secret.reason });
+  const summary = summarize(
+    td,
+    lists.ok ? lists.value : undefined,
+    credentialsFromStatus(td) ?? (secret.ok ? credentialsOf(secret.value) : { unknown: secret.reason }),
+  );
   const serverName = summary.server;
   const server = serverName ? await attempt(s, () => getServer(s, serverName)) : undefined;
   const data = secret.ok ? (secret.value.data ?? {}) : {};
