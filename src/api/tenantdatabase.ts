@@ -66,10 +66,12 @@ export const tenantDatabaseSpec = z
       .int()
       .min(-1)
       .max(100000)
+      .refine((v) => v !== 0, { message: 'connectionLimit is -1 (the server default) or at least 1; to stop logins use suspend' })
       .default(-1)
       .describe(
-        "Most concurrent direct connections of the role and to the database. -1 (the default) means the server's connectionLimits.default; more than its connectionLimits.max is refused.",
-      ),
+        "Most concurrent direct connections of the role and to the database. -1 (the default) means the server's connectionLimits.default; more than its connectionLimits.max is refused. 0 is refused (nobody, the operator included, could connect to the database): spec.suspend stops a tenant's logins.",
+      )
+      .meta(cel({ rule: 'self != 0', message: 'connectionLimit is -1 (the server default) or at least 1; to stop logins use suspend' })),
     pooling: z
       .object({
         enabled: z.boolean().default(true).describe('Whether the tenant gets a PgBouncer pool.'),

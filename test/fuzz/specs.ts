@@ -161,7 +161,15 @@ function tenantDatabaseSpecOf(clean: boolean): fc.Arbitrary<Spec> {
     shadowDatabase: field(fc.boolean()),
     secretName: field(goodDnsName, badDnsName),
     deletionPolicy: oneOf(['Retain', 'Delete'], ['retain', 'Orphan', '']),
-  });
+  }).chain((spec) =>
+    // Fields of the other isolation mode are refused: mostly left out, so that generated specs
+    // still reach inside the schema as often as past it.
+    fc.nat(9).map((r) => {
+      if (r >= 8) return spec;
+      const drop = spec.isolation === 'Schema' ? ['databaseName', 'shadowDatabase', 'extensions'] : ['schemaName'];
+      return Object.fromEntries(Object.entries(spec).filter(([k]) => !drop.includes(k)));
+    }),
+  );
 }
 
 function postgresServerSpecOf(clean: boolean): fc.Arbitrary<Spec> {

@@ -55,7 +55,7 @@ const KINDS: Record<FuzzKind, { plural: string; namespaced: boolean; schema: z.Z
 /**
  * The intended differences: rules across fields that live only in the CRD (CEL), for kubectl users.
  * The operator does not rely on them: it refuses the same specs later, in status (resolveNames for
- * the shadow name, IsolationNotSupported, ConnectionLimitTooHigh, the CA check of the connection).
+ * the shadow name and what isolation Schema refuses, ConnectionLimitTooHigh, the CA check of the connection).
  * Each names the CEL message the API server must give. Input: the spec as zod parsed it (defaults in).
  */
 const CEL_ONLY: Record<FuzzKind, { message: string; broken: (s: Spec) => boolean }[]> = {
@@ -64,6 +64,19 @@ const CEL_ONLY: Record<FuzzKind, { message: string; broken: (s: Spec) => boolean
     {
       message: 'databaseName must be at most 56 bytes when shadowDatabase is true',
       broken: (s) => s.shadowDatabase === true && typeof s.databaseName === 'string' && s.databaseName.length > 56,
+    },
+    // Refused later in status too (resolveNames: InvalidSpec).
+    {
+      message: 'databaseName is not valid with isolation Schema',
+      broken: (s) => s.isolation === 'Schema' && s.databaseName !== undefined,
+    },
+    {
+      message: 'shadowDatabase is only valid with isolation Database',
+      broken: (s) => s.isolation === 'Schema' && s.shadowDatabase === true,
+    },
+    {
+      message: 'extensions are only valid with isolation Database',
+      broken: (s) => s.isolation === 'Schema' && Array.isArray(s.extensions) && s.extensions.length > 0,
     },
   ],
   PostgresServer: [
@@ -297,6 +310,11 @@ test('accepted TenantDatabases, created for real, each reach a terminal state an
   for (const r of reasons) tally[r] = (tally[r] ?? 0) + 1;
   console.log(`${names.length} real TenantDatabases terminal in ${((Date.now() - t0) / 1000).toFixed(1)} s: ${JSON.stringify(tally)}`);
   expect(settled.some((o) => condition(o, 'Ready')?.status === 'True')).toBe(true);
+  // An unexpected exception is no terminal state: its message says what broke.
+  const crashed = settled
+    .filter((o) => condition(o, 'Ready')?.reason === 'ReconcileError')
+    .map((o) => `${o.metadata.name}: ${condition(o, 'Ready')?.message} ${JSON.stringify(o.spec)}`);
+  expect(crashed).toEqual([]);
 
   // Quiet afterwards: over 10 s, no status rewrites beyond a periodic refresh, and reconciles no
   // more often than the 3 s resync asks for.
