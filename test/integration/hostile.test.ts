@@ -310,55 +310,60 @@ describe('connections are budgeted', () => {
   });
 
   test('with enforceBudget, a limit that would take the sum past what the server leaves is refused', async () => {
-    const p = c.env.pg;
-    const { createServerObjects } = await import('../env/sandbox.js');
-    await createServerObjects(c.kc, { host: p.host, port: p.port, admin: p.admin } as never, 'budgeted', {
-      connectionLimits: { default: 5, max: 1000, enforceBudget: true },
-    });
-    // The budget counts every tenant login role on this PostgreSQL, and earlier test files (their
-    // operators stopped) leave theirs behind: with their login off they count no more, so that what is
-    // left below depends on this file's tenants alone.
-    await superQuery(
-      c,
-      `DO $$ DECLARE r record; BEGIN
-         FOR r IN SELECT rolname FROM pg_roles WHERE rolcanlogin
-                    AND shobj_description(oid, 'pg_authid') LIKE 'managed by tenantdb;%'
-                    AND shobj_description(oid, 'pg_authid') NOT LIKE '%tenantdatabase=evil/%'
-                    AND shobj_description(oid, 'pg_authid') NOT LIKE '%tenantdatabase=victim/%'
-         LOOP EXECUTE format('ALTER ROLE %I NOLOGIN', r.rolname); END LOOP; END $$`,
-    );
-    // The test server has max_connections 300: 290 cannot fit beside the operator's sessions, whatever else is there.
-    await evil.apply('TenantDatabase', 'hog', { serverRef: { name: 'budgeted' }, connectionLimit: 290 });
-    const td = await waitForCondition(tenantOf(evil, 'hog'), 'Ready', 'False', 'ConnectionBudgetExceeded');
-    expect(condition(td, 'Ready')?.message).toMatch(/does not fit/);
-    expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'evil_hog'")).toEqual([]);
-    // Whether the operator keeps a way in depends on every tenant of the server (unit-tested in reserve.test.ts).
-    const server = await waitFor('AdminReserve', async () => condition(await getServer(c, 'budgeted'), 'AdminReserve'), 60_000);
-    expect(server.message).toMatch(/tenant connection limits add up to \d+/);
+    // A PostgreSQL of its own: the budget counts every tenant role on a server, and the shared test
+    // server holds the tenants of every other file (kept logged in by this file's operator too).
+    const { startPostgres } = await import('../env/postgres.js');
+    const own = await startPostgres();
+    const ownQuery = async (text: string) => {
+      const client = await own.superClient();
+      try {
+        return (await client.query(text)).rows;
+      } finally {
+        await client.end();
+      }
+    };
+    try {
+      const { createServerObjects } = await import('../env/sandbox.js');
+      await createServerObjects(c.kc, { host: own.host, port: own.port, admin: own.admin } as never, 'budgeted', {
+        connectionLimits: { default: 5, max: 1000, enforceBudget: true },
+      });
+      // The test server has max_connections 300: 290 cannot fit beside the operator's sessions, whatever else is there.
+      await evil.apply('TenantDatabase', 'hog', { serverRef: { name: 'budgeted' }, connectionLimit: 290 });
+      const td = await waitForCondition(tenantOf(evil, 'hog'), 'Ready', 'False', 'ConnectionBudgetExceeded');
+      expect(condition(td, 'Ready')?.message).toMatch(/does not fit/);
+      expect(await ownQuery("SELECT 1 FROM pg_roles WHERE rolname = 'evil_hog'")).toEqual([]);
+      // Whether the operator keeps a way in depends on every tenant of the server (unit-tested in reserve.test.ts).
+      const server = await waitFor('AdminReserve', async () => condition(await getServer(c, 'budgeted'), 'AdminReserve'), 60_000);
+      expect(server.message).toMatch(/tenant connection limits add up to \d+/);
 
-    // Applied all at once, limits that fit only two at a time: never more than fits is granted.
-    const m = /hold (\d+) of the (\d+) connections/.exec(String(condition(td, 'Ready')?.message));
-    const left = Number(m?.[2]) - Number(m?.[1]);
-    const each = Math.floor(left / 2);
-    expect(each).toBeGreaterThan(left / 3);
-    const names = ['rush-1', 'rush-2', 'rush-3', 'rush-4', 'rush-5'];
-    await Promise.all(names.map((n) => evil.apply('TenantDatabase', n, { serverRef: { name: 'budgeted' }, connectionLimit: each })));
-    const outcomes = await Promise.all(
-      names.map((n) =>
-        waitFor(
-          `${n} to be Ready or refused`,
-          async () => {
-            const ready = condition(await getTenant(c, 'evil', n), 'Ready');
-            return ready?.status === 'True' || ready?.reason === 'ConnectionBudgetExceeded' ? ready.status : undefined;
-          },
-          120_000,
+      // Applied all at once, limits that fit only two at a time: never more than fits is granted.
+      const m = /hold (\d+) of the (\d+) connections/.exec(String(condition(td, 'Ready')?.message));
+      const left = Number(m?.[2]) - Number(m?.[1]);
+      const each = Math.floor(left / 2);
+      expect(each).toBeGreaterThan(left / 3);
+      const names = ['rush-1', 'rush-2', 'rush-3', 'rush-4', 'rush-5'];
+      await Promise.all(names.map((n) => evil.apply('TenantDatabase', n, { serverRef: { name: 'budgeted' }, connectionLimit: each })));
+      const outcomes = await Promise.all(
+        names.map((n) =>
+          waitFor(
+            `${n} to be Ready or refused`,
+            async () => {
+              const ready = condition(await getTenant(c, 'evil', n), 'Ready');
+              return ready?.status === 'True' || ready?.reason === 'ConnectionBudgetExceeded' ? ready.status : undefined;
+            },
+            120_000,
+          ),
         ),
-      ),
-    );
-    expect(outcomes.filter((s) => s === 'True')).toHaveLength(2);
-    const granted = await superQuery<{ n: number }>(c, "SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE 'evil_rush_%'");
-    expect(granted[0]?.n).toBe(2);
-    await Promise.all(names.map((n) => deleteAs(evil, n)));
+      );
+      expect(outcomes.filter((s) => s === 'True')).toHaveLength(2);
+      const granted = await ownQuery("SELECT count(*)::int AS n FROM pg_roles WHERE rolname LIKE 'evil_rush_%'");
+      expect(granted[0]?.n).toBe(2);
+      await Promise.all([...names, 'hog'].map((n) => deleteAs(evil, n)));
+      await Promise.all([...names, 'hog'].map((n) => waitTenantGone(c, 'evil', n)));
+      await c.custom.deleteClusterCustomObject({ group: 'tenantdb.dev', version: 'v1alpha1', plural: 'postgresservers', name: 'budgeted' });
+    } finally {
+      await own.stop();
+    }
   }, 240_000);
 });
 
