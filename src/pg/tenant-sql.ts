@@ -630,19 +630,18 @@ export async function markedSchemas(db: Queryable): Promise<Map<string, string>>
 }
 
 /**
- * Sizes of the schemas owned by marked roles in the session's database (or of one): tables,
+ * Sizes of the schemas owned by marked roles in the session's database: tables,
  * materialized views and sequences with their indexes and TOAST. Sizing a relation takes a share
  * lock on it, which a tenant holding an exclusive lock would keep waiting, and a schema of very many
  * relations takes long: past `lockTimeout` or `timeout`, or on any other error, the planner's page
  * counts (as of the last VACUUM or ANALYZE, TOAST included) stand in, which need no lock. Never
  * throws for a tenant's doing: sizes are an observation, and a failure leaves them out.
  */
-export async function schemaSizes(client: Queryable, only?: string, lockTimeout = '500ms', timeout = '5s'): Promise<Map<string, number>> {
+export async function schemaSizes(client: Queryable, lockTimeout = '500ms', timeout = '5s'): Promise<Map<string, number>> {
   const from = `FROM pg_catalog.pg_namespace n
        JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
        LEFT JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relkind IN ('r', 'm', 'i', 'S')
       WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
-        AND ($1::text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1::text)
       GROUP BY n.nspname`;
   // Tables, materialized views and sequences, each with its indexes and TOAST (which pg_total_relation_size adds).
   const exact = `SELECT n.nspname AS name,
@@ -656,13 +655,12 @@ export async function schemaSizes(client: Queryable, only?: string, lockTimeout 
        LEFT JOIN pg_catalog.pg_class c ON c.relnamespace OPERATOR(pg_catalog.=) n.oid AND c.relkind IN ('r', 'm', 'i', 'S')
        LEFT JOIN pg_catalog.pg_class t ON t.oid OPERATOR(pg_catalog.=) c.reltoastrelid
       WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
-        AND ($1::text IS NULL OR n.nspname OPERATOR(pg_catalog.=) $1::text)
       GROUP BY n.nspname`;
   const read = async (text: string, settings: string) => {
     await client.query('BEGIN');
     try {
       await client.query(settings);
-      const r = await client.query<{ name: string; size: string | null }>(text, [only ?? null]);
+      const r = await client.query<{ name: string; size: string | null }>(text);
       await client.query('COMMIT');
       return new Map(r.rows.map((x) => [x.name, Number(x.size ?? 0)]));
     } catch (err) {

@@ -630,13 +630,10 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
     step<Provisioned>('observe', async () => {
       let usage: sql.UsageRow;
       if (names.schema !== undefined) {
-        // The shared database's size is everyone's: the tenant's is that of its schema (the last
-        // one known when it cannot be read now).
-        const schema = names.schema;
-        const size = await inDatabase(names.database, (db) => sql.schemaSizes(db, schema)).then(
-          (m) => m.get(schema),
-          () => undefined,
-        );
+        // The shared database's size is everyone's: the tenant's is that of its schema, as the
+        // server's re-check measured it (one session for all schema tenants, not one per reconcile);
+        // until then the last one known.
+        const size = ctx.catalog.get(serverName)?.schemas?.get(names.schema)?.sizeBytes;
         usage = { sizeBytes: size ?? td.status?.sizeBytes ?? 0, activeConnections: await sql.roleSessions(pool, names.role) };
       } else usage = await sql.usage(pool, names.database, names.role);
       // A suspended tenant's pooled login is proven again once it resumes.
