@@ -12,7 +12,9 @@
 # Root filesystems come from mmdebstrap, images from buildah (its own storage, vfs, in a temporary
 # folder: nothing is left on the host). Prints one line per image: "<image name> <archive>", for
 # `ctr images import`. Needs root (mmdebstrap --mode=root).
-set -euo pipefail
+set -Eeuo pipefail
+# A failed step says which: set -e alone exits without a word.
+trap 'echo "tenantdb: build-images.sh: \"$BASH_COMMAND\" failed (exit $?) at line $LINENO" >&2' ERR
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
