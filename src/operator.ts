@@ -100,9 +100,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   // Every event goes through the watch table (src/controllers/watches.ts), which says whom it wakes.
   const cacheRef: { current?: Caches } = {};
   const enqueue = {
-    add: (controller: ControllerName, key: string, coalesceMs?: number) => {
+    add: (controller: ControllerName, key: string, coalesceMs?: number, wakes?: boolean) => {
       const q = controllers[controller]?.queue;
       if (!q || !key) return;
+      if (wakes && q.wake(key)) return;
       if (coalesceMs) q.addAfter(key, coalesceMs);
       else q.add(key);
     },
@@ -169,6 +170,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       )
     : resilientInformer<k8s.V1Namespace>(o.kc, '/api/v1/namespaces', () => clients.core.listNamespace(), nsHandlers, log);
   cacheRef.current = { servers, tenants, whitelists, groups, secrets, namespaces };
+  const provisionedHandlers = on('provisioned');
   const informers = [servers, tenants, whitelists, groups, secrets, namespaces];
 
   const ctx: OperatorContext = {
@@ -185,6 +187,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     secrets,
     markers: new Map(),
     catalog: new Map(),
+    provisioned: (server, tenant) => provisionedHandlers.onChange({ server, tenant }, undefined),
   };
 
   let leader: LeaderElector | undefined;

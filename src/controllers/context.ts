@@ -42,8 +42,13 @@ export interface OperatorContext {
    * the roles and databases that carry its marker. Configs are rendered only from these.
    */
   markers: Map<string, ServerMarkers>;
-  /** Per server, the attributes of its marked objects at its last reconcile, and when they were read. */
-  catalog: Map<string, CatalogSnapshot & { at: number }>;
+  /**
+   * Per server, the attributes of its marked objects at its last reconcile, when they were read, and
+   * when the sizes in it were (they are read less often).
+   */
+  catalog: Map<string, CatalogSnapshot & { at: number; sizedAt: number }>;
+  /** Says that a tenant's objects on a server were created or changed (the watch table's `provisioned`). */
+  provisioned: (server: string, tenant: string) => void;
 }
 
 export type ServerMarkers = Map<string, { roles: Set<string>; databases: Set<string> }>;

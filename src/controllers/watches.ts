@@ -29,8 +29,23 @@ export interface Caches {
   namespaces: ResilientInformer<k8s.V1Namespace>;
 }
 
-export type Source = keyof Caches;
-export type ObjectOf<S extends Source> = Caches[S] extends ResilientInformer<infer T> ? T : never;
+/**
+ * Events that come from inside the operator rather than from a watch on the API server: what a
+ * reconcile did on a PostgreSQL server, which no informer can see.
+ */
+export interface LocalEvents {
+  /** A tenant reconcile created or changed a tenant's objects on a server: its catalog moved. */
+  provisioned: { server: string; tenant: string };
+}
+
+export type Source = keyof Caches | keyof LocalEvents;
+export type ObjectOf<S extends Source> = S extends keyof Caches
+  ? Caches[S] extends ResilientInformer<infer T>
+    ? T
+    : never
+  : S extends keyof LocalEvents
+    ? LocalEvents[S]
+    : never;
 export type ControllerName = 'postgresserver' | 'tenantdatabase' | 'ipwhitelist' | 'tenantgroup';
 
 export interface Watch<S extends Source = Source> {
@@ -43,6 +58,11 @@ export interface Watch<S extends Source = Source> {
   map: (obj: ObjectOf<S>, c: Caches) => Iterable<string>;
   /** Enqueue after this delay; further events within it join the same reconcile. */
   coalesceMs?: number;
+  /**
+   * What a running reconcile of the key may be waiting for inside (ReconcileInfo.park): the event
+   * wakes it rather than queueing another reconcile; a key not running is queued as usual.
+   */
+  wakes?: boolean;
 }
 
 /** A heterogeneous list of watches, each typed by its own source. */
@@ -173,6 +193,12 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       coalesceMs: SERVER_COALESCE_MS,
     }),
     watch({
+      source: 'provisioned',
+      why: "a tenant's role, database or schema was created or changed: the configs are rendered from the catalog",
+      map: (e) => [e.server],
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
       source: 'namespaces',
       why: "a namespace's labels decide whether its tenants may be in a server's config (allowedNamespaces)",
       when: labelsChanged,
@@ -215,7 +241,8 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
     watch({
       source: 'secrets',
-      why: "the pooler agent's report: a loaded config confirms waiting tenants; a refused one concerns all",
+      why: "the pooler agent's report: a loaded config confirms waiting tenants (a new one waits for it inside its reconcile); a refused one concerns all",
+      wakes: true,
       map: (s, c) => {
         if (!isAgentReport(s, c)) return [];
         const server = serverOfOwnSecret(s, c) ?? '';
@@ -287,7 +314,7 @@ function memberViewChanged(t: CachedTenantDatabase, old: CachedTenantDatabase): 
 }
 
 export interface Enqueuer {
-  add(controller: ControllerName, key: string, coalesceMs?: number): void;
+  add(controller: ControllerName, key: string, coalesceMs?: number, wakes?: boolean): void;
 }
 
 /**
@@ -309,7 +336,7 @@ export function handlersFor<S extends Source>(
         const typed = w as unknown as Watch<S>;
         try {
           if (typed.when && !typed.when(obj, old, deleted)) continue;
-          for (const key of typed.map(obj, c)) enqueue.add(controller, key, typed.coalesceMs);
+          for (const key of typed.map(obj, c)) enqueue.add(controller, key, typed.coalesceMs, typed.wakes);
         } catch (err) {
           onError(err, typed.why);
         }

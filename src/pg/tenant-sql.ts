@@ -272,9 +272,10 @@ export interface CatalogSnapshot {
 /**
  * What the periodic re-check of every tenant on a server needs, in three queries for all of them:
  * the attributes of every marked role and database, their sizes, and sessions per role. A tenant
- * whose objects look as they should here is not visited one by one.
+ * whose objects look as they should here is not visited one by one. Sizes walk every file of every
+ * database (pg_database_size stats each one): without `withSizes` they are left undefined.
  */
-export async function catalogSnapshot(db: Queryable): Promise<CatalogSnapshot> {
+export async function catalogSnapshot(db: Queryable, withSizes = true): Promise<CatalogSnapshot> {
   const roles = await db.query<{ name: string; login: boolean; lim: number }>(
     `SELECT r.rolname AS name, r.rolcanlogin AS login, r.rolconnlimit AS lim FROM pg_catalog.pg_roles r
       WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
@@ -282,9 +283,10 @@ export async function catalogSnapshot(db: Queryable): Promise<CatalogSnapshot> {
   const dbs = await db.query<{ name: string; lim: number; mine: boolean; allow: boolean; size: string | null }>(
     `SELECT d.datname AS name, d.datconnlimit AS lim, d.datallowconn AS allow,
             d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS mine,
-            CASE WHEN pg_catalog.has_database_privilege(d.oid, 'CONNECT') THEN pg_catalog.pg_database_size(d.oid)::text END AS size
+            CASE WHEN $1 AND pg_catalog.has_database_privilege(d.oid, 'CONNECT') THEN pg_catalog.pg_database_size(d.oid)::text END AS size
        FROM pg_catalog.pg_database d
       WHERE pg_catalog.shobj_description(d.oid, 'pg_database') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+    [withSizes],
   );
   const sessions = await db.query<{ name: string; n: string }>(
     `SELECT a.usename AS name, pg_catalog.count(*)::text AS n FROM pg_catalog.pg_stat_activity a

@@ -14,6 +14,12 @@ export interface ReconcileResult {
 export interface ReconcileInfo {
   /** Only the periodic re-check asked for this reconcile: nothing was seen to change. */
   periodic: boolean;
+  /**
+   * Waits inside this reconcile for an outside event that a watch marked as waking (resolves true),
+   * or timeoutMs (false), without holding a worker: the others go on meanwhile. One reconcile
+   * instead of a second one queued behind every other key.
+   */
+  park?: (timeoutMs: number) => Promise<boolean>;
 }
 
 export type Reconciler = (key: string, log: Logger, info: ReconcileInfo) => Promise<ReconcileResult | void>;
@@ -38,42 +44,88 @@ export function createController(
   onError?: (key: string, err: unknown) => Promise<void>,
 ): Controller {
   const queue = new WorkQueue();
-  const running: Promise<void>[] = [];
-  const worker = async () => {
+  const inFlight = new Set<Promise<void>>();
+  let slots = new Slots(1);
+  const park = (key: string) => async (timeoutMs: number) => {
+    slots.release();
+    try {
+      return await queue.park(key, timeoutMs);
+    } finally {
+      await slots.acquire(true);
+    }
+  };
+  const reconcileOne = async (key: string) => {
+    metrics.queueDepth.set({ controller: name }, queue.length);
+    const rlog = log.child({ controller: name, key, reconcileId: randomBytes(4).toString('hex') });
+    const end = metrics.reconcileDuration.startTimer({ controller: name });
+    try {
+      const result = await reconcile(key, rlog, { periodic: !queue.takeEventful(key), park: park(key) });
+      queue.forget(key);
+      metrics.reconcileTotal.inc({ controller: name, result: 'success' });
+      if (result?.poll) queue.addPolling(key);
+      else queue.forgetPolling(key);
+      if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs, true);
+    } catch (err) {
+      const delay = queue.addRateLimited(key);
+      metrics.reconcileTotal.inc({ controller: name, result: 'error' });
+      rlog.warn({ err: errorMessage(err), retryInMs: delay }, 'Reconcile failed');
+      await onError?.(key, err).catch((e: unknown) => rlog.warn({ err: errorMessage(e) }, 'Could not report the failure in status'));
+    } finally {
+      end();
+      queue.done(key);
+      slots.release();
+    }
+  };
+  /** Hands keys out while a slot is free; a key waits for its slot outside the queue (one at most). */
+  const dispatch = async () => {
     for (;;) {
       const key = await queue.get();
       if (key === undefined) return;
-      metrics.queueDepth.set({ controller: name }, queue.length);
-      const rlog = log.child({ controller: name, key, reconcileId: randomBytes(4).toString('hex') });
-      const end = metrics.reconcileDuration.startTimer({ controller: name });
-      try {
-        const result = await reconcile(key, rlog, { periodic: !queue.takeEventful(key) });
-        queue.forget(key);
-        metrics.reconcileTotal.inc({ controller: name, result: 'success' });
-        if (result?.poll) queue.addPolling(key);
-        else queue.forgetPolling(key);
-        if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs, true);
-      } catch (err) {
-        const delay = queue.addRateLimited(key);
-        metrics.reconcileTotal.inc({ controller: name, result: 'error' });
-        rlog.warn({ err: errorMessage(err), retryInMs: delay }, 'Reconcile failed');
-        await onError?.(key, err).catch((e: unknown) => rlog.warn({ err: errorMessage(e) }, 'Could not report the failure in status'));
-      } finally {
-        end();
-        queue.done(key);
-      }
+      await slots.acquire(false);
+      const p = reconcileOne(key).finally(() => inFlight.delete(p));
+      inFlight.add(p);
     }
   };
+  let dispatching: Promise<void> | undefined;
   return {
     name,
     queue,
     run: async (workers) => {
-      for (let i = 0; i < workers; i++) running.push(worker());
-      await Promise.all(running);
+      slots = new Slots(workers);
+      dispatching = dispatch();
+      await dispatching;
+      await Promise.all(inFlight);
     },
     stop: async () => {
       queue.shutdown();
-      await Promise.all(running);
+      await dispatching;
+      await Promise.all(inFlight);
     },
   };
+}
+
+/**
+ * How many reconciles of a controller run at once. A reconcile that parks gives its slot back and
+ * takes one again, ahead of keys not started yet (finishing what is begun comes first). Written
+ * here because the libraries at hand (p-limit) cannot give a slot back in the middle of a task.
+ */
+class Slots {
+  private free: number;
+  private readonly waiting: (() => void)[] = [];
+  private readonly resuming: (() => void)[] = [];
+  constructor(n: number) {
+    this.free = n;
+  }
+  acquire(resume: boolean): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return Promise.resolve();
+    }
+    return new Promise((r) => (resume ? this.resuming : this.waiting).push(r));
+  }
+  release(): void {
+    const next = this.resuming.shift() ?? this.waiting.shift();
+    if (next) next();
+    else this.free++;
+  }
 }

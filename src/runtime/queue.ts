@@ -21,6 +21,10 @@ export class WorkQueue {
   /** Keys added for a reason other than the periodic re-check since they were last handed out. */
   private readonly eventful = new Set<string>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
+  /** Keys whose running reconcile waits inside for an outside event (see park), with how to wake it. */
+  private readonly parked = new Map<string, (woken: boolean) => void>();
+  /** Keys being processed that were woken before they parked: their next park returns at once. */
+  private readonly woken = new Set<string>();
   private stopped = false;
 
   constructor(private readonly backoff: BackoffOptions = { baseMs: 500, maxMs: 5 * 60_000 }) {}
@@ -99,6 +103,44 @@ export class WorkQueue {
     this.polls.delete(key);
   }
 
+  /**
+   * Wakes the running reconcile of a key that waits for an outside event, instead of queueing
+   * another one: returns true. Otherwise returns false and the caller adds the key as usual; a
+   * running reconcile that has not parked yet is also told (it may have looked just before the
+   * event, and then parks: it must not wait for the next one).
+   */
+  wake(key: string): boolean {
+    if (!this.processing.has(key)) return false;
+    const resume = this.parked.get(key);
+    if (resume) {
+      this.parked.delete(key);
+      resume(true);
+      return true;
+    }
+    this.woken.add(key);
+    return false;
+  }
+
+  /**
+   * Called by the running reconcile of a key: resolves true when wake() is called for it, false
+   * after timeoutMs or at shutdown. A wake that came since the key was handed out and was not yet
+   * taken resolves at once.
+   */
+  park(key: string, timeoutMs: number): Promise<boolean> {
+    if (this.woken.delete(key)) return Promise.resolve(true);
+    if (this.stopped) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.parked.delete(key);
+        resolve(false);
+      }, timeoutMs);
+      this.parked.set(key, (woken) => {
+        clearTimeout(timer);
+        resolve(woken);
+      });
+    });
+  }
+
   /** The next key, or undefined once the queue is shut down. */
   get(): Promise<string | undefined> {
     if (this.stopped) return Promise.resolve(undefined);
@@ -113,6 +155,7 @@ export class WorkQueue {
 
   done(key: string): void {
     this.processing.delete(key);
+    this.woken.delete(key);
     if (this.dirty.has(key)) {
       this.dirty.delete(key);
       // Whatever asked for it while it ran has already said whether it was an event.
@@ -133,6 +176,8 @@ export class WorkQueue {
     for (const { timer } of this.timers.values()) clearTimeout(timer);
     this.timers.clear();
     for (const w of this.waiters.splice(0)) w(undefined);
+    for (const resume of this.parked.values()) resume(false);
+    this.parked.clear();
     this.queue.length = 0;
   }
 }

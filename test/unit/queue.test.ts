@@ -84,3 +84,46 @@ describe('WorkQueue', () => {
     expect(await q.get()).toBeUndefined();
   });
 });
+
+describe('a reconcile parked inside, waiting for an outside event', () => {
+  const tick = () => new Promise((r) => setImmediate(r));
+
+  test('wake resumes it instead of queueing the key again; a key not running is not woken', async () => {
+    const q = new WorkQueue();
+    expect(q.wake('a')).toBe(false);
+    q.add('a');
+    const k = (await q.get()) ?? '';
+    let woken: boolean | undefined;
+    void q.park(k, 60_000).then((w) => (woken = w));
+    expect(q.wake('a')).toBe(true);
+    await tick();
+    expect(woken).toBe(true);
+    q.done(k);
+    expect(q.length).toBe(0);
+    q.shutdown();
+  });
+
+  test('a wake before it parks is kept: the park returns at once, and the key also comes back (it may have looked too early)', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    const k = (await q.get()) ?? '';
+    expect(q.wake('a')).toBe(false);
+    q.add('a');
+    expect(await q.park(k, 60_000)).toBe(true);
+    q.done(k);
+    expect(q.length).toBe(1);
+    q.shutdown();
+  });
+
+  test('without a wake it times out; shutdown ends a park', async () => {
+    const q = new WorkQueue();
+    q.add('a');
+    q.add('b');
+    const a = (await q.get()) ?? '';
+    const b = (await q.get()) ?? '';
+    expect(await q.park(a, 20)).toBe(false);
+    const parked = q.park(b, 60_000);
+    q.shutdown();
+    expect(await parked).toBe(false);
+  });
+});

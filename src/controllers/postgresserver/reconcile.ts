@@ -214,7 +214,15 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     const at = Date.now();
     ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
     const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn);
-    const snapshot = await sql.catalogSnapshot(pool);
+    // Sizes cost a walk of every file of every tenant database: they are read once per half resync
+    // period, not on each of the many reconciles a burst of new tenants brings; in between, the
+    // last sizes known are carried over.
+    const last = ctx.catalog.get(name);
+    const withSizes = !last || at - last.sizedAt >= ctx.config.resyncMs / 2;
+    const snapshot = await sql.catalogSnapshot(pool, withSizes);
+    if (!withSizes && last) {
+      for (const [db, row] of snapshot.databases) row.sizeBytes = last.databases.get(db)?.sizeBytes;
+    }
     const shared = server.spec.sharedDatabase;
     // The schema tenants' schemas, owners and sizes, in one session inside the shared database. A
     // failure there keeps what the last snapshot showed: the pooler config is rendered from it.
@@ -222,15 +230,16 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
       try {
         snapshot.schemas = await inDatabase(shared, async (db) => {
           const owners = await sql.markedSchemas(db);
-          const sizes = await sql.schemaSizes(db);
-          return new Map([...owners].map(([schema, owner]) => [schema, { owner, sizeBytes: sizes.get(schema) }]));
+          const sizes = withSizes ? await sql.schemaSizes(db) : undefined;
+          const size = (schema: string) => (sizes ? sizes.get(schema) : last?.schemas?.get(schema)?.sizeBytes);
+          return new Map([...owners].map(([schema, owner]) => [schema, { owner, sizeBytes: size(schema) }]));
         });
       } catch (err) {
-        snapshot.schemas = ctx.catalog.get(name)?.schemas;
+        snapshot.schemas = last?.schemas;
         log.warn({ database: shared, err: describePgError(err) }, 'Cannot read the schemas of the shared database');
       }
     }
-    ctx.catalog.set(name, { ...snapshot, at });
+    ctx.catalog.set(name, { ...snapshot, at, sizedAt: withSizes ? at : (last?.sizedAt ?? at) });
     const everyones = new Set([creds.value.database, ...(shared ? [shared] : [])]);
     await dropTombstones(ctx, pool, inDatabase, managed, everyones, log);
     publicCreate = await sql.schemasPublicCanCreateIn(pool);

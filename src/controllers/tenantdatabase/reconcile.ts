@@ -136,7 +136,7 @@ export async function reconcileTenantDatabase(
   let soon = false;
   let retryMs: number | undefined;
   try {
-    const r = await provision(ctx, td, rlog, info.periodic);
+    const r = await provision(ctx, td, rlog, info.periodic, info.park);
     outcome = r.outcome;
     names = r.names;
     serverName = r.serverName;
@@ -189,8 +189,15 @@ async function saveStatus(
  * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
  * name to a Conflict can still be given another one.
  */
-async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, periodic: boolean): Promise<Provisioned> {
+async function provision(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  log: Logger,
+  periodic: boolean,
+  park?: (timeoutMs: number) => Promise<boolean>,
+): Promise<Provisioned> {
   const ref = tenantRef(td);
+  const key = `${td.metadata.namespace ?? ''}/${td.metadata.name}`;
   /** Logs each change and records it as an Event whose reason is the object and the verb: RoleCreated. */
   const record = (changes: string[], noun: string) => {
     const verbs: Record<string, string> = {
@@ -571,9 +578,11 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       // The verifier is a function of role identity and password: every reconcile computes the same one.
       verifier = verifierFor(td.metadata.uid, names.role, password);
       const suspended = td.spec.suspend;
+      let changed = false;
       const roleChanges = await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit, login: !suspended });
       if (roleChanges.some((c) => c.startsWith('Created role'))) credential.passwordChangedAt = new Date().toISOString();
       record(roleChanges, 'Role');
+      changed ||= roleChanges.length > 0;
       if (suspended && td.spec.endSessionsOnSuspend) {
         const ended = await sql.terminateRoleSessions(pool, names.role);
         if (ended) record([`Suspended role ${names.role}: ended ${ended} open session(s)`], 'Role');
@@ -585,16 +594,23 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
         if (rotateFor) credential.passwordRotatedFor = rotateFor;
         record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
       }
+      const note = (changes: string[], noun: string) => {
+        record(changes, noun);
+        changed ||= changes.length > 0;
+      };
       for (const db of ownDatabases(names)) {
-        record(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
+        note(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
       }
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
-        record(await ensureSchemaTenant(pool, inDatabase, spec), 'Schema');
+        note(await ensureSchemaTenant(pool, inDatabase, spec), 'Schema');
       }
       if (names.isolation === 'Database' && !td.spec.shadowDatabase) {
-        record(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
+        note(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
       }
+      // The server renders its configs from its catalog, which just moved: it looks again now
+      // rather than at its next re-check.
+      if (changed || rotating) ctx.provisioned(serverName, key);
 
       return undefined;
     }),
@@ -638,9 +654,21 @@ async function provision(ctx: OperatorContext, td: TenantDatabase, log: Logger, 
       } else usage = await sql.usage(pool, names.database, names.role);
       // A suspended tenant's pooled login is proven again once it resumes.
       if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
-      const poolerReady: ConditionInput = td.spec.suspend
+      const pooler = () => poolerCondition(ctx, server, td, names.alias, names.role, password);
+      let poolerReady: ConditionInput = td.spec.suspend
         ? { type: 'PoolerReady', status: 'True', reason: 'Suspended', message: 'the tenant is suspended: PgBouncer refuses its new logins' }
-        : await poolerCondition(ctx, server, td, names.alias, names.role, password);
+        : await pooler();
+      // What was just provisioned waits here for the pooler to serve it (the agent's report wakes
+      // this reconcile; no worker is held meanwhile): one reconcile and one status write take a new
+      // tenant to Ready, instead of a second reconcile queued behind every other tenant's first.
+      if (park && !periodic && poolerReady.reason === 'NotConfirmed') {
+        ctx.provisioned(serverName, key);
+        const deadline = Date.now() + POOLER_WAIT_MS;
+        while (poolerReady.reason === 'NotConfirmed' && Date.now() < deadline) {
+          await park(deadline - Date.now());
+          poolerReady = await pooler();
+        }
+      }
       // A refused pooled login may be drift the shortcut above cannot see: the next look is a full one.
       if (poolerReady.reason === 'PoolerLoginFailed') provisioned.delete(td.metadata.uid);
       const access = accessRulesCondition(ctx, server, td, names);
@@ -741,6 +769,8 @@ const verified = new Map<string, { fingerprint: string; at: number }>();
 /** Tenants whose objects a reconcile of the last JUST_PROVISIONED_MS ensured, with what for. */
 const provisioned = new Map<string, { fingerprint: string; at: number }>();
 const JUST_PROVISIONED_MS = 120_000;
+/** How long a reconcile waits inside for the pooler to serve what it provisioned; then it polls. */
+const POOLER_WAIT_MS = 15_000;
 const DEEP_RECHECKS = 12;
 
 /** Whether the server's catalog snapshot shows the tenant's role and databases as provisioning leaves them. */
