@@ -31,7 +31,7 @@ import {
   statSync,
   writeFileSync,
 } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
 import type pg from 'pg';
@@ -204,6 +204,32 @@ function cpuSeconds(root: number): number {
   return tree(root).reduce((s, pid) => s + (procStat(pid)?.ticks ?? 0), 0) / CLK_TCK;
 }
 
+/**
+ * CPU seconds of the other parts of the sandbox, by process name (user + system, children that
+ * exited included, so PostgreSQL's ended backends count through the postmaster), and of the
+ * whole machine (/proc/stat): where the two cores went.
+ */
+const COMPONENTS = ['kube-apiserver', 'etcd', 'postgres', 'pgbouncer'] as const;
+function componentSeconds(): Map<string, number> {
+  const out = new Map<string, number>(COMPONENTS.map((c) => [c, 0]));
+  for (const d of readdirSync('/proc')) {
+    const pid = Number(d);
+    if (!Number.isInteger(pid)) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+    } catch {
+      continue;
+    }
+    if (out.has(comm)) out.set(comm, (out.get(comm) ?? 0) + (procStat(pid)?.ticks ?? 0) / CLK_TCK);
+  }
+  const cpu = readFileSync('/proc/stat', 'utf8').split('\n')[0]?.trim().split(/\s+/).slice(1).map(Number) ?? [];
+  // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+  const busy = cpu.reduce((a, b, i) => (i === 3 || i === 4 ? a : a + (b ?? 0)), 0);
+  out.set('machine', busy / CLK_TCK);
+  return out;
+}
+
 /** VmRSS of a process (and its live descendants), in MiB. */
 function rssMiB(root: number, children = true): number {
   let kb = 0;
@@ -288,6 +314,8 @@ interface Phase {
   metrics: Samples;
   prevMetrics: Samples;
   cpu: number;
+  /** CPU seconds of the sandbox's other parts and of the whole machine (componentSeconds). */
+  components: Map<string, number>;
   rss: number;
   maxSessions: number;
 }
@@ -296,6 +324,7 @@ class Recorder {
   private t = performance.now();
   private metrics: Samples = new Map();
   private cpu = 0;
+  private components = new Map<string, number>();
   constructor(
     private readonly audit: Tail,
     private readonly pgLog: Tail,
@@ -311,6 +340,7 @@ class Recorder {
     const now = performance.now();
     const metrics = this.op ? await scrape(this.op.metricsPort).catch(() => new Map<string, number>()) : new Map<string, number>();
     const cpu = this.op ? cpuSeconds(this.op.pid) : 0;
+    const components = componentSeconds();
     const p: Phase = {
       seconds: (now - this.t) / 1000,
       api: tallyAudit(this.audit.lines()),
@@ -318,12 +348,14 @@ class Recorder {
       metrics,
       prevMetrics: this.metrics,
       cpu: cpu - this.cpu,
+      components: new Map([...components].map(([k, v]) => [k, v - (this.components.get(k) ?? 0)])),
       rss: this.op ? rssMiB(this.op.pid) : 0,
       maxSessions: this.sessions.take(),
     };
     this.t = now;
     this.metrics = metrics;
     this.cpu = cpu;
+    this.components = components;
     return p;
   }
 }
@@ -674,6 +706,15 @@ async function main(n: number, o: Options): Promise<void> {
       `${poolerWrites} Secrets, ${fmt(poolerBytes / 1024, 1)} KiB (shard ${delta(burst, 'tenantdb_pooler_config_writes_total', { config: 'pooler config shard' })}, index ${delta(burst, 'tenantdb_pooler_config_writes_total', { config: 'pooler config index' })})`,
     ],
     ['operator CPU', `${fmt(burst.cpu, 1)} s = ${fmt((burst.cpu / n) * 1000, 1)} ms/tenant`],
+    [
+      'CPU of the rest',
+      `${[...burst.components]
+        .filter(([k]) => k !== 'machine')
+        .map(([k, v]) => `${k} ${fmt(v, 1)} s`)
+        .join(
+          ', ',
+        )}; the machine ${fmt(burst.components.get('machine') ?? 0, 1)} s busy of ${fmt(burst.seconds * cpus().length, 1)} s (${cpus().length} cores)`,
+    ],
     [
       'operator RSS',
       `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (operator process alone: ${fmt(rssMiB(pid, false), 0)} MiB)`,
