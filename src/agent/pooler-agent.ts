@@ -8,7 +8,7 @@ import * as k8s from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { httpStatus } from '../kube/client.js';
+import { httpStatus, makeApiClient } from '../kube/client.js';
 import { decodeSecretData } from '../kube/secrets.js';
 import { disableDatabase, enableDatabase, killDatabase, pgbouncerVersion, reload, type PoolerAdmin } from '../pg/pgbouncer-console.js';
 import { scramVerifier } from '../pg/scram.js';
@@ -126,7 +126,7 @@ function locate(parts: readonly PoolerFiles[], entries: readonly IndexEntry[], e
 export async function startPoolerAgent(o: PoolerAgentOptions): Promise<RunningSecretAgent> {
   const log = o.log.child({ agent: 'pgbouncer', secret: `${o.namespace}/${o.secretName}` });
   const adminVerifier = scramVerifier(o.admin.password);
-  const loadShards = shardLoader(o.kc.makeApiClient(k8s.CoreV1Api), o.namespace, o.secretName);
+  const loadShards = shardLoader(makeApiClient(o.kc, k8s.CoreV1Api), o.namespace, o.secretName);
   // PgBouncer cannot start without its files: until the operator's config arrives, serve no tenant
   // and let only the agent's admin in.
   if (!existsSync(join(o.dir, 'databases.ini'))) {

@@ -4,7 +4,7 @@
  * Secret as annotations, where the operator reads it into status.
  */
 import * as k8s from '@kubernetes/client-node';
-import { mergePatch } from '../kube/client.js';
+import { makeApiClient, mergePatch } from '../kube/client.js';
 import { decodeSecretData } from '../kube/secrets.js';
 import {
   AGENT_APPLIED_ANNOTATION,
@@ -34,7 +34,7 @@ export interface RunningSecretAgent {
 }
 
 export function runSecretAgent(o: SecretAgentOptions): RunningSecretAgent {
-  const core = o.kc.makeApiClient(k8s.CoreV1Api);
+  const core = makeApiClient(o.kc, k8s.CoreV1Api);
   const watch = new k8s.Watch(o.kc);
   const events = eventRecorder(core, 'tenantdb-agent', o.log);
   let applied: string | undefined;

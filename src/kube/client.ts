@@ -1,4 +1,7 @@
 import * as k8s from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import https from 'node:https';
+import tls from 'node:tls';
 import { GROUP, VERSION } from '../api/common.js';
 import type { KindInfo } from '../api/kinds.js';
 
@@ -24,8 +27,56 @@ export function loadKubeConfig(path?: string): k8s.KubeConfig {
   return kc;
 }
 
+/**
+ * The kubeconfig's authentication with connections kept alive. client-node (1.4) builds a new
+ * https.Agent for every request (KubeConfig.applySecurityAuthentication), so every API call pays
+ * a TLS handshake and a new TLS context: in bench:provision that was the largest part of the
+ * operator's CPU. Here the kubeconfig still applies its headers on every request (a token file
+ * that rotates is read again), and its fresh agent is swapped for one keep-alive agent per TLS
+ * identity (CA, client certificate and key, verification, server name), made once with a TLS
+ * context of its own. Proxy agents are left as client-node makes them. No option of client-node
+ * does this, hence by hand.
+ */
+export function keepAliveAuthentication(kc: k8s.KubeConfig): k8s.SecurityAuthentication {
+  const agents = new Map<string, https.Agent>();
+  return {
+    getName: () => 'kubeconfig authentication, connections kept alive',
+    applySecurityAuthentication: async (context) => {
+      await kc.applySecurityAuthentication(context);
+      const fresh = context.getAgent();
+      if (!fresh || fresh.constructor !== https.Agent) return;
+      const o = fresh.options;
+      const h = createHash('sha256');
+      for (const part of [o.ca, o.cert, o.key, o.pfx, o.passphrase, String(o.rejectUnauthorized), o.servername ?? ''])
+        for (const x of Array.isArray(part) ? part : [part])
+          h.update(typeof x === 'string' || Buffer.isBuffer(x) ? x : JSON.stringify(x ?? null)).update('\0');
+      const key = h.digest('base64');
+      let agent = agents.get(key);
+      if (!agent) {
+        // A new identity (a rotated client certificate): the old agent's connections go once the
+        // requests on them have had time to end.
+        for (const old of agents.values()) setTimeout(() => old.destroy(), 60_000).unref();
+        agents.clear();
+        const { ca, cert, key: privateKey, pfx, passphrase } = o;
+        const secureContext = tls.createSecureContext({ ca, cert, key: privateKey, pfx, passphrase });
+        agent = new https.Agent({ ...o, secureContext, keepAlive: true, maxFreeSockets: 16 });
+        agents.set(key, agent);
+      }
+      context.setAgent(agent);
+    },
+  };
+}
+
+/** An API client of the given kind on the kubeconfig's current cluster, connections kept alive. */
+export function makeApiClient<T>(kc: k8s.KubeConfig, api: new (config: k8s.Configuration) => T, auth = keepAliveAuthentication(kc)): T {
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) throw new Error('the kubeconfig names no current cluster');
+  return new api(k8s.createConfiguration({ baseServer: new k8s.ServerConfiguration(cluster.server, {}), authMethods: { default: auth } }));
+}
+
 export function makeClients(kc: k8s.KubeConfig): KubeClients {
-  const core = kc.makeApiClient(k8s.CoreV1Api);
+  const auth = keepAliveAuthentication(kc);
+  const core = makeApiClient(kc, k8s.CoreV1Api, auth);
   const reads = new Map<string, { at: number; secret: Promise<k8s.V1Secret> }>();
   const sharedSecret = (namespace: string, name: string): Promise<k8s.V1Secret> => {
     const key = `${namespace}/${name}`;
@@ -40,9 +91,9 @@ export function makeClients(kc: k8s.KubeConfig): KubeClients {
   };
   return {
     kc,
-    custom: kc.makeApiClient(k8s.CustomObjectsApi),
+    custom: makeApiClient(kc, k8s.CustomObjectsApi, auth),
     core,
-    coordination: kc.makeApiClient(k8s.CoordinationV1Api),
+    coordination: makeApiClient(kc, k8s.CoordinationV1Api, auth),
     sharedSecret,
   };
 }

@@ -143,6 +143,9 @@ export async function reconcileTenantDatabase(
     soon = r.soon ?? false;
     retryMs = r.retryMs;
   } catch (err) {
+    // Whatever this reconcile changed before it failed, the next one looks at everything again.
+    provisioned.delete(td.metadata.uid);
+    verified.delete(td.metadata.uid);
     if (err instanceof TerminalError) {
       outcome = notReady(err.reason, err.message, true);
     } else {
@@ -151,6 +154,13 @@ export async function reconcileTenantDatabase(
       await saveStatus(ctx, td, notReady(reason, message, false), undefined, undefined);
       throw err;
     }
+  }
+  if (outcome.terminal) {
+    // A refusal may have acted on what exists (login taken away where the namespace lost the
+    // server's admission, a limit lowered): the shortcuts that skip the server must not answer
+    // for it once the refusal is lifted.
+    provisioned.delete(td.metadata.uid);
+    verified.delete(td.metadata.uid);
   }
   await saveStatus(ctx, td, outcome, names, serverName);
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
