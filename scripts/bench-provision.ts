@@ -536,13 +536,16 @@ async function main(n: number, o: Options): Promise<void> {
     });
   }
 
-  let floorResult: { seconds: number; sessions: number; sql: SqlTally; maxSessions: number } | undefined;
+  let floorResult: { seconds: number; sessions: number; sql: SqlTally; maxSessions: number; cpu: Map<string, number> } | undefined;
   if (o.floor && !o.missingServer) {
     say(`floor: the operator's statements for ${n} new tenants over the operator's admin sessions ...`);
     pgLog.skip();
     sessions.take();
+    const before = componentSeconds();
     const f = await floor(sb.pg, n);
-    floorResult = { ...f, sql: tallySql(pgLog.lines()), maxSessions: sessions.take() };
+    const after = componentSeconds();
+    const cpu = new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
+    floorResult = { ...f, sql: tallySql(pgLog.lines()), maxSessions: sessions.take(), cpu };
     say(`floor: ${fmt(f.seconds, 2)} s`);
   }
 
@@ -675,6 +678,10 @@ async function main(n: number, o: Options): Promise<void> {
     rows.push([
       'floor (raw SQL)',
       `${fmt(floorResult.seconds, 2)} s over ${floorResult.sessions} admin sessions max (seen ${floorResult.maxSessions}); ${fmt(floorResult.sql.statements / n, 1)} statements/tenant, ${fmt(floorResult.sql.ddl / n, 1)} DDL/tenant`,
+    ]);
+    rows.push([
+      '  floor CPU',
+      `postgres ${fmt(floorResult.cpu.get('postgres') ?? 0, 1)} s; the machine ${fmt(floorResult.cpu.get('machine') ?? 0, 1)} s busy of ${fmt(floorResult.seconds * cpus().length, 1)} s`,
     ]);
   }
   rows.push(

@@ -241,16 +241,21 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
     watch({
       source: 'secrets',
-      why: "the pooler agent's report: a loaded config confirms waiting tenants (a new one waits for it inside its reconcile); a refused one concerns all",
+      why: "the pooler agent's report of a loaded config confirms the tenants waiting for it (a new one waits inside its reconcile, which the report wakes)",
+      when: (s) => !s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION],
       wakes: true,
-      map: (s, c) => {
-        if (!isAgentReport(s, c)) return [];
-        const server = serverOfOwnSecret(s, c) ?? '';
-        const failed = !!s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION];
-        return tenantsOfServer(c, server)
-          .filter((t) => failed || notReady(t))
-          .map(keyOf);
-      },
+      map: (s, c) =>
+        isAgentReport(s, c)
+          ? tenantsOfServer(c, serverOfOwnSecret(s, c) ?? '')
+              .filter(notReady)
+              .map(keyOf)
+          : [],
+    }),
+    watch({
+      source: 'secrets',
+      why: "the pooler agent's report of a refused config concerns every tenant of the server",
+      when: (s) => !!s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION],
+      map: (s, c) => (isAgentReport(s, c) ? tenantsOfServer(c, serverOfOwnSecret(s, c) ?? '').map(keyOf) : []),
     }),
     watch({
       source: 'whitelists',

@@ -104,10 +104,10 @@ export class WorkQueue {
   }
 
   /**
-   * Wakes the running reconcile of a key that waits for an outside event, instead of queueing
-   * another one: returns true. Otherwise returns false and the caller adds the key as usual; a
-   * running reconcile that has not parked yet is also told (it may have looked just before the
-   * event, and then parks: it must not wait for the next one).
+   * Tells the running reconcile of a key about an outside event it may wait for, instead of
+   * queueing another reconcile: a parked one resumes; one not parked yet is told, so that its
+   * next park returns at once (it may have looked just before the event). Returns false when the
+   * key is not being processed: the caller adds it as usual.
    */
   wake(key: string): boolean {
     if (!this.processing.has(key)) return false;
@@ -115,10 +115,10 @@ export class WorkQueue {
     if (resume) {
       this.parked.delete(key);
       resume(true);
-      return true;
+    } else {
+      this.woken.add(key);
     }
-    this.woken.add(key);
-    return false;
+    return true;
   }
 
   /**

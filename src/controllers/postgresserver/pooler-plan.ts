@@ -221,7 +221,8 @@ export function forgetTenant(uid: string): void {
   verifiers.delete(uid);
 }
 
-function cachedVerifier(uid: string, role: string, password: string): string {
+/** verifierFor, computed once per tenant, role and password (the tenant's reconcile and its server's render share it). */
+export function cachedVerifier(uid: string, role: string, password: string): string {
   const key = createHash('sha256').update(`${role}\u0000${password}`).digest('base64');
   const hit = verifiers.get(uid);
   if (hit?.key === key) return hit.verifier;

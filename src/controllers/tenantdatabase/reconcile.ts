@@ -20,11 +20,11 @@ import {
   DEFAULT_POOLER_ADMIN_USER,
   accessState,
   accessTarget,
+  cachedVerifier,
   forgetTenant,
   loadPoolerAdmin,
   poolerConfigApplied,
   sharedPoolList,
-  verifierFor,
 } from '../pooler-view.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, tenantRef, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
@@ -586,7 +586,7 @@ async function provision(
     step<Provisioned>('role-and-databases', async () => {
       if (justProvisioned) return undefined;
       // The verifier is a function of role identity and password: every reconcile computes the same one.
-      verifier = verifierFor(td.metadata.uid, names.role, password);
+      verifier = cachedVerifier(td.metadata.uid, names.role, password);
       const suspended = td.spec.suspend;
       let changed = false;
       const roleChanges = await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit, login: !suspended });
