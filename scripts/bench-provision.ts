@@ -394,7 +394,8 @@ function topList(title: string, m: Map<string, number>, per: number, limit = 14)
  * decide them, for N tenants at once over AdminPools: its pool for server-wide statements and its
  * single sessions inside databases, so at most maxSessionsPerServer admin sessions.
  */
-async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessions: number }> {
+async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessions: number; cpu: Map<string, number> }> {
+  const before = componentSeconds();
   const pools = new AdminPools(createLogger('silent'));
   const ep: ServerEndpoint = { host: pgs.host, port: pgs.port, sslMode: 'disable' };
   const creds: AdminCredentials = { username: pgs.admin.user, password: pgs.admin.password, database: 'postgres' };
@@ -426,6 +427,8 @@ async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessi
       ),
     );
     const seconds = (performance.now() - t0) / 1000;
+    const after = componentSeconds();
+    const cpu = new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
     // Gone again before the operator starts: its server re-check must not meet them. As the
     // superuser: DROP DATABASE ... WITH (FORCE) must also end an autovacuum worker inside.
     const su = await pgs.superClient();
@@ -437,7 +440,7 @@ async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessi
     } finally {
       await su.end();
     }
-    return { seconds, sessions: pools.maxSessionsPerServer };
+    return { seconds, sessions: pools.maxSessionsPerServer, cpu };
   } finally {
     await pools.closeAll();
   }
@@ -541,11 +544,8 @@ async function main(n: number, o: Options): Promise<void> {
     say(`floor: the operator's statements for ${n} new tenants over the operator's admin sessions ...`);
     pgLog.skip();
     sessions.take();
-    const before = componentSeconds();
     const f = await floor(sb.pg, n);
-    const after = componentSeconds();
-    const cpu = new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
-    floorResult = { ...f, sql: tallySql(pgLog.lines()), maxSessions: sessions.take(), cpu };
+    floorResult = { ...f, sql: tallySql(pgLog.lines()), maxSessions: sessions.take() };
     say(`floor: ${fmt(f.seconds, 2)} s`);
   }
 
