@@ -2,8 +2,9 @@
 # An installed go that is new enough is used as it is. An older one (Debian 12's golang-go is 1.19)
 # or none at all: the toolchain is fetched as the Go module golang.org/toolchain through the module
 # proxy (the same download `GOTOOLCHAIN` makes in Go 1.21+) and cached in ~/.cache/tenantdb.
-GO_MIN=1.24
-GO_FETCH=go1.24.13
+# 1.25: pgx v5.13 (test/clients/pgx) needs it; the control plane builds with it too.
+GO_MIN=1.25
+GO_FETCH=go1.25.14
 
 go_version_ok() {
   local v

@@ -6,6 +6,7 @@ import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import type { Pooler } from '../env/pgbouncer.js';
 import { showDatabases } from '../../src/pg/pgbouncer-console.js';
 import type { Proc } from '../env/process.js';
+import { goClient, runClient, runPgjdbc } from '../env/clients.js';
 import { waitFor } from '../env/ports.js';
 import { apply } from '../env/cluster.js';
 import { SHARD_OF_LABEL } from '../../src/pooler/shards.js';
@@ -457,18 +458,29 @@ test('clients that prepare statements work through the pooler in transaction mod
     "        total += conn.execute('SELECT %s::int + 0', (i,)).fetchone()[0]",
     '    print(total)',
   ].join('\n');
-  const { execFile } = await import('node:child_process');
-  const runPy = () =>
-    new Promise<string>((resolve, reject) =>
-      execFile('/usr/bin/python3', ['-c', py], { env: { ...process.env, DATABASE_URL: s.DATABASE_URL ?? '' } }, (err, out, errOut) =>
-        err ? reject(new Error(`${err.message}: ${errOut}`)) : resolve(out.trim()),
-      ),
-    );
+  const runPy = () => runClient('/usr/bin/python3', ['-c', py], { DATABASE_URL: s.DATABASE_URL ?? '' });
   // Two at once, and node-pg beside them, on the one server connection.
   const [a, b] = await Promise.all([runPy(), runPy(), run('SELECT $1::int + 7 AS v', 7)]);
   expect(a).toBe(String((3 * (29 * 30)) / 2));
   expect(b).toBe(a);
 }, 120_000);
+
+test('pgx and pgjdbc, each a process with the Secret in its environment, prepare statements through the pooler in transaction mode', async () => {
+  // The tenant of the test above (applied again, so that this test also runs alone): one server
+  // connection, where these clients' statements meet each other's and the ones left by the clients above.
+  await applyTenant(c, NS, 'prepared', { serverRef: { name: SERVER }, pooling: { poolMode: 'transaction', poolSize: 1 } });
+  await tenantReady(c, NS, 'prepared');
+  const s = (await readSecretData(c, NS, 'prepared-db')) ?? {};
+  const pgx = await goClient('pgx');
+  // Each runs two connections at once, 30 rounds of 2i, i + 1000 and, in a transaction, 2 * length(i
+  // characters); pgx on DATABASE_URL, pgjdbc one connection on jdbc-url with username and password,
+  // the other on pooled-jdbc-uri. Each prints the sum and how many of its 3 statements (for pgjdbc:
+  // of each connection's) the server connection holds prepared: all, or they were not prepared there.
+  const perConnection = 5 * ((29 * 30) / 2) + 30 * 1000;
+  const [goOut, javaOut] = await Promise.all([runClient(pgx, [], s), runPgjdbc(s)]);
+  expect(JSON.parse(goOut)).toEqual({ total: 2 * perConnection, prepared: 3 });
+  expect(JSON.parse(javaOut)).toEqual({ total: 2 * perConnection, prepared: { 'jdbc-url': 3, 'pooled-jdbc-uri': 3 } });
+}, 180_000);
 
 test('a config the agent refuses is not loaded, and the last good one keeps working', async () => {
   const url = await pooledUrl('beta');
