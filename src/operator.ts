@@ -40,6 +40,9 @@ import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
 import type { Logger } from './runtime/logger.js';
 import { createMetrics } from './runtime/metrics.js';
 
+/** A PostgresServer is reconciled at most once per this interval. */
+const SERVER_MIN_INTERVAL_MS = 1000;
+
 /** Secrets per page when the Secret cache lists: bounds the memory of one list page. */
 const SECRET_PAGE = 20;
 
@@ -210,6 +213,9 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       log,
       metrics,
       (key, err) => reportFailure(ctx, POSTGRES_SERVER, servers, key, err),
+      // Each reconcile reads the server's catalog and renders its configs from all its tenants: in
+      // a burst of new tenants, once a second serves them all (they wait for it parked).
+      SERVER_MIN_INTERVAL_MS,
     ));
     const tenant = (controllers.tenantdatabase = createController(
       'tenantdatabase',

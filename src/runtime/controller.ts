@@ -42,8 +42,14 @@ export function createController(
   metrics: Metrics,
   /** Puts a failure on the object (status, Event); its own failure is only logged. */
   onError?: (key: string, err: unknown) => Promise<void>,
+  /**
+   * A key is reconciled at most once per this many ms: what asks for it sooner waits for the rest
+   * of the interval and joins that one reconcile (a server that many tenant events concern).
+   */
+  minIntervalMs = 0,
 ): Controller {
   const queue = new WorkQueue();
+  const lastStart = new Map<string, number>();
   const inFlight = new Set<Promise<void>>();
   let slots = new Slots(1);
   const park = (key: string) => async (timeoutMs: number) => {
@@ -81,6 +87,19 @@ export function createController(
     for (;;) {
       const key = await queue.get();
       if (key === undefined) return;
+      if (minIntervalMs > 0) {
+        const now = Date.now();
+        const wait = (lastStart.get(key) ?? 0) + minIntervalMs - now;
+        if (wait > 0) {
+          // Not yet: back after the interval, with whatever asked for it meanwhile.
+          const eventful = queue.takeEventful(key);
+          queue.done(key);
+          queue.addAfter(key, wait, !eventful);
+          continue;
+        }
+        lastStart.set(key, now);
+        for (const [k, at] of lastStart) if (now - at > minIntervalMs) lastStart.delete(k);
+      }
       await slots.acquire(false);
       const p = reconcileOne(key).finally(() => inFlight.delete(p));
       inFlight.add(p);

@@ -42,3 +42,30 @@ describe('controller workers', () => {
     await done;
   });
 });
+
+test('with a minimum interval, what asks for a key again soon joins one later reconcile', async () => {
+  const starts: number[] = [];
+  const c = createController(
+    'interval',
+    async () => {
+      starts.push(Date.now());
+      return {};
+    },
+    createLogger('silent'),
+    createMetrics(),
+    undefined,
+    200,
+  );
+  const done = c.run(2);
+  c.queue.add('s');
+  await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 5; i++) {
+    c.queue.add('s');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await new Promise((r) => setTimeout(r, 400));
+  expect(starts).toHaveLength(2);
+  expect((starts[1] ?? 0) - (starts[0] ?? 0)).toBeGreaterThanOrEqual(195);
+  await c.stop();
+  await done;
+});

@@ -208,7 +208,11 @@ async function provision(
 ): Promise<Provisioned> {
   const ref = tenantRef(td);
   const key = `${td.metadata.namespace ?? ''}/${td.metadata.name}`;
-  /** Logs each change and records it as an Event whose reason is the object and the verb: RoleCreated. */
+  /**
+   * Logs each change and records it as an Event whose reason is the object and the verb
+   * (RoleCreated), sent when the reconcile ends (see flushEvents).
+   */
+  const pending: { reason: string; message: string }[] = [];
   const record = (changes: string[], noun: string) => {
     const verbs: Record<string, string> = {
       Created: 'Created',
@@ -223,7 +227,18 @@ async function provision(
     // One Event per object and step, naming every change in it: the trail stays complete, and a
     // new tenant costs a few Events, not one per statement.
     const first = changes[0];
-    if (first) ctx.events.normal(ref, `${noun}${verbs[first.split(' ')[0] ?? ''] ?? 'Updated'}`, changes.join('; '));
+    if (first) pending.push({ reason: `${noun}${verbs[first.split(' ')[0] ?? ''] ?? 'Updated'}`, message: changes.join('; ') });
+  };
+  /**
+   * A new tenant's objects (Secret, role, database, extensions) are one Event, Provisioned, naming
+   * every change: a burst of new tenants costs the API server one Event each, not four. Any other
+   * mix keeps an Event per object and step (PasswordRotated, SecretRepaired, ...).
+   */
+  const flushEvents = () => {
+    const all = pending.splice(0);
+    if (all.length > 1 && all.every((e) => e.reason.endsWith('Created')))
+      ctx.events.normal(ref, 'Provisioned', all.map((e) => e.message).join('; '));
+    else for (const e of all) ctx.events.normal(ref, e.reason, e.message);
   };
   // What the steps learn, for the steps after them (each is set before it is read).
   let names!: TenantNames;
@@ -764,9 +779,13 @@ async function provision(
     }),
   ];
   // The last step always returns; undefined would mean a step list without it.
-  const out = await runSteps(steps, log);
-  if (!out) throw new Error('provisioning ended without a result');
-  return out;
+  try {
+    const out = await runSteps(steps, log);
+    if (!out) throw new Error('provisioning ended without a result');
+    return out;
+  } finally {
+    flushEvents();
+  }
 }
 /**
  * Tenants a full reconcile found Ready, with what it was found for: the spec, the server's spec, the
