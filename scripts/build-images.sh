@@ -52,8 +52,8 @@ psql_ref=localhost/tenantdb-psql:$version
 
 sha() { sha256sum | cut -c1-16; }
 script_sum=$(sha <"$0")
-# The files that go into the app image: the manifest, the lock, the compiler settings and the sources.
-app_files() { (cd "$repo" && git ls-files -co --exclude-standard package.json package-lock.json tsconfig.json tsconfig.build.json src | sort); }
+# The files that go into the app image: the manifest, the lock, the compiler and bundler settings and the sources.
+app_files() { (cd "$repo" && git ls-files -co --exclude-standard package.json package-lock.json tsconfig.json tsconfig.build.json scripts/bundle.ts src | sort); }
 app_sum=$( (
   echo "$script_sum $suite $node_version"
   cd "$repo" && app_files | xargs -d '\n' sha256sum
@@ -123,6 +123,8 @@ if [ ! -s "$pause_tar" ] || [ ! -s "$app_tar" ] || [ ! -s "$pgbouncer_tar" ] || 
     find "$x/app/node_modules" \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' -o -iname '*.md' \) -type f -delete
     rm -rf "$x/app/node_modules/@types" "$x/app/node_modules/.package-lock.json"
     (cd "$repo" && "$repo/node_modules/.bin/tsc" -p tsconfig.build.json --outDir "$x/app/dist" --sourceMap false)
+    # The CLI bundled with its packages, as the Dockerfile does (scripts/bundle.ts).
+    (cd "$repo" && "$repo/node_modules/.bin/tsx" scripts/bundle.ts "$x/app/dist")
     cp "$node_bin" "$x/usr/local/bin/node"
     strip "$x/usr/local/bin/node"
     # A numeric user (runAsNonRoot can verify it) with a name for tools that look one up.
