@@ -15,6 +15,7 @@ import {
   applyTenant,
   cluster,
   ensureDefaultServer,
+  getTenant,
   namespace,
   operator,
   queryWith,
@@ -77,7 +78,8 @@ beforeAll(async () => {
       kind: 'Role',
       metadata: { name: 'tenantdb-cli', namespace: NS },
       rules: [
-        { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabases'], verbs: ['get', 'list', 'watch', 'patch'] },
+        // create and update: plan's server-side dry run needs the rights applying would.
+        { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabases'], verbs: ['get', 'list', 'watch', 'patch', 'create', 'update'] },
         { apiGroups: ['tenantdb.dev'], resources: ['ipwhitelists'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
         { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
         { apiGroups: [''], resources: ['events'], verbs: ['get', 'list', 'watch'] },
@@ -266,6 +268,39 @@ test("suspend --wait refuses the tenant's logins; resume --wait lets them in aga
   expect((await queryWith(url))[0]?.u).toBe('plug_a_orders');
   expectOneLineError(await cli(['suspend', 'nosuch']), /nosuch/);
 }, 200_000);
+
+test("plan says what a manifest would do, applies nothing, and gives the API server's refusal", async () => {
+  const file = join(mkdtempSync(join(c.env.dir, 'plan-')), 'tenants.yaml');
+  const doc = (name: string, spec: string) =>
+    `apiVersion: tenantdb.dev/v1alpha1\nkind: TenantDatabase\nmetadata: {name: ${name}}\nspec: ${spec}`;
+  writeFileSync(
+    file,
+    [doc('orders', '{deletionPolicy: Delete, connectionLimit: 12, pooling: {poolSize: 4}}'), doc('fresh', '{}')].join('\n---\n'),
+  );
+  const r = await cli(['plan', '-f', file]);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toMatch(/TenantDatabase plug-a\/orders: update/);
+  expect(r.stdout).toMatch(/\[server\] connection limit of role plug_a_orders and database plug_a_orders: the server's default -> 12/);
+  expect(r.stdout).toMatch(/\[pooler\] pool plug_a_orders: pool_size 10 -> 4/);
+  expect(r.stdout).toMatch(/TenantDatabase plug-a\/fresh: create/);
+  expect(r.stdout).toMatch(/\[server\] create database plug_a_fresh/);
+  // A dry run: nothing was created or changed.
+  expect(await getTenant(c, NS, 'fresh')).toBeUndefined();
+  expect((await getTenant(c, NS, 'orders'))?.spec.connectionLimit).toBe(-1);
+  // An immutable field: the API server's own message; a name added to a spec that had none: the
+  // operator's refusal (the API server lets it through). Exit code 2, as JSON too.
+  writeFileSync(
+    file,
+    [doc('orders', '{deletionPolicy: Delete, isolation: Schema}'), doc('billing', '{databaseName: elsewhere}')].join('\n---\n'),
+  );
+  const refused = await cli(['plan', '-f', file, '-o', 'json']);
+  expect(refused.code).toBe(2);
+  const out = JSON.parse(refused.stdout) as { plans: { action: string; refusal?: string }[] };
+  expect(out.plans.map((p) => p.action)).toEqual(['refused', 'refused']);
+  expect(out.plans[0]?.refusal).toMatch(/isolation cannot be changed/);
+  expect(out.plans[1]?.refusal).toMatch(/ImmutableName.*the database is plug_a_billing; databaseName cannot change to elsewhere/);
+  expectOneLineError(await cli(['plan', '-f', join(c.env.dir, 'no-such-file.yaml')]), /cannot read/);
+}, 120_000);
 
 test('whitelist add and rm create, change and delete IpWhitelists', async () => {
   const add = await cli(['whitelist', 'add', 'orders', '127.0.0.1/32', '--description', 'this machine']);

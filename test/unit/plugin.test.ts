@@ -281,7 +281,7 @@ describe('completion', () => {
     contexts: async () => ['dev', 'prod'],
   };
   test.each([
-    [[''], ['list', 'status', 'url', 'psql', 'rotate', 'suspend', 'resume', 'whitelist', 'report', 'completion']],
+    [[''], ['list', 'status', 'url', 'psql', 'rotate', 'suspend', 'resume', 'plan', 'whitelist', 'report', 'completion']],
     [['wh'], ['whitelist']],
     [
       ['whitelist', ''],

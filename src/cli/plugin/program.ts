@@ -4,6 +4,7 @@ import { addGlobalOptions } from './command.js';
 import { completionCandidates, registerCompletionCommands } from './completion.js';
 import { registerConnectCommands } from './connect.js';
 import { CliError, describeError, oneLine } from './errors.js';
+import { registerPlanCommand } from './plan.js';
 import { registerReportCommand } from './report.js';
 import { registerRotateCommand } from './rotate.js';
 import { registerSuspendCommands } from './suspend.js';
@@ -32,6 +33,7 @@ export function buildProgram(version: string): Command {
   registerConnectCommands(program);
   registerRotateCommand(program);
   registerSuspendCommands(program);
+  registerPlanCommand(program);
   registerWhitelistCommands(program);
   registerReportCommand(program);
   registerCompletionCommands(program);
