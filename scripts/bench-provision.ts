@@ -218,6 +218,15 @@ function componentSeconds(): Map<string, number> {
     let comm: string;
     try {
       comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+      // PgBouncer fetched from Debian stable runs through that tree's own loader: its name is the
+      // loader's, its command line says what it is.
+      if (
+        !out.has(comm) &&
+        readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+          .split('\0')
+          .some((a) => a.endsWith('/pgbouncer'))
+      )
+        comm = 'pgbouncer';
     } catch {
       continue;
     }
