@@ -33,6 +33,7 @@ import { errorMessage } from './runtime/errors.js';
 import { DEFAULT_SHARD_BYTES } from './pooler/shards.js';
 import { AdminPools } from './pg/connections.js';
 import { createController, type Controller } from './runtime/controller.js';
+import { Interner } from './runtime/intern.js';
 import { eventRecorder } from './runtime/events.js';
 import { startHealthServer } from './runtime/health.js';
 import { namespacePoller, pagedList, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
@@ -115,8 +116,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const on = <S extends Source>(source: S) => handlersFor(source, () => cacheRef.current, enqueue, onMapError);
 
   /** An informer of one of our kinds (in one namespace, or all), wired to the watch table. */
+  // Cached objects of our kinds share one copy of the strings they repeat (src/runtime/intern.ts).
+  const interner = new Interner();
   const kindInformer = <T extends k8s.KubernetesObject>(kind: KindInfo, source: Source, ns?: string, indexers?: Indexers<T>) =>
-    resilientInformer<T>(o.kc, apiPath(kind, ns), list<T>(kind.plural, ns), on(source), log, undefined, indexers);
+    resilientInformer<T>(o.kc, apiPath(kind, ns), list<T>(kind.plural, ns), on(source), log, undefined, indexers, (x) => interner.walk(x));
   const servers = kindInformer<CachedPostgresServer>(POSTGRES_SERVER, 'servers');
   const tenants = scoped((ns) => kindInformer<CachedTenantDatabase>(TENANT_DATABASE, 'tenants', ns, tenantIndexers));
   const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));

@@ -1,0 +1,25 @@
+import { Interner } from '../../src/runtime/intern.js';
+
+describe('Interner', () => {
+  test('values are unchanged, nested ones too; unique keys and long strings stay out of the pool', () => {
+    const i = new Interner(100, 30);
+    const obj = {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      metadata: { uid: 'u-1', resourceVersion: '42', finalizers: ['tenantdb.dev/finalizer'] },
+      status: { conditions: [{ type: 'Ready', message: 'x'.repeat(50) }] },
+      spec: { connectionLimit: 5, suspend: false },
+    };
+    const before = JSON.stringify(obj);
+    i.walk(obj);
+    expect(JSON.stringify(obj)).toBe(before);
+    // apiVersion, the finalizer and 'Ready': neither uid, resourceVersion nor the long message.
+    expect(i.size).toBe(3);
+  });
+
+  test('the pool is bounded: full, it starts over', () => {
+    const i = new Interner(3);
+    for (const s of ['a', 'b', 'c', 'd']) i.of(s);
+    expect(i.size).toBe(1);
+    expect(i.of('a')).toBe('a');
+  });
+});
