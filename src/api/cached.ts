@@ -25,3 +25,15 @@ export type CachedTenantDatabase = Cached<z.input<typeof tenantDatabaseSpec>, z.
 export type CachedPostgresServer = Cached<z.input<typeof postgresServerSpec>, z.infer<typeof postgresServerStatus>>;
 export type CachedIpWhitelist = Cached<z.input<typeof ipWhitelistSpec>, z.infer<typeof ipWhitelistStatus>>;
 export type CachedTenantGroup = Cached<z.input<typeof tenantGroupSpec>, z.infer<typeof tenantGroupStatus>>;
+
+/** Removes, in place, the values of `o` that equal those of `defaults` (nested objects too). */
+export function dropDefaults(o: Record<string, unknown>, defaults: Record<string, unknown>): void {
+  for (const k of Object.keys(o)) {
+    if (!(k in defaults)) continue;
+    const v = o[k];
+    const d = defaults[k];
+    if (JSON.stringify(v) === JSON.stringify(d)) delete o[k];
+    else if (v && d && typeof v === 'object' && typeof d === 'object' && !Array.isArray(v) && !Array.isArray(d))
+      dropDefaults(v as Record<string, unknown>, d as Record<string, unknown>);
+  }
+}

@@ -23,3 +23,16 @@ describe('Interner', () => {
     expect(i.of('a')).toBe('a');
   });
 });
+
+describe('dropDefaults', () => {
+  test('a cached spec keeps only what differs from the defaults, and parses back to the same spec', async () => {
+    const { dropDefaults } = await import('../../src/api/cached.js');
+    const { tenantDatabaseSpec } = await import('../../src/api/tenantdatabase.js');
+    const defaults = tenantDatabaseSpec.parse({}) as Record<string, unknown>;
+    const stored = tenantDatabaseSpec.parse({ connectionLimit: 7, pooling: { poolSize: 3 }, extensions: ['pgcrypto'] });
+    const cached = JSON.parse(JSON.stringify(stored)) as Record<string, unknown>;
+    dropDefaults(cached, defaults);
+    expect(cached).toEqual({ connectionLimit: 7, pooling: { poolSize: 3 }, extensions: ['pgcrypto'] });
+    expect(tenantDatabaseSpec.parse(cached)).toEqual(stored);
+  });
+});
