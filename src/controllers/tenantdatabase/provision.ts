@@ -6,7 +6,7 @@
 import type pg from 'pg';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
-import { TerminalError } from '../../runtime/errors.js';
+import { RetryableError, TerminalError } from '../../runtime/errors.js';
 
 export interface Owner {
   namespace: string;
@@ -66,7 +66,11 @@ export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Prom
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation) {
-        throw new Error(`role ${r.role} was created concurrently; re-checking ownership`, { cause: err });
+        // Someone else created it between our look and our CREATE: theirs, not a failure of ours.
+        const again = await sql.findRole(client, r.role);
+        if (again && sql.markerUid(again.comment) !== owner.uid)
+          throw new TerminalError('Conflict', foreignMessage('role', r.role, again.comment));
+        throw new RetryableError('Conflict', `role ${r.role} was created concurrently; looking again`);
       }
       throw err;
     } finally {
@@ -111,7 +115,14 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
-        throw new Error(`database ${d.database} was created concurrently; re-checking ownership`, { cause: err });
+        // Someone else created it between our look and our CREATE (another tenant naming the same
+        // database): a Conflict, said at once rather than as a failed reconcile.
+        // Its creator writes its marker right after CREATE DATABASE: until then, look again soon.
+        const again = await sql.findDatabase(pool, d.database);
+        const marked = sql.markerUid(again?.comment);
+        if (marked && marked !== owner.uid)
+          throw new TerminalError('Conflict', foreignMessage('database', d.database, again?.comment ?? null));
+        throw new RetryableError('Conflict', `database ${d.database} was created concurrently; looking again`);
       }
       throw err;
     }
