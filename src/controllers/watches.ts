@@ -154,6 +154,8 @@ function tenantOfSecret(s: k8s.V1Secret, c: Caches): CachedTenantDatabase | unde
 const isAgentReport = (s: k8s.V1Secret, c: Caches): boolean => !s.metadata?.labels?.[SHARD_OF_LABEL] && !!serverOfOwnSecret(s, c);
 
 const notReady = (t: CachedTenantDatabase) => t.status?.conditions?.find((x) => x.type === 'Ready')?.status !== 'True';
+/** Not Ready, or a spec change not answered yet (its reconcile may be waiting inside for the pooler). */
+const waiting = (t: CachedTenantDatabase) => notReady(t) || t.metadata?.generation !== t.status?.observedGeneration;
 
 const SERVER_COALESCE_MS = 300;
 
@@ -241,13 +243,13 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
     watch({
       source: 'secrets',
-      why: "the pooler agent's report of a loaded config confirms the tenants waiting for it (a new one waits inside its reconcile, which the report wakes)",
+      why: "the pooler agent's report of a loaded config confirms the tenants waiting for it: not Ready, or a spec change not answered yet (a reconcile waits inside for it, and the report wakes it)",
       when: (s) => !s.metadata?.annotations?.[AGENT_ERROR_ANNOTATION],
       wakes: true,
       map: (s, c) =>
         isAgentReport(s, c)
           ? tenantsOfServer(c, serverOfOwnSecret(s, c) ?? '')
-              .filter(notReady)
+              .filter(waiting)
               .map(keyOf)
           : [],
     }),
