@@ -62,6 +62,31 @@ export function isCidr(value: string): boolean {
   return family === 4 ? n <= 32 : n <= 128;
 }
 
+const DURATION = /^([1-9][0-9]{0,6})(s|m|h)$/;
+
+/** Seconds in a duration of the form 90s, 15m or 720h (a subset of Go's, which CEL's duration() reads). */
+export function durationSeconds(value: string): number | undefined {
+  const m = DURATION.exec(value);
+  if (!m) return undefined;
+  return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as 's' | 'm' | 'h'];
+}
+
+const spell = (seconds: number) => (seconds % 3600 === 0 ? `${seconds / 3600}h` : seconds % 60 === 0 ? `${seconds / 60}m` : `${seconds}s`);
+
+/** A duration such as 90s, 15m or 720h, from `min` to `max` seconds; the CRD checks the same with CEL. */
+export const duration = (what: string, min: number, max: number) => {
+  const message = `${what} must be a duration such as 90s, 15m or 720h, from ${spell(min)} to ${spell(max)}`;
+  return z
+    .string()
+    .max(8)
+    .regex(DURATION, message)
+    .refine((v) => {
+      const s = durationSeconds(v);
+      return s !== undefined && s >= min && s <= max;
+    }, message)
+    .meta(cel({ rule: `duration(self) >= duration('${spell(min)}') && duration(self) <= duration('${spell(max)}')`, message }));
+};
+
 export const cidr = z
   .string()
   .max(64)

@@ -65,3 +65,16 @@ export const MAX_SCHEMA = 63 - SCHEMA_ALIAS_PREFIX.length;
 export function schemaAlias(schema: string): string {
   return `${SCHEMA_ALIAS_PREFIX}${schema}`;
 }
+
+/**
+ * The second login role of a tenant whose passwords rotate with overlap: `<role>_2`, or, when that
+ * would pass 63 bytes, a prefix of the role, a hash of it and `_2`. It is a member of the tenant's
+ * role and acts as it (its sessions start with SET ROLE to it), so whatever either login creates is
+ * owned by the one tenant role.
+ */
+export function twinRoleName(role: string): string {
+  const plain = `${role}_2`;
+  if (plain.length <= 63) return plain;
+  const suffix = `_${shortHash(role)}_2`;
+  return role.slice(0, 63 - suffix.length).replace(/_+$/, '') + suffix;
+}

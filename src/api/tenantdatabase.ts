@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { cel, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
+import { cel, duration, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
 import { MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
 
 const celList = (xs: Iterable<string>) =>
@@ -144,6 +144,33 @@ export const tenantDatabaseSpec = z
       .boolean()
       .default(false)
       .describe("With suspend: also end the tenant role's open sessions on the server (direct ones, and the pooler's server connections)."),
+    passwordRotation: z
+      .object({
+        strategy: z
+          .enum(['InPlace', 'Overlap'])
+          .default('InPlace')
+          .describe(
+            'InPlace: a rotation gives the role a new password at once; sessions open go on, new logins with the old password fail. Overlap: the tenant has two login roles, <roleName> and <roleName>_2, both acting as <roleName> (objects stay owned by it); a rotation gives the idle one a new password, switches the Secret to it once it logs in directly and through the pooler, and lets the old one log in until gracePeriod ends (VALID UNTIL, enforced by PostgreSQL even while the operator is down). A rotation asked while a grace period runs waits for its end.',
+          ),
+        gracePeriod: duration('passwordRotation.gracePeriod', 5, 30 * 24 * 3600)
+          .default('1h')
+          .describe(
+            'With Overlap: how long the previous credentials keep working after a rotation (Go duration: 90s, 15m, 1h; 5s to 720h).',
+          ),
+        interval: duration('passwordRotation.interval', 60, 366 * 24 * 3600)
+          .optional()
+          .describe(
+            'Rotates the password on a schedule: when the current one is this old (Go duration such as 720h; 1m to 8784h). With Overlap it must be longer than gracePeriod.',
+          ),
+      })
+      .prefault({})
+      .describe('How the password rotates: on demand (the tenantdb.dev/rotate-password annotation) and on a schedule.')
+      .meta(
+        cel({
+          rule: "!has(self.interval) || !has(self.gracePeriod) || !has(self.strategy) || self.strategy != 'Overlap' || duration(self.interval) > duration(self.gracePeriod)",
+          message: 'passwordRotation.interval must be longer than gracePeriod with strategy Overlap',
+        }),
+      ),
     deletionPolicy: z
       .enum(['Retain', 'Delete'])
       .default('Retain')
@@ -202,6 +229,35 @@ export const tenantDatabaseStatus = z
       .describe(
         'The last rotation request (the tenantdb.dev/rotate-password annotation) that the role carries: set once the new password is in force.',
       ),
+    credentials: z
+      .object({
+        loginRole: z.string().max(63).optional().describe('The login role the Secret holds now.'),
+        generation: z.number().int().optional().describe('How many times the password was rotated.'),
+        rotatedAt: z.string().max(64).optional().describe('When the password was last rotated or first set, RFC 3339.'),
+        previousLoginRole: z
+          .string()
+          .max(63)
+          .optional()
+          .describe('With Overlap: the login role used before the last rotation, while its grace period runs.'),
+        previousValidUntil: z.string().max(64).optional().describe("When the previous login role's password stops working, RFC 3339."),
+        nextRotationAt: z
+          .string()
+          .max(64)
+          .optional()
+          .describe('When the scheduled rotation (passwordRotation.interval) comes due, RFC 3339.'),
+        rotationWaitsUntil: z
+          .string()
+          .max(64)
+          .optional()
+          .describe("A rotation asked while the previous login's grace period runs waits until then, RFC 3339."),
+        switchError: z
+          .string()
+          .max(1024)
+          .optional()
+          .describe('Why the last switch to the other login role did not complete (the Secret kept the current one).'),
+      })
+      .optional()
+      .describe("The tenant's credentials: which login role is in use, their age and rotation."),
   })
   .describe('The observed state of the tenant database.');
 

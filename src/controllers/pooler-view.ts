@@ -21,7 +21,7 @@ import { cachedConfigReport, poolerConfigRef, serverHbaRef } from './postgresser
 import { SERVER_HBA_BUDGET, serverHbaPlan, whitelistCidrs } from './postgresserver/pooler-plan.js';
 import { cachedPoolerReport, cachedShardFiles } from './postgresserver/pooler-shards.js';
 
-export { MAX_CIDRS_PER_TENANT, cachedVerifier, forgetTenant, tenantWhitelists } from './postgresserver/pooler-plan.js';
+export { MAX_CIDRS_PER_TENANT, cachedVerifier, forgetTenant, tenantWhitelists, verifierFor } from './postgresserver/pooler-plan.js';
 
 /** The agent's admin_users entry unless told otherwise (tenantdb agent --admin-user). */
 export const DEFAULT_POOLER_ADMIN_USER = 'tenantdb_pooler';

@@ -58,17 +58,35 @@ export interface RoleRow {
   connLimit: number;
   superuser: boolean;
   comment: string | null;
+  /** VALID UNTIL as epoch ms; Infinity when the password never expires. */
+  validUntil: number;
 }
 
 export async function findRole(db: Queryable, role: string): Promise<RoleRow | undefined> {
-  const r = await db.query<{ rolname: string; rolcanlogin: boolean; rolconnlimit: number; rolsuper: boolean; comment: string | null }>(
-    `SELECT r.rolname, r.rolcanlogin, r.rolconnlimit, r.rolsuper, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment
+  const r = await db.query<{
+    rolname: string;
+    rolcanlogin: boolean;
+    rolconnlimit: number;
+    rolsuper: boolean;
+    comment: string | null;
+    until: string | null;
+  }>(
+    `SELECT r.rolname, r.rolcanlogin, r.rolconnlimit, r.rolsuper, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
+            pg_catalog.date_part('epoch', r.rolvaliduntil)::text AS until
        FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`,
     [role],
   );
   const row = r.rows[0];
+  const until = row?.until === null || row?.until === undefined ? Infinity : Number(row.until) * 1000;
   return (
-    row && { name: row.rolname, canLogin: row.rolcanlogin, connLimit: row.rolconnlimit, superuser: row.rolsuper, comment: row.comment }
+    row && {
+      name: row.rolname,
+      canLogin: row.rolcanlogin,
+      connLimit: row.rolconnlimit,
+      superuser: row.rolsuper,
+      comment: row.comment,
+      validUntil: Number.isNaN(until) ? Infinity : until,
+    }
   );
 }
 
@@ -159,6 +177,61 @@ export async function createRole(
 export async function ensureAdminMembership(db: Queryable, role: string): Promise<void> {
   const r = await db.query<{ member: boolean }>(`SELECT pg_catalog.pg_has_role(CURRENT_USER, $1::text, 'MEMBER') AS member`, [role]);
   if (!r.rows[0]?.member) await db.query(`GRANT ${id(role)} TO CURRENT_USER`);
+}
+
+/** Until when the role's password is accepted (PostgreSQL refuses password logins after it); Infinity: always. */
+export async function setRoleValidUntil(db: Queryable, role: string, until: number): Promise<void> {
+  const at = Number.isFinite(until) ? new Date(until).toISOString() : 'infinity';
+  await db.query(`ALTER ROLE ${id(role)} VALID UNTIL ${lit(at)}`);
+}
+
+/**
+ * A tenant's second login role (overlapping rotation), in one transaction: created as a member of
+ * the tenant role, acting as it from the start of every session (ALTER ROLE ... SET role), so what
+ * it creates belongs to the tenant role; marked as the tenant's; the admin a member of it (to end
+ * its sessions and drop it).
+ */
+export async function createTwinRole(
+  client: pg.ClientBase,
+  twin: string,
+  group: string,
+  verifier: string,
+  connLimit: number,
+  marker: string,
+  login: boolean,
+): Promise<void> {
+  await client.query('BEGIN');
+  try {
+    await client.query(
+      `CREATE ROLE ${id(twin)} ${login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
+        `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)} IN ROLE ${id(group)}`,
+    );
+    await client.query(`COMMENT ON ROLE ${id(twin)} IS ${lit(marker)}`);
+    await client.query(`GRANT ${id(twin)} TO CURRENT_USER`);
+    await client.query(`ALTER ROLE ${id(twin)} SET role TO ${lit(group)}`);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Whether the twin is a member of the tenant role and its sessions start as it. */
+export async function twinActsAs(db: Queryable, twin: string, group: string): Promise<boolean> {
+  const r = await db.query<{ member: boolean; config: string[] | null }>(
+    `SELECT pg_catalog.pg_has_role($1::text, $2::text, 'MEMBER') AS member,
+            (SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s
+              WHERE s.setrole OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1)
+                AND s.setdatabase OPERATOR(pg_catalog.=) 0) AS config`,
+    [twin, group],
+  );
+  const row = r.rows[0];
+  return !!row?.member && (row.config ?? []).includes(`role=${group}`);
+}
+
+export async function makeTwinActAs(db: Queryable, twin: string, group: string): Promise<void> {
+  await db.query(`GRANT ${id(group)} TO ${id(twin)}`);
+  await db.query(`ALTER ROLE ${id(twin)} SET role TO ${lit(group)}`);
 }
 
 export async function setRolePassword(db: Queryable, role: string, verifier: string): Promise<void> {

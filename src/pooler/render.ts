@@ -14,6 +14,11 @@ export interface PoolerTenant {
   role: string;
   /** The role's SCRAM verifier, the same as on the server, so SCRAM passes through. */
   verifier: string;
+  /**
+   * Other login roles of the tenant the pooler accepts beside `role`, with their verifiers: during an
+   * overlapping rotation, the previous one until its deadline and the next one before the switch.
+   */
+  extraLogins?: readonly { role: string; verifier: string }[] | undefined;
   poolMode: 'session' | 'transaction' | 'statement';
   poolSize: number;
   maxDbConnections: number;
@@ -64,9 +69,14 @@ export interface TenantBlock {
  * the second line of defense.
  */
 export function poolerTenantProblem(t: PoolerTenant): string | undefined {
-  const bad = nameProblem('alias', t.alias) ?? nameProblem('database', t.database) ?? nameProblem('role', t.role);
+  const bad =
+    nameProblem('alias', t.alias) ??
+    nameProblem('database', t.database) ??
+    nameProblem('role', t.role) ??
+    (t.extraLogins ?? []).map((l) => nameProblem('role', l.role)).find(Boolean);
   if (bad) return bad;
-  if (!VERIFIER.test(t.verifier)) return `tenant ${t.alias}: the verifier is not a SCRAM-SHA-256 verifier`;
+  if (![t.verifier, ...(t.extraLogins ?? []).map((l) => l.verifier)].every((v) => VERIFIER.test(v)))
+    return `tenant ${t.alias}: a verifier is not a SCRAM-SHA-256 verifier`;
   // The agent refuses the whole file for one value out of its range, so the tenant is refused here.
   if (!DB_KEYS.pool_size?.(String(t.poolSize))) return `tenant ${t.alias}: pool_size ${t.poolSize} is out of range`;
   if (!DB_KEYS.max_db_connections?.(String(t.maxDbConnections)))
@@ -103,8 +113,11 @@ export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
       `${t.alias} = host=${input.serverHost} port=${input.serverPort} dbname=${t.database} ` +
       `pool_mode=${t.poolMode} pool_size=${t.poolSize} max_db_connections=${t.maxDbConnections} ` +
       `max_db_client_connections=${t.maxClientConnections}\n`;
-    const user = roles.has(t.role) || t.suspended ? '' : `"${t.role}" "${t.verifier}"\n`;
-    roles.add(t.role);
+    let user = '';
+    for (const l of [{ role: t.role, verifier: t.verifier }, ...(t.extraLogins ?? [])]) {
+      if (!roles.has(l.role) && !t.suspended) user += `"${l.role}" "${l.verifier}"\n`;
+      roles.add(l.role);
+    }
     const hba = t.suspended
       ? `host ${t.alias} all 0.0.0.0/0 reject\nhost ${t.alias} all ::/0 reject\n`
       : renderTenantHba(t, input.alwaysAllowedCidrs);
@@ -117,12 +130,17 @@ export function renderTenantBlocks(input: PoolerInput): TenantBlock[] {
  * One tenant's HBA lines. Without a list: SCRAM from anywhere. With lists: its CIDRs plus the
  * always-allowed ones, then explicit rejects for its alias.
  */
-export function renderTenantHba(t: Pick<PoolerTenant, 'alias' | 'role' | 'allowedCidrs'>, alwaysAllowedCidrs: readonly string[]): string {
+export function renderTenantHba(
+  t: Pick<PoolerTenant, 'alias' | 'role' | 'allowedCidrs' | 'extraLogins'>,
+  alwaysAllowedCidrs: readonly string[],
+): string {
   const hba: string[] = [];
+  const roles = [t.role, ...(t.extraLogins ?? []).map((l) => l.role)];
   if (t.allowedCidrs === undefined) {
-    hba.push(`host ${t.alias} ${t.role} 0.0.0.0/0 scram-sha-256`, `host ${t.alias} ${t.role} ::/0 scram-sha-256`);
+    for (const r of roles) hba.push(`host ${t.alias} ${r} 0.0.0.0/0 scram-sha-256`, `host ${t.alias} ${r} ::/0 scram-sha-256`);
   } else {
-    for (const c of sortCidrs([...t.allowedCidrs, ...alwaysAllowedCidrs])) hba.push(`host ${t.alias} ${t.role} ${c} scram-sha-256`);
+    const cidrs = sortCidrs([...t.allowedCidrs, ...alwaysAllowedCidrs]);
+    for (const r of roles) for (const c of cidrs) hba.push(`host ${t.alias} ${r} ${c} scram-sha-256`);
     hba.push(`host ${t.alias} all 0.0.0.0/0 reject`, `host ${t.alias} all ::/0 reject`);
   }
   return `${hba.join('\n')}\n`;
@@ -167,6 +185,8 @@ export function renderPoolerConfig(input: PoolerInput): PoolerFiles {
 export interface ServerHbaTenant {
   databases: readonly string[];
   role: string;
+  /** The tenant's other login role (overlapping rotation): named beside `role` wherever a rule names it. */
+  otherRoles?: readonly string[] | undefined;
   allowedCidrs: readonly string[];
   /**
    * A database shared by several tenants (isolation Schema): its rules name the tenant's role only,
@@ -187,14 +207,17 @@ export function renderServerHba(tenants: readonly ServerHbaTenant[], alwaysAllow
     const problem =
       t.databases.length === 0
         ? 'a tenant without databases'
-        : (t.databases.map((d) => nameProblem('database', d)).find(Boolean) ?? nameProblem('role', t.role));
+        : (t.databases.map((d) => nameProblem('database', d)).find(Boolean) ??
+          [t.role, ...(t.otherRoles ?? [])].map((r) => nameProblem('role', r)).find(Boolean));
     if (problem) throw new Error(`refusing to render the server HBA rules: ${problem}`);
     const cidr = [...t.allowedCidrs, ...alwaysAllowedCidrs].find((c) => !isCidr(c));
     if (cidr !== undefined) throw new Error(`refusing to render the server HBA rules: ${JSON.stringify(cidr)} is not a CIDR`);
     const dbs = [...t.databases].sort().join(',');
-    const others = t.shared ? t.role : 'all';
+    const roles = [t.role, ...(t.otherRoles ?? [])];
+    // In a shared database the rules name the tenant's login roles only (a comma list is one field).
+    const others = t.shared ? roles.join(',') : 'all';
     for (const c of sortCidrs(alwaysAllowedCidrs)) lines.push(`host ${dbs} ${others} ${c} scram-sha-256`);
-    for (const c of sortCidrs(t.allowedCidrs)) lines.push(`host ${dbs} ${t.role} ${c} scram-sha-256`);
+    for (const c of sortCidrs(t.allowedCidrs)) lines.push(`host ${dbs} ${roles.join(',')} ${c} scram-sha-256`);
     lines.push(`host ${dbs} ${others} 0.0.0.0/0 reject`, `host ${dbs} ${others} ::/0 reject`);
   }
   return lines.length ? `${lines.join('\n')}\n` : '';

@@ -131,8 +131,12 @@ export function validateServerHba(text: string): string[] {
       .find(Boolean);
     if (badDb) at(`bad database list ${dbs}: ${badDb}`);
     if (user !== 'all') {
-      const bad = nameProblem('role', user);
-      if (bad) at(`bad user ${user}: ${bad}`);
+      // A tenant's login roles, as a comma list (overlapping rotation gives a tenant two).
+      const bad = user
+        .split(',')
+        .map((u) => nameProblem('role', u))
+        .find(Boolean);
+      if (bad) at(`bad user list ${user}: ${bad}`);
     }
     if (!isCidr(cidr)) at(`bad CIDR ${cidr}`);
     if (method !== 'scram-sha-256' && method !== 'reject') at(`method ${method} is not allowed`);

@@ -18,6 +18,7 @@ import { nameProblem } from '../../pooler/names.js';
 import { renderServerHba, type PoolerTenant, type ServerHbaTenant } from '../../pooler/render.js';
 import type { OperatorContext } from '../context.js';
 import { namespaceAllowed } from '../tenantdatabase/resolve.js';
+import { activeLogin, extraLogins, loginRolesOf } from '../tenantdatabase/credentials.js';
 
 /**
  * The most CIDRs the IpWhitelists of one tenant may add up to. It bounds what one tenant brings to
@@ -69,6 +70,8 @@ export interface ServerHbaCandidate {
   /** The tenant's namespace: the budget is shared fairly between namespaces. */
   namespace: string;
   role: string;
+  /** Its other login role (overlapping rotation), when the server shows it as the tenant's. */
+  otherRoles?: readonly string[] | undefined;
   /** Its database, and its shadow database if it has one (a schema tenant: the shared database). */
   databases: readonly string[];
   /** Whether its database is shared by tenants (isolation Schema). */
@@ -98,7 +101,10 @@ export function planServerHba(
     a.created < b.created ? -1 : a.created > b.created ? 1 : a.role < b.role ? -1 : a.role > b.role ? 1 : 0;
   const listed = candidates.filter((t) => !nameProblem('role', t.role) && !t.databases.some((d) => nameProblem('database', d))).sort(byAge);
   const sizeOf = (t: ServerHbaCandidate, cidrs: readonly string[]) =>
-    renderServerHba([{ databases: t.databases, role: t.role, shared: t.shared, allowedCidrs: cidrs }], alwaysAllowedCidrs).length;
+    renderServerHba(
+      [{ databases: t.databases, role: t.role, otherRoles: t.otherRoles, shared: t.shared, allowedCidrs: cidrs }],
+      alwaysAllowedCidrs,
+    ).length;
   // What each tenant costs closed (reserved for all) and what opening it adds on top.
   const closedSize = new Map(listed.map((t) => [t, sizeOf(t, [])]));
   const extra = new Map(listed.map((t) => [t, sizeOf(t, t.allowedCidrs) - (closedSize.get(t) ?? 0)]));
@@ -121,9 +127,10 @@ export function planServerHba(
   });
   const closed = new Set<string>();
   const tenants = listed.map((t) => {
-    if (open.has(t)) return { databases: t.databases, role: t.role, shared: t.shared, allowedCidrs: t.allowedCidrs };
+    if (open.has(t))
+      return { databases: t.databases, role: t.role, otherRoles: t.otherRoles, shared: t.shared, allowedCidrs: t.allowedCidrs };
     closed.add(t.role);
-    return { databases: t.databases, role: t.role, shared: t.shared, allowedCidrs: [] };
+    return { databases: t.databases, role: t.role, otherRoles: t.otherRoles, shared: t.shared, allowedCidrs: [] };
   });
   return { tenants, closed };
 }
@@ -153,6 +160,8 @@ interface VerifiedTenant {
   alias: string;
   /** Whether the database is the server's shared one (isolation Schema). */
   shared: boolean;
+  /** The roles on the server that carry this tenant's marker. */
+  owned: ReadonlySet<string>;
   view: TenantView;
 }
 
@@ -190,6 +199,7 @@ function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTena
         shadow: undefined,
         alias,
         shared: true,
+        owned: mine.roles,
         view: raw,
       });
       continue;
@@ -197,17 +207,42 @@ function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTena
     const database = raw.spec?.databaseName ?? derived;
     if (!mine.roles.has(role) || !mine.databases.has(database)) continue;
     const shadow = raw.spec?.shadowDatabase && mine.databases.has(shadowDatabaseName(database)) ? shadowDatabaseName(database) : undefined;
-    out.push({ namespace: m.namespace, name: m.name, uid: m.uid, database, role, shadow, alias: database, shared: false, view: raw });
+    out.push({
+      namespace: m.namespace,
+      name: m.name,
+      uid: m.uid,
+      database,
+      role,
+      shadow,
+      alias: database,
+      shared: false,
+      owned: mine.roles,
+      view: raw,
+    });
   }
   return out;
 }
 
-/** The tenant's password, from its Secret only when that Secret is its own (controller owner reference). */
-function tenantPassword(ctx: OperatorContext, t: VerifiedTenant): string | undefined {
+/**
+ * The tenant's logins, from its Secret only when that Secret is its own (controller owner
+ * reference): the one in use with its password, and the previous and next ones of an overlapping
+ * rotation with their verifiers. A login role must carry the tenant's marker on the server: a
+ * Secret (which its namespace may write) naming any other role gets no line.
+ */
+function tenantLogins(
+  ctx: OperatorContext,
+  t: VerifiedTenant,
+  now: number,
+): { role: string; password: string; extra: { role: string; verifier: string }[] } | undefined {
   const secret = ctx.secrets.get(t.view.spec?.secretName ?? `${t.name}-db`, t.namespace);
   if (!secret?.metadata?.ownerReferences?.some((r) => r.controller && r.uid === t.uid)) return undefined;
   const pw = secretValue(secret, 'password');
-  return pw && isAcceptablePassword(pw) ? pw : undefined;
+  if (!pw || !isAcceptablePassword(pw)) return undefined;
+  const logins = loginRolesOf(t.role);
+  const active = activeLogin({ username: secretValue(secret, 'username') ?? '' }, logins);
+  const owned = (role: string) => role === t.role || t.owned.has(role);
+  if (!owned(active)) return undefined;
+  return { role: active, password: pw, extra: extraLogins(secret.metadata.annotations, logins, active, owned, now) };
 }
 
 /**
@@ -261,16 +296,18 @@ export function clientLimitOf(asked: number | undefined, limits: { default: numb
 export function poolerTenants(ctx: OperatorContext, server: PostgresServer): PoolerTenant[] {
   const out: PoolerTenant[] = [];
   const limits = server.spec.pooler?.clientLimits ?? { default: 200, max: 2000 };
+  const now = Date.now();
   for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const pooling = t.view.spec?.pooling;
     if (pooling?.enabled === false) continue;
-    const pw = tenantPassword(ctx, t);
-    if (!pw) continue;
+    const login = tenantLogins(ctx, t, now);
+    if (!login) continue;
     out.push({
       alias: t.alias,
       database: t.database,
-      role: t.role,
-      verifier: cachedVerifier(t.uid, t.role, pw),
+      role: login.role,
+      verifier: cachedVerifier(t.uid, login.role, login.password),
+      ...(login.extra.length ? { extraLogins: login.extra } : {}),
       poolMode: pooling?.poolMode ?? 'transaction',
       poolSize: pooling?.poolSize ?? 10,
       maxDbConnections: pooling?.maxDbConnections ?? 0,
@@ -289,9 +326,11 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
   for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
     if (cidrs === undefined) continue;
+    const twin = loginRolesOf(t.role).twin;
     candidates.push({
       namespace: t.namespace,
       role: t.role,
+      ...(t.owned.has(twin) ? { otherRoles: [twin] } : {}),
       databases: t.shadow ? [t.database, t.shadow] : [t.database],
       shared: t.shared,
       allowedCidrs: cidrs,

@@ -52,8 +52,10 @@ export interface RoleSpec {
   role: string;
   verifier: string;
   connectionLimit: number;
-  /** False while the tenant is suspended. */
+  /** False while the tenant is suspended (and for a login role not in use). */
   login: boolean;
+  /** Until when its password is accepted (epoch ms, VALID UNTIL); Infinity or undefined: always. */
+  validUntil?: number | undefined;
 }
 
 export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Promise<string[]> {
@@ -85,7 +87,62 @@ export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Prom
     if (row.canLogin !== r.login) changes.push(`${r.login ? 'Resumed' : 'Suspended'} login of role ${r.role}`);
     if (row.connLimit !== r.connectionLimit) changes.push(`Set connection limit ${r.connectionLimit} on role ${r.role}`);
   }
+  const until = r.validUntil ?? Infinity;
+  // Only where it matters: a role without login keeps whatever deadline it had.
+  if (r.login && Math.abs(row.validUntil - until) >= 1000 && !(row.validUntil === Infinity && until === Infinity)) {
+    await sql.setRoleValidUntil(pool, r.role, until);
+    changes.push(
+      Number.isFinite(until)
+        ? `Set the password of role ${r.role} to expire at ${new Date(until).toISOString()}`
+        : `Set the password of role ${r.role} to never expire`,
+    );
+  }
   return changes;
+}
+
+export interface TwinSpec extends RoleSpec {
+  /** The tenant role the twin is a member of and acts as. */
+  group: string;
+}
+
+/**
+ * The tenant's second login role (overlapping rotation): created when missing (marked as the
+ * tenant's, a member of the tenant role, acting as it), repaired when its membership or its
+ * SET role was taken away, then its login, limit and deadline as for the tenant role.
+ */
+export async function ensureTwinRole(pool: pg.Pool, owner: Owner, t: TwinSpec): Promise<string[]> {
+  const row = await sql.findRole(pool, t.role);
+  if (!row) {
+    const client = await pool.connect();
+    try {
+      await sql.createTwinRole(client, t.role, t.group, t.verifier, t.connectionLimit, sql.ownerMarker(owner), t.login);
+    } catch (err) {
+      const code = sqlState(err);
+      if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation) {
+        const again = await sql.findRole(client, t.role);
+        if (again && sql.markerUid(again.comment) !== owner.uid)
+          throw new TerminalError('Conflict', foreignMessage('role', t.role, again.comment));
+        throw new RetryableError('Conflict', `role ${t.role} was created concurrently; looking again`);
+      }
+      throw err;
+    } finally {
+      client.release();
+    }
+    const changes = [`Created role ${t.role}, a second login acting as ${t.group}`];
+    if (t.validUntil !== undefined && Number.isFinite(t.validUntil)) changes.push(...(await ensureRole(pool, owner, t)));
+    return changes;
+  }
+  if (sql.markerUid(row.comment) !== owner.uid)
+    throw new TerminalError(
+      'Conflict',
+      `${foreignMessage('role', t.role, row.comment)}: it is the name of this tenant's second login role (passwordRotation.strategy Overlap); set another roleName`,
+    );
+  const changes: string[] = [];
+  if (!(await sql.twinActsAs(pool, t.role, t.group))) {
+    await sql.makeTwinActAs(pool, t.role, t.group);
+    changes.push(`Repaired role ${t.role}: a member of ${t.group}, acting as it`);
+  }
+  return [...changes, ...(await ensureRole(pool, owner, t))];
 }
 
 export interface DatabaseSpec {
@@ -420,4 +477,15 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
     changes.push(`Granted CONNECT and TEMPORARY on shared database ${s.database} to ${s.role}`);
   }
   return changes;
+}
+
+/** The twin's search_path in the shared database, as its tenant role's (isolation Schema). */
+export async function ensureTwinSearchPath(inDatabase: InDatabase, twin: string, database: string, schema: string): Promise<string[]> {
+  return inDatabase(database, async (db) => {
+    const settings = await sql.roleSettingsIn(db, twin, database);
+    const wanted = [`search_path=${schema}`, sql.searchPathSetting(schema)];
+    if (settings.length === 1 && wanted.includes(settings[0] ?? '')) return [];
+    await sql.setRoleSearchPath(db, twin, database, schema);
+    return [`Set search_path of role ${twin} in ${database} to ${schema}`];
+  });
 }

@@ -9,6 +9,25 @@ import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '
 import { customResourceApi } from '../../kube/client.js';
 import { decodeSecretData, secretValue } from '../../kube/secrets.js';
 import { asTenant, tryLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
+import { generatePassword } from '../../pg/scram.js';
+import { durationSeconds } from '../../api/common.js';
+import {
+  GENERATION_ANNOTATION,
+  NEXT_LOGIN_ANNOTATION,
+  PREVIOUS_LOGIN_ANNOTATION,
+  ROTATED_AT_ANNOTATION,
+  activeLogin,
+  credentialGeneration,
+  formatNext,
+  formatPrevious,
+  lastRotatedAt,
+  loginRolesOf,
+  otherLogin,
+  previousLogin,
+  rotationDueAt,
+  type LoginRoles,
+  type PreviousLogin,
+} from './credentials.js';
 import { runSteps, step, type Step } from '../../runtime/steps.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
@@ -23,6 +42,7 @@ import {
   cachedVerifier,
   forgetTenant,
   loadPoolerAdmin,
+  verifierFor,
   poolerConfigApplied,
   sharedPoolList,
 } from '../pooler-view.js';
@@ -38,11 +58,13 @@ import {
   ensureExtensions,
   ensureRole,
   ensureSchemaTenant,
+  ensureTwinRole,
+  ensureTwinSearchPath,
   type ExtensionOutcome,
   type InDatabase,
   type Owner,
 } from './provision.js';
-import { shadowDatabaseName } from '../../api/naming.js';
+import { shadowDatabaseName, twinRoleName } from '../../api/naming.js';
 import {
   namespaceAllowed,
   namesMatchMarkers,
@@ -65,7 +87,7 @@ function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   return out;
 }
 
-type Provisioned = { outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number };
+type Provisioned = { outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number | undefined };
 
 interface Outcome {
   conditions: ConditionInput[];
@@ -262,6 +284,21 @@ async function provision(
   /** What this reconcile did to the role's password, for status. */
   const credential: { passwordChangedAt?: string; passwordRotatedFor?: string } = {};
   let ext!: ExtensionOutcome;
+  // The tenant's login roles (its role and, with overlapping rotation, a twin acting as it), the one
+  // its Secret uses, the previous one in its grace period, and a switch in progress (see credentials.ts).
+  let logins!: LoginRoles;
+  let active!: string;
+  let prev: PreviousLogin | undefined;
+  let expired: PreviousLogin | undefined;
+  let switching: { role: string; password: string; verifier: string } | undefined;
+  let switchErr: unknown;
+  /** When credential work comes due without any event: a grace period's end, a scheduled rotation. */
+  let credentialDueAt: number | undefined;
+  let rotationPendingUntil: number | undefined;
+  let generation = 0;
+  let rotatedAt: number | undefined;
+  /** The Secret's data for a login role and password (standard keys and the template's). */
+  let renderData!: (user: string, pw: string) => ReturnType<typeof applySecretTemplate>;
   /**
    * A refusal that also holds for what already exists: a tenant whose namespace lost the server's
    * admission, or whose limit is above a lowered ceiling, does not keep what it had.
@@ -370,11 +407,13 @@ async function provision(
       // may change what the outcome depends on beyond what the fingerprint holds.
       const v = periodic ? verified.get(td.metadata.uid) : undefined;
       if (!v || v.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
+      const cred = cachedCredentials(ctx, td, names);
+      if (cred.dueAt !== undefined && cred.dueAt <= Date.now()) return undefined;
       if (Date.now() - v.at > ctx.config.resyncMs * DEEP_RECHECKS) return undefined;
       if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
       const snap = ctx.catalog.get(serverName);
       if (!snap || snap.at <= v.at) return { outcome: { conditions: [], status: {}, terminal: false }, names, serverName };
-      if (!intactIn(snap, names, connectionLimit, !td.spec.suspend)) {
+      if (!intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend)) {
         verified.delete(td.metadata.uid);
         provisioned.delete(td.metadata.uid);
         return undefined;
@@ -382,9 +421,9 @@ async function provision(
       const size = names.schema !== undefined ? snap.schemas?.get(names.schema)?.sizeBytes : snap.databases.get(names.database)?.sizeBytes;
       const status = {
         ...(size !== undefined ? { sizeBytes: settledSize(td.status?.sizeBytes, size) } : {}),
-        activeConnections: snap.sessions.get(names.role) ?? 0,
+        activeConnections: (snap.sessions.get(names.role) ?? 0) + (snap.sessions.get(cred.logins.twin) ?? 0),
       };
-      return { outcome: { conditions: [], status, terminal: false }, names, serverName };
+      return { outcome: { conditions: [], status, terminal: false }, names, serverName, retryMs: untilDue(cred.dueAt) };
     }),
     // Everything was provisioned moments ago for exactly this spec and Secret, and only what comes
     // from outside (the pooler, the allow-lists) is awaited: that is all this reconcile looks at.
@@ -392,8 +431,10 @@ async function provision(
       const p = periodic ? undefined : provisioned.get(td.metadata.uid);
       if (!p || Date.now() - p.at > JUST_PROVISIONED_MS) return undefined;
       if (p.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
+      const cred = cachedCredentials(ctx, td, names);
+      if (cred.dueAt !== undefined && cred.dueAt <= Date.now()) return undefined;
       const snap = ctx.catalog.get(serverName);
-      if (snap && snap.at > p.at && !intactIn(snap, names, connectionLimit, !td.spec.suspend)) {
+      if (snap && snap.at > p.at && !intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend)) {
         provisioned.delete(td.metadata.uid);
         return undefined;
       }
@@ -401,6 +442,9 @@ async function provision(
       if (!cached) return undefined;
       justProvisioned = true;
       password = cached;
+      logins = cred.logins;
+      active = cred.active;
+      credentialDueAt = cred.dueAt;
       ext = { created: [], failed: [] };
       return undefined;
     }),
@@ -553,31 +597,82 @@ async function provision(
       }
       // A rotation request the Secret has not answered yet gets a new password; the answer is recorded on
       // the Secret together with the password, so a crash cannot rotate twice or lose the new one.
+      const ann = current.kind === 'owned' ? (current.secret.metadata?.annotations ?? {}) : {};
+      logins = loginRolesOf(names.role);
+      active = current.kind === 'owned' ? activeLogin(current.data, logins) : logins.group;
+      const now = Date.now();
+      prev = previousLogin(ann, logins, active);
+      if (prev && prev.until <= now) {
+        expired = prev;
+        prev = undefined;
+      }
+      generation = credentialGeneration(ann);
+      rotatedAt = lastRotatedAt(ann, td.status?.passwordChangedAt, td.metadata.creationTimestamp);
+      const rotation = td.spec.passwordRotation;
+      const scheduledAt = rotationDueAt(rotation.interval, rotatedAt);
       rotateFor = td.metadata.annotations?.[ROTATE_ANNOTATION];
       const answered = current.kind === 'owned' ? current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] : undefined;
-      rotating = !!rotateFor && rotateFor !== answered && roleClaim.state === 'ours';
+      const ours = roleClaim.state === 'ours';
+      const requested = !!rotateFor && rotateFor !== answered && ours;
+      const scheduled = ours && current.kind === 'owned' && scheduledAt !== undefined && scheduledAt <= now;
+      if ((requested || scheduled) && rotation.strategy === 'Overlap' && current.kind === 'owned') {
+        if (prev) {
+          // The previous login's grace period still runs: its clients keep it until then.
+          rotationPendingUntil = prev.until;
+        } else {
+          const role = otherLogin(logins, active);
+          const kept = pendingSwitches.get(td.metadata.uid);
+          const pw = kept?.role === role ? kept.password : generatePassword();
+          pendingSwitches.set(td.metadata.uid, { role, password: pw });
+          switching = { role, password: pw, verifier: verifierFor(td.metadata.uid, role, pw) };
+        }
+      } else {
+        rotating = requested || scheduled;
+      }
+      credentialDueAt = Math.min(prev?.until ?? Infinity, scheduledAt ?? Infinity);
+      if (!Number.isFinite(credentialDueAt)) credentialDueAt = undefined;
       const chosen = rotating ? choosePassword() : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
       password = chosen.password;
       const generated = chosen.generated;
       const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
-      const standard = renderSecretData({
-        host: server.spec.publicHost ?? server.spec.host,
-        port: server.spec.port,
-        sslMode: server.spec.sslMode,
-        database: names.database,
-        user: names.role,
-        password,
-        pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
-        poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
-        ca: server.spec.sslMode.startsWith('verify') ? ep.ca : undefined,
-        shadowDatabase: names.shadow,
-        schema: names.schema !== undefined ? { name: names.schema, alias: names.alias } : undefined,
-      });
-      const templated = applySecretTemplate(standard, td.spec.secretTemplate);
+      renderData = (user, pw) =>
+        applySecretTemplate(
+          renderSecretData({
+            host: server.spec.publicHost ?? server.spec.host,
+            port: server.spec.port,
+            sslMode: server.spec.sslMode,
+            database: names.database,
+            user,
+            password: pw,
+            pooler: poolingOn && server.spec.pooler ? { host: server.spec.pooler.host, port: server.spec.pooler.port } : undefined,
+            poolerPreparedStatements: (server.status?.pooler?.maxPreparedStatements ?? 0) > 0,
+            ca: server.spec.sslMode.startsWith('verify') ? ep.ca : undefined,
+            shadowDatabase: names.shadow,
+            schema: names.schema !== undefined ? { name: names.schema, alias: names.alias } : undefined,
+          }),
+          td.spec.secretTemplate,
+        );
+      const templated = renderData(active, password);
       if (!templated.ok) return { outcome: notReady('SecretTemplateInvalid', templated.message, true), serverName };
       const data = templated.data;
       written = data;
-      const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {});
+      // A request is answered by the write that carries its password: not before a switch is done,
+      // nor while it waits for a grace period to end.
+      const answering = !switching && rotationPendingUntil === undefined;
+      const annotations: Record<string, string> = rotateFor && answering ? { [ROTATED_ANNOTATION]: rotateFor } : {};
+      if (rotating) {
+        rotatedAt = now;
+        generation += 1;
+        annotations[ROTATED_AT_ANNOTATION] = new Date(now).toISOString();
+        annotations[GENERATION_ANNOTATION] = String(generation);
+      }
+      // The login being switched to is shown to the pooler before any client is told about it.
+      if (switching) annotations[NEXT_LOGIN_ANNOTATION] = formatNext({ role: switching.role, verifier: switching.verifier });
+      const remove = [
+        ...(expired ? [PREVIOUS_LOGIN_ANNOTATION] : []),
+        ...(!switching && ann[NEXT_LOGIN_ANNOTATION] !== undefined ? [NEXT_LOGIN_ANNOTATION] : []),
+      ];
+      const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, annotations, remove);
       if (wrote === 'created')
         record(
           [
@@ -587,7 +682,7 @@ async function provision(
           ],
           'Secret',
         );
-      if (wrote === 'updated' && !rotating) record([`Repaired Secret ${names.secret}`], 'Secret');
+      if (wrote === 'updated' && !rotating && !switching && !expired) record([`Repaired Secret ${names.secret}`], 'Secret');
       for (const oldName of oldSecretNames) {
         const old = await readSecret(ctx.clients, ns, oldName, owner.uid);
         if (old.kind === 'owned') {
@@ -601,23 +696,68 @@ async function provision(
     step<Provisioned>('role-and-databases', async () => {
       if (justProvisioned) return undefined;
       // The verifier is a function of role identity and password: every reconcile computes the same one.
-      verifier = cachedVerifier(td.metadata.uid, names.role, password);
+      verifier = cachedVerifier(td.metadata.uid, active, password);
       const suspended = td.spec.suspend;
       let changed = false;
-      const roleChanges = await ensureRole(pool, owner, { role: names.role, verifier, connectionLimit, login: !suspended });
+      // A login role may log in while it is the one in use, in its grace period, or being switched to.
+      const loginOn = (role: string) => !suspended && (role === active || prev?.role === role || switching?.role === role);
+      const spec = (role: string) => ({
+        role,
+        verifier:
+          role === active
+            ? verifier
+            : switching?.role === role
+              ? switching.verifier
+              : verifierFor(td.metadata.uid, role, generatePassword()),
+        connectionLimit,
+        login: loginOn(role),
+        validUntil: prev?.role === role ? prev.until : Infinity,
+      });
+      const roleChanges = await ensureRole(pool, owner, spec(logins.group));
       if (roleChanges.some((c) => c.startsWith('Created role'))) credential.passwordChangedAt = new Date().toISOString();
       record(roleChanges, 'Role');
       changed ||= roleChanges.length > 0;
+      const twin = logins.twin;
+      const twinUsed =
+        [active, prev?.role, switching?.role].includes(twin) || !!ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(twin);
+      if (twinUsed) {
+        const twinChanges = await ensureTwinRole(pool, owner, { ...spec(twin), group: logins.group });
+        if (names.schema !== undefined) twinChanges.push(...(await ensureTwinSearchPath(inDatabase, twin, names.database, names.schema)));
+        record(twinChanges, 'Role');
+        changed ||= twinChanges.length > 0;
+      }
       if (suspended && td.spec.endSessionsOnSuspend) {
-        const ended = await sql.terminateRoleSessions(pool, names.role);
-        if (ended) record([`Suspended role ${names.role}: ended ${ended} open session(s)`], 'Role');
+        for (const role of twinUsed ? [logins.group, twin] : [logins.group]) {
+          const ended = await sql.terminateRoleSessions(pool, role);
+          if (ended) record([`Suspended role ${role}: ended ${ended} open session(s)`], 'Role');
+        }
       }
       if (rotating) {
         // Open sessions, direct and pooled, keep running; new logins need the new password.
-        await sql.setRolePassword(pool, names.role, verifier);
+        await sql.setRolePassword(pool, active, verifier);
         credential.passwordChangedAt = new Date().toISOString();
         if (rotateFor) credential.passwordRotatedFor = rotateFor;
-        record([`Rotated password of role ${names.role} (request ${rotateFor}); Secret ${names.secret} holds the new one`], 'Password');
+        record(
+          [`Rotated password of role ${active} (request ${rotateFor ?? 'on schedule'}); Secret ${names.secret} holds the new one`],
+          'Password',
+        );
+      }
+      if (switching) {
+        // Nobody logs in as this role yet (the Secret names the other one): its password is set freely.
+        await sql.setRolePassword(pool, switching.role, switching.verifier);
+        changed = true;
+      }
+      if (expired) {
+        // The grace period is over: PostgreSQL refuses the old password since its VALID UNTIL, the
+        // role's login is off (above), and what it still has open is ended.
+        const ended = await sql.terminateRoleSessions(pool, expired.role);
+        record(
+          [
+            `Retired the previous login role ${expired.role}: its grace period ended at ${new Date(expired.until).toISOString()}${ended ? `; ended ${ended} session(s)` : ''}`,
+          ],
+          'Password',
+        );
+        changed = true;
       }
       const note = (changes: string[], noun: string) => {
         record(changes, noun);
@@ -649,12 +789,12 @@ async function provision(
         return undefined;
       }
       const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
-      let session = await asTenant(ep, names.role, password, names.database, extensions);
+      let session = await asTenant(ep, active, password, names.database, extensions);
       if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
-        await sql.setRolePassword(pool, names.role, verifier);
+        await sql.setRolePassword(pool, active, verifier);
         credential.passwordChangedAt = new Date().toISOString();
-        record([`Repaired password of role ${names.role} from Secret ${names.secret}`], 'Password');
-        session = await asTenant(ep, names.role, password, names.database, extensions);
+        record([`Repaired password of role ${active} from Secret ${names.secret}`], 'Password');
+        session = await asTenant(ep, active, password, names.database, extensions);
       }
       loginErr = session.ok ? undefined : session.error;
       ext = session.ok ? session.value : { created: [], failed: [] };
@@ -667,6 +807,64 @@ async function provision(
       if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
       return undefined;
     }),
+    // Overlapping rotation: the Secret switches to the other login role only once that role logs in
+    // with its new password directly and through the pooler; the one it replaces keeps working until
+    // its grace period ends (VALID UNTIL, which PostgreSQL enforces without the operator).
+    step<Provisioned>('switch-login', async () => {
+      if (justProvisioned || !switching || td.spec.suspend || loginErr) return undefined;
+      const to = switching;
+      switchErr = await tryLogin(ep, to.role, to.password, names.database);
+      const p = td.spec.pooling.enabled ? server.spec.pooler : undefined;
+      if (!switchErr && p) {
+        ctx.provisioned(serverName, key);
+        const deadline = Date.now() + POOLER_WAIT_MS;
+        for (;;) {
+          switchErr = await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, to.role, to.password, names.alias);
+          if (!switchErr || Date.now() >= deadline) break;
+          const wait = Math.min(SWITCH_POLL_MS, deadline - Date.now());
+          if (park) await park(wait);
+          else await new Promise((r) => setTimeout(r, wait));
+        }
+      }
+      if (switchErr) return undefined;
+      const templated = renderData(to.role, to.password);
+      if (!templated.ok) return { outcome: notReady('SecretTemplateInvalid', templated.message, true), serverName };
+      const now = Date.now();
+      const until = now + (durationSeconds(td.spec.passwordRotation.gracePeriod) ?? 3600) * 1000;
+      const old: PreviousLogin = { role: active, until, verifier: verifierFor(td.metadata.uid, active, password) };
+      generation += 1;
+      const annotations: Record<string, string> = {
+        ...(rotateFor ? { [ROTATED_ANNOTATION]: rotateFor } : {}),
+        [ROTATED_AT_ANNOTATION]: new Date(now).toISOString(),
+        [GENERATION_ANNOTATION]: String(generation),
+        [PREVIOUS_LOGIN_ANNOTATION]: formatPrevious(old),
+      };
+      // The Secret as this reconcile read it (its own earlier write changed only annotations).
+      const current = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
+      if (current.kind !== 'owned')
+        throw new RetryableError('SecretChanged', `Secret ${names.secret} changed during a rotation; looking again`);
+      await writeSecret(ctx.clients, td, names.secret, current, templated.data, annotations, [NEXT_LOGIN_ANNOTATION]);
+      await sql.setRoleValidUntil(pool, old.role, until);
+      pendingSwitches.delete(td.metadata.uid);
+      record(
+        [
+          `Rotated credentials${rotateFor && rotateFor !== current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] ? ` (request ${rotateFor})` : ' (scheduled)'}: Secret ${names.secret} now logs in as ${to.role} with a new password; ${old.role} keeps working until ${new Date(until).toISOString()}`,
+        ],
+        'Password',
+      );
+      credential.passwordChangedAt = new Date(now).toISOString();
+      if (rotateFor) credential.passwordRotatedFor = rotateFor;
+      rotatedAt = now;
+      prev = old;
+      active = to.role;
+      password = to.password;
+      verifier = to.verifier;
+      written = templated.data;
+      switching = undefined;
+      credentialDueAt = Math.min(until, rotationDueAt(td.spec.passwordRotation.interval, now) ?? Infinity);
+      ctx.provisioned(serverName, key);
+      return undefined;
+    }),
     // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
     step<Provisioned>('observe', async () => {
       let usage: sql.UsageRow;
@@ -677,9 +875,11 @@ async function provision(
         const size = ctx.catalog.get(serverName)?.schemas?.get(names.schema)?.sizeBytes;
         usage = { sizeBytes: size ?? td.status?.sizeBytes ?? 0, activeConnections: await sql.roleSessions(pool, names.role) };
       } else usage = await sql.usage(pool, names.database, names.role);
+      if (ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(logins.twin))
+        usage = { ...usage, activeConnections: usage.activeConnections + (await sql.roleSessions(pool, logins.twin)) };
       // A suspended tenant's pooled login is proven again once it resumes.
       if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
-      const pooler = () => poolerCondition(ctx, server, td, names.alias, names.role, password);
+      const pooler = () => poolerCondition(ctx, server, td, names.alias, active, password);
       let poolerReady: ConditionInput = td.spec.suspend
         ? { type: 'PoolerReady', status: 'True', reason: 'Suspended', message: 'the tenant is suspended: PgBouncer refuses its new logins' }
         : await pooler();
@@ -700,7 +900,12 @@ async function provision(
       const conditions: ConditionInput[] = [
         td.spec.suspend
           ? { type: 'RoleReady', status: 'True', reason: 'Suspended', message: `role ${names.role} exists with login off (suspended)` }
-          : { type: 'RoleReady', status: 'True', reason: 'Provisioned', message: `role ${names.role} can log in` },
+          : {
+              type: 'RoleReady',
+              status: 'True',
+              reason: 'Provisioned',
+              message: `role ${active} can log in${active !== names.role ? ` (acting as ${names.role})` : ''}`,
+            },
         { type: 'SecretReady', status: 'True', reason: 'Provisioned', message: `Secret ${names.secret} holds the connection details` },
         ext.failed.length
           ? {
@@ -766,6 +971,17 @@ async function provision(
             sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes),
             activeConnections: usage.activeConnections,
             ...credential,
+            credentials: {
+              loginRole: active,
+              generation,
+              ...(rotatedAt !== undefined ? { rotatedAt: new Date(rotatedAt).toISOString() } : {}),
+              ...(prev ? { previousLoginRole: prev.role, previousValidUntil: new Date(prev.until).toISOString() } : {}),
+              ...(rotationDueAt(td.spec.passwordRotation.interval, rotatedAt) !== undefined
+                ? { nextRotationAt: new Date(rotationDueAt(td.spec.passwordRotation.interval, rotatedAt) ?? 0).toISOString() }
+                : {}),
+              ...(rotationPendingUntil !== undefined ? { rotationWaitsUntil: new Date(rotationPendingUntil).toISOString() } : {}),
+              ...(switchErr ? { switchError: describePgError(switchErr) } : {}),
+            },
           },
           terminal: false,
         },
@@ -773,8 +989,13 @@ async function provision(
         serverName,
         // Pooler and allow-list changes take effect within seconds: look again soon until they have
         // (an unreachable pooler is not polled every second).
-        soon: poolerReady.reason === 'NotConfirmed' || poolerReady.reason === 'PoolerLoginFailed' || access.reason === 'Pending',
-        ...(poolerReady.reason === 'PoolerUnreachable' ? { retryMs: 15_000 } : {}),
+        soon:
+          poolerReady.reason === 'NotConfirmed' || poolerReady.reason === 'PoolerLoginFailed' || access.reason === 'Pending' || !!switchErr,
+        ...(poolerReady.reason === 'PoolerUnreachable'
+          ? { retryMs: Math.min(15_000, untilDue(credentialDueAt) ?? Infinity) }
+          : untilDue(credentialDueAt) !== undefined
+            ? { retryMs: untilDue(credentialDueAt) }
+            : {}),
       };
     }),
   ];
@@ -798,13 +1019,47 @@ const verified = new Map<string, { fingerprint: string; at: number }>();
 /** Tenants whose objects a reconcile of the last JUST_PROVISIONED_MS ensured, with what for. */
 const provisioned = new Map<string, { fingerprint: string; at: number }>();
 const JUST_PROVISIONED_MS = 120_000;
+/**
+ * Rotations switching to the other login role, by tenant uid: the new password, kept so that a
+ * switch that waits for the pooler across reconciles does not set another one each time.
+ */
+const pendingSwitches = new Map<string, { role: string; password: string }>();
+/** How often a switch in progress tries the new login through the pooler. */
+const SWITCH_POLL_MS = 250;
+
+/** Milliseconds until a due time (at least a second), for the requeue; undefined without one. */
+function untilDue(at: number | undefined): number | undefined {
+  return at === undefined ? undefined : Math.max(1000, at - Date.now() + 100);
+}
+
+/**
+ * The login role in use and when credential work comes due, from the cached Secret: the shortcuts
+ * for unchanged tenants must not skip a grace period's end or a scheduled rotation.
+ */
+function cachedCredentials(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  names: TenantNames,
+): { logins: LoginRoles; active: string; dueAt: number | undefined } {
+  const logins = loginRolesOf(names.role);
+  const secret = ctx.secrets.get(names.secret, td.metadata.namespace);
+  const ann = secret?.metadata?.annotations;
+  const active = activeLogin(decodeSecretData(secret?.data), logins);
+  const prev = previousLogin(ann, logins, active);
+  const scheduled = rotationDueAt(
+    td.spec.passwordRotation.interval,
+    lastRotatedAt(ann, td.status?.passwordChangedAt, td.metadata.creationTimestamp),
+  );
+  const dueAt = Math.min(prev?.until ?? Infinity, scheduled ?? Infinity);
+  return { logins, active, dueAt: Number.isFinite(dueAt) ? dueAt : undefined };
+}
 /** How long a reconcile waits inside for the pooler to serve what it provisioned; then it polls. */
 const POOLER_WAIT_MS = 15_000;
 const DEEP_RECHECKS = 12;
 
 /** Whether the server's catalog snapshot shows the tenant's role and databases as provisioning leaves them. */
-function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, connectionLimit: number, login = true): boolean {
-  const role = snap.roles.get(names.role);
+function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, loginRole: string, connectionLimit: number, login = true): boolean {
+  const role = snap.roles.get(loginRole);
   const dbs = ownDatabases(names).map((d) => snap.databases.get(d));
   return (
     !!role &&
@@ -903,7 +1158,9 @@ async function fitBudget(
     for (const [r, g] of granted) if (now - g.at > ADMISSION_HOLD_MS) granted.delete(r);
     const { slots, limits } = await read();
     for (const [r, g] of granted) limits.set(r, g.limit);
+    // The tenant's own roles: its limit replaces them (its two login roles share one budget).
     limits.delete(role);
+    limits.delete(twinRoleName(role));
     const sum = [...limits.values()].reduce((a, l) => a + (l < 0 ? slots.maxConnections : l), 0);
     const open = slots.maxConnections - slots.superuserReserved - slots.reserved - operatorSessions;
     if (sum + limit > open) return { fits: false, sum, open };

@@ -73,6 +73,8 @@ export async function writeSecret(
   state: SecretState,
   data: Record<string, string>,
   annotations: Record<string, string> = {},
+  /** Annotations to take off (what the operator recorded there and no longer holds). */
+  remove: readonly string[] = [],
 ): Promise<'created' | 'updated' | 'unchanged'> {
   const namespace = td.metadata.namespace ?? '';
   const desired = secretObject(td, name, data, annotations);
@@ -87,7 +89,8 @@ export async function writeSecret(
   if (
     sameData(state.data, data) &&
     Object.entries(wanted).every(([k, v]) => labels[k] === v) &&
-    Object.entries(annotations).every(([k, v]) => have[k] === v)
+    Object.entries(annotations).every(([k, v]) => have[k] === v) &&
+    remove.every((k) => have[k] === undefined)
   ) {
     return 'unchanged';
   }
@@ -99,7 +102,11 @@ export async function writeSecret(
       metadata: {
         ...state.secret.metadata,
         labels: { ...labels, ...wanted },
-        annotations: { ...have, ...annotations, [DATA_HASH_ANNOTATION]: dataHash(data) },
+        annotations: {
+          ...Object.fromEntries(Object.entries(have).filter(([k]) => !remove.includes(k))),
+          ...annotations,
+          [DATA_HASH_ANNOTATION]: dataHash(data),
+        },
         ownerReferences: state.secret.metadata?.ownerReferences ?? desired.metadata?.ownerReferences ?? [],
       },
     },

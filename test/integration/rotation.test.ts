@@ -1,0 +1,196 @@
+/**
+ * Rotation without downtime (passwordRotation.strategy Overlap), against a real PostgreSQL, a real
+ * PgBouncer loaded by the real agent and the operator at its default resync: clients that read the
+ * Secret before each login never fail, directly or through the pooler, across several rotations;
+ * the previous credentials work until their grace period ends and are refused after it.
+ */
+import * as k8s from '@kubernetes/client-node';
+import pg from 'pg';
+import { OPERATOR_NAMESPACE } from '../env/cluster.js';
+import type { Pooler } from '../env/pgbouncer.js';
+import type { Proc } from '../env/process.js';
+import { waitFor } from '../env/ports.js';
+import {
+  applyServer,
+  applyTenant,
+  cluster,
+  getServer,
+  getTenant,
+  namespace,
+  operator,
+  queryWith,
+  readSecretData,
+  startServerPooler,
+  superQuery,
+  tenantReady,
+  waitForCondition,
+  type Obj,
+} from './harness.js';
+
+const c = cluster();
+let op: Proc;
+let pooler: Pooler;
+const SERVER = 'rotating';
+const NS = 'rot';
+const GRACE_S = 6;
+
+const rotate = (name: string, value: string) =>
+  c.custom.patchNamespacedCustomObject(
+    {
+      group: 'tenantdb.dev',
+      version: 'v1alpha1',
+      namespace: NS,
+      plural: 'tenantdatabases',
+      name,
+      body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': value } } },
+    },
+    k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+  );
+const credentials = (o: Obj | undefined) => (o?.status as { credentials?: Record<string, unknown> } | undefined)?.credentials ?? {};
+const works = (url: string) =>
+  queryWith(url, 'SELECT 1 AS one').then(
+    () => true,
+    () => false,
+  );
+
+beforeAll(async () => {
+  op = operator(c, 'rotation');
+  await namespace(c, NS);
+  pooler = await startServerPooler(c, SERVER);
+  await applyServer(c, SERVER, {
+    host: c.env.pg.host,
+    port: c.env.pg.port,
+    sslMode: 'disable',
+    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
+    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
+  });
+  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+}, 120_000);
+
+afterAll(async () => {
+  await op?.stop();
+  await pooler?.stop();
+});
+
+test('clients that re-read the Secret never fail across rotations; old credentials work through the grace period, then are refused', async () => {
+  await applyTenant(c, NS, 'shop', {
+    serverRef: { name: SERVER },
+    pooling: { poolMode: 'transaction', poolSize: 3 },
+    passwordRotation: { strategy: 'Overlap', gracePeriod: `${GRACE_S}s` },
+  });
+  await tenantReady(c, NS, 'shop');
+  const first = (await readSecretData(c, NS, 'shop-db')) ?? {};
+  expect(first.username).toBe('rot_shop');
+
+  // Two clients in a loop, each reading the Secret before every login: one direct, one pooled.
+  const failures: string[] = [];
+  const seen = new Set<string>();
+  let stop = false;
+  let logins = 0;
+  const loop = async (key: 'DIRECT_URL' | 'DATABASE_URL') => {
+    while (!stop) {
+      const s = (await readSecretData(c, NS, 'shop-db')) ?? {};
+      seen.add(s.username ?? '');
+      try {
+        const rows = await queryWith(s[key] ?? '', 'SELECT current_user AS u, session_user AS s');
+        // Whichever login role the Secret names, the session acts as the tenant's role.
+        if (rows[0]?.u !== 'rot_shop' || rows[0]?.s !== s.username) failures.push(`${key}: ${JSON.stringify(rows[0])}`);
+        logins++;
+      } catch (err) {
+        failures.push(`${key} as ${s.username}: ${(err as Error).message}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  };
+  const loops = [loop('DIRECT_URL'), loop('DATABASE_URL')];
+
+  // A session opened before the first rotation goes on through the grace period.
+  const open = new pg.Client({ connectionString: first.DIRECT_URL });
+  open.on('error', () => undefined);
+  await open.connect();
+
+  let before = first;
+  const retired: Record<string, string>[] = [];
+  try {
+    for (const n of [1, 2, 3]) {
+      await rotate('shop', `r${n}`);
+      const after = await waitFor(
+        `rotation r${n}`,
+        async () => {
+          const s = await readSecretData(c, NS, 'shop-db');
+          return s && s.password !== before.password ? s : undefined;
+        },
+        60_000,
+        100,
+      );
+      // The Secret switched to the other login role, and the previous one still logs in.
+      expect(after.username).not.toBe(before.username);
+      expect(await works(before.DIRECT_URL ?? '')).toBe(true);
+      expect(await works(before.DATABASE_URL ?? '')).toBe(true);
+      const td = await waitFor(
+        'status of the rotation',
+        async () => {
+          const t = await getTenant(c, NS, 'shop');
+          return credentials(t).generation === n ? t : undefined;
+        },
+        30_000,
+      );
+      expect(credentials(td)).toMatchObject({ loginRole: after.username, previousLoginRole: before.username });
+      if (n === 1) expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+      if (n < 3) {
+        // Asked again during the grace period: it waits for the end of it.
+        await rotate('shop', `r${n}-early`);
+        await waitFor('the early request to be seen', async () => credentials(await getTenant(c, NS, 'shop')).rotationWaitsUntil, 15_000);
+        expect((await readSecretData(c, NS, 'shop-db'))?.password).toBe(after.password);
+        // Then it happens once the grace period is over.
+        before = after;
+        retired.push(before);
+        const next = await waitFor(
+          `rotation r${n}-early after the grace period`,
+          async () => {
+            const s = await readSecretData(c, NS, 'shop-db');
+            return s && s.password !== after.password ? s : undefined;
+          },
+          (GRACE_S + 30) * 1000,
+          100,
+        );
+        expect(next.username).toBe(first.username === after.username ? 'rot_shop_2' : 'rot_shop');
+        before = next;
+      } else {
+        retired.push(before);
+        before = after;
+      }
+    }
+    // Past the last grace period: the previous credentials are refused, directly and pooled.
+    const last = retired[retired.length - 1] ?? {};
+    await waitFor('the old password to be refused directly', async () => !(await works(last.DIRECT_URL ?? '')) || undefined, 30_000);
+    await waitFor('the old password to be refused by the pooler', async () => !(await works(last.DATABASE_URL ?? '')) || undefined, 30_000);
+    // The session opened with the first credentials was ended with its grace period.
+    await expect(open.query('SELECT 1')).rejects.toThrow();
+  } finally {
+    stop = true;
+    await Promise.all(loops);
+    await open.end().catch(() => undefined);
+  }
+  expect(failures).toEqual([]);
+  expect(logins).toBeGreaterThan(20);
+  expect(seen).toEqual(new Set(['rot_shop', 'rot_shop_2']));
+  // Every credential ever handed out but the current one is refused now.
+  for (const s of [first, ...retired]) {
+    if (s.password === before.password) continue;
+    expect(await works(s.DIRECT_URL ?? '')).toBe(false);
+  }
+  // Both login roles act as the tenant role: what either creates belongs to it.
+  await queryWith(before.DIRECT_URL ?? '', 'CREATE TABLE made_by_login (id int)');
+  const owner = await superQuery(c, "SELECT tableowner FROM pg_tables WHERE tablename = 'made_by_login'", [], before.database);
+  expect(owner[0]?.tableowner).toBe('rot_shop');
+  // Only the login role in use may log in now; the other one is retired.
+  await waitFor(
+    'the other login role to be retired',
+    async () => {
+      const roles = await superQuery(c, "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rot_shop', 'rot_shop_2') ORDER BY 1");
+      return roles.length === 2 && roles.every((r) => r.rolcanlogin === (r.rolname === before.username)) ? true : undefined;
+    },
+    30_000,
+  );
+}, 240_000);

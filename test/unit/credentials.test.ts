@@ -1,0 +1,111 @@
+/** The login state of an overlapping rotation, as a tenant's Secret (which its namespace may write) records it. */
+import {
+  NEXT_LOGIN_ANNOTATION,
+  PREVIOUS_LOGIN_ANNOTATION,
+  activeLogin,
+  extraLogins,
+  formatNext,
+  formatPrevious,
+  lastRotatedAt,
+  loginRolesOf,
+  previousLogin,
+  rotationDueAt,
+} from '../../src/controllers/tenantdatabase/credentials.js';
+import { twinRoleName } from '../../src/api/naming.js';
+import { renderPoolerConfig, renderServerHba } from '../../src/pooler/render.js';
+import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
+import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
+
+const l = loginRolesOf('ns_app');
+const v = (role: string) => verifierFor('uid-1', role, 'a-password-of-enough-length-1234');
+
+test('the twin is <role>_2, and a hashed prefix when that passes 63 bytes', () => {
+  expect(twinRoleName('ns_app')).toBe('ns_app_2');
+  const long = 'a'.repeat(63);
+  const twin = twinRoleName(long);
+  expect(twin.length).toBeLessThanOrEqual(63);
+  expect(twin).toMatch(/^a+_[0-9a-f]{8}_2$/);
+  expect(twinRoleName('b'.repeat(63))).not.toBe(twin);
+});
+
+test('the login in use is one of the two only: any other username in the Secret means the tenant role', () => {
+  expect(activeLogin({ username: 'ns_app_2' }, l)).toBe('ns_app_2');
+  expect(activeLogin({ username: 'ns_app' }, l)).toBe('ns_app');
+  for (const u of ['other_tenant', 'postgres', '', 'ns_app_3']) expect(activeLogin({ username: u }, l)).toBe('ns_app');
+  expect(activeLogin(undefined, l)).toBe('ns_app');
+});
+
+test('previous and next logins: only the other login role, a real verifier and a date are taken', () => {
+  const until = Date.parse('2030-01-01T00:00:00Z');
+  const good = { [PREVIOUS_LOGIN_ANNOTATION]: formatPrevious({ role: 'ns_app', until, verifier: v('ns_app') }) };
+  expect(previousLogin(good, l, 'ns_app_2')).toEqual({ role: 'ns_app', until, verifier: v('ns_app') });
+  // The role in use is not its own previous login; a foreign role, a bad verifier or date are ignored.
+  expect(previousLogin(good, l, 'ns_app')).toBeUndefined();
+  const bad = [
+    JSON.stringify({ role: 'victim', until: '2030-01-01T00:00:00Z', verifier: v('victim') }),
+    JSON.stringify({ role: 'ns_app', until: '2030-01-01T00:00:00Z', verifier: 'md5abc' }),
+    JSON.stringify({ role: 'ns_app', until: 'soon', verifier: v('ns_app') }),
+    JSON.stringify({ role: 'ns_app', until: '2030-01-01T00:00:00Z', verifier: `${v('ns_app')}"\n"victim" "x` }),
+    '{not json',
+    JSON.stringify(['ns_app']),
+  ];
+  for (const text of bad) expect(previousLogin({ [PREVIOUS_LOGIN_ANNOTATION]: text }, l, 'ns_app_2')).toBeUndefined();
+});
+
+test("the pooler holds the previous login until its deadline and the next one, when the server shows them as the tenant's", () => {
+  const now = Date.parse('2030-01-01T00:00:00Z');
+  const ann = {
+    [PREVIOUS_LOGIN_ANNOTATION]: formatPrevious({ role: 'ns_app', until: now + 1000, verifier: v('ns_app') }),
+  };
+  const owned = (r: string) => r === 'ns_app' || r === 'ns_app_2';
+  expect(extraLogins(ann, l, 'ns_app_2', owned, now)).toEqual([{ role: 'ns_app', verifier: v('ns_app') }]);
+  expect(extraLogins(ann, l, 'ns_app_2', owned, now + 1000)).toEqual([]);
+  const next = { [NEXT_LOGIN_ANNOTATION]: formatNext({ role: 'ns_app_2', verifier: v('ns_app_2') }) };
+  expect(extraLogins(next, l, 'ns_app', owned, now)).toEqual([{ role: 'ns_app_2', verifier: v('ns_app_2') }]);
+  // A twin name that another tenant holds on the server (no marker of this tenant) gets nothing.
+  expect(extraLogins(next, l, 'ns_app', (r) => r === 'ns_app', now)).toEqual([]);
+});
+
+test('schedules: due at the last rotation plus the interval', () => {
+  expect(rotationDueAt('1h', 1000)).toBe(1000 + 3600_000);
+  expect(rotationDueAt(undefined, 1000)).toBeUndefined();
+  expect(rotationDueAt('1h', undefined)).toBeUndefined();
+  expect(lastRotatedAt({ 'tenantdb.dev/rotated-at': '2030-01-01T00:00:00Z' }, '2029-01-01T00:00:00Z', undefined)).toBe(
+    Date.parse('2030-01-01T00:00:00Z'),
+  );
+  expect(lastRotatedAt({}, undefined, '2029-01-01T00:00:00Z')).toBe(Date.parse('2029-01-01T00:00:00Z'));
+});
+
+test('both login roles are in the userlist and the HBA rules, and the agent accepts the files', () => {
+  const files = renderPoolerConfig({
+    serverHost: '127.0.0.1',
+    serverPort: 5432,
+    alwaysAllowedCidrs: ['10.0.0.0/8'],
+    tenants: [
+      {
+        alias: 'app',
+        database: 'app',
+        role: 'ns_app_2',
+        verifier: v('ns_app_2'),
+        extraLogins: [{ role: 'ns_app', verifier: v('ns_app') }],
+        poolMode: 'transaction',
+        poolSize: 5,
+        maxDbConnections: 0,
+        maxClientConnections: 100,
+        allowedCidrs: ['192.168.0.0/16'],
+      },
+    ],
+  });
+  expect(files['userlist.txt']).toBe(`"ns_app_2" "${v('ns_app_2')}"\n"ns_app" "${v('ns_app')}"\n`);
+  expect(files['hba.conf']).toContain('host app ns_app 192.168.0.0/16 scram-sha-256');
+  expect(files['hba.conf']).toContain('host app ns_app_2 192.168.0.0/16 scram-sha-256');
+  expect(validatePoolerFiles(files)).toEqual([]);
+  const server = renderServerHba(
+    [{ databases: ['shared'], role: 'ns_app', otherRoles: ['ns_app_2'], shared: true, allowedCidrs: ['192.168.0.0/16'] }],
+    ['10.0.0.0/8'],
+  );
+  expect(server).toContain('host shared ns_app,ns_app_2 192.168.0.0/16 scram-sha-256');
+  expect(server).toContain('host shared ns_app,ns_app_2 0.0.0.0/0 reject');
+  expect(validateServerHba(server)).toEqual([]);
+  expect(validateServerHba('host shared ns_app,all 0.0.0.0/0 reject\n')).not.toEqual([]);
+});
