@@ -2,6 +2,7 @@
  * The manager: informers, work queues, controllers, leader election, health and metrics, wired
  * together. No business logic lives here.
  */
+import { NEXT_LOGIN_ANNOTATION, PREVIOUS_LOGIN_ANNOTATION, ROTATED_AT_ANNOTATION } from './controllers/tenantdatabase/credentials.js';
 import type * as k8s from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
@@ -156,6 +157,10 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     annotations: new Set([
       DATA_HASH_ANNOTATION,
       ROTATED_ANNOTATION,
+      // The overlapping rotation's state (credentials.ts): the pooler's extra logins, the schedule.
+      PREVIOUS_LOGIN_ANNOTATION,
+      NEXT_LOGIN_ANNOTATION,
+      ROTATED_AT_ANNOTATION,
       AGENT_APPLIED_ANNOTATION,
       AGENT_ERROR_ANNOTATION,
       AGENT_WARNING_ANNOTATION,

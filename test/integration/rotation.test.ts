@@ -110,6 +110,7 @@ test('clients that re-read the Secret never fail across rotations; old credentia
   await open.connect();
 
   let before = first;
+  let generation = 0;
   const retired: Record<string, string>[] = [];
   try {
     for (const n of [1, 2, 3]) {
@@ -127,11 +128,12 @@ test('clients that re-read the Secret never fail across rotations; old credentia
       expect(after.username).not.toBe(before.username);
       expect(await works(before.DIRECT_URL ?? '')).toBe(true);
       expect(await works(before.DATABASE_URL ?? '')).toBe(true);
+      generation++;
       const td = await waitFor(
         'status of the rotation',
         async () => {
           const t = await getTenant(c, NS, 'shop');
-          return credentials(t).generation === n ? t : undefined;
+          return credentials(t).generation === generation ? t : undefined;
         },
         30_000,
       );
@@ -143,7 +145,6 @@ test('clients that re-read the Secret never fail across rotations; old credentia
         await waitFor('the early request to be seen', async () => credentials(await getTenant(c, NS, 'shop')).rotationWaitsUntil, 15_000);
         expect((await readSecretData(c, NS, 'shop-db'))?.password).toBe(after.password);
         // Then it happens once the grace period is over.
-        before = after;
         retired.push(before);
         const next = await waitFor(
           `rotation r${n}-early after the grace period`,
@@ -154,7 +155,9 @@ test('clients that re-read the Secret never fail across rotations; old credentia
           (GRACE_S + 30) * 1000,
           100,
         );
-        expect(next.username).toBe(first.username === after.username ? 'rot_shop_2' : 'rot_shop');
+        expect(next.username).toBe(after.username === 'rot_shop' ? 'rot_shop_2' : 'rot_shop');
+        generation++;
+        retired.push(after);
         before = next;
       } else {
         retired.push(before);

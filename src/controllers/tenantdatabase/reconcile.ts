@@ -304,10 +304,14 @@ async function provision(
    * admission, or whose limit is above a lowered ceiling, does not keep what it had.
    */
   const refuse = async (reason: string, message: string, act: (pool: pg.Pool, role: string) => Promise<string[]>) => {
-    if (ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles.has(names.role)) {
+    // Each of its login roles (the second one of an overlapping rotation too).
+    const mine = ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles;
+    const roles = [names.role, twinRoleName(names.role)].filter((r) => mine?.has(r));
+    if (roles.length) {
       const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
       const ca = admin.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
-      if (admin.ok && ca?.ok) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), admin.value), names.role), 'Role');
+      if (admin.ok && ca?.ok)
+        for (const role of roles) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), admin.value), role), 'Role');
     }
     return { outcome: notReady(reason, message, true), serverName };
   };

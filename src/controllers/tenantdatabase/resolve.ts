@@ -10,6 +10,7 @@ import {
   deriveIdentifier,
   schemaAlias,
   shadowDatabaseName,
+  twinRoleName,
 } from '../../api/naming.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
@@ -159,7 +160,8 @@ export function namesMatchMarkers(
   mine: { roles: ReadonlySet<string>; databases: ReadonlySet<string> } | undefined,
 ): Resolved<true> {
   for (const r of mine?.roles ?? []) {
-    if (r !== names.role)
+    // Its second login role (overlapping rotation) goes with the name.
+    if (r !== names.role && r !== twinRoleName(names.role))
       return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
   }
   for (const d of mine?.databases ?? []) {
