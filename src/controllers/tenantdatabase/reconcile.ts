@@ -290,7 +290,9 @@ async function provision(
       return undefined;
     }),
     step<Provisioned>('server', async () => {
-      const s = resolveServer(td, parsedServers(ctx, log));
+      const valid = parsedServers(ctx, log);
+      const invalid = ctx.servers.list().filter((raw) => !valid.some((v) => v.metadata.name === raw.metadata?.name));
+      const s = resolveServer(td, valid, invalid);
       if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
       server = s.value;
       serverName = server.metadata.name;
