@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, stringify } from 'yaml';
 import { kubeconfigYaml, type ControlPlane } from './controlplane.js';
 import { waitFor } from './ports.js';
 
@@ -37,14 +37,28 @@ export async function apply(kc: k8s.KubeConfig, objs: k8s.KubernetesObject[], fi
 /**
  * CRDs go through kubectl, as a user installs them: client-node's typed serializer would drop the
  * schema keys it models under other names (`default`, `x-kubernetes-validations`).
+ *
+ * `looseSpecs` names kinds whose spec the API server should store unchecked (no schema, no CEL, no
+ * defaults), as under a CRD older than the operator or edited by hand: a test can then store a spec
+ * the operator's own validation refuses.
  */
-export async function installCrds(kc: k8s.KubeConfig, kubectl: string, kubeconfigPath: string): Promise<void> {
+export async function installCrds(
+  kc: k8s.KubeConfig,
+  kubectl: string,
+  kubeconfigPath: string,
+  opts: { looseSpecs?: string[] } = {},
+): Promise<void> {
   const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml', 'crds/tenantgroups.yaml');
-  execFileSync(
-    kubectl,
-    ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f', join(ROOT, 'crds')],
-    { stdio: 'pipe' },
-  );
+  const args = ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f'];
+  const loose = new Set(opts.looseSpecs ?? []);
+  if (loose.size === 0) {
+    execFileSync(kubectl, [...args, join(ROOT, 'crds')], { stdio: 'pipe' });
+  } else {
+    const unknown = [...loose].filter((kind) => !crds.some((crd) => (crd as Crd).spec.names.kind === kind));
+    if (unknown.length) throw new Error(`no CRD of kind ${unknown.join(', ')} to loosen`);
+    const docs = crds.map((crd) => stringify(loose.has((crd as Crd).spec.names.kind) ? withLooseSpec(crd as Crd) : crd));
+    execFileSync(kubectl, [...args, '-'], { input: docs.join('---\n'), stdio: 'pipe' });
+  }
   const ext = kc.makeApiClient(k8s.ApiextensionsV1Api);
   for (const c of crds) {
     await waitFor(`CRD ${c.metadata?.name} established`, async () => {
@@ -52,6 +66,25 @@ export async function installCrds(kc: k8s.KubeConfig, kubectl: string, kubeconfi
       return crd.status?.conditions?.some((x) => x.type === 'Established' && x.status === 'True');
     });
   }
+}
+
+type Crd = k8s.KubernetesObject & {
+  spec: { names: { kind: string }; versions: { schema: { openAPIV3Schema: { properties: Record<string, unknown> } } }[] };
+};
+
+/** The CRD with its spec schema replaced by "any object". */
+function withLooseSpec(crd: Crd): Crd {
+  const spec = { type: 'object', 'x-kubernetes-preserve-unknown-fields': true, description: 'Not validated (a loosened CRD).' };
+  return {
+    ...crd,
+    spec: {
+      ...crd.spec,
+      versions: crd.spec.versions.map((v) => ({
+        ...v,
+        schema: { openAPIV3Schema: { ...v.schema.openAPIV3Schema, properties: { ...v.schema.openAPIV3Schema.properties, spec } } },
+      })),
+    },
+  };
 }
 
 /**

@@ -6,7 +6,8 @@ import pg from 'pg';
 import { startOperatorProcess } from '../env/operator.js';
 import { boundSocket, waitFor } from '../env/ports.js';
 import type { Proc } from '../env/process.js';
-import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
+import { OPERATOR_NAMESPACE, agentKubeconfig, apply, installCrds, operatorKubeconfig } from '../env/cluster.js';
+import { startControlPlane } from '../env/controlplane.js';
 import { startPooler, type Pooler } from '../env/pgbouncer.js';
 
 export interface TestEnv {
@@ -39,6 +40,45 @@ export function cluster(): Cluster {
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(env.adminKubeconfig);
   return { env, kc, core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi) };
+}
+
+export interface OwnCluster extends Cluster {
+  stop(): Promise<void>;
+}
+
+/**
+ * A control plane of a test file's own, beside the run's PostgreSQL, for what the shared one must
+ * not hold: `looseSpecs` installs those kinds' CRDs without a spec schema (see installCrds), so that
+ * the file can store specs the operator refuses. Every helper here takes the result as it takes
+ * cluster(); the operator started with operator() watches this control plane.
+ */
+export async function ownCluster(name: string, opts: { looseSpecs?: string[] } = {}): Promise<OwnCluster> {
+  const shared = testEnv();
+  const dir = join(shared.dir, name);
+  const cp = await startControlPlane(join(dir, 'cluster'), {
+    // Before kube-controller-manager starts: its garbage collector then knows the kinds at once.
+    beforeControllers: async (kubeconfig, binDir) => {
+      const kc = new k8s.KubeConfig();
+      kc.loadFromFile(kubeconfig);
+      await installCrds(kc, join(binDir, 'kubectl'), kubeconfig, opts);
+    },
+  });
+  try {
+    const env: TestEnv = {
+      ...shared,
+      dir,
+      adminKubeconfig: cp.adminKubeconfig,
+      operatorKubeconfig: await operatorKubeconfig(cp, join(dir, 'operator.kubeconfig')),
+      server: cp.server,
+      caFile: cp.caFile,
+    };
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(env.adminKubeconfig);
+    return { env, kc, core: kc.makeApiClient(k8s.CoreV1Api), custom: kc.makeApiClient(k8s.CustomObjectsApi), stop: () => cp.stop() };
+  } catch (err) {
+    await cp.stop();
+    throw err;
+  }
 }
 
 /**
@@ -78,7 +118,15 @@ export async function namespace(c: Cluster, name: string): Promise<void> {
 }
 
 export type Obj = {
-  metadata: { name: string; namespace?: string; uid: string; generation?: number; finalizers?: string[] };
+  metadata: {
+    name: string;
+    namespace?: string;
+    uid: string;
+    generation?: number;
+    resourceVersion?: string;
+    deletionTimestamp?: string;
+    finalizers?: string[];
+  };
   spec: Record<string, unknown>;
   status?: Record<string, unknown> & { conditions?: { type: string; status: string; reason: string; message: string }[] };
 };

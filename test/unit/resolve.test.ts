@@ -43,6 +43,20 @@ describe('resolveServer', () => {
     const r = resolveServer(tenant(spec), servers);
     expect(r.ok ? r.value.metadata.name : r.reason).toBe(want);
   });
+
+  // A server whose spec does not parse exists: it is broken, not missing.
+  const broken = (name: string, isDefault = false) => ({ metadata: { name }, spec: { host: 'h', port: 70000, default: isDefault } });
+  test.each([
+    ['a ref to it', { serverRef: { name: 'c' } }, [server('a', true)], [broken('c')], 'ServerInvalid'],
+    ['a ref to another', { serverRef: { name: 'd' } }, [server('a', true)], [broken('c')], 'ServerNotFound'],
+    ['the only default', {}, [server('a')], [broken('c', true)], 'ServerInvalid'],
+    ['a valid default besides it', {}, [server('a', true)], [broken('c', true)], 'a'],
+    ['not a default', {}, [server('a')], [broken('c')], 'NoDefaultServer'],
+  ])('an invalid server: %s', (_, spec, servers, invalid, want) => {
+    const r = resolveServer(tenant(spec), servers, invalid);
+    expect(r.ok ? r.value.metadata.name : r.reason).toBe(want);
+    if (!r.ok && want === 'ServerInvalid') expect(r.message).toMatch(/^PostgresServer c has an invalid spec/);
+  });
 });
 
 describe('resolveNames', () => {

@@ -136,14 +136,11 @@ export async function reconcileTenantDatabase(
     } catch (err) {
       // What blocks a deletion is in status, not only in the log.
       const reason = err instanceof RetryableError ? err.reason : 'DeletionFailed';
-      await saveStatus(
-        ctx,
-        td,
-        notReady(reason, `deletion (${td.spec.deletionPolicy}) is waiting: ${errorMessage(err)}`, false),
-        undefined,
-        undefined,
-      ).catch(() => undefined);
-      throw err;
+      const message = `deletion (${td.spec.deletionPolicy}) is waiting: ${errorMessage(err)}`;
+      await saveStatus(ctx, td, notReady(reason, message, false), undefined, undefined).catch(() => undefined);
+      // The failure report writes status too: with the same reason and message, not the bare
+      // error's, or the two would overwrite each other on every retry.
+      throw new RetryableError(reason, message);
     }
     return {};
   }
@@ -331,7 +328,9 @@ async function provision(
       return undefined;
     }),
     step<Provisioned>('server', async () => {
-      const s = resolveServer(td, parsedServers(ctx, log));
+      const valid = parsedServers(ctx, log);
+      const invalid = ctx.servers.list().filter((raw) => !valid.some((v) => v.metadata.name === raw.metadata?.name));
+      const s = resolveServer(td, valid, invalid);
       if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
       server = s.value;
       serverName = server.metadata.name;

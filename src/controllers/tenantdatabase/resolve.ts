@@ -12,20 +12,33 @@ import {
   shadowDatabaseName,
   twinRoleName,
 } from '../../api/naming.js';
+import type { CachedPostgresServer } from '../../api/cached.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { matchesSelector } from '../../api/common.js';
 import type { OperatorContext, Resolved } from '../context.js';
 
-export function resolveServer(td: TenantDatabase, servers: readonly PostgresServer[]): Resolved<PostgresServer> {
+/**
+ * `servers` are those whose spec is valid; `invalid` those that exist with a spec the operator
+ * refuses (a CRD older than the operator lets one in): such a server is broken, not missing.
+ */
+export function resolveServer(
+  td: TenantDatabase,
+  servers: readonly PostgresServer[],
+  invalid: readonly CachedPostgresServer[] = [],
+): Resolved<PostgresServer> {
   const ref = td.spec.serverRef?.name;
   if (ref) {
     const s = servers.find((x) => x.metadata.name === ref);
-    return s ? { ok: true, value: s } : { ok: false, reason: 'ServerNotFound', message: `PostgresServer ${ref} does not exist` };
+    if (s) return { ok: true, value: s };
+    if (invalid.some((x) => x.metadata?.name === ref)) return serverInvalid(ref);
+    return { ok: false, reason: 'ServerNotFound', message: `PostgresServer ${ref} does not exist` };
   }
   const defaults = servers.filter((x) => x.spec.default);
   if (defaults.length === 1 && defaults[0]) return { ok: true, value: defaults[0] };
   if (defaults.length === 0) {
+    const broken = invalid.filter((x) => x.spec?.default === true);
+    if (broken.length === 1) return serverInvalid(broken[0]?.metadata?.name ?? '');
     return { ok: false, reason: 'NoDefaultServer', message: 'spec.serverRef is empty and no PostgresServer has default: true' };
   }
   return {
@@ -35,6 +48,14 @@ export function resolveServer(td: TenantDatabase, servers: readonly PostgresServ
       .map((d) => d.metadata.name)
       .sort()
       .join(', ')}); set serverRef`,
+  };
+}
+
+function serverInvalid(name: string): Resolved<PostgresServer> {
+  return {
+    ok: false,
+    reason: 'ServerInvalid',
+    message: `PostgresServer ${name} has an invalid spec (its Ready condition says why); the tenant is provisioned once it is fixed`,
   };
 }
 
