@@ -27,6 +27,8 @@ export interface RotationObservation {
   carried?: string;
   ready?: ConditionBrief;
   stalled?: ConditionBrief;
+  /** With overlapping rotation: a request waits until the previous login's grace period ends (status). */
+  waitsUntil?: string;
 }
 
 export type RotationProgress = { state: 'done' } | { state: 'blocked'; message: string } | { state: 'waiting'; message: string };
@@ -34,6 +36,11 @@ export type RotationProgress = { state: 'done' } | { state: 'blocked'; message: 
 /** Where a rotation stands; `blocked` when the operator cannot go on without a change by someone. */
 export function rotationProgress(o: RotationObservation): RotationProgress {
   if (o.stalled?.status === 'True') return { state: 'blocked', message: `Stalled=True (${o.stalled.reason}): ${o.stalled.message}` };
+  if (o.answered !== o.request && o.waitsUntil)
+    return {
+      state: 'waiting',
+      message: `the previous login keeps working until ${o.waitsUntil} (passwordRotation.gracePeriod); the rotation follows then`,
+    };
   if (o.answered !== o.request)
     return {
       state: 'waiting',
@@ -76,6 +83,7 @@ async function observe(
   }
   let eventSeen: boolean | undefined;
   const carried = (td.status as { passwordRotatedFor?: string } | undefined)?.passwordRotatedFor;
+  const waitsUntil = (td.status as { credentials?: { rotationWaitsUntil?: string } } | undefined)?.credentials?.rotationWaitsUntil;
   if (eventsOk.value && answered === request && carried !== request) {
     try {
       const events = await eventsAbout(s, namespace, td.metadata.uid);
@@ -93,6 +101,7 @@ async function observe(
     ...(carried !== undefined ? { carried } : {}),
     ...(ready ? { ready } : {}),
     ...(stalled ? { stalled } : {}),
+    ...(waitsUntil ? { waitsUntil } : {}),
   };
 }
 

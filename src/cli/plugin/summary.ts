@@ -28,6 +28,14 @@ export interface Credentials {
   rotationRequest?: string;
   /** Why the credentials could not be looked at. */
   unknown?: string;
+  /** The login role the Secret holds (overlapping rotation alternates two). */
+  loginRole?: string;
+  /** How many rotations the credentials went through. */
+  generation?: number;
+  /** With overlapping rotation: the previous login role and until when it still logs in. */
+  previous?: { role: string; until: string };
+  /** When a scheduled rotation comes due. */
+  nextRotationAt?: string;
 }
 
 export interface AllowList {
@@ -74,12 +82,29 @@ function ownsPassword(entry: k8s.V1ManagedFieldsEntry): boolean {
  * that do not write it.
  */
 export function credentialsFromStatus(td: TenantDatabase): Credentials | undefined {
-  const st = td.status as { passwordChangedAt?: string; passwordRotatedFor?: string } | undefined;
+  const st = td.status as
+    | {
+        passwordChangedAt?: string;
+        passwordRotatedFor?: string;
+        credentials?: {
+          loginRole?: string;
+          generation?: number;
+          previousLoginRole?: string;
+          previousValidUntil?: string;
+          nextRotationAt?: string;
+        };
+      }
+    | undefined;
   if (!st?.passwordChangedAt || Number.isNaN(Date.parse(st.passwordChangedAt))) return undefined;
+  const c = st.credentials;
   return {
     since: st.passwordChangedAt,
     source: 'status',
     ...(st.passwordRotatedFor ? { rotationRequest: st.passwordRotatedFor } : {}),
+    ...(c?.loginRole ? { loginRole: c.loginRole } : {}),
+    ...(typeof c?.generation === 'number' ? { generation: c.generation } : {}),
+    ...(c?.previousLoginRole && c.previousValidUntil ? { previous: { role: c.previousLoginRole, until: c.previousValidUntil } } : {}),
+    ...(c?.nextRotationAt ? { nextRotationAt: c.nextRotationAt } : {}),
   };
 }
 

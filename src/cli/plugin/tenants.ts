@@ -137,6 +137,11 @@ export function statusText(v: StatusView, now = Date.now()): string {
       ? `age unknown: ${c.unknown}`
       : `${c.since ? `written ${ageOf(c.since, now)} ago (${c.since}, ${c.source === 'status' ? "from the TenantDatabase's status" : `from the Secret's ${c.source}`})` : 'age unknown'}${c.rotationRequest ? `; last rotation request "${c.rotationRequest}"` : ''}`,
   );
+  if (c.loginRole)
+    row(
+      'Login',
+      `${c.loginRole}${c.generation !== undefined ? `, rotated ${c.generation} time(s)` : ''}${c.previous ? `; previous login ${c.previous.role} works until ${c.previous.until}` : ''}${c.nextRotationAt ? `; next scheduled rotation ${c.nextRotationAt}` : ''}`,
+    );
   row('Age', ageOf(v.created, now));
   if (v.generation !== undefined && v.observedGeneration !== undefined && v.observedGeneration < v.generation)
     out.push(`Note:         the operator has not yet looked at generation ${v.generation} (status is for ${v.observedGeneration})`);
