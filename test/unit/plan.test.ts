@@ -69,6 +69,17 @@ describe('plan: what the operator will do with a manifest', () => {
     expect(r.steps[0]?.what).toMatch(/rotate the password of shop_orders \(request r1\)/);
   });
 
+  test('with overlapping rotation a rotation loses nothing; strategy and schedule changes are named', () => {
+    const overlap = { passwordRotation: { strategy: 'Overlap', gracePeriod: '10m' } };
+    const r = planTenant('shop', 'orders', td(overlap), td(overlap, { 'tenantdb.dev/rotate-password': 'r1' }), server);
+    expect(r.steps).toEqual([expect.objectContaining({ where: 'server', what: expect.stringMatching(/keeps working for 10m/) })]);
+    expect(r.steps[0]?.destructive).toBeFalsy();
+    const switched = planTenant('shop', 'orders', td({}), td({ passwordRotation: { strategy: 'Overlap', interval: '720h' } }), server);
+    expect(switched.steps.map((x) => x.what).join('\n')).toMatch(/InPlace -> Overlap[\s\S]*every 720h/);
+    const back = planTenant('shop', 'orders', td(overlap), td({}), server);
+    expect(back.steps[0]).toMatchObject({ destructive: true, what: expect.stringMatching(/Overlap -> InPlace/) });
+  });
+
   test('a name added or changed once the objects exist is refused, as the operator refuses it', () => {
     const live = { ...td({}), status: { databaseName: 'shop_orders', roleName: 'shop_orders' } } as TenantDatabase;
     const p = planTenant('shop', 'orders', live, td({ databaseName: 'other' }), server);

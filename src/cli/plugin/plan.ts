@@ -181,11 +181,39 @@ export function planTenant(
   if (JSON.stringify(l.secretTemplate) !== JSON.stringify(s.secretTemplate))
     steps.push({ where: 'secret', what: `rewrite Secret ${n.secret}'s keys (secretTemplate changed)` });
   const rotate = next.metadata.annotations?.[ROTATE_ANNOTATION];
+  const overlap = s.passwordRotation.strategy === 'Overlap';
   if (rotate && rotate !== live.metadata.annotations?.[ROTATE_ANNOTATION])
+    steps.push(
+      overlap
+        ? {
+            where: 'server',
+            what: `rotate the credentials (request ${rotate}): the Secret switches to the other login role of ${n.role} with a new password once it logs in; the current one keeps working for ${s.passwordRotation.gracePeriod}, then is refused`,
+          }
+        : {
+            where: 'server',
+            what: `rotate the password of ${n.role} (request ${rotate}): the Secret gets the new one; clients that have not re-read it fail their next login`,
+            destructive: true,
+          },
+    );
+  const lr = l.passwordRotation;
+  const sr = s.passwordRotation;
+  if (lr.strategy !== sr.strategy)
     steps.push({
-      where: 'server',
-      what: `rotate the password of ${n.role} (request ${rotate}): the Secret gets the new one; clients that have not re-read it fail their next login`,
-      destructive: true,
+      where: 'later',
+      what:
+        sr.strategy === 'Overlap'
+          ? `rotations switch between two login roles (${n.role} and a second one acting as it) with a grace period of ${sr.gracePeriod} (strategy InPlace -> Overlap)`
+          : 'rotations set a new password on the login role in use, without a grace period (strategy Overlap -> InPlace)',
+      destructive: sr.strategy === 'InPlace',
+    });
+  else if (overlap && lr.gracePeriod !== sr.gracePeriod)
+    steps.push({ where: 'later', what: `grace period of the previous login after a rotation: ${lr.gracePeriod} -> ${sr.gracePeriod}` });
+  if (lr.interval !== sr.interval)
+    steps.push({
+      where: 'later',
+      what: sr.interval
+        ? `rotate on a schedule, every ${sr.interval} (was ${lr.interval ?? 'on demand only'})`
+        : 'rotate on demand only (no schedule)',
     });
   if (l.deletionPolicy !== s.deletionPolicy)
     steps.push({
