@@ -144,6 +144,33 @@ export const tenantDatabaseSpec = z
       .boolean()
       .default(false)
       .describe("With suspend: also end the tenant role's open sessions on the server (direct ones, and the pooler's server connections)."),
+    adoption: z
+      .object({
+        from: z
+          .enum(['Retained', 'Unmanaged'])
+          .describe(
+            'Retained: take over the role, database or schema this operator kept (deletionPolicy Retain) for an earlier TenantDatabase of the same namespace and name (a GitOps re-create). Unmanaged: take over a role and database (or schema) no tenantdb object created, named by roleName and databaseName (or schemaName), which must be set; the role may not be a superuser nor a member of any role, and loses CREATEDB, CREATEROLE, REPLICATION and BYPASSRLS; a database it owns is handed to the operator (the role keeps CONNECT, CREATE and TEMPORARY).',
+          ),
+        passwordSecretRef: z
+          .object({
+            name: k8sName('adoption.passwordSecretRef.name').describe("A Secret in the TenantDatabase's namespace."),
+            key: z
+              .string()
+              .min(1)
+              .max(253)
+              .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key is made of letters, digits, -, _ and .')
+              .default('password')
+              .describe('The key holding the password.'),
+          })
+          .optional()
+          .describe(
+            "Keeps the role's current password (read from this Secret once, when the role is taken over); without it the role gets a new one.",
+          ),
+      })
+      .optional()
+      .describe(
+        'Takes over existing objects instead of refusing them as a Conflict. Nothing is adopted unless named here; a Conflict that adoption could resolve says what to write.',
+      ),
     passwordRotation: z
       .object({
         strategy: z
@@ -198,6 +225,11 @@ export const tenantDatabaseSpec = z
       {
         rule: "!has(self.isolation) || self.isolation != 'Schema' || !has(self.extensions) || size(self.extensions) == 0",
         message: "extensions are only valid with isolation Database: in a shared database an extension would be every tenant's",
+      },
+      {
+        rule: "!has(self.adoption) || self.adoption.from != 'Unmanaged' || (has(self.roleName) && (has(self.isolation) && self.isolation == 'Schema' ? has(self.schemaName) : has(self.databaseName)))",
+        message:
+          'adoption from Unmanaged takes only what is named: set roleName, and databaseName (isolation Database) or schemaName (isolation Schema)',
       },
       {
         rule: '!has(self.shadowDatabase) || !self.shadowDatabase || !has(self.databaseName) || size(self.databaseName) <= 56',

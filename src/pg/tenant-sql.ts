@@ -216,6 +216,53 @@ export async function createTwinRole(
   }
 }
 
+/** What an existing role holds that a tenant role must not (adoption of a role no tenantdb object created). */
+export interface RoleRisks {
+  superuser: boolean;
+  /** Attributes past a tenant's: CREATEDB, CREATEROLE, REPLICATION, BYPASSRLS. */
+  attributes: string[];
+  /** Roles it is a member of (their privileges would be the tenant's). */
+  memberOf: string[];
+}
+
+export async function roleRisks(db: Queryable, role: string): Promise<RoleRisks> {
+  const r = await db.query<{
+    rolsuper: boolean;
+    createdb: boolean;
+    createrole: boolean;
+    repl: boolean;
+    bypass: boolean;
+    member_of: string[] | null;
+  }>(
+    `SELECT r.rolsuper, r.rolcreatedb AS createdb, r.rolcreaterole AS createrole, r.rolreplication AS repl, r.rolbypassrls AS bypass,
+            (SELECT pg_catalog.array_agg(g.rolname ORDER BY g.rolname) FROM pg_catalog.pg_auth_members m
+               JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
+              WHERE m.member OPERATOR(pg_catalog.=) r.oid) AS member_of
+       FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`,
+    [role],
+  );
+  const row = r.rows[0];
+  if (!row) return { superuser: false, attributes: [], memberOf: [] };
+  const attributes = [
+    ...(row.createdb ? ['CREATEDB'] : []),
+    ...(row.createrole ? ['CREATEROLE'] : []),
+    ...(row.repl ? ['REPLICATION'] : []),
+    ...(row.bypass ? ['BYPASSRLS'] : []),
+  ];
+  return { superuser: row.rolsuper, attributes, memberOf: row.member_of ?? [] };
+}
+
+/** A taken-over role: a tenant's attributes only, the admin a member of it, then its marker. */
+export async function markAdoptedRole(db: Queryable, role: string, verifier: string, marker: string): Promise<void> {
+  await db.query(`ALTER ROLE ${id(role)} NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${lit(verifier)}`);
+  await ensureAdminMembership(db, role);
+  await db.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
+}
+
+export async function commentOnRole(db: Queryable, role: string, marker: string): Promise<void> {
+  await db.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
+}
+
 /** Whether the twin is a member of the tenant role and its sessions start as it. */
 export async function twinActsAs(db: Queryable, twin: string, group: string): Promise<boolean> {
   const r = await db.query<{ member: boolean; config: string[] | null }>(

@@ -10,6 +10,7 @@ import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import type { Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
+import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
 import {
   applyServer,
   applyTenant,
@@ -22,6 +23,7 @@ import {
   readSecretData,
   startServerPooler,
   superQuery,
+  tenantIdentity,
   tenantReady,
   waitForCondition,
   type Obj,
@@ -197,3 +199,62 @@ test('clients that re-read the Secret never fail across rotations; old credentia
     30_000,
   );
 }, 240_000);
+
+test("a tenant that names another tenant's role in its rotation state, or takes its name as a second login, reaches nothing of it", async () => {
+  const victim = await tenantIdentity(c, 'rvictim');
+  const evil = await tenantIdentity(c, 'revil');
+  await victim.apply('TenantDatabase', 'app', { serverRef: { name: SERVER }, roleName: 'clash_2' });
+  await evil.apply('TenantDatabase', 'app', { serverRef: { name: SERVER }, roleName: 'clash' });
+  await tenantReady(c, 'rvictim', 'app');
+  await tenantReady(c, 'revil', 'app');
+  const vs = await victim.core.readNamespacedSecret({ name: 'app-db', namespace: 'rvictim' });
+  const open = new pg.Client({ connectionString: Buffer.from(vs.data?.DIRECT_URL ?? '', 'base64').toString('utf8') });
+  open.on('error', () => undefined);
+  await open.connect();
+  try {
+    // Its own Secret, written with its own token: the victim's role as its "previous login", expired.
+    const forged = JSON.stringify({
+      role: 'clash_2',
+      until: '2001-01-01T00:00:00.000Z',
+      verifier: verifierFor('x', 'clash_2', 'p'.repeat(30)),
+    });
+    await evil.core.patchNamespacedSecret(
+      { name: 'app-db', namespace: 'revil', body: { metadata: { annotations: { 'tenantdb.dev/previous-login': forged } } } },
+      k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+    );
+    // A full reconcile of the evil tenant (a rotation is one), then another look.
+    await evil.apply(
+      'TenantDatabase',
+      'app',
+      { serverRef: { name: SERVER }, roleName: 'clash' },
+      { annotations: { 'tenantdb.dev/rotate-password': 'e1' } },
+    );
+    await waitFor(
+      'the evil tenant rotated',
+      async () => (await getTenant(c, 'revil', 'app'))?.status?.passwordRotatedFor === 'e1' || undefined,
+      30_000,
+    );
+    expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    const role = await superQuery(c, "SELECT rolcanlogin, rolvaliduntil FROM pg_roles WHERE rolname = 'clash_2'");
+    expect(role[0]).toEqual({ rolcanlogin: true, rolvaliduntil: null });
+    const pool = await readSecretData(c, 'rvictim', 'app-db');
+    expect(await works(pool?.DATABASE_URL ?? '')).toBe(true);
+
+    // Asking for overlapping rotation makes the victim's role its second login: refused, nothing touched.
+    await evil.apply('TenantDatabase', 'app', {
+      serverRef: { name: SERVER },
+      roleName: 'clash',
+      passwordRotation: { strategy: 'Overlap' },
+    });
+    const refused = await waitForCondition(() => getTenant(c, 'revil', 'app'), 'Ready', 'False', 'Conflict', 30_000);
+    expect(JSON.stringify(refused.status?.conditions)).toMatch(/clash_2/);
+    expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    const after = await superQuery(
+      c,
+      "SELECT rolcanlogin, rolvaliduntil, pg_has_role('clash_2', 'clash', 'MEMBER') AS m FROM pg_roles WHERE rolname = 'clash_2'",
+    );
+    expect(after[0]).toEqual({ rolcanlogin: true, rolvaliduntil: null, m: false });
+  } finally {
+    await open.end().catch(() => undefined);
+  }
+}, 120_000);

@@ -3,6 +3,7 @@ import {
   NEXT_LOGIN_ANNOTATION,
   PREVIOUS_LOGIN_ANNOTATION,
   activeLogin,
+  credentialDueAt,
   extraLogins,
   formatNext,
   formatPrevious,
@@ -108,4 +109,15 @@ test('both login roles are in the userlist and the HBA rules, and the agent acce
   expect(server).toContain('host shared ns_app,ns_app_2 0.0.0.0/0 reject');
   expect(validateServerHba(server)).toEqual([]);
   expect(validateServerHba('host shared ns_app,all 0.0.0.0/0 reject\n')).not.toEqual([]);
+});
+
+test('while a grace period runs nothing comes due before its end; times outside 2000-2200 are not taken', () => {
+  expect(credentialDueAt(5000, 1000)).toBe(5000);
+  expect(credentialDueAt(undefined, 1000)).toBe(1000);
+  expect(credentialDueAt(undefined, undefined)).toBeUndefined();
+  const far = { [PREVIOUS_LOGIN_ANNOTATION]: JSON.stringify({ role: 'ns_app', until: '+275760-09-13T00:00:00Z', verifier: v('ns_app') }) };
+  expect(previousLogin(far, l, 'ns_app_2')).toBeUndefined();
+  expect(lastRotatedAt({ 'tenantdb.dev/rotated-at': '1970-01-01T00:00:00Z' }, undefined, '2029-01-01T00:00:00Z')).toBe(
+    Date.parse('2029-01-01T00:00:00Z'),
+  );
 });

@@ -46,7 +46,9 @@ export function usablePoolerTenants(
       poolerTenantProblem(t) ??
       ((count.get(t.alias) ?? 0) > 1 ? `alias ${t.alias} is claimed by ${count.get(t.alias)} tenants` : undefined) ??
       // The agent puts its own admin user in front; a tenant role of that name would make it refuse everything.
-      (reservedUsers.has(t.role) ? `role ${t.role} is the pooler's admin user` : undefined);
+      ([t.role, ...(t.extraLogins ?? []).map((l) => l.role)].some((r) => reservedUsers.has(r))
+        ? `a login role of ${t.alias} is the pooler's admin user`
+        : undefined);
     if (reason) leftOut.push({ alias: t.alias, reason });
     else usable.push(t);
   }

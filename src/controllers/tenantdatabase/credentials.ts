@@ -54,6 +54,9 @@ export interface NextLogin {
   verifier: string;
 }
 
+/** Times from the Secret (its namespace may write them) within years 2000 to 2200, else none. */
+const saneTime = (t: number): number | undefined => (Number.isFinite(t) && t >= 946_684_800_000 && t <= 7_258_118_400_000 ? t : undefined);
+
 function json(text: string | undefined): Record<string, unknown> | undefined {
   if (!text || text.length > 1024) return undefined;
   try {
@@ -72,8 +75,8 @@ export function previousLogin(
 ): PreviousLogin | undefined {
   const v = json(annotations?.[PREVIOUS_LOGIN_ANNOTATION]);
   if (!v || !isLoginOf(l, v.role) || v.role === active) return undefined;
-  const until = typeof v.until === 'string' ? Date.parse(v.until) : NaN;
-  if (!Number.isFinite(until) || typeof v.verifier !== 'string' || !VERIFIER.test(v.verifier)) return undefined;
+  const until = typeof v.until === 'string' ? saneTime(Date.parse(v.until)) : undefined;
+  if (until === undefined || typeof v.verifier !== 'string' || !VERIFIER.test(v.verifier)) return undefined;
   return { role: v.role, until, verifier: v.verifier };
 }
 
@@ -102,8 +105,8 @@ export function lastRotatedAt(
   created: string | Date | undefined,
 ): number | undefined {
   for (const c of [annotations?.[ROTATED_AT_ANNOTATION], passwordChangedAt, created instanceof Date ? created.toISOString() : created]) {
-    const t = c ? Date.parse(c) : NaN;
-    if (Number.isFinite(t)) return t;
+    const t = c ? saneTime(Date.parse(c)) : undefined;
+    if (t !== undefined) return t;
   }
   return undefined;
 }
@@ -132,4 +135,12 @@ export function extraLogins(
   const next = nextLogin(annotations, l, active);
   if (next && owned(next.role) && !out.some((o) => o.role === next.role)) out.push(next);
   return out;
+}
+
+/**
+ * When credential work next comes due: the end of the previous login's grace period while one runs
+ * (nothing else can happen before it: a rotation waits for it), else the scheduled rotation.
+ */
+export function credentialDueAt(prevUntil: number | undefined, scheduledAt: number | undefined): number | undefined {
+  return prevUntil ?? scheduledAt;
 }

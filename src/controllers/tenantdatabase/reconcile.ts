@@ -17,6 +17,7 @@ import {
   PREVIOUS_LOGIN_ANNOTATION,
   ROTATED_AT_ANNOTATION,
   activeLogin,
+  credentialDueAt as credentialDueAtOf,
   credentialGeneration,
   formatNext,
   formatPrevious,
@@ -454,8 +455,9 @@ async function provision(
     step<Provisioned>('pooler-admin-name', async () => {
       if (server.spec.pooler && td.spec.pooling.enabled) {
         const poolerAdmin = await loadPoolerAdmin(ctx, server);
-        if (names.role === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === names.role)) {
-          const message = `role ${names.role} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
+        const reserved = (r: string) => r === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === r);
+        if (reserved(names.role) || (td.spec.passwordRotation.strategy === 'Overlap' && reserved(twinRoleName(names.role)))) {
+          const message = `role ${names.role}${reserved(names.role) ? '' : ` (its second login role ${twinRoleName(names.role)})`} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
           return {
             outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]),
             serverName,
@@ -605,6 +607,14 @@ async function provision(
       active = current.kind === 'owned' ? activeLogin(current.data, logins) : logins.group;
       const now = Date.now();
       prev = previousLogin(ann, logins, active);
+      if (prev) {
+        // The annotation is the tenant's to write: only a login role of this tenant counts, and never
+        // past the deadline PostgreSQL holds for it (set at the switch; the tenant cannot move it).
+        const row = await sql.findRole(pool, prev.role);
+        if (!row || sql.markerUid(row.comment) !== owner.uid) prev = undefined;
+        else if (row.validUntil < prev.until) prev = { ...prev, until: row.validUntil };
+        else if (row.validUntil === Infinity) prev = { ...prev, until: Math.min(prev.until, now + graceMs(td)) };
+      }
       if (prev && prev.until <= now) {
         expired = prev;
         prev = undefined;
@@ -632,8 +642,7 @@ async function provision(
       } else {
         rotating = requested || scheduled;
       }
-      credentialDueAt = Math.min(prev?.until ?? Infinity, scheduledAt ?? Infinity);
-      if (!Number.isFinite(credentialDueAt)) credentialDueAt = undefined;
+      credentialDueAt = credentialDueAtOf(prev?.until, scheduledAt);
       const chosen = rotating ? choosePassword() : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
       password = chosen.password;
       const generated = chosen.generated;
@@ -721,8 +730,12 @@ async function provision(
       record(roleChanges, 'Role');
       changed ||= roleChanges.length > 0;
       const twin = logins.twin;
+      // With Overlap the twin exists from the start (login off until a rotation switches to it): a
+      // name clash shows at once, and the allow-list rules name it before any client is sent to it.
       const twinUsed =
-        [active, prev?.role, switching?.role].includes(twin) || !!ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(twin);
+        td.spec.passwordRotation.strategy === 'Overlap' ||
+        [active, prev?.role, switching?.role].includes(twin) ||
+        !!ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(twin);
       if (twinUsed) {
         const twinChanges = await ensureTwinRole(pool, owner, { ...spec(twin), group: logins.group });
         if (names.schema !== undefined) twinChanges.push(...(await ensureTwinSearchPath(inDatabase, twin, names.database, names.schema)));
@@ -818,11 +831,19 @@ async function provision(
       const to = switching;
       switchErr = await tryLogin(ep, to.role, to.password, names.database);
       const p = td.spec.pooling.enabled ? server.spec.pooler : undefined;
-      if (!switchErr && p) {
+      if (!switchErr) {
+        // The server's configs must know the new login role (its catalog read shows it) and the
+        // allow-list rules naming it must be in force, before any client is sent to it.
         ctx.provisioned(serverName, key);
         const deadline = Date.now() + POOLER_WAIT_MS;
         for (;;) {
-          switchErr = await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, to.role, to.password, names.alias);
+          switchErr = !ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(to.role)
+            ? new Error(`the server's configs do not name role ${to.role} yet`)
+            : accessRulesCondition(ctx, server, td, names).reason === 'Pending'
+              ? new Error(`the allow-list rules naming role ${to.role} are not in force yet`)
+              : p
+                ? await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, to.role, to.password, names.alias)
+                : undefined;
           if (!switchErr || Date.now() >= deadline) break;
           const wait = Math.min(SWITCH_POLL_MS, deadline - Date.now());
           if (park) await park(wait);
@@ -833,7 +854,7 @@ async function provision(
       const templated = renderData(to.role, to.password);
       if (!templated.ok) return { outcome: notReady('SecretTemplateInvalid', templated.message, true), serverName };
       const now = Date.now();
-      const until = now + (durationSeconds(td.spec.passwordRotation.gracePeriod) ?? 3600) * 1000;
+      const until = now + graceMs(td);
       const old: PreviousLogin = { role: active, until, verifier: verifierFor(td.metadata.uid, active, password) };
       generation += 1;
       const annotations: Record<string, string> = {
@@ -846,8 +867,10 @@ async function provision(
       const current = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
       if (current.kind !== 'owned')
         throw new RetryableError('SecretChanged', `Secret ${names.secret} changed during a rotation; looking again`);
-      await writeSecret(ctx.clients, td, names.secret, current, templated.data, annotations, [NEXT_LOGIN_ANNOTATION]);
+      // The deadline first: a crash before the Secret switches leaves the old login in use with a
+      // deadline the next reconcile lifts; the other order could leave it without one.
       await sql.setRoleValidUntil(pool, old.role, until);
+      await writeSecret(ctx.clients, td, names.secret, current, templated.data, annotations, [NEXT_LOGIN_ANNOTATION]);
       pendingSwitches.delete(td.metadata.uid);
       record(
         [
@@ -864,7 +887,7 @@ async function provision(
       verifier = to.verifier;
       written = templated.data;
       switching = undefined;
-      credentialDueAt = Math.min(until, rotationDueAt(td.spec.passwordRotation.interval, now) ?? Infinity);
+      credentialDueAt = until;
       ctx.provisioned(serverName, key);
       return undefined;
     }),
@@ -1030,6 +1053,9 @@ const pendingSwitches = new Map<string, { role: string; password: string }>();
 /** How often a switch in progress tries the new login through the pooler. */
 const SWITCH_POLL_MS = 250;
 
+/** The grace period of the previous login after an overlapping rotation, in ms. */
+const graceMs = (td: TenantDatabase): number => (durationSeconds(td.spec.passwordRotation.gracePeriod) ?? 3600) * 1000;
+
 /** Milliseconds until a due time (at least a second), for the requeue; undefined without one. */
 function untilDue(at: number | undefined): number | undefined {
   return at === undefined ? undefined : Math.max(1000, at - Date.now() + 100);
@@ -1053,8 +1079,7 @@ function cachedCredentials(
     td.spec.passwordRotation.interval,
     lastRotatedAt(ann, td.status?.passwordChangedAt, td.metadata.creationTimestamp),
   );
-  const dueAt = Math.min(prev?.until ?? Infinity, scheduled ?? Infinity);
-  return { logins, active, dueAt: Number.isFinite(dueAt) ? dueAt : undefined };
+  return { logins, active, dueAt: credentialDueAtOf(prev?.until, scheduled) };
 }
 /** How long a reconcile waits inside for the pooler to serve what it provisioned; then it polls. */
 const POOLER_WAIT_MS = 15_000;
@@ -1161,9 +1186,8 @@ async function fitBudget(
     for (const [r, g] of granted) if (now - g.at > ADMISSION_HOLD_MS) granted.delete(r);
     const { slots, limits } = await read();
     for (const [r, g] of granted) limits.set(r, g.limit);
-    // The tenant's own roles: its limit replaces them (its two login roles share one budget).
+    // Its own limit replaces the role's; a second login role that may log in (a grace period) counts.
     limits.delete(role);
-    limits.delete(twinRoleName(role));
     const sum = [...limits.values()].reduce((a, l) => a + (l < 0 ? slots.maxConnections : l), 0);
     const open = slots.maxConnections - slots.superuserReserved - slots.reserved - operatorSessions;
     if (sum + limit > open) return { fits: false, sum, open };

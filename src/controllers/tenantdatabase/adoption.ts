@@ -1,0 +1,70 @@
+/**
+ * Taking over what exists instead of refusing it as a Conflict: objects this operator kept for an
+ * earlier TenantDatabase of the same namespace and name (a GitOps re-create of a Retain tenant), or
+ * objects no tenantdb object created. Nothing is taken unless the spec names the kind of adoption
+ * (spec.adoption.from) and, for unmanaged objects, names the objects themselves; a Conflict that
+ * adoption could resolve says exactly what to write.
+ */
+import type pg from 'pg';
+import type { TenantDatabase } from '../../api/tenantdatabase.js';
+import * as sql from '../../pg/tenant-sql.js';
+import { TerminalError } from '../../runtime/errors.js';
+
+/** What an existing object's comment says about who may take it over. */
+export type Origin =
+  | { kind: 'retained'; uid: string }
+  | { kind: 'unmanaged' }
+  /** Another live tenant's, a tombstone, or a marker that does not name this namespace/name. */
+  | { kind: 'other' };
+
+/**
+ * An object's origin, from its comment: `retained` when its marker names this tenant's namespace
+ * and name with another uid that no live TenantDatabase has; `unmanaged` without a tenantdb marker.
+ */
+export function originOf(comment: string | null | undefined, td: Pick<TenantDatabase, 'metadata'>, liveUids: ReadonlySet<string>): Origin {
+  if (!comment || !comment.startsWith('managed by tenantdb;')) return { kind: 'unmanaged' };
+  if (comment.endsWith(sql.TOMBSTONE)) return { kind: 'other' };
+  const owner = /; tenantdatabase=([^;\s]+);/.exec(comment)?.[1];
+  const uid = sql.markerUid(comment);
+  if (!uid || uid === td.metadata.uid || owner !== `${td.metadata.namespace ?? ''}/${td.metadata.name}` || liveUids.has(uid))
+    return { kind: 'other' };
+  return { kind: 'retained', uid };
+}
+
+/** The Conflict message for an object adoption could take over: what it is, and what to write. */
+export function adoptionHint(what: string, origin: Origin, td: Pick<TenantDatabase, 'spec'>): string | undefined {
+  if (origin.kind === 'retained')
+    return `${what} was kept (deletionPolicy Retain) for an earlier TenantDatabase of this name (uid ${origin.uid}); to take it over with its data, set spec.adoption.from: Retained`;
+  if (origin.kind === 'unmanaged') {
+    const names = td.spec.isolation === 'Schema' ? 'roleName and schemaName' : 'roleName and databaseName';
+    return `${what} already exists and is not managed by tenantdb; to take it over, set spec.adoption.from: Unmanaged with ${names} naming it (and spec.adoption.passwordSecretRef to keep the role's password)`;
+  }
+  return undefined;
+}
+
+/**
+ * Refuses an unmanaged role that a tenant must not hold: a superuser, or a member of other roles
+ * (their privileges would come with it). Attributes past a tenant's are taken away on adoption.
+ */
+export async function checkAdoptableRole(db: sql.Queryable, role: string): Promise<string[]> {
+  const risks = await sql.roleRisks(db, role);
+  if (risks.superuser) throw new TerminalError('AdoptionRefused', `role ${role} is a superuser; tenantdb will not take it over`);
+  if (risks.memberOf.length)
+    throw new TerminalError(
+      'AdoptionRefused',
+      `role ${role} is a member of ${risks.memberOf.join(', ')}; revoke that (REVOKE ${risks.memberOf.join(', ')} FROM ${role}) before it is taken over, or its privileges would be the tenant's`,
+    );
+  return risks.attributes;
+}
+
+/** Rewrites the markers of every object kept for the earlier tenant (uid) to name this one. */
+export async function adoptRetained(pool: pg.Pool, oldUid: string, marker: string): Promise<string[]> {
+  const taken: string[] = [];
+  for (const o of await sql.managedObjects(pool)) {
+    if (o.uid !== oldUid || o.comment.endsWith(sql.TOMBSTONE)) continue;
+    if (o.kind === 'role') await sql.commentOnRole(pool, o.name, marker);
+    else await sql.commentOnDatabase(pool, o.name, marker);
+    taken.push(`${o.kind} ${o.name}`);
+  }
+  return taken;
+}
