@@ -235,7 +235,7 @@ export async function roleRisks(db: Queryable, role: string): Promise<RoleRisks>
     member_of: string[] | null;
   }>(
     `SELECT r.rolsuper, r.rolcreatedb AS createdb, r.rolcreaterole AS createrole, r.rolreplication AS repl, r.rolbypassrls AS bypass,
-            (SELECT pg_catalog.array_agg(g.rolname ORDER BY g.rolname) FROM pg_catalog.pg_auth_members m
+            (SELECT pg_catalog.array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_catalog.pg_auth_members m
                JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
               WHERE m.member OPERATOR(pg_catalog.=) r.oid) AS member_of
        FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`,
@@ -253,8 +253,19 @@ export async function roleRisks(db: Queryable, role: string): Promise<RoleRisks>
 }
 
 /** A taken-over role: a tenant's attributes only, the admin a member of it, then its marker. */
-export async function markAdoptedRole(db: Queryable, role: string, verifier: string, marker: string): Promise<void> {
-  await db.query(`ALTER ROLE ${id(role)} NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${lit(verifier)}`);
+export async function markAdoptedRole(
+  db: Queryable,
+  role: string,
+  verifier: string,
+  marker: string,
+  strip: readonly string[],
+): Promise<void> {
+  // Only what it has: taking away REPLICATION or BYPASSRLS, even absent ones, needs a superuser.
+  const off = strip
+    .filter((a) => ['CREATEDB', 'CREATEROLE', 'REPLICATION', 'BYPASSRLS'].includes(a))
+    .map((a) => ` NO${a}`)
+    .join('');
+  await db.query(`ALTER ROLE ${id(role)}${off} INHERIT PASSWORD ${lit(verifier)}`);
   await ensureAdminMembership(db, role);
   await db.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
 }

@@ -54,6 +54,12 @@ export async function checkAdoptableRole(db: sql.Queryable, role: string): Promi
       'AdoptionRefused',
       `role ${role} is a member of ${risks.memberOf.join(', ')}; revoke that (REVOKE ${risks.memberOf.join(', ')} FROM ${role}) before it is taken over, or its privileges would be the tenant's`,
     );
+  const superOnly = risks.attributes.filter((a) => a === 'REPLICATION' || a === 'BYPASSRLS');
+  if (superOnly.length)
+    throw new TerminalError(
+      'AdoptionRefused',
+      `role ${role} has ${superOnly.join(' and ')}, which only a superuser can take away: run ALTER ROLE ${role} ${superOnly.map((a) => `NO${a}`).join(' ')} as one before it is taken over`,
+    );
   return risks.attributes;
 }
 

@@ -6,10 +6,11 @@ import { API_VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
-import { customResourceApi } from '../../kube/client.js';
+import { customResourceApi, httpStatus } from '../../kube/client.js';
 import { decodeSecretData, secretValue } from '../../kube/secrets.js';
 import { asTenant, tryLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
-import { generatePassword } from '../../pg/scram.js';
+import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
+import { adoptRetained, adoptionHint, checkAdoptableRole, originOf } from './adoption.js';
 import { durationSeconds } from '../../api/common.js';
 import {
   GENERATION_ANNOTATION,
@@ -242,6 +243,7 @@ async function provision(
       Rotated: 'Rotated',
       Suspended: 'Suspended',
       Resumed: 'Resumed',
+      Adopted: 'Adopted',
     };
     for (const c of changes) log.info(c);
     // One Event per object and step, naming every change in it: the trail stays complete, and a
@@ -312,6 +314,79 @@ async function provision(
         for (const role of roles) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), admin.value), role), 'Role');
     }
     return { outcome: notReady(reason, message, true), serverName };
+  };
+
+  /** The password a role taken over this reconcile was given (spec.adoption). */
+  let adoptedPassword: string | undefined;
+  /** The password for a role being taken over: the one passwordSecretRef names, or a new one. */
+  const adoptionPassword = async (): Promise<string> => {
+    const ref = td.spec.adoption?.passwordSecretRef;
+    if (!ref) return generatePassword();
+    let secret;
+    try {
+      secret = await ctx.clients.core.readNamespacedSecret({ name: ref.name, namespace: owner.namespace });
+    } catch (err) {
+      if (httpStatus(err) === 404)
+        throw new TerminalError('AdoptionPasswordMissing', `Secret ${ref.name} (spec.adoption.passwordSecretRef) does not exist`);
+      throw err;
+    }
+    const pw = secretValue(secret, ref.key);
+    if (pw === undefined) throw new TerminalError('AdoptionPasswordMissing', `Secret ${ref.name} has no key ${ref.key}`);
+    if (!isAcceptablePassword(pw))
+      throw new TerminalError(
+        'AdoptionPasswordRefused',
+        `the password in Secret ${ref.name} (key ${ref.key}) is not one tenantdb can hand out (24 to 128 letters, digits, - or _); leave out passwordSecretRef to give the role a new one`,
+      );
+    return pw;
+  };
+  /**
+   * Takes over an existing role or database when spec.adoption asks for exactly its origin; else
+   * returns the Conflict message, saying what to write when adoption could resolve it.
+   */
+  const adopt = async (kind: 'role' | 'database', name: string, conflict: string): Promise<true | string> => {
+    const comment = kind === 'role' ? (await sql.findRole(pool, name))?.comment : (await sql.findDatabase(pool, name))?.comment;
+    const origin = originOf(comment, td, new Set(ctx.tenants.list().map((t) => t.metadata?.uid ?? '')));
+    const asked = td.spec.adoption?.from;
+    const marker = sql.ownerMarker(owner);
+    if (origin.kind === 'retained' && asked === 'Retained') {
+      if (kind === 'role') {
+        // The old Secret went with the old object: the role gets the password the new one will hold.
+        adoptedPassword = await adoptionPassword();
+        await sql.setRolePassword(pool, name, verifierFor(owner.uid, name, adoptedPassword));
+      }
+      const taken = await adoptRetained(pool, origin.uid, marker);
+      record([`Adopted ${taken.join(', ')}, kept for an earlier TenantDatabase of this name (uid ${origin.uid})`], '');
+      return true;
+    }
+    if (origin.kind === 'unmanaged' && asked === 'Unmanaged') {
+      if (kind === 'role') {
+        if (td.spec.roleName !== name) return `${conflict} (adoption takes only the role spec.roleName names)`;
+        const max = server.spec.maxTenants;
+        if (max !== undefined && !(await admit(ctx, pool, serverName, owner.uid, max)))
+          return `PostgresServer ${serverName} holds its maximum of ${max} tenants; role ${name} is not taken over`;
+        const stripped = await checkAdoptableRole(pool, name);
+        adoptedPassword = await adoptionPassword();
+        await sql.markAdoptedRole(pool, name, verifierFor(owner.uid, name, adoptedPassword), marker, stripped);
+        const ref = td.spec.adoption?.passwordSecretRef;
+        record(
+          [
+            `Adopted role ${name}${stripped.length ? ` (took away ${stripped.join(', ')})` : ''}${ref ? `, keeping its password from Secret ${ref.name}` : ', with a new password'}`,
+          ],
+          '',
+        );
+        return true;
+      }
+      const named = td.spec.databaseName;
+      if (!named || (name !== named && name !== shadowDatabaseName(named)))
+        return `${conflict} (adoption takes only the database spec.databaseName names)`;
+      const row = await sql.findDatabase(pool, name);
+      if (row && !row.ownedByAdmin && row.owner !== names.role)
+        return `database ${name} belongs to role ${row.owner}; only a database owned by role ${names.role} (or by the operator's admin) can be taken over: ALTER DATABASE ${name} OWNER TO ${names.role} first`;
+      await sql.commentOnDatabase(pool, name, marker);
+      record([`Adopted database ${name}`], '');
+      return true;
+    }
+    return adoptionHint(`${kind} ${name}`, origin, td) ?? conflict;
   };
 
   const steps: Step<Provisioned>[] = [
@@ -495,15 +570,22 @@ async function provision(
         record([`Deleted Secret ${names.secret}: the name it was written for belongs to someone else`], 'Secret');
       };
       if (roleClaim.state === 'foreign') {
-        await dropOwnSecret();
-        return {
-          outcome: notReady('Conflict', roleClaim.message, true, [
-            { type: 'RoleReady', status: 'False', reason: 'Conflict', message: roleClaim.message },
-          ]),
-          serverName,
-        };
+        const took = await adopt('role', names.role, roleClaim.message);
+        if (took !== true) {
+          await dropOwnSecret();
+          return {
+            outcome: notReady('Conflict', took, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message: took }]),
+            serverName,
+          };
+        }
+        roleClaim = { state: 'ours' };
       }
-      const claims = ownDatabases(names).map((db) => () => claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours'));
+      const claims = ownDatabases(names).map((db) => async () => {
+        const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
+        if (claim.state !== 'foreign') return claim;
+        const took = await adopt('database', db, claim.message);
+        return took === true ? ({ state: 'ours' } as const) : { state: 'foreign' as const, message: took };
+      });
       if (names.schema !== undefined) {
         const schema = names.schema;
         claims.push(() => claimOfSchema(pool, inDatabase, names.database, schema, names.role, roleClaim.state === 'ours'));
@@ -643,7 +725,9 @@ async function provision(
         rotating = requested || scheduled;
       }
       credentialDueAt = credentialDueAtOf(prev?.until, scheduledAt);
-      const chosen = rotating ? choosePassword() : choosePassword(current.kind === 'owned' ? current.data.password : undefined, previous);
+      const chosen = rotating
+        ? choosePassword()
+        : choosePassword(adoptedPassword, current.kind === 'owned' ? current.data.password : undefined, previous);
       password = chosen.password;
       const generated = chosen.generated;
       const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;

@@ -1,0 +1,145 @@
+/**
+ * Adoption, against a real PostgreSQL and a real PgBouncer: a GitOps re-create of a Retain tenant
+ * takes back its database with its data only when asked (spec.adoption.from: Retained), and a
+ * hand-made role and database are taken over only when named (from: Unmanaged), keeping the role's
+ * password when passwordSecretRef says so. Until asked, each is a Conflict that says what to write.
+ */
+import { OPERATOR_NAMESPACE } from '../env/cluster.js';
+import type { Pooler } from '../env/pgbouncer.js';
+import type { Proc } from '../env/process.js';
+import { apply } from '../env/cluster.js';
+import {
+  applyServer,
+  applyTenant,
+  cluster,
+  condition,
+  deleteTenant,
+  getServer,
+  getTenant,
+  namespace,
+  operator,
+  queryWith,
+  readSecretData,
+  startServerPooler,
+  superQuery,
+  tenantReady,
+  waitForCondition,
+  waitTenantGone,
+} from './harness.js';
+
+const c = cluster();
+let op: Proc;
+let pooler: Pooler;
+const SERVER = 'adopting';
+const NS = 'adopt';
+
+beforeAll(async () => {
+  op = operator(c, 'adoption');
+  await namespace(c, NS);
+  pooler = await startServerPooler(c, SERVER);
+  await applyServer(c, SERVER, {
+    host: c.env.pg.host,
+    port: c.env.pg.port,
+    sslMode: 'disable',
+    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
+    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
+  });
+  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+}, 120_000);
+
+afterAll(async () => {
+  await op?.stop();
+  await pooler?.stop();
+});
+
+const tenantOf = (name: string) => () => getTenant(c, NS, name);
+
+test('a re-created Retain tenant gets its database back, with its data, once it asks for it', async () => {
+  const spec = { serverRef: { name: SERVER }, deletionPolicy: 'Retain' };
+  await applyTenant(c, NS, 'ledger', spec);
+  await tenantReady(c, NS, 'ledger');
+  const before = (await readSecretData(c, NS, 'ledger-db')) ?? {};
+  await queryWith(before.DIRECT_URL ?? '', 'CREATE TABLE entries (id int); INSERT INTO entries VALUES (42)');
+  await deleteTenant(c, NS, 'ledger');
+  await waitTenantGone(c, NS, 'ledger');
+
+  // The same manifest again: the kept objects are not taken by accident.
+  await applyTenant(c, NS, 'ledger', spec);
+  const refused = await waitForCondition(tenantOf('ledger'), 'Ready', 'False', 'Conflict');
+  expect(condition(refused, 'Ready')?.message).toMatch(/kept \(deletionPolicy Retain\).*set spec\.adoption\.from: Retained/);
+  expect(condition(refused, 'Stalled')?.status).toBe('True');
+
+  await applyTenant(c, NS, 'ledger', { ...spec, adoption: { from: 'Retained' } });
+  const td = await tenantReady(c, NS, 'ledger');
+  const after = (await readSecretData(c, NS, 'ledger-db')) ?? {};
+  expect(after.password).not.toBe(before.password);
+  // The data is there, directly and through the pooler (the role's verifier is the pooler's again).
+  expect(await queryWith(after.DIRECT_URL ?? '', 'SELECT id FROM entries')).toEqual([{ id: 42 }]);
+  expect(await queryWith(after.DATABASE_URL ?? '', 'SELECT id FROM entries')).toEqual([{ id: 42 }]);
+  const marks = await superQuery(
+    c,
+    "SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = $1 UNION ALL SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $2",
+    [after.username, after.database],
+  );
+  expect(marks.map((m) => m.c)).toEqual([
+    expect.stringContaining(`uid=${td.metadata.uid}`),
+    expect.stringContaining(`uid=${td.metadata.uid}`),
+  ]);
+}, 120_000);
+
+test('a hand-made role and database are taken over only when named, keeping the password; a role with more than a tenant may have is refused', async () => {
+  const pw = 'Legacy_password_0123456789abcdef';
+  await superQuery(c, `CREATE ROLE legacy_app LOGIN CREATEDB PASSWORD '${pw}'`);
+  await superQuery(c, 'CREATE DATABASE legacy_db OWNER legacy_app');
+  await superQuery(
+    c,
+    'CREATE TABLE orders (id int); INSERT INTO orders VALUES (7); ALTER TABLE orders OWNER TO legacy_app',
+    [],
+    'legacy_db',
+  );
+  await apply(c.kc, [
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'legacy-credentials', namespace: NS }, stringData: { pass: pw } } as never,
+  ]);
+  const spec = { serverRef: { name: SERVER }, roleName: 'legacy_app', databaseName: 'legacy_db' };
+
+  await applyTenant(c, NS, 'legacy', spec);
+  const refused = await waitForCondition(tenantOf('legacy'), 'Ready', 'False', 'Conflict');
+  expect(condition(refused, 'Ready')?.message).toMatch(/not managed by tenantdb; to take it over, set spec\.adoption\.from: Unmanaged/);
+  // Nothing was touched while it was refused.
+  expect(
+    await superQuery(c, "SELECT rolcreatedb, shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = 'legacy_app'"),
+  ).toEqual([{ rolcreatedb: true, c: null }]);
+
+  await applyTenant(c, NS, 'legacy', {
+    ...spec,
+    adoption: { from: 'Unmanaged', passwordSecretRef: { name: 'legacy-credentials', key: 'pass' } },
+  });
+  await tenantReady(c, NS, 'legacy');
+  const s = (await readSecretData(c, NS, 'legacy-db')) ?? {};
+  expect(s.password).toBe(pw);
+  expect(await queryWith(s.DIRECT_URL ?? '', 'SELECT id FROM orders')).toEqual([{ id: 7 }]);
+  expect(await queryWith(s.DATABASE_URL ?? '', 'SELECT id FROM orders')).toEqual([{ id: 7 }]);
+  const role = await superQuery(
+    c,
+    "SELECT rolcreatedb, shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = 'legacy_app'",
+  );
+  expect(role[0]).toMatchObject({ rolcreatedb: false, c: expect.stringContaining('managed by tenantdb') });
+  const db = await superQuery(c, "SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'legacy_db'");
+  expect(db[0]?.owner).toBe(c.env.pg.admin.user);
+
+  // A role that is a member of another role would bring that role's privileges: refused, untouched.
+  await superQuery(c, 'CREATE ROLE risky_app LOGIN');
+  await superQuery(c, 'CREATE DATABASE risky_db OWNER risky_app');
+  await superQuery(c, 'GRANT pg_read_all_data TO risky_app');
+  await applyTenant(c, NS, 'risky', {
+    serverRef: { name: SERVER },
+    roleName: 'risky_app',
+    databaseName: 'risky_db',
+    adoption: { from: 'Unmanaged' },
+  });
+  const risky = await waitForCondition(tenantOf('risky'), 'Ready', 'False', 'AdoptionRefused');
+  expect(condition(risky, 'Ready')?.message).toMatch(/member of pg_read_all_data; revoke that/);
+  expect(await superQuery(c, "SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = 'risky_app'")).toEqual([
+    { c: null },
+  ]);
+}, 120_000);
