@@ -13,6 +13,7 @@ import {
   rotationDueAt,
 } from '../../src/controllers/tenantdatabase/credentials.js';
 import { twinRoleName } from '../../src/api/naming.js';
+import { adoptionHint, originOf } from '../../src/controllers/tenantdatabase/adoption.js';
 import { renderPoolerConfig, renderServerHba } from '../../src/pooler/render.js';
 import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
 import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
@@ -120,4 +121,28 @@ test('while a grace period runs nothing comes due before its end; times outside 
   expect(lastRotatedAt({ 'tenantdb.dev/rotated-at': '1970-01-01T00:00:00Z' }, undefined, '2029-01-01T00:00:00Z')).toBe(
     Date.parse('2029-01-01T00:00:00Z'),
   );
+});
+
+describe('adoption: what an existing object says about who may take it over', () => {
+  const td = { metadata: { name: 'ledger', namespace: 'shop', uid: 'beef-0002' } } as Parameters<typeof originOf>[1];
+  const marker = (ns: string, uid: string, extra = '') => `managed by tenantdb; tenantdatabase=${ns}; uid=${uid}; server=main${extra}`;
+  test.each([
+    [null, 'unmanaged'],
+    ['created by hand for the billing team', 'unmanaged'],
+    [marker('shop/ledger', '0dd-0001'), 'retained'],
+    // The same name with a uid a live object has, another name or namespace, or a tombstone: never.
+    [marker('shop/ledger', 'abcd-0003'), 'other'],
+    [marker('shop/ledger', 'beef-0002'), 'other'],
+    [marker('other/ledger', '0dd-0001'), 'other'],
+    [marker('shop/ledger2', '0dd-0001'), 'other'],
+    [marker('shop/ledger', '0dd-0001', '; deleted'), 'other'],
+  ])('%s -> %s', (comment, kind) => {
+    expect(originOf(comment, td, new Set(['abcd-0003'])).kind).toBe(kind);
+  });
+  test('the Conflict says what to write', () => {
+    const spec = { spec: { isolation: 'Schema' } } as unknown as Parameters<typeof adoptionHint>[2];
+    expect(adoptionHint('role x', { kind: 'retained', uid: 'u' }, spec)).toMatch(/adoption\.from: Retained/);
+    expect(adoptionHint('role x', { kind: 'unmanaged' }, spec)).toMatch(/from: Unmanaged with roleName and schemaName/);
+    expect(adoptionHint('role x', { kind: 'other' }, spec)).toBeUndefined();
+  });
 });
