@@ -17,6 +17,12 @@ import { loadPoolerAdmin } from './pooler-view.js';
 /** A server's SHOW POOLS answer serves the scrapes of this long (Prometheus scrapes every 15-60 s). */
 export const POOL_STATS_MS = 10_000;
 
+/**
+ * A scrape waits this long for a PgBouncer, then reports it down: a console that hangs must not
+ * make the whole scrape (the operator's own series too) time out.
+ */
+export const POOL_STATS_WAIT_MS = 3000;
+
 /** An RFC 3339 time in ms since the epoch; undefined when absent or unparsable. */
 function timeOf(s: string | undefined): number | undefined {
   const t = s ? Date.parse(s) : NaN;
@@ -69,6 +75,8 @@ export interface TenantMetricsDeps {
   readPools: (server: string) => Promise<Map<string, PoolUsage>>;
   log: Logger;
   now?: () => number;
+  /** How long a scrape waits for a PgBouncer (POOL_STATS_WAIT_MS). */
+  waitMs?: number;
 }
 
 /** SHOW POOLS through a server's pooler admin console, with the credentials its spec names. */
@@ -93,8 +101,12 @@ export function tenantMetricsSource(d: TenantMetricsDeps): TenantMetricsSource {
       hit = { at, usage: d.readPools(server) };
       pools.set(server, hit);
     }
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer in ${d.waitMs ?? POOL_STATS_WAIT_MS} ms`)), d.waitMs ?? POOL_STATS_WAIT_MS);
+    });
     try {
-      const usage = await hit.usage;
+      const usage = await Promise.race([hit.usage, late]);
       if (failing.delete(server)) d.log.info({ server }, 'PgBouncer answers SHOW POOLS again');
       return usage;
     } catch (err) {
@@ -102,6 +114,8 @@ export function tenantMetricsSource(d: TenantMetricsDeps): TenantMetricsSource {
         d.log.warn({ server, err: errorMessage(err) }, 'PgBouncer did not answer SHOW POOLS: no pool series for its tenants');
       failing.add(server);
       return undefined;
+    } finally {
+      clearTimeout(timer);
     }
   };
 

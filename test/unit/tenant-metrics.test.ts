@@ -305,6 +305,21 @@ describe('the source: the caches, and SHOW POOLS at most once per server per int
     expect(reads.sort()).toEqual(['down', 'down', 'main', 'main']);
   });
 
+  test('a PgBouncer that does not answer in time is down for that scrape, not a scrape that hangs', async () => {
+    const source = tenantMetricsSource({
+      tenants: { list: () => tenants },
+      servers: { list: () => [server('main', true)] },
+      level: 'full',
+      log,
+      waitMs: 20,
+      readPools: () => new Promise(() => undefined),
+    });
+    const s = await source.snapshot();
+    expect(s.poolers).toEqual([{ server: 'main', up: false }]);
+    expect(byName(s, 'pooled')?.pool).toBeUndefined();
+    expect(byName(s, 'pooled')?.ready).toBe(true);
+  });
+
   test('basic: no console session, no pool, no last reconcile', async () => {
     const { source, reads, reconciled } = setUp('basic');
     reconciled.record('a/pooled');
