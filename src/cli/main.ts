@@ -58,7 +58,7 @@ program
   .option('--metrics-host <host>', 'address to serve metrics and health on', '0.0.0.0')
   .option(
     '--tenant-metrics <level>',
-    'per-tenant series on /metrics: off, basic (ready, size, sessions, credential age: 4 a tenant, from the cache) or full (also pool series from SHOW POOLS, credential generation, last reconcile)',
+    'per-tenant series on /metrics: off, basic (ready, size, sessions, credential age: 4 series per tenant, from the cache) or full (also pool series from SHOW POOLS, credential generation, last reconcile)',
     tenantMetricsLevel,
     tenantMetricsLevel(process.env.TENANTDB_TENANT_METRICS ?? 'basic'),
   )
