@@ -47,7 +47,8 @@ import { startHealthServer } from './runtime/health.js';
 import { namespacePoller, pagedList, resilientInformer, unionInformer, type Indexers, type ResilientInformer } from './runtime/informer.js';
 import { startLeaderElection, type LeaderElector } from './runtime/leader.js';
 import type { Logger } from './runtime/logger.js';
-import { createMetrics } from './runtime/metrics.js';
+import { ReconcileTimes, createMetrics, registerTenantMetrics, type TenantMetricsLevel } from './runtime/metrics.js';
+import { consolePools, tenantMetricsSource } from './controllers/tenant-metrics.js';
 
 /** A PostgresServer is reconciled at most once per this interval. */
 const SERVER_MIN_INTERVAL_MS = 1000;
@@ -63,6 +64,8 @@ export interface OperatorOptions {
   resyncMs: number;
   metricsPort: number;
   metricsHost: string;
+  /** Per-tenant series on /metrics (default basic). */
+  tenantMetrics?: TenantMetricsLevel;
   leaderElection: boolean;
   /** Only these namespaces' TenantDatabases, IpWhitelists and Secrets (namespaced RBAC); all when empty. */
   watchNamespaces?: string[] | undefined;
@@ -223,6 +226,19 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     catalog: new Map(),
     provisioned: (server, tenant) => provisionedHandlers.onChange({ server, tenant }, undefined),
   };
+
+  // Per-tenant series, computed from the caches at scrape time (empty on a standby: its caches are).
+  const tenantMetrics = o.tenantMetrics ?? 'basic';
+  let reconciled: ReconcileTimes | undefined;
+  if (tenantMetrics === 'full') {
+    reconciled = new ReconcileTimes(() => tenants.list().map(keyOf));
+    metrics.lastSuccess.set('tenantdatabase', reconciled);
+  }
+  registerTenantMetrics(
+    metrics.registry,
+    tenantMetrics,
+    tenantMetricsSource({ tenants, servers, level: tenantMetrics, reconciled, readPools: consolePools(ctx), log }),
+  );
 
   let leader: LeaderElector | undefined;
   let started = false;

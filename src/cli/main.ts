@@ -8,7 +8,8 @@ import { loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_SHARD_BYTES, MAX_SHARD_BYTES, MIN_SHARD_BYTES } from '../pooler/shards.js';
 import { startOperator } from '../operator.js';
 import { createLogger } from '../runtime/logger.js';
-import { duration } from './options.js';
+import { duration, tenantMetricsLevel } from './options.js';
+import type { TenantMetricsLevel } from '../runtime/metrics.js';
 
 export { duration };
 
@@ -55,6 +56,12 @@ program
   .option('--resync <duration>', 'interval of the periodic drift re-check', duration, duration(process.env.TENANTDB_RESYNC ?? '5m'))
   .option('--metrics-port <port>', 'port of /metrics, /healthz and /readyz (0 picks a free one)', positiveInt, 8080)
   .option('--metrics-host <host>', 'address to serve metrics and health on', '0.0.0.0')
+  .option(
+    '--tenant-metrics <level>',
+    'per-tenant series on /metrics: off, basic (ready, size, sessions, credential age: 4 series per tenant, from the cache) or full (also pool series from SHOW POOLS, credential generation, last reconcile)',
+    tenantMetricsLevel,
+    tenantMetricsLevel(process.env.TENANTDB_TENANT_METRICS ?? 'basic'),
+  )
   .option('--no-leader-elect', 'run without a leader Lease (one replica only)')
   .option(
     '--watch-namespaces <list>',
@@ -76,6 +83,7 @@ program
       resync: number;
       metricsPort: number;
       metricsHost: string;
+      tenantMetrics: TenantMetricsLevel;
       leaderElect: boolean;
       poolerShardBytes: number;
       watchNamespaces: string[];
@@ -98,11 +106,12 @@ program
         resyncMs: opts.resync,
         metricsPort: opts.metricsPort,
         metricsHost: opts.metricsHost,
+        tenantMetrics: opts.tenantMetrics,
         leaderElection: opts.leaderElect,
         poolerShardBytes: opts.poolerShardBytes,
         watchNamespaces: opts.watchNamespaces,
       });
-      log.info({ metricsPort: op.metricsPort() }, 'Operator running');
+      log.info({ metricsPort: op.metricsPort(), tenantMetrics: opts.tenantMetrics }, 'Operator running');
       const onSignal = (sig: string) => {
         log.info({ signal: sig }, 'Received signal');
         void op.stop();

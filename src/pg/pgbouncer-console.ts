@@ -48,6 +48,51 @@ export async function showDatabases(admin: PoolerAdmin): Promise<Map<string, Poo
   return out;
 }
 
+/** What one database's pools (one per user) hold at a moment, summed over its users. */
+export interface PoolUsage {
+  /** Clients linked to a server connection, or idle with no query waiting (cl_active). */
+  clientsActive: number;
+  /** Clients with a query waiting for a server connection (cl_waiting). */
+  clientsWaiting: number;
+  /** Server connections linked to a client (sv_active). */
+  serversActive: number;
+  /** Server connections unused and ready for a client (sv_idle). */
+  serversIdle: number;
+  /** How long the oldest waiting client has waited, in seconds (maxwait and maxwait_us; the largest of its users). */
+  maxWaitSeconds: number;
+}
+
+const count = (v: unknown): number => {
+  const n = Number(v ?? 0);
+  return Number.isFinite(n) && n > 0 ? n : 0;
+};
+
+/**
+ * SHOW POOLS rows, parsed by column name (columns differ between versions), summed by database
+ * alias: a tenant's alias may have a pool per login role (its twin login during an overlapping
+ * rotation, the operator's login check).
+ */
+export function sumPools(rows: readonly Record<string, unknown>[]): Map<string, PoolUsage> {
+  const out = new Map<string, PoolUsage>();
+  for (const r of rows) {
+    const db = typeof r.database === 'string' ? r.database : '';
+    if (!db) continue;
+    const u = out.get(db) ?? { clientsActive: 0, clientsWaiting: 0, serversActive: 0, serversIdle: 0, maxWaitSeconds: 0 };
+    u.clientsActive += count(r.cl_active);
+    u.clientsWaiting += count(r.cl_waiting);
+    u.serversActive += count(r.sv_active);
+    u.serversIdle += count(r.sv_idle);
+    u.maxWaitSeconds = Math.max(u.maxWaitSeconds, count(r.maxwait) + count(r.maxwait_us) / 1e6);
+    out.set(db, u);
+  }
+  return out;
+}
+
+/** SHOW POOLS, summed by database alias. */
+export async function showPools(admin: PoolerAdmin): Promise<Map<string, PoolUsage>> {
+  return sumPools(await consoleQuery(admin, 'SHOW POOLS'));
+}
+
 /** PgBouncer's version as [major, minor, patch], from SHOW VERSION ("PgBouncer 1.24.1"). */
 export async function pgbouncerVersion(admin: PoolerAdmin): Promise<[number, number, number]> {
   const row = (await consoleQuery(admin, 'SHOW VERSION'))[0] ?? {};

@@ -68,6 +68,7 @@ export function createController(
       const result = await reconcile(key, rlog, { periodic: !queue.takeEventful(key), park: park(key) });
       queue.forget(key);
       metrics.reconcileTotal.inc({ controller: name, result: 'success' });
+      metrics.lastSuccess.get(name)?.record(key);
       if (result?.poll) queue.addPolling(key);
       else queue.forgetPolling(key);
       if (result?.requeueAfterMs) queue.addAfter(key, result.requeueAfterMs, true);

@@ -50,7 +50,11 @@ const rules = (objs: Manifest[], kind: string, name: string) => one<k8s.V1Cluste
 interface ServiceMonitor {
   apiVersion: string;
   metadata: k8s.V1ObjectMeta;
-  spec: { namespaceSelector: { matchNames: string[] }; selector: { matchLabels: Record<string, string> }; endpoints: { port: string }[] };
+  spec: {
+    namespaceSelector: { matchNames: string[] };
+    selector: { matchLabels: Record<string, string> };
+    endpoints: { port: string; honorLabels?: boolean }[];
+  };
 }
 interface PrometheusRule {
   spec: {
@@ -102,6 +106,8 @@ const SETS: Record<string, ValueSet> = {
       expect(rules(objs, 'ClusterRole', 'tenantdb-operator').some((r) => r.resources?.includes('secrets'))).toBe(true);
       expect(objs.filter((o) => o.metadata.namespace !== undefined && o.metadata.namespace !== ns)).toEqual([]);
       expect(objs.some((o) => MONITORING.has(o.kind) || o.metadata.name.includes('pgbouncer'))).toBe(false);
+      expect(podSpec(objs, 'tenantdb-operator').containers[0]?.args).toContain('--tenant-metrics=basic');
+      expect(objs.some((o) => o.metadata.name.includes('grafana'))).toBe(false);
     },
   },
   watchNamespaces: {
@@ -126,7 +132,12 @@ const SETS: Record<string, ValueSet> = {
     namespace: 'chart-pooler',
     values: {
       pooler: { enabled: true, postgresServer: 'main', config: { max_client_conn: 1000, pool_mode: 'transaction' } },
-      metrics: { serviceMonitor: { enabled: true, labels: { release: 'prometheus' } }, prometheusRule: { enabled: true } },
+      metrics: {
+        tenantMetrics: 'full',
+        serviceMonitor: { enabled: true, labels: { release: 'prometheus' } },
+        prometheusRule: { enabled: true },
+        grafanaDashboard: { enabled: true, annotations: { grafana_folder: 'Databases' } },
+      },
       logFormat: 'text',
       image: { repository: 'tenantdb', tag: '0.1.0', digest, pullPolicy: 'Never' },
       nodeSelector: { 'kubernetes.io/os': 'linux' },
@@ -167,6 +178,14 @@ const SETS: Record<string, ValueSet> = {
       expect(op?.metadata?.labels?.['example.com/tier']).toBe('control');
       expect(op?.spec?.priorityClassName).toBe('tenantdb-chart-test');
       expect(one(objs, 'ServiceAccount', 'tenantdb-operator').metadata.annotations).toEqual({ 'example.com/role': 'tenantdb' });
+      expect(op?.spec?.containers[0]?.args).toContain('--tenant-metrics=full');
+      const dashboard = one<k8s.V1ConfigMap>(objs, 'ConfigMap', 'tenantdb-grafana-dashboard');
+      expect(dashboard.metadata?.namespace).toBe(ns);
+      expect(dashboard.metadata?.labels?.grafana_dashboard).toBe('1');
+      expect(dashboard.metadata?.annotations).toEqual({ grafana_folder: 'Databases' });
+      expect(JSON.parse(dashboard.data?.['tenantdb.json'] ?? '')).toEqual(
+        JSON.parse(readFileSync(join(CHART, 'files/grafana-dashboard.json'), 'utf8')),
+      );
     },
   },
   minimal: {
@@ -304,6 +323,7 @@ describe('the values schema refuses bad values', () => {
     ['a string for replicas', { replicas: 'two' }, /replicas/],
     ['a security context field that does not exist', { securityContext: { readOnlyRootFileSystem: true } }, /readOnlyRootFileSystem/],
     ['a resync the operator cannot parse', { resync: '5 minutes' }, /resync/],
+    ['a per-tenant metrics level the operator does not know', { metrics: { port: 8080, tenantMetrics: 'all' } }, /tenantMetrics/],
   ])('%s', (_what, values, message) => {
     const err = renderChartError(dir, { namespace: 'chart-defaults', values });
     expect(err).toMatch(/schema/i);
@@ -395,6 +415,8 @@ describe('monitoring', () => {
     expect(sm.spec.namespaceSelector.matchNames).toEqual([svc.metadata?.namespace]);
     for (const [k, v] of Object.entries(sm.spec.selector.matchLabels)) expect(svc.metadata?.labels?.[k]).toBe(v);
     expect(sm.spec.endpoints.map((e) => e.port)).toEqual([svc.spec?.ports?.[0]?.name]);
+    // The per-tenant series keep the tenant's namespace instead of exported_namespace.
+    expect(sm.spec.endpoints.map((e) => e.honorLabels)).toEqual([true]);
   });
 
   test("every alert is complete and names only metrics the operator exports, on the chart's Service", async () => {

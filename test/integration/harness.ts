@@ -95,6 +95,38 @@ export function operator(c: Cluster, name: string, resync?: string, extraArgs: s
   });
 }
 
+/**
+ * The /metrics text of an operator started with operator(c, name): its port is the one it logged
+ * (`metricsPort`, chosen at start) in its run's log, the last start's when the name was reused.
+ */
+export async function scrapeOperator(c: Cluster, name: string): Promise<string> {
+  const logFile = join(c.env.dir, `operator-${name}.log`);
+  const port = await waitFor(`operator ${name} to log its metricsPort`, () => {
+    const line = readFileSync(logFile, 'utf8')
+      .split('\n')
+      .findLast((l) => l.includes('"metricsPort"'));
+    return Promise.resolve((JSON.parse(line ?? '{}') as { metricsPort?: number }).metricsPort);
+  });
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
+  return res.text();
+}
+
+/** The value of one series in a /metrics text (labels matched exactly), or undefined when absent. */
+export function seriesValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  const want = Object.entries(labels)
+    .map(([k, v]) => `${k}="${v}"`)
+    .sort()
+    .join(',');
+  for (const line of text.split('\n')) {
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const got = (m[2] ?? '').match(/[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"/g) ?? [];
+    if (got.sort().join(',') === want) return Number(m[3]);
+  }
+  return undefined;
+}
+
 /** The pooler config as the agent assembles it: the index's shards, in order, from the API. */
 export async function readPoolerConfig(
   c: Cluster,
