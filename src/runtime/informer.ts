@@ -32,19 +32,17 @@ export interface InformerHandlers<T> {
 
 /**
  * Indexes over a cache, kept in step with it by `file` and `unfile`. Written by hand: client-node
- * has no indexer, and this is a few maps.
+ * has no indexer, and this is a few maps. An object's index values are computed again from its
+ * previous version when it is refiled (indexers are pure), not kept beside it: a few maps of
+ * arrays less for each of thousands of objects.
  */
 export class IndexStore<T extends k8s.KubernetesObject> {
   private readonly byValue = new Map<string, Map<string, Map<string, T>>>();
-  private readonly valuesOf = new Map<string, Map<string, readonly string[]>>();
-  /** The last version of each object seen, for `old` in change handlers. */
+  /** The last version of each object seen, for `old` in change handlers and to unfile it. */
   private readonly last = new Map<string, T>();
 
   constructor(private readonly indexers: Indexers<T>) {
-    for (const name of Object.keys(indexers)) {
-      this.byValue.set(name, new Map());
-      this.valuesOf.set(name, new Map());
-    }
+    for (const name of Object.keys(indexers)) this.byValue.set(name, new Map());
   }
 
   static keyOf(obj: k8s.KubernetesObject): string {
@@ -55,13 +53,11 @@ export class IndexStore<T extends k8s.KubernetesObject> {
   file(obj: T): T | undefined {
     const key = IndexStore.keyOf(obj);
     const old = this.last.get(key);
-    this.remove(key);
+    if (old) this.remove(key, old);
     this.last.set(key, obj);
     for (const [name, fn] of Object.entries(this.indexers)) {
-      const values = [...new Set(fn(obj))];
-      this.valuesOf.get(name)?.set(key, values);
       const index = this.byValue.get(name) ?? new Map<string, Map<string, T>>();
-      for (const v of values) {
+      for (const v of new Set(fn(obj))) {
         const bucket = index.get(v) ?? new Map<string, T>();
         index.set(v, bucket.set(key, obj));
       }
@@ -71,7 +67,8 @@ export class IndexStore<T extends k8s.KubernetesObject> {
 
   unfile(obj: T): void {
     const key = IndexStore.keyOf(obj);
-    this.remove(key);
+    const old = this.last.get(key);
+    if (old) this.remove(key, old);
     this.last.delete(key);
   }
 
@@ -79,15 +76,16 @@ export class IndexStore<T extends k8s.KubernetesObject> {
     return [...(this.byValue.get(index)?.get(value)?.values() ?? [])];
   }
 
-  private remove(key: string): void {
-    for (const [name, values] of this.valuesOf) {
+  /** Takes the key out of the buckets its filed version `old` is in. */
+  private remove(key: string, old: T): void {
+    for (const [name, fn] of Object.entries(this.indexers)) {
       const index = this.byValue.get(name);
-      for (const v of values.get(key) ?? []) {
+      for (const v of fn(old)) {
         const bucket = index?.get(v);
-        bucket?.delete(key);
-        if (bucket?.size === 0) index?.delete(v);
+        if (bucket?.get(key) !== old) continue;
+        bucket.delete(key);
+        if (bucket.size === 0) index?.delete(v);
       }
-      values.delete(key);
     }
   }
 }
