@@ -20,14 +20,9 @@ import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, AGENT_WARNING_ANNOTAT
 import { SHARD_OF_LABEL } from './pooler/shards.js';
 import { ROTATED_ANNOTATION } from './controllers/tenantdatabase/secret.js';
 import { GROUP_LABEL } from './controllers/tenantgroup/reconcile.js';
-import {
-  dropDefaults,
-  type CachedIpWhitelist,
-  type CachedPostgresServer,
-  type CachedTenantDatabase,
-  type CachedTenantGroup,
-} from './api/cached.js';
+import { type CachedIpWhitelist, type CachedPostgresServer, type CachedTenantDatabase, type CachedTenantGroup } from './api/cached.js';
 import { tenantDatabaseSpec } from './api/tenantdatabase.js';
+import { withoutDefaults } from './api/cached.js';
 import {
   groupIndexers,
   handlersFor,
@@ -146,7 +141,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   // parse with zod, which puts the defaults back): thousands of tenants, a kilobyte less each.
   const specDefaults = tenantDatabaseSpec.parse({}) as Record<string, unknown>;
   const slimTenant = (t: CachedTenantDatabase) => {
-    if (t.spec) dropDefaults(t.spec, specDefaults);
+    if (t.spec) t.spec = withoutDefaults(t.spec, specDefaults);
   };
   const tenants = scoped((ns) => kindInformer<CachedTenantDatabase>(TENANT_DATABASE, 'tenants', ns, tenantIndexers, slimTenant));
   const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));

@@ -62,40 +62,36 @@ export interface KeptSecretMetadata {
  */
 export function slimSecret(s: k8s.V1Secret, operatorNamespace: string, kept: KeptSecretMetadata): void {
   const md = s.metadata;
-  if (md) delete md.managedFields;
-  if (md?.namespace === operatorNamespace) return;
-  delete s.stringData;
-  if (md) {
-    if (md.labels) keep(md.labels, (k) => kept.labels.has(k));
-    if (md.annotations) keep(md.annotations, (k, v) => kept.annotations.has(k) && v.length <= CACHED_ANNOTATION_BYTES);
-    const controller = md.ownerReferences?.find((r) => r.controller);
-    if (controller) md.ownerReferences = [controller];
-    else delete md.ownerReferences;
-    for (const k of Object.keys(md) as (keyof k8s.V1ObjectMeta)[])
-      if (
-        ![
-          'name',
-          'namespace',
-          'uid',
-          'resourceVersion',
-          'labels',
-          'annotations',
-          'ownerReferences',
-          'deletionTimestamp',
-          'creationTimestamp',
-          'generation',
-        ].includes(k)
-      )
-        delete md[k];
+  if (!md) return;
+  if (md.namespace === operatorNamespace) {
+    if (md.managedFields) {
+      const { managedFields: _, ...rest } = md;
+      s.metadata = rest;
+    }
+    return;
   }
+  if (s.stringData) delete s.stringData; // never in what the API server sends
+  // New objects rather than `delete` of what goes: V8 turns an object that loses properties into a
+  // hash table of its own, several hundred bytes for each of thousands of cached Secrets.
+  const controller = md.ownerReferences?.find((r) => r.controller);
+  const meta: k8s.V1ObjectMeta = {};
+  for (const k of KEPT_METADATA) if (md[k] !== undefined) Object.assign(meta, { [k]: md[k] });
+  if (md.labels) meta.labels = only(md.labels, (k) => kept.labels.has(k));
+  if (md.annotations) meta.annotations = only(md.annotations, (k, v) => kept.annotations.has(k) && v.length <= CACHED_ANNOTATION_BYTES);
+  if (controller) meta.ownerReferences = [controller];
+  s.metadata = meta;
   if (!s.data) return;
-  const controller = md?.ownerReferences?.[0];
   const tenantControlled = controller?.kind === 'TenantDatabase' && controller.apiVersion.startsWith('tenantdb.dev/');
   let bytes = 0;
   for (const [k, v] of Object.entries(s.data)) bytes += k.length + v.length;
   if (!tenantControlled || bytes > CACHED_TENANT_SECRET_BYTES) delete s.data;
 }
 
-function keep(m: Record<string, string>, ok: (k: string, v: string) => boolean): void {
-  for (const [k, v] of Object.entries(m)) if (!ok(k, v)) delete m[k];
+/** The plain metadata fields a cached Secret keeps (labels, annotations and owners are cut down apart). */
+const KEPT_METADATA = ['name', 'namespace', 'uid', 'resourceVersion', 'deletionTimestamp', 'creationTimestamp', 'generation'] as const;
+
+function only(m: Record<string, string>, ok: (k: string, v: string) => boolean): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(m)) if (ok(k, v)) out[k] = v;
+  return out;
 }

@@ -1,3 +1,5 @@
+import FlatQueue from 'flatqueue';
+
 /**
  * A keyed work queue with the semantics of client-go's rate-limited queue:
  * - a key waits in the queue at most once (dedupe);
@@ -5,11 +7,17 @@
  *   ("dirty") and it is queued again when `done` is called;
  * - per-key exponential backoff for failures, forgotten on success;
  * - delayed adds for periodic re-checks.
+ *
+ * Delayed keys wait in one priority queue of due times served by a single Node timer, not a timer
+ * each: every tenant has its periodic re-check pending, and a Timeout with its closure per key was
+ * a few hundred bytes of each of ten thousand tenants.
  */
 export interface BackoffOptions {
   baseMs: number;
   maxMs: number;
 }
+
+const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export class WorkQueue {
   private readonly queue: string[] = [];
@@ -17,7 +25,15 @@ export class WorkQueue {
   private readonly processing = new Set<string>();
   private readonly failures = new Map<string, number>();
   private readonly polls = new Map<string, number>();
-  private readonly timers = new Map<string, { at: number; timer: NodeJS.Timeout; periodic: boolean }>();
+  /** Keys waiting for a delay: when they are due (performance.now) and whether only the periodic re-check asked. */
+  private readonly delayed = new Map<string, { at: number; periodic: boolean }>();
+  /**
+   * The due times, earliest first. A key brought forward leaves its later entry behind: popped, it
+   * no longer matches `delayed` and is skipped.
+   */
+  private readonly due = new FlatQueue<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private timerAt = Infinity;
   /** Keys added for a reason other than the periodic re-check since they were last handed out. */
   private readonly eventful = new Set<string>();
   private readonly waiters: ((key: string | undefined) => void)[] = [];
@@ -52,20 +68,49 @@ export class WorkQueue {
   addAfter(key: string, delayMs: number, periodic = false): void {
     if (this.stopped) return;
     if (delayMs <= 0) return this.add(key, periodic);
-    const at = Date.now() + delayMs;
-    const pending = this.timers.get(key);
+    const at = performance.now() + delayMs;
+    const pending = this.delayed.get(key);
     if (pending && pending.at <= at) {
       pending.periodic &&= periodic;
       return;
     }
-    if (pending) clearTimeout(pending.timer);
-    const timer = setTimeout(() => {
-      const due = this.timers.get(key);
-      this.timers.delete(key);
-      this.add(key, due?.periodic ?? periodic);
-    }, delayMs);
-    timer.unref();
-    this.timers.set(key, { at, timer, periodic: periodic && (pending?.periodic ?? true) });
+    this.delayed.set(key, { at, periodic: periodic && (pending?.periodic ?? true) });
+    this.due.push(key, at);
+    this.arm();
+  }
+
+  /** Keeps the one timer set for the earliest due time. */
+  private arm(): void {
+    const next = this.due.peekValue();
+    if (next === undefined || this.stopped) {
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      return;
+    }
+    if (this.timer && this.timerAt <= next) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timerAt = next;
+    // setTimeout takes at most 2^31-1 ms; a later due time is looked at again then.
+    this.timer = setTimeout(() => this.fire(), Math.min(MAX_TIMEOUT_MS, Math.max(0, next - performance.now())));
+    this.timer.unref();
+  }
+
+  /** Adds every key that is due. */
+  private fire(): void {
+    this.timer = undefined;
+    this.timerAt = Infinity;
+    const now = performance.now();
+    for (let at = this.due.peekValue(); at !== undefined && at <= now; at = this.due.peekValue()) {
+      const key = this.due.pop() as string;
+      const pending = this.delayed.get(key);
+      if (!pending || pending.at !== at) continue; // brought forward since, and already handed out
+      this.delayed.delete(key);
+      this.add(key, pending.periodic);
+    }
+    // The heap's arrays keep popped slots: let them go once it is empty.
+    if (this.due.length === 0) this.due.shrink();
+    this.arm();
   }
 
   /** Whether anything but the periodic re-check asked for this key since it was last handed out; clears it. */
@@ -173,8 +218,11 @@ export class WorkQueue {
 
   shutdown(): void {
     this.stopped = true;
-    for (const { timer } of this.timers.values()) clearTimeout(timer);
-    this.timers.clear();
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.delayed.clear();
+    this.due.clear();
+    this.due.shrink();
     for (const w of this.waiters.splice(0)) w(undefined);
     for (const resume of this.parked.values()) resume(false);
     this.parked.clear();

@@ -24,15 +24,34 @@ describe('Interner', () => {
   });
 });
 
-describe('dropDefaults', () => {
+describe('withoutDefaults', () => {
   test('a cached spec keeps only what differs from the defaults, and parses back to the same spec', async () => {
-    const { dropDefaults } = await import('../../src/api/cached.js');
+    const { withoutDefaults } = await import('../../src/api/cached.js');
     const { tenantDatabaseSpec } = await import('../../src/api/tenantdatabase.js');
     const defaults = tenantDatabaseSpec.parse({}) as Record<string, unknown>;
     const stored = tenantDatabaseSpec.parse({ connectionLimit: 7, pooling: { poolSize: 3 }, extensions: ['pgcrypto'] });
-    const cached = JSON.parse(JSON.stringify(stored)) as Record<string, unknown>;
-    dropDefaults(cached, defaults);
+    const cached = withoutDefaults(JSON.parse(JSON.stringify(stored)) as Record<string, unknown>, defaults);
     expect(cached).toEqual({ connectionLimit: 7, pooling: { poolSize: 3 }, extensions: ['pgcrypto'] });
     expect(tenantDatabaseSpec.parse(cached)).toEqual(stored);
+  });
+
+  test('a default object goes whole, in the key order the API server sends (sorted)', async () => {
+    const { withoutDefaults } = await import('../../src/api/cached.js');
+    const { tenantDatabaseSpec } = await import('../../src/api/tenantdatabase.js');
+    const defaults = tenantDatabaseSpec.parse({}) as Record<string, unknown>;
+    const sorted = (x: unknown): unknown =>
+      Array.isArray(x)
+        ? x.map(sorted)
+        : x && typeof x === 'object'
+          ? Object.fromEntries(
+              Object.keys(x)
+                .sort()
+                .map((k) => [k, sorted((x as Record<string, unknown>)[k])]),
+            )
+          : x;
+    const stored = sorted({ ...defaults, serverRef: { name: 'main' } }) as Record<string, unknown>;
+    const cached = withoutDefaults(stored, defaults);
+    expect(cached).toEqual({ serverRef: { name: 'main' } });
+    expect(tenantDatabaseSpec.parse(cached)).toEqual(tenantDatabaseSpec.parse(stored));
   });
 });

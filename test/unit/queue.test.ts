@@ -52,6 +52,22 @@ describe('WorkQueue', () => {
     q.shutdown();
   });
 
+  test('delayed keys come out in the order they are due, each once, however they were moved', async () => {
+    const q = new WorkQueue();
+    q.addAfter('c', 50);
+    q.addAfter('a', 20);
+    q.addAfter('b', 80);
+    q.addAfter('b', 30); // brought forward: its entry at 80 ms must not bring it back
+    q.addAfter('a', 10);
+    for (const k of ['a', 'b', 'c']) {
+      expect(await q.get()).toBe(k);
+      q.done(k);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+    expect(q.length).toBe(0);
+    q.shutdown();
+  });
+
   test('a key only the periodic re-check brought is told apart from one an event brought', async () => {
     const q = new WorkQueue();
     q.addAfter('p', 10, true);

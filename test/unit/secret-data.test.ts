@@ -100,6 +100,7 @@ describe('slimSecret: what the Secret cache keeps', () => {
     expect(s.metadata?.labels).toEqual({ 'app.kubernetes.io/managed-by': 'tenantdb', 'tenantdb.dev/postgresserver': 'x' });
     expect(s.metadata?.annotations).toEqual({ 'tenantdb.dev/data-hash': 'abc' });
     expect(s.metadata?.managedFields).toBeUndefined();
+    expect(s.metadata).toMatchObject({ name: 's', namespace: 'team', ownerReferences: [owner] });
   });
 
   test('a labelled Secret no TenantDatabase controls keeps no data', () => {
