@@ -539,6 +539,22 @@ export async function terminateTenantSessionsIn(db: Queryable, database: string)
   return Number(r.rows[0]?.n ?? 0);
 }
 
+/**
+ * Ends the sessions in a database whose role no longer exists (dropped by hand while they ran): a
+ * pooler reusing such a server connection for the re-created role gets "invalid role OID" on every
+ * query until the connection is gone.
+ */
+export async function terminateOrphanedSessionsIn(db: Queryable, database: string): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT pg_catalog.count(pg_catalog.pg_terminate_backend(a.pid))::text AS n
+       FROM pg_catalog.pg_stat_activity a
+      WHERE a.datname OPERATOR(pg_catalog.=) $1 AND a.usesysid IS NOT NULL AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.oid OPERATOR(pg_catalog.=) a.usesysid)`,
+    [database],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
 /** Size and sessions of a tenant; the operator's own login checks are not the tenant's sessions. */
 export interface UsageRow {
   sizeBytes: number;

@@ -810,7 +810,16 @@ async function provision(
         validUntil: prev?.role === role ? prev.until : Infinity,
       });
       const roleChanges = await ensureRole(pool, owner, spec(logins.group));
-      if (roleChanges.some((c) => c.startsWith('Created role'))) credential.passwordChangedAt = new Date().toISOString();
+      if (roleChanges.some((c) => c.startsWith('Created role'))) {
+        credential.passwordChangedAt = new Date().toISOString();
+        // Re-created after someone dropped it: what still runs under the old role (the pooler's
+        // server connections) is ended, or the pooler would keep handing it out.
+        if (td.status?.roleName)
+          for (const db of names.schema !== undefined ? [names.database] : ownDatabases(names)) {
+            const ended = await sql.terminateOrphanedSessionsIn(pool, db);
+            if (ended) roleChanges.push(`Ended ${ended} session(s) in ${db} left by the dropped role`);
+          }
+      }
       record(roleChanges, 'Role');
       changed ||= roleChanges.length > 0;
       const twin = logins.twin;
