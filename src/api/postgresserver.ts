@@ -160,6 +160,20 @@ export const postgresServerSpec = z
       .min(0)
       .optional()
       .describe('The most TenantDatabases this server accepts; more are refused with reason CapacityExceeded.'),
+    unmanagedAdoption: z
+      .array(
+        z
+          .object({
+            role: pgIdentifier('unmanagedAdoption[].role').describe('A role on this server that no tenantdb object created.'),
+            namespace: k8sName('unmanagedAdoption[].namespace').max(63).describe('The namespace whose TenantDatabase may take it over.'),
+          })
+          .describe('One role, and the namespace that may take it over.'),
+      )
+      .max(1000)
+      .default([])
+      .describe(
+        'Which hand-made roles (with the database or schema they own) a TenantDatabase may take over (spec.adoption.from: Unmanaged), and from which namespace. A tenant names what it takes; this list, written by whoever may edit the server, says it may: a tenant must never take a role that is not meant for it. Empty (the default): no unmanaged adoption.',
+      ),
   })
   .describe('Where the server is and how the operator reaches it.')
   .meta(

@@ -37,13 +37,7 @@ beforeAll(async () => {
   op = operator(c, 'adoption');
   await namespace(c, NS);
   pooler = await startServerPooler(c, SERVER);
-  await applyServer(c, SERVER, {
-    host: c.env.pg.host,
-    port: c.env.pg.port,
-    sslMode: 'disable',
-    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
-    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
-  });
+  await applyServer(c, SERVER, serverSpec());
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
 }, 120_000);
 
@@ -53,6 +47,13 @@ afterAll(async () => {
 });
 
 const tenantOf = (name: string) => () => getTenant(c, NS, name);
+const serverSpec = () => ({
+  host: c.env.pg.host,
+  port: c.env.pg.port,
+  sslMode: 'disable',
+  adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
+  pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
+});
 
 test('a re-created Retain tenant gets its database back, with its data, once it asks for it', async () => {
   const spec = { serverRef: { name: SERVER }, deletionPolicy: 'Retain' };
@@ -110,9 +111,22 @@ test('a hand-made role and database are taken over only when named, keeping the 
     await superQuery(c, "SELECT rolcreatedb, shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = 'legacy_app'"),
   ).toEqual([{ rolcreatedb: true, c: null }]);
 
+  // Asking is not enough: the server's owner must let this namespace take this role.
   await applyTenant(c, NS, 'legacy', {
     ...spec,
     adoption: { from: 'Unmanaged', passwordSecretRef: { name: 'legacy-credentials', key: 'pass' } },
+  });
+  const notAllowed = await waitForCondition(tenantOf('legacy'), 'Ready', 'False', 'AdoptionNotAllowed');
+  expect(condition(notAllowed, 'Ready')?.message).toMatch(/adds \{role: legacy_app, namespace: adopt\} to its spec\.unmanagedAdoption/);
+  expect(await superQuery(c, "SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = 'legacy_app'")).toEqual([
+    { c: null },
+  ]);
+  await applyServer(c, SERVER, {
+    ...serverSpec(),
+    unmanagedAdoption: [
+      { role: 'legacy_app', namespace: NS },
+      { role: 'risky_app', namespace: NS },
+    ],
   });
   await tenantReady(c, NS, 'legacy');
   const s = (await readSecretData(c, NS, 'legacy-db')) ?? {};

@@ -361,6 +361,11 @@ async function provision(
     if (origin.kind === 'unmanaged' && asked === 'Unmanaged') {
       if (kind === 'role') {
         if (td.spec.roleName !== name) return `${conflict} (adoption takes only the role spec.roleName names)`;
+        if (!server.spec.unmanagedAdoption.some((a) => a.role === name && a.namespace === owner.namespace))
+          throw new TerminalError(
+            'AdoptionNotAllowed',
+            `PostgresServer ${serverName} does not let namespace ${owner.namespace} take over role ${name}: whoever may edit the server adds {role: ${name}, namespace: ${owner.namespace}} to its spec.unmanagedAdoption`,
+          );
         const max = server.spec.maxTenants;
         if (max !== undefined && !(await admit(ctx, pool, serverName, owner.uid, max)))
           return `PostgresServer ${serverName} holds its maximum of ${max} tenants; role ${name} is not taken over`;
