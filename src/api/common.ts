@@ -87,6 +87,20 @@ export const duration = (what: string, min: number, max: number) => {
     .meta(cel({ rule: `duration(self) >= duration('${spell(min)}') && duration(self) <= duration('${spell(max)}')`, message }));
 };
 
+/** A PostgreSQL time setting: a number with an optional unit (30s, 1500, 5min). */
+export const pgTime = (what: string) =>
+  z
+    .string()
+    .max(16)
+    .regex(/^(0|[1-9][0-9]{0,8})(us|ms|s|min|h|d)?$/, `${what} must be a number with an optional unit (us, ms, s, min, h, d), such as 30s`);
+
+/** A PostgreSQL memory setting: a number with an optional unit (64MB, 1GB, 4096). */
+export const pgMemory = (what: string) =>
+  z
+    .string()
+    .max(16)
+    .regex(/^[1-9][0-9]{0,9}(kB|MB|GB|TB)?$/, `${what} must be a number with an optional unit (kB, MB, GB, TB), such as 64MB`);
+
 export const cidr = z
   .string()
   .max(64)

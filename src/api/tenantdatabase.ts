@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { cel, duration, extensionName, conditions, k8sName, objectMeta, pgIdentifier } from './common.js';
+import { cel, duration, extensionName, conditions, k8sName, objectMeta, pgIdentifier, pgMemory, pgTime } from './common.js';
 import { MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
 
 const celList = (xs: Iterable<string>) =>
@@ -144,6 +144,38 @@ export const tenantDatabaseSpec = z
       .boolean()
       .default(false)
       .describe("With suspend: also end the tenant role's open sessions on the server (direct ones, and the pooler's server connections)."),
+    settings: z
+      .object({
+        statement_timeout: pgTime('settings.statement_timeout')
+          .optional()
+          .describe('Longest a statement may run (e.g. 30s, 5min; 0: no limit).'),
+        lock_timeout: pgTime('settings.lock_timeout').optional().describe('Longest a statement waits for a lock.'),
+        idle_in_transaction_session_timeout: pgTime('settings.idle_in_transaction_session_timeout')
+          .optional()
+          .describe('Ends a session idle inside a transaction for longer than this.'),
+        idle_session_timeout: pgTime('settings.idle_session_timeout')
+          .optional()
+          .describe('Ends a session idle outside a transaction for longer than this.'),
+        work_mem: pgMemory('settings.work_mem').optional().describe('Memory per sort or hash before spilling to disk (e.g. 16MB).'),
+        maintenance_work_mem: pgMemory('settings.maintenance_work_mem')
+          .optional()
+          .describe('Memory for VACUUM, CREATE INDEX and the like.'),
+        temp_buffers: pgMemory('settings.temp_buffers').optional().describe('Memory per session for temporary tables.'),
+        timezone: z
+          .string()
+          .max(64)
+          .regex(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, 'settings.timezone must be a time zone name such as UTC or Europe/Paris')
+          .optional()
+          .describe('The session time zone (e.g. UTC, Europe/Paris).'),
+        default_transaction_isolation: z
+          .enum(['read committed', 'repeatable read', 'serializable'])
+          .optional()
+          .describe('The isolation level of new transactions.'),
+      })
+      .prefault({})
+      .describe(
+        "Session defaults for the tenant's login roles in its database (ALTER ROLE ... IN DATABASE ... SET), set and put back by the operator; a setting left out is reset. Only these, which any session may change for itself: they are defaults, not limits. PostgreSQL checks each value (a bad one is in status).",
+      ),
     adoption: z
       .object({
         from: z

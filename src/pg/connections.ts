@@ -194,8 +194,22 @@ export async function asTenant<T>(
   }
 }
 
-/** Tries a login with the given credentials; resolves to undefined on success or the error. */
+/**
+ * Tries a login with the given credentials and one `SELECT 1`; resolves to undefined on success or
+ * the error. Nothing is SET: through a transaction pooler the server connection goes on serving the
+ * tenant's own clients, and a session setting left there would become theirs.
+ */
 export async function tryLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
-  const r = await asTenant(ep, user, password, database, async () => undefined);
-  return r.ok ? undefined : r.error;
+  const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
+  const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 30_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return undefined;
+  } catch (error) {
+    return error;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }

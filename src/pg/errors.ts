@@ -15,6 +15,7 @@ export const SQLSTATE = {
   outOfMemory: '53200',
   featureNotSupported: '0A000',
   undefinedFile: '58P01',
+  invalidParameterValue: '22023',
 } as const;
 
 export function sqlState(err: unknown): string | undefined {

@@ -747,6 +747,37 @@ export async function roleSettingsIn(db: Queryable, role: string, database: stri
   return r.rows[0]?.setconfig ?? [];
 }
 
+/** The session defaults a TenantDatabase may set (spec.settings), as PostgreSQL names them, lower-cased. */
+export const TENANT_SETTINGS = [
+  'statement_timeout',
+  'lock_timeout',
+  'idle_in_transaction_session_timeout',
+  'idle_session_timeout',
+  'work_mem',
+  'maintenance_work_mem',
+  'temp_buffers',
+  'timezone',
+  'default_transaction_isolation',
+] as const;
+export type TenantSetting = (typeof TENANT_SETTINGS)[number];
+
+/** Whether a stored `name=value` entry is one of TENANT_SETTINGS. */
+export const isTenantSetting = (entry: string): boolean =>
+  (TENANT_SETTINGS as readonly string[]).includes(entry.slice(0, Math.max(0, entry.indexOf('='))).toLowerCase());
+
+/** Sets (or, undefined, resets) one of TENANT_SETTINGS for a role in a database. */
+export async function setRoleSettingIn(
+  db: Queryable,
+  role: string,
+  database: string,
+  name: TenantSetting,
+  value: string | undefined,
+): Promise<void> {
+  if (!(TENANT_SETTINGS as readonly string[]).includes(name)) throw new Error(`${name} is not a setting tenants may have`);
+  const target = `ALTER ROLE ${id(role)} IN DATABASE ${id(database)}`;
+  await db.query(value === undefined ? `${target} RESET ${name}` : `${target} SET ${name} TO ${lit(value)}`);
+}
+
 /** The search_path setting as PostgreSQL stores it for `SET search_path TO <schema>`. */
 export function searchPathSetting(schema: string): string {
   return `search_path=${id(schema)}`;

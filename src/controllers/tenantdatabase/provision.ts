@@ -462,9 +462,7 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
         changes.push(`Revoked privileges of ${g} on schema ${s.schema}`);
       }
     }
-    const settings = await sql.roleSettingsIn(db, s.role, s.database);
-    const wanted = [`search_path=${s.schema}`, sql.searchPathSetting(s.schema)];
-    if (settings.length !== 1 || !wanted.includes(settings[0] ?? '')) {
+    if (!searchPathOnly(await sql.roleSettingsIn(db, s.role, s.database), s.schema)) {
       await sql.setRoleSearchPath(db, s.role, s.database, s.schema);
       changes.push(`Set search_path of role ${s.role} in ${s.database} to ${s.schema}`);
     }
@@ -482,10 +480,53 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
 /** The twin's search_path in the shared database, as its tenant role's (isolation Schema). */
 export async function ensureTwinSearchPath(inDatabase: InDatabase, twin: string, database: string, schema: string): Promise<string[]> {
   return inDatabase(database, async (db) => {
-    const settings = await sql.roleSettingsIn(db, twin, database);
-    const wanted = [`search_path=${schema}`, sql.searchPathSetting(schema)];
-    if (settings.length === 1 && wanted.includes(settings[0] ?? '')) return [];
+    if (searchPathOnly(await sql.roleSettingsIn(db, twin, database), schema)) return [];
     await sql.setRoleSearchPath(db, twin, database, schema);
     return [`Set search_path of role ${twin} in ${database} to ${schema}`];
   });
+}
+
+/**
+ * Whether a schema tenant's login role has, in the shared database, its schema as search_path and
+ * nothing else but spec.settings (which ensureRoleSettings looks after).
+ */
+function searchPathOnly(settings: readonly string[], schema: string): boolean {
+  const paths = [`search_path=${schema}`, sql.searchPathSetting(schema)];
+  const rest = settings.filter((x) => !sql.isTenantSetting(x));
+  return rest.length === 1 && paths.includes(rest[0] ?? '');
+}
+
+/**
+ * spec.settings for one login role in its database: each setting the spec names is set to its value,
+ * each it leaves out is reset; other settings are not touched. Only what differs is written.
+ */
+export async function ensureRoleSettings(
+  db: sql.Queryable,
+  role: string,
+  database: string,
+  wanted: Partial<Record<sql.TenantSetting, string | undefined>>,
+): Promise<string[]> {
+  const have = new Map(
+    (await sql.roleSettingsIn(db, role, database)).map((x) => {
+      const i = x.indexOf('=');
+      return [x.slice(0, i).toLowerCase(), x.slice(i + 1)] as const;
+    }),
+  );
+  const changes: string[] = [];
+  for (const name of sql.TENANT_SETTINGS) {
+    const want = wanted[name];
+    if (want === have.get(name)) continue;
+    try {
+      await sql.setRoleSettingIn(db, role, database, name, want);
+    } catch (err) {
+      // A value PostgreSQL refuses (out of range, an unknown time zone) waits for a spec change.
+      if (sqlState(err) === SQLSTATE.invalidParameterValue)
+        throw new TerminalError('InvalidSetting', `settings.${name}: ${describePgError(err)}`);
+      throw err;
+    }
+    changes.push(
+      want === undefined ? `Reset ${name} of role ${role} in ${database}` : `Set ${name} to ${want} for role ${role} in ${database}`,
+    );
+  }
+  return changes;
 }

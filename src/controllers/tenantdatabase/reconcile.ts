@@ -60,6 +60,7 @@ import {
   ensureExtensions,
   ensureRole,
   ensureSchemaTenant,
+  ensureRoleSettings,
   ensureTwinRole,
   ensureTwinSearchPath,
   type ExtensionOutcome,
@@ -836,7 +837,6 @@ async function provision(
         !!ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(twin);
       if (twinUsed) {
         const twinChanges = await ensureTwinRole(pool, owner, { ...spec(twin), group: logins.group });
-        if (names.schema !== undefined) twinChanges.push(...(await ensureTwinSearchPath(inDatabase, twin, names.database, names.schema)));
         record(twinChanges, 'Role');
         changed ||= twinChanges.length > 0;
       }
@@ -883,7 +883,14 @@ async function provision(
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
         note(await ensureSchemaTenant(pool, inDatabase, spec), 'Schema');
+        if (twinUsed) note(await ensureTwinSearchPath(inDatabase, twin, names.database, names.schema), 'Role');
       }
+      // spec.settings on each login role in its database (a role just created has none to look at).
+      const wantedSettings: Partial<Record<sql.TenantSetting, string | undefined>> = td.spec.settings;
+      const fresh = roleChanges.some((c) => c.startsWith('Created role')) && Object.keys(wantedSettings).length === 0;
+      if (!fresh)
+        for (const role of twinUsed ? [logins.group, twin] : [logins.group])
+          note(await ensureRoleSettings(pool, role, names.database, wantedSettings), 'Settings');
       if (names.isolation === 'Database' && !td.spec.shadowDatabase) {
         note(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
       }
