@@ -223,9 +223,17 @@ export interface RoleRisks {
   attributes: string[];
   /** Roles it is a member of (their privileges would be the tenant's). */
   memberOf: string[];
+  /** Roles that are members of it, the admin left out (they would reach the tenant's data). */
+  members: string[];
+  /** Databases it owns besides the one taken over (the tenant could drop them). */
+  otherDatabases: string[];
+  /** Databases (besides the one taken over) where it owns objects or holds privileges. */
+  dependsIn: string[];
+  /** Session defaults stored for it (ALTER ROLE ... SET), which a superuser may have set. */
+  settings: number;
 }
 
-export async function roleRisks(db: Queryable, role: string): Promise<RoleRisks> {
+export async function roleRisks(db: Queryable, role: string, database: string): Promise<RoleRisks> {
   const r = await db.query<{
     rolsuper: boolean;
     createdb: boolean;
@@ -233,28 +241,50 @@ export async function roleRisks(db: Queryable, role: string): Promise<RoleRisks>
     repl: boolean;
     bypass: boolean;
     member_of: string[] | null;
+    members: string[] | null;
+    dbs: string[] | null;
+    deps: string[] | null;
+    settings: number;
   }>(
     `SELECT r.rolsuper, r.rolcreatedb AS createdb, r.rolcreaterole AS createrole, r.rolreplication AS repl, r.rolbypassrls AS bypass,
             (SELECT pg_catalog.array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_catalog.pg_auth_members m
                JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) m.roleid
-              WHERE m.member OPERATOR(pg_catalog.=) r.oid) AS member_of
+              WHERE m.member OPERATOR(pg_catalog.=) r.oid) AS member_of,
+            (SELECT pg_catalog.array_agg(u.rolname::text ORDER BY u.rolname) FROM pg_catalog.pg_auth_members m
+               JOIN pg_catalog.pg_roles u ON u.oid OPERATOR(pg_catalog.=) m.member
+              WHERE m.roleid OPERATOR(pg_catalog.=) r.oid AND u.rolname OPERATOR(pg_catalog.<>) CURRENT_USER) AS members,
+            (SELECT pg_catalog.array_agg(d.datname::text ORDER BY d.datname) FROM pg_catalog.pg_database d
+              WHERE d.datdba OPERATOR(pg_catalog.=) r.oid AND d.datname OPERATOR(pg_catalog.<>) $2) AS dbs,
+            (SELECT pg_catalog.array_agg(DISTINCT d.datname::text) FROM pg_catalog.pg_shdepend s
+               JOIN pg_catalog.pg_database d ON d.oid OPERATOR(pg_catalog.=) s.dbid
+              WHERE s.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+                AND s.refobjid OPERATOR(pg_catalog.=) r.oid AND d.datname OPERATOR(pg_catalog.<>) $2) AS deps,
+            (SELECT pg_catalog.count(*)::int FROM pg_catalog.pg_db_role_setting s WHERE s.setrole OPERATOR(pg_catalog.=) r.oid) AS settings
        FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`,
-    [role],
+    [role, database],
   );
   const row = r.rows[0];
-  if (!row) return { superuser: false, attributes: [], memberOf: [] };
+  if (!row) return { superuser: false, attributes: [], memberOf: [], members: [], otherDatabases: [], dependsIn: [], settings: 0 };
   const attributes = [
     ...(row.createdb ? ['CREATEDB'] : []),
     ...(row.createrole ? ['CREATEROLE'] : []),
     ...(row.repl ? ['REPLICATION'] : []),
     ...(row.bypass ? ['BYPASSRLS'] : []),
   ];
-  return { superuser: row.rolsuper, attributes, memberOf: row.member_of ?? [] };
+  return {
+    superuser: row.rolsuper,
+    attributes,
+    memberOf: row.member_of ?? [],
+    members: row.members ?? [],
+    otherDatabases: row.dbs ?? [],
+    dependsIn: (row.deps ?? []).sort(),
+    settings: Number(row.settings),
+  };
 }
 
-/** A taken-over role: a tenant's attributes only, the admin a member of it, then its marker. */
+/** A taken-over role, in one transaction: a tenant's attributes only, its password, the admin a member of it, its marker. */
 export async function markAdoptedRole(
-  db: Queryable,
+  client: pg.ClientBase,
   role: string,
   verifier: string,
   marker: string,
@@ -265,9 +295,16 @@ export async function markAdoptedRole(
     .filter((a) => ['CREATEDB', 'CREATEROLE', 'REPLICATION', 'BYPASSRLS'].includes(a))
     .map((a) => ` NO${a}`)
     .join('');
-  await db.query(`ALTER ROLE ${id(role)}${off} INHERIT PASSWORD ${lit(verifier)}`);
-  await ensureAdminMembership(db, role);
-  await db.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
+  await client.query('BEGIN');
+  try {
+    await client.query(`ALTER ROLE ${id(role)}${off} INHERIT PASSWORD ${lit(verifier)}`);
+    await ensureAdminMembership(client, role);
+    await client.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
+    await client.query('COMMIT');
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
 }
 
 export async function commentOnRole(db: Queryable, role: string, marker: string): Promise<void> {

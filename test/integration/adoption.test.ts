@@ -152,8 +152,26 @@ test('a hand-made role and database are taken over only when named, keeping the 
     adoption: { from: 'Unmanaged' },
   });
   const risky = await waitForCondition(tenantOf('risky'), 'Ready', 'False', 'AdoptionRefused');
-  expect(condition(risky, 'Ready')?.message).toMatch(/member of pg_read_all_data; revoke that/);
+  expect(condition(risky, 'Ready')?.message).toMatch(/is a member of pg_read_all_data \(REVOKE pg_read_all_data FROM risky_app\)/);
   expect(await superQuery(c, "SELECT shobj_description(oid, 'pg_authid') AS c FROM pg_roles WHERE rolname = 'risky_app'")).toEqual([
     { c: null },
   ]);
 }, 120_000);
+
+test("a database is never taken over without the role that owns it: not one of the admin's, even with consent", async () => {
+  await superQuery(c, `CREATE DATABASE platform_db OWNER ${c.env.pg.admin.user}`);
+  await applyServer(c, SERVER, { ...serverSpec(), unmanagedAdoption: [{ role: 'fresh_role', namespace: NS }] });
+  await applyTenant(c, NS, 'grab', {
+    serverRef: { name: SERVER },
+    roleName: 'fresh_role',
+    databaseName: 'platform_db',
+    adoption: { from: 'Unmanaged' },
+  });
+  const t = await waitForCondition(tenantOf('grab'), 'Ready', 'False', 'Conflict');
+  expect(condition(t, 'Ready')?.message).toMatch(/taken over only with the role that owns it/);
+  const db = await superQuery(
+    c,
+    "SELECT shobj_description(oid, 'pg_database') AS c, datacl::text AS acl FROM pg_database WHERE datname = 'platform_db'",
+  );
+  expect(db).toEqual([{ c: null, acl: null }]);
+}, 60_000);

@@ -43,22 +43,27 @@ export function adoptionHint(what: string, origin: Origin, td: Pick<TenantDataba
 }
 
 /**
- * Refuses an unmanaged role that a tenant must not hold: a superuser, or a member of other roles
- * (their privileges would come with it). Attributes past a tenant's are taken away on adoption.
+ * Refuses an unmanaged role that a tenant must not hold: a superuser, a member of other roles
+ * (their privileges would come with it), a role others are members of (they would reach the
+ * tenant's data), one that owns other databases or objects or privileges in them (the tenant could
+ * drop or use them), or one with stored session defaults (a superuser may have set what a tenant
+ * could not). Attributes past a tenant's are taken away on adoption; returns them.
  */
-export async function checkAdoptableRole(db: sql.Queryable, role: string): Promise<string[]> {
-  const risks = await sql.roleRisks(db, role);
-  if (risks.superuser) throw new TerminalError('AdoptionRefused', `role ${role} is a superuser; tenantdb will not take it over`);
-  if (risks.memberOf.length)
-    throw new TerminalError(
-      'AdoptionRefused',
-      `role ${role} is a member of ${risks.memberOf.join(', ')}; revoke that (REVOKE ${risks.memberOf.join(', ')} FROM ${role}) before it is taken over, or its privileges would be the tenant's`,
-    );
+export async function checkAdoptableRole(db: sql.Queryable, role: string, database: string): Promise<string[]> {
+  const risks = await sql.roleRisks(db, role, database);
+  const refuse = (why: string): never => {
+    throw new TerminalError('AdoptionRefused', `role ${role} ${why}; tenantdb will not take it over until that is changed`);
+  };
+  if (risks.superuser) refuse('is a superuser');
+  if (risks.memberOf.length) refuse(`is a member of ${risks.memberOf.join(', ')} (REVOKE ${risks.memberOf.join(', ')} FROM ${role})`);
+  if (risks.members.length) refuse(`has members: ${risks.members.join(', ')} (REVOKE ${role} FROM ${risks.members.join(', ')})`);
+  if (risks.otherDatabases.length) refuse(`owns other databases: ${risks.otherDatabases.join(', ')}`);
+  if (risks.dependsIn.length) refuse(`owns objects or holds privileges in other databases: ${risks.dependsIn.join(', ')}`);
+  if (risks.settings) refuse(`has stored session defaults (ALTER ROLE ${role} RESET ALL, and IN DATABASE ... RESET ALL)`);
   const superOnly = risks.attributes.filter((a) => a === 'REPLICATION' || a === 'BYPASSRLS');
   if (superOnly.length)
-    throw new TerminalError(
-      'AdoptionRefused',
-      `role ${role} has ${superOnly.join(' and ')}, which only a superuser can take away: run ALTER ROLE ${role} ${superOnly.map((a) => `NO${a}`).join(' ')} as one before it is taken over`,
+    refuse(
+      `has ${superOnly.join(' and ')}, which only a superuser can take away (ALTER ROLE ${role} ${superOnly.map((a) => `NO${a}`).join(' ')})`,
     );
   return risks.attributes;
 }

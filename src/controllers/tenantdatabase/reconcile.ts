@@ -344,6 +344,8 @@ async function provision(
    * Takes over an existing role or database when spec.adoption asks for exactly its origin; else
    * returns the Conflict message, saying what to write when adoption could resolve it.
    */
+  /** Whether the server lets this tenant's namespace take over that unmanaged role. */
+  const consented = (role: string) => server.spec.unmanagedAdoption.some((a) => a.role === role && a.namespace === owner.namespace);
   const adopt = async (kind: 'role' | 'database', name: string, conflict: string): Promise<true | string> => {
     const comment = kind === 'role' ? (await sql.findRole(pool, name))?.comment : (await sql.findDatabase(pool, name))?.comment;
     const origin = originOf(comment, td, new Set(ctx.tenants.list().map((t) => t.metadata?.uid ?? '')));
@@ -362,7 +364,7 @@ async function provision(
     if (origin.kind === 'unmanaged' && asked === 'Unmanaged') {
       if (kind === 'role') {
         if (td.spec.roleName !== name) return `${conflict} (adoption takes only the role spec.roleName names)`;
-        if (!server.spec.unmanagedAdoption.some((a) => a.role === name && a.namespace === owner.namespace))
+        if (!consented(name))
           throw new TerminalError(
             'AdoptionNotAllowed',
             `PostgresServer ${serverName} does not let namespace ${owner.namespace} take over role ${name}: whoever may edit the server adds {role: ${name}, namespace: ${owner.namespace}} to its spec.unmanagedAdoption`,
@@ -370,9 +372,14 @@ async function provision(
         const max = server.spec.maxTenants;
         if (max !== undefined && !(await admit(ctx, pool, serverName, owner.uid, max)))
           return `PostgresServer ${serverName} holds its maximum of ${max} tenants; role ${name} is not taken over`;
-        const stripped = await checkAdoptableRole(pool, name);
+        const stripped = await checkAdoptableRole(pool, name, names.database);
         adoptedPassword = await adoptionPassword();
-        await sql.markAdoptedRole(pool, name, verifierFor(owner.uid, name, adoptedPassword), marker, stripped);
+        const client = await pool.connect();
+        try {
+          await sql.markAdoptedRole(client, name, verifierFor(owner.uid, name, adoptedPassword), marker, stripped);
+        } finally {
+          client.release();
+        }
         const ref = td.spec.adoption?.passwordSecretRef;
         record(
           [
@@ -385,9 +392,13 @@ async function provision(
       const named = td.spec.databaseName;
       if (!named || (name !== named && name !== shadowDatabaseName(named)))
         return `${conflict} (adoption takes only the database spec.databaseName names)`;
+      // A database goes only with the role that owns it, taken over with the server's consent: never
+      // one of the admin's (the platform's, or another tenant's being created), never a closed one.
+      if (roleClaim.state !== 'ours' || !consented(names.role))
+        return `${conflict} (a database is taken over only with the role that owns it, role ${names.role})`;
       const row = await sql.findDatabase(pool, name);
-      if (row && !row.ownedByAdmin && row.owner !== names.role)
-        return `database ${name} belongs to role ${row.owner}; only a database owned by role ${names.role} (or by the operator's admin) can be taken over: ALTER DATABASE ${name} OWNER TO ${names.role} first`;
+      if (row && (row.owner !== names.role || !row.allowConnections))
+        return `database ${name} belongs to role ${row.owner}${row.allowConnections ? '' : ' and accepts no connections'}; only a database owned by role ${names.role} can be taken over with it`;
       await sql.commentOnDatabase(pool, name, marker);
       record([`Adopted database ${name}`], '');
       return true;
@@ -731,9 +742,14 @@ async function provision(
         rotating = requested || scheduled;
       }
       credentialDueAt = credentialDueAtOf(prev?.until, scheduledAt);
+      // A role taken over with passwordSecretRef keeps that password until its Secret is first
+      // written, even when the reconcile that took it over stopped before writing it.
+      const keptForAdoption =
+        adoptedPassword ??
+        (current.kind === 'missing' && td.spec.adoption?.passwordSecretRef ? await adoptionPassword().catch(() => undefined) : undefined);
       const chosen = rotating
         ? choosePassword()
-        : choosePassword(adoptedPassword, current.kind === 'owned' ? current.data.password : undefined, previous);
+        : choosePassword(keptForAdoption, current.kind === 'owned' ? current.data.password : undefined, previous);
       password = chosen.password;
       const generated = chosen.generated;
       const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
