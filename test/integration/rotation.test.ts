@@ -258,3 +258,28 @@ test("a tenant that names another tenant's role in its rotation state, or takes 
     await open.end().catch(() => undefined);
   }
 }, 120_000);
+
+test('passwordRotation.interval rotates on its own, with no annotation, and says when the next one is due', async () => {
+  await applyTenant(c, NS, 'sched', { serverRef: { name: SERVER }, passwordRotation: { interval: '1m' } });
+  const td = await tenantReady(c, NS, 'sched');
+  const first = (await readSecretData(c, NS, 'sched-db')) ?? {};
+  const due = Date.parse(String(credentials(td).nextRotationAt));
+  expect(due - Date.parse(String(credentials(td).rotatedAt))).toBe(60_000);
+  const after = await waitFor(
+    'the scheduled rotation',
+    async () => {
+      const s = await readSecretData(c, NS, 'sched-db');
+      return s && s.password !== first.password ? s : undefined;
+    },
+    120_000,
+    500,
+  );
+  expect(Date.now()).toBeGreaterThanOrEqual(due);
+  expect(await works(after.DATABASE_URL ?? '')).toBe(true);
+  expect(await works(after.DIRECT_URL ?? '')).toBe(true);
+  const t = await waitFor('status of the scheduled rotation', async () => {
+    const x = await getTenant(c, NS, 'sched');
+    return credentials(x).generation === 1 ? x : undefined;
+  });
+  expect(Date.parse(String(credentials(t).nextRotationAt))).toBeGreaterThan(due + 30_000);
+}, 180_000);
