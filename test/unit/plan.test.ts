@@ -80,6 +80,15 @@ describe('plan: what the operator will do with a manifest', () => {
     expect(back.steps[0]).toMatchObject({ destructive: true, what: expect.stringMatching(/Overlap -> InPlace/) });
   });
 
+  test('settings and adoption are named', () => {
+    const p = planTenant('shop', 'orders', td({ settings: { timezone: 'UTC' } }), td({ settings: { statement_timeout: '30s' } }), server);
+    const text = p.steps.map((x) => x.what).join('\n');
+    expect(text).toMatch(/set statement_timeout to 30s for role shop_orders in shop_orders/);
+    expect(text).toMatch(/reset timezone for role shop_orders in shop_orders \(was UTC\)/);
+    const a = planTenant('shop', 'orders', td({}), td({ adoption: { from: 'Retained' } }), server);
+    expect(a.steps[0]?.what).toMatch(/take over what was kept/);
+  });
+
   test('a name added or changed once the objects exist is refused, as the operator refuses it', () => {
     const live = { ...td({}), status: { databaseName: 'shop_orders', roleName: 'shop_orders' } } as TenantDatabase;
     const p = planTenant('shop', 'orders', live, td({ databaseName: 'other' }), server);

@@ -195,6 +195,26 @@ export function planTenant(
             destructive: true,
           },
     );
+  for (const name of Object.keys({ ...l.settings, ...s.settings }).sort() as (keyof typeof s.settings)[]) {
+    const was = l.settings[name];
+    const want = s.settings[name];
+    if (was === want) continue;
+    steps.push({
+      where: 'server',
+      what:
+        want === undefined
+          ? `reset ${name} for role ${n.role} in ${n.database} (was ${was})`
+          : `set ${name} to ${want} for role ${n.role} in ${n.database}${was === undefined ? '' : ` (was ${was})`}`,
+    });
+  }
+  if (JSON.stringify(l.adoption) !== JSON.stringify(s.adoption) && s.adoption)
+    steps.push({
+      where: 'server',
+      what:
+        s.adoption.from === 'Retained'
+          ? 'take over what was kept (deletionPolicy Retain) for an earlier TenantDatabase of this name, if anything was'
+          : `take over the existing role ${n.role} and ${n.schema !== undefined ? `schema ${n.schema}` : `database ${n.database}`} (with the server's consent in spec.unmanagedAdoption)${s.adoption.passwordSecretRef ? `, keeping the password in Secret ${s.adoption.passwordSecretRef.name}` : ', with a new password'}`,
+    });
   const lr = l.passwordRotation;
   const sr = s.passwordRotation;
   if (lr.strategy !== sr.strategy)
