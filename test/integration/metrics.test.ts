@@ -167,7 +167,7 @@ test('a rotation (the rotate-password annotation) moves the credential generatio
 test("a deleted tenant's series are gone at the next scrape; the others stay", async () => {
   await deleteTenant(c, NS, 'shop');
   await waitTenantGone(c, NS, 'shop');
-  const text = await scrapeUntil('no series of shop', (t) => !t.includes('name="shop"'), 10_000);
+  const text = await scrapeUntil('no series of shop', (t) => !t.includes('name="shop"'), 30_000);
   expect(seriesValue(text, 'tenantdb_tenant_ready', labels('direct'))).toBe(1);
   expect(text).toMatch(/^tenantdb_tenant_size_bytes\{/m);
 });
