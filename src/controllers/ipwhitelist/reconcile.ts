@@ -35,8 +35,12 @@ function decide(ctx: OperatorContext, wl: IpWhitelist): Decision {
   const st = td.status;
   if (!st?.serverName || !st.databaseName || !st.roleName)
     return no('TenantNotReady', `TenantDatabase ${ns}/${tdName} is not provisioned yet`, true);
-  const server = postgresServer.safeParse(ctx.servers.get(st.serverName));
-  if (!server.success) return no('ServerNotFound', `PostgresServer ${st.serverName} does not exist`);
+  const raw = ctx.servers.get(st.serverName);
+  const server = postgresServer.safeParse(raw);
+  if (!server.success)
+    return raw
+      ? no('ServerInvalid', `PostgresServer ${st.serverName} has an invalid spec; the rules are applied once it is fixed`)
+      : no('ServerNotFound', `PostgresServer ${st.serverName} does not exist`);
   const spec = tenantDatabaseSpec.safeParse(td.spec);
   const pooling = spec.success ? spec.data.pooling.enabled : true;
   const schema = st.schemaName;
