@@ -144,6 +144,18 @@ export const tenantDatabaseSpec = z
       .boolean()
       .default(false)
       .describe("With suspend: also end the tenant role's open sessions on the server (direct ones, and the pooler's server connections)."),
+    quota: z
+      .object({
+        size: z
+          .string()
+          .max(20)
+          .regex(/^[1-9][0-9]{0,12}(Ki|Mi|Gi|Ti)?$/, 'quota.size must be a size such as 500Mi, 10Gi or 1Ti')
+          .describe('The most the database (isolation Schema: the schema) may hold, such as 10Gi.'),
+      })
+      .optional()
+      .describe(
+        'A size quota, reported: past it the tenant gets the condition QuotaExceeded=True and a Warning Event (writes are not stopped). Sizes are measured at each full look and by the periodic re-check.',
+      ),
     settings: z
       .object({
         statement_timeout: pgTime('settings.statement_timeout')

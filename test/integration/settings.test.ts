@@ -128,3 +128,22 @@ test('a value PostgreSQL refuses is in status, and nothing else changes', async 
   expect(condition(t, 'Stalled')?.status).toBe('True');
   expect(condition(t, 'Ready')?.message).toMatch(/work_mem/);
 });
+
+test('a size quota: QuotaExceeded and a Warning Event past it, Ready stays True; back within it, False', async () => {
+  await applyTenant(c, NS, 'big', { serverRef: { name: SERVER }, quota: { size: '40Mi' } });
+  const ready = await tenantReady(c, NS, 'big');
+  expect(condition(ready, 'QuotaExceeded')).toMatchObject({ status: 'False', reason: 'WithinQuota' });
+  const s = (await readSecretData(c, NS, 'big-db')) ?? {};
+  await queryWith(s.DIRECT_URL ?? '', 'CREATE TABLE blob AS SELECT g, repeat(md5(g::text), 20) AS pad FROM generate_series(1, 80000) g');
+  // A full look (a spec change) measures again.
+  await applyTenant(c, NS, 'big', { serverRef: { name: SERVER }, quota: { size: '40Mi' }, settings: { timezone: 'UTC' } });
+  const over = await waitForCondition(() => getTenant(c, NS, 'big'), 'QuotaExceeded', 'True', 'OverQuota', 30_000);
+  expect(condition(over, 'Ready')?.status).toBe('True');
+  expect(condition(over, 'QuotaExceeded')?.message).toMatch(/past its quota of 40Mi/);
+  await waitFor('the Warning Event', async () => {
+    const ev = await c.core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=big' });
+    return ev.items.some((e) => e.reason === 'QuotaExceeded' && e.type === 'Warning') || undefined;
+  });
+  await applyTenant(c, NS, 'big', { serverRef: { name: SERVER }, quota: { size: '1Gi' }, settings: { timezone: 'UTC' } });
+  await waitForCondition(() => getTenant(c, NS, 'big'), 'QuotaExceeded', 'False', 'WithinQuota', 30_000);
+}, 90_000);

@@ -205,6 +205,8 @@ async function saveStatus(
     observed: o.conditions,
     terminal: o.terminal,
   });
+  const quota = transitioned(t, 'QuotaExceeded');
+  if (quota?.status === 'True') ctx.events.warning(tenantRef(td), 'QuotaExceeded', quota.message);
   const after = transitioned(t, 'Ready');
   {
     const before = t.before.find((c) => c.type === 'Ready');
@@ -519,7 +521,8 @@ async function provision(
         ...(size !== undefined ? { sizeBytes: settledSize(td.status?.sizeBytes, size) } : {}),
         activeConnections: (snap.sessions.get(names.role) ?? 0) + (snap.sessions.get(cred.logins.twin) ?? 0),
       };
-      return { outcome: { conditions: [], status, terminal: false }, names, serverName, retryMs: untilDue(cred.dueAt) };
+      const quota = quotaCondition(td, status.sizeBytes ?? td.status?.sizeBytes);
+      return { outcome: { conditions: quota ? [quota] : [], status, terminal: false }, names, serverName, retryMs: untilDue(cred.dueAt) };
     }),
     // Everything was provisioned moments ago for exactly this spec and Secret, and only what comes
     // from outside (the pooler, the allow-lists) is awaited: that is all this reconcile looks at.
@@ -1072,6 +1075,7 @@ async function provision(
             },
         poolerReady,
         access,
+        ...[quotaCondition(td, settledSize(td.status?.sizeBytes, usage.sizeBytes))].filter((q): q is ConditionInput => !!q),
       ];
       if (td.spec.suspend) {
         // What was asked is in place: a suspended tenant is done, not failing (GitOps tools see it healthy).
@@ -1241,6 +1245,32 @@ function verifiedFingerprint(
     ]),
   );
   return h.digest('base64');
+}
+
+const UNITS: Record<string, number> = { Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3, Ti: 1024 ** 4 };
+
+/** Bytes in a quota size such as 500Mi or 10Gi. */
+export function quotaBytes(size: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi|Ti)?$/.exec(size);
+  return m ? Number(m[1]) * (m[2] ? (UNITS[m[2]] ?? 1) : 1) : Infinity;
+}
+
+/**
+ * QuotaExceeded from the last measured size: only for a tenant with a quota, or one that had the
+ * condition (a quota removed says so once), so that tenants without one carry no extra condition.
+ */
+export function quotaCondition(td: TenantDatabase, sizeBytes: number | undefined): ConditionInput | undefined {
+  const q = td.spec.quota;
+  if (!q) {
+    const had = td.status?.conditions?.some((c) => c.type === 'QuotaExceeded' && c.reason !== 'NoQuota');
+    return had ? { type: 'QuotaExceeded', status: 'False', reason: 'NoQuota', message: 'no quota is set' } : undefined;
+  }
+  if (sizeBytes === undefined) return undefined;
+  const limit = quotaBytes(q.size);
+  const mib = (n: number) => `${(n / 1024 ** 2).toFixed(1)} MiB`;
+  return sizeBytes > limit
+    ? { type: 'QuotaExceeded', status: 'True', reason: 'OverQuota', message: `holds ${mib(sizeBytes)}, past its quota of ${q.size}` }
+    : { type: 'QuotaExceeded', status: 'False', reason: 'WithinQuota', message: `holds ${mib(sizeBytes)} of its quota of ${q.size}` };
 }
 
 /**
