@@ -283,3 +283,41 @@ test('passwordRotation.interval rotates on its own, with no annotation, and says
   });
   expect(Date.parse(String(credentials(t).nextRotationAt))).toBeGreaterThan(due + 30_000);
 }, 180_000);
+
+test('deleting an Overlap tenant takes both login roles: dropped with Delete, login off with Retain', async () => {
+  for (const policy of ['Delete', 'Retain']) {
+    const name = `gone-${policy.toLowerCase()}`;
+    await applyTenant(c, NS, name, {
+      serverRef: { name: SERVER },
+      deletionPolicy: policy,
+      passwordRotation: { strategy: 'Overlap', gracePeriod: '1h' },
+    });
+    await tenantReady(c, NS, name);
+    const before = (await readSecretData(c, NS, `${name}-db`)) ?? {};
+    await rotate(name, 'd1');
+    await waitFor(
+      'the switch',
+      async () => ((await readSecretData(c, NS, `${name}-db`))?.username ?? before.username) !== before.username || undefined,
+      30_000,
+    );
+    const role = `rot_${name.replace('-', '_')}`;
+    await c.custom.deleteNamespacedCustomObject({
+      group: 'tenantdb.dev',
+      version: 'v1alpha1',
+      namespace: NS,
+      plural: 'tenantdatabases',
+      name,
+    });
+    await waitFor('the tenant gone', async () => !(await getTenant(c, NS, name)) || undefined, 60_000);
+    const roles = await superQuery(c, 'SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ($1, $2) ORDER BY 1', [
+      role,
+      `${role}_2`,
+    ]);
+    if (policy === 'Delete') expect(roles).toEqual([]);
+    else
+      expect(roles).toEqual([
+        { rolname: role, rolcanlogin: false },
+        { rolname: `${role}_2`, rolcanlogin: false },
+      ]);
+  }
+}, 120_000);
