@@ -275,8 +275,9 @@ test('passwordRotation.interval rotates on its own, with no annotation, and says
     500,
   );
   expect(Date.now()).toBeGreaterThanOrEqual(due);
-  expect(await works(after.DATABASE_URL ?? '')).toBe(true);
-  expect(await works(after.DIRECT_URL ?? '')).toBe(true);
+  // InPlace: the Secret first, then the role, then the pooler's userlist (within seconds).
+  await waitFor('the new password directly', async () => (await works(after.DIRECT_URL ?? '')) || undefined, 15_000);
+  await waitFor('the new password through the pooler', async () => (await works(after.DATABASE_URL ?? '')) || undefined, 15_000);
   const t = await waitFor('status of the scheduled rotation', async () => {
     const x = await getTenant(c, NS, 'sched');
     return credentials(x).generation === 1 ? x : undefined;
