@@ -165,9 +165,12 @@ test('a rotation (the rotate-password annotation) moves the credential generatio
 });
 
 test("a deleted tenant's series are gone at the next scrape; the others stay", async () => {
+  expect(await scrape()).toContain(`namespace="${NS}",name="shop"`);
   await deleteTenant(c, NS, 'shop');
   await waitTenantGone(c, NS, 'shop');
-  const text = await scrapeUntil('no series of shop', (t) => !t.includes('name="shop"'), 30_000);
+  // Other test files' tenants may be named shop too: only this namespace's counts.
+  const text = await scrapeUntil('no series of shop', (t) => !t.includes(`namespace="${NS}",name="shop"`), 30_000);
+  expect(text).not.toMatch(/namespace="metrics",name="shop"/);
   expect(seriesValue(text, 'tenantdb_tenant_ready', labels('direct'))).toBe(1);
   expect(text).toMatch(/^tenantdb_tenant_size_bytes\{/m);
 });
