@@ -214,18 +214,19 @@ test('an IpWhitelist decides which pod addresses get in through the pooler', asy
   kubectl('delete', 'pod', 'allowed', 'other', '-n', APP_NS, '--grace-period=1', '--wait=false');
 });
 
-test('killing the leader pod hands over to the other replica and reconciling goes on', async () => {
+test('killing the leader pod hands over to another replica and reconciling goes on', async () => {
   const leader = leaseHolder();
   const pods = operatorPods();
   expect(pods.map((p) => p.name)).toContain(leader);
-  const standby = pods.find((p) => p.name !== leader)?.name;
-  // SIGKILL: the leader cannot hand the Lease back, the other replica takes it once it expires.
+  // SIGKILL: the leader cannot hand the Lease back; once it expires, a live replica takes it: the
+  // standby, or the pod the Deployment starts in the killed one's place (both try every 2 s, and
+  // which tries first after the expiry is a race, not something to assert).
   target.killPod(NS, leader);
   const next = await waitFor('another replica to take the Lease', async () => {
     const h = leaseHolder();
     return h && h !== leader ? h : undefined;
   });
-  expect(next).toBe(standby);
+  expect(operatorPods().map((p) => p.name)).toContain(next);
   kubectlIn(tenant('after-handover'), 'apply', '-f', '-');
   await tenantReady('after-handover');
   await expectLogins('after-handover', 'shop_after_handover');
