@@ -4,7 +4,6 @@
  * hand-made role and database are taken over only when named (from: Unmanaged), keeping the role's
  * password when passwordSecretRef says so. Until asked, each is a Conflict that says what to write.
  */
-import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import type { Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { apply } from '../env/cluster.js';
@@ -14,13 +13,13 @@ import {
   cluster,
   condition,
   deleteTenant,
-  getServer,
   getTenant,
   namespace,
   operator,
   queryWith,
   readSecretData,
-  startServerPooler,
+  startPooledServer,
+  pooledServerSpec,
   superQuery,
   tenantReady,
   waitForCondition,
@@ -36,9 +35,7 @@ const NS = 'adopt';
 beforeAll(async () => {
   op = operator(c, 'adoption');
   await namespace(c, NS);
-  pooler = await startServerPooler(c, SERVER);
-  await applyServer(c, SERVER, serverSpec());
-  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+  pooler = await startPooledServer(c, SERVER);
 }, 120_000);
 
 afterAll(async () => {
@@ -47,13 +44,7 @@ afterAll(async () => {
 });
 
 const tenantOf = (name: string) => () => getTenant(c, NS, name);
-const serverSpec = () => ({
-  host: c.env.pg.host,
-  port: c.env.pg.port,
-  sslMode: 'disable',
-  adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
-  pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
-});
+const serverSpec = () => pooledServerSpec(c, SERVER, pooler);
 
 test('a re-created Retain tenant gets its database back, with its data, once it asks for it', async () => {
   const spec = { serverRef: { name: SERVER }, deletionPolicy: 'Retain' };

@@ -412,6 +412,26 @@ export async function dropRoleByHand(c: Cluster, role: string, database: string)
   );
 }
 
+/** The spec of a PostgresServer on the run's PostgreSQL, with the pooler startServerPooler started for it. */
+export function pooledServerSpec(c: Cluster, server: string, pooler: Pooler, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    host: c.env.pg.host,
+    port: c.env.pg.port,
+    sslMode: 'disable',
+    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${server}-admin` },
+    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${server}-pgbouncer` } },
+    ...extra,
+  };
+}
+
+/** A PgBouncer and its agent, and the PostgresServer using them, once the pooler has applied its first config. */
+export async function startPooledServer(c: Cluster, server: string, extra: Record<string, unknown> = {}): Promise<Pooler> {
+  const pooler = await startServerPooler(c, server);
+  await applyServer(c, server, pooledServerSpec(c, server, pooler, extra));
+  await waitForCondition(() => getServer(c, server), 'PoolerReady', 'True', 'Applied');
+  return pooler;
+}
+
 /**
  * A real PgBouncer with the agent beside it for the PostgresServer `server`, and the Secrets such a
  * server names in the operator's namespace: `<server>-admin` (the PostgreSQL admin) and

@@ -6,22 +6,19 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import pg from 'pg';
-import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import type { Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
 import {
-  applyServer,
   applyTenant,
   cluster,
-  getServer,
   getTenant,
   namespace,
   operator,
   queryWith,
   readSecretData,
-  startServerPooler,
+  startPooledServer,
   superQuery,
   tenantIdentity,
   tenantReady,
@@ -58,15 +55,7 @@ const works = (url: string) =>
 beforeAll(async () => {
   op = operator(c, 'rotation');
   await namespace(c, NS);
-  pooler = await startServerPooler(c, SERVER);
-  await applyServer(c, SERVER, {
-    host: c.env.pg.host,
-    port: c.env.pg.port,
-    sslMode: 'disable',
-    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
-    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
-  });
-  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+  pooler = await startPooledServer(c, SERVER);
 }, 120_000);
 
 afterAll(async () => {

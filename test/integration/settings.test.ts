@@ -3,22 +3,19 @@
  * in its database, in force for its sessions directly and through the pooler, put back when the
  * tenant changes them, reset when the spec drops them; a schema tenant keeps its search_path.
  */
-import { OPERATOR_NAMESPACE } from '../env/cluster.js';
 import type { Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import {
-  applyServer,
   applyTenant,
   cluster,
   condition,
-  getServer,
   getTenant,
   namespace,
   operator,
   queryWith,
   readSecretData,
-  startServerPooler,
+  startPooledServer,
   tenantReady,
   waitForCondition,
 } from './harness.js';
@@ -32,16 +29,7 @@ const NS = 'tuned';
 beforeAll(async () => {
   op = operator(c, 'settings');
   await namespace(c, NS);
-  pooler = await startServerPooler(c, SERVER);
-  await applyServer(c, SERVER, {
-    host: c.env.pg.host,
-    port: c.env.pg.port,
-    sslMode: 'disable',
-    adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-admin` },
-    pooler: { host: pooler.host, port: pooler.port, adminSecretRef: { namespace: OPERATOR_NAMESPACE, name: `${SERVER}-pgbouncer` } },
-    sharedDatabase: 'tuned_shared',
-  });
-  await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
+  pooler = await startPooledServer(c, SERVER, { sharedDatabase: 'tuned_shared' });
 }, 120_000);
 
 afterAll(async () => {
