@@ -67,6 +67,22 @@ export function schemaAlias(schema: string): string {
 }
 
 /**
+ * The role that holds a read-only tenant's objects: `<role>_hold`, or, past 63 bytes, a prefix, a
+ * hash and `_hold`. While the tenant is read-only (spec.readOnly, or a quota that switches to it) its
+ * schemas, tables and the rest belong to this role, which cannot log in, and the tenant's login role
+ * holds only read grants on them (an owner can always write and re-grant, so reads-only for the
+ * owner itself cannot be had from PostgreSQL). No tenant login role may end in `_hold`
+ * (`HOLDER_SUFFIX`), so no tenant can take the name of another's holder.
+ */
+export const HOLDER_SUFFIX = '_hold';
+export function holderRoleName(role: string): string {
+  const plain = `${role}${HOLDER_SUFFIX}`;
+  if (plain.length <= 63) return plain;
+  const suffix = `_${shortHash(role)}${HOLDER_SUFFIX}`;
+  return role.slice(0, 63 - suffix.length).replace(/_+$/, '') + suffix;
+}
+
+/**
  * The second login role of a tenant whose passwords rotate with overlap: `<role>_2`, or, when that
  * would pass 63 bytes, a prefix of the role, a hash of it and `_2`. It is a member of the tenant's
  * role and acts as it (its sessions start with SET ROLE to it), so whatever either login creates is

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { cel, duration, extensionName, conditions, k8sName, objectMeta, pgIdentifier, pgMemory, pgTime } from './common.js';
-import { MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
+import { HOLDER_SUFFIX, MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
 
 const celList = (xs: Iterable<string>) =>
   `[${[...xs]
@@ -11,6 +11,8 @@ const notReserved = (field: string, reserved: ReadonlySet<string>, extra = '') =
   rule: `!(self in ${celList(reserved)})${extra}`,
   message: `${field} must not be one of ${[...reserved].sort().join(', ')}${extra ? ' or start with pg_' : ''}: they are reserved by PostgreSQL or are keywords in the pooler and HBA files`,
 });
+
+const HOLDER_MESSAGE = `roleName must not end in ${HOLDER_SUFFIX}: that is the name of the role holding a read-only tenant's objects`;
 
 export const tenantDatabaseSpec = z
   .object({
@@ -53,12 +55,14 @@ export const tenantDatabaseSpec = z
       .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_'), {
         message: `roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')} or start with pg_`,
       })
+      .refine((v) => !v.endsWith(HOLDER_SUFFIX), { message: HOLDER_MESSAGE })
       .optional()
       .describe('Name of the login role. Derived from namespace and name when omitted. Cannot change once set.')
       .meta(
         cel(
           { rule: 'self == oldSelf', message: 'roleName cannot be changed' },
           notReserved('roleName', RESERVED_ROLES, " && !self.startsWith('pg_')"),
+          { rule: `!self.endsWith('${HOLDER_SUFFIX}')`, message: HOLDER_MESSAGE },
         ),
       ),
     connectionLimit: z
@@ -151,10 +155,22 @@ export const tenantDatabaseSpec = z
           .max(20)
           .regex(/^[1-9][0-9]{0,12}(Ki|Mi|Gi|Ti)?$/, 'quota.size must be a size such as 500Mi, 10Gi or 1Ti')
           .describe('The most the database (isolation Schema: the schema) may hold, such as 10Gi.'),
+        action: z
+          .enum(['Report', 'ReadOnly'])
+          .default('Report')
+          .describe(
+            'What happens past the quota. Report: the condition QuotaExceeded=True and a Warning Event, writes go on. ReadOnly: the same, and the tenant becomes read-only except that it may DELETE and TRUNCATE (to get back under the quota); it may write again once its size is back under the quota.',
+          ),
       })
       .optional()
       .describe(
-        'A size quota, reported: past it the tenant gets the condition QuotaExceeded=True and a Warning Event (writes are not stopped). Sizes are measured at each full look and by the periodic re-check.',
+        'A size quota: past it the tenant gets the condition QuotaExceeded=True and a Warning Event, and with action ReadOnly it loses its writes. Sizes are measured at each full look and by the periodic re-check (every half resync period), so a quota is crossed by what a tenant writes in that time.',
+      ),
+    readOnly: z
+      .boolean()
+      .default(false)
+      .describe(
+        'Makes the tenant read-only, keeping its data and its logins: it may read everything it has, and may not insert, update, delete, create or drop anything (its objects are held by the role <roleName>_hold meanwhile, and it holds read grants). Open sessions go on, under the new rights. Set it back to false to write again; nothing is lost either way.',
       ),
     settings: z
       .object({

@@ -10,7 +10,7 @@ import { defaultServerName, tenantsOfServer } from '../watches.js';
 import type * as k8s from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { isCidr } from '../../api/common.js';
-import { MAX_SCHEMA, deriveIdentifier, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
+import { MAX_SCHEMA, deriveIdentifier, holderRoleName, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { secretValue } from '../../kube/secrets.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../../pg/scram.js';
@@ -188,7 +188,10 @@ function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTena
       // role: only then is the alias its own (a spec naming another tenant's schema gets nothing).
       const shared = server.success ? server.data.spec.sharedDatabase : undefined;
       const schema = raw.spec.schemaName ?? deriveIdentifier(m.namespace, m.name, MAX_SCHEMA);
-      if (!shared || !mine.roles.has(role) || ctx.catalog.get(serverName)?.schemas?.get(schema)?.owner !== role) continue;
+      // (A read-only tenant's schema is held by its holder role, marked as the tenant's too.)
+      const schemaOwner = ctx.catalog.get(serverName)?.schemas?.get(schema)?.owner;
+      const holder = holderRoleName(role);
+      if (!shared || !mine.roles.has(role) || !(schemaOwner === role || (schemaOwner === holder && mine.roles.has(holder)))) continue;
       const alias = schemaAlias(schema);
       out.push({
         namespace: m.namespace,

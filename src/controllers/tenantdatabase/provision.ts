@@ -4,6 +4,8 @@
  * Nothing is altered or dropped unless its ownership marker names this TenantDatabase.
  */
 import type pg from 'pg';
+import { holderRoleName } from '../../api/naming.js';
+import * as ro from '../../pg/read-only.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import { RetryableError, TerminalError } from '../../runtime/errors.js';
@@ -149,6 +151,8 @@ export interface DatabaseSpec {
   database: string;
   role: string;
   connectionLimit: number;
+  /** Read-only: the tenant role holds CONNECT and TEMPORARY, not CREATE. */
+  readOnly?: boolean;
 }
 
 /** A session of the admin inside one database of the server (settings pinned, see pg/connections). */
@@ -203,7 +207,7 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
     await sql.setDatabaseConnLimit(pool, d.database, d.connectionLimit);
     changes.push(`Set connection limit of database ${d.database} to ${d.connectionLimit}`);
   }
-  changes.push(...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role)));
+  changes.push(...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role, !!d.readOnly)));
   return changes;
 }
 
@@ -213,7 +217,13 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
  * say) are left alone. The tenant's grant comes last: until then it cannot connect, so the
  * operator's one session inside (handing over schema public) meets nothing of the tenant's.
  */
-async function ensureDatabasePrivileges(pool: pg.Pool, inDatabase: InDatabase, row: sql.DatabaseRow, role: string): Promise<string[]> {
+async function ensureDatabasePrivileges(
+  pool: pg.Pool,
+  inDatabase: InDatabase,
+  row: sql.DatabaseRow,
+  role: string,
+  readOnly: boolean,
+): Promise<string[]> {
   const changes: string[] = [];
   const grantees = new Set(row.grants.map((g) => g.grantee));
   if (row.defaultAcl || grantees.has('PUBLIC')) {
@@ -233,6 +243,19 @@ async function ensureDatabasePrivileges(pool: pg.Pool, inDatabase: InDatabase, r
   }
   if (!row.allowConnections) await sql.allowConnections(pool, row.name);
   const own = new Set(row.grants.filter((g) => g.grantee === role).map((g) => g.privilege));
+  if (readOnly) {
+    // A read-only tenant may not create schemas; it keeps CONNECT and TEMPORARY (temporary tables
+    // are its session's own, not data).
+    if (own.has('CREATE')) {
+      await sql.revokeCreateOnDatabase(pool, row.name, role);
+      changes.push(`Revoked CREATE on database ${row.name} from ${role} (read-only)`);
+    }
+    if (!sql.SCHEMA_TENANT_DATABASE_PRIVILEGES.every((p) => own.has(p))) {
+      await sql.grantSchemaTenantPrivileges(pool, row.name, role);
+      changes.push(`Granted CONNECT and TEMPORARY on database ${row.name} to ${role}`);
+    }
+    return changes;
+  }
   if (!sql.TENANT_DATABASE_PRIVILEGES.every((p) => own.has(p))) {
     // An edited ACL may have taken CONNECT from the owner too.
     await sql.grantOwnPrivileges(pool, row.name);
@@ -368,11 +391,15 @@ export async function claimOfSchema(
   schema: string,
   role: string,
   roleIsOurs: boolean,
+  uid: string,
 ): Promise<Claim> {
   if (!(await sql.findDatabase(pool, database))?.allowConnections) return { state: 'absent' };
   const row = await inDatabase(database, (db) => sql.findSchema(db, schema));
   if (!row) return { state: 'absent' };
   if (row.owner === role && roleIsOurs) return { state: 'ours' };
+  // A read-only tenant's schema is held by its holder role, which carries the tenant's marker.
+  if (row.owner === holderRoleName(role) && roleIsOurs && sql.markerUid((await sql.findRole(pool, row.owner))?.comment) === uid)
+    return { state: 'ours' };
   return { state: 'foreign', message: `schema ${schema} of database ${database} already exists and belongs to role ${row.owner}` };
 }
 
@@ -447,11 +474,13 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
     if (!schema) {
       await sql.createSchema(db, s.schema, s.role);
       changes.push(`Created schema ${s.schema} in ${s.database}, owned by ${s.role}`);
-    } else if (schema.owner !== s.role) {
+    } else if (schema.owner !== s.role && schema.owner !== holderRoleName(s.role)) {
+      // (Its holder was proven the tenant's by the claim.)
       throw new TerminalError('Conflict', `schema ${s.schema} of database ${s.database} belongs to role ${schema.owner}`);
     } else {
       // What the tenant granted others (PUBLIC, other tenants) is taken back: each schema is its own.
-      const grantees = [...new Set(schema.grants.map((g) => g.grantee))];
+      // (A read-only tenant's own USAGE, granted by its holder, stays.)
+      const grantees = [...new Set(schema.grants.map((g) => g.grantee))].filter((g) => g !== s.role);
       const managed = await sql.managedAmong(
         db,
         grantees.filter((g) => g !== 'PUBLIC'),
@@ -529,4 +558,63 @@ export async function ensureRoleSettings(
     );
   }
   return changes;
+}
+
+/**
+ * The holder of a read-only tenant's objects (see holderRoleName): created when first needed, never
+ * one that is not marked as this tenant's.
+ */
+export async function ensureHolderRole(pool: pg.Pool, owner: Owner, role: string): Promise<string[]> {
+  const holder = holderRoleName(role);
+  const row = await sql.findRole(pool, holder);
+  if (row) {
+    if (sql.markerUid(row.comment) !== owner.uid)
+      throw new TerminalError(
+        'Conflict',
+        `${foreignMessage('role', holder, row.comment)}: it is the name of the role that holds this tenant's objects while it is read-only`,
+      );
+    if (row.canLogin) await sql.disableLogin(pool, holder);
+    return [];
+  }
+  const client = await pool.connect();
+  try {
+    await ro.createHolderRole(client, holder, sql.ownerMarker(owner));
+  } catch (err) {
+    const code = sqlState(err);
+    if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation)
+      throw new RetryableError('Conflict', `role ${holder} was created concurrently; looking again`);
+    throw err;
+  } finally {
+    client.release();
+  }
+  return [`Created role ${holder} to hold the tenant's objects while it is read-only`];
+}
+
+/**
+ * Read-only or read-write in one of the tenant's databases (the shared one for a schema tenant:
+ * there the login owns only its schema and what is in it). Looks first and writes only what is out
+ * of place; returns what it changed.
+ */
+export async function ensureAccessMode(
+  inDatabase: InDatabase,
+  database: string,
+  login: string,
+  mode: ro.ReadOnlyMode | undefined,
+): Promise<string[]> {
+  const holder = holderRoleName(login);
+  return inDatabase(database, async (db) => {
+    const state = await ro.readOnlyState(db, login, holder, mode);
+    if (ro.inPlace(state, mode)) return [];
+    if (!mode) {
+      await ro.makeReadWrite(db, login, holder);
+      return [`Returned ${state.holderOwns} object(s) in ${database} to role ${login}: it may write again`];
+    }
+    // One session (inDatabase): the transaction makeReadOnly opens is all of it or nothing.
+    await ro.makeReadOnly(db, login, holder, mode);
+    return [
+      state.loginOwns
+        ? `Made role ${login} read-only in ${database}${mode === 'ReadAndDelete' ? ' (it may still delete and truncate)' : ''}: ${state.loginOwns} object(s) now held by ${holder}`
+        : `Repaired the read-only grants of role ${login} in ${database}`,
+    ];
+  });
 }

@@ -31,6 +31,7 @@ import {
   type PreviousLogin,
 } from './credentials.js';
 import { runSteps, step, type Step } from '../../runtime/steps.js';
+import type { ReadOnlyMode } from '../../pg/read-only.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
@@ -56,8 +57,10 @@ import {
   claimOfRole,
   claimOfSchema,
   dropShadowIfOurs,
+  ensureAccessMode,
   ensureDatabase,
   ensureExtensions,
+  ensureHolderRole,
   ensureRole,
   ensureSchemaTenant,
   ensureRoleSettings,
@@ -67,7 +70,7 @@ import {
   type InDatabase,
   type Owner,
 } from './provision.js';
-import { shadowDatabaseName, twinRoleName } from '../../api/naming.js';
+import { holderRoleName, shadowDatabaseName, twinRoleName } from '../../api/naming.js';
 import {
   namespaceAllowed,
   namesMatchMarkers,
@@ -247,6 +250,8 @@ async function provision(
       Suspended: 'Suspended',
       Resumed: 'Resumed',
       Adopted: 'Adopted',
+      Made: 'ReadOnly',
+      Returned: 'ReadWrite',
     };
     for (const c of changes) log.info(c);
     // One Event per object and step, naming every change in it: the trail stays complete, and a
@@ -287,6 +292,8 @@ async function provision(
   /** What this reconcile did to the role's password, for status. */
   const credential: { passwordChangedAt?: string; passwordRotatedFor?: string } = {};
   let ext!: ExtensionOutcome;
+  /** Read-only (and how) or read-write (undefined), as decided from the spec and the last size known. */
+  let accessMode: ReadOnlyMode | undefined;
   // The tenant's login roles (its role and, with overlapping rotation, a twin acting as it), the one
   // its Secret uses, the previous one in its grace period, and a switch in progress (see credentials.ts).
   let logins!: LoginRoles;
@@ -511,7 +518,7 @@ async function provision(
       if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
       const snap = ctx.catalog.get(serverName);
       if (!snap || snap.at <= v.at) return { outcome: { conditions: [], status: {}, terminal: false }, names, serverName };
-      if (!intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend)) {
+      if (!intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend, !!modeInStatus(td))) {
         verified.delete(td.metadata.uid);
         provisioned.delete(td.metadata.uid);
         return undefined;
@@ -522,6 +529,8 @@ async function provision(
         activeConnections: (snap.sessions.get(names.role) ?? 0) + (snap.sessions.get(cred.logins.twin) ?? 0),
       };
       const quota = quotaCondition(td, status.sizeBytes ?? td.status?.sizeBytes);
+      // A size that crossed a quota with action ReadOnly (either way) is work: a full reconcile.
+      if (accessModeOf(td, status.sizeBytes ?? td.status?.sizeBytes) !== modeInStatus(td)) return undefined;
       return { outcome: { conditions: quota ? [quota] : [], status, terminal: false }, names, serverName, retryMs: untilDue(cred.dueAt) };
     }),
     // Everything was provisioned moments ago for exactly this spec and Secret, and only what comes
@@ -533,7 +542,7 @@ async function provision(
       const cred = cachedCredentials(ctx, td, names);
       if (cred.dueAt !== undefined && cred.dueAt <= Date.now()) return undefined;
       const snap = ctx.catalog.get(serverName);
-      if (snap && snap.at > p.at && !intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend)) {
+      if (snap && snap.at > p.at && !intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend, !!modeInStatus(td))) {
         provisioned.delete(td.metadata.uid);
         return undefined;
       }
@@ -608,7 +617,7 @@ async function provision(
       });
       if (names.schema !== undefined) {
         const schema = names.schema;
-        claims.push(() => claimOfSchema(pool, inDatabase, names.database, schema, names.role, roleClaim.state === 'ours'));
+        claims.push(() => claimOfSchema(pool, inDatabase, names.database, schema, names.role, roleClaim.state === 'ours', owner.uid));
       }
       for (const claimOf of claims) {
         const claim = await claimOf();
@@ -896,13 +905,26 @@ async function provision(
         record(changes, noun);
         changed ||= changes.length > 0;
       };
+      accessMode = accessModeOf(td, lastSizeOf(ctx, td, serverName, names));
       for (const db of ownDatabases(names)) {
-        note(await ensureDatabase(pool, inDatabase, owner, { database: db, role: names.role, connectionLimit }), 'Database');
+        const spec = { database: db, role: names.role, connectionLimit, readOnly: !!accessMode };
+        note(await ensureDatabase(pool, inDatabase, owner, spec), 'Database');
       }
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
         note(await ensureSchemaTenant(pool, inDatabase, spec), 'Schema');
         if (twinUsed) note(await ensureTwinSearchPath(inDatabase, twin, names.database, names.schema), 'Role');
+      }
+      // Read-only: the tenant's objects are held by its holder role and it keeps read grants (see
+      // pg/read-only). Looked at only where it is or was read-only: other tenants pay nothing.
+      const holderKnown =
+        !!ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(holderRoleName(names.role)) ||
+        !!td.status?.conditions?.some((c) => c.type === 'ReadOnly' && c.status === 'True');
+      if (accessMode || holderKnown) {
+        if (accessMode) note(await ensureHolderRole(pool, owner, names.role), 'Role');
+        for (const db of names.schema !== undefined ? [names.database] : ownDatabases(names))
+          for (const c of await ensureAccessMode(inDatabase, db, names.role, accessMode))
+            note([c], c.startsWith('Made') || c.startsWith('Returned') ? '' : 'Access');
       }
       // spec.settings on each login role in its database (a role just created has none to look at).
       const wantedSettings: Partial<Record<sql.TenantSetting, string | undefined>> = td.spec.settings;
@@ -928,7 +950,9 @@ async function provision(
         ext = { created: [], failed: [] };
         return undefined;
       }
-      const extensions = (s: sql.Queryable) => ensureExtensions(s, td.spec.extensions);
+      // A read-only tenant cannot create extensions (it may not create anything): they wait for writes.
+      const extensions = (s: sql.Queryable) =>
+        accessMode ? Promise.resolve({ created: [], failed: [] }) : ensureExtensions(s, td.spec.extensions);
       let session = await asTenant(ep, active, password, names.database, extensions);
       if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
         await sql.setRolePassword(pool, active, verifier);
@@ -1047,6 +1071,12 @@ async function provision(
       // A refused pooled login may be drift the shortcut above cannot see: the next look is a full one.
       if (poolerReady.reason === 'PoolerLoginFailed') provisioned.delete(td.metadata.uid);
       const access = accessRulesCondition(ctx, server, td, names);
+      // What the steps above put in place (a reconcile answered by the shortcut decided nothing:
+      // the same spec and sizes decide the same).
+      const mode = justProvisioned ? accessModeOf(td, lastSizeOf(ctx, td, serverName, names)) : accessMode;
+      const freshSize = settledSize(td.status?.sizeBytes, usage.sizeBytes);
+      // A size that crossed the quota since: the next reconcile (soon) switches.
+      const modeMoved = accessModeOf(td, freshSize) !== mode;
       const conditions: ConditionInput[] = [
         td.spec.suspend
           ? { type: 'RoleReady', status: 'True', reason: 'Suspended', message: `role ${names.role} exists with login off (suspended)` }
@@ -1075,7 +1105,7 @@ async function provision(
             },
         poolerReady,
         access,
-        ...[quotaCondition(td, settledSize(td.status?.sizeBytes, usage.sizeBytes))].filter((q): q is ConditionInput => !!q),
+        ...[quotaCondition(td, freshSize), readOnlyCondition(td, mode, names.role)].filter((q): q is ConditionInput => !!q),
       ];
       if (td.spec.suspend) {
         // What was asked is in place: a suspended tenant is done, not failing (GitOps tools see it healthy).
@@ -1104,12 +1134,22 @@ async function provision(
         // The allow-list the tenant asked for is not in force: what runs is an older one, or none.
         conditions.push({ type: 'Ready', status: 'False', reason: 'AccessRulesRejected', message: access.message });
       } else {
-        conditions.push({
-          type: 'Ready',
-          status: 'True',
-          reason: 'Provisioned',
-          message: `${names.schema !== undefined ? `schema ${names.schema} in database ${names.database}` : `database ${names.database}`} is ready; connection details in Secret ${names.secret}`,
-        });
+        const what = names.schema !== undefined ? `schema ${names.schema} in database ${names.database}` : `database ${names.database}`;
+        conditions.push(
+          mode
+            ? {
+                type: 'Ready',
+                status: 'True',
+                reason: 'ReadOnly',
+                message: `${what} is ready for reads only (${mode === 'Read' ? 'spec.readOnly' : `past its quota of ${td.spec.quota?.size ?? '?'}; DELETE and TRUNCATE allowed`}); connection details in Secret ${names.secret}`,
+              }
+            : {
+                type: 'Ready',
+                status: 'True',
+                reason: 'Provisioned',
+                message: `${what} is ready; connection details in Secret ${names.secret}`,
+              },
+        );
         verified.set(td.metadata.uid, {
           fingerprint: verifiedFingerprint(ctx, td, server, names, connectionLimit, written),
           at: Date.now(),
@@ -1119,7 +1159,7 @@ async function provision(
         outcome: {
           conditions,
           status: {
-            sizeBytes: settledSize(td.status?.sizeBytes, usage.sizeBytes),
+            sizeBytes: freshSize,
             activeConnections: usage.activeConnections,
             ...credential,
             credentials: {
@@ -1141,7 +1181,11 @@ async function provision(
         // Pooler and allow-list changes take effect within seconds: look again soon until they have
         // (an unreachable pooler is not polled every second).
         soon:
-          poolerReady.reason === 'NotConfirmed' || poolerReady.reason === 'PoolerLoginFailed' || access.reason === 'Pending' || !!switchErr,
+          poolerReady.reason === 'NotConfirmed' ||
+          poolerReady.reason === 'PoolerLoginFailed' ||
+          access.reason === 'Pending' ||
+          !!switchErr ||
+          modeMoved,
         ...(poolerReady.reason === 'PoolerUnreachable'
           ? { retryMs: Math.min(15_000, untilDue(credentialDueAt) ?? Infinity) }
           : untilDue(credentialDueAt) !== undefined
@@ -1211,7 +1255,14 @@ const POOLER_WAIT_MS = 15_000;
 const DEEP_RECHECKS = 12;
 
 /** Whether the server's catalog snapshot shows the tenant's role and databases as provisioning leaves them. */
-function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, loginRole: string, connectionLimit: number, login = true): boolean {
+function intactIn(
+  snap: sql.CatalogSnapshot,
+  names: TenantNames,
+  loginRole: string,
+  connectionLimit: number,
+  login = true,
+  readOnly = false,
+): boolean {
   const role = snap.roles.get(loginRole);
   const dbs = ownDatabases(names).map((d) => snap.databases.get(d));
   return (
@@ -1220,7 +1271,8 @@ function intactIn(snap: sql.CatalogSnapshot, names: TenantNames, loginRole: stri
     role.connLimit === connectionLimit &&
     dbs.every((d) => !!d?.ownedByAdmin && d.allowConn && d.connLimit === connectionLimit) &&
     // A schema tenant's schema shows in the snapshot of the shared database, owned by its role.
-    (names.schema === undefined || snap.schemas?.get(names.schema)?.owner === names.role)
+    // (read-only: by its holder).
+    (names.schema === undefined || snap.schemas?.get(names.schema)?.owner === (readOnly ? holderRoleName(names.role) : names.role))
   );
 }
 
@@ -1242,6 +1294,8 @@ function verifiedFingerprint(
       names,
       connectionLimit,
       Object.entries(secret).sort(([a], [b]) => (a < b ? -1 : 1)),
+      // Read-only or not (a quota crossed changes it without any spec change).
+      accessModeOf(td, lastSizeOf(ctx, td, server.metadata.name, names)) ?? '',
     ]),
   );
   return h.digest('base64');
@@ -1271,6 +1325,53 @@ export function quotaCondition(td: TenantDatabase, sizeBytes: number | undefined
   return sizeBytes > limit
     ? { type: 'QuotaExceeded', status: 'True', reason: 'OverQuota', message: `holds ${mib(sizeBytes)}, past its quota of ${q.size}` }
     : { type: 'QuotaExceeded', status: 'False', reason: 'WithinQuota', message: `holds ${mib(sizeBytes)} of its quota of ${q.size}` };
+}
+
+/**
+ * Read-only or not, and how: spec.readOnly asks for reads only; a quota with action ReadOnly, once
+ * passed, leaves reads and what frees space (DELETE, TRUNCATE), until the size is back under it.
+ */
+export function accessModeOf(td: TenantDatabase, sizeBytes: number | undefined): ReadOnlyMode | undefined {
+  if (td.spec.readOnly) return 'Read';
+  const q = td.spec.quota;
+  if (q?.action === 'ReadOnly' && sizeBytes !== undefined && sizeBytes > quotaBytes(q.size)) return 'ReadAndDelete';
+  return undefined;
+}
+
+/** The access mode the last status reports. */
+function modeInStatus(td: TenantDatabase): ReadOnlyMode | undefined {
+  const c = td.status?.conditions?.find((x) => x.type === 'ReadOnly');
+  if (c?.status !== 'True') return undefined;
+  return c.reason === 'Requested' ? 'Read' : 'ReadAndDelete';
+}
+
+/** The last size known of the tenant: the server's re-check, or status. */
+function lastSizeOf(ctx: OperatorContext, td: TenantDatabase, serverName: string, names: TenantNames): number | undefined {
+  const snap = ctx.catalog.get(serverName);
+  if (names.schema === undefined && td.status?.sizeBytes !== undefined) return td.status.sizeBytes; // measured by the last full look
+  return (
+    (names.schema !== undefined ? snap?.schemas?.get(names.schema)?.sizeBytes : snap?.databases.get(names.database)?.sizeBytes) ??
+    td.status?.sizeBytes
+  );
+}
+
+/**
+ * The ReadOnly condition: for a tenant that asks for it or has a quota that may switch to it, and
+ * for one that had it (said once more when it goes).
+ */
+export function readOnlyCondition(td: TenantDatabase, mode: ReadOnlyMode | undefined, role: string): ConditionInput | undefined {
+  if (mode === 'Read')
+    return { type: 'ReadOnly', status: 'True', reason: 'Requested', message: `role ${role} may read and not write (spec.readOnly)` };
+  if (mode === 'ReadAndDelete')
+    return {
+      type: 'ReadOnly',
+      status: 'True',
+      reason: 'QuotaExceeded',
+      message: `past its quota of ${td.spec.quota?.size ?? '?'}: role ${role} may read, DELETE and TRUNCATE, and writes again once the size is back under the quota`,
+    };
+  const had = td.status?.conditions?.some((c) => c.type === 'ReadOnly');
+  if (!had && td.spec.quota?.action !== 'ReadOnly') return undefined;
+  return { type: 'ReadOnly', status: 'False', reason: 'ReadWrite', message: `role ${role} may read and write` };
 }
 
 /**

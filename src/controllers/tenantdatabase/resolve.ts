@@ -11,6 +11,8 @@ import {
   schemaAlias,
   shadowDatabaseName,
   twinRoleName,
+  holderRoleName,
+  HOLDER_SUFFIX,
 } from '../../api/naming.js';
 import type { CachedPostgresServer } from '../../api/cached.js';
 import type { PostgresServer } from '../../api/postgresserver.js';
@@ -124,6 +126,7 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
       return { ok: false, reason: 'InvalidName', message: `schemaName ${schema} is reserved or longer than ${MAX_SCHEMA} bytes` };
     if (RESERVED_ROLES.has(role) || role.startsWith('pg_'))
       return { ok: false, reason: 'InvalidName', message: `roleName ${role} is reserved by PostgreSQL` };
+    if (role.endsWith(HOLDER_SUFFIX)) return holderNameRefused(role);
     const secret = secretNameOf(td);
     if (!secret.ok) return secret;
     return {
@@ -138,6 +141,7 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
   if (RESERVED_ROLES.has(role) || role.startsWith('pg_')) {
     return { ok: false, reason: 'InvalidName', message: `roleName ${role} is reserved by PostgreSQL` };
   }
+  if (role.endsWith(HOLDER_SUFFIX)) return holderNameRefused(role);
   let shadow: string | undefined;
   if (td.spec.shadowDatabase) {
     shadow = shadowDatabaseName(database);
@@ -148,6 +152,15 @@ export function resolveNames(td: TenantDatabase): Resolved<TenantNames> {
   const secret = secretNameOf(td);
   if (!secret.ok) return secret;
   return { ok: true, value: { isolation: 'Database', database, schema: undefined, role, shadow, secret: secret.value, alias: database } };
+}
+
+/** A login role named like a holder (holderRoleName) could be another tenant's holder: refused, derived or not. */
+function holderNameRefused(role: string): Resolved<never> {
+  return {
+    ok: false,
+    reason: 'InvalidName',
+    message: `role name ${role} ends in ${HOLDER_SUFFIX}, which names the role holding a read-only tenant's objects; set spec.roleName to another name`,
+  };
 }
 
 function secretNameOf(td: TenantDatabase): Resolved<string> {
@@ -182,7 +195,7 @@ export function namesMatchMarkers(
 ): Resolved<true> {
   for (const r of mine?.roles ?? []) {
     // Its second login role (overlapping rotation) goes with the name.
-    if (r !== names.role && r !== twinRoleName(names.role))
+    if (r !== names.role && r !== twinRoleName(names.role) && r !== holderRoleName(names.role))
       return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
   }
   for (const d of mine?.databases ?? []) {
