@@ -8,7 +8,9 @@
 import pg from 'pg';
 import {
   clearRoleDependencies,
+  ensureAccessMode,
   ensureDatabase,
+  ensureHolderRole,
   ensureExtensions,
   ensureRole,
   ensureSchemaTenant,
@@ -158,6 +160,49 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     await as(a.url, (c) => c.query('GRANT USAGE ON SCHEMA sch_a TO sch_b WITH GRANT OPTION'));
     await ensureSchemaTenant(e.pool, e.inDatabase, a.spec);
     await as(b.url, async (c) => expect(await code(c.query('SELECT * FROM sch_a.t'))).toBe('42501'));
+  });
+
+  test('read-only: reads stay, every write is refused (its SECURITY DEFINER function too), and read-write gives all back', async () => {
+    const t = await provision(e, 'frozen');
+    await as(t.url, async (c) => {
+      await c.query('CREATE SCHEMA app');
+      await c.query("CREATE TABLE app.items AS SELECT 1 AS n, 'one' AS v");
+      await c.query(
+        "CREATE FUNCTION app.add() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ INSERT INTO app.items VALUES (2, 'two') RETURNING n $$",
+      );
+    });
+    await ensureHolderRole(e.pool, t.owner, 'frozen');
+    await ensureDatabase(e.pool, e.inDatabase, t.owner, { database: 'frozen', role: 'frozen', connectionLimit: 10, readOnly: true });
+    const made = await ensureAccessMode(e.inDatabase, 'frozen', 'frozen', 'Read');
+    expect(made.changes.join('\n')).toMatch(/Made role frozen read-only/);
+    // Before 15 schema public gives CREATE to PUBLIC and belongs to the bootstrap superuser: said, not hidden.
+    expect(made.open).toEqual(major < 15 ? ['public'] : []);
+    if (major < 15) {
+      await e.superQuery('REVOKE CREATE ON SCHEMA public FROM PUBLIC', 'frozen');
+      expect((await ensureAccessMode(e.inDatabase, 'frozen', 'frozen', 'Read')).open).toEqual([]);
+    }
+    expect(await ensureAccessMode(e.inDatabase, 'frozen', 'frozen', 'Read')).toEqual({ changes: [], open: [] });
+    await as(t.url, async (c) => {
+      expect((await c.query('SELECT v FROM app.items')).rows).toEqual([{ v: 'one' }]);
+      for (const w of [
+        "INSERT INTO app.items VALUES (3, 'x')",
+        'SELECT app.add()',
+        'CREATE TABLE public.more (n int)',
+        'CREATE TABLE app.more (n int)',
+        'DROP TABLE app.items',
+        'CREATE SCHEMA other',
+        'SET ROLE frozen_hold',
+      ])
+        expect([w, await code(c.query(w))]).toEqual([w, '42501']);
+    });
+    await ensureDatabase(e.pool, e.inDatabase, t.owner, { database: 'frozen', role: 'frozen', connectionLimit: 10 });
+    expect((await ensureAccessMode(e.inDatabase, 'frozen', 'frozen', undefined)).changes.join('\n')).toMatch(
+      /to role frozen: it may write again/,
+    );
+    await as(t.url, async (c) => {
+      expect((await c.query('SELECT app.add() AS n')).rows).toEqual([{ n: 2 }]);
+      await c.query('CREATE TABLE app.more (n int)');
+    });
   });
 
   test('a booby-trapped database is taken over by pinned sessions without running the trap', async () => {

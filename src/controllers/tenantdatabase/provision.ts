@@ -593,28 +593,43 @@ export async function ensureHolderRole(pool: pg.Pool, owner: Owner, role: string
 /**
  * Read-only or read-write in one of the tenant's databases (the shared one for a schema tenant:
  * there the login owns only its schema and what is in it). Looks first and writes only what is out
- * of place; returns what it changed.
+ * of place. Returns what it changed, and, read-only, the schemas where PUBLIC (so the tenant) may
+ * still create objects and the admin cannot stop it (schema public before PostgreSQL 15, owned by
+ * the bootstrap superuser): a table created there would be the tenant's, and writable.
  */
 export async function ensureAccessMode(
   inDatabase: InDatabase,
   database: string,
   login: string,
   mode: ro.ReadOnlyMode | undefined,
-): Promise<string[]> {
+): Promise<{ changes: string[]; open: string[] }> {
   const holder = holderRoleName(login);
   return inDatabase(database, async (db) => {
     const state = await ro.readOnlyState(db, login, holder, mode);
-    if (ro.inPlace(state, mode)) return [];
+    const changes: string[] = [];
     if (!mode) {
+      if (ro.inPlace(state, mode)) return { changes, open: [] };
       await ro.makeReadWrite(db, login, holder);
-      return [`Returned ${state.holderOwns} object(s) in ${database} to role ${login}: it may write again`];
+      return { changes: [`Returned ${state.holderOwns} object(s) in ${database} to role ${login}: it may write again`], open: [] };
     }
-    // One session (inDatabase): the transaction makeReadOnly opens is all of it or nothing.
-    await ro.makeReadOnly(db, login, holder, mode);
-    return [
-      state.loginOwns
-        ? `Made role ${login} read-only in ${database}${mode === 'ReadAndDelete' ? ' (it may still delete and truncate)' : ''}: ${state.loginOwns} object(s) now held by ${holder}`
-        : `Repaired the read-only grants of role ${login} in ${database}`,
-    ];
+    if (!ro.inPlace(state, mode)) {
+      // One session (inDatabase): the transaction makeReadOnly opens is all of it or nothing.
+      await ro.makeReadOnly(db, login, holder, mode);
+      changes.push(
+        state.loginOwns
+          ? `Made role ${login} read-only in ${database}${mode === 'ReadAndDelete' ? ' (it may still delete and truncate)' : ''}: ${state.loginOwns} object(s) now held by ${holder}`
+          : `Repaired the read-only grants of role ${login} in ${database}`,
+      );
+    }
+    let open = await sql.schemasPublicCanCreateIn(db);
+    if (open.length) {
+      // Revoked where the admin can (a schema of the holder's); a schema of the bootstrap superuser only warns.
+      for (const schema of open) await db.query(`REVOKE CREATE ON SCHEMA ${sql.id(schema)} FROM PUBLIC`);
+      const still = await sql.schemasPublicCanCreateIn(db);
+      for (const schema of open.filter((x) => !still.includes(x)))
+        changes.push(`Revoked CREATE on schema ${schema} of ${database} from PUBLIC (read-only)`);
+      open = still;
+    }
+    return { changes, open };
   });
 }

@@ -294,6 +294,8 @@ async function provision(
   let ext!: ExtensionOutcome;
   /** Read-only (and how) or read-write (undefined), as decided from the spec and the last size known. */
   let accessMode: ReadOnlyMode | undefined;
+  /** Read-only, schemas where PUBLIC may still create and the admin cannot take that away. */
+  const openSchemas: string[] = [];
   // The tenant's login roles (its role and, with overlapping rotation, a twin acting as it), the one
   // its Secret uses, the previous one in its grace period, and a switch in progress (see credentials.ts).
   let logins!: LoginRoles;
@@ -922,9 +924,11 @@ async function provision(
         !!td.status?.conditions?.some((c) => c.type === 'ReadOnly' && c.status === 'True');
       if (accessMode || holderKnown) {
         if (accessMode) note(await ensureHolderRole(pool, owner, names.role), 'Role');
-        for (const db of names.schema !== undefined ? [names.database] : ownDatabases(names))
-          for (const c of await ensureAccessMode(inDatabase, db, names.role, accessMode))
-            note([c], c.startsWith('Made') || c.startsWith('Returned') ? '' : 'Access');
+        for (const db of names.schema !== undefined ? [names.database] : ownDatabases(names)) {
+          const { changes, open } = await ensureAccessMode(inDatabase, db, names.role, accessMode);
+          for (const schema of open) openSchemas.push(`${schema} of ${db}`);
+          for (const c of changes) note([c], c.startsWith('Made') || c.startsWith('Returned') ? '' : 'Access');
+        }
       }
       // spec.settings on each login role in its database (a role just created has none to look at).
       const wantedSettings: Partial<Record<sql.TenantSetting, string | undefined>> = td.spec.settings;
@@ -1105,7 +1109,7 @@ async function provision(
             },
         poolerReady,
         access,
-        ...[quotaCondition(td, freshSize), readOnlyCondition(td, mode, names.role)].filter((q): q is ConditionInput => !!q),
+        ...[quotaCondition(td, freshSize), readOnlyCondition(td, mode, names.role, openSchemas)].filter((q): q is ConditionInput => !!q),
       ];
       if (td.spec.suspend) {
         // What was asked is in place: a suspended tenant is done, not failing (GitOps tools see it healthy).
@@ -1130,6 +1134,13 @@ async function provision(
         });
       } else if (poolerReady.status === 'False') {
         conditions.push({ type: 'Ready', status: 'False', reason: 'PoolerNotReady', message: poolerReady.message });
+      } else if (mode && openSchemas.length) {
+        conditions.push({
+          type: 'Ready',
+          status: 'False',
+          reason: 'ReadOnlyIncomplete',
+          message: readOnlyCondition(td, mode, names.role, openSchemas)?.message ?? '',
+        });
       } else if (access.reason === 'AgentRejected') {
         // The allow-list the tenant asked for is not in force: what runs is an older one, or none.
         conditions.push({ type: 'Ready', status: 'False', reason: 'AccessRulesRejected', message: access.message });
@@ -1359,7 +1370,19 @@ function lastSizeOf(ctx: OperatorContext, td: TenantDatabase, serverName: string
  * The ReadOnly condition: for a tenant that asks for it or has a quota that may switch to it, and
  * for one that had it (said once more when it goes).
  */
-export function readOnlyCondition(td: TenantDatabase, mode: ReadOnlyMode | undefined, role: string): ConditionInput | undefined {
+export function readOnlyCondition(
+  td: TenantDatabase,
+  mode: ReadOnlyMode | undefined,
+  role: string,
+  open: readonly string[] = [],
+): ConditionInput | undefined {
+  if (mode && open.length)
+    return {
+      type: 'ReadOnly',
+      status: 'False',
+      reason: 'PublicCanCreate',
+      message: `role ${role} can still create tables in schema ${open.join(', ')}, where every role may (CREATE for PUBLIC) and the operator's admin cannot change it; as a superuser, run REVOKE CREATE ON SCHEMA <schema> FROM PUBLIC in that database`,
+    };
   if (mode === 'Read')
     return { type: 'ReadOnly', status: 'True', reason: 'Requested', message: `role ${role} may read and not write (spec.readOnly)` };
   if (mode === 'ReadAndDelete')
