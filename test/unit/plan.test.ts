@@ -52,6 +52,13 @@ describe('plan: what the operator will do with a manifest', () => {
     [{ secretName: 'orders-conn' }, /move the connection details from Secret orders-db to orders-conn/, true],
     [{ deletionPolicy: 'Delete' }, /on deletion: drop database shop_orders and role shop_orders with their data/, true],
     [{ secretTemplate: { presets: ['Spring'] } }, /rewrite Secret orders-db's keys/, false],
+    [{ readOnly: true }, /read-only: the objects of shop_orders pass to role shop_orders_hold; shop_orders keeps SELECT/, true],
+    [
+      { quota: { size: '1Gi', action: 'ReadOnly' } },
+      /quota 1Gi: past it, role shop_orders becomes read-only \(DELETE and TRUNCATE still allowed\)/,
+      true,
+    ],
+    [{ quota: { size: '1Gi' } }, /quota 1Gi: past it, QuotaExceeded and a Warning Event/, false],
   ])('a change of %j is said as what it does', (spec, expected, destructive) => {
     const p = planTenant('shop', 'orders', td({}), td(spec), server);
     expect(p.action).toBe('update');

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
-import { deriveIdentifier, MAX_SCHEMA, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
+import { deriveIdentifier, holderRoleName, MAX_SCHEMA, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase } from '../../api/tenantdatabase.js';
 import { ROTATE_ANNOTATION } from '../../controllers/tenantdatabase/secret.js';
@@ -92,6 +92,11 @@ export function planTenant(
         steps.push({ where: 'server', what: `create database ${shadowDatabaseName(n.database)} (Prisma's shadow database)` });
       if (s.extensions.length) steps.push({ where: 'server', what: `create extensions ${s.extensions.join(', ')} as ${n.role}` });
     }
+    if (s.readOnly)
+      steps.push({
+        where: 'server',
+        what: `read-only from the start: role ${holderRoleName(n.role)} holds what ${n.role} owns; ${n.role} may read only`,
+      });
     steps.push({
       where: 'secret',
       what: `write Secret ${n.secret} with the connection details${s.secretTemplate.presets.length ? ` (presets ${s.secretTemplate.presets.join(', ')})` : ''}`,
@@ -137,6 +142,27 @@ export function planTenant(
           }
         : { where: 'server', what: `resume: role ${n.role} may log in again, directly and through the pooler` },
     );
+  const holder = holderRoleName(n.role);
+  if (l.readOnly !== s.readOnly)
+    steps.push(
+      s.readOnly
+        ? {
+            where: 'server',
+            what: `read-only: the objects of ${n.role} pass to role ${holder}; ${n.role} keeps SELECT and loses every other table privilege and CREATE (grants to PUBLIC on its tables are taken away); open sessions go on under the new rights`,
+            destructive: true,
+          }
+        : { where: 'server', what: `read-write: role ${n.role} gets back its objects from ${holder} and may write and create again` },
+    );
+  const lq = l.quota;
+  const sq = s.quota;
+  if (JSON.stringify(lq) !== JSON.stringify(sq))
+    steps.push({
+      where: 'later',
+      what: sq
+        ? `quota ${sq.size}: past it, ${sq.action === 'ReadOnly' ? `role ${n.role} becomes read-only (DELETE and TRUNCATE still allowed) until it is back under` : 'QuotaExceeded and a Warning Event (writes go on)'}${lq ? ` (was ${lq.size}, ${lq.action})` : ''}`
+        : 'no quota (a quota read-only switch is undone)',
+      destructive: sq?.action === 'ReadOnly' && lq?.action !== 'ReadOnly',
+    });
   const added = s.extensions.filter((e) => !l.extensions.includes(e));
   const removed = l.extensions.filter((e) => !s.extensions.includes(e));
   if (added.length) steps.push({ where: 'server', what: `create extensions ${added.join(', ')} as ${n.role}` });
