@@ -5,6 +5,7 @@
  * One file, in order: the later steps change the installation. The cluster is the real node here
  * (`npm run test:cluster`) or kind (scripts/kind-e2e.sh): see target.ts for what differs.
  */
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../env/cluster.js';
@@ -212,6 +213,45 @@ test('an IpWhitelist decides which pod addresses get in through the pooler', asy
   kubectl('delete', 'ipwhitelist', 'guarded-allowed', '-n', APP_NS);
   await waitFor('the pooler to let the other pod in again', async () => pooled('other') === 'shop_guarded');
   kubectl('delete', 'pod', 'allowed', 'other', '-n', APP_NS, '--grace-period=1', '--wait=false');
+});
+
+test('kubectl tenantdb psql --pod runs psql in a pod of the tenant namespace with its Secret, and removes the pod', () => {
+  const plugin = (input: string, ...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/kubectl-tenantdb.ts'), '--kubeconfig', env.kubeconfig, ...args], {
+      input,
+      encoding: 'utf8',
+      cwd: ROOT,
+      timeout: 180_000,
+    });
+  // A script from this machine, through the pooler (the default path), from the pod network.
+  const ok = plugin('select current_user;\nselect 6 * 7;\n', 'psql', 'orders', '-n', APP_NS, '--pod', '--image', psqlImage, '--', '-XAt');
+  expect({ status: ok.status, out: ok.stdout.trim() }).toEqual({ status: 0, out: 'shop_orders\n42' });
+  // psql's own exit code comes back (3: a script stopped by ON_ERROR_STOP).
+  const failed = plugin(
+    'select nope;\n',
+    'psql',
+    'orders',
+    '-n',
+    APP_NS,
+    '--pod',
+    '--image',
+    psqlImage,
+    '--direct',
+    '--',
+    '-XAt',
+    '-v',
+    'ON_ERROR_STOP=1',
+  );
+  expect(failed.status).toBe(3);
+  expect(failed.stdout + failed.stderr).toMatch(/column "nope" does not exist/);
+  // No pod is left behind, and none ever held the password in its spec.
+  expect(kubectl('get', 'pods', '-n', APP_NS, '-l', 'app.kubernetes.io/name=tenantdb-psql', '-o', 'name').trim()).toBe('');
+  // An image that is not there is said plainly, and its pod removed too.
+  const missing = plugin('', 'psql', 'orders', '-n', APP_NS, '--pod', '--image', 'localhost/no-such-image:1', '--pod-timeout', '60');
+  expect(missing.status).not.toBe(0);
+  expect(missing.stderr).toMatch(/cannot start: (ErrImageNeverPull|ErrImagePull|ImagePullBackOff)/);
+  expect(missing.stderr).not.toMatch(/at .*\.ts:\d+/);
+  expect(kubectl('get', 'pods', '-n', APP_NS, '-l', 'app.kubernetes.io/name=tenantdb-psql', '-o', 'name').trim()).toBe('');
 });
 
 test('killing the leader pod hands over to another replica and reconciling goes on', async () => {

@@ -7,6 +7,7 @@ import { CliError, describeError, notFoundKind } from '../../src/cli/plugin/erro
 import { humanAge, humanBytes, renderTable, shellQuote } from '../../src/cli/plugin/format.js';
 import { buildProgram } from '../../src/cli/plugin/program.js';
 import { REDACTED, redactDeep, redactText, secretForReport, secretVariants } from '../../src/cli/plugin/redact.js';
+import { psqlPod } from '../../src/cli/plugin/pod-psql.js';
 import { linesAbout } from '../../src/cli/plugin/report.js';
 import { rotationProgress } from '../../src/cli/plugin/rotate.js';
 import { suspendProgress } from '../../src/cli/plugin/suspend.js';
@@ -345,5 +346,53 @@ describe('credentialsFromStatus', () => {
     expect(credentialsFromStatus(td({}))).toBeUndefined();
     expect(credentialsFromStatus(td(undefined))).toBeUndefined();
     expect(credentialsFromStatus(td({ passwordChangedAt: 'not a time' }))).toBeUndefined();
+  });
+});
+
+describe('psql --pod: the pod it creates', () => {
+  const data = {
+    host: 'db.internal',
+    port: '5432',
+    'pooler-host': 'pgbouncer.tenantdb-system',
+    'pooler-port': '6432',
+    database: 'shop_orders',
+    username: 'shop_orders',
+    password: 'a-secret-password-of-24-chars',
+    sslmode: 'verify-full',
+    'ca.crt': '-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n',
+  };
+  const pod = psqlPod(
+    'psql-orders-abc',
+    'shop',
+    'orders',
+    'orders-db',
+    data,
+    'pooled',
+    ['-XAt'],
+    { image: 'psql:17', startTimeout: 60 },
+    false,
+  );
+
+  test('takes the password from the Secret, never in its spec, and the rest of libpq from it', () => {
+    expect(JSON.stringify(pod)).not.toContain(data.password);
+    const env = Object.fromEntries((pod.spec?.containers[0]?.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom]));
+    expect(env).toMatchObject({
+      PGHOST: 'pgbouncer.tenantdb-system',
+      PGPORT: '6432',
+      PGDATABASE: 'shop_orders',
+      PGUSER: 'shop_orders',
+      PGSSLMODE: 'verify-full',
+      PGPASSWORD: { secretKeyRef: { name: 'orders-db', key: 'password' } },
+      PGSSLROOTCERT: '/etc/tenantdb/ca.crt',
+    });
+    expect(pod.spec?.volumes?.[0]?.secret).toEqual({ secretName: 'orders-db', items: [{ key: 'ca.crt', path: 'ca.crt' }] });
+  });
+
+  test('runs as the restricted Pod Security profile asks, without a ServiceAccount token', () => {
+    expect(pod.spec?.automountServiceAccountToken).toBe(false);
+    expect(pod.spec?.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(pod.spec?.containers[0]?.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(pod.spec?.containers[0]).toMatchObject({ command: ['psql'], args: ['-XAt'], stdin: true, stdinOnce: true, tty: false });
+    expect(pod.spec?.restartPolicy).toBe('Never');
   });
 });

@@ -10,6 +10,10 @@ import { connectionParams, connectionUrl, defaultPath, libpqEnv, passfileLine, t
 import { CliError } from './errors.js';
 import { renderData } from './format.js';
 import { getTenant, getTenantSecret, secretNameOf, type Session } from './session.js';
+import { psqlInPod } from './pod-psql.js';
+
+/** An image with psql, for --pod (the official PostgreSQL image; its client talks to servers of every supported major). */
+const DEFAULT_PSQL_IMAGE = 'postgres:17-alpine';
 
 interface PathOptions {
   direct?: boolean;
@@ -54,10 +58,25 @@ async function url(name: string, opts: PathOptions & { format: string }, cmd: Co
 /** Variables of the caller's environment that would take the connection elsewhere or bring another password. */
 const DROPPED_ENV = ['PGPASSWORD', 'PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE', 'PGHOSTADDR', 'PGSSLROOTCERT', 'DATABASE_URL'];
 
-async function psql(name: string, args: string[], opts: PathOptions & { psqlPath: string }, cmd: Command): Promise<void> {
+interface PsqlOptions extends PathOptions {
+  psqlPath: string;
+  pod?: boolean;
+  image: string;
+  podTimeout: string;
+}
+
+async function psql(name: string, args: string[], opts: PsqlOptions, cmd: Command): Promise<void> {
   const s = sessionOf(cmd);
+  const startTimeout = Number(opts.podTimeout);
+  if (!Number.isInteger(startTimeout) || startTimeout < 1 || startTimeout > 3600)
+    throw new CliError(`--pod-timeout must be a number of seconds from 1 to 3600, not "${opts.podTimeout}"`);
+  if (!opts.image.trim() || /\s/.test(opts.image)) throw new CliError(`--image "${opts.image}" is not an image name`);
   const { data, secretName } = await tenantData(s, name);
   const path = pathOf(opts, data);
+  if (opts.pod) {
+    process.exitCode = await psqlInPod(s, name, secretName, data, path, args, { image: opts.image, startTimeout });
+    return;
+  }
   const p = connectionParams(data, path, secretName);
   // The password goes to psql in a 0600 password file of a private folder, removed afterwards:
   // never in its arguments (ps shows them) nor in its environment.
@@ -148,10 +167,18 @@ export function registerConnectCommands(program: Command): void {
         .argument('[psql-args...]', 'arguments for psql, after --'),
     )
       .option('--psql-path <path>', 'the psql program to run', 'psql')
-      .action((name: string, args: string[], opts: PathOptions & { psqlPath: string }, cmd: Command) => psql(name, args, opts, cmd)),
+      .option(
+        '--pod',
+        "run psql in a short-lived pod of the tenant's namespace instead, so the network and the allow-list are its workloads' (the pod reads the password from the Secret; it is deleted when psql ends)",
+      )
+      .option('--image <image>', 'the image of that pod (it must have psql)', DEFAULT_PSQL_IMAGE)
+      .option('--pod-timeout <seconds>', 'how long to wait for the pod to start', '120')
+      .action((name: string, args: string[], opts: PsqlOptions, cmd: Command) => psql(name, args, opts, cmd)),
     [
       ['an interactive session, through the pooler when there is one', `${PROGRAM} psql orders -n team-a`],
       ['one query, straight to PostgreSQL', `${PROGRAM} psql orders -n team-a --direct -- -Atc 'select current_user'`],
+      ["from a pod in the tenant's namespace (its network, its allow-list)", `${PROGRAM} psql orders -n team-a --pod`],
+      ['a script from this machine, run in such a pod', `${PROGRAM} psql orders -n team-a --pod -- -v ON_ERROR_STOP=1 < migrate.sql`],
     ],
   );
 }
