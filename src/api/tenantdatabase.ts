@@ -159,7 +159,7 @@ export const tenantDatabaseSpec = z
           .enum(['Report', 'ReadOnly'])
           .default('Report')
           .describe(
-            'What happens past the quota. Report: the condition QuotaExceeded=True and a Warning Event, writes go on. ReadOnly: the same, and the tenant becomes read-only except that it may DELETE and TRUNCATE (to get back under the quota); it may write again once its size is back under the quota.',
+            'What happens past the quota. Report: the condition QuotaExceeded=True and a Warning Event, writes go on. ReadOnly: the same, and the tenant becomes read-only except that it may TRUNCATE its tables that have no triggers (to get back under the quota; not DELETE, which would run rules and triggers with the rights of the owner); it may write again once its size is back under the quota.',
           ),
       })
       .optional()
@@ -170,7 +170,7 @@ export const tenantDatabaseSpec = z
       .boolean()
       .default(false)
       .describe(
-        'Makes the tenant read-only, keeping its data and its logins: it may read everything it has, and may not insert, update, delete, create or drop anything (its objects are held by the role <roleName>_hold meanwhile, and it holds read grants). Open sessions go on, under the new rights. Set it back to false to write again; nothing is lost either way.',
+        'Makes the tenant read-only, keeping its data and its logins: it may read everything it has, and may not insert, update, delete, create or drop anything (its objects are held by the role <roleName>_hold meanwhile, and it holds read grants). Its open sessions are ended when it switches (clients reconnect under the new rights). Set it back to false to write again: the data is untouched either way (privileges granted to PUBLIC on its objects are not restored). Needs a roleName of at most 58 bytes.',
       ),
     settings: z
       .object({

@@ -11,8 +11,13 @@ import { id, type Queryable } from './tenant-sql.js';
 
 const { escapeLiteral: lit } = pg;
 
-/** What the tenant may still do while read-only: read, or (past a quota) also delete to get under it. */
-export type ReadOnlyMode = 'Read' | 'ReadAndDelete';
+/**
+ * What the tenant may still do while read-only: read, or (past a quota) also TRUNCATE its tables to
+ * get back under it. Not DELETE: a DELETE fires the rules, triggers and foreign-key actions made
+ * while the tenant owned its tables, and those run with the owner's (the holder's) rights; a
+ * TRUNCATE is granted only on tables without triggers, and fires no rules nor foreign-key actions.
+ */
+export type ReadOnlyMode = 'Read' | 'ReadAndTruncate';
 
 export async function createHolderRole(client: pg.ClientBase, holder: string, marker: string): Promise<void> {
   await client.query('BEGIN');
@@ -30,52 +35,79 @@ export async function createHolderRole(client: pg.ClientBase, holder: string, ma
 
 /** How the session's database stands for a read-only tenant: what is out of place, if anything. */
 export interface ReadOnlyState {
-  /** Objects the login role owns (beyond SECURITY DEFINER routines and temporary tables). */
+  /**
+   * Objects the tenant's login roles own (beyond SECURITY DEFINER routines, default privileges and
+   * what lives in temporary schemas, which goes with its session).
+   */
   loginOwns: number;
   /** Objects the holder owns. */
   holderOwns: number;
   /** SECURITY DEFINER routines the holder owns: they would run with the rights of every table's owner. */
   holderDefiners: boolean;
-  /** Relations of the holder the login cannot read, or may change beyond what the mode allows. */
+  /** The holder's relations, sequences or schemas where a login role holds more than reading (or cannot read). */
   grantsWrong: boolean;
 }
 
-const OWNED_BY = (param: string, skipDefiners: boolean) => `
+const ROLE_OIDS = (param: string) =>
+  `SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY (${param}::text[])`;
+
+const OWNED_BY = (param: string, skip: boolean) => `
   (SELECT pg_catalog.count(*) FROM pg_catalog.pg_shdepend d
     WHERE d.refclassid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
       AND d.deptype OPERATOR(pg_catalog.=) 'o'
       AND d.dbid OPERATOR(pg_catalog.=) (SELECT o.oid FROM pg_catalog.pg_database o WHERE o.datname OPERATOR(pg_catalog.=) pg_catalog.current_database())
-      AND d.refobjid OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ${param})
+      AND d.refobjid IN (${ROLE_OIDS(param)})
       ${
-        skipDefiners
-          ? `AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND EXISTS (
-                SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) d.objid AND p.prosecdef))
+        skip
+          ? `AND d.classid OPERATOR(pg_catalog.<>) ALL (ARRAY['pg_catalog.pg_default_acl'::pg_catalog.regclass, 'pg_catalog.pg_user_mapping'::pg_catalog.regclass])
+             AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_proc'::pg_catalog.regclass AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) d.objid
+                   AND (p.prosecdef OR pg_catalog.pg_is_other_temp_schema(p.pronamespace) OR p.pronamespace OPERATOR(pg_catalog.=) pg_catalog.pg_my_temp_schema())))
              AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass AND EXISTS (
-                SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) d.objid AND c.relpersistence OPERATOR(pg_catalog.=) 't'))`
+                SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid OPERATOR(pg_catalog.=) d.objid AND c.relpersistence OPERATOR(pg_catalog.=) 't'))
+             AND NOT (d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_type'::pg_catalog.regclass AND EXISTS (
+                SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid OPERATOR(pg_catalog.=) d.objid AND pg_catalog.pg_is_other_temp_schema(t.typnamespace)))`
           : ''
       })::int`;
 
-/** Privileges a read-only login may not hold on the holder's relations (PUBLIC's count: they are the login's too). */
+/** Privileges a login may not hold on the holder's relations (PUBLIC's count: they are the login's too). */
 const FORBIDDEN: Record<ReadOnlyMode, string> = {
   Read: 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER',
-  ReadAndDelete: 'INSERT, UPDATE, REFERENCES, TRIGGER',
+  ReadAndTruncate: 'INSERT, UPDATE, DELETE, REFERENCES, TRIGGER',
 };
 
-/** The state of the session's database for a login role and its holder; `mode` undefined: read-write is wanted. */
-export async function readOnlyState(db: Queryable, login: string, holder: string, mode: ReadOnlyMode | undefined): Promise<ReadOnlyState> {
+/**
+ * The state of the session's database for the tenant's login roles (the first is the one that
+ * owns its objects when it may write; a second one, of overlapping rotation, acts as it) and its
+ * holder; `mode` undefined: read-write is wanted.
+ */
+export async function readOnlyState(
+  db: Queryable,
+  logins: readonly string[],
+  holder: string,
+  mode: ReadOnlyMode | undefined,
+): Promise<ReadOnlyState> {
   const r = await db.query<{ login_owns: number; holder_owns: number; definers: boolean; wrong: boolean }>(
-    `SELECT ${OWNED_BY('$1', true)} AS login_owns,
-            ${OWNED_BY('$2', false)} AS holder_owns,
-            EXISTS (SELECT 1 FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) p.proowner
-                     WHERE h.rolname OPERATOR(pg_catalog.=) $2 AND p.prosecdef) AS definers,
-            $3::text IS NOT NULL AND EXISTS (
-              SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) c.relowner
-               WHERE h.rolname OPERATOR(pg_catalog.=) $2 AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::"char"[])
-                 AND (NOT pg_catalog.has_table_privilege($1::text, c.oid, 'SELECT')
-                      OR pg_catalog.has_table_privilege($1::text, c.oid, $3::text)
-                      OR ($4::bool AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::"char"[])
-                          AND NOT pg_catalog.has_table_privilege($1::text, c.oid, 'DELETE')))) AS wrong`,
-    [login, holder, mode ? FORBIDDEN[mode] : null, mode === 'ReadAndDelete'],
+    `WITH h AS (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $2),
+          l AS (SELECT r.rolname AS name FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::text[]))
+     SELECT ${OWNED_BY('$1', true)} AS login_owns,
+            ${OWNED_BY('ARRAY[$2]', false)} AS holder_owns,
+            EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.proowner OPERATOR(pg_catalog.=) (SELECT oid FROM h) AND p.prosecdef) AS definers,
+            $3::text IS NOT NULL AND (
+              EXISTS (
+                SELECT 1 FROM pg_catalog.pg_class c, l
+                 WHERE c.relowner OPERATOR(pg_catalog.=) (SELECT oid FROM h)
+                   AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'f']::"char"[])
+                   AND ((l.name OPERATOR(pg_catalog.=) ($1::text[])[1] AND NOT pg_catalog.has_table_privilege(l.name, c.oid, 'SELECT'))
+                        OR pg_catalog.has_table_privilege(l.name, c.oid, $3::text)))
+              OR EXISTS (
+                SELECT 1 FROM pg_catalog.pg_class c, l
+                 WHERE c.relowner OPERATOR(pg_catalog.=) (SELECT oid FROM h) AND c.relkind OPERATOR(pg_catalog.=) 'S'
+                   AND pg_catalog.has_sequence_privilege(l.name, c.oid, 'USAGE, UPDATE'))
+              OR EXISTS (
+                SELECT 1 FROM pg_catalog.pg_namespace n, l
+                 WHERE n.nspowner OPERATOR(pg_catalog.=) (SELECT oid FROM h) AND pg_catalog.has_schema_privilege(l.name, n.oid, 'CREATE'))) AS wrong`,
+    [logins, holder, mode ? FORBIDDEN[mode] : null],
   );
   const row = r.rows[0];
   return {
@@ -92,18 +124,37 @@ export function inPlace(s: ReadOnlyState, mode: ReadOnlyMode | undefined): boole
 }
 
 /**
- * Makes the tenant read-only in the session's database, in one transaction: everything the login
- * owns goes to the holder; SECURITY DEFINER routines go back to the login (owned by the holder
- * they would write with the owner's rights; owned by the login they run with its read rights, and
- * keep their SECURITY DEFINER for when writes come back); in each schema where the holder owns
- * relations, the login and PUBLIC lose every table privilege, and the login gets SELECT (and,
- * ReadAndDelete, DELETE and TRUNCATE), SELECT on sequences, EXECUTE on routines, USAGE on the
- * holder's schemas. Creating in the database is taken away by the caller (ensureDatabase).
+ * Makes the tenant read-only in the session's database, in one transaction: the schemas its login
+ * roles own go to the holder first (a routine moved into a schema made after it would otherwise be
+ * handed over before its schema, and refused), then everything else they own; SECURITY DEFINER
+ * routines go back to the first login (owned by the holder they would write with the owner's
+ * rights; owned by the login they run with its read rights, and keep SECURITY DEFINER for later);
+ * on the holder's schemas, relations and sequences the logins and PUBLIC lose every privilege (with
+ * CASCADE: what they passed on with a grant option goes too), and the first login gets USAGE,
+ * SELECT (and, ReadAndTruncate, TRUNCATE on tables without triggers), EXECUTE on routines, SELECT
+ * on the holder's large objects. Creating in the database is taken away by the caller
+ * (ensureDatabase). The caller ends the logins' sessions first: their locks and temporary objects
+ * would make this fail.
  */
-export async function makeReadOnly(client: Queryable, login: string, holder: string, mode: ReadOnlyMode): Promise<void> {
+export async function makeReadOnly(client: Queryable, logins: readonly string[], holder: string, mode: ReadOnlyMode): Promise<void> {
+  const [login] = logins;
+  if (!login) throw new Error('makeReadOnly needs a login role');
   await client.query('BEGIN');
   try {
-    await client.query(`REASSIGN OWNED BY ${id(login)} TO ${id(holder)}`);
+    const present = (
+      await client.query<{ name: string }>(
+        `SELECT r.rolname AS name FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::text[]) ORDER BY r.rolname OPERATOR(pg_catalog.=) $2 DESC`,
+        [logins, login],
+      )
+    ).rows.map((x) => x.name);
+    const all = present.map(id).join(', ');
+    const own = await client.query<{ name: string }>(
+      `SELECT n.nspname AS name FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) n.nspowner
+        WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::text[]) ORDER BY 1`,
+      [present],
+    );
+    for (const x of own.rows) await client.query(`ALTER SCHEMA ${id(x.name)} OWNER TO ${id(holder)}`);
+    await client.query(`REASSIGN OWNED BY ${all} TO ${id(holder)}`);
     const definers = await client.query<{ sig: string; kind: string; schema: string }>(
       `SELECT p.oid::pg_catalog.regprocedure::text AS sig, p.prokind::text AS kind, n.nspname AS schema
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) p.proowner
@@ -128,21 +179,49 @@ export async function makeReadOnly(client: Queryable, login: string, holder: str
         ORDER BY n.nspname`,
       [holder],
     );
-    const rights = mode === 'ReadAndDelete' ? 'SELECT, DELETE, TRUNCATE' : 'SELECT';
     for (const s of schemas.rows) {
       const n = id(s.name);
-      if (s.owned) await client.query(`GRANT USAGE ON SCHEMA ${n} TO ${id(login)}`);
-      await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${n} FROM PUBLIC, ${id(login)}`);
-      await client.query(`GRANT ${rights} ON ALL TABLES IN SCHEMA ${n} TO ${id(login)}`);
-      await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${n} FROM PUBLIC, ${id(login)}`);
+      if (s.owned) {
+        await client.query(`REVOKE ALL ON SCHEMA ${n} FROM PUBLIC, ${all} CASCADE`);
+        await client.query(`GRANT USAGE ON SCHEMA ${n} TO ${id(login)}`);
+      }
+      await client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${n} FROM PUBLIC, ${all} CASCADE`);
+      await client.query(`GRANT SELECT ON ALL TABLES IN SCHEMA ${n} TO ${id(login)}`);
+      await client.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${n} FROM PUBLIC, ${all} CASCADE`);
       await client.query(`GRANT SELECT ON ALL SEQUENCES IN SCHEMA ${n} TO ${id(login)}`);
       await client.query(`GRANT EXECUTE ON ALL ROUTINES IN SCHEMA ${n} TO ${id(login)}`);
     }
+    if (mode === 'ReadAndTruncate') {
+      const tables = await client.query<{ name: string }>(
+        `SELECT c.oid::pg_catalog.regclass::text AS name FROM pg_catalog.pg_class c JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) c.relowner
+          WHERE h.rolname OPERATOR(pg_catalog.=) $1 AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p']::"char"[])
+            AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_trigger t WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND NOT t.tgisinternal)`,
+        [holder],
+      );
+      // regclass's text is the table's qualified, quoted name.
+      for (const t of tables.rows) await client.query(`GRANT TRUNCATE ON TABLE ${t.name} TO ${id(login)}`);
+    }
+    const objects = await client.query<{ oid: string }>(
+      `SELECT m.oid::text AS oid FROM pg_catalog.pg_largeobject_metadata m JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) m.lomowner
+        WHERE h.rolname OPERATOR(pg_catalog.=) $1`,
+      [holder],
+    );
+    for (const o of objects.rows) await client.query(`GRANT SELECT ON LARGE OBJECT ${Number(o.oid)} TO ${id(login)}`);
     await client.query('COMMIT');
   } catch (err) {
     await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
+}
+
+/** Ends the sessions of the tenant's login roles (waiting up to 5 s for each to go, with its locks and temporary objects). */
+export async function endLoginSessions(db: Queryable, logins: readonly string[]): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(a.pid, 5000))::text AS n FROM pg_catalog.pg_stat_activity a
+      WHERE a.usename OPERATOR(pg_catalog.=) ANY ($1::text[]) AND a.pid OPERATOR(pg_catalog.<>) pg_catalog.pg_backend_pid()`,
+    [logins],
+  );
+  return Number(r.rows[0]?.n ?? 0);
 }
 
 /** Gives the tenant back what its holder holds in the session's database: it owns (and may write) all of it again. */

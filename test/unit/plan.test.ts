@@ -55,7 +55,7 @@ describe('plan: what the operator will do with a manifest', () => {
     [{ readOnly: true }, /read-only: the objects of shop_orders pass to role shop_orders_hold; shop_orders keeps SELECT/, true],
     [
       { quota: { size: '1Gi', action: 'ReadOnly' } },
-      /quota 1Gi: past it, role shop_orders becomes read-only \(DELETE and TRUNCATE still allowed\)/,
+      /quota 1Gi: past it, role shop_orders becomes read-only \(TRUNCATE still allowed\)/,
       true,
     ],
     [{ quota: { size: '1Gi' } }, /quota 1Gi: past it, QuotaExceeded and a Warning Event/, false],

@@ -159,7 +159,7 @@ export function planTenant(
     steps.push({
       where: 'later',
       what: sq
-        ? `quota ${sq.size}: past it, ${sq.action === 'ReadOnly' ? `role ${n.role} becomes read-only (DELETE and TRUNCATE still allowed) until it is back under` : 'QuotaExceeded and a Warning Event (writes go on)'}${lq ? ` (was ${lq.size}, ${lq.action})` : ''}`
+        ? `quota ${sq.size}: past it, ${sq.action === 'ReadOnly' ? `role ${n.role} becomes read-only (TRUNCATE still allowed) until it is back under` : 'QuotaExceeded and a Warning Event (writes go on)'}${lq ? ` (was ${lq.size}, ${lq.action})` : ''}`
         : 'no quota (a quota read-only switch is undone)',
       destructive: sq?.action === 'ReadOnly' && lq?.action !== 'ReadOnly',
     });

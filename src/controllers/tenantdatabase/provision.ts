@@ -4,7 +4,7 @@
  * Nothing is altered or dropped unless its ownership marker names this TenantDatabase.
  */
 import type pg from 'pg';
-import { holderRoleName } from '../../api/naming.js';
+import { holderRoleName, twinRoleName } from '../../api/naming.js';
 import * as ro from '../../pg/read-only.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
@@ -604,8 +604,11 @@ export async function ensureAccessMode(
   mode: ro.ReadOnlyMode | undefined,
 ): Promise<{ changes: string[]; open: string[] }> {
   const holder = holderRoleName(login);
+  // The second login role of overlapping rotation acts as the first, but may act as itself too
+  // (RESET ROLE): what it owns or was granted counts the same.
+  const logins = [login, twinRoleName(login)];
   return inDatabase(database, async (db) => {
-    const state = await ro.readOnlyState(db, login, holder, mode);
+    const state = await ro.readOnlyState(db, logins, holder, mode);
     const changes: string[] = [];
     if (!mode) {
       if (ro.inPlace(state, mode)) return { changes, open: [] };
@@ -613,12 +616,15 @@ export async function ensureAccessMode(
       return { changes: [`Returned ${state.holderOwns} object(s) in ${database} to role ${login}: it may write again`], open: [] };
     }
     if (!ro.inPlace(state, mode)) {
-      // One session (inDatabase): the transaction makeReadOnly opens is all of it or nothing.
-      await ro.makeReadOnly(db, login, holder, mode);
+      // Their open sessions would hold locks and temporary objects the switch cannot pass: ended
+      // (clients reconnect, under the new rights). One session (inDatabase) then runs the switch
+      // in one transaction: all of it or nothing.
+      const ended = await ro.endLoginSessions(db, logins);
+      await ro.makeReadOnly(db, logins, holder, mode);
       changes.push(
         state.loginOwns
-          ? `Made role ${login} read-only in ${database}${mode === 'ReadAndDelete' ? ' (it may still delete and truncate)' : ''}: ${state.loginOwns} object(s) now held by ${holder}`
-          : `Repaired the read-only grants of role ${login} in ${database}`,
+          ? `Made role ${login} read-only in ${database}${mode === 'ReadAndTruncate' ? ' (it may still truncate its tables)' : ''}: ${state.loginOwns} object(s) now held by ${holder}${ended ? `; ended ${ended} session(s)` : ''}`
+          : `Repaired the read-only grants of role ${login} in ${database}${ended ? `; ended ${ended} session(s)` : ''}`,
       );
     }
     let open = await sql.schemasPublicCanCreateIn(db);

@@ -922,7 +922,14 @@ async function provision(
       const holderKnown =
         !!ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(holderRoleName(names.role)) ||
         !!td.status?.conditions?.some((c) => c.type === 'ReadOnly' && c.status === 'True');
-      if (accessMode || holderKnown) {
+      if (accessMode && names.role.length > 58)
+        throw new TerminalError(
+          'ReadOnlyUnavailable',
+          `read-only needs a role name of at most 58 bytes (its objects are held by <roleName>_hold meanwhile); role ${names.role} has ${names.role.length}`,
+        );
+      // The holder gives back only what it holds for this tenant (its marker says so).
+      const holderOurs = async () => sql.markerUid((await sql.findRole(pool, holderRoleName(names.role)))?.comment) === owner.uid;
+      if (accessMode || (holderKnown && (await holderOurs()))) {
         if (accessMode) note(await ensureHolderRole(pool, owner, names.role), 'Role');
         for (const db of names.schema !== undefined ? [names.database] : ownDatabases(names)) {
           const { changes, open } = await ensureAccessMode(inDatabase, db, names.role, accessMode);
@@ -1152,7 +1159,7 @@ async function provision(
                 type: 'Ready',
                 status: 'True',
                 reason: 'ReadOnly',
-                message: `${what} is ready for reads only (${mode === 'Read' ? 'spec.readOnly' : `past its quota of ${td.spec.quota?.size ?? '?'}; DELETE and TRUNCATE allowed`}); connection details in Secret ${names.secret}`,
+                message: `${what} is ready for reads only (${mode === 'Read' ? 'spec.readOnly' : `past its quota of ${td.spec.quota?.size ?? '?'}; TRUNCATE allowed on tables without triggers`}); connection details in Secret ${names.secret}`,
               }
             : {
                 type: 'Ready',
@@ -1340,12 +1347,12 @@ export function quotaCondition(td: TenantDatabase, sizeBytes: number | undefined
 
 /**
  * Read-only or not, and how: spec.readOnly asks for reads only; a quota with action ReadOnly, once
- * passed, leaves reads and what frees space (DELETE, TRUNCATE), until the size is back under it.
+ * passed, leaves reads and what frees space (TRUNCATE; see pg/read-only), until the size is back under it.
  */
 export function accessModeOf(td: TenantDatabase, sizeBytes: number | undefined): ReadOnlyMode | undefined {
   if (td.spec.readOnly) return 'Read';
   const q = td.spec.quota;
-  if (q?.action === 'ReadOnly' && sizeBytes !== undefined && sizeBytes > quotaBytes(q.size)) return 'ReadAndDelete';
+  if (q?.action === 'ReadOnly' && sizeBytes !== undefined && sizeBytes > quotaBytes(q.size)) return 'ReadAndTruncate';
   return undefined;
 }
 
@@ -1353,7 +1360,7 @@ export function accessModeOf(td: TenantDatabase, sizeBytes: number | undefined):
 function modeInStatus(td: TenantDatabase): ReadOnlyMode | undefined {
   const c = td.status?.conditions?.find((x) => x.type === 'ReadOnly');
   if (c?.status !== 'True') return undefined;
-  return c.reason === 'Requested' ? 'Read' : 'ReadAndDelete';
+  return c.reason === 'Requested' ? 'Read' : 'ReadAndTruncate';
 }
 
 /** The last size known of the tenant: the server's re-check, or status. */
@@ -1385,12 +1392,12 @@ export function readOnlyCondition(
     };
   if (mode === 'Read')
     return { type: 'ReadOnly', status: 'True', reason: 'Requested', message: `role ${role} may read and not write (spec.readOnly)` };
-  if (mode === 'ReadAndDelete')
+  if (mode === 'ReadAndTruncate')
     return {
       type: 'ReadOnly',
       status: 'True',
       reason: 'QuotaExceeded',
-      message: `past its quota of ${td.spec.quota?.size ?? '?'}: role ${role} may read, DELETE and TRUNCATE, and writes again once the size is back under the quota`,
+      message: `past its quota of ${td.spec.quota?.size ?? '?'}: role ${role} may read and TRUNCATE its tables without triggers, and writes again once the size is back under the quota`,
     };
   const had = td.status?.conditions?.some((c) => c.type === 'ReadOnly');
   if (!had && td.spec.quota?.action !== 'ReadOnly') return undefined;
