@@ -258,6 +258,12 @@ export const tenantDatabaseSpec = z
           message: 'passwordRotation.interval must be longer than gracePeriod with strategy Overlap',
         }),
       ),
+    managementPolicy: z
+      .enum(['Manage', 'Observe'])
+      .default('Manage')
+      .describe(
+        'Manage: the operator makes what exists match the spec. Observe: it reads the server and the Secret, writes nothing there nor in the Secret, and reports in status.observation the exact statements it would run (passwords left out) and the changes it would make to the Secret; Ready says whether they match. Deleting an observed TenantDatabase touches nothing on the server (no deletionPolicy runs). The pooler keeps serving what it served (its config follows the spec and the Secret, as for every tenant).',
+      ),
     deletionPolicy: z
       .enum(['Retain', 'Delete'])
       .default('Retain')
@@ -350,6 +356,20 @@ export const tenantDatabaseStatus = z
       })
       .optional()
       .describe("The tenant's credentials: which login role is in use, their age and rotation."),
+    observation: z
+      .object({
+        observedAt: z.string().max(64).optional().describe('When the server and the Secret were last read, RFC 3339.'),
+        inSync: z.boolean().optional().describe('Whether nothing would change.'),
+        plan: z
+          .array(z.string().max(1024))
+          .max(101)
+          .optional()
+          .describe(
+            'What a managed reconcile would do now: the SQL statements in their order (passwords left out), then changes to the Secret. At most 100 lines; a last line says how many more.',
+          ),
+      })
+      .optional()
+      .describe('With managementPolicy Observe: what the operator would do, computed from the live server without changing anything.'),
   })
   .describe('The observed state of the tenant database.');
 

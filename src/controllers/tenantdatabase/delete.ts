@@ -24,6 +24,12 @@ export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, s
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   if (!(td.metadata.finalizers ?? []).includes(FINALIZER)) return;
   const ref = tenantRef(td);
+  if (td.spec.managementPolicy === 'Observe') {
+    // Observed only: nothing on the server is the operator's to change, its deletionPolicy included.
+    ctx.events.normal(ref, 'Released', 'managementPolicy Observe: the deletion policy did not run; the server was not touched');
+    await removeFinalizer(api, td.metadata, FINALIZER);
+    return;
+  }
 
   // Where this tenant may have created something: the server status names and the one its spec resolves to.
   const names = new Set<string>();

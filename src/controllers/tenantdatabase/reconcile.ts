@@ -32,6 +32,7 @@ import {
 } from './credentials.js';
 import { runSteps, step, type Step } from '../../runtime/steps.js';
 import type { ReadOnlyMode } from '../../pg/read-only.js';
+import { Recorder } from '../../pg/recording.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
@@ -152,8 +153,8 @@ export async function reconcileTenantDatabase(
   }
 
   // The finalizer first, so that nothing is created that a deletion could miss; then on, in the
-  // same reconcile (status appears on the first one).
-  await addFinalizer(api, td.metadata, FINALIZER);
+  // same reconcile (status appears on the first one). An observed tenant creates nothing.
+  if (td.spec.managementPolicy !== 'Observe') await addFinalizer(api, td.metadata, FINALIZER);
 
   let outcome: Outcome;
   let names: TenantNames | undefined;
@@ -236,6 +237,15 @@ async function provision(
   const ref = tenantRef(td);
   const key = `${td.metadata.namespace ?? ''}/${td.metadata.name}`;
   /**
+   * managementPolicy Observe: the same steps run, on sessions that record instead of writing
+   * (pg/recording), and no step writes the Secret, asks the server to render, or records an Event
+   * for a change: what would be done is the report, in status.observation.
+   */
+  const observing = td.spec.managementPolicy === 'Observe';
+  const rec = observing ? new Recorder() : undefined;
+  /** What stopped an observation before its end (a statement that depends on an object it would create). */
+  let observationCut: string | undefined;
+  /**
    * Logs each change and records it as an Event whose reason is the object and the verb
    * (RoleCreated), sent when the reconcile ends (see flushEvents).
    */
@@ -253,6 +263,10 @@ async function provision(
       Made: 'ReadOnly',
       Returned: 'ReadWrite',
     };
+    if (observing) {
+      for (const c of changes) log.debug({ observed: true }, c);
+      return;
+    }
     for (const c of changes) log.info(c);
     // One Event per object and step, naming every change in it: the trail stays complete, and a
     // new tenant costs a few Events, not one per statement.
@@ -319,7 +333,7 @@ async function provision(
     // Each of its login roles (the second one of an overlapping rotation too).
     const mine = ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles;
     const roles = [names.role, twinRoleName(names.role)].filter((r) => mine?.has(r));
-    if (roles.length) {
+    if (roles.length && !observing) {
       const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
       const ca = admin.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
       if (admin.ok && ca?.ok)
@@ -419,6 +433,7 @@ async function provision(
 
   const steps: Step<Provisioned>[] = [
     step<Provisioned>('limits-where-it-lives', async () => {
+      if (observing) return undefined;
       // Where the tenant already has roles, the server's admission and ceiling hold before anything
       // else: no edit of the spec (a name or serverRef added later) can step around them.
       const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record);
@@ -512,7 +527,7 @@ async function provision(
     step<Provisioned>('unchanged', async () => {
       // Only when nothing but the clock asked: an event (a whitelist, the agent's report, a Secret)
       // may change what the outcome depends on beyond what the fingerprint holds.
-      const v = periodic ? verified.get(td.metadata.uid) : undefined;
+      const v = periodic && !observing ? verified.get(td.metadata.uid) : undefined;
       if (!v || v.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
       const cred = cachedCredentials(ctx, td, names);
       if (cred.dueAt !== undefined && cred.dueAt <= Date.now()) return undefined;
@@ -538,7 +553,7 @@ async function provision(
     // Everything was provisioned moments ago for exactly this spec and Secret, and only what comes
     // from outside (the pooler, the allow-lists) is awaited: that is all this reconcile looks at.
     step<Provisioned>('just-provisioned', async () => {
-      const p = periodic ? undefined : provisioned.get(td.metadata.uid);
+      const p = periodic || observing ? undefined : provisioned.get(td.metadata.uid);
       if (!p || Date.now() - p.at > JUST_PROVISIONED_MS) return undefined;
       if (p.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
       const cred = cachedCredentials(ctx, td, names);
@@ -581,6 +596,10 @@ async function provision(
       ep = endpointOf(server, ca.value);
       pool = ctx.pools.get(serverName, ep, creds);
       inDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds, database, fn);
+      if (rec) {
+        pool = rec.pool(pool);
+        inDatabase = (database, fn) => ctx.pools.withDatabase(ep, creds, database, (c) => fn(rec.queryable(c)));
+      }
       owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid: td.metadata.uid, server: serverName };
 
       return undefined;
@@ -595,6 +614,7 @@ async function provision(
       }
       // A Secret this tenant wrote before it lost a race for the name holds credentials that cannot work.
       const dropOwnSecret = async () => {
+        if (observing) return;
         const own = await readSecret(ctx.clients, owner.namespace, names.secret, owner.uid);
         if (own.kind !== 'owned') return;
         await ctx.clients.core.deleteNamespacedSecret({ name: names.secret, namespace: owner.namespace });
@@ -636,7 +656,8 @@ async function provision(
       return undefined;
     }),
     step<Provisioned>('capacity', async () => {
-      if (justProvisioned) return undefined;
+      // (An observed tenant takes no place on the server: admission holds one.)
+      if (justProvisioned || observing) return undefined;
       const max = server.spec.maxTenants;
       if (max !== undefined && roleClaim.state === 'absent' && !(await admit(ctx, pool, serverName, owner.uid, max))) {
         return {
@@ -739,8 +760,8 @@ async function provision(
       rotateFor = td.metadata.annotations?.[ROTATE_ANNOTATION];
       const answered = current.kind === 'owned' ? current.secret.metadata?.annotations?.[ROTATED_ANNOTATION] : undefined;
       const ours = roleClaim.state === 'ours';
-      const requested = !!rotateFor && rotateFor !== answered && ours;
-      const scheduled = ours && current.kind === 'owned' && scheduledAt !== undefined && scheduledAt <= now;
+      const requested = !!rotateFor && rotateFor !== answered && ours && !observing;
+      const scheduled = ours && current.kind === 'owned' && scheduledAt !== undefined && scheduledAt <= now && !observing;
       if ((requested || scheduled) && rotation.strategy === 'Overlap' && current.kind === 'owned') {
         if (prev) {
           // The previous login's grace period still runs: its clients keep it until then.
@@ -804,6 +825,19 @@ async function provision(
         ...(expired ? [PREVIOUS_LOGIN_ANNOTATION] : []),
         ...(!switching && ann[NEXT_LOGIN_ANNOTATION] !== undefined ? [NEXT_LOGIN_ANNOTATION] : []),
       ];
+      if (rec) {
+        // Observed: what the write would change, by key name (never a value).
+        if (current.kind === 'missing')
+          rec.notes.push(`create Secret ${names.secret} (keys ${Object.keys(data).sort().join(', ')}) with a new password`);
+        else {
+          const changed = Object.keys({ ...current.data, ...data })
+            .filter((k) => current.data[k] !== data[k])
+            .sort();
+          if (changed.length) rec.notes.push(`rewrite keys ${changed.join(', ')} of Secret ${names.secret}`);
+        }
+        for (const oldName of oldSecretNames) rec.notes.push(`delete Secret ${oldName}, replaced by ${names.secret}`);
+        return undefined;
+      }
       const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, annotations, remove);
       if (wrote === 'created')
         record(
@@ -948,7 +982,7 @@ async function provision(
       }
       // The server renders its configs from its catalog, which just moved: it looks again now
       // rather than at its next re-check.
-      if (changed || rotating) ctx.provisioned(serverName, key);
+      if ((changed || rotating) && !observing) ctx.provisioned(serverName, key);
 
       return undefined;
     }),
@@ -964,16 +998,17 @@ async function provision(
       // A read-only tenant cannot create extensions (it may not create anything): they wait for writes.
       const extensions = (s: sql.Queryable) =>
         accessMode ? Promise.resolve({ created: [], failed: [] }) : ensureExtensions(s, td.spec.extensions);
-      let session = await asTenant(ep, active, password, names.database, extensions);
+      const withExtensions = (s: sql.Queryable) => extensions(rec ? rec.queryable(s) : s);
+      let session = await asTenant(ep, active, password, names.database, withExtensions);
       if (!session.ok && sqlState(session.error) === SQLSTATE.invalidPassword) {
         await sql.setRolePassword(pool, active, verifier);
         credential.passwordChangedAt = new Date().toISOString();
         record([`Repaired password of role ${active} from Secret ${names.secret}`], 'Password');
-        session = await asTenant(ep, active, password, names.database, extensions);
+        session = await asTenant(ep, active, password, names.database, withExtensions);
       }
       loginErr = session.ok ? undefined : session.error;
       ext = session.ok ? session.value : { created: [], failed: [] };
-      if (session.ok && !ext.failed.length) {
+      if (session.ok && !ext.failed.length && !observing) {
         const fingerprint = verifiedFingerprint(ctx, td, server, names, connectionLimit, written);
         provisioned.set(td.metadata.uid, { fingerprint, at: Date.now() });
       } else {
@@ -986,7 +1021,7 @@ async function provision(
     // with its new password directly and through the pooler; the one it replaces keeps working until
     // its grace period ends (VALID UNTIL, which PostgreSQL enforces without the operator).
     step<Provisioned>('switch-login', async () => {
-      if (justProvisioned || !switching || td.spec.suspend || loginErr) return undefined;
+      if (justProvisioned || !switching || td.spec.suspend || loginErr || observing) return undefined;
       const to = switching;
       switchErr = await tryLogin(ep, to.role, to.password, names.database);
       const p = td.spec.pooling.enabled ? server.spec.pooler : undefined;
@@ -1049,6 +1084,11 @@ async function provision(
       credentialDueAt = until;
       ctx.provisioned(serverName, key);
       return undefined;
+    }),
+    // Observed only: the plan is the report.
+    step<Provisioned>('observation', async () => {
+      if (!rec) return undefined;
+      return observationOutcome(rec, observationCut, names, serverName);
     }),
     // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
     step<Provisioned>('observe', async () => {
@@ -1212,9 +1252,28 @@ async function provision(
       };
     }),
   ];
+  // Observed, a step that fails on something its own recorded statements would have created (a
+  // database not made, so not there to look into) ends the plan there, and says so.
+  const WRITING_STEPS = new Set(['role-and-databases', 'login-and-extensions']);
+  const guarded = observing
+    ? steps.map((st) =>
+        WRITING_STEPS.has(st.name)
+          ? step<Provisioned>(st.name, async () => {
+              if (observationCut) return undefined;
+              try {
+                return await st.run();
+              } catch (err) {
+                if (err instanceof TerminalError) throw err;
+                observationCut = `the plan stops here: ${errorMessage(err)} (what follows depends on what the statements above would create)`;
+                return undefined;
+              }
+            })
+          : st,
+      )
+    : steps;
   // The last step always returns; undefined would mean a step list without it.
   try {
-    const out = await runSteps(steps, log);
+    const out = await runSteps(guarded, log);
     if (!out) throw new Error('provisioning ended without a result');
     return out;
   } finally {
@@ -1354,6 +1413,35 @@ export function accessModeOf(td: TenantDatabase, sizeBytes: number | undefined):
   const q = td.spec.quota;
   if (q?.action === 'ReadOnly' && sizeBytes !== undefined && sizeBytes > quotaBytes(q.size)) return 'ReadAndTruncate';
   return undefined;
+}
+
+const PLAN_LINES = 100;
+
+/** Status for an observed tenant: in sync or not, and the plan. */
+function observationOutcome(rec: Recorder, cut: string | undefined, names: TenantNames, serverName: string): Provisioned {
+  const lines = [...rec.statements, ...rec.notes, ...(cut ? [cut] : [])].map((l) => (l.length > 1024 ? `${l.slice(0, 1020)} ...` : l));
+  const plan = lines.length > PLAN_LINES ? [...lines.slice(0, PLAN_LINES), `... and ${lines.length - PLAN_LINES} more`] : lines;
+  const inSync = lines.length === 0;
+  const what = names.schema !== undefined ? `schema ${names.schema} in database ${names.database}` : `database ${names.database}`;
+  return {
+    outcome: {
+      conditions: [
+        inSync
+          ? { type: 'Ready', status: 'True', reason: 'InSync', message: `observed only: ${what}, its role and Secret are as the spec asks` }
+          : {
+              type: 'Ready',
+              status: 'False',
+              reason: 'Drifted',
+              message: `observed only: a managed reconcile would make ${lines.length} change(s); see status.observation.plan (set managementPolicy to Manage to let it)`,
+            },
+      ],
+      status: { observation: { observedAt: new Date().toISOString(), inSync, plan } },
+      // Nothing will change until someone does: not retried in a loop (the periodic re-check looks again).
+      terminal: !inSync,
+    },
+    names,
+    serverName,
+  };
 }
 
 /** The access mode the last status reports. */

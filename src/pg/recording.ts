@@ -1,0 +1,62 @@
+/**
+ * Observe-only provisioning: the operator's own steps run against the live server through a session
+ * that lets reads through and keeps every other statement instead of running it. What is kept is
+ * the plan: the exact statements a managed reconcile would run now, in its order. Written by hand
+ * because it wraps this project's own narrow Queryable (query alone), not a pg API.
+ *
+ * A statement is a read when it starts with SELECT, WITH, SHOW, VALUES or TABLE and calls none of
+ * the functions that act (ending sessions, setting configuration, locks, sequences, large objects);
+ * transaction control is neither run nor kept (nothing is written to commit). Passwords (SCRAM
+ * verifiers) are never kept: `PASSWORD '…'` is shown as `PASSWORD <redacted>`.
+ */
+import type pg from 'pg';
+import type { Queryable } from './tenant-sql.js';
+
+const READ = /^\s*(select|with|show|values|table)\b/i;
+const ACTS =
+  /\b(pg_terminate_backend|pg_cancel_backend|set_config|pg_advisory\w*|nextval|setval|lo_\w+|pg_reload_conf|pg_rotate_logfile)\s*\(/i;
+const TRANSACTION = /^\s*(begin|commit|rollback|savepoint|release|start\s+transaction)\b/i;
+
+export function isRead(text: string): boolean {
+  return READ.test(text) && !ACTS.test(text) && !/\b(insert|update|delete|merge)\b\s/i.test(text.replace(/'[^']*'/g, "''"));
+}
+
+/** A statement as a plan shows it: one line, values in place of $n, no password. */
+export function shown(text: string, values?: readonly unknown[]): string {
+  let t = text.replace(/\s+/g, ' ').trim();
+  if (values?.length)
+    t = t.replace(/\$(\d+)/g, (m, n: string) => {
+      const v = values[Number(n) - 1];
+      return v === undefined ? m : typeof v === 'string' ? `'${v.replace(/'/g, "''")}'` : JSON.stringify(v);
+    });
+  return t.replace(/PASSWORD\s+'(?:[^']|'')*'/gi, 'PASSWORD <redacted>');
+}
+
+export class Recorder {
+  readonly statements: string[] = [];
+  /** Changes a reconcile would make outside PostgreSQL (the Secret), in words. */
+  readonly notes: string[] = [];
+
+  queryable(real: Queryable): Queryable & { release?: () => void } {
+    return {
+      query: async <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
+        if (isRead(text)) return real.query<R>(text, values);
+        if (!TRANSACTION.test(text)) this.statements.push(shown(text, values));
+        const none: pg.QueryResult<R> = { rows: [], rowCount: 0, command: '', oid: 0, fields: [] };
+        return none;
+      },
+    };
+  }
+
+  /** A pool whose sessions record: `connect()` hands out a recording client over a real one. */
+  pool(real: pg.Pool): pg.Pool {
+    const q = this.queryable(real);
+    return {
+      query: (text: string, values?: unknown[]) => q.query(text, values),
+      connect: async () => {
+        const client = await real.connect();
+        return Object.assign(this.queryable(client), { release: (err?: Error | boolean) => client.release(err) });
+      },
+    } as unknown as pg.Pool;
+  }
+}
