@@ -123,7 +123,12 @@ export const tenantGroupStatus = z
         serverName: z.string().max(253).optional().describe('The PostgresServer it lives on.'),
         reached: z.array(z.string().max(253)).max(1000).optional().describe('The members whose schema it reaches.'),
         notReached: z
-          .array(z.object({ name: z.string().max(253), reason: z.string().max(1024) }))
+          .array(
+            z.object({
+              name: z.string().max(253).describe('The member.'),
+              reason: z.string().max(1024).describe('Why it is not reached.'),
+            }),
+          )
           .max(1000)
           .optional()
           .describe('The members it does not reach, and why.'),

@@ -105,7 +105,10 @@ afterAll(async () => {
 });
 
 test('the group login reads and writes every member schema, directly and through the pooler, and nothing else', async () => {
-  await team.apply('TenantGroup', 'shops', { selector: { matchLabels: { app: 'shops' } }, groupLogin: { enabled: true } });
+  await team.apply('TenantGroup', 'shops', {
+    selector: { matchLabels: { app: 'shops' } },
+    groupLogin: { enabled: true, serverRef: { name: SERVER } },
+  });
   const g = await waitForCondition(() => getGroup('glogin', 'shops'), 'GroupLoginReady', 'True', 'MembersNotReached', 90_000);
   expect(condition(g, 'Ready')?.status).toBe('True');
   const st = (g.status as { groupLogin: { roleName: string; reached: string[]; notReached: { name: string; reason: string }[] } })
@@ -222,17 +225,21 @@ test('a hostile team cannot get the group login to reach another namespace, nor 
   // Another namespace's group naming the first group's role: a Conflict, the role untouched.
   await outsider.apply('TenantGroup', 'steal', {
     selector: { matchLabels: { app: 'shops' } },
-    groupLogin: { enabled: true, roleName: 'glogin_shops_group' },
+    groupLogin: { enabled: true, serverRef: { name: SERVER }, roleName: 'glogin_shops_group' },
   });
   const g = await waitForCondition(() => getGroup('glogin-other', 'steal'), 'GroupLoginReady', 'False', 'Conflict', 60_000);
   expect(condition(g, 'Ready')?.status).toBe('False');
   // Its own group login reaches its own namespace's acme only.
-  await outsider.apply('TenantGroup', 'mine', { selector: { matchLabels: { app: 'shops' } }, groupLogin: { enabled: true } });
+  await outsider.apply('TenantGroup', 'mine', {
+    selector: { matchLabels: { app: 'shops' } },
+    groupLogin: { enabled: true, serverRef: { name: SERVER } },
+  });
   await waitForCondition(() => getGroup('glogin-other', 'mine'), 'GroupLoginReady', 'True', 'Ready', 90_000);
   const theirs = (await outsider.core.readNamespacedSecret({ name: 'mine-tenants', namespace: 'glogin-other' })).data ?? {};
   const url = Buffer.from(theirs['group-uri'] ?? '', 'base64').toString();
   expect((await inSchema(url, 'glogin_other_acme', 'SELECT owner FROM items'))[0]?.owner).toBe('glogin-other/acme');
-  for (const schema of ['glogin_acme', 'glogin_globex']) expect(await refused(inSchema(url, schema, 'SELECT * FROM items'))).toBe('42501');
+  for (const schema of ['glogin_acme', 'glogin_globex'])
+    expect(await refused(inSchema(url, 'public', `SELECT * FROM ${schema}.items`))).toBe('42501');
   // With its own tenant's SQL: granting membership in another tenant's role, or a group role to itself, is refused.
   const own = (await readSecretData(c, 'glogin-other', 'acme-db'))!;
   const tenant = await session(own.DIRECT_URL ?? '');

@@ -153,7 +153,8 @@ export async function reconcileTenantGroup(ctx: OperatorContext, key: string, lo
     login = await ensureGroupLogin(ctx, g, read ? decodeSecretData(read.data) : undefined);
     for (const change of login.changes) ctx.events.normal(ref, 'GroupLogin', change);
   }
-  const extra = { groupLogin: login?.status ?? null };
+  // null clears what an earlier login left in status (a merge patch removes the field).
+  const extra = { groupLogin: login?.status ?? (raw.status?.groupLogin ? null : undefined) };
   const members = membersOf(ctx, g);
   const group = login?.keys && login.document ? { keys: login.keys, document: login.document } : undefined;
   const reg = renderRegistry(members, g.spec.env, group);
