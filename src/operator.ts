@@ -20,6 +20,7 @@ import { AGENT_APPLIED_ANNOTATION, AGENT_ERROR_ANNOTATION, AGENT_WARNING_ANNOTAT
 import { SHARD_OF_LABEL } from './pooler/shards.js';
 import { ROTATED_ANNOTATION } from './controllers/tenantdatabase/secret.js';
 import { GROUP_LABEL } from './controllers/tenantgroup/reconcile.js';
+import { GROUP_VERIFIER_ANNOTATION } from './controllers/pooler-view.js';
 import { type CachedIpWhitelist, type CachedPostgresServer, type CachedTenantDatabase, type CachedTenantGroup } from './api/cached.js';
 import { tenantDatabaseSpec } from './api/tenantdatabase.js';
 import { withoutDefaults } from './api/cached.js';
@@ -162,6 +163,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       AGENT_APPLIED_ANNOTATION,
       AGENT_ERROR_ANNOTATION,
       AGENT_WARNING_ANNOTATION,
+      GROUP_VERIFIER_ANNOTATION,
     ]),
   };
   const slimOwn = (s: k8s.V1Secret) => slimSecret(s, o.namespace, kept);

@@ -94,3 +94,20 @@ export function twinRoleName(role: string): string {
   const suffix = `_${shortHash(role)}_2`;
   return role.slice(0, 63 - suffix.length).replace(/_+$/, '') + suffix;
 }
+
+/**
+ * A TenantGroup's login role has a PgBouncer alias of its own on the shared database:
+ * `group.<role>`. Like a schema alias it holds a dot, so it is never a database's name, and its
+ * prefix keeps it apart from every schema alias.
+ */
+export const GROUP_ALIAS_PREFIX = 'group.';
+export const MAX_GROUP_ROLE = 63 - GROUP_ALIAS_PREFIX.length;
+
+export function groupAlias(role: string): string {
+  return `${GROUP_ALIAS_PREFIX}${role}`;
+}
+
+/** The group login role when the TenantGroup names none: `<namespace>_<name>_group`, hashed past MAX_GROUP_ROLE. */
+export function groupRoleName(namespace: string, name: string): string {
+  return deriveIdentifier(namespace, `${name}_group`, MAX_GROUP_ROLE);
+}

@@ -1,5 +1,6 @@
 import { z } from 'zod';
-import { cel, conditions, k8sName, labelSelector, objectMeta } from './common.js';
+import { cel, conditions, k8sName, labelSelector, objectMeta, pgIdentifier } from './common.js';
+import { GROUP_ALIAS_PREFIX, HOLDER_SUFFIX, MAX_GROUP_ROLE, RESERVED_ROLES } from './naming.js';
 
 /** A key of a Secret, as the API server accepts it. */
 const secretKey = z
@@ -7,6 +8,69 @@ const secretKey = z
   .min(1)
   .max(253)
   .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key is made of letters, digits, -, _ and .');
+
+const ROLE_RULES = `groupLogin.roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')}, start with pg_ or end in ${HOLDER_SUFFIX}`;
+
+/**
+ * One login role for a backend that routes by search_path in a schema-per-tenant shared database:
+ * one credential and one pool that reach every member schema.
+ */
+export const groupLogin = z
+  .object({
+    enabled: z.boolean().default(false).describe('Creates the group login role; false (or removing groupLogin) drops it.'),
+    serverRef: z
+      .object({ name: k8sName('groupLogin.serverRef.name').describe('Name of the PostgresServer.') })
+      .optional()
+      .describe(
+        'The PostgresServer whose sharedDatabase the group login works in; the default server when omitted. Members on another server are not reached. Cannot change once set.',
+      )
+      .meta(cel({ rule: 'self == oldSelf', message: 'groupLogin.serverRef cannot be changed' })),
+    roleName: pgIdentifier('groupLogin.roleName')
+      .max(
+        MAX_GROUP_ROLE,
+        `groupLogin.roleName must be at most ${MAX_GROUP_ROLE} bytes, so that its pooler alias ${GROUP_ALIAS_PREFIX}<roleName> fits in 63`,
+      )
+      .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_') && !v.endsWith(HOLDER_SUFFIX), { message: ROLE_RULES })
+      .optional()
+      .describe(
+        `Name of the group's login role, at most ${MAX_GROUP_ROLE} bytes. <namespace>_<name>_group when omitted. A role of that name that this group did not create is never taken over (Conflict). Cannot change once set.`,
+      )
+      .meta(
+        cel(
+          { rule: 'self == oldSelf', message: 'groupLogin.roleName cannot be changed' },
+          {
+            rule: `!(self in [${[...RESERVED_ROLES]
+              .sort()
+              .map((r) => `'${r}'`)
+              .join(', ')}]) && !self.startsWith('pg_') && !self.endsWith('${HOLDER_SUFFIX}')`,
+            message: ROLE_RULES,
+          },
+        ),
+      ),
+    connectionLimit: z
+      .number()
+      .int()
+      .min(1)
+      .max(10000)
+      .default(20)
+      .describe('CONNECTION LIMIT of the group role: its direct and pooled server connections together.'),
+    pooling: z
+      .object({
+        poolMode: z
+          .enum(['session', 'transaction', 'statement'])
+          .default('transaction')
+          .describe(
+            'PgBouncer pool_mode of the group pool. In transaction mode a server connection serves many clients: route with SET LOCAL search_path inside each transaction (a plain SET stays on the server connection for the next client).',
+          ),
+        poolSize: z.number().int().min(1).max(10000).default(10).describe('PgBouncer pool_size: server connections of the group pool.'),
+      })
+      .default({ poolMode: 'transaction', poolSize: 10 })
+      .describe('The PgBouncer pool of the group login (alias group.<roleName> on the shared database).'),
+  })
+  .describe(
+    "Isolation Schema only: one login role that may work in every member's schema and in no other. It is a member of each reached member's role, so it holds exactly what that member's own login holds (a read-only member stays read-only) and loses it the moment the member leaves. Its credentials go into the registry Secret (group-username, group-password, group-uri, group-pooled-uri, group-jdbc-uri).",
+  );
+export type GroupLogin = z.infer<typeof groupLogin>;
 
 export const tenantGroupSpec = z
   .object({
@@ -35,6 +99,7 @@ export const tenantGroupSpec = z
       .max(8)
       .default([])
       .describe('Keys per member in the registry Secret, for backends that read one environment variable per tenant.'),
+    groupLogin: groupLogin.optional(),
   })
   .describe("A live registry of TenantDatabases for one backend: one Secret with every member's connection information.")
   .meta(
@@ -52,6 +117,24 @@ export const tenantGroupStatus = z
     members: z.number().int().optional().describe('How many TenantDatabases the registry lists.'),
     ready: z.number().int().optional().describe('How many of them are Ready.'),
     bytes: z.number().int().optional().describe("The size of the registry Secret's data; a Secret holds at most 1 MiB."),
+    groupLogin: z
+      .object({
+        roleName: z.string().max(63).optional().describe('The group login role.'),
+        serverName: z.string().max(253).optional().describe('The PostgresServer it lives on.'),
+        reached: z.array(z.string().max(253)).max(1000).optional().describe('The members whose schema it reaches.'),
+        notReached: z
+          .array(
+            z.object({
+              name: z.string().max(253).describe('The member.'),
+              reason: z.string().max(1024).describe('Why it is not reached.'),
+            }),
+          )
+          .max(1000)
+          .optional()
+          .describe('The members it does not reach, and why.'),
+      })
+      .optional()
+      .describe('What the group login reaches.'),
   })
   .describe('The observed state of the group.');
 

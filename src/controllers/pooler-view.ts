@@ -21,7 +21,20 @@ import { cachedConfigReport, poolerConfigRef, serverHbaRef } from './postgresser
 import { SERVER_HBA_BUDGET, serverHbaPlan, whitelistCidrs } from './postgresserver/pooler-plan.js';
 import { cachedPoolerReport, cachedShardFiles } from './postgresserver/pooler-shards.js';
 
-export { MAX_CIDRS_PER_TENANT, cachedVerifier, forgetTenant, tenantWhitelists, verifierFor } from './postgresserver/pooler-plan.js';
+export {
+  GROUP_VERIFIER_ANNOTATION,
+  MAX_CIDRS_PER_TENANT,
+  cachedVerifier,
+  forgetTenant,
+  groupReach,
+  groupRoleOf,
+  groupServerName,
+  tenantWhitelists,
+  verifierFor,
+  type GroupReach,
+} from './postgresserver/pooler-plan.js';
+export { cachedShardFiles } from './postgresserver/pooler-shards.js';
+export { poolerConfigRef } from './postgresserver/config-secrets.js';
 
 /** The agent's admin_users entry unless told otherwise (tenantdb agent --admin-user). */
 export const DEFAULT_POOLER_ADMIN_USER = 'tenantdb_pooler';

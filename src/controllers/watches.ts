@@ -185,6 +185,24 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       coalesceMs: SERVER_COALESCE_MS,
     }),
     watch({
+      source: 'groups',
+      why: "a TenantGroup's login (groupLogin) has a pool and HBA rules in its server's configs",
+      when: specChanged,
+      map: (g, c) => [g.spec?.groupLogin?.serverRef?.name ?? defaultServerName(c)].filter((n): n is string => !!n),
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
+      source: 'secrets',
+      why: "a TenantGroup's registry Secret carries its login's verifier for the pooler's userlist",
+      map: (s, c) => {
+        const r = ownerOf(s, 'TenantGroup');
+        const g = r && s.metadata?.namespace ? c.groups.get(r.name, s.metadata.namespace) : undefined;
+        if (!g || g.metadata?.uid !== r?.uid || !g.spec?.groupLogin) return [];
+        return [g.spec.groupLogin.serverRef?.name ?? defaultServerName(c)].filter((n): n is string => !!n);
+      },
+      coalesceMs: SERVER_COALESCE_MS,
+    }),
+    watch({
       source: 'whitelists',
       why: "an IpWhitelist's CIDRs go into the HBA of its tenant's server",
       when: specChanged,
@@ -313,10 +331,17 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
   ],
 };
 
-/** What a group reads of a tenant: labels, the Secret it names, and whether it is Ready. */
+/** What a group reads of a tenant: labels, the Secret it names, whether it is Ready, and where its group login may reach it. */
 function memberViewChanged(t: CachedTenantDatabase, old: CachedTenantDatabase): boolean {
   const view = (x: CachedTenantDatabase) =>
-    JSON.stringify([x.metadata?.labels ?? {}, x.spec?.secretName, x.status?.conditions?.find((k) => k.type === 'Ready')?.status]);
+    JSON.stringify([
+      x.metadata?.labels ?? {},
+      x.spec?.secretName,
+      x.status?.conditions?.find((k) => k.type === 'Ready')?.status,
+      x.spec?.isolation,
+      x.spec?.serverRef?.name,
+      x.spec?.suspend,
+    ]);
   return view(t) !== view(old);
 }
 

@@ -5,7 +5,7 @@
  * a small named function, and a database name goes into one only after it passed IDENT.
  */
 import type pg from 'pg';
-import { CONSOLE_DATABASE, IDENT, SCHEMA_ALIAS } from '../pooler/names.js';
+import { CONSOLE_DATABASE, GROUP_ALIAS, IDENT, SCHEMA_ALIAS } from '../pooler/names.js';
 import { withClient } from './connections.js';
 
 export interface PoolerAdmin {
@@ -21,9 +21,9 @@ async function consoleQuery(admin: PoolerAdmin, sql: string): Promise<pg.QueryRe
   return withClient(config, async (c) => (await c.query<Record<string, unknown>>(sql)).rows);
 }
 
-/** A name for a console command: a plain identifier as it is, a schema tenant's alias double-quoted. */
+/** A name for a console command: a plain identifier as it is, a schema tenant's or a group's alias double-quoted. */
 function databaseName(name: string): string {
-  if (SCHEMA_ALIAS.test(name)) return `"${name}"`;
+  if (SCHEMA_ALIAS.test(name) || GROUP_ALIAS.test(name)) return `"${name}"`;
   if (!IDENT.test(name)) throw new Error(`${JSON.stringify(name)} is not a database name the console may be given`);
   return name;
 }

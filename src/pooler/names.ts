@@ -23,8 +23,11 @@ export type NameUse = 'alias' | 'database' | 'role';
  */
 export const SCHEMA_ALIAS = /^schema\.[a-z_][a-z0-9_]{0,55}$/;
 
+/** The alias of a TenantGroup's login (api/naming's groupAlias): `group.` and the role's name. */
+export const GROUP_ALIAS = /^group\.[a-z_][a-z0-9_]{0,56}$/;
+
 export function nameProblem(use: NameUse, name: string): string | undefined {
-  if (use === 'alias' && SCHEMA_ALIAS.test(name)) return undefined;
+  if (use === 'alias' && (SCHEMA_ALIAS.test(name) || GROUP_ALIAS.test(name))) return undefined;
   if (!IDENT.test(name)) return `${use} ${JSON.stringify(name)} is not a lower case identifier of at most 63 bytes`;
   if (HBA_KEYWORDS.has(name)) return `${use} ${name} is an HBA keyword`;
   if (use === 'alias' && name === CONSOLE_DATABASE) return `alias ${name} is PgBouncer's admin console`;

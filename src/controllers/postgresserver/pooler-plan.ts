@@ -6,11 +6,23 @@
  * informer caches. Nothing here writes or calls the API server.
  */
 import type { CachedTenantDatabase } from '../../api/cached.js';
-import { defaultServerName, tenantsOfServer } from '../watches.js';
+import { BY_NAMESPACE, defaultServerName, tenantsOfServer } from '../watches.js';
 import type * as k8s from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
 import { isCidr } from '../../api/common.js';
-import { MAX_SCHEMA, deriveIdentifier, holderRoleName, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
+import {
+  MAX_SCHEMA,
+  deriveIdentifier,
+  groupAlias,
+  groupRoleName,
+  holderRoleName,
+  schemaAlias,
+  shadowDatabaseName,
+} from '../../api/naming.js';
+import { matchesSelector } from '../../api/common.js';
+import { tenantGroup, type TenantGroup } from '../../api/tenantgroup.js';
+import { intersectAllowLists } from '../../pooler/cidrs.js';
+import { VERIFIER } from '../../pooler/validate.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { secretValue } from '../../kube/secrets.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../../pg/scram.js';
@@ -165,7 +177,7 @@ interface VerifiedTenant {
   view: TenantView;
 }
 
-function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTenant[] {
+export function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTenant[] {
   const marks = ctx.markers.get(serverName);
   if (!marks) return [];
   const server = postgresServer.safeParse(ctx.servers.get(serverName));
@@ -320,12 +332,37 @@ export function poolerTenants(ctx: OperatorContext, server: PostgresServer): Poo
       suspended: t.view.spec?.suspend === true,
     });
   }
+  for (const g of verifiedGroups(ctx, server)) {
+    out.push({
+      alias: g.alias,
+      database: g.database,
+      role: g.role,
+      verifier: g.verifier,
+      poolMode: g.login.pooling.poolMode,
+      poolSize: g.login.pooling.poolSize,
+      maxDbConnections: g.login.connectionLimit,
+      maxClientConnections: clientLimitOf(undefined, limits),
+      allowedCidrs: g.allowedCidrs,
+    });
+  }
   return out;
 }
 
 /** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them, and which were closed. */
 export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { tenants: ServerHbaTenant[]; closed: Set<string> } {
   const candidates: ServerHbaCandidate[] = [];
+  // A group login whose members have allow-lists is held to what all of them allow, directly too.
+  for (const g of verifiedGroups(ctx, server)) {
+    if (g.allowedCidrs === undefined) continue;
+    candidates.push({
+      namespace: g.namespace,
+      role: g.role,
+      databases: [g.database],
+      shared: true,
+      allowedCidrs: g.allowedCidrs,
+      created: g.created,
+    });
+  }
   for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
     if (cidrs === undefined) continue;
@@ -341,4 +378,116 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
     });
   }
   return planServerHba(candidates, server.spec.alwaysAllowedCidrs ?? []);
+}
+
+// TenantGroup logins (isolation Schema): one role reaching every member's schema.
+
+/** Annotation on a group's registry Secret: the SCRAM verifier of its login, for the pooler's userlist. */
+export const GROUP_VERIFIER_ANNOTATION = 'tenantdb.dev/group-login-verifier';
+
+export interface GroupReach {
+  /** Members whose role the group role is a member of, sorted by name. */
+  reached: { name: string; uid: string; role: string; schema: string; allowedCidrs: string[] | undefined }[];
+  notReached: { name: string; reason: string }[];
+}
+
+/** The PostgresServer a group's login lives on: the one it names, or the default. */
+export function groupServerName(ctx: OperatorContext, g: Pick<TenantGroup, 'spec'>): string | undefined {
+  return g.spec.groupLogin?.serverRef?.name ?? defaultServerName(ctx);
+}
+
+export function groupRoleOf(g: Pick<TenantGroup, 'spec' | 'metadata'>): string {
+  return g.spec.groupLogin?.roleName ?? groupRoleName(g.metadata.namespace ?? '', g.metadata.name);
+}
+
+/**
+ * Which members a group login reaches on a server: schema tenants of the group's namespace whose
+ * role and schema the server's catalog shows as theirs (never what a spec or status claims), not
+ * suspended, on this server. The others are listed with the reason.
+ */
+export function groupReach(ctx: OperatorContext, g: TenantGroup, serverName: string): GroupReach {
+  const ns = g.metadata.namespace ?? '';
+  const verified = new Map(verifiedTenants(ctx, serverName).map((t) => [t.uid, t]));
+  const defaultName = defaultServerName(ctx);
+  const out: GroupReach = { reached: [], notReached: [] };
+  const members = ctx.tenants
+    .byIndex(BY_NAMESPACE, ns)
+    .filter((t) => !t.metadata?.deletionTimestamp && matchesSelector(g.spec.selector, t.metadata?.labels))
+    .sort((a, b) => ((a.metadata?.name ?? '') < (b.metadata?.name ?? '') ? -1 : 1));
+  for (const t of members) {
+    const name = t.metadata?.name ?? '';
+    const server = t.spec?.serverRef?.name ?? defaultName;
+    const v = verified.get(t.metadata?.uid ?? '');
+    const reason =
+      t.spec?.isolation !== 'Schema'
+        ? 'isolation Database: a group login reaches schema tenants only'
+        : server !== serverName
+          ? `on PostgresServer ${server ?? '(none)'}, not on ${serverName} where the group login is`
+          : t.spec?.suspend === true
+            ? 'suspended'
+            : !v || !v.shared
+              ? 'its role and schema are not provisioned yet'
+              : undefined;
+    if (reason || !v) {
+      out.notReached.push({ name, reason: reason ?? 'not provisioned' });
+      continue;
+    }
+    const schema = t.spec?.schemaName ?? deriveIdentifier(ns, name, MAX_SCHEMA);
+    out.reached.push({ name, uid: v.uid, role: v.role, schema, allowedCidrs: whitelistCidrs(ctx, ns, name) });
+  }
+  return out;
+}
+
+interface VerifiedGroup {
+  namespace: string;
+  role: string;
+  alias: string;
+  database: string;
+  verifier: string;
+  login: NonNullable<TenantGroup['spec']['groupLogin']>;
+  /** What every reached member allows (undefined: none has an allow-list). */
+  allowedCidrs: string[] | undefined;
+  created: string;
+}
+
+/**
+ * The group logins a server's configs hold: enabled, naming this server, in an admitted namespace,
+ * their role carrying the group's marker on the server, their verifier from the group's own
+ * registry Secret. Their HBA rules are the meet of the reached members' allow-lists: the group login
+ * reaches every member's data, so it may log in only from where each of them allows its own login
+ * (a member without a list narrows nothing). The always-allowed CIDRs come on top, as for tenants.
+ */
+function verifiedGroups(ctx: OperatorContext, server: PostgresServer): VerifiedGroup[] {
+  const serverName = server.metadata.name;
+  const shared = server.spec.sharedDatabase;
+  const marks = ctx.markers.get(serverName);
+  if (!shared || !marks) return [];
+  const out: VerifiedGroup[] = [];
+  for (const raw of ctx.groups.list()) {
+    const parsed = tenantGroup.safeParse(raw);
+    if (!parsed.success) continue;
+    const g = parsed.data;
+    const login = g.spec.groupLogin;
+    const ns = g.metadata.namespace ?? '';
+    if (!login?.enabled || g.metadata.deletionTimestamp || groupServerName(ctx, g) !== serverName) continue;
+    if (!namespaceAllowed(ctx, server, ns).ok) continue;
+    const role = groupRoleOf(g);
+    if (!marks.get(g.metadata.uid)?.roles.has(role)) continue;
+    const secret = ctx.secrets.get(g.spec.secretName ?? `${g.metadata.name}-tenants`, ns);
+    if (!secret?.metadata?.ownerReferences?.some((r) => r.controller && r.uid === g.metadata.uid)) continue;
+    const verifier = secret.metadata.annotations?.[GROUP_VERIFIER_ANNOTATION];
+    if (!verifier || !VERIFIER.test(verifier)) continue;
+    const reach = groupReach(ctx, g, serverName);
+    out.push({
+      namespace: ns,
+      role,
+      alias: groupAlias(role),
+      database: shared,
+      verifier,
+      login,
+      allowedCidrs: intersectAllowLists(reach.reached.map((m) => m.allowedCidrs)),
+      created: stamp(g.metadata.creationTimestamp),
+    });
+  }
+  return out;
 }

@@ -61,7 +61,14 @@ export type Registry =
  * member and env entry. Two members whose names give the same key are refused rather than one
  * silently winning.
  */
-export function renderRegistry(members: readonly Member[], env: readonly EnvKey[]): Registry {
+export interface GroupEntry {
+  /** The group login's keys (group-username, group-password, group-uri, ...). */
+  keys: Readonly<Record<string, string>>;
+  /** What tenants.json says of the group login under `group`. */
+  document: Readonly<Record<string, unknown>>;
+}
+
+export function renderRegistry(members: readonly Member[], env: readonly EnvKey[], group?: GroupEntry): Registry {
   const listed = [...members].filter((m) => m.secret).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   const tenants = listed.map((m) => {
     const entry: Record<string, string | number | boolean> = { name: m.name, ready: m.ready };
@@ -71,7 +78,8 @@ export function renderRegistry(members: readonly Member[], env: readonly EnvKey[
     }
     return entry;
   });
-  const data: Record<string, string> = { 'tenants.json': `${JSON.stringify({ tenants }, null, 2)}\n` };
+  const doc = group ? { tenants, group: group.document } : { tenants };
+  const data: Record<string, string> = { 'tenants.json': `${JSON.stringify(doc, null, 2)}\n`, ...group?.keys };
   const from = new Map<string, string>();
   for (const e of env) {
     for (const m of listed) {
@@ -79,7 +87,7 @@ export function renderRegistry(members: readonly Member[], env: readonly EnvKey[
       if (!/^[-._a-zA-Z0-9]{1,253}$/.test(key))
         return { ok: false, message: `env key ${JSON.stringify(key)} of member ${m.name} is not a Secret key` };
       const other = from.get(key);
-      if (other !== undefined || key === 'tenants.json')
+      if (other !== undefined || Object.hasOwn(data, key))
         return {
           ok: false,
           message: `members ${other ?? '(the registry)'} and ${m.name} both give the key ${key}; rename one or change the env key`,
