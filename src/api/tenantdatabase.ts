@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { cel, duration, extensionName, conditions, k8sName, objectMeta, pgIdentifier, pgMemory, pgTime } from './common.js';
+import { migrationStatus, tenantMigration } from './migration.js';
 import { HOLDER_SUFFIX, MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
 
 const celList = (xs: Iterable<string>) =>
@@ -262,6 +263,7 @@ export const tenantDatabaseSpec = z
       .enum(['Retain', 'Delete'])
       .default('Retain')
       .describe('Retain: on deletion keep database and role, with login disabled. Delete: end sessions and drop both.'),
+    migration: tenantMigration.optional(),
   })
   .describe('The tenant database the operator provisions.')
   .meta(
@@ -350,6 +352,7 @@ export const tenantDatabaseStatus = z
       })
       .optional()
       .describe("The tenant's credentials: which login role is in use, their age and rotation."),
+    migration: migrationStatus.optional(),
   })
   .describe('The observed state of the tenant database.');
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { groupMigration, rolloutStatus } from './migration.js';
 import { cel, conditions, k8sName, labelSelector, objectMeta } from './common.js';
 
 /** A key of a Secret, as the API server accepts it. */
@@ -35,6 +36,7 @@ export const tenantGroupSpec = z
       .max(8)
       .default([])
       .describe('Keys per member in the registry Secret, for backends that read one environment variable per tenant.'),
+    migration: groupMigration.optional(),
   })
   .describe("A live registry of TenantDatabases for one backend: one Secret with every member's connection information.")
   .meta(
@@ -52,6 +54,7 @@ export const tenantGroupStatus = z
     members: z.number().int().optional().describe('How many TenantDatabases the registry lists.'),
     ready: z.number().int().optional().describe('How many of them are Ready.'),
     bytes: z.number().int().optional().describe("The size of the registry Secret's data; a Secret holds at most 1 MiB."),
+    rollout: rolloutStatus.optional(),
   })
   .describe('The observed state of the group.');
 

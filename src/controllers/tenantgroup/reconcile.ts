@@ -18,6 +18,7 @@ import { commitStatus } from '../../runtime/status.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, controllerRef, splitKey, type OperatorContext } from '../context.js';
 import { ownedBy } from '../tenantdatabase/secret.js';
 import { BY_NAMESPACE } from '../watches.js';
+import { rollOutMigration, type RolloutResult } from '../migrations/group.js';
 import { REGISTRY_WARN, renderRegistry, type Member } from './registry.js';
 
 export const GROUP_LABEL = 'tenantdb.dev/tenantgroup';
@@ -88,15 +89,21 @@ async function writeRegistry(
   return 'written';
 }
 
-export async function reconcileTenantGroup(ctx: OperatorContext, key: string, _log: Logger): Promise<ReconcileResult> {
+export async function reconcileTenantGroup(ctx: OperatorContext, key: string, log: Logger): Promise<ReconcileResult> {
   const { namespace, name } = splitKey(key);
   const raw = ctx.groups.get(name, namespace);
   if (!raw) return {};
   const api = customResourceApi(ctx.clients, TENANT_GROUP);
   const meta = { name, namespace, resourceVersion: raw.metadata?.resourceVersion ?? '', generation: raw.metadata?.generation };
   const ref = { apiVersion: API_VERSION, kind: 'TenantGroup', name, namespace, uid: raw.metadata?.uid ?? '' };
+  // The migration rollout (src/controllers/migrations/) adds its summary and condition to the one status write.
+  let migration: RolloutResult = {};
   const finish = async (ready: ConditionInput, fields: Record<string, unknown>, terminal: boolean) => {
-    const t = await commitStatus(api, meta, raw.status, { fields, observed: [ready], terminal });
+    const t = await commitStatus(api, meta, raw.status, {
+      fields: { ...fields, ...(migration.rollout !== undefined ? { rollout: migration.rollout } : {}) },
+      observed: [ready, ...(migration.condition ? [migration.condition] : [])],
+      terminal,
+    });
     if (t.changed && ready.status === 'False' && t.before.find((c) => c.type === 'Ready')?.reason !== ready.reason)
       ctx.events.warning(ref, ready.reason, ready.message);
     return {};
@@ -107,6 +114,7 @@ export async function reconcileTenantGroup(ctx: OperatorContext, key: string, _l
     return finish({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, {}, true);
   }
   const g = parsed.data;
+  migration = await rollOutMigration(ctx, g, ref, log);
   const secretName = g.spec.secretName ?? `${name}-tenants`;
   const members = membersOf(ctx, g);
   const reg = renderRegistry(members, g.spec.env);
