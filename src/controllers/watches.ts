@@ -293,6 +293,16 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       when: specChanged,
       map: (g, c) => c.tenants.byIndex(BY_NAMESPACE, g.metadata?.namespace ?? '').map(keyOf),
     }),
+    watch({
+      source: 'groups',
+      why: "a TenantGroup's rollout halted or went on: its members still waiting say so in status.migration",
+      when: (g, old, deleted) => !deleted && !!old && haltOf(g) !== haltOf(old),
+      map: (g, c) =>
+        c.tenants
+          .byIndex(BY_NAMESPACE, g.metadata?.namespace ?? '')
+          .filter((t) => t.status?.migration?.phase === 'Pending')
+          .map(keyOf),
+    }),
   ],
   ipwhitelist: [
     watch({ source: 'whitelists', why: 'its own spec', when: specChanged, map: (w) => [keyOf(w)] }),
@@ -342,6 +352,9 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
     }),
   ],
 };
+
+/** Whether a group's rollout is halted, and at which Job. */
+const haltOf = (g: CachedTenantGroup): string => (g.status?.rollout?.halted ? (g.status.rollout.failedJob ?? '?') : '');
 
 /** The TenantDatabase that controls a Job, from the cache, when its uid matches. */
 function tenantOfJob(j: k8s.V1Job, c: Caches): CachedTenantDatabase | undefined {

@@ -235,9 +235,11 @@ test("a TenantGroup's rollout stops at the first failure and names the tenant an
       .sort(),
   ).toEqual(['m-a', 'm-b']);
   for (const m of ['m-c', 'm-d']) {
-    const t = tdb(m);
+    const t = await waitFor(`${m} to say the rollout is halted`, async () => {
+      const x = tdb(m);
+      return x.status?.migration?.message?.includes('halted at m-b') ? x : undefined;
+    });
     expect(ready(t)).toMatchObject({ status: 'False', reason: 'MigrationPending' });
-    expect(t.status?.migration?.message).toContain('halted at m-b');
   }
 
   // A fixed template rolls over all four, never more than two at a time.

@@ -109,3 +109,23 @@ test("a member's migration progress and provisioning wake its group", () => {
   });
   expect(woken('tenants', provisioned, orders)).toContainEqual(['tenantgroup', 'shop/merchants']);
 });
+
+test("a group's rollout halting wakes its members still waiting", () => {
+  const waiting = tenant('billing', 'uid-billing', { status: { migration: { phase: 'Pending' } } });
+  const c2: Caches = { ...caches, tenants: cache([orders, waiting], tenantIndexers) };
+  const out: string[] = [];
+  const h = handlersFor(
+    'groups',
+    () => c2,
+    { add: (c, k) => (c === 'tenantdatabase' ? out.push(k) : 0) },
+    (err) => {
+      throw err;
+    },
+  );
+  const g = { metadata: { name: 'merchants', namespace: 'shop', uid: 'g', generation: 1 }, spec: { selector: {} } };
+  h.onChange(
+    { ...g, status: { rollout: { halted: true, failedJob: 'orders-migrate-0123456789' } } },
+    { ...g, status: { rollout: { halted: false } } },
+  );
+  expect(out).toEqual(['shop/billing']);
+});
