@@ -78,11 +78,31 @@ afterAll(async () => {
 });
 
 test("the operator creates the tenant's Job as asked and nothing more; Ready waits for its result", async () => {
-  // A team that may not create Jobs tries to slip a ServiceAccount and a volume in: the API server
-  // prunes fields the CRD does not know, so the operator never sees them.
-  await team.apply('TenantDatabase', 'shop', {
-    deletionPolicy: 'Delete',
-    migration: { ...migration, serviceAccountName: 'deployer', volumes: [{ name: 'root', hostPath: { path: '/' } }] },
+  // A team that may not create Jobs tries to slip a ServiceAccount and a volume in. Server-side
+  // apply refuses fields the CRD does not declare; a plain create has them pruned: either way the
+  // operator never sees them.
+  const sneaky = { ...migration, serviceAccountName: 'deployer', volumes: [{ name: 'root', hostPath: { path: '/' } }] };
+  await expect(team.apply('TenantDatabase', 'shop', { deletionPolicy: 'Delete', migration: sneaky })).rejects.toThrow(
+    /not declared in schema/,
+  );
+  await team.custom.createNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: NS,
+    plural: 'tenantdatabases',
+    body: {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'TenantDatabase',
+      metadata: { name: 'shop' },
+      spec: { deletionPolicy: 'Delete', migration: sneaky },
+    },
+  });
+  expect((await getTenant(c, NS, 'shop'))?.spec.migration).toEqual({
+    ...migration,
+    env: [],
+    backoffLimit: 0,
+    activeDeadlineSeconds: 1800,
+    gateReady: true,
   });
   const job = await jobOf('shop');
   const pod = job.spec?.template.spec;
