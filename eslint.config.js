@@ -12,6 +12,7 @@ export default tseslint.config(
       '.cluster/',
       'test/integration/global-*.js',
       'test/cluster/global-*.js',
+      'test/cluster/sequencer.js',
       'jest.config.js',
       'jest.cluster.config.js',
       'eslint.config.js',

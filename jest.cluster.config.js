@@ -5,6 +5,8 @@
  */
 export default {
   testTimeout: 300_000,
+  // node.test.ts uninstalls the chart at its end: it runs after the other files.
+  testSequencer: '<rootDir>/test/cluster/sequencer.js',
   projects: [
     {
       displayName: 'cluster',

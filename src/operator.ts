@@ -21,12 +21,14 @@ import { SHARD_OF_LABEL } from './pooler/shards.js';
 import { ROTATED_ANNOTATION } from './controllers/tenantdatabase/secret.js';
 import { GROUP_LABEL } from './controllers/tenantgroup/reconcile.js';
 import { GROUP_VERIFIER_ANNOTATION } from './controllers/pooler-view.js';
+import { MIGRATION_JOB_SELECTOR } from './controllers/migrations/job.js';
 import { type CachedIpWhitelist, type CachedPostgresServer, type CachedTenantDatabase, type CachedTenantGroup } from './api/cached.js';
 import { tenantDatabaseSpec } from './api/tenantdatabase.js';
 import { withoutDefaults } from './api/cached.js';
 import {
   groupIndexers,
   handlersFor,
+  jobIndexers,
   tenantIndexers,
   whitelistIndexers,
   type Caches,
@@ -203,9 +205,33 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
         log,
       )
     : resilientInformer<k8s.V1Namespace>(o.kc, '/api/v1/namespaces', () => clients.core.listNamespace(), nsHandlers, log);
-  cacheRef.current = { servers, tenants, whitelists, groups, secrets, namespaces };
+  // The operator's migration Jobs where the tenants are, by label; the cache keeps metadata and
+  // status (what a Job's result is), not the pod template.
+  const slimJob = (j: k8s.V1Job) => {
+    delete j.spec;
+    if (j.metadata) delete j.metadata.managedFields;
+  };
+  const jobs: ResilientInformer<k8s.V1Job> = scoped((ns) =>
+    resilientInformer<k8s.V1Job>(
+      o.kc,
+      ns ? `/apis/batch/v1/namespaces/${ns}/jobs` : '/apis/batch/v1/jobs',
+      async () => {
+        const l = ns
+          ? await clients.batch.listNamespacedJob({ namespace: ns, labelSelector: MIGRATION_JOB_SELECTOR })
+          : await clients.batch.listJobForAllNamespaces({ labelSelector: MIGRATION_JOB_SELECTOR });
+        for (const j of l.items) slimJob(j);
+        return l;
+      },
+      on('jobs'),
+      log,
+      MIGRATION_JOB_SELECTOR,
+      jobIndexers,
+      slimJob,
+    ),
+  );
+  cacheRef.current = { servers, tenants, whitelists, groups, secrets, namespaces, jobs };
   const provisionedHandlers = on('provisioned');
-  const informers = [servers, tenants, whitelists, groups, secrets, namespaces];
+  const informers = [servers, tenants, whitelists, groups, secrets, namespaces, jobs];
 
   const ctx: OperatorContext = {
     clients,
@@ -219,6 +245,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     groups,
     namespaces,
     secrets,
+    jobs,
     markers: new Map(),
     catalog: new Map(),
     provisioned: (server, tenant) => provisionedHandlers.onChange({ server, tenant }, undefined),
@@ -250,7 +277,15 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const runControllers = async () => {
     started = true;
     metrics.isLeader.set(1);
-    await Promise.all([servers.start(), tenants.start(), whitelists.start(), groups.start(), namespaces.start(), secrets.start()]);
+    await Promise.all([
+      servers.start(),
+      tenants.start(),
+      whitelists.start(),
+      groups.start(),
+      namespaces.start(),
+      secrets.start(),
+      jobs.start(),
+    ]);
     const server = (controllers.postgresserver = createController(
       'postgresserver',
       (key, l) => reconcilePostgresServer(ctx, key, l),

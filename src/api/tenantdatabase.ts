@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { cel, duration, extensionName, conditions, k8sName, objectMeta, pgIdentifier, pgMemory, pgTime } from './common.js';
+import { migrationStatus, tenantMigration } from './migration.js';
 import { HOLDER_SUFFIX, MAX_SCHEMA, RESERVED_DATABASES, RESERVED_ROLES, RESERVED_SCHEMAS, SCHEMA_ALIAS_PREFIX } from './naming.js';
 
 const celList = (xs: Iterable<string>) =>
@@ -268,6 +269,7 @@ export const tenantDatabaseSpec = z
       .enum(['Retain', 'Delete'])
       .default('Retain')
       .describe('Retain: on deletion keep database and role, with login disabled. Delete: end sessions and drop both.'),
+    migration: tenantMigration.optional(),
   })
   .describe('The tenant database the operator provisions.')
   .meta(
@@ -370,6 +372,7 @@ export const tenantDatabaseStatus = z
       })
       .optional()
       .describe('With managementPolicy Observe: what the operator would do, computed from the live server without changing anything.'),
+    migration: migrationStatus.optional(),
   })
   .describe('The observed state of the tenant database.');
 

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { groupMigration, rolloutStatus } from './migration.js';
 import { cel, conditions, k8sName, labelSelector, objectMeta, pgIdentifier } from './common.js';
 import { GROUP_ALIAS_PREFIX, HOLDER_SUFFIX, MAX_GROUP_ROLE, RESERVED_ROLES } from './naming.js';
 
@@ -100,6 +101,7 @@ export const tenantGroupSpec = z
       .default([])
       .describe('Keys per member in the registry Secret, for backends that read one environment variable per tenant.'),
     groupLogin: groupLogin.optional(),
+    migration: groupMigration.optional(),
   })
   .describe("A live registry of TenantDatabases for one backend: one Secret with every member's connection information.")
   .meta(
@@ -135,6 +137,7 @@ export const tenantGroupStatus = z
       })
       .optional()
       .describe('What the group login reaches.'),
+    rollout: rolloutStatus.optional(),
   })
   .describe('The observed state of the group.');
 

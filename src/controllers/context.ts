@@ -37,6 +37,8 @@ export interface OperatorContext {
   namespaces: ResilientInformer<k8s.V1Namespace>;
   /** Secrets labelled as managed by tenantdb: tenant Secrets and pooler config Secrets. */
   secrets: ResilientInformer<k8s.V1Secret>;
+  /** The operator's migration Jobs, metadata and status only (src/controllers/migrations/). */
+  jobs: ResilientInformer<k8s.V1Job>;
   /**
    * Per server, what its catalog showed at the server's last reconcile: for each TenantDatabase uid,
    * the roles and databases that carry its marker. Configs are rendered only from these.

@@ -18,6 +18,7 @@ import { SHARD_OF_LABEL } from '../pooler/shards.js';
 import type { Indexers, ResilientInformer } from '../runtime/informer.js';
 import { keyOf } from './context.js';
 import { isOwnWrite } from '../kube/secrets.js';
+import { MIGRATION_GROUP_LABEL, RETRY_ANNOTATION } from './migrations/job.js';
 
 export interface Caches {
   servers: ResilientInformer<CachedPostgresServer>;
@@ -27,6 +28,8 @@ export interface Caches {
   /** Secrets labelled managed-by tenantdb: tenant Secrets and the pooler's config Secrets. */
   secrets: ResilientInformer<k8s.V1Secret>;
   namespaces: ResilientInformer<k8s.V1Namespace>;
+  /** The operator's migration Jobs (labelled managed-by tenantdb, component migration), status only. */
+  jobs: ResilientInformer<k8s.V1Job>;
 }
 
 /**
@@ -79,6 +82,8 @@ const GROUP_COALESCE_MS = 1000;
 export const BY_SERVER = 'server';
 export const BY_NAMESPACE = 'namespace';
 export const BY_TENANT = 'tenant';
+/** Jobs by the uid of the TenantDatabase that controls them. */
+export const BY_OWNER = 'owner';
 export const DEFAULT_SERVER = '';
 
 export const tenantIndexers: Indexers<CachedTenantDatabase> = {
@@ -87,6 +92,9 @@ export const tenantIndexers: Indexers<CachedTenantDatabase> = {
 };
 export const groupIndexers: Indexers<CachedTenantGroup> = {
   [BY_NAMESPACE]: (g) => [g.metadata?.namespace ?? ''],
+};
+export const jobIndexers: Indexers<k8s.V1Job> = {
+  [BY_OWNER]: (j) => (j.metadata?.ownerReferences ?? []).filter((r) => r.controller && r.kind === 'TenantDatabase').map((r) => r.uid),
 };
 export const whitelistIndexers: Indexers<CachedIpWhitelist> = {
   [BY_TENANT]: (w) => (w.spec?.tenantDatabaseRef?.name ? [`${w.metadata?.namespace ?? ''}/${w.spec.tenantDatabaseRef.name}`] : []),
@@ -289,6 +297,30 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       when: labelsChanged,
       map: (n, c) => c.tenants.byIndex(BY_NAMESPACE, n.metadata?.name ?? '').map(keyOf),
     }),
+    watch({
+      source: 'jobs',
+      why: 'its migration Job: started, succeeded or failed (status.migration and the Ready gate)',
+      map: (j, c) => {
+        const t = tenantOfJob(j, c);
+        return t ? [keyOf(t)] : [];
+      },
+    }),
+    watch({
+      source: 'groups',
+      why: "a TenantGroup's migration template (or selector) of its namespace decides which migration it runs",
+      when: specChanged,
+      map: (g, c) => c.tenants.byIndex(BY_NAMESPACE, g.metadata?.namespace ?? '').map(keyOf),
+    }),
+    watch({
+      source: 'groups',
+      why: "a TenantGroup's rollout halted or went on: its members still waiting say so in status.migration",
+      when: (g, old, deleted) => !deleted && !!old && haltOf(g) !== haltOf(old),
+      map: (g, c) =>
+        c.tenants
+          .byIndex(BY_NAMESPACE, g.metadata?.namespace ?? '')
+          .filter((t) => t.status?.migration?.phase === 'Pending')
+          .map(keyOf),
+    }),
   ],
   ipwhitelist: [
     watch({ source: 'whitelists', why: 'its own spec', when: specChanged, map: (w) => [keyOf(w)] }),
@@ -328,19 +360,49 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
       },
       coalesceMs: GROUP_COALESCE_MS,
     }),
+    watch({
+      source: 'jobs',
+      why: "its members' migration Jobs: each one that ends frees a place in the rollout or stops it",
+      map: (j) => {
+        const group = j.metadata?.labels?.[MIGRATION_GROUP_LABEL];
+        return group && j.metadata?.namespace ? [`${j.metadata.namespace}/${group}`] : [];
+      },
+    }),
   ],
 };
 
-/** What a group reads of a tenant: labels, the Secret it names, whether it is Ready, and where its group login may reach it. */
+/** Whether a group's rollout is halted, and at which Job. */
+const haltOf = (g: CachedTenantGroup): string => (g.status?.rollout?.halted ? (g.status.rollout.failedJob ?? '?') : '');
+
+/** The TenantDatabase that controls a Job, from the cache, when its uid matches. */
+function tenantOfJob(j: k8s.V1Job, c: Caches): CachedTenantDatabase | undefined {
+  const r = (j.metadata?.ownerReferences ?? []).find((x) => x.controller && x.kind === 'TenantDatabase');
+  const t = r && j.metadata?.namespace ? c.tenants.get(r.name, j.metadata.namespace) : undefined;
+  return t && t.metadata?.uid === r?.uid ? t : undefined;
+}
+
+/**
+ * What a group reads of a tenant: labels, the Secret it names, whether it is Ready; where its group
+ * login may reach it; for the migration rollout, whether it is provisioned far enough to migrate,
+ * has a migration of its own, is suspended or asks for a retry, and where its migration stands.
+ */
 function memberViewChanged(t: CachedTenantDatabase, old: CachedTenantDatabase): boolean {
+  const status = (x: CachedTenantDatabase, type: string) => x.status?.conditions?.find((k) => k.type === type)?.status;
   const view = (x: CachedTenantDatabase) =>
     JSON.stringify([
       x.metadata?.labels ?? {},
       x.spec?.secretName,
-      x.status?.conditions?.find((k) => k.type === 'Ready')?.status,
       x.spec?.isolation,
       x.spec?.serverRef?.name,
-      x.spec?.suspend,
+      status(x, 'Ready'),
+      status(x, 'DatabaseReady'),
+      status(x, 'RoleReady'),
+      status(x, 'SecretReady'),
+      !!x.spec?.migration,
+      !!x.spec?.suspend,
+      x.metadata?.annotations?.[RETRY_ANNOTATION],
+      x.status?.migration?.templateHash,
+      x.status?.migration?.phase,
     ]);
   return view(t) !== view(old);
 }

@@ -10,6 +10,8 @@ export interface KubeClients {
   custom: k8s.CustomObjectsApi;
   core: k8s.CoreV1Api;
   coordination: k8s.CoordinationV1Api;
+  /** Migration Jobs (src/controllers/migrations/). */
+  batch: k8s.BatchV1Api;
   /**
    * A read of a Secret a PostgresServer names (admin, CA, pooler admin), shared by every caller of
    * the next SHARED_READ_MS: each tenant's reconcile needs them and they rarely change, so a burst of
@@ -94,6 +96,7 @@ export function makeClients(kc: k8s.KubeConfig): KubeClients {
     custom: makeApiClient(kc, k8s.CustomObjectsApi, auth),
     core,
     coordination: makeApiClient(kc, k8s.CoordinationV1Api, auth),
+    batch: makeApiClient(kc, k8s.BatchV1Api, auth),
     sharedSecret,
   };
 }

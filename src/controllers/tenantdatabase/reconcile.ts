@@ -52,6 +52,7 @@ import {
 } from '../pooler-view.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, tenantRef, type OperatorContext } from '../context.js';
 import { finalizeTenant } from './delete.js';
+import { gateOnMigration } from '../migrations/tenant.js';
 import { defaultServerName } from '../watches.js';
 import {
   claimOfDatabase,
@@ -188,6 +189,8 @@ export async function reconcileTenantDatabase(
     provisioned.delete(td.metadata.uid);
     verified.delete(td.metadata.uid);
   }
+  // The migration Job (its own or its TenantGroup's) and the Ready gate: src/controllers/migrations/.
+  await gateOnMigration(ctx, td, outcome, names?.secret ?? td.status?.secretName, rlog);
   await saveStatus(ctx, td, outcome, names, serverName);
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }

@@ -20,6 +20,7 @@ import { GROUP_VERIFIER_ANNOTATION } from '../pooler-view.js';
 import { ownedBy } from '../tenantdatabase/secret.js';
 import { BY_NAMESPACE } from '../watches.js';
 import { GROUP_LOGIN_CONDITION, dropGroupLogin, ensureGroupLogin, type GroupLoginOutcome } from './login.js';
+import { rollOutMigration, type RolloutResult } from '../migrations/group.js';
 import { REGISTRY_WARN, renderRegistry, type Member } from './registry.js';
 
 export const GROUP_LABEL = 'tenantdb.dev/tenantgroup';
@@ -110,8 +111,14 @@ export async function reconcileTenantGroup(ctx: OperatorContext, key: string, lo
   const api = customResourceApi(ctx.clients, TENANT_GROUP);
   const meta = { name, namespace, resourceVersion: raw.metadata?.resourceVersion ?? '', generation: raw.metadata?.generation };
   const ref = { apiVersion: API_VERSION, kind: 'TenantGroup', name, namespace, uid: raw.metadata?.uid ?? '' };
+  // The migration rollout (src/controllers/migrations/) adds its summary and condition to the one status write.
+  let migration: RolloutResult = {};
   const finishAll = async (observed: ConditionInput[], fields: Record<string, unknown>, terminal: boolean) => {
-    const t = await commitStatus(api, meta, raw.status, { fields, observed, terminal });
+    const t = await commitStatus(api, meta, raw.status, {
+      fields: { ...fields, ...(migration.rollout !== undefined ? { rollout: migration.rollout } : {}) },
+      observed: [...observed, ...(migration.condition ? [migration.condition] : [])],
+      terminal,
+    });
     for (const c of observed) {
       const before = t.before.find((b) => b.type === c.type);
       if (!t.changed || (before?.reason === c.reason && before.status === c.status)) continue;
@@ -127,6 +134,7 @@ export async function reconcileTenantGroup(ctx: OperatorContext, key: string, lo
     return finish({ type: 'Ready', status: 'False', reason: 'InvalidSpec', message }, {}, true);
   }
   const g = parsed.data;
+  migration = await rollOutMigration(ctx, g, ref, log);
   const secretName = g.spec.secretName ?? `${name}-tenants`;
   const metaF = { ...meta, finalizers: g.metadata.finalizers };
   const hasFinalizer = (g.metadata.finalizers ?? []).includes(FINALIZER);
