@@ -190,7 +190,8 @@ export async function reconcileTenantDatabase(
     verified.delete(td.metadata.uid);
   }
   // The migration Job (its own or its TenantGroup's) and the Ready gate: src/controllers/migrations/.
-  await gateOnMigration(ctx, td, outcome, names?.secret ?? td.status?.secretName, rlog);
+  // (An observed tenant runs none: a Job is a change.)
+  if (td.spec.managementPolicy !== 'Observe') await gateOnMigration(ctx, td, outcome, names?.secret ?? td.status?.secretName, rlog);
   await saveStatus(ctx, td, outcome, names, serverName);
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
