@@ -8,6 +8,7 @@ import { humanAge, humanBytes, renderTable, shellQuote } from '../../src/cli/plu
 import { buildProgram } from '../../src/cli/plugin/program.js';
 import { REDACTED, redactDeep, redactText, secretForReport, secretVariants } from '../../src/cli/plugin/redact.js';
 import { psqlPod } from '../../src/cli/plugin/pod-psql.js';
+import { statusText } from '../../src/cli/plugin/tenants.js';
 import { linesAbout } from '../../src/cli/plugin/report.js';
 import { rotationProgress } from '../../src/cli/plugin/rotate.js';
 import { suspendProgress } from '../../src/cli/plugin/suspend.js';
@@ -394,5 +395,23 @@ describe('psql --pod: the pod it creates', () => {
     expect(pod.spec?.containers[0]?.securityContext).toMatchObject({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     expect(pod.spec?.containers[0]).toMatchObject({ command: ['psql'], args: ['-XAt'], stdin: true, stdinOnce: true, tty: false });
     expect(pod.spec?.restartPolicy).toBe('Never');
+  });
+});
+
+describe('status of an observed tenant', () => {
+  test('says nothing is changed and lists what a managed reconcile would run', () => {
+    const view = {
+      name: 'orders',
+      namespace: 'shop',
+      secretName: 'orders-db',
+      connectionLimit: -1,
+      credentials: {},
+      created: '2026-01-01T00:00:00Z',
+      conditions: [],
+      observation: { observedAt: '2026-01-01T00:00:00Z', inSync: false, plan: ['ALTER ROLE "shop_orders" LOGIN CONNECTION LIMIT 7'] },
+    } as unknown as Parameters<typeof statusText>[0];
+    const text = statusText(view, Date.parse('2026-01-01T00:01:00Z'));
+    expect(text).toMatch(/Observed: +managementPolicy Observe: nothing is changed; read 60s ago; a managed reconcile would run:/);
+    expect(text).toContain('  ALTER ROLE "shop_orders" LOGIN CONNECTION LIMIT 7');
   });
 });

@@ -84,6 +84,8 @@ interface StatusView extends TenantSummary {
   poolerEndpoint?: { host: string; port: number };
   events?: { type: string; reason: string; message: string; count: number; last?: string | undefined }[];
   eventsUnavailable?: string;
+  /** managementPolicy Observe: what the operator would do (status.observation). */
+  observation?: { observedAt?: string | undefined; inSync?: boolean | undefined; plan?: string[] | undefined };
 }
 
 export function eventTime(e: k8s.CoreV1Event): string | undefined {
@@ -143,6 +145,15 @@ export function statusText(v: StatusView, now = Date.now()): string {
       `${c.loginRole}${c.generation !== undefined ? `, rotated ${c.generation} time(s)` : ''}${c.previous ? `; previous login ${c.previous.role} works until ${c.previous.until}` : ''}${c.nextRotationAt ? `; next scheduled rotation ${c.nextRotationAt}` : ''}`,
     );
   row('Age', ageOf(v.created, now));
+  if (v.observation) {
+    const o = v.observation;
+    const plan = o.plan ?? [];
+    row(
+      'Observed',
+      `managementPolicy Observe: nothing is changed${o.observedAt ? `; read ${ageOf(o.observedAt, now)} ago` : ''}; ${plan.length ? `a managed reconcile would run:` : 'in sync with the spec'}`,
+    );
+    for (const line of plan) out.push(`  ${line}`);
+  }
   if (v.generation !== undefined && v.observedGeneration !== undefined && v.observedGeneration < v.generation)
     out.push(`Note:         the operator has not yet looked at generation ${v.generation} (status is for ${v.observedGeneration})`);
   out.push('Conditions:');
@@ -220,6 +231,7 @@ async function status(name: string, cmd: Command): Promise<void> {
         }
       : {}),
     ...(pooled ? { poolerEndpoint: { host: pHost, port: pPort } } : {}),
+    ...(td.spec.managementPolicy === 'Observe' ? { observation: td.status?.observation ?? {} } : {}),
     ...(events.ok
       ? {
           events: events.value.slice(-10).map((e) => ({
