@@ -70,6 +70,8 @@ export interface OperatorOptions {
   identity?: string;
   /** Bytes of tenant lines one pooler config shard may hold (default 512 KiB). */
   poolerShardBytes?: number;
+  /** Whether migration Jobs may run (off unless the platform says so). */
+  migrationJobs?: boolean;
 }
 
 /** Why the operator stopped: asked to (a signal), or it lost the leader Lease (the process must restart). */
@@ -238,7 +240,12 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     log,
     events: eventRecorder(clients.core, 'tenantdb-operator', log),
     pools,
-    config: { resyncMs: o.resyncMs, namespace: o.namespace, poolerShardBytes: o.poolerShardBytes ?? DEFAULT_SHARD_BYTES },
+    config: {
+      resyncMs: o.resyncMs,
+      namespace: o.namespace,
+      poolerShardBytes: o.poolerShardBytes ?? DEFAULT_SHARD_BYTES,
+      migrationJobs: o.migrationJobs ?? false,
+    },
     servers,
     tenants,
     whitelists,

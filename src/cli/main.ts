@@ -8,7 +8,7 @@ import { loadKubeConfig } from '../kube/client.js';
 import { DEFAULT_SHARD_BYTES, MAX_SHARD_BYTES, MIN_SHARD_BYTES } from '../pooler/shards.js';
 import { startOperator } from '../operator.js';
 import { createLogger } from '../runtime/logger.js';
-import { duration, tenantMetricsLevel } from './options.js';
+import { duration, onOff, tenantMetricsLevel } from './options.js';
 import type { TenantMetricsLevel } from '../runtime/metrics.js';
 
 export { duration };
@@ -62,6 +62,12 @@ program
     tenantMetricsLevel,
     tenantMetricsLevel(process.env.TENANTDB_TENANT_METRICS ?? 'basic'),
   )
+  .option(
+    '--migration-jobs <on|off>',
+    "whether TenantDatabases and TenantGroups may run migration Jobs (off by default: whoever may edit a TenantDatabase could then run an image of its choice as a pod in its namespace, with the tenant's credentials)",
+    onOff,
+    onOff(process.env.TENANTDB_MIGRATION_JOBS ?? 'off'),
+  )
   .option('--no-leader-elect', 'run without a leader Lease (one replica only)')
   .option(
     '--watch-namespaces <list>',
@@ -84,6 +90,7 @@ program
       metricsPort: number;
       metricsHost: string;
       tenantMetrics: TenantMetricsLevel;
+      migrationJobs: boolean;
       leaderElect: boolean;
       poolerShardBytes: number;
       watchNamespaces: string[];
@@ -107,6 +114,7 @@ program
         metricsPort: opts.metricsPort,
         metricsHost: opts.metricsHost,
         tenantMetrics: opts.tenantMetrics,
+        migrationJobs: opts.migrationJobs,
         leaderElection: opts.leaderElect,
         poolerShardBytes: opts.poolerShardBytes,
         watchNamespaces: opts.watchNamespaces,

@@ -16,3 +16,10 @@ export function tenantMetricsLevel(v: string): TenantMetricsLevel {
   if (!level) throw new InvalidArgumentError(`must be one of ${TENANT_METRICS_LEVELS.join(', ')}`);
   return level;
 }
+
+/** Parses an on/off switch. */
+export function onOff(v: string): boolean {
+  if (v === 'on' || v === 'true') return true;
+  if (v === 'off' || v === 'false') return false;
+  throw new InvalidArgumentError(`expected on or off, not "${v}"`);
+}

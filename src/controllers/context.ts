@@ -21,6 +21,11 @@ export interface OperatorConfig {
   namespace: string;
   /** Bytes of tenant lines one pooler config shard may hold. */
   poolerShardBytes: number;
+  /**
+   * Whether migration Jobs may run (--migration-jobs): the platform's consent, since whoever may
+   * edit a TenantDatabase then runs an image of its choice as a pod in its namespace.
+   */
+  migrationJobs?: boolean;
 }
 
 export interface OperatorContext {

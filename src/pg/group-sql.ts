@@ -124,3 +124,23 @@ export async function rolesMarkedWith(db: Queryable, uid: string): Promise<strin
   );
   return r.rows.map((x) => x.name);
 }
+
+/**
+ * Takes from the group role every privilege on the schemas these roles own and on what is in them
+ * (granted while it acted as their owner), with CASCADE: what it passed on goes too.
+ */
+export async function revokeGrantsInSchemasOf(db: Queryable, groupRole: string, owners: readonly string[]): Promise<void> {
+  const r = await db.query<{ name: string }>(
+    `SELECT n.nspname AS name FROM pg_catalog.pg_namespace n JOIN pg_catalog.pg_roles o ON o.oid OPERATOR(pg_catalog.=) n.nspowner
+      WHERE o.rolname OPERATOR(pg_catalog.=) ANY ($1::text[]) ORDER BY 1`,
+    [[...owners]],
+  );
+  const g = id(groupRole);
+  for (const { name } of r.rows) {
+    const n = id(name);
+    await db.query(`REVOKE ALL ON SCHEMA ${n} FROM ${g} CASCADE`);
+    await db.query(`REVOKE ALL ON ALL TABLES IN SCHEMA ${n} FROM ${g} CASCADE`);
+    await db.query(`REVOKE ALL ON ALL SEQUENCES IN SCHEMA ${n} FROM ${g} CASCADE`);
+    await db.query(`REVOKE ALL ON ALL ROUTINES IN SCHEMA ${n} FROM ${g} CASCADE`);
+  }
+}

@@ -70,6 +70,20 @@ const OWNED_BY = (param: string, skip: boolean) => `
           : ''
       })::int`;
 
+/** ALTER … OWNER TO the holder for relations in its schemas that another role (one the admin acts for) owns. */
+const FOREIGN_RELATIONS = `SELECT pg_catalog.format('ALTER %s %s OWNER TO %I',
+              CASE c.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                             WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END,
+              c.oid::pg_catalog.regclass::text, h.rolname) AS stmt
+         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+              JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) n.nspowner
+        WHERE h.rolname OPERATOR(pg_catalog.=) $1 AND c.relowner OPERATOR(pg_catalog.<>) h.oid
+          AND c.relkind OPERATOR(pg_catalog.=) ANY (ARRAY['r', 'p', 'v', 'm', 'S', 'f']::"char"[])
+          AND pg_catalog.pg_has_role(CURRENT_USER, c.relowner, 'USAGE')
+          AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                           WHERE d.classid OPERATOR(pg_catalog.=) 'pg_catalog.pg_class'::pg_catalog.regclass
+                             AND d.objid OPERATOR(pg_catalog.=) c.oid AND d.deptype OPERATOR(pg_catalog.=) ANY (ARRAY['a', 'i']::"char"[]))`;
+
 /** Privileges a login may not hold on the holder's relations (PUBLIC's count: they are the login's too). */
 const FORBIDDEN: Record<ReadOnlyMode, string> = {
   Read: 'INSERT, UPDATE, DELETE, TRUNCATE, REFERENCES, TRIGGER',
@@ -106,7 +120,8 @@ export async function readOnlyState(
                    AND pg_catalog.has_sequence_privilege(l.name, c.oid, 'USAGE, UPDATE'))
               OR EXISTS (
                 SELECT 1 FROM pg_catalog.pg_namespace n, l
-                 WHERE n.nspowner OPERATOR(pg_catalog.=) (SELECT oid FROM h) AND pg_catalog.has_schema_privilege(l.name, n.oid, 'CREATE'))) AS wrong`,
+                 WHERE n.nspowner OPERATOR(pg_catalog.=) (SELECT oid FROM h) AND pg_catalog.has_schema_privilege(l.name, n.oid, 'CREATE'))
+              OR EXISTS (${FOREIGN_RELATIONS.replace('$1', '$2')})) AS wrong`,
     [logins, holder, mode ? FORBIDDEN[mode] : null],
   );
   const row = r.rows[0];
@@ -155,6 +170,10 @@ export async function makeReadOnly(client: Queryable, logins: readonly string[],
     );
     for (const x of own.rows) await client.query(`ALTER SCHEMA ${id(x.name)} OWNER TO ${id(holder)}`);
     await client.query(`REASSIGN OWNED BY ${all} TO ${id(holder)}`);
+    // Relations other roles made in the tenant's schemas (a TenantGroup's login acting as a member)
+    // are held too: owned by those roles they would stay writable.
+    const foreign = await client.query<{ stmt: string }>(FOREIGN_RELATIONS, [holder]);
+    for (const f of foreign.rows) await client.query(f.stmt);
     const definers = await client.query<{ sig: string; kind: string; schema: string }>(
       `SELECT p.oid::pg_catalog.regprocedure::text AS sig, p.prokind::text AS kind, n.nspname AS schema
          FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_roles h ON h.oid OPERATOR(pg_catalog.=) p.proowner

@@ -14,11 +14,14 @@ import type { Queryable } from './tenant-sql.js';
 
 const READ = /^\s*(select|with|show|values|table)\b/i;
 const ACTS =
-  /\b(pg_terminate_backend|pg_cancel_backend|set_config|pg_advisory\w*|nextval|setval|lo_\w+|pg_reload_conf|pg_rotate_logfile)\s*\(/i;
+  /\b(pg_terminate_backend|pg_cancel_backend|set_config|pg_(try_)?advisory\w*|nextval|setval|lo_\w+|pg_reload_conf|pg_rotate_logfile|pg_notify|txid_current\w*|pg_current_xact_id\w*|pg_stat_reset\w*|pg_switch_wal|pg_create\w*|pg_drop\w*)\s*\(/i;
+/** Locks, a new table, several statements: not reads, whatever they start with. */
+const NOT_READ = /\binto\b|\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b|;\s*\S/i;
 const TRANSACTION = /^\s*(begin|commit|rollback|savepoint|release|start\s+transaction)\b/i;
 
 export function isRead(text: string): boolean {
-  return READ.test(text) && !ACTS.test(text) && !/\b(insert|update|delete|merge)\b\s/i.test(text.replace(/'[^']*'/g, "''"));
+  const bare = text.replace(/'(?:[^']|'')*'/g, "''");
+  return READ.test(text) && !ACTS.test(text) && !NOT_READ.test(bare) && !/\b(insert|update|delete|merge)\b\s/i.test(bare);
 }
 
 /** A statement as a plan shows it: one line, values in place of $n, no password. */

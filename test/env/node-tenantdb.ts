@@ -150,6 +150,8 @@ export async function installTenantdb(t: InstallTarget, o: InstallOptions = {}):
     '-n',
     OPERATOR_NAMESPACE,
     ...t.imageValues,
+    // The test platform consents to migration Jobs (off by default).
+    '--set=migrations.jobs=true',
     ...(o.helmArgs ?? []),
     '--wait',
     '--timeout=5m',

@@ -68,7 +68,7 @@ async function finishJob(job: k8s.V1Job, outcome: 'Complete' | 'Failed'): Promis
 const tenantOf = (name: string) => () => getTenant(c, NS, name);
 
 beforeAll(async () => {
-  op = operator(c, 'migrations');
+  op = operator(c, 'migrations', undefined, ['--migration-jobs=on']);
   await ensureDefaultServer(c);
   team = await tenantIdentity(c, NS);
 }, 120_000);

@@ -32,6 +32,16 @@ export async function rollOutMigration(ctx: OperatorContext, g: TenantGroup, ref
       ...(had ? { condition: { type: 'Migrated', status: 'True', reason: 'NoMigration', message: 'the group has no migration' } } : {}),
     };
   }
+  if (!ctx.config.migrationJobs)
+    return {
+      condition: {
+        type: 'Migrated',
+        status: 'False',
+        reason: 'MigrationsDisabled',
+        message:
+          'migration Jobs are off in this operator (the platform turns them on with --migration-jobs=on, chart value migrations.jobs)',
+      },
+    };
   const namespace = g.metadata.namespace ?? '';
   const groups = parsedGroups(ctx.groups, namespace);
   const members: (RolloutMember & { uid: string; secretName: string; hash: string })[] = [];
@@ -39,7 +49,8 @@ export async function rollOutMigration(ctx: OperatorContext, g: TenantGroup, ref
   for (const t of ctx.tenants.byIndex(BY_NAMESPACE, namespace)) {
     const name = t.metadata?.name ?? '';
     const uid = t.metadata?.uid ?? '';
-    if (t.metadata?.deletionTimestamp || !name || !uid) continue;
+    // (An observed member runs nothing: a Job is a change.)
+    if (t.metadata?.deletionTimestamp || !name || !uid || t.spec?.managementPolicy === 'Observe') continue;
     // A member's own migration wins over the group's: it is not part of the rollout.
     if (t.spec?.migration) continue;
     const applied = appliedMigration({ name, labels: t.metadata?.labels, annotations: t.metadata?.annotations }, undefined, groups);

@@ -57,6 +57,17 @@ export async function gateOnMigration(
     return;
   }
 
+  if (!ctx.config.migrationJobs) {
+    // The platform has not consented: nothing runs, and the tenant says why (and is not Ready when gated).
+    const message =
+      'migration Jobs are off in this operator (the platform turns them on with --migration-jobs=on, chart value migrations.jobs)';
+    outcome.conditions.push({ type: 'Migrated', status: 'False', reason: 'MigrationsDisabled', message });
+    if (applied.gateReady && ready?.status === 'True') {
+      setReady({ status: 'False', reason: 'MigrationsDisabled', message });
+      outcome.terminal = true;
+    }
+    return;
+  }
   const tenant = { namespace, uid: td.metadata.uid };
   let state = runState(ctx.jobs, tenant, applied.jobName, applied.hash, previous);
   // A suspended tenant cannot log in: its migration waits for it to resume.

@@ -20,15 +20,21 @@ import { resolveServer } from './resolve.js';
  * role created before its name reached status is found all the same. The Secret goes with its
  * owner (garbage collection).
  */
-export async function finalizeTenant(ctx: OperatorContext, td: TenantDatabase, servers: PostgresServer[], log: Logger): Promise<void> {
+export async function finalizeTenant(ctx: OperatorContext, tdIn: TenantDatabase, servers: PostgresServer[], log: Logger): Promise<void> {
+  let td = tdIn;
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
   if (!(td.metadata.finalizers ?? []).includes(FINALIZER)) return;
   const ref = tenantRef(td);
   if (td.spec.managementPolicy === 'Observe') {
-    // Observed only: nothing on the server is the operator's to change, its deletionPolicy included.
-    ctx.events.normal(ref, 'Released', 'managementPolicy Observe: the deletion policy did not run; the server was not touched');
-    await removeFinalizer(api, td.metadata, FINALIZER);
-    return;
+    // Observed: the data is not the operator's to drop (deletionPolicy Delete does not run), but
+    // what it made for this object earlier (the finalizer says it was managed once) must not stay
+    // a login no object governs: Retain's floor runs, login off and sessions ended, data kept.
+    td = { ...td, spec: { ...td.spec, deletionPolicy: 'Retain' } };
+    ctx.events.normal(
+      ref,
+      'Released',
+      'managementPolicy Observe: data kept whatever the deletionPolicy; the login roles made earlier lose their login',
+    );
   }
 
   // Where this tenant may have created something: the server status names and the one its spec resolves to.

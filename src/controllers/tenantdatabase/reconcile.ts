@@ -337,7 +337,8 @@ async function provision(
     // Each of its login roles (the second one of an overlapping rotation too).
     const mine = ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles;
     const roles = [names.role, twinRoleName(names.role)].filter((r) => mine?.has(r));
-    if (roles.length && !observing) {
+    // (Observed too: these are the platform's limits, not the spec's; Observe does not lift them.)
+    if (roles.length) {
       const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
       const ca = admin.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
       if (admin.ok && ca?.ok)
@@ -399,7 +400,7 @@ async function provision(
             `PostgresServer ${serverName} does not let namespace ${owner.namespace} take over role ${name}: whoever may edit the server adds {role: ${name}, namespace: ${owner.namespace}} to its spec.unmanagedAdoption`,
           );
         const max = server.spec.maxTenants;
-        if (max !== undefined && !(await admit(ctx, pool, serverName, owner.uid, max)))
+        if (max !== undefined && !observing && !(await admit(ctx, pool, serverName, owner.uid, max)))
           return `PostgresServer ${serverName} holds its maximum of ${max} tenants; role ${name} is not taken over`;
         const stripped = await checkAdoptableRole(pool, name, names.database);
         adoptedPassword = await adoptionPassword();
@@ -437,7 +438,6 @@ async function provision(
 
   const steps: Step<Provisioned>[] = [
     step<Provisioned>('limits-where-it-lives', async () => {
-      if (observing) return undefined;
       // Where the tenant already has roles, the server's admission and ceiling hold before anything
       // else: no edit of the spec (a name or serverRef added later) can step around them.
       const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record);
@@ -677,7 +677,8 @@ async function provision(
       return undefined;
     }),
     step<Provisioned>('connection-budget', async () => {
-      if (justProvisioned) return undefined;
+      // (An observed tenant holds no share of the budget.)
+      if (justProvisioned || observing) return undefined;
       if (limits.enforceBudget) {
         const current = roleClaim.state === 'ours' ? (await sql.findRole(pool, names.role))?.connLimit : undefined;
         if (current !== connectionLimit) {

@@ -141,9 +141,18 @@ export async function ensureGroupLogin(
       true,
     );
   const admitted = namespaceAllowed(ctx, server, ns);
-  if (!admitted.ok) return failed(admitted.reason, admitted.message, true);
   const role = groupRoleOf(g);
   const pool = ctx.pools.get(serverName, s.ep, s.creds);
+  if (!admitted.ok) {
+    // A namespace the server no longer admits keeps no way in: its members lose their logins
+    // (the tenant controller's refusal), and so does the one login that reaches all of them.
+    const row = await sql.findRole(pool, role);
+    if (row && sql.markerUid(row.comment) === g.metadata.uid && row.canLogin) {
+      await sql.disableLogin(pool, role);
+      await sql.terminateRoleSessions(pool, role);
+    }
+    return failed(admitted.reason, admitted.message, true);
+  }
   const changes: string[] = [];
   const owner = { namespace: ns, name: g.metadata.name, uid: g.metadata.uid, server: serverName };
 
@@ -203,15 +212,21 @@ export async function ensureGroupLogin(
     else notReached.push({ name: m.name, reason: `role ${m.role} does not carry its marker on the server` });
   }
   const has = new Set((await gsql.membershipsOf(pool, role)).map((m) => m.role));
+  let left = false;
   for (const r of has) {
     if (wanted.has(r)) continue;
     // What it created in that schema is the member's: handed over before access goes.
     const moved = await s.inDatabase(shared, (db) => gsql.handOverObjects(db, role, [r, holderRoleName(r)]));
     await gsql.revokeMembership(pool, r, role);
+    // What it granted itself while it acted as the member (USAGE, table rights) goes too, and its
+    // sessions end: one that did SET ROLE to the member keeps the member's rights until it ends.
+    await s.inDatabase(shared, (db) => gsql.revokeGrantsInSchemasOf(db, role, [r, holderRoleName(r)]));
+    left = true;
     changes.push(
       `Revoked role ${r} from group login role ${role}${moved ? ` (handed ${moved} object(s) it created to the schema's owner)` : ''}`,
     );
   }
+  if (left) await sql.terminateRoleSessions(pool, role);
   for (const [r, name] of wanted) {
     if (has.has(r)) continue;
     await gsql.grantMembership(pool, r, role);

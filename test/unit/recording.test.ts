@@ -1,0 +1,42 @@
+import { Recorder, isRead, shown } from '../../src/pg/recording.js';
+
+describe('observe: what passes as a read', () => {
+  test.each([
+    'SELECT 1',
+    'SELECT r.rolname FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1',
+    'WITH x AS (SELECT 1) SELECT * FROM x',
+    "SELECT 'insert into t' AS text_only",
+  ])('%s is a read', (q) => expect(isRead(q)).toBe(true));
+
+  test.each([
+    'ALTER ROLE a LOGIN',
+    'SELECT pg_catalog.pg_terminate_backend(1)',
+    "SELECT pg_catalog.set_config('x', 'y', false)",
+    'SELECT pg_try_advisory_lock(1)',
+    'SELECT * FROM t FOR UPDATE',
+    'SELECT * INTO newtable FROM t',
+    'SELECT 1; DROP TABLE t',
+    'WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d',
+    "SELECT pg_notify('c', 'x')",
+    'SELECT nextval($1)',
+  ])('%s is not', (q) => expect(isRead(q)).toBe(false));
+
+  test('a plan line has values in place and never a password', () => {
+    expect(shown("CREATE ROLE a LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi'")).toBe('CREATE ROLE a LOGIN PASSWORD <redacted>');
+    expect(shown('ALTER ROLE "a" IN DATABASE "b" SET x TO $1', ["it's"])).toBe(`ALTER ROLE "a" IN DATABASE "b" SET x TO 'it''s'`);
+  });
+
+  test('writes are kept, not run; transaction control is neither', async () => {
+    const ran: string[] = [];
+    const rec = new Recorder();
+    const q = rec.queryable({
+      query: async (text: string) => (ran.push(text), { rows: [], rowCount: 0, command: '', oid: 0, fields: [] }),
+    } as never);
+    await q.query('BEGIN');
+    await q.query('SELECT 1');
+    await q.query('DROP ROLE x');
+    await q.query('COMMIT');
+    expect(ran).toEqual(['SELECT 1']);
+    expect(rec.statements).toEqual(['DROP ROLE x']);
+  });
+});
