@@ -263,7 +263,7 @@ export const tenantDatabaseSpec = z
       .enum(['Manage', 'Observe'])
       .default('Manage')
       .describe(
-        'Manage: the operator makes what exists match the spec. Observe: it reads the server and the Secret, writes nothing there nor in the Secret, and reports in status.observation the exact statements it would run (passwords left out) and the changes it would make to the Secret; Ready says whether they match. Deleting an observed TenantDatabase touches nothing on the server (no deletionPolicy runs). The pooler keeps serving what it served (its config follows the spec and the Secret, as for every tenant).',
+        'Manage: the operator makes what exists match the spec. Observe: it reads the server and the Secret, writes nothing there nor in the Secret, and reports in status.observation the exact statements it would run (passwords left out) and the changes it would make to the Secret; Ready says whether they match. Deleting an observed TenantDatabase drops nothing, whatever the deletionPolicy; login roles it made while managed lose their login. The limits of the platform (admission, connection ceilings) still act. The pooler keeps serving what it served (its config follows the spec and the Secret, as for every tenant).',
       ),
     deletionPolicy: z
       .enum(['Retain', 'Delete'])

@@ -8,8 +8,9 @@
  *   objects held by <role>_hold, its login holding read grants) stays read-only through the group,
  *   a suspended member is simply not granted, and the tenant's own schema ACL stays the tenant
  *   controller's to enforce.
- * - Joining and leaving are one GRANT and one REVOKE, effective for open sessions at their next
- *   statement (privileges follow membership at check time); per-object grants would leave residue
+ * - Joining and leaving are one GRANT and one REVOKE, effective at the next statement (privileges
+ *   follow membership at check time; on leaving, the group's own grants in the member's schemas go
+ *   and its sessions are ended, since one that did SET ROLE keeps the member's rights); per-object grants would leave residue
  *   on every table the member created, and default privileges to keep in step with each member.
  * - Only the member role is granted, never its twin (<role>_2) or holder: the twin is a member of
  *   the member role (so the group gets nothing through it), and the holder's objects are the

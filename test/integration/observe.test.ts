@@ -89,7 +89,7 @@ test('a managed tenant observed: drift and spec changes are planned, not made; M
   expect(await queryWith(s.DIRECT_URL ?? '', "SELECT current_setting('statement_timeout') AS st")).toEqual([{ st: '5s' }]);
 
   // Observed once more, nothing differs: in sync. Deleting it then keeps database and role
-  // (deletionPolicy Delete does not run for an observed tenant).
+  // (deletionPolicy Delete does not run for an observed tenant), with login off.
   await applyTenant(c, NS, 'app', {
     connectionLimit: 7,
     deletionPolicy: 'Delete',
@@ -99,6 +99,7 @@ test('a managed tenant observed: drift and spec changes are planned, not made; M
   await waitForCondition(() => getTenant(c, NS, 'app'), 'Ready', 'True', 'InSync', 30_000);
   await deleteTenant(c, NS, 'app');
   await waitTenantGone(c, NS, 'app');
-  expect(await superQuery(c, "SELECT 1 AS x FROM pg_roles WHERE rolname = 'watched_app'")).toEqual([{ x: 1 }]);
+  // Its data stays; the login it had while managed does not outlive the object.
+  expect(await superQuery(c, "SELECT rolcanlogin AS l FROM pg_roles WHERE rolname = 'watched_app'")).toEqual([{ l: false }]);
   expect(await superQuery(c, "SELECT 1 AS x FROM pg_database WHERE datname = 'watched_app'")).toEqual([{ x: 1 }]);
 }, 120_000);
