@@ -83,7 +83,7 @@ import {
   type TenantNames,
 } from './resolve.js';
 import { applySecretTemplate, renderSecretData } from './secret-data.js';
-import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, ownedBy, readSecret, writeSecret } from './secret.js';
+import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, ownedBy, readSecret, writeSecret, type SecretState } from './secret.js';
 
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   const out: PostgresServer[] = [];
@@ -712,7 +712,11 @@ async function provision(
     step<Provisioned>('secret', async () => {
       if (justProvisioned) return undefined;
       const ns = owner.namespace;
-      const current = await readSecret(ctx.clients, ns, names.secret, owner.uid);
+      // A brand-new tenant (no role yet, nothing in status, no Secret of that name in the cache of
+      // tenantdb's Secrets) skips the read that would only say 404: the create below finds out if
+      // one exists after all (a Secret of someone else's is not in the cache), and then reads it.
+      const optimistic = roleClaim.state === 'absent' && !td.status?.secretName && !observing && !ctx.secrets.get(names.secret, ns);
+      const current: SecretState = optimistic ? { kind: 'missing' } : await readSecret(ctx.clients, ns, names.secret, owner.uid);
       if (current.kind === 'foreign') {
         const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
         return {
@@ -843,7 +847,22 @@ async function provision(
         for (const oldName of oldSecretNames) rec.notes.push(`delete Secret ${oldName}, replaced by ${names.secret}`);
         return undefined;
       }
-      const wrote = await writeSecret(ctx.clients, td, names.secret, current, data, annotations, remove);
+      let wrote: Awaited<ReturnType<typeof writeSecret>>;
+      try {
+        wrote = await writeSecret(ctx.clients, td, names.secret, current, data, annotations, remove);
+      } catch (err) {
+        if (!optimistic || httpStatus(err) !== 409) throw err;
+        // It exists: someone else's is a Conflict, as the read would have said; our own (a cache
+        // behind) is looked at again by the next reconcile, with its password.
+        if ((await readSecret(ctx.clients, ns, names.secret, owner.uid)).kind === 'foreign') {
+          const message = `Secret ${ns}/${names.secret} exists and is not owned by this TenantDatabase; delete it or set spec.secretName`;
+          return {
+            outcome: notReady('Conflict', message, true, [{ type: 'SecretReady', status: 'False', reason: 'Conflict', message }]),
+            serverName,
+          };
+        }
+        throw new RetryableError('SecretChanged', `Secret ${names.secret} appeared meanwhile; looking again`);
+      }
       if (wrote === 'created')
         record(
           [
