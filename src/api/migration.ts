@@ -67,7 +67,7 @@ export const migrationTemplateFields = {
     .min(1)
     .max(1024)
     .regex(/^[^\s]+$/, 'an image reference has no white space')
-    .describe('The image that runs the migration, e.g. ghcr.io/acme/api-migrate:1.4.2 (a digest pins it).'),
+    .describe('The image that runs the migration, e.g. acme/api-migrate:1.4.2 (a digest pins it).'),
   imagePullPolicy: z
     .enum(['Always', 'IfNotPresent', 'Never'])
     .optional()
