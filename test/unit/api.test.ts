@@ -1,3 +1,4 @@
+import { tenantGroupSpec } from '../../src/api/tenantgroup.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -63,5 +64,18 @@ describe('schemas', () => {
   });
   test.each(['10.0.0.0', '10.0.0.0/33', '300.0.0.0/8', '2001:db8::/129', 'abc/3'])('rejects CIDR %s', (cidr) => {
     expect(ipWhitelistSpec.safeParse({ tenantDatabaseRef: { name: 'a' }, entries: [{ cidr }] }).success).toBe(false);
+  });
+});
+
+describe('TenantGroup groupLogin.roleName', () => {
+  test.each(['shop_orders_2', 'shop_orders_hold', 'pg_x', 'postgres'])(
+    'refuses %s, the name of a tenant role or a reserved one',
+    (roleName) => {
+      const r = tenantGroupSpec.safeParse({ selector: {}, groupLogin: { enabled: true, roleName } });
+      expect(r.success).toBe(false);
+    },
+  );
+  test('takes a plain name', () => {
+    expect(tenantGroupSpec.safeParse({ selector: {}, groupLogin: { enabled: true, roleName: 'shop_backend' } }).success).toBe(true);
   });
 });
