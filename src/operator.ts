@@ -7,12 +7,13 @@ import type * as k8s from '@kubernetes/client-node';
 import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import { GROUP, VERSION } from './api/common.js';
-import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, TENANT_GROUP, apiPath, type KindInfo } from './api/kinds.js';
+import { IP_WHITELIST, POSTGRES_SERVER, TENANT_DATABASE, TENANT_DATABASE_PLAN, TENANT_GROUP, apiPath, type KindInfo } from './api/kinds.js';
 import { MANAGED_BY, MANAGED_BY_LABEL, TENANT_LABEL, keyOf, type OperatorContext } from './controllers/context.js';
 import { reconcilePostgresServer } from './controllers/postgresserver/reconcile.js';
 import { reconcileTenantDatabase } from './controllers/tenantdatabase/reconcile.js';
 import { reconcileIpWhitelist } from './controllers/ipwhitelist/reconcile.js';
 import { reconcileTenantGroup } from './controllers/tenantgroup/reconcile.js';
+import { reconcileTenantDatabasePlan } from './controllers/tenantdatabaseplan/reconcile.js';
 import { reportFailure } from './controllers/failure.js';
 import { makeClients } from './kube/client.js';
 import { DATA_HASH_ANNOTATION, slimSecret } from './kube/secrets.js';
@@ -22,7 +23,13 @@ import { ROTATED_ANNOTATION } from './controllers/tenantdatabase/secret.js';
 import { GROUP_LABEL } from './controllers/tenantgroup/reconcile.js';
 import { GROUP_VERIFIER_ANNOTATION } from './controllers/pooler-view.js';
 import { MIGRATION_JOB_SELECTOR } from './controllers/migrations/job.js';
-import { type CachedIpWhitelist, type CachedPostgresServer, type CachedTenantDatabase, type CachedTenantGroup } from './api/cached.js';
+import {
+  type CachedIpWhitelist,
+  type CachedPostgresServer,
+  type CachedTenantDatabase,
+  type CachedTenantDatabasePlan,
+  type CachedTenantGroup,
+} from './api/cached.js';
 import { tenantDatabaseSpec } from './api/tenantdatabase.js';
 import { withoutDefaults } from './api/cached.js';
 import {
@@ -151,6 +158,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const tenants = scoped((ns) => kindInformer<CachedTenantDatabase>(TENANT_DATABASE, 'tenants', ns, tenantIndexers, slimTenant));
   const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));
   const groups = scoped((ns) => kindInformer<CachedTenantGroup>(TENANT_GROUP, 'groups', ns, groupIndexers));
+  const plans = scoped((ns) => kindInformer<CachedTenantDatabasePlan>(TENANT_DATABASE_PLAN, 'plans', ns));
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
   // Anyone who may write Secrets can set the label: the cache keeps only what the controllers read
@@ -231,9 +239,9 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       slimJob,
     ),
   );
-  cacheRef.current = { servers, tenants, whitelists, groups, secrets, namespaces, jobs };
+  cacheRef.current = { servers, tenants, whitelists, groups, secrets, namespaces, jobs, plans };
   const provisionedHandlers = on('provisioned');
-  const informers = [servers, tenants, whitelists, groups, secrets, namespaces, jobs];
+  const informers = [servers, tenants, whitelists, groups, secrets, namespaces, jobs, plans];
 
   const ctx: OperatorContext = {
     clients,
@@ -253,6 +261,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
     namespaces,
     secrets,
     jobs,
+    plans,
     markers: new Map(),
     catalog: new Map(),
     provisioned: (server, tenant) => provisionedHandlers.onChange({ server, tenant }, undefined),
@@ -292,6 +301,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       namespaces.start(),
       secrets.start(),
       jobs.start(),
+      plans.start(),
     ]);
     const server = (controllers.postgresserver = createController(
       'postgresserver',
@@ -326,10 +336,20 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       metrics,
       (key, err) => reportFailure(ctx, TENANT_GROUP, groups, key, err),
     ));
+    // Plans are answered one at a time: each runs a tenant's provisioning steps, observed.
+    const plan = (controllers.tenantdatabaseplan = createController(
+      'tenantdatabaseplan',
+      (key, l) => reconcileTenantDatabasePlan(ctx, key, l),
+      log,
+      metrics,
+      (key, err) => reportFailure(ctx, TENANT_DATABASE_PLAN, plans, key, err),
+    ));
     for (const x of whitelists.list()) whitelist.queue.add(keyOf(x));
     for (const x of groups.list()) group.queue.add(keyOf(x));
+    for (const x of plans.list()) plan.queue.add(keyOf(x));
     void whitelist.run(1);
     void group.run(1);
+    void plan.run(1);
     void server.run(Math.max(1, Math.ceil(o.workers / 2)));
     void tenant.run(o.workers);
     log.info({ workers: o.workers, resyncMs: o.resyncMs }, 'Controllers started');

@@ -9,6 +9,7 @@ import { jsonEqual } from '../runtime/conditions.js';
 import type { ipWhitelistSpec, ipWhitelistStatus } from './ipwhitelist.js';
 import type { postgresServerSpec, postgresServerStatus } from './postgresserver.js';
 import type { tenantDatabaseSpec, tenantDatabaseStatus } from './tenantdatabase.js';
+import type { tenantDatabasePlanSpec, tenantDatabasePlanStatus } from './tenantdatabaseplan.js';
 import type { tenantGroupSpec, tenantGroupStatus } from './tenantgroup.js';
 
 export type DeepPartial<T> = T extends readonly (infer U)[]
@@ -26,6 +27,7 @@ export type CachedTenantDatabase = Cached<z.input<typeof tenantDatabaseSpec>, z.
 export type CachedPostgresServer = Cached<z.input<typeof postgresServerSpec>, z.infer<typeof postgresServerStatus>>;
 export type CachedIpWhitelist = Cached<z.input<typeof ipWhitelistSpec>, z.infer<typeof ipWhitelistStatus>>;
 export type CachedTenantGroup = Cached<z.input<typeof tenantGroupSpec>, z.infer<typeof tenantGroupStatus>>;
+export type CachedTenantDatabasePlan = Cached<z.input<typeof tenantDatabasePlanSpec>, z.infer<typeof tenantDatabasePlanStatus>>;
 
 /**
  * A copy of `o` without the values that equal those of `defaults` (nested objects too; key order

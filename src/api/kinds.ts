@@ -3,6 +3,7 @@ import { GROUP, VERSION } from './common.js';
 import { ipWhitelist, ipWhitelistSpec, ipWhitelistStatus } from './ipwhitelist.js';
 import { postgresServer, postgresServerSpec, postgresServerStatus } from './postgresserver.js';
 import { tenantDatabase, tenantDatabaseSpec, tenantDatabaseStatus } from './tenantdatabase.js';
+import { tenantDatabasePlan, tenantDatabasePlanSpec, tenantDatabasePlanStatus } from './tenantdatabaseplan.js';
 import { tenantGroup, tenantGroupSpec, tenantGroupStatus } from './tenantgroup.js';
 
 export interface PrinterColumn {
@@ -143,7 +144,31 @@ export const TENANT_GROUP: KindInfo = {
   ],
 };
 
-export const KINDS = [POSTGRES_SERVER, TENANT_DATABASE, IP_WHITELIST, TENANT_GROUP] as const;
+export const TENANT_DATABASE_PLAN: KindInfo = {
+  kind: 'TenantDatabasePlan',
+  plural: 'tenantdatabaseplans',
+  singular: 'tenantdatabaseplan',
+  shortNames: ['tdbplan'],
+  namespaced: true,
+  description:
+    'A request for a plan: the exact SQL, pooler and HBA changes the operator would make for a TenantDatabase spec, computed from the live server without changing anything. Deleted a while after it is answered.',
+  spec: tenantDatabasePlanSpec,
+  status: tenantDatabasePlanStatus,
+  object: tenantDatabasePlan,
+  printerColumns: [
+    { name: 'Tenant', type: 'string', jsonPath: '.spec.tenantDatabase.name', description: 'The TenantDatabase planned for.' },
+    {
+      name: 'Planned',
+      type: 'string',
+      jsonPath: '.status.conditions[?(@.type=="Planned")].status',
+      description: 'Whether the plan is computed.',
+    },
+    { name: 'Result', type: 'string', jsonPath: '.status.result.reason', description: 'Where the plan ends.' },
+    age,
+  ],
+};
+
+export const KINDS = [POSTGRES_SERVER, TENANT_DATABASE, IP_WHITELIST, TENANT_GROUP, TENANT_DATABASE_PLAN] as const;
 
 export function apiPath(k: KindInfo, namespace?: string): string {
   const ns = k.namespaced && namespace ? `/namespaces/${namespace}` : '';

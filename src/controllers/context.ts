@@ -1,5 +1,11 @@
 import type * as k8s from '@kubernetes/client-node';
-import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase, CachedTenantGroup } from '../api/cached.js';
+import type {
+  CachedIpWhitelist,
+  CachedPostgresServer,
+  CachedTenantDatabase,
+  CachedTenantDatabasePlan,
+  CachedTenantGroup,
+} from '../api/cached.js';
 import type { PostgresServer } from '../api/postgresserver.js';
 import type { KubeClients } from '../kube/client.js';
 import { secretValue } from '../kube/secrets.js';
@@ -44,6 +50,8 @@ export interface OperatorContext {
   secrets: ResilientInformer<k8s.V1Secret>;
   /** The operator's migration Jobs, metadata and status only (src/controllers/migrations/). */
   jobs: ResilientInformer<k8s.V1Job>;
+  /** TenantDatabasePlans waiting for their answer, or answered and waiting to be deleted. */
+  plans: ResilientInformer<CachedTenantDatabasePlan>;
   /**
    * Per server, what its catalog showed at the server's last reconcile: for each TenantDatabase uid,
    * the roles and databases that carry its marker. Configs are rendered only from these.

@@ -25,12 +25,16 @@ export {
   GROUP_VERIFIER_ANNOTATION,
   MAX_CIDRS_PER_TENANT,
   cachedVerifier,
+  clientLimitOf,
   forgetTenant,
   groupReach,
   groupRoleOf,
   groupServerName,
+  poolerTenants,
+  serverHbaPlan,
   tenantWhitelists,
   verifierFor,
+  whitelistCidrs,
   type GroupReach,
 } from './postgresserver/pooler-plan.js';
 export { cachedShardFiles } from './postgresserver/pooler-shards.js';

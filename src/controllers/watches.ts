@@ -12,7 +12,13 @@
  * to the informers and the work queues.
  */
 import type * as k8s from '@kubernetes/client-node';
-import type { CachedIpWhitelist, CachedPostgresServer, CachedTenantDatabase, CachedTenantGroup } from '../api/cached.js';
+import type {
+  CachedIpWhitelist,
+  CachedPostgresServer,
+  CachedTenantDatabase,
+  CachedTenantDatabasePlan,
+  CachedTenantGroup,
+} from '../api/cached.js';
 import { AGENT_ERROR_ANNOTATION } from '../pooler/contract.js';
 import { SHARD_OF_LABEL } from '../pooler/shards.js';
 import type { Indexers, ResilientInformer } from '../runtime/informer.js';
@@ -30,6 +36,7 @@ export interface Caches {
   namespaces: ResilientInformer<k8s.V1Namespace>;
   /** The operator's migration Jobs (labelled managed-by tenantdb, component migration), status only. */
   jobs: ResilientInformer<k8s.V1Job>;
+  plans: ResilientInformer<CachedTenantDatabasePlan>;
 }
 
 /**
@@ -49,7 +56,7 @@ export type ObjectOf<S extends Source> = S extends keyof Caches
   : S extends keyof LocalEvents
     ? LocalEvents[S]
     : never;
-export type ControllerName = 'postgresserver' | 'tenantdatabase' | 'ipwhitelist' | 'tenantgroup';
+export type ControllerName = 'postgresserver' | 'tenantdatabase' | 'ipwhitelist' | 'tenantgroup' | 'tenantdatabaseplan';
 
 export interface Watch<S extends Source = Source> {
   source: S;
@@ -337,6 +344,16 @@ export const WATCHES: Record<ControllerName, AnyWatch[]> = {
         if (!isAgentReport(s, c)) return [];
         return tenantsOfServer(c, serverOfOwnSecret(s, c) ?? '').flatMap((t) => c.whitelists.byIndex(BY_TENANT, keyOf(t)).map(keyOf));
       },
+    }),
+  ],
+  tenantdatabaseplan: [
+    // A plan is answered once, for the spec it was created with; nothing else wakes it (its answer
+    // is of the moment it was computed, and it is deleted soon after).
+    watch({
+      source: 'plans',
+      why: 'its own spec',
+      when: (p, old, deleted) => !deleted && specChanged(p, old, deleted),
+      map: (p) => [keyOf(p)],
     }),
   ],
   tenantgroup: [

@@ -39,6 +39,8 @@ export class Recorder {
   readonly statements: string[] = [];
   /** Changes a reconcile would make outside PostgreSQL (the Secret), in words. */
   readonly notes: string[] = [];
+  /** Where a plan stopped early (a step needed an object the recorded statements would create). */
+  cut: string | undefined;
 
   queryable(real: Queryable): Queryable & { release?: () => void } {
     return {

@@ -48,7 +48,13 @@ export async function installCrds(
   kubeconfigPath: string,
   opts: { looseSpecs?: string[] } = {},
 ): Promise<void> {
-  const crds = readManifests('crds/postgresservers.yaml', 'crds/tenantdatabases.yaml', 'crds/ipwhitelists.yaml', 'crds/tenantgroups.yaml');
+  const crds = readManifests(
+    'crds/postgresservers.yaml',
+    'crds/tenantdatabases.yaml',
+    'crds/ipwhitelists.yaml',
+    'crds/tenantgroups.yaml',
+    'crds/tenantdatabaseplans.yaml',
+  );
   const args = ['--kubeconfig', kubeconfigPath, 'apply', '--server-side', '--field-manager=tenantdb-tests', '-f'];
   const loose = new Set(opts.looseSpecs ?? []);
   if (loose.size === 0) {

@@ -336,6 +336,7 @@ export async function tenantIdentity(c: Cluster, ns: string): Promise<Tenant> {
           resources: ['tenantdatabases', 'ipwhitelists', 'tenantgroups'],
           verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'],
         },
+        { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabaseplans'], verbs: ['get', 'list', 'watch', 'create', 'delete'] },
         { apiGroups: [''], resources: ['secrets'], verbs: ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete'] },
       ],
     },
@@ -454,4 +455,46 @@ export async function startServerPooler(c: Cluster, server: string): Promise<Poo
   await secret(`${server}-admin`, { username: c.env.pg.admin.user, password: c.env.pg.admin.password });
   await secret(`${server}-pgbouncer`, { username: pooler.admin.user, password: pooler.admin.password });
   return pooler;
+}
+
+/** A TenantDatabasePlan's answer, as the operator writes it in status. */
+export interface PlanAnswer {
+  conditions?: { type: string; status: string; reason: string; message: string }[];
+  plannedAt?: string;
+  tenantExists?: boolean;
+  result?: { reason: string; message: string };
+  sql?: string[];
+  secret?: string[];
+  pooler?: string[];
+  serverHba?: string[];
+  notes?: string[];
+}
+
+/**
+ * Asks the operator for a plan through `custom` (a team's own client, or the admin's): creates a
+ * TenantDatabasePlan for TenantDatabase `name` of `ns` with `spec`, waits for the answer, deletes it.
+ */
+export async function askPlan(custom: k8s.CustomObjectsApi, ns: string, name: string, spec: Record<string, unknown>): Promise<PlanAnswer> {
+  const base = { group: 'tenantdb.dev', version: 'v1alpha1', plural: 'tenantdatabaseplans', namespace: ns };
+  const created = (await custom.createNamespacedCustomObject({
+    ...base,
+    body: {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'TenantDatabasePlan',
+      metadata: { generateName: `${name}-plan-`, namespace: ns },
+      spec: { tenantDatabase: { name, spec } },
+    },
+  })) as { metadata: { name: string } };
+  try {
+    return await waitFor(
+      `the plan for ${ns}/${name}`,
+      async () => {
+        const p = (await custom.getNamespacedCustomObject({ ...base, name: created.metadata.name })) as { status?: PlanAnswer };
+        return p.status?.plannedAt ? p.status : undefined;
+      },
+      60_000,
+    );
+  } finally {
+    await custom.deleteNamespacedCustomObject({ ...base, name: created.metadata.name }).catch(() => undefined);
+  }
 }

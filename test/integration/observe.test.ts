@@ -7,6 +7,7 @@ import type { Proc } from '../env/process.js';
 import { waitFor } from '../env/ports.js';
 import {
   applyTenant,
+  askPlan,
   cluster,
   condition,
   deleteTenant,
@@ -17,6 +18,7 @@ import {
   queryWith,
   readSecretData,
   superQuery,
+  tenantIdentity,
   tenantReady,
   waitForCondition,
   waitTenantGone,
@@ -103,3 +105,51 @@ test('a managed tenant observed: drift and spec changes are planned, not made; M
   expect(await superQuery(c, "SELECT rolcanlogin AS l FROM pg_roles WHERE rolname = 'watched_app'")).toEqual([{ l: false }]);
   expect(await superQuery(c, "SELECT 1 AS x FROM pg_database WHERE datname = 'watched_app'")).toEqual([{ x: 1 }]);
 }, 120_000);
+
+test("a TenantDatabasePlan, asked by a team with its own token: the exact SQL of a spec not applied and of a change, nothing written; another's role is a Conflict", async () => {
+  const team = await tenantIdentity(c, 'planners');
+  // Not applied yet: what would be created, with the marker's uid left for the real object.
+  const fresh = await askPlan(team.custom, 'planners', 'shop', { connectionLimit: 3 });
+  expect(fresh.tenantExists).toBe(false);
+  expect(fresh.result?.reason).toBe('Planned');
+  const sql = (fresh.sql ?? []).join('\n');
+  expect(fresh.sql?.[0]).toMatch(/^CREATE ROLE "?planners_shop"? LOGIN .*CONNECTION LIMIT 3 PASSWORD <redacted>$/);
+  expect(sql).toMatch(/CREATE DATABASE "?planners_shop"?/);
+  expect(sql).toMatch(/uid=<uid of the new TenantDatabase>/);
+  expect(sql).not.toMatch(/SCRAM-SHA-256\$/);
+  expect((fresh.secret ?? []).join('\n')).toMatch(/create Secret shop-db/);
+  expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'planners_shop'")).toEqual([]);
+
+  // Applied: what the plan said is what the operator did.
+  await team.apply('TenantDatabase', 'shop', { connectionLimit: 3 });
+  await tenantReady(c, 'planners', 'shop');
+  expect(await superQuery(c, "SELECT rolconnlimit AS l FROM pg_roles WHERE rolname = 'planners_shop'")).toEqual([{ l: 3 }]);
+  expect(await superQuery(c, "SELECT datconnlimit AS l FROM pg_database WHERE datname = 'planners_shop'")).toEqual([{ l: 3 }]);
+
+  // The same spec again: nothing to do. A change: its statements, and nothing changed.
+  const same = await askPlan(team.custom, 'planners', 'shop', { connectionLimit: 3 });
+  expect(same).toMatchObject({ tenantExists: true, result: { reason: 'Planned' }, sql: [], secret: [] });
+  const change = await askPlan(team.custom, 'planners', 'shop', { connectionLimit: 6, settings: { lock_timeout: '2s' } });
+  const changed = (change.sql ?? []).join('\n');
+  expect(changed).toMatch(/ALTER ROLE "?planners_shop"? LOGIN CONNECTION LIMIT 6/);
+  expect(changed).toMatch(/ALTER ROLE "?planners_shop"? IN DATABASE "?planners_shop"? SET lock_timeout TO '2s'/);
+  expect(changed).not.toMatch(/CREATE/);
+  expect(await superQuery(c, "SELECT rolconnlimit AS l FROM pg_roles WHERE rolname = 'planners_shop'")).toEqual([{ l: 3 }]);
+  await team.apply('TenantDatabase', 'shop', { connectionLimit: 6, settings: { lock_timeout: '2s' } });
+  await waitFor('the change carried out', async () => {
+    const [r] = await superQuery(c, "SELECT rolconnlimit AS l FROM pg_roles WHERE rolname = 'planners_shop'");
+    return r?.l === 6 ? true : undefined;
+  });
+
+  // Another namespace's role: the plan ends where applying would, at a Conflict, and says nothing
+  // about that role beyond it; the victim is untouched.
+  await applyTenant(c, NS, 'victim', {});
+  await tenantReady(c, NS, 'victim');
+  const victim = (await readSecretData(c, NS, 'victim-db')) ?? {};
+  const thief = await askPlan(team.custom, 'planners', 'thief', { roleName: 'watched_victim', suspend: true });
+  expect(thief.result?.reason).toBe('Conflict');
+  expect(thief.sql).toEqual([]);
+  expect(await queryWith(victim.DIRECT_URL ?? '', 'SELECT current_user AS u')).toEqual([{ u: 'watched_victim' }]);
+  // A team cannot plan in a namespace not its own.
+  await expect(askPlan(team.custom, NS, 'victim', { suspend: true })).rejects.toMatchObject({ code: 403 });
+}, 180_000);

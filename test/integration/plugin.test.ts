@@ -81,6 +81,8 @@ beforeAll(async () => {
         // create and update: plan's server-side dry run needs the rights applying would.
         { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabases'], verbs: ['get', 'list', 'watch', 'patch', 'create', 'update'] },
         { apiGroups: ['tenantdb.dev'], resources: ['ipwhitelists'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
+        // plan's exact SQL: the operator answers a TenantDatabasePlan.
+        { apiGroups: ['tenantdb.dev'], resources: ['tenantdatabaseplans'], verbs: ['get', 'create', 'delete'] },
         { apiGroups: [''], resources: ['secrets'], verbs: ['get'] },
         { apiGroups: [''], resources: ['events'], verbs: ['get', 'list', 'watch'] },
       ],
@@ -284,6 +286,27 @@ test("plan says what a manifest would do, applies nothing, and gives the API ser
   expect(r.stdout).toMatch(/\[pooler\] pool plug_a_orders: pool_size 10 -> 4/);
   expect(r.stdout).toMatch(/TenantDatabase plug-a\/fresh: create/);
   expect(r.stdout).toMatch(/\[server\] create database plug_a_fresh/);
+  // The operator's exact plan, from the live server, under each.
+  expect(r.stdout).toMatch(/SQL, in order \(on the live server now\):\n\s+ALTER ROLE "?plug_a_orders"? LOGIN CONNECTION LIMIT 12\n/);
+  expect(r.stdout).toMatch(/\n\s+CREATE ROLE "?plug_a_fresh"? LOGIN .*PASSWORD <redacted>\n/);
+  expect(r.stdout).toMatch(/\n\s+CREATE DATABASE "?plug_a_fresh"?/);
+  expect(r.stdout).not.toMatch(/SCRAM-SHA-256\$/);
+  // The plans it asked for are gone.
+  const left = (await c.custom.listNamespacedCustomObject({
+    group: 'tenantdb.dev',
+    version: 'v1alpha1',
+    namespace: NS,
+    plural: 'tenantdatabaseplans',
+  })) as { items: unknown[] };
+  expect(left.items).toEqual([]);
+  const words = await cli(['plan', '-f', file, '--no-sql', '-o', 'json']);
+  expect(words.code).toBe(0);
+  expect((JSON.parse(words.stdout) as { plans: { exact?: unknown }[] }).plans.map((p) => p.exact)).toEqual([undefined, undefined]);
+  const json = JSON.parse((await cli(['plan', '-f', file, '-o', 'json'])).stdout) as { plans: { exact?: { sql: string[] } }[] };
+  expect(json.plans[0]?.exact?.sql).toEqual([
+    expect.stringMatching(/^ALTER ROLE "?plug_a_orders"? LOGIN CONNECTION LIMIT 12$/),
+    expect.stringMatching(/^ALTER DATABASE/),
+  ]);
   // A dry run: nothing was created or changed.
   expect(await getTenant(c, NS, 'fresh')).toBeUndefined();
   expect((await getTenant(c, NS, 'orders'))?.spec.connectionLimit).toBe(-1);

@@ -14,6 +14,7 @@ import { configHash } from '../../src/pooler/contract.js';
 import {
   applyServer,
   applyTenant,
+  askPlan,
   cluster,
   condition,
   deleteTenant,
@@ -531,6 +532,42 @@ test('a config the agent refuses is not loaded, and the last good one keeps work
       await c.core.deleteNamespacedSecret({ name: s.metadata?.name ?? '', namespace: OPERATOR_NAMESPACE });
   await waitForCondition(() => getServer(c, SERVER), 'PoolerReady', 'True', 'Applied');
   expect((await queryWith(url))[0]).toMatchObject({ u: 'pool_beta' });
+});
+
+test("a plan's pooler lines are the lines the operator then writes: a new tenant with an allow-list, then a change", async () => {
+  await applyWhitelist('planned-list', 'planned', ['127.0.0.6/32']);
+  const spec = { serverRef: { name: SERVER }, pooling: { poolSize: 3 } };
+  const plan = await askPlan(c.custom, NS, 'planned', spec);
+  expect(plan.result?.reason).toBe('Planned');
+  const pooler = plan.pooler ?? [];
+  // Only additions, in all three files; the verifier never shown.
+  expect(pooler.every((l) => /^(databases\.ini|userlist\.txt|hba\.conf): \+ /.test(l))).toBe(true);
+  expect(pooler).toContain(
+    `databases.ini: + pool_planned = host=${c.env.pg.host} port=${c.env.pg.port} dbname=pool_planned pool_mode=transaction pool_size=3 max_db_connections=0 max_db_client_connections=200`,
+  );
+  expect(pooler).toContain('userlist.txt: + "pool_planned" <verifier>');
+  expect(pooler).toContain('hba.conf: + host pool_planned pool_planned 127.0.0.6/32 scram-sha-256');
+  expect(pooler.join('\n')).not.toMatch(/SCRAM-SHA-256/);
+  const files = async () => (await readPoolerConfig(c, OPERATOR_NAMESPACE, `${SERVER}-pooler`)).files;
+  expect((await files())['databases.ini']).not.toContain('pool_planned');
+
+  await applyTenant(c, NS, 'planned', spec);
+  await tenantReady(c, NS, 'planned');
+  const written = await files();
+  for (const l of pooler) {
+    const [file, line] = l.split(': + ') as ['databases.ini' | 'userlist.txt' | 'hba.conf', string];
+    if (file === 'userlist.txt') expect(written[file]).toMatch(/^"pool_planned" "SCRAM-SHA-256\$/m);
+    else expect(written[file].split('\n')).toContain(line);
+  }
+
+  // A change of pool size: one line goes, one comes; the rest stays.
+  const change = await askPlan(c.custom, NS, 'planned', { ...spec, pooling: { poolSize: 5 } });
+  expect(change.pooler).toEqual([
+    expect.stringMatching(/^databases\.ini: - pool_planned = .* pool_size=3 /),
+    expect.stringMatching(/^databases\.ini: \+ pool_planned = .* pool_size=5 /),
+  ]);
+  expect(change.sql).toEqual([]);
+  await deleteWhitelist('planned-list');
 });
 
 test('deleting a tenant removes its pool entry, userlist line and rules', async () => {

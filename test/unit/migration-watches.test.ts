@@ -51,6 +51,7 @@ const caches: Caches = {
   secrets: cache([]),
   namespaces: cache([]),
   jobs: cache([], jobIndexers),
+  plans: cache([]),
 };
 
 function woken<S extends 'jobs' | 'groups' | 'tenants'>(source: S, obj: unknown, old?: unknown): [ControllerName, string][] {

@@ -1,6 +1,7 @@
 import { postgresServer } from '../../src/api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase } from '../../src/api/tenantdatabase.js';
-import { planTenant, tenantsOfManifest } from '../../src/cli/plugin/plan.js';
+import { exactLines, planTenant, tenantsOfManifest } from '../../src/cli/plugin/plan.js';
+import { lineChanges } from '../../src/controllers/tenantdatabaseplan/config-diff.js';
 
 const td = (spec: Record<string, unknown>, annotations?: Record<string, string>): TenantDatabase =>
   tenantDatabase.parse({
@@ -122,5 +123,35 @@ describe('plan: what the operator will do with a manifest', () => {
     expect(docs.map((d) => d.metadata?.name)).toEqual(['a', 'b']);
     expect(skipped).toEqual(['ConfigMap c']);
     expect(() => tenantsOfManifest('a: [', 'bad.yaml')).toThrow(/bad\.yaml: not YAML/);
+  });
+});
+
+describe("a plan's exact part: the operator's answer", () => {
+  test('line changes: what goes, then what comes, each line once, the file named', () => {
+    expect(lineChanges('hba.conf', 'a\nb\nc\n', 'b\nc\nd\n')).toEqual(['hba.conf: - a', 'hba.conf: + d']);
+    expect(lineChanges('hba.conf', 'a\n', 'a\n')).toEqual([]);
+    expect(lineChanges('databases.ini', '', 'x = y\n')).toEqual(['databases.ini: + x = y']);
+  });
+
+  test('shown as sections, a refusal first, nothing to change said once, notes last', () => {
+    const base = { sql: [], secret: [], pooler: [], serverHba: [], notes: ['n1'] };
+    expect(exactLines({ ...base, result: { reason: 'Planned', message: '' } })).toEqual([
+      '  exact plan: nothing to change on the server, in the Secret or in the pooler',
+      '  (n1)',
+    ]);
+    const lines = exactLines({
+      ...base,
+      result: { reason: 'Conflict', message: 'role x belongs to someone else' },
+      sql: ['ALTER ROLE x NOLOGIN'],
+      pooler: ['hba.conf: + host a b 10.0.0.0/8 scram-sha-256'],
+    });
+    expect(lines).toEqual([
+      '  the operator would stop at: Conflict: role x belongs to someone else',
+      '  SQL, in order (on the live server now):',
+      '    ALTER ROLE x NOLOGIN',
+      '  PgBouncer:',
+      '    hba.conf: + host a b 10.0.0.0/8 scram-sha-256',
+      '  (n1)',
+    ]);
   });
 });

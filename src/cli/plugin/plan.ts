@@ -3,13 +3,17 @@
  * asked first, with a server-side dry run (its defaults, its schema and CEL rules: a refused change
  * is reported with the API server's own message and nothing else); then the spec it would store is
  * compared with the live one, and each difference is said as what the operator will do about it,
- * on the server, in the pooler and in the Secret. Nothing is written.
+ * on the server, in the pooler and in the Secret. Then the operator is asked for the exact plan (a
+ * TenantDatabasePlan it answers from the live server, deleted once read): the SQL statements, the
+ * Secret's keys, the pooler's and the server's HBA lines. Nothing else is written.
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../api/common.js';
-import { TENANT_DATABASE } from '../../api/kinds.js';
+import { TENANT_DATABASE, TENANT_DATABASE_PLAN } from '../../api/kinds.js';
+import type { TenantDatabasePlanStatus } from '../../api/tenantdatabaseplan.js';
+import { duration } from '../options.js';
 import { deriveIdentifier, holderRoleName, MAX_SCHEMA, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase } from '../../api/tenantdatabase.js';
@@ -34,6 +38,19 @@ export interface TenantPlan {
   steps: PlanStep[];
   /** The API server's answer when it refuses the manifest. */
   refusal?: string;
+  /** The operator's exact plan, from the live server (absent when it could not be asked). */
+  exact?: ExactPlan;
+}
+
+/** What the operator answered in a TenantDatabasePlan's status. */
+export interface ExactPlan {
+  /** Where the steps end: Planned, or the refusal the tenant would report (Conflict, ...). */
+  result: { reason: string; message: string };
+  sql: string[];
+  secret: string[];
+  pooler: string[];
+  serverHba: string[];
+  notes: string[];
 }
 
 type Spec = TenantDatabase['spec'];
@@ -270,6 +287,25 @@ export function planTenant(
   return { namespace: ns, name, action: steps.length ? 'update' : 'unchanged', steps };
 }
 
+/** The operator's answer, as the table output shows it. */
+export function exactLines(x: ExactPlan): string[] {
+  const out: string[] = [];
+  if (x.result.reason !== 'Planned') out.push(`  the operator would stop at: ${x.result.reason}: ${x.result.message}`);
+  const section = (title: string, lines: string[]) => {
+    if (!lines.length) return;
+    out.push(`  ${title}:`);
+    for (const l of lines) out.push(`    ${l}`);
+  };
+  section('SQL, in order (on the live server now)', x.sql);
+  section('Secret', x.secret);
+  section('PgBouncer', x.pooler);
+  section('pg_hba.conf', x.serverHba);
+  if (x.result.reason === 'Planned' && !x.sql.length && !x.secret.length && !x.pooler.length && !x.serverHba.length)
+    out.push('  exact plan: nothing to change on the server, in the Secret or in the pooler');
+  for (const n of x.notes) out.push(`  (${n})`);
+  return out;
+}
+
 interface ManifestDoc {
   apiVersion?: string;
   kind?: string;
@@ -291,7 +327,7 @@ export function tenantsOfManifest(text: string, source: string): { docs: Manifes
   return { docs, skipped };
 }
 
-async function planOne(s: Session, doc: ManifestDoc): Promise<TenantPlan> {
+async function planOne(s: Session, doc: ManifestDoc, exact: { timeoutMs: number }): Promise<TenantPlan> {
   const name = checkName('TenantDatabase', doc.metadata?.name ?? '');
   const namespace = checkNamespace(doc.metadata?.namespace ?? s.namespace);
   const base = { group: GROUP, version: VERSION, plural: TENANT_DATABASE.plural, namespace };
@@ -348,7 +384,76 @@ async function planOne(s: Session, doc: ManifestDoc): Promise<TenantPlan> {
   } catch {
     // Not readable with these rights.
   }
-  return planTenant(namespace, name, live?.success ? live.data : undefined, next.data, server);
+  const words = planTenant(namespace, name, live?.success ? live.data : undefined, next.data, server);
+  if (words.action === 'refused' || exact.timeoutMs <= 0) return words;
+  const asked = await askOperator(s, namespace, name, (dry as { spec?: unknown }).spec, exact.timeoutMs);
+  if (typeof asked === 'string') {
+    note(`TenantDatabase ${namespace}/${name}: no exact plan: ${asked}`);
+    return words;
+  }
+  return { ...words, exact: asked };
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Asks the operator for the exact plan: creates a TenantDatabasePlan with the spec the API server
+ * would store, waits for its answer, deletes it. Returns the answer, or why there is none.
+ */
+async function askOperator(s: Session, namespace: string, name: string, spec: unknown, timeoutMs: number): Promise<ExactPlan | string> {
+  const base = { group: GROUP, version: VERSION, plural: TENANT_DATABASE_PLAN.plural, namespace };
+  let created: { metadata?: { name?: string; generation?: number } };
+  try {
+    created = (await s.call(() =>
+      s.custom.createNamespacedCustomObject({
+        ...base,
+        body: {
+          apiVersion: `${GROUP}/${VERSION}`,
+          kind: TENANT_DATABASE_PLAN.kind,
+          metadata: { generateName: `${name.slice(0, 40)}-plan-`, namespace },
+          spec: { tenantDatabase: { name, spec } },
+        },
+      }),
+    )) as typeof created;
+  } catch (err) {
+    const code = statusCode(err);
+    if (code === 403)
+      return `these credentials may not create tenantdatabaseplans in namespace ${namespace} (the exact SQL needs that right)`;
+    if (code === 404) return 'the TenantDatabasePlan kind is not installed (an older tenantdb)';
+    return describeError(err);
+  }
+  const planName = created.metadata?.name ?? '';
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const got = (await s.call(() => s.custom.getNamespacedCustomObject({ ...base, name: planName }))) as {
+        metadata?: { generation?: number };
+        status?: TenantDatabasePlanStatus;
+      };
+      const st = got.status;
+      if (st?.plannedAt && st.observedGeneration === got.metadata?.generation) {
+        const ready = st.conditions?.find((c) => c.type === 'Ready');
+        if (ready?.status !== 'True') return `the operator could not plan it: ${ready?.reason ?? '?'}: ${ready?.message ?? ''}`;
+        return {
+          result: st.result ?? { reason: 'Unknown', message: '' },
+          sql: st.sql ?? [],
+          secret: st.secret ?? [],
+          pooler: st.pooler ?? [],
+          serverHba: st.serverHba ?? [],
+          notes: st.notes ?? [],
+        };
+      }
+      if (Date.now() >= deadline) {
+        const why = st?.conditions?.find((c) => c.type === 'Ready');
+        return `the operator did not answer within ${Math.round(timeoutMs / 1000)}s${why ? ` (${why.reason}: ${why.message})` : ' (is it running, and does it watch this namespace?)'}`;
+      }
+      await sleep(300);
+    }
+  } finally {
+    await s
+      .call(() => s.custom.deleteNamespacedCustomObject({ ...base, name: planName }))
+      .catch(() => note(`could not delete TenantDatabasePlan ${namespace}/${planName}; the operator deletes it within 10 minutes`));
+  }
 }
 
 export function registerPlanCommand(program: Command): void {
@@ -358,7 +463,13 @@ export function registerPlanCommand(program: Command): void {
       "what applying a TenantDatabase manifest would do, without applying it: the API server's dry run (defaults, schema, immutable fields), then each change as what the operator will do in PostgreSQL, the pooler and the Secret",
     )
     .requiredOption('-f, --filename <file>', 'the manifest (YAML, several documents allowed; - for stdin)')
-    .action(async (opts: { filename: string }, c: Command) => {
+    .option('--no-sql', 'only compare the specs: do not ask the operator for the exact SQL, pooler and HBA changes')
+    .addOption(
+      new Option('--timeout <duration>', 'how long to wait for the operator to answer, per TenantDatabase (10s, 1m)')
+        .argParser(duration)
+        .default(60_000, '1m'),
+    )
+    .action(async (opts: { filename: string; sql: boolean; timeout: number }, c: Command) => {
       const s = sessionOf(c);
       let text: string;
       try {
@@ -369,7 +480,7 @@ export function registerPlanCommand(program: Command): void {
       const { docs, skipped } = tenantsOfManifest(text, opts.filename);
       if (!docs.length) throw new CliError(`${opts.filename} holds no TenantDatabase (${GROUP}/${VERSION})`);
       const plans: TenantPlan[] = [];
-      for (const d of docs) plans.push(await planOne(s, d));
+      for (const d of docs) plans.push(await planOne(s, d, { timeoutMs: opts.sql ? opts.timeout : 0 }));
       if (s.output !== 'table') {
         print(renderData(s.output, { plans, skipped }));
       } else {
@@ -377,6 +488,7 @@ export function registerPlanCommand(program: Command): void {
         for (const p of plans) {
           lines.push(`TenantDatabase ${p.namespace}/${p.name}: ${p.action}${p.refusal ? `: ${p.refusal}` : ''}`);
           for (const st of p.steps) lines.push(`  ${st.destructive ? '!' : '-'} [${st.where}] ${st.what}`);
+          if (p.exact) lines.push(...exactLines(p.exact));
         }
         if (skipped.length) lines.push(`(not planned: ${skipped.join(', ')})`);
         print(lines.join('\n'));
@@ -385,6 +497,7 @@ export function registerPlanCommand(program: Command): void {
       if (plans.some((p) => p.action === 'refused')) process.exitCode = 2;
     });
   examples(cmd, [
+    ['only the spec comparison, without asking the operator', `${PROGRAM} plan -f orders.yaml --no-sql`],
     ['what a changed manifest would do', `${PROGRAM} plan -f orders.yaml`],
     ['from a GitOps render, as JSON', `kustomize build . | ${PROGRAM} plan -f - -o json`],
   ]);

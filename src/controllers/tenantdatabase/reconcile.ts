@@ -196,6 +196,26 @@ export async function reconcileTenantDatabase(
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
 
+/**
+ * What a reconcile of `td` would do now, changing nothing (TenantDatabasePlan): the provisioning
+ * steps run observed on `rec`; the outcome is where they ended (the observation step when they
+ * reached the end, else a refusal). Errors that a retry may clear are thrown.
+ */
+export async function planProvisioning(
+  ctx: OperatorContext,
+  td: TenantDatabase,
+  log: Logger,
+): Promise<{ outcome: Outcome; names?: TenantNames | undefined; serverName?: string | undefined; rec: Recorder }> {
+  const rec = new Recorder();
+  try {
+    const r = await provision(ctx, td, log, false, undefined, rec);
+    return { outcome: r.outcome, names: r.names, serverName: r.serverName, rec };
+  } catch (err) {
+    if (err instanceof TerminalError) return { outcome: notReady(err.reason, err.message, true), rec };
+    throw err;
+  }
+}
+
 async function saveStatus(
   ctx: OperatorContext,
   td: TenantDatabase,
@@ -237,6 +257,7 @@ async function provision(
   log: Logger,
   periodic: boolean,
   park?: (timeoutMs: number) => Promise<boolean>,
+  planning?: Recorder,
 ): Promise<Provisioned> {
   const ref = tenantRef(td);
   const key = `${td.metadata.namespace ?? ''}/${td.metadata.name}`;
@@ -245,8 +266,14 @@ async function provision(
    * (pg/recording), and no step writes the Secret, asks the server to render, or records an Event
    * for a change: what would be done is the report, in status.observation.
    */
-  const observing = td.spec.managementPolicy === 'Observe';
-  const rec = observing ? new Recorder() : undefined;
+  /**
+   * A plan (TenantDatabasePlan) runs these steps for a spec that may not be applied yet: observed,
+   * and the platform's limits, which an observed tenant's reconcile still enforces, are only
+   * recorded too (a plan changes nothing).
+   */
+  const observing = !!planning || td.spec.managementPolicy === 'Observe';
+  const rec = planning ?? (observing ? new Recorder() : undefined);
+  const platformPool = (p: pg.Pool): pg.Pool => (planning ? planning.pool(p) : p);
   /** What stopped an observation before its end (a statement that depends on an object it would create). */
   let observationCut: string | undefined;
   /**
@@ -342,7 +369,8 @@ async function provision(
       const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
       const ca = admin.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
       if (admin.ok && ca?.ok)
-        for (const role of roles) record(await act(ctx.pools.get(serverName, endpointOf(server, ca.value), admin.value), role), 'Role');
+        for (const role of roles)
+          record(await act(platformPool(ctx.pools.get(serverName, endpointOf(server, ca.value), admin.value)), role), 'Role');
     }
     return { outcome: notReady(reason, message, true), serverName };
   };
@@ -440,7 +468,7 @@ async function provision(
     step<Provisioned>('limits-where-it-lives', async () => {
       // Where the tenant already has roles, the server's admission and ceiling hold before anything
       // else: no edit of the spec (a name or serverRef added later) can step around them.
-      const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record);
+      const home = await enforceWhereItLives(ctx, td, parsedServers(ctx, log), record, platformPool);
       if (home) return { outcome: notReady(home.reason, home.message, true), serverName: home.serverName };
       return undefined;
     }),
@@ -886,7 +914,8 @@ async function provision(
     step<Provisioned>('role-and-databases', async () => {
       if (justProvisioned) return undefined;
       // The verifier is a function of role identity and password: every reconcile computes the same one.
-      verifier = cachedVerifier(td.metadata.uid, active, password);
+      // (A plan's password may be one never used: not kept.)
+      verifier = planning ? verifierFor(td.metadata.uid, active, password) : cachedVerifier(td.metadata.uid, active, password);
       const suspended = td.spec.suspend;
       let changed = false;
       // A login role may log in while it is the one in use, in its grace period, or being switched to.
@@ -1035,7 +1064,7 @@ async function provision(
       if (session.ok && !ext.failed.length && !observing) {
         const fingerprint = verifiedFingerprint(ctx, td, server, names, connectionLimit, written);
         provisioned.set(td.metadata.uid, { fingerprint, at: Date.now() });
-      } else {
+      } else if (!planning) {
         provisioned.delete(td.metadata.uid);
       }
       if (ext.created.length) record([`Created extensions ${ext.created.join(', ')} in ${names.database}`], 'Extensions');
@@ -1289,6 +1318,7 @@ async function provision(
               } catch (err) {
                 if (err instanceof TerminalError) throw err;
                 observationCut = `the plan stops here: ${errorMessage(err)} (what follows depends on what the statements above would create)`;
+                if (planning) planning.cut = observationCut;
                 return undefined;
               }
             })
@@ -1600,6 +1630,7 @@ async function enforceWhereItLives(
   td: TenantDatabase,
   servers: PostgresServer[],
   record: (changes: string[], noun: string) => void,
+  wrap: (pool: pg.Pool) => pg.Pool,
 ): Promise<{ reason: string; message: string; serverName: string } | undefined> {
   let refusal: { reason: string; message: string; serverName: string } | undefined;
   for (const [serverName, marks] of ctx.markers) {
@@ -1614,7 +1645,7 @@ async function enforceWhereItLives(
     const ca = creds.ok ? await loadCa(ctx.clients, server, ctx.config.namespace) : undefined;
     if (!creds.ok || !ca?.ok)
       throw new RetryableError('ServerNotReady', `PostgresServer ${serverName} must be reached to apply its limits to this tenant`);
-    const pool = ctx.pools.get(serverName, endpointOf(server, ca.value), creds.value);
+    const pool = wrap(ctx.pools.get(serverName, endpointOf(server, ca.value), creds.value));
     for (const role of roles) {
       const row = await sql.findRole(pool, role);
       if (!row) continue;
