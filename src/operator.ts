@@ -34,6 +34,7 @@ import { tenantDatabaseSpec } from './api/tenantdatabase.js';
 import { withoutDefaults } from './api/cached.js';
 import {
   groupIndexers,
+  planIndexers,
   handlersFor,
   jobIndexers,
   tenantIndexers,
@@ -158,7 +159,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
   const tenants = scoped((ns) => kindInformer<CachedTenantDatabase>(TENANT_DATABASE, 'tenants', ns, tenantIndexers, slimTenant));
   const whitelists = scoped((ns) => kindInformer<CachedIpWhitelist>(IP_WHITELIST, 'whitelists', ns, whitelistIndexers));
   const groups = scoped((ns) => kindInformer<CachedTenantGroup>(TENANT_GROUP, 'groups', ns, groupIndexers));
-  const plans = scoped((ns) => kindInformer<CachedTenantDatabasePlan>(TENANT_DATABASE_PLAN, 'plans', ns));
+  const plans = scoped((ns) => kindInformer<CachedTenantDatabasePlan>(TENANT_DATABASE_PLAN, 'plans', ns, planIndexers));
   const managed = `${MANAGED_BY_LABEL}=${MANAGED_BY}`;
   // Tenant Secrets where the tenants are, and the pooler's config Secrets in the operator's namespace.
   // Anyone who may write Secrets can set the label: the cache keeps only what the controllers read
@@ -342,7 +343,8 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       (key, l) => reconcileTenantDatabasePlan(ctx, key, l),
       log,
       metrics,
-      (key, err) => reportFailure(ctx, TENANT_DATABASE_PLAN, plans, key, err),
+      // A plan says what went wrong in its own status (reconcile.ts), never in an Event.
+      () => Promise.resolve(),
     ));
     for (const x of whitelists.list()) whitelist.queue.add(keyOf(x));
     for (const x of groups.list()) group.queue.add(keyOf(x));

@@ -30,12 +30,15 @@ export {
   groupReach,
   groupRoleOf,
   groupServerName,
+  planServerHba,
   poolerTenants,
+  serverHbaCandidates,
   serverHbaPlan,
   tenantWhitelists,
   verifierFor,
   whitelistCidrs,
   type GroupReach,
+  type ServerHbaCandidate,
 } from './postgresserver/pooler-plan.js';
 export { cachedShardFiles } from './postgresserver/pooler-shards.js';
 export { poolerConfigRef } from './postgresserver/config-secrets.js';

@@ -100,6 +100,9 @@ export const tenantIndexers: Indexers<CachedTenantDatabase> = {
 export const groupIndexers: Indexers<CachedTenantGroup> = {
   [BY_NAMESPACE]: (g) => [g.metadata?.namespace ?? ''],
 };
+export const planIndexers: Indexers<CachedTenantDatabasePlan> = {
+  [BY_NAMESPACE]: (p) => [p.metadata?.namespace ?? ''],
+};
 export const jobIndexers: Indexers<k8s.V1Job> = {
   [BY_OWNER]: (j) => (j.metadata?.ownerReferences ?? []).filter((r) => r.controller && r.kind === 'TenantDatabase').map((r) => r.uid),
 };

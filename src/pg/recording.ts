@@ -14,7 +14,7 @@ import type { Queryable } from './tenant-sql.js';
 
 const READ = /^\s*(select|with|show|values|table)\b/i;
 const ACTS =
-  /\b(pg_terminate_backend|pg_cancel_backend|set_config|pg_(try_)?advisory\w*|nextval|setval|lo_\w+|pg_reload_conf|pg_rotate_logfile|pg_notify|txid_current\w*|pg_current_xact_id\w*|pg_stat_reset\w*|pg_switch_wal|pg_create\w*|pg_drop\w*)\s*\(/i;
+  /\b(pg_terminate_backend|pg_cancel_backend|set_config|pg_(try_)?advisory\w*|nextval|setval|lo_\w+|pg_reload_conf|pg_rotate_logfile|pg_notify|txid_current\w*|pg_current_xact_id\w*|pg_stat_reset\w*|pg_switch_wal|pg_create\w*|pg_drop\w*|pg_promote|pg_replication_\w+|pg_logical_\w+|pg_backup_\w+|pg_start_backup|pg_stop_backup|pg_wal_replay_\w+|pg_log_backend_memory_contexts|pg_import_system_collations|pg_file_\w+|dblink\w*)"?\s*\(/i;
 /** Locks, a new table, several statements: not reads, whatever they start with. */
 const NOT_READ = /\binto\b|\bfor\s+(update|share|no\s+key\s+update|key\s+share)\b|;\s*\S/i;
 const TRANSACTION = /^\s*(begin|commit|rollback|savepoint|release|start\s+transaction)\b/i;
@@ -41,6 +41,8 @@ export class Recorder {
   readonly notes: string[] = [];
   /** Where a plan stopped early (a step needed an object the recorded statements would create). */
   cut: string | undefined;
+  /** Whether the plan gives the tenant a new password (one the Secret does not hold). */
+  newPassword = false;
 
   queryable(real: Queryable): Queryable & { release?: () => void } {
     return {

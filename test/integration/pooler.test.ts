@@ -543,11 +543,14 @@ test("a plan's pooler lines are the lines the operator then writes: a new tenant
   // Only additions, in all three files; the verifier never shown.
   expect(pooler.every((l) => /^(databases\.ini|userlist\.txt|hba\.conf): \+ /.test(l))).toBe(true);
   expect(pooler).toContain(
-    `databases.ini: + pool_planned = host=${c.env.pg.host} port=${c.env.pg.port} dbname=pool_planned pool_mode=transaction pool_size=3 max_db_connections=0 max_db_client_connections=200`,
+    `databases.ini: + pool_planned = host=<PostgresServer ${SERVER}> dbname=pool_planned pool_mode=transaction pool_size=3 max_db_connections=0 max_db_client_connections=200`,
   );
   expect(pooler).toContain('userlist.txt: + "pool_planned" <verifier>');
   expect(pooler).toContain('hba.conf: + host pool_planned pool_planned 127.0.0.6/32 scram-sha-256');
-  expect(pooler.join('\n')).not.toMatch(/SCRAM-SHA-256/);
+  // The platform's settings a team may not read are named, not shown: the server's address, the
+  // always-allowed networks.
+  expect(pooler).toContain('hba.conf: + host pool_planned pool_planned <alwaysAllowedCidrs> scram-sha-256');
+  expect(pooler.join('\n')).not.toMatch(/SCRAM-SHA-256|127\.0\.0\.9/);
   const files = async () => (await readPoolerConfig(c, OPERATOR_NAMESPACE, `${SERVER}-pooler`)).files;
   expect((await files())['databases.ini']).not.toContain('pool_planned');
 
@@ -556,8 +559,11 @@ test("a plan's pooler lines are the lines the operator then writes: a new tenant
   const written = await files();
   for (const l of pooler) {
     const [file, line] = l.split(': + ') as ['databases.ini' | 'userlist.txt' | 'hba.conf', string];
+    const lines = written[file].split('\n');
     if (file === 'userlist.txt') expect(written[file]).toMatch(/^"pool_planned" "SCRAM-SHA-256\$/m);
-    else expect(written[file].split('\n')).toContain(line);
+    else if (line.includes('<alwaysAllowedCidrs>'))
+      for (const cidr of ['127.0.0.1/32', '127.0.0.9/32']) expect(lines).toContain(line.replace('<alwaysAllowedCidrs>', cidr));
+    else expect(lines).toContain(line.replace(`host=<PostgresServer ${SERVER}>`, `host=${c.env.pg.host} port=${c.env.pg.port}`));
   }
 
   // A change of pool size: one line goes, one comes; the rest stays.

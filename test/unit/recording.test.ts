@@ -19,6 +19,12 @@ describe('observe: what passes as a read', () => {
     'WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d',
     "SELECT pg_notify('c', 'x')",
     'SELECT nextval($1)',
+    'SELECT pg_promote()',
+    "SELECT pg_replication_origin_create('o')",
+    "SELECT pg_logical_emit_message(true, 'p', 'x')",
+    "SELECT pg_backup_start('b')",
+    "SELECT dblink_exec('c', 'DROP TABLE t')",
+    'SELECT "pg_terminate_backend"(1)',
   ])('%s is not', (q) => expect(isRead(q)).toBe(false));
 
   test('a plan line has values in place and never a password', () => {

@@ -350,6 +350,11 @@ export function poolerTenants(ctx: OperatorContext, server: PostgresServer): Poo
 
 /** Whitelisted tenants of a server, as its pg_hba.conf tenant block needs them, and which were closed. */
 export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { tenants: ServerHbaTenant[]; closed: Set<string> } {
+  return planServerHba(serverHbaCandidates(ctx, server), server.spec.alwaysAllowedCidrs ?? []);
+}
+
+/** Who asks for lines in a server's pg_hba.conf tenant block: group logins and whitelisted tenants. */
+export function serverHbaCandidates(ctx: OperatorContext, server: PostgresServer): ServerHbaCandidate[] {
   const candidates: ServerHbaCandidate[] = [];
   // A group login whose members have allow-lists is held to what all of them allow, directly too.
   for (const g of verifiedGroups(ctx, server)) {
@@ -377,7 +382,7 @@ export function serverHbaPlan(ctx: OperatorContext, server: PostgresServer): { t
       created: stamp(t.view.metadata?.creationTimestamp),
     });
   }
-  return planServerHba(candidates, server.spec.alwaysAllowedCidrs ?? []);
+  return candidates;
 }
 
 // TenantGroup logins (isolation Schema): one role reaching every member's schema.

@@ -333,6 +333,8 @@ async function provision(
   let verifier!: string;
   let loginErr: unknown;
   let justProvisioned = false;
+  /** Whether this reconcile created the tenant's role (with the verifier of the Secret's password). */
+  let createdRole = false;
   let written: Record<string, string> | undefined;
   /** What this reconcile did to the role's password, for status. */
   const credential: { passwordChangedAt?: string; passwordRotatedFor?: string } = {};
@@ -824,6 +826,7 @@ async function provision(
         : choosePassword(keptForAdoption, current.kind === 'owned' ? current.data.password : undefined, previous);
       password = chosen.password;
       const generated = chosen.generated;
+      if (planning && generated) planning.newPassword = true;
       const poolingOn = td.spec.pooling.enabled && !!server.spec.pooler;
       renderData = (user, pw) =>
         applySecretTemplate(
@@ -933,7 +936,8 @@ async function provision(
         validUntil: prev?.role === role ? prev.until : Infinity,
       });
       const roleChanges = await ensureRole(pool, owner, spec(logins.group));
-      if (roleChanges.some((c) => c.startsWith('Created role'))) {
+      createdRole = roleChanges.some((c) => c.startsWith('Created role'));
+      if (createdRole) {
         credential.passwordChangedAt = new Date().toISOString();
         // Re-created after someone dropped it: what still runs under the old role (the pooler's
         // server connections) is ended, or the pooler would keep handing it out.
@@ -1026,7 +1030,7 @@ async function provision(
       }
       // spec.settings on each login role in its database (a role just created has none to look at).
       const wantedSettings: Partial<Record<sql.TenantSetting, string | undefined>> = td.spec.settings;
-      const fresh = roleChanges.some((c) => c.startsWith('Created role')) && Object.keys(wantedSettings).length === 0;
+      const fresh = createdRole && Object.keys(wantedSettings).length === 0;
       if (!fresh)
         for (const role of twinUsed ? [logins.group, twin] : [logins.group])
           note(await ensureRoleSettings(pool, role, names.database, wantedSettings), 'Settings');
@@ -1046,6 +1050,30 @@ async function provision(
       if (td.spec.suspend) {
         // A suspended role cannot log in: nothing to prove, and extensions wait for the resume.
         ext = { created: [], failed: [] };
+        return undefined;
+      }
+      // A role this reconcile just created, with the verifier of the Secret's password, is proven by
+      // the pooled login Ready waits for: PgBouncer passes SCRAM through, so that login reaches the
+      // server as this role with this password. A direct login as well would cost the server a
+      // second backend start per new tenant for nothing more. Extensions need a session of the
+      // tenant's own, and a tenant without the pooler is proven directly; every later full
+      // reconcile logs in directly (and repairs a password that drifted).
+      if (planning) {
+        // A plan logs in as nobody (a login is an attempt a server may count, and a repair it would
+        // record is no plan): the extensions the tenant's session would create are read from an
+        // admin session in its database.
+        ext =
+          accessMode || !td.spec.extensions.length
+            ? { created: [], failed: [] }
+            : await inDatabase(names.database, (s) => ensureExtensions(s, td.spec.extensions));
+        return undefined;
+      }
+      if (createdRole && !observing && !accessMode && !td.spec.extensions.length && td.spec.pooling.enabled && server.spec.pooler) {
+        ext = { created: [], failed: [] };
+        provisioned.set(td.metadata.uid, {
+          fingerprint: verifiedFingerprint(ctx, td, server, names, connectionLimit, written),
+          at: Date.now(),
+        });
         return undefined;
       }
       // A read-only tenant cannot create extensions (it may not create anything): they wait for writes.

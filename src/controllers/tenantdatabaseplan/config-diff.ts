@@ -7,9 +7,16 @@ import type { PostgresServer } from '../../api/postgresserver.js';
 import { postgresServer } from '../../api/postgresserver.js';
 import type { TenantDatabase } from '../../api/tenantdatabase.js';
 import { secretValue } from '../../kube/secrets.js';
-import { POOLER_FILES, renderServerHba, renderTenantBlocks, type PoolerTenant, type ServerHbaTenant } from '../../pooler/render.js';
+import { POOLER_FILES, renderServerHba, renderTenantBlocks, type PoolerTenant } from '../../pooler/render.js';
 import type { OperatorContext } from '../context.js';
-import { clientLimitOf, poolerTenants, serverHbaPlan, whitelistCidrs } from '../pooler-view.js';
+import {
+  clientLimitOf,
+  planServerHba,
+  poolerTenants,
+  serverHbaCandidates,
+  whitelistCidrs,
+  type ServerHbaCandidate,
+} from '../pooler-view.js';
 import { activeLogin, loginRolesOf } from '../tenantdatabase/credentials.js';
 import type { TenantNames } from '../tenantdatabase/resolve.js';
 
@@ -44,12 +51,22 @@ export function configChanges(
   td: TenantDatabase,
   names: TenantNames,
   serverName: string,
+  newPassword: boolean,
 ): { pooler: string[]; serverHba: string[] } {
   const parsed = postgresServer.safeParse(ctx.servers.get(serverName));
   if (!parsed.success) return { pooler: [], serverHba: [] };
   const server = parsed.data;
   const ns = td.metadata.namespace ?? '';
   const cidrs = whitelistCidrs(ctx, ns, td.metadata.name);
+  const always = server.spec.alwaysAllowedCidrs ?? [];
+  // What the platform set and a team may not read (the server's private address, the networks it
+  // always allows) is named, not shown.
+  const hidden = (line: string) => {
+    let out = line.split(`host=${server.spec.host} port=${server.spec.port} `).join(`host=<PostgresServer ${serverName}> `);
+    for (const c of always) out = out.split(` ${c} `).join(' <alwaysAllowedCidrs> ');
+    return out;
+  };
+  const shown = (lines: string[]) => [...new Set(lines.map(hidden))];
 
   // The pooler: the alias as served now (only a tenant the server's catalog proves has one), and as
   // the spec would have it.
@@ -65,7 +82,7 @@ export function configChanges(
       alias: names.alias,
       database: names.database,
       role,
-      verifier: now?.role === role ? now.verifier : PLACEHOLDER_VERIFIER,
+      verifier: now?.role === role && !newPassword ? now.verifier : PLACEHOLDER_VERIFIER,
       ...(now?.extraLogins ? { extraLogins: now.extraLogins } : {}),
       poolMode: p.poolMode,
       poolSize: p.poolSize,
@@ -79,32 +96,41 @@ export function configChanges(
   const after = render(server, next);
   const pooler: string[] = [];
   for (const f of POOLER_FILES) {
-    const changed = lineChanges(f, before[f], after[f]).map(redacted);
+    const changed = lineChanges(f, before[f], after[f]);
     // A new verifier for the same role shows as a line removed and the same line added: one line says it.
-    if (f === 'userlist.txt' && now && next && now.role === next.role && next.verifier === PLACEHOLDER_VERIFIER)
+    if (f === 'userlist.txt' && now && next && now.role === next.role && now.verifier !== next.verifier && !next.suspended)
       pooler.push(`${f}: ~ "${next.role}" <verifier> (a new password)`);
-    else pooler.push(...changed);
+    else pooler.push(...shown(changed.map(redacted)));
   }
 
-  // The server's own pg_hba.conf (spec.hba.mode Agent): the tenant's block, when it has allow-lists.
+  // The server's own pg_hba.conf (spec.hba.mode Agent): the tenant's block as the server would
+  // render it, budget and all, with this tenant's planned entry in place of its current one.
   const serverHba: string[] = [];
   if (server.spec.hba?.mode === 'Agent') {
+    const candidates = serverHbaCandidates(ctx, server);
     const twin = loginRolesOf(names.role).twin;
-    const current = serverHbaPlan(ctx, server).tenants.find((t) => t.role === names.role);
-    const wanted: ServerHbaTenant | undefined =
+    const mine = candidates.find((t) => t.role === names.role);
+    const others = candidates.filter((t) => t !== mine);
+    const withTwin = td.spec.passwordRotation.strategy === 'Overlap' || !!mine?.otherRoles?.includes(twin);
+    const planned: ServerHbaCandidate[] =
       cidrs === undefined
-        ? undefined
-        : {
-            role: names.role,
-            ...(current?.otherRoles?.includes(twin) ? { otherRoles: [twin] } : {}),
-            databases: names.schema !== undefined ? [names.database] : [names.database, ...(names.shadow ? [names.shadow] : [])],
-            shared: names.schema !== undefined,
-            allowedCidrs: cidrs,
-          };
-    const always = server.spec.alwaysAllowedCidrs ?? [];
-    serverHba.push(
-      ...lineChanges('pg_hba.conf', current ? renderServerHba([current], always) : '', wanted ? renderServerHba([wanted], always) : ''),
-    );
+        ? []
+        : [
+            {
+              namespace: ns,
+              role: names.role,
+              ...(withTwin ? { otherRoles: [twin] } : {}),
+              databases: names.schema !== undefined ? [names.database] : [names.database, ...(names.shadow ? [names.shadow] : [])],
+              shared: names.schema !== undefined,
+              allowedCidrs: cidrs,
+              created: mine?.created ?? new Date().toISOString(),
+            },
+          ];
+    const block = (list: ServerHbaCandidate[]) => {
+      const t = planServerHba(list, always).tenants.find((x) => x.role === names.role);
+      return t ? renderServerHba([t], always) : '';
+    };
+    serverHba.push(...shown(lineChanges('pg_hba.conf', block(candidates), block([...others, ...planned]))));
   }
   return { pooler, serverHba };
 }

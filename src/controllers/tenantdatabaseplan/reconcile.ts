@@ -20,13 +20,16 @@ import type { ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, errorMessage } from '../../runtime/errors.js';
 import { commitStatus } from '../../runtime/status.js';
 import { splitKey, type OperatorContext } from '../context.js';
+import { BY_NAMESPACE } from '../watches.js';
 import { planProvisioning } from '../tenantdatabase/reconcile.js';
 import { configChanges } from './config-diff.js';
 
 /** A plan is deleted this long after it was answered (the plugin deletes its own at once). */
 export const PLAN_TTL_MS = 10 * 60_000;
-/** Plans of one namespace the operator answers at a time; the newer ones wait for these to go. */
+/** Plans of one namespace waiting for an answer at once; one more is refused at once (TooManyPlans). */
 export const MAX_PLANS_PER_NAMESPACE = 10;
+/** Lines of each list a status holds (the CRD allows 200). */
+const PLAN_LINES = 150;
 
 const plannedAtOf = (raw: CachedTenantDatabasePlan): number | undefined => {
   const t = Date.parse(raw.status?.plannedAt ?? '');
@@ -42,9 +45,10 @@ export async function reconcileTenantDatabasePlan(ctx: OperatorContext, key: str
   const api = customResourceApi(ctx.clients, TENANT_DATABASE_PLAN);
   const meta = { name, namespace, resourceVersion: raw.metadata?.resourceVersion ?? '', generation: raw.metadata?.generation };
   const answeredAt = plannedAtOf(raw);
-  if (answeredAt !== undefined && raw.status?.observedGeneration === raw.metadata?.generation) {
-    // Answered: gone once its time is up.
-    const left = answeredAt + PLAN_TTL_MS - Date.now();
+  const answered = answeredAt !== undefined && raw.status?.observedGeneration === raw.metadata?.generation;
+  // Answered: gone once its time is up; never answered (its status could not be written): gone too.
+  if (answered || Date.now() - createdAt(raw) > PLAN_TTL_MS) {
+    const left = (answered ? answeredAt : createdAt(raw)) + PLAN_TTL_MS - Date.now();
     if (left > 0) return { requeueAfterMs: left };
     try {
       await ctx.clients.custom.deleteNamespacedCustomObject({
@@ -73,28 +77,40 @@ export async function reconcileTenantDatabasePlan(ctx: OperatorContext, key: str
     return answer({}, { ok: false, reason: 'InvalidSpec', message });
   }
   const plan = parsed.data;
-  // One namespace's plans wait for its earlier ones beyond a few: a flood of plans costs its own
-  // namespace, not the others (the controller answers one plan at a time).
-  const waiting = ctx.plans
-    .list()
-    .filter((p) => p.metadata?.namespace === namespace && plannedAtOf(p) === undefined)
-    .sort((a, b) => createdAt(a) - createdAt(b) || (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? ''));
-  const place = waiting.findIndex((p) => p.metadata?.name === name);
-  if (place >= MAX_PLANS_PER_NAMESPACE) {
+  // A namespace has at most a few plans waiting: one more is refused at once, so that a flood of
+  // plans costs its own namespace, not the others (the controller answers one plan at a time).
+  const mine = createdAt(raw);
+  const ahead = ctx.plans
+    .byIndex(BY_NAMESPACE, namespace ?? '')
+    .filter(
+      (p) => plannedAtOf(p) === undefined && (createdAt(p) < mine || (createdAt(p) === mine && (p.metadata?.name ?? '') < name)),
+    ).length;
+  if (ahead >= MAX_PLANS_PER_NAMESPACE)
+    return answer(
+      {},
+      {
+        ok: false,
+        reason: 'TooManyPlans',
+        message: `namespace ${namespace} has ${ahead} plans waiting for an answer already (at most ${MAX_PLANS_PER_NAMESPACE}); create this one again once they are answered`,
+      },
+    );
+  try {
+    return await answer(...(await computePlan(ctx, plan, log)));
+  } catch (err) {
+    if (!(err instanceof RetryableError)) throw err;
+    // Said in status (no Event: a plan changes nothing, and says so only in itself), tried again.
     await commitStatus(api, meta, raw.status, {
-      observed: [
-        {
-          type: 'Ready',
-          status: 'False',
-          reason: 'Queued',
-          message: `namespace ${namespace} has ${waiting.length} plans waiting; at most ${MAX_PLANS_PER_NAMESPACE} are answered at a time`,
-        },
-      ],
+      observed: [{ type: 'Ready', status: 'False', reason: err.reason, message: err.message }],
       terminal: false,
     });
-    return { requeueAfterMs: 5_000 };
+    return { requeueAfterMs: 10_000 };
   }
-  return answer(...(await computePlan(ctx, plan, log)));
+}
+
+/** A list as a status holds it: at most PLAN_LINES lines, the rest counted; each line at most 1 KiB. */
+function capped(lines: string[]): string[] {
+  const cut = lines.map((l) => (l.length > 1024 ? `${l.slice(0, 1020)} ...` : l));
+  return cut.length > PLAN_LINES ? [...cut.slice(0, PLAN_LINES - 1), `... and ${cut.length - PLAN_LINES + 1} more`] : cut;
 }
 
 type Answer = [Partial<TenantDatabasePlanStatus>, { ok: boolean; reason: string; message: string }];
@@ -140,7 +156,8 @@ async function computePlan(ctx: OperatorContext, plan: TenantDatabasePlan, log: 
   // The observation step is the last one an observed reconcile reaches: a plan that ends anywhere
   // else ends at a refusal.
   const reached = !!p.outcome.status.observation;
-  const config = reached && p.names && p.serverName ? configChanges(ctx, td, p.names, p.serverName) : { pooler: [], serverHba: [] };
+  const config =
+    reached && p.names && p.serverName ? configChanges(ctx, td, p.names, p.serverName, p.rec.newPassword) : { pooler: [], serverHba: [] };
   const status: Partial<TenantDatabasePlanStatus> = {
     tenantExists: !!existing,
     result: reached
@@ -149,10 +166,10 @@ async function computePlan(ctx: OperatorContext, plan: TenantDatabasePlan, log: 
           message: `a managed reconcile would make ${p.rec.statements.length} statement(s) of change on PostgresServer ${p.serverName ?? '?'}`,
         }
       : { reason: ready?.reason ?? 'Unknown', message: ready?.message ?? '' },
-    sql: p.rec.statements.map(mark),
-    secret: p.rec.notes.map(mark),
-    pooler: config.pooler,
-    serverHba: config.serverHba,
+    sql: capped(p.rec.statements.map(mark)),
+    secret: capped(p.rec.notes.map(mark)),
+    pooler: capped(config.pooler),
+    serverHba: capped(config.serverHba),
     notes,
   };
   const changes = p.rec.statements.length + p.rec.notes.length + config.pooler.length + config.serverHba.length;
