@@ -467,7 +467,7 @@ export function registerPlanCommand(program: Command): void {
     .addOption(
       new Option('--timeout <duration>', 'how long to wait for the operator to answer, per TenantDatabase (10s, 1m)')
         .argParser(duration)
-        .default(60_000, '1m'),
+        .default(30_000, '30s'),
     )
     .action(async (opts: { filename: string; sql: boolean; timeout: number }, c: Command) => {
       const s = sessionOf(c);
