@@ -896,6 +896,21 @@ export async function schemaSizes(client: Queryable, lockTimeout = '500ms', time
   }
 }
 
+/**
+ * Ends the idle sessions of a role that the operator's own login check left behind: through
+ * PgBouncer, the check's server connection stays in the pool (idle, named LOGIN_CHECK_APP) after
+ * the check's client has gone. Only for a role no client can have used yet.
+ */
+export async function endLoginChecks(db: Queryable, role: string): Promise<number> {
+  const r = await db.query<{ n: string }>(
+    `SELECT pg_catalog.count(*) FILTER (WHERE pg_catalog.pg_terminate_backend(a.pid))::text AS n FROM pg_catalog.pg_stat_activity a
+      WHERE a.usename OPERATOR(pg_catalog.=) $1 AND a.application_name OPERATOR(pg_catalog.=) $2
+        AND a.state OPERATOR(pg_catalog.=) 'idle'`,
+    [role, LOGIN_CHECK_APP],
+  );
+  return Number(r.rows[0]?.n ?? 0);
+}
+
 /** Sessions of a role, the operator's own login checks left out. */
 export async function roleSessions(db: Queryable, role: string): Promise<number> {
   const r = await db.query<{ n: string }>(

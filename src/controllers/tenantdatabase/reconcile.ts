@@ -1185,7 +1185,19 @@ async function provision(
         usage = { ...usage, activeConnections: usage.activeConnections + (await sql.roleSessions(pool, logins.twin)) };
       // A suspended tenant's pooled login is proven again once it resumes.
       if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
-      const pooler = () => poolerCondition(ctx, server, td, names.alias, active, password);
+      // The pooled login of a tenant created in this reconcile opened the pool's first server
+      // connection, which PgBouncer would keep idle for its server_idle_timeout (10 minutes by
+      // default): a burst of a thousand new tenants would hold a thousand server connections and
+      // exhaust the server. No client of the tenant can have it yet (its Secret was written in this
+      // reconcile): it is ended.
+      const afterProof = createdRole
+        ? () =>
+            sql.endLoginChecks(pool, active).then(
+              () => undefined,
+              (err: unknown) => log.debug({ err: describePgError(err) }, 'Could not end the pooled login check'),
+            )
+        : undefined;
+      const pooler = () => poolerCondition(ctx, server, td, names.alias, active, password, afterProof);
       let poolerReady: ConditionInput = td.spec.suspend
         ? { type: 'PoolerReady', status: 'True', reason: 'Suspended', message: 'the tenant is suspended: PgBouncer refuses its new logins' }
         : await pooler();
@@ -1725,6 +1737,7 @@ async function poolerCondition(
   alias: string,
   role: string,
   password: string,
+  afterProof?: () => Promise<void>,
 ): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p)
@@ -1796,8 +1809,10 @@ async function poolerCondition(
     pooledLogins.get(td.metadata.uid) === proof
       ? undefined
       : await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+  const proved = !loginErr && pooledLogins.get(td.metadata.uid) !== proof;
   if (loginErr) pooledLogins.delete(td.metadata.uid);
   else pooledLogins.set(td.metadata.uid, proof);
+  if (proved) await afterProof?.();
   if (loginErr) {
     // A new password reaches the userlist a moment after the role: a refused login waits for the agent.
     const reason = agent.applied ? 'PoolerLoginFailed' : 'NotConfirmed';
