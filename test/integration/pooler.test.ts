@@ -556,6 +556,15 @@ test("a plan's pooler lines are the lines the operator then writes: a new tenant
 
   await applyTenant(c, NS, 'planned', spec);
   await tenantReady(c, NS, 'planned');
+  // The operator's pooled login check of the new tenant left no server connection behind.
+  const { LOGIN_CHECK_APP } = await import('../../src/pg/connections.js');
+  await waitFor(
+    'the login check to leave no session',
+    async () =>
+      (await superQuery(c, `SELECT 1 FROM pg_stat_activity WHERE usename = 'pool_planned' AND application_name = '${LOGIN_CHECK_APP}'`))
+        .length === 0 || undefined,
+    10_000,
+  );
   const written = await files();
   for (const l of pooler) {
     const [file, line] = l.split(': + ') as ['databases.ini' | 'userlist.txt' | 'hba.conf', string];
