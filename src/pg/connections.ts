@@ -194,6 +194,33 @@ export async function asTenant<T>(
   }
 }
 
+/** The query of a pooled login check: the server backend that served it names itself. */
+export const POOLED_CHECK_QUERY = 'SELECT pg_catalog.pg_backend_pid() AS pid';
+
+/**
+ * A login through PgBouncer with the given credentials and one query; the server backend's pid on
+ * success (see endLoginCheck), else the error. Nothing is SET, as in tryLogin.
+ */
+export async function tryPooledLogin(
+  ep: ServerEndpoint,
+  user: string,
+  password: string,
+  database: string,
+): Promise<{ ok: true; pid: number } | { ok: false; error: unknown }> {
+  const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
+  const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 30_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const r = await client.query<{ pid: number }>(POOLED_CHECK_QUERY);
+    return { ok: true, pid: Number(r.rows[0]?.pid ?? 0) };
+  } catch (error) {
+    return { ok: false, error };
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
 /**
  * Tries a login with the given credentials and one `SELECT 1`; resolves to undefined on success or
  * the error. Nothing is SET: through a transaction pooler the server connection goes on serving the

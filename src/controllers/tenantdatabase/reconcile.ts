@@ -8,7 +8,7 @@ import { postgresServer, type PostgresServer } from '../../api/postgresserver.js
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi, httpStatus } from '../../kube/client.js';
 import { decodeSecretData, secretValue } from '../../kube/secrets.js';
-import { asTenant, tryLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
+import { asTenant, tryLogin, tryPooledLogin, type AdminCredentials, type ServerEndpoint } from '../../pg/connections.js';
 import { generatePassword, isAcceptablePassword } from '../../pg/scram.js';
 import { adoptRetained, adoptionHint, checkAdoptableRole, originOf } from './adoption.js';
 import { durationSeconds } from '../../api/common.js';
@@ -1185,18 +1185,15 @@ async function provision(
         usage = { ...usage, activeConnections: usage.activeConnections + (await sql.roleSessions(pool, logins.twin)) };
       // A suspended tenant's pooled login is proven again once it resumes.
       if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
-      // The pooled login of a tenant created in this reconcile opened the pool's first server
-      // connection, which PgBouncer would keep idle for its server_idle_timeout (10 minutes by
-      // default): a burst of a thousand new tenants would hold a thousand server connections and
-      // exhaust the server. No client of the tenant can have it yet (its Secret was written in this
-      // reconcile): it is ended.
-      const afterProof = createdRole
-        ? () =>
-            sql.endLoginChecks(pool, active).then(
-              () => undefined,
-              (err: unknown) => log.debug({ err: describePgError(err) }, 'Could not end the pooled login check'),
-            )
-        : undefined;
+      // A pooled login check that opened a server connection of its own ends it (see
+      // endLoginCheck): otherwise PgBouncer keeps it idle for its server_idle_timeout, and a burst
+      // of a thousand new tenants, or an operator restarting beside a thousand idle ones, would hold
+      // a thousand server connections and exhaust the server.
+      const afterProof = (pid: number) =>
+        sql.endLoginCheck(pool, active, pid).then(
+          () => undefined,
+          (err: unknown) => log.debug({ err: describePgError(err) }, 'Could not end the pooled login check'),
+        );
       const pooler = () => poolerCondition(ctx, server, td, names.alias, active, password, afterProof);
       let poolerReady: ConditionInput = td.spec.suspend
         ? { type: 'PoolerReady', status: 'True', reason: 'Suspended', message: 'the tenant is suspended: PgBouncer refuses its new logins' }
@@ -1737,7 +1734,7 @@ async function poolerCondition(
   alias: string,
   role: string,
   password: string,
-  afterProof?: () => Promise<void>,
+  afterProof?: (pid: number) => Promise<void>,
 ): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p)
@@ -1805,14 +1802,14 @@ async function poolerCondition(
   const proof = createHash('sha256')
     .update(JSON.stringify([p.host, p.port, alias, role, password, entry.poolMode, entry.poolSize]))
     .digest('base64');
-  const loginErr =
+  const check =
     pooledLogins.get(td.metadata.uid) === proof
       ? undefined
-      : await tryLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
-  const proved = !loginErr && pooledLogins.get(td.metadata.uid) !== proof;
+      : await tryPooledLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+  const loginErr = check && !check.ok ? check.error : undefined;
   if (loginErr) pooledLogins.delete(td.metadata.uid);
   else pooledLogins.set(td.metadata.uid, proof);
-  if (proved) await afterProof?.();
+  if (check?.ok) await afterProof?.(check.pid);
   if (loginErr) {
     // A new password reaches the userlist a moment after the role: a refused login waits for the agent.
     const reason = agent.applied ? 'PoolerLoginFailed' : 'NotConfirmed';
