@@ -494,7 +494,8 @@ export function registerPlanCommand(program: Command): void {
         print(lines.join('\n'));
         if (plans.some((p) => p.steps.some((st) => st.destructive))) note('! marks a step that loses data or takes access away');
       }
-      if (plans.some((p) => p.action === 'refused')) process.exitCode = 2;
+      // Refused by the API server, or where the operator would stop (a Conflict, a namespace not admitted, ...).
+      if (plans.some((p) => p.action === 'refused' || (p.exact && p.exact.result.reason !== 'Planned'))) process.exitCode = 2;
     });
   examples(cmd, [
     ['only the spec comparison, without asking the operator', `${PROGRAM} plan -f orders.yaml --no-sql`],

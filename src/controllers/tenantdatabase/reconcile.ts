@@ -1354,7 +1354,12 @@ async function provision(
                 return await st.run();
               } catch (err) {
                 if (err instanceof TerminalError) throw err;
-                observationCut = `the plan stops here: ${errorMessage(err)} (what follows depends on what the statements above would create)`;
+                // (Recorded, a CREATE DATABASE leaves no database to look into: said as such.)
+                const why = errorMessage(err).replace(
+                  / vanished right after it was created$/,
+                  ' does not exist until the statements above run',
+                );
+                observationCut = `the plan stops here: ${why} (what follows depends on what the statements above would create)`;
                 if (planning) planning.cut = observationCut;
                 return undefined;
               }
