@@ -17,11 +17,12 @@
  */
 import * as k8s from '@kubernetes/client-node';
 import { Command, InvalidArgumentError } from 'commander';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  mkdirSync,
   mkdtempSync,
   openSync,
   readFileSync,
@@ -32,9 +33,10 @@ import {
   writeFileSync,
 } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import type pg from 'pg';
+import { makeApiClient } from '../src/kube/client.js';
 import { AdminPools, type AdminCredentials, type ServerEndpoint } from '../src/pg/connections.js';
 import { deterministicSalt, generatePassword, scramVerifier } from '../src/pg/scram.js';
 import * as sql from '../src/pg/tenant-sql.js';
@@ -173,13 +175,13 @@ const CLK_TCK = (() => {
   }
 })();
 
-function procStat(pid: number): { ppid: number; ticks: number } | undefined {
+function procStat(pid: number): { ppid: number; ticks: number; own: number } | undefined {
   try {
     const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Fields after the command name, which may hold spaces: state is field 3, utime 14 ... cstime 17.
     const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
     const n = (i: number) => Number(f[i - 3] ?? 0);
-    return { ppid: n(4), ticks: n(14) + n(15) + n(16) + n(17) };
+    return { ppid: n(4), ticks: n(14) + n(15) + n(16) + n(17), own: n(14) + n(15) };
   } catch {
     return undefined;
   }
@@ -209,24 +211,23 @@ function cpuSeconds(root: number): number {
  * exited included, so PostgreSQL's ended backends count through the postmaster), and of the
  * whole machine (/proc/stat): where the two cores went.
  */
-const COMPONENTS = ['kube-apiserver', 'etcd', 'postgres', 'pgbouncer'] as const;
+const COMPONENTS = ['kube-apiserver', 'etcd', 'kube-controller-manager', 'postgres', 'pgbouncer', 'pooler agent', 'bench'] as const;
 function componentSeconds(): Map<string, number> {
   const out = new Map<string, number>(COMPONENTS.map((c) => [c, 0]));
-  for (const d of readdirSync('/proc')) {
-    const pid = Number(d);
-    if (!Number.isInteger(pid)) continue;
+  // The sandbox's processes only (the bench started them): another test run's servers do not count.
+  for (const pid of tree(process.pid)) {
     let comm: string;
     try {
       comm = readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-      // PgBouncer fetched from Debian stable runs through that tree's own loader: its name is the
-      // loader's, its command line says what it is.
-      if (
-        !out.has(comm) &&
-        readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-          .split('\0')
-          .some((a) => a.endsWith('/pgbouncer'))
-      )
-        comm = 'pgbouncer';
+      if (comm === 'kube-controller') comm = 'kube-controller-manager';
+      else if (pid === process.pid) comm = 'bench';
+      else if (!out.has(comm)) {
+        // PgBouncer fetched from Debian stable runs through that tree's own loader: its name is the
+        // loader's, its command line says what it is. The agent is a node process like the operator.
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        if (argv.some((a) => a.endsWith('/pgbouncer'))) comm = 'pgbouncer';
+        else if (argv.includes('agent') && argv.some((a) => a.startsWith('--dir='))) comm = 'pooler agent';
+      }
     } catch {
       continue;
     }
@@ -237,6 +238,63 @@ function componentSeconds(): Map<string, number> {
   const busy = cpu.reduce((a, b, i) => (i === 3 || i === 4 ? a : a + (b ?? 0)), 0);
   out.set('machine', busy / CLK_TCK);
   return out;
+}
+
+/**
+ * PostgreSQL's CPU by kind of process: the postmaster's children sampled every 50 ms from /proc
+ * (their title names the role of a backend, or the kind of a background process). A process that
+ * ends between two samples keeps the CPU of its last sample; what no sample saw (a login check's
+ * backend can start and end between two) is the postmaster's reaped total minus the rest.
+ */
+class PgCpuSampler {
+  private readonly last = new Map<number, { kind: string; ticks: number }>();
+  private readonly ended = new Map<string, number>();
+  private timer: NodeJS.Timeout | undefined;
+  constructor(
+    private readonly postmaster: number,
+    private readonly kindOf: (title: string) => string,
+  ) {}
+  start(): void {
+    this.timer = setInterval(() => this.sample(), 50);
+  }
+  stop(): void {
+    clearInterval(this.timer);
+  }
+  private sample(): void {
+    const live = new Set<number>();
+    for (const pid of tree(this.postmaster).slice(1)) {
+      const st = procStat(pid);
+      if (!st) continue;
+      let title: string;
+      try {
+        title = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+      } catch {
+        continue;
+      }
+      live.add(pid);
+      const prev = this.last.get(pid);
+      // A backend's title changes with what it does; its kind (its role) does not, once known.
+      const kind = prev && prev.kind !== PG_STARTING ? prev.kind : this.kindOf(title);
+      this.last.set(pid, { kind, ticks: st.ticks });
+    }
+    for (const [pid, v] of this.last)
+      if (!live.has(pid)) {
+        bump(this.ended, v.kind, v.ticks);
+        this.last.delete(pid);
+      }
+  }
+  /** CPU seconds by kind since the server started (the postmaster's own and the unseen included). */
+  totals(): Map<string, number> {
+    this.sample();
+    const out = new Map(this.ended);
+    for (const v of this.last.values()) bump(out, v.kind, v.ticks);
+    const seen = total(out);
+    const all = cpuSeconds(this.postmaster) * CLK_TCK;
+    const own = procStat(this.postmaster)?.own ?? 0;
+    bump(out, 'postmaster', own);
+    bump(out, 'unseen (ended between samples)', Math.max(0, all - seen - own));
+    return new Map([...out].map(([k, v]) => [k, v / CLK_TCK]));
+  }
 }
 
 /** VmRSS of a process (and its live descendants), in MiB. */
@@ -316,8 +374,45 @@ class SessionSampler {
 
 // --- phases -----------------------------------------------------------------------------------------
 
+const PG_BACKGROUND = [
+  'checkpointer',
+  'background writer',
+  'walwriter',
+  'autovacuum launcher',
+  'autovacuum worker',
+  'logical replication',
+  'logger',
+  'stats',
+  'archiver',
+];
+
+const PG_STARTING = 'backends not yet logged in';
+
+/**
+ * The kind of a postmaster's child from its title: "postgres: <role> <database> <host> <what>" for a
+ * backend, "postgres: <host>(<port>)" for one still authenticating.
+ */
+function pgKind(title: string, admin: string, superuser: string): string {
+  const t = title.replace(/^postgres:\s*/, '');
+  const bg = PG_BACKGROUND.find((b) => t.startsWith(b));
+  if (bg) return bg;
+  const role = t.split(/\s+/)[0] ?? '';
+  if (role.includes('(') || role === '[local]' || /^\d/.test(role)) return PG_STARTING;
+  return role === admin ? 'admin sessions' : role === superuser ? 'superuser (the bench)' : 'tenant logins';
+}
+
+const pgDelta = (a: Map<string, number>, b: Map<string, number>) => new Map([...a].map(([k, v]) => [k, v - (b.get(k) ?? 0)]));
+const pgKinds = (m: Map<string, number>) =>
+  [...m]
+    .filter(([, v]) => v >= 0.05)
+    .sort((x, y) => y[1] - x[1])
+    .map(([k, v]) => `${k} ${fmt(v, 1)} s`)
+    .join(', ') || '-';
+
 interface Phase {
   seconds: number;
+  /** PostgreSQL's CPU seconds by kind of process (PgCpuSampler). */
+  pg: Map<string, number>;
   api: Map<string, ApiTally>;
   sql: SqlTally;
   metrics: Samples;
@@ -334,11 +429,13 @@ class Recorder {
   private metrics: Samples = new Map();
   private cpu = 0;
   private components = new Map<string, number>();
+  private pg = new Map<string, number>();
   constructor(
     private readonly audit: Tail,
     private readonly pgLog: Tail,
     private readonly sessions: SessionSampler,
     private readonly op: { pid: number; metricsPort: number } | undefined,
+    private readonly pgCpu: PgCpuSampler,
   ) {}
   /** Starts counting from now. */
   async reset(): Promise<void> {
@@ -350,8 +447,10 @@ class Recorder {
     const metrics = this.op ? await scrape(this.op.metricsPort).catch(() => new Map<string, number>()) : new Map<string, number>();
     const cpu = this.op ? cpuSeconds(this.op.pid) : 0;
     const components = componentSeconds();
+    const pgNow = this.pgCpu.totals();
     const p: Phase = {
       seconds: (now - this.t) / 1000,
+      pg: pgDelta(pgNow, this.pg),
       api: tallyAudit(this.audit.lines()),
       sql: tallySql(this.pgLog.lines()),
       metrics,
@@ -365,6 +464,7 @@ class Recorder {
     this.metrics = metrics;
     this.cpu = cpu;
     this.components = components;
+    this.pg = pgNow;
     return p;
   }
 }
@@ -403,8 +503,13 @@ function topList(title: string, m: Map<string, number>, per: number, limit = 14)
  * decide them, for N tenants at once over AdminPools: its pool for server-wide statements and its
  * single sessions inside databases, so at most maxSessionsPerServer admin sessions.
  */
-async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessions: number; cpu: Map<string, number> }> {
+async function floor(
+  pgs: PgServer,
+  n: number,
+  pgCpu: PgCpuSampler,
+): Promise<{ seconds: number; sessions: number; cpu: Map<string, number>; pg: Map<string, number> }> {
   const before = componentSeconds();
+  const pgBefore = pgCpu.totals();
   const pools = new AdminPools(createLogger('silent'));
   const ep: ServerEndpoint = { host: pgs.host, port: pgs.port, sslMode: 'disable' };
   const creds: AdminCredentials = { username: pgs.admin.user, password: pgs.admin.password, database: 'postgres' };
@@ -438,6 +543,7 @@ async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessi
     const seconds = (performance.now() - t0) / 1000;
     const after = componentSeconds();
     const cpu = new Map([...after].map(([k, v]) => [k, v - (before.get(k) ?? 0)]));
+    const pgCpuOfFloor = pgDelta(pgCpu.totals(), pgBefore);
     // Gone again before the operator starts: its server re-check must not meet them. As the
     // superuser: DROP DATABASE ... WITH (FORCE) must also end an autovacuum worker inside.
     const su = await pgs.superClient();
@@ -452,7 +558,7 @@ async function floor(pgs: PgServer, n: number): Promise<{ seconds: number; sessi
     } finally {
       await su.end();
     }
-    return { seconds, sessions: pools.maxSessionsPerServer, cpu };
+    return { seconds, sessions: pools.maxSessionsPerServer, cpu, pg: pgCpuOfFloor };
   } finally {
     await pools.closeAll();
   }
@@ -470,6 +576,7 @@ interface Options {
   keep: boolean;
   built: boolean;
   nodeOptions?: string;
+  profile?: string;
 }
 
 type Td = k8s.KubernetesObject & {
@@ -483,6 +590,10 @@ async function cleanup(): Promise<void> {
 }
 
 async function main(n: number, o: Options): Promise<void> {
+  if (o.profile) {
+    o.profile = resolve(o.profile);
+    mkdirSync(o.profile, { recursive: true });
+  }
   const dir = mkdtempSync(join(tmpdir(), 'tenantdb-bench-provision-'));
   cleanups.push(async () => {
     if (o.keep) say(`logs kept in ${dir}`);
@@ -509,12 +620,16 @@ async function main(n: number, o: Options): Promise<void> {
       `--audit-log-path=${auditLog}`,
       '--audit-log-format=json',
       '--audit-log-mode=blocking',
+      // The last of a repeated flag wins.
+      ...(o.profile ? ['--profiling=true'] : []),
     ],
   });
   cleanups.push(() => sb.stop());
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(sb.cp.adminKubeconfig);
-  const custom = kc.makeApiClient(k8s.CustomObjectsApi);
+  // Connections kept alive, as kubectl applying one file does: a TLS handshake per request would
+  // charge the bench's own requests to the API server's CPU in the burst.
+  const custom = makeApiClient(kc, k8s.CustomObjectsApi);
 
   // The admin's statements go to the log; the superuser's sampling does not.
   const su = await sb.pg.superClient();
@@ -523,6 +638,20 @@ async function main(n: number, o: Options): Promise<void> {
   await su.end();
   sessions.start();
   cleanups.push(() => sessions.stop());
+  const postmaster = readdirSync('/proc')
+    .map(Number)
+    .find((pid) => {
+      try {
+        const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+        return argv[1] === '-D' && argv[2] === join(sb.pg.dir, 'data');
+      } catch {
+        return false;
+      }
+    });
+  if (!postmaster) throw new Error("PostgreSQL's postmaster was not found in /proc");
+  const pgCpu = new PgCpuSampler(postmaster, (t) => pgKind(t, sb.pg.admin.user, sb.pg.superuser.user));
+  pgCpu.start();
+  cleanups.push(async () => pgCpu.stop());
   const pgLog = new Tail(join(sb.pg.dir, 'postgres.log'));
   const audit = new Tail(auditLog);
 
@@ -551,12 +680,14 @@ async function main(n: number, o: Options): Promise<void> {
     });
   }
 
-  let floorResult: { seconds: number; sessions: number; sql: SqlTally; maxSessions: number; cpu: Map<string, number> } | undefined;
+  let floorResult:
+    | { seconds: number; sessions: number; sql: SqlTally; maxSessions: number; cpu: Map<string, number>; pg: Map<string, number> }
+    | undefined;
   if (o.floor && !o.missingServer) {
     say(`floor: the operator's statements for ${n} new tenants over the operator's admin sessions ...`);
     pgLog.skip();
     sessions.take();
-    const f = await floor(sb.pg, n);
+    const f = await floor(sb.pg, n, pgCpu);
     floorResult = { ...f, sql: tallySql(pgLog.lines()), maxSessions: sessions.take() };
     say(`floor: ${fmt(f.seconds, 2)} s`);
   }
@@ -568,7 +699,9 @@ async function main(n: number, o: Options): Promise<void> {
     resync: o.resync,
     extraArgs: [`--metrics-port=${metricsPort}`, ...(o.workers !== undefined ? [`--workers=${o.workers}`] : [])],
     built: o.built,
-    ...(o.nodeOptions !== undefined ? { nodeOptions: o.nodeOptions } : {}),
+    ...(o.nodeOptions !== undefined || o.profile
+      ? { nodeOptions: [o.nodeOptions ?? '', o.profile ? `--cpu-prof --cpu-prof-dir=${o.profile}` : ''].join(' ').trim() }
+      : {}),
   });
   cleanups.push(() => op.stop());
   const pid = op.child.pid ?? 0;
@@ -590,7 +723,7 @@ async function main(n: number, o: Options): Promise<void> {
   }
   // Let the start-up settle (the first server reconcile, informers' lists) before counting.
   await new Promise((r) => setTimeout(r, 3000));
-  const rec = new Recorder(audit, pgLog, sessions, { pid, metricsPort });
+  const rec = new Recorder(audit, pgLog, sessions, { pid, metricsPort }, pgCpu);
   await rec.reset();
   const rssBefore = rssMiB(pid);
 
@@ -614,6 +747,23 @@ async function main(n: number, o: Options): Promise<void> {
     () => undefined,
   );
   cleanups.push(async () => watch.abort());
+  // --profile: the API server's CPU profile over the burst's first seconds (go tool pprof reads it).
+  const apiProfile = o.profile
+    ? new Promise<void>((resolve) => {
+        const seconds = Math.max(10, Math.min(60, Math.round(n / 10)));
+        execFile(
+          join(sb.cp.binDir, 'kubectl'),
+          ['--kubeconfig', sb.cp.adminKubeconfig, 'get', '--raw', `/debug/pprof/profile?seconds=${seconds}`],
+          { encoding: 'buffer', maxBuffer: 256 << 20, timeout: (seconds + 30) * 1000 },
+          (err, stdout) => {
+            if (err) say(`profile: the API server's profile failed: ${err.message}`);
+            else writeFileSync(join(o.profile ?? dir, 'kube-apiserver.pprof'), stdout);
+            resolve();
+          },
+        );
+      })
+    : Promise.resolve();
+  cleanups.push(() => apiProfile);
   const t0 = performance.now();
   const limit = pLimit(16);
   await Promise.all(
@@ -693,7 +843,7 @@ async function main(n: number, o: Options): Promise<void> {
     ]);
     rows.push([
       '  floor CPU',
-      `postgres ${fmt(floorResult.cpu.get('postgres') ?? 0, 1)} s; the machine ${fmt(floorResult.cpu.get('machine') ?? 0, 1)} s busy of ${fmt(floorResult.seconds * cpus().length, 1)} s`,
+      `postgres ${fmt(floorResult.cpu.get('postgres') ?? 0, 1)} s (${pgKinds(floorResult.pg)}); the machine ${fmt(floorResult.cpu.get('machine') ?? 0, 1)} s busy of ${fmt(floorResult.seconds * cpus().length, 1)} s`,
     ]);
   }
   rows.push(
@@ -734,6 +884,7 @@ async function main(n: number, o: Options): Promise<void> {
           ', ',
         )}; the machine ${fmt(burst.components.get('machine') ?? 0, 1)} s busy of ${fmt(burst.seconds * cpus().length, 1)} s (${cpus().length} cores)`,
     ],
+    ['  postgres by process', pgKinds(burst.pg)],
     [
       'operator RSS',
       `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (operator process alone: ${fmt(rssMiB(pid, false), 0)} MiB)`,
@@ -813,6 +964,10 @@ program
   .option('--timeout <s>', 'seconds to wait for the burst', int, 1800)
   .option('--keep', 'keep the logs folder (operator, agent, PostgreSQL, audit)', false)
   .option('--node-options <flags>', "NODE_OPTIONS for the operator process (e.g. '--max-old-space-size=128')")
+  .option(
+    '--profile <dir>',
+    "CPU profiles into <dir>: the operator's (--cpu-prof, written when it stops) and the API server's over the burst (go tool pprof -top <dir>/kube-apiserver.pprof)",
+  )
   .option('--built', 'run the compiled operator (npm run build first) as the image does, not the sources through tsx', false)
   .action(async (n: number, o: Options) => {
     let stopping = false;

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import pg from 'pg';
+import './pg-scram.js';
 import pLimit from 'p-limit';
 import type { PostgresServerSpec } from '../api/postgresserver.js';
 import type { Logger } from '../runtime/logger.js';

@@ -26,8 +26,32 @@ export function deterministicSalt(identity: string, password: string): Buffer {
   return createHmac('sha256', `tenantdb-scram-salt:${identity}`).update(password).digest().subarray(0, 16);
 }
 
+/**
+ * The last salted passwords (PBKDF2 of password and salt, SCRAM's SaltedPassword), by a hash of what
+ * they were derived from: a new tenant's verifier, computed here, and the login check that follows it
+ * moments later (see pg-scram.ts) derive the same one, as do the admin's logins into each new
+ * database. Bounded: the oldest goes first.
+ */
+const SALTED_CACHE_SIZE = 256;
+const salted = new Map<string, Buffer>();
+
+/** SCRAM's SaltedPassword: PBKDF2-HMAC-SHA-256 of the (already normalized) password. */
+export function saltedPassword(normalized: string, salt: Uint8Array, iterations: number): Buffer {
+  const key = createHash('sha256').update(normalized).update('\0').update(salt).update(`\0${iterations}`).digest('base64');
+  const hit = salted.get(key);
+  if (hit) {
+    salted.delete(key);
+    salted.set(key, hit);
+    return hit;
+  }
+  const value = pbkdf2Sync(normalized, salt, iterations, 32, 'sha256');
+  salted.set(key, value);
+  if (salted.size > SALTED_CACHE_SIZE) salted.delete(salted.keys().next().value as string);
+  return value;
+}
+
 export function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = SCRAM_ITERATIONS): string {
-  const salted = pbkdf2Sync(password.normalize('NFKC'), salt, iterations, 32, 'sha256');
+  const salted = saltedPassword(password.normalize('NFKC'), salt, iterations);
   const clientKey = createHmac('sha256', salted).update('Client Key').digest();
   const storedKey = createHash('sha256').update(clientKey).digest();
   const serverKey = createHmac('sha256', salted).update('Server Key').digest();

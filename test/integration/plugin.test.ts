@@ -176,7 +176,7 @@ test("list and status show the context namespace's tenants with their conditions
     events: { reason: string }[];
   };
   expect(yaml.conditions.find((x) => x.type === 'Ready')?.status).toBe('True');
-  expect(yaml.events.map((e) => e.reason)).toContain('Ready');
+  expect(yaml.events.map((e) => e.reason)).toContain('Provisioned');
 }, 120_000);
 
 test('url prints URLs that log in, in each format and path', async () => {

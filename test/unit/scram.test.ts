@@ -45,3 +45,54 @@ describe('passwords', () => {
     expect(isAcceptablePassword(p)).toBe(false);
   });
 });
+
+describe("pg's SCRAM helpers on node:crypto", () => {
+  // What pg's own helpers compute, through WebCrypto.
+  const subtle = globalThis.crypto.subtle;
+  const webDerive = async (password: string, salt: Uint8Array, iterations: number) =>
+    Buffer.from(
+      await subtle.deriveBits(
+        { name: 'PBKDF2', hash: 'SHA-256', salt, iterations },
+        await subtle.importKey('raw', new TextEncoder().encode(password), 'PBKDF2', false, ['deriveBits']),
+        256,
+      ),
+    );
+  const webHmac = async (key: Uint8Array, msg: string) =>
+    Buffer.from(
+      await subtle.sign(
+        'HMAC',
+        await subtle.importKey('raw', key, { name: 'HMAC', hash: 'SHA-256' }, false, ['sign']),
+        new TextEncoder().encode(msg),
+      ),
+    );
+
+  test('give what WebCrypto gives, cached or not, and hand out copies', async () => {
+    const { useNodeCryptoForScram } = await import('../../src/pg/pg-scram.js');
+    const utils: Record<string, unknown> = { deriveKey: () => undefined, hmacSha256: () => undefined, sha256: () => undefined };
+    expect(useNodeCryptoForScram(utils)).toBe(true);
+    const u = utils as {
+      deriveKey: (p: string, s: Uint8Array, i: number) => Promise<Buffer>;
+      hmacSha256: (k: ArrayBuffer | Uint8Array, m: string) => Promise<Buffer>;
+      sha256: (d: ArrayBuffer | Uint8Array) => Promise<Buffer>;
+    };
+    for (const password of [generatePassword(), 'pencil', 'ünïcode']) {
+      const salt = deterministicSalt('role', password);
+      const want = await webDerive(password, salt, 4096);
+      const first = await u.deriveKey(password, salt, 4096);
+      expect(first).toEqual(want);
+      first.fill(0); // a caller writing into it does not reach the cache
+      expect(await u.deriveKey(password, salt, 4096)).toEqual(want);
+      expect(await u.deriveKey(password, salt, 4097)).toEqual(await webDerive(password, salt, 4097));
+      const key = new Uint8Array(want).buffer;
+      expect(await u.hmacSha256(key, 'Client Key')).toEqual(await webHmac(want, 'Client Key'));
+      expect(await u.sha256(want.subarray(4, 20))).toEqual(Buffer.from(await subtle.digest('SHA-256', want.subarray(4, 20))));
+    }
+  });
+
+  test('leave a helper module of another shape alone', async () => {
+    const { useNodeCryptoForScram } = await import('../../src/pg/pg-scram.js');
+    const other = { deriveKey: 'not a function' };
+    expect(useNodeCryptoForScram(other as never)).toBe(false);
+    expect(other.deriveKey).toBe('not a function');
+  });
+});

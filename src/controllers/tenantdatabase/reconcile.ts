@@ -95,7 +95,15 @@ function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   return out;
 }
 
-type Provisioned = { outcome: Outcome; names?: TenantNames; serverName?: string; soon?: boolean; retryMs?: number | undefined };
+type Provisioned = {
+  outcome: Outcome;
+  names?: TenantNames;
+  serverName?: string;
+  soon?: boolean;
+  retryMs?: number | undefined;
+  /** A new tenant's Provisioned Event, held back to be one Event with its Ready (see saveStatus). */
+  provisionedEvent?: string | undefined;
+};
 
 interface Outcome {
   conditions: ConditionInput[];
@@ -162,6 +170,7 @@ export async function reconcileTenantDatabase(
   let serverName: string | undefined;
   let soon = false;
   let retryMs: number | undefined;
+  let provisionedEvent: string | undefined;
   try {
     const r = await provision(ctx, td, rlog, info.periodic, info.park);
     outcome = r.outcome;
@@ -169,6 +178,7 @@ export async function reconcileTenantDatabase(
     serverName = r.serverName;
     soon = r.soon ?? false;
     retryMs = r.retryMs;
+    provisionedEvent = r.provisionedEvent;
   } catch (err) {
     // Whatever this reconcile changed before it failed, the next one looks at everything again.
     provisioned.delete(td.metadata.uid);
@@ -191,8 +201,13 @@ export async function reconcileTenantDatabase(
   }
   // The migration Job (its own or its TenantGroup's) and the Ready gate: src/controllers/migrations/.
   // (An observed tenant runs none: a Job is a change.)
-  if (td.spec.managementPolicy !== 'Observe') await gateOnMigration(ctx, td, outcome, names?.secret ?? td.status?.secretName, rlog);
-  await saveStatus(ctx, td, outcome, names, serverName);
+  try {
+    if (td.spec.managementPolicy !== 'Observe') await gateOnMigration(ctx, td, outcome, names?.secret ?? td.status?.secretName, rlog);
+  } catch (err) {
+    if (provisionedEvent !== undefined) ctx.events.normal(tenantRef(td), 'Provisioned', provisionedEvent);
+    throw err;
+  }
+  await saveStatus(ctx, td, outcome, names, serverName, provisionedEvent);
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
 
@@ -222,24 +237,41 @@ async function saveStatus(
   o: Outcome,
   names: TenantNames | undefined,
   serverName: string | undefined,
+  provisionedEvent?: string,
 ): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
-  const t = await commitStatus(api, td.metadata, td.status, {
-    fields: {
-      serverName,
-      ...(names ? { databaseName: names.database, schemaName: names.schema, roleName: names.role, secretName: names.secret } : {}),
-      ...o.status,
-    },
-    observed: o.conditions,
-    terminal: o.terminal,
-  });
+  let t: Awaited<ReturnType<typeof commitStatus>>;
+  try {
+    t = await commitStatus(api, td.metadata, td.status, {
+      fields: {
+        serverName,
+        ...(names ? { databaseName: names.database, schemaName: names.schema, roleName: names.role, secretName: names.secret } : {}),
+        ...o.status,
+      },
+      observed: o.conditions,
+      terminal: o.terminal,
+    });
+  } catch (err) {
+    // What was created is in the trail even when the status write fails.
+    if (provisionedEvent !== undefined) ctx.events.normal(tenantRef(td), 'Provisioned', provisionedEvent);
+    throw err;
+  }
   const quota = transitioned(t, 'QuotaExceeded');
   if (quota?.status === 'True') ctx.events.warning(tenantRef(td), 'QuotaExceeded', quota.message);
   const after = transitioned(t, 'Ready');
   {
     const before = t.before.find((c) => c.type === 'Ready');
+    const ref = tenantRef(td);
+    // A new tenant Ready in the reconcile that created it: one Event, Provisioned, naming its
+    // objects and then its readiness (a burst of new tenants costs the API server one Event each).
+    if (provisionedEvent !== undefined) {
+      if (after?.status === 'True') {
+        ctx.events.normal(ref, 'Provisioned', `${provisionedEvent}; Ready: ${after.message}`);
+        return;
+      }
+      ctx.events.normal(ref, 'Provisioned', provisionedEvent);
+    }
     if (after) {
-      const ref = tenantRef(td);
       if (after.status === 'True') ctx.events.normal(ref, 'Ready', after.message);
       // Waiting for the pooler right after creation is not worth a warning; losing it later is.
       else if (before?.status === 'True' || after.reason !== 'PoolerNotReady') ctx.events.warning(ref, after.reason, after.message);
@@ -309,11 +341,14 @@ async function provision(
    * every change: a burst of new tenants costs the API server one Event each, not four. Any other
    * mix keeps an Event per object and step (PasswordRotated, SecretRepaired, ...).
    */
-  const flushEvents = () => {
+  const flushEvents = (hold: boolean): string | undefined => {
     const all = pending.splice(0);
-    if (all.length > 1 && all.every((e) => e.reason.endsWith('Created')))
-      ctx.events.normal(ref, 'Provisioned', all.map((e) => e.message).join('; '));
-    else for (const e of all) ctx.events.normal(ref, e.reason, e.message);
+    if (all.length > 1 && all.every((e) => e.reason.endsWith('Created'))) {
+      const message = all.map((e) => e.message).join('; ');
+      if (hold) return message;
+      ctx.events.normal(ref, 'Provisioned', message);
+    } else for (const e of all) ctx.events.normal(ref, e.reason, e.message);
+    return undefined;
   };
   // What the steps learn, for the steps after them (each is set before it is read).
   let names!: TenantNames;
@@ -1368,13 +1403,17 @@ async function provision(
       )
     : steps;
   // The last step always returns; undefined would mean a step list without it.
+  let out: Provisioned | undefined;
   try {
-    const out = await runSteps(guarded, log);
+    out = await runSteps(guarded, log);
     if (!out) throw new Error('provisioning ended without a result');
-    return out;
-  } finally {
-    flushEvents();
+  } catch (err) {
+    flushEvents(false);
+    throw err;
   }
+  // Held only for the reconcile's own status write, which sends it (a plan sends none).
+  const held = flushEvents(!planning);
+  return held === undefined ? out : { ...out, provisionedEvent: held };
 }
 /**
  * Tenants a full reconcile found Ready, with what it was found for: the spec, the server's spec, the
