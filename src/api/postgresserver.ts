@@ -218,6 +218,22 @@ export const postgresServer = z.object({
   status: postgresServerStatus.optional(),
 });
 export type PostgresServer = z.infer<typeof postgresServer>;
+
+const parsedOfCached = new WeakMap<object, ReturnType<typeof postgresServer.safeParse>>();
+/**
+ * postgresServer.safeParse of an object from the informer's cache, once per object: the cache holds
+ * a new object for each version, and every tenant's reconcile reads the servers (a parse of the
+ * schema costs about a millisecond). The result is shared: read it, never change it.
+ */
+export function parseCachedServer(raw: unknown): ReturnType<typeof postgresServer.safeParse> {
+  if (!raw || typeof raw !== 'object') return postgresServer.safeParse(raw);
+  let r = parsedOfCached.get(raw);
+  if (!r) {
+    r = postgresServer.safeParse(raw);
+    parsedOfCached.set(raw, r);
+  }
+  return r;
+}
 export type PostgresServerSpec = z.infer<typeof postgresServerSpec>;
 export type PostgresServerStatus = z.infer<typeof postgresServerStatus>;
 

@@ -195,28 +195,33 @@ export async function asTenant<T>(
   }
 }
 
-/** The query of a pooled login check: the server backend that served it names itself. */
-export const POOLED_CHECK_QUERY = 'SELECT pg_catalog.pg_backend_pid() AS pid';
+/**
+ * A pooled login check's query: a transaction left open. PgBouncer closes a server connection
+ * whose client leaves in the middle of a transaction (it cannot reset it otherwise), in every pool
+ * mode: the server connection the check was given, opened for it or taken idle from the pool, ends
+ * with the check, and no tenant's client is ever handed it. Otherwise PgBouncer keeps it idle for its
+ * server_idle_timeout: a burst of a thousand new tenants (or an operator restarting beside a
+ * thousand idle ones, each checked again) would hold a thousand server connections and exhaust the
+ * server. Ending it from the server side instead (pg_terminate_backend) races with PgBouncer handing
+ * it to one of the tenant's clients.
+ */
+export const POOLED_CHECK_QUERY = 'BEGIN; SELECT 1';
 
 /**
- * A login through PgBouncer with the given credentials and one query; the server backend's pid on
- * success (see endLoginCheck), else the error. Nothing is SET, as in tryLogin.
+ * A login through PgBouncer with the given credentials and one query in a transaction left open
+ * (see POOLED_CHECK_QUERY); resolves to undefined on success or the error. Nothing is SET, as in
+ * tryLogin.
  */
-export async function tryPooledLogin(
-  ep: ServerEndpoint,
-  user: string,
-  password: string,
-  database: string,
-): Promise<{ ok: true; pid: number } | { ok: false; error: unknown }> {
+export async function tryPooledLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
   const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
   const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 30_000 });
   client.on('error', () => undefined);
   try {
     await client.connect();
-    const r = await client.query<{ pid: number }>(POOLED_CHECK_QUERY);
-    return { ok: true, pid: Number(r.rows[0]?.pid ?? 0) };
+    await client.query(POOLED_CHECK_QUERY);
+    return undefined;
   } catch (error) {
-    return { ok: false, error };
+    return error;
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -11,7 +11,7 @@
  * - Nothing runs tenant code: no statement calls a function, operator or view a tenant can define.
  */
 import pg from 'pg';
-import { LOGIN_CHECK_APP, POOLED_CHECK_QUERY } from './connections.js';
+import { LOGIN_CHECK_APP } from './connections.js';
 
 const { escapeLiteral: lit } = pg;
 
@@ -894,25 +894,6 @@ export async function schemaSizes(client: Queryable, lockTimeout = '500ms', time
       return new Map();
     }
   }
-}
-
-/**
- * Ends the server connection a pooled login check opened, which PgBouncer would otherwise keep idle
- * in the tenant's pool for its server_idle_timeout (a thousand checks, a thousand server
- * connections). Only when the backend was started for the check (its last query is the check's,
- * moments after it started) and is idle: a connection the tenant's clients use, or used before, is
- * left alone. Returns whether it was ended.
- */
-export async function endLoginCheck(db: Queryable, role: string, pid: number): Promise<boolean> {
-  const r = await db.query<{ ended: boolean }>(
-    `SELECT pg_catalog.pg_terminate_backend(a.pid) AS ended FROM pg_catalog.pg_stat_activity a
-      WHERE a.pid OPERATOR(pg_catalog.=) $1 AND a.usename OPERATOR(pg_catalog.=) $2
-        AND a.application_name OPERATOR(pg_catalog.=) $3 AND a.state OPERATOR(pg_catalog.=) 'idle'
-        AND a.query OPERATOR(pg_catalog.=) $4
-        AND a.query_start OPERATOR(pg_catalog.-) a.backend_start OPERATOR(pg_catalog.<) '10 seconds'::pg_catalog.interval`,
-    [pid, role, LOGIN_CHECK_APP, POOLED_CHECK_QUERY],
-  );
-  return r.rows[0]?.ended === true;
 }
 
 /** Sessions of a role, the operator's own login checks left out. */

@@ -23,7 +23,7 @@ import { matchesSelector } from '../../api/common.js';
 import { tenantGroup, type TenantGroup } from '../../api/tenantgroup.js';
 import { intersectAllowLists } from '../../pooler/cidrs.js';
 import { VERIFIER } from '../../pooler/validate.js';
-import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
+import { parseCachedServer, type PostgresServer } from '../../api/postgresserver.js';
 import { secretValue } from '../../kube/secrets.js';
 import { deterministicSalt, isAcceptablePassword, scramVerifier } from '../../pg/scram.js';
 import { nameProblem } from '../../pooler/names.js';
@@ -180,7 +180,7 @@ interface VerifiedTenant {
 export function verifiedTenants(ctx: OperatorContext, serverName: string): VerifiedTenant[] {
   const marks = ctx.markers.get(serverName);
   if (!marks) return [];
-  const server = postgresServer.safeParse(ctx.servers.get(serverName));
+  const server = parseCachedServer(ctx.servers.get(serverName));
   // Markers prove objects on the PostgreSQL behind this server, which another PostgresServer may
   // name too: a tenant counts here only if its spec also names this server (or it is the default).
   const defaultName = defaultServerName(ctx);

@@ -4,7 +4,7 @@ import type pg from 'pg';
 import type { Logger } from 'pino';
 import { API_VERSION } from '../../api/common.js';
 import { TENANT_DATABASE } from '../../api/kinds.js';
-import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
+import { parseCachedServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase, type TenantDatabaseStatus } from '../../api/tenantdatabase.js';
 import { customResourceApi, httpStatus } from '../../kube/client.js';
 import { decodeSecretData, secretValue } from '../../kube/secrets.js';
@@ -88,7 +88,7 @@ import { ROTATED_ANNOTATION, ROTATE_ANNOTATION, choosePassword, ownedBy, readSec
 function parsedServers(ctx: OperatorContext, log: Logger): PostgresServer[] {
   const out: PostgresServer[] = [];
   for (const raw of ctx.servers.list()) {
-    const r = postgresServer.safeParse(raw);
+    const r = parseCachedServer(raw);
     if (r.success) out.push(r.data);
     else log.debug({ server: raw.metadata?.name }, 'Skipping a PostgresServer that does not parse');
   }
@@ -1220,16 +1220,7 @@ async function provision(
         usage = { ...usage, activeConnections: usage.activeConnections + (await sql.roleSessions(pool, logins.twin)) };
       // A suspended tenant's pooled login is proven again once it resumes.
       if (td.spec.suspend) pooledLogins.delete(td.metadata.uid);
-      // A pooled login check that opened a server connection of its own ends it (see
-      // endLoginCheck): otherwise PgBouncer keeps it idle for its server_idle_timeout, and a burst
-      // of a thousand new tenants, or an operator restarting beside a thousand idle ones, would hold
-      // a thousand server connections and exhaust the server.
-      const afterProof = (pid: number) =>
-        sql.endLoginCheck(pool, active, pid).then(
-          () => undefined,
-          (err: unknown) => log.debug({ err: describePgError(err) }, 'Could not end the pooled login check'),
-        );
-      const pooler = () => poolerCondition(ctx, server, td, names.alias, active, password, afterProof);
+      const pooler = () => poolerCondition(ctx, server, td, names.alias, active, password);
       let poolerReady: ConditionInput = td.spec.suspend
         ? { type: 'PoolerReady', status: 'True', reason: 'Suspended', message: 'the tenant is suspended: PgBouncer refuses its new logins' }
         : await pooler();
@@ -1778,7 +1769,6 @@ async function poolerCondition(
   alias: string,
   role: string,
   password: string,
-  afterProof?: (pid: number) => Promise<void>,
 ): Promise<ConditionInput> {
   const p = server.spec.pooler;
   if (!p)
@@ -1846,14 +1836,12 @@ async function poolerCondition(
   const proof = createHash('sha256')
     .update(JSON.stringify([p.host, p.port, alias, role, password, entry.poolMode, entry.poolSize]))
     .digest('base64');
-  const check =
+  const loginErr =
     pooledLogins.get(td.metadata.uid) === proof
       ? undefined
       : await tryPooledLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
-  const loginErr = check && !check.ok ? check.error : undefined;
   if (loginErr) pooledLogins.delete(td.metadata.uid);
   else pooledLogins.set(td.metadata.uid, proof);
-  if (check?.ok) await afterProof?.(check.pid);
   if (loginErr) {
     // A new password reaches the userlist a moment after the role: a refused login waits for the agent.
     const reason = agent.applied ? 'PoolerLoginFailed' : 'NotConfirmed';
