@@ -402,9 +402,11 @@ const PG_STARTING = 'backends not yet logged in';
 
 /**
  * The kind of a postmaster's child from its title: "postgres: <role> <database> <host> <what>" for a
- * backend, "postgres: <host>(<port>)" for one still authenticating.
+ * backend, "postgres: <host>(<port>)" for one still authenticating, the postmaster's own command line for one just forked.
  */
 function pgKind(title: string, admin: string, superuser: string): string {
+  // Just forked, a child still has the postmaster's command line.
+  if (!title.startsWith('postgres:')) return PG_STARTING;
   const t = title.replace(/^postgres:\s*/, '');
   const bg = PG_BACKGROUND.find((b) => t.startsWith(b));
   if (bg) return bg;
