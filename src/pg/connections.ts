@@ -197,31 +197,51 @@ export async function asTenant<T>(
 
 /**
  * A pooled login check's query: a transaction left open. PgBouncer closes a server connection
- * whose client leaves in the middle of a transaction (it cannot reset it otherwise), in every pool
- * mode: the server connection the check was given, opened for it or taken idle from the pool, ends
- * with the check, and no tenant's client is ever handed it. Otherwise PgBouncer keeps it idle for its
- * server_idle_timeout: a burst of a thousand new tenants (or an operator restarting beside a
- * thousand idle ones, each checked again) would hold a thousand server connections and exhaust the
- * server. Ending it from the server side instead (pg_terminate_backend) races with PgBouncer handing
- * it to one of the tenant's clients.
+ * whose client leaves in the middle of a transaction (it cannot reset it otherwise), and in
+ * statement pooling mode it closes it at once, with an error to the client, when a statement leaves
+ * one open: in every pool mode the server connection the check was given, opened for it or taken
+ * idle from the pool, ends with the check, and no tenant's client is ever handed it. Otherwise
+ * PgBouncer keeps it idle for its server_idle_timeout: a burst of a thousand new tenants (or an
+ * operator restarting beside a thousand idle ones, each checked again) would hold a thousand server
+ * connections and exhaust the server. Ending it from the server side instead (pg_terminate_backend)
+ * races with PgBouncer handing it to one of the tenant's clients.
  */
 export const POOLED_CHECK_QUERY = 'BEGIN; SELECT 1';
 
 /**
+ * What PgBouncer answers in statement pooling mode once the server has run the check's query (the
+ * login was accepted by PgBouncer and by the server): a protocol violation, by PgBouncer's own words.
+ */
+export function isStatementModeRefusal(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | undefined;
+  return (
+    e?.code === '08P01' && typeof e.message === 'string' && e.message.includes('transaction blocks not allowed in statement pooling mode')
+  );
+}
+
+/**
  * A login through PgBouncer with the given credentials and one query in a transaction left open
  * (see POOLED_CHECK_QUERY); resolves to undefined on success or the error. Nothing is SET, as in
- * tryLogin.
+ * tryLogin. `poolMode` is the mode PgBouncer serves the database with.
  */
-export async function tryPooledLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
+export async function tryPooledLogin(
+  ep: ServerEndpoint,
+  user: string,
+  password: string,
+  database: string,
+  poolMode: string,
+): Promise<unknown> {
   const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
   const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 30_000 });
   client.on('error', () => undefined);
+  let connected = false;
   try {
     await client.connect();
+    connected = true;
     await client.query(POOLED_CHECK_QUERY);
     return undefined;
   } catch (error) {
-    return error;
+    return connected && poolMode === 'statement' && isStatementModeRefusal(error) ? undefined : error;
   } finally {
     await client.end().catch(() => undefined);
   }

@@ -1,6 +1,7 @@
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, pbkdf2 } from 'node:crypto';
+import { promisify } from 'node:util';
 import pgCrypto from 'pg/lib/crypto/utils.js';
-import { saltedPassword } from './scram.js';
+import { SCRAM_ITERATIONS, saltedPassword } from './scram.js';
 
 /**
  * pg (8.x, lib/crypto/utils.js) computes a SCRAM login's PBKDF2 and its four HMACs through
@@ -22,8 +23,14 @@ const toBuffer = (x: ArrayBuffer | Uint8Array): Buffer =>
 
 export function useNodeCryptoForScram(utils: Partial<PgCryptoUtils> = pgCrypto): boolean {
   if (typeof utils.deriveKey !== 'function' || typeof utils.hmacSha256 !== 'function' || typeof utils.sha256 !== 'function') return false;
-  // Copies: a cached salted password must not be handed out where it could be written to.
-  utils.deriveKey = async (password, salt, iterations) => Buffer.from(saltedPassword(password, salt, iterations));
+  // Copies: a cached salted password must not be handed out where it could be written to. An
+  // iteration count other than the operator's own comes from a verifier someone else set (a tenant
+  // may set its own, up to pg's scramMaxIterations): derived off the event loop as pg did, and not
+  // remembered.
+  utils.deriveKey = async (password, salt, iterations) =>
+    iterations === SCRAM_ITERATIONS
+      ? Buffer.from(saltedPassword(password, salt, iterations))
+      : await promisify(pbkdf2)(password, salt, iterations, 32, 'sha256');
   utils.hmacSha256 = async (key, msg) => createHmac('sha256', toBuffer(key)).update(msg).digest();
   utils.sha256 = async (data) => createHash('sha256').update(toBuffer(data)).digest();
   return true;

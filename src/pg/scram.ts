@@ -35,9 +35,13 @@ export function deterministicSalt(identity: string, password: string): Buffer {
 const SALTED_CACHE_SIZE = 256;
 const salted = new Map<string, Buffer>();
 
-/** SCRAM's SaltedPassword: PBKDF2-HMAC-SHA-256 of the (already normalized) password. */
+/** SCRAM's SaltedPassword: PBKDF2-HMAC-SHA-256 of the (already normalized) password. Shared: never write to it. */
 export function saltedPassword(normalized: string, salt: Uint8Array, iterations: number): Buffer {
-  const key = createHash('sha256').update(normalized).update('\0').update(salt).update(`\0${iterations}`).digest('base64');
+  const key = createHash('sha256')
+    .update(`${Buffer.byteLength(normalized)}:${normalized}:${salt.byteLength}:`)
+    .update(salt)
+    .update(`:${iterations}`)
+    .digest('base64');
   const hit = salted.get(key);
   if (hit) {
     salted.delete(key);

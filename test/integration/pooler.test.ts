@@ -585,6 +585,27 @@ test("a plan's pooler lines are the lines the operator then writes: a new tenant
   await deleteWhitelist('planned-list');
 });
 
+test('in statement and session pooling too, the pooled login check proves the tenant and leaves no server connection', async () => {
+  const { LOGIN_CHECK_APP } = await import('../../src/pg/connections.js');
+  for (const [name, poolMode] of [
+    ['stmt', 'statement'],
+    ['sess', 'session'],
+  ] as const) {
+    await applyTenant(c, NS, name, { serverRef: { name: SERVER }, pooling: { poolMode } });
+    const td = await tenantReady(c, NS, name);
+    expect(condition(td, 'PoolerReady')).toMatchObject({ status: 'True', reason: 'Confirmed' });
+    const role = `pool_${name}`;
+    await waitFor(
+      `the ${poolMode}-mode login check to leave no server connection`,
+      async () =>
+        (await superQuery(c, `SELECT 1 FROM pg_stat_activity WHERE usename = '${role}' AND application_name = '${LOGIN_CHECK_APP}'`))
+          .length === 0 || undefined,
+      5_000,
+    );
+    expect((await queryWith(await pooledUrl(name)))[0]).toMatchObject({ u: role });
+  }
+});
+
 test('deleting a tenant removes its pool entry, userlist line and rules', async () => {
   await applyTenant(c, NS, 'gone', { serverRef: { name: SERVER }, deletionPolicy: 'Delete' });
   await tenantReady(c, NS, 'gone');

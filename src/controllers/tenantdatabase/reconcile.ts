@@ -1839,7 +1839,7 @@ async function poolerCondition(
   const loginErr =
     pooledLogins.get(td.metadata.uid) === proof
       ? undefined
-      : await tryPooledLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias);
+      : await tryPooledLogin({ host: p.host, port: p.port, sslMode: server.spec.sslMode }, role, password, alias, entry.poolMode);
   if (loginErr) pooledLogins.delete(td.metadata.uid);
   else pooledLogins.set(td.metadata.uid, proof);
   if (loginErr) {
