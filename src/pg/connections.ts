@@ -221,8 +221,8 @@ export function isStatementModeRefusal(err: unknown): boolean {
 
 /**
  * A login through PgBouncer with the given credentials and one query in a transaction left open
- * (see POOLED_CHECK_QUERY); resolves to undefined on success or the error. Nothing is SET, as in
- * tryLogin. `poolMode` is the mode PgBouncer serves the database with.
+ * (see POOLED_CHECK_QUERY); resolves to undefined on success or the error. `poolMode` is the mode
+ * PgBouncer serves the database with.
  */
 export async function tryPooledLogin(
   ep: ServerEndpoint,
@@ -231,6 +231,23 @@ export async function tryPooledLogin(
   database: string,
   poolMode: string,
 ): Promise<unknown> {
+  return tryLogin(ep, user, password, database, POOLED_CHECK_QUERY, (err) => poolMode === 'statement' && isStatementModeRefusal(err));
+}
+
+/**
+ * Tries a login with the given credentials and one query (`SELECT 1`); resolves to undefined on
+ * success, or when the query's error, after a successful login, is one `accepted` takes as proof,
+ * else to the error. Nothing is SET: through a transaction pooler the server connection goes on
+ * serving the tenant's own clients, and a session setting left there would become theirs.
+ */
+export async function tryLogin(
+  ep: ServerEndpoint,
+  user: string,
+  password: string,
+  database: string,
+  query = 'SELECT 1',
+  accepted: (err: unknown) => boolean = () => false,
+): Promise<unknown> {
   const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
   const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 30_000 });
   client.on('error', () => undefined);
@@ -238,30 +255,10 @@ export async function tryPooledLogin(
   try {
     await client.connect();
     connected = true;
-    await client.query(POOLED_CHECK_QUERY);
+    await client.query(query);
     return undefined;
   } catch (error) {
-    return connected && poolMode === 'statement' && isStatementModeRefusal(error) ? undefined : error;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
-/**
- * Tries a login with the given credentials and one `SELECT 1`; resolves to undefined on success or
- * the error. Nothing is SET: through a transaction pooler the server connection goes on serving the
- * tenant's own clients, and a session setting left there would become theirs.
- */
-export async function tryLogin(ep: ServerEndpoint, user: string, password: string, database: string): Promise<unknown> {
-  const { options: _pinned, ...config } = clientConfig(ep, user, password, database);
-  const client = new pg.Client({ ...config, application_name: LOGIN_CHECK_APP, query_timeout: 30_000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    await client.query('SELECT 1');
-    return undefined;
-  } catch (error) {
-    return error;
+    return connected && accepted(error) ? undefined : error;
   } finally {
     await client.end().catch(() => undefined);
   }

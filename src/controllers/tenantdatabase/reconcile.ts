@@ -203,11 +203,13 @@ export async function reconcileTenantDatabase(
   // (An observed tenant runs none: a Job is a change.)
   try {
     if (td.spec.managementPolicy !== 'Observe') await gateOnMigration(ctx, td, outcome, names?.secret ?? td.status?.secretName, rlog);
+    await saveStatus(ctx, td, outcome, names, serverName, provisionedEvent);
   } catch (err) {
+    // What was created is in the trail even when the gate or the status write fails (saveStatus
+    // sends its Events only after the write, and sending never throws).
     if (provisionedEvent !== undefined) ctx.events.normal(tenantRef(td), 'Provisioned', provisionedEvent);
     throw err;
   }
-  await saveStatus(ctx, td, outcome, names, serverName, provisionedEvent);
   return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
 }
 
@@ -240,22 +242,15 @@ async function saveStatus(
   provisionedEvent?: string,
 ): Promise<void> {
   const api = customResourceApi(ctx.clients, TENANT_DATABASE);
-  let t: Awaited<ReturnType<typeof commitStatus>>;
-  try {
-    t = await commitStatus(api, td.metadata, td.status, {
-      fields: {
-        serverName,
-        ...(names ? { databaseName: names.database, schemaName: names.schema, roleName: names.role, secretName: names.secret } : {}),
-        ...o.status,
-      },
-      observed: o.conditions,
-      terminal: o.terminal,
-    });
-  } catch (err) {
-    // What was created is in the trail even when the status write fails.
-    if (provisionedEvent !== undefined) ctx.events.normal(tenantRef(td), 'Provisioned', provisionedEvent);
-    throw err;
-  }
+  const t = await commitStatus(api, td.metadata, td.status, {
+    fields: {
+      serverName,
+      ...(names ? { databaseName: names.database, schemaName: names.schema, roleName: names.role, secretName: names.secret } : {}),
+      ...o.status,
+    },
+    observed: o.conditions,
+    terminal: o.terminal,
+  });
   const quota = transitioned(t, 'QuotaExceeded');
   if (quota?.status === 'True') ctx.events.warning(tenantRef(td), 'QuotaExceeded', quota.message);
   const after = transitioned(t, 'Ready');
