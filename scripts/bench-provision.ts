@@ -844,6 +844,13 @@ async function main(n: number, o: Options): Promise<void> {
     .filter((t) => readyOf(t)?.status === 'True' && readyOf(t)?.lastTransitionTime)
     .map((t) => (Date.parse(readyOf(t)?.lastTransitionTime ?? '') - Date.parse(String(t.metadata?.creationTimestamp ?? ''))) / 1000);
 
+  // What one tenant costs the API server to store and send: its object and its Secret, as read back.
+  const sample = [...finals.values()].find((t) => readyOf(t)?.status === 'True');
+  const someSecret = o.missingServer
+    ? undefined
+    : (await makeApiClient(kc, k8s.CoreV1Api).listNamespacedSecret({ namespace: NS, limit: 1 })).items[0];
+  const size = (x: unknown) => Buffer.byteLength(JSON.stringify(x ?? {}));
+
   // Idle: nothing changes; per minute.
   const idle: Phase[] = [];
   for (let m = 0; m < o.idleMinutes; m++) {
@@ -924,6 +931,12 @@ async function main(n: number, o: Options): Promise<void> {
     [
       'operator RSS',
       `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (operator process alone: ${fmt(rssMiB(pid, false), 0)} MiB)`,
+    ],
+    [
+      'objects, each',
+      sample
+        ? `TenantDatabase ${size(sample)} bytes (status ${size(sample.status)}, managedFields ${size(sample.metadata?.managedFields)})${someSecret ? `; its Secret ${size(someSecret)} bytes (${Object.keys(someSecret.data ?? {}).length} keys)` : ''}`
+        : 'none Ready',
     ],
     ['admin sessions, max', `${burst.maxSessions} (sampled every 100 ms)`],
     [

@@ -390,12 +390,13 @@ export async function grantOwnPrivileges(db: Queryable, database: string): Promi
   await db.query(`GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(database)} TO CURRENT_USER`);
 }
 
-/** The owner of schema public in the session's database, or undefined when there is none. */
-export async function publicSchemaOwner(db: Queryable): Promise<string | undefined> {
-  const r = await db.query<{ owner: string }>(
-    `SELECT pg_catalog.pg_get_userbyid(n.nspowner) AS owner FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'public'`,
+/** The owner of schema public in the session's database (undefined when there is none), and the session's own role. */
+export async function publicSchemaOwner(db: Queryable): Promise<{ owner: string | undefined; me: string }> {
+  const r = await db.query<{ owner: string | null; me: string }>(
+    `SELECT (SELECT pg_catalog.pg_get_userbyid(n.nspowner) FROM pg_catalog.pg_namespace n WHERE n.nspname OPERATOR(pg_catalog.=) 'public') AS owner,
+            CURRENT_USER AS me`,
   );
-  return r.rows[0]?.owner;
+  return { owner: r.rows[0]?.owner ?? undefined, me: r.rows[0]?.me ?? '' };
 }
 
 export async function setPublicSchemaOwner(db: Queryable, role: string): Promise<void> {

@@ -16,6 +16,18 @@ export interface EventRecorder {
   warning(obj: ObjectRef, reason: string, message: string): void;
 }
 
+/** Longer Event messages are cut to this many characters. */
+export const EVENT_MESSAGE_MAX = 1024;
+
+/**
+ * `head` and `tail` as one Event message: where they do not fit, the head is shortened (and ends
+ * in an ellipsis) so that the tail, the part a reader looks for, is kept whole.
+ */
+export function messageEndingWith(head: string, tail: string): string {
+  if (head.length + tail.length <= EVENT_MESSAGE_MAX) return head + tail;
+  return `${head.slice(0, Math.max(0, EVENT_MESSAGE_MAX - tail.length - 1))}\u2026${tail}`.slice(0, EVENT_MESSAGE_MAX);
+}
+
 /**
  * Kubernetes Events, the audit trail of every change the operator makes. Recording is
  * fire-and-forget: a failed Event is logged and never fails a reconcile. Events of
@@ -37,7 +49,7 @@ export function eventRecorder(core: k8s.CoreV1Api, component: string, log: Logge
       },
       type,
       reason,
-      message: message.slice(0, 1024),
+      message: message.slice(0, EVENT_MESSAGE_MAX),
       source: { component, host },
       reportingComponent: component,
       reportingInstance: host,

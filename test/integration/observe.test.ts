@@ -49,6 +49,8 @@ test('a tenant observed before it exists: the plan says what would be created, a
   expect(plan.join('\n')).toMatch(/COMMENT ON ROLE "?watched_fresh"? IS 'managed by tenantdb; tenantdatabase=watched\/fresh;/);
   expect(plan.join('\n')).toMatch(/CREATE DATABASE "?watched_fresh"?/);
   expect(plan.join('\n')).not.toMatch(/SCRAM-SHA-256\$/);
+  // What follows CREATE DATABASE needs the database: the plan says where it stops, and why.
+  expect(plan.at(-1)).toMatch(/^the plan stops here: database "?watched_fresh"? does not exist until the statements above run/);
   expect(condition(t, 'Stalled')?.status).toBe('True');
   expect(await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'watched_fresh'")).toEqual([]);
   expect(await superQuery(c, "SELECT 1 FROM pg_database WHERE datname = 'watched_fresh'")).toEqual([]);

@@ -18,6 +18,17 @@ export interface Owner {
   server?: string | undefined;
 }
 
+/**
+ * A database looked up right after this session's CREATE DATABASE was not there: in a recorded plan,
+ * where statements are written down and not run, that is how far the plan can see.
+ */
+export class NotThereAfterCreate extends Error {
+  constructor(readonly what: string) {
+    super(`${what} vanished right after it was created`);
+    this.name = 'NotThereAfterCreate';
+  }
+}
+
 export type Claim = { state: 'absent' } | { state: 'ours' } | { state: 'foreign'; message: string };
 
 function foreignMessage(what: string, name: string, comment: string | null): string {
@@ -60,9 +71,13 @@ export interface RoleSpec {
   validUntil?: number | undefined;
 }
 
-export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec): Promise<string[]> {
+/**
+ * `absent`: the caller looked in this same reconcile and found no such role, so it is created
+ * without a second look (one made meanwhile fails the CREATE as a duplicate, handled below).
+ */
+export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec, absent = false): Promise<string[]> {
   const changes: string[] = [];
-  const row = await sql.findRole(pool, r.role);
+  const row = absent ? undefined : await sql.findRole(pool, r.role);
   if (!row) {
     const client = await pool.connect();
     try {
@@ -166,9 +181,16 @@ export type InDatabase = <T>(database: string, fn: (db: sql.Queryable) => Promis
  * included) stay the operator's. A database an older version gave to the tenant role is taken
  * over and its settings reset.
  */
-export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owner: Owner, d: DatabaseSpec): Promise<string[]> {
+export async function ensureDatabase(
+  pool: pg.Pool,
+  inDatabase: InDatabase,
+  owner: Owner,
+  d: DatabaseSpec,
+  absent = false,
+): Promise<string[]> {
   const changes: string[] = [];
-  let row = await sql.findDatabase(pool, d.database);
+  // (`absent`: as for ensureRole; a database made meanwhile fails the CREATE as a duplicate.)
+  let row = absent ? undefined : await sql.findDatabase(pool, d.database);
   if (!row) {
     try {
       await sql.createDatabase(pool, d.database, d.connectionLimit);
@@ -188,7 +210,7 @@ export async function ensureDatabase(pool: pg.Pool, inDatabase: InDatabase, owne
       throw err;
     }
     row = await sql.findDatabase(pool, d.database);
-    if (!row) throw new Error(`database ${d.database} vanished right after it was created`);
+    if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
   }
   if (!sql.markerUid(row.comment)) {
     await sql.commentOnDatabase(pool, d.database, sql.ownerMarker(owner));
@@ -263,8 +285,8 @@ async function ensureDatabasePrivileges(
       // From template0, schema public belongs to pg_database_owner (PostgreSQL 15+), that is the
       // operator; before 15 to the bootstrap superuser, with CREATE for PUBLIC, which only this
       // tenant can connect to use. A schema the tenant already owns or replaced is left as it is.
-      const schemaOwner = await sql.publicSchemaOwner(db);
-      if (schemaOwner === 'pg_database_owner' || schemaOwner === (await currentUser(db))) {
+      const { owner: schemaOwner, me } = await sql.publicSchemaOwner(db);
+      if (schemaOwner === 'pg_database_owner' || schemaOwner === me) {
         await sql.setPublicSchemaOwner(db, role);
         changes.push(`Gave schema public of ${row.name} to ${role}`);
       }
@@ -273,11 +295,6 @@ async function ensureDatabasePrivileges(
     changes.push(`Granted CONNECT, CREATE and TEMPORARY on database ${row.name} to ${role}`);
   }
   return changes;
-}
-
-async function currentUser(db: sql.Queryable): Promise<string> {
-  const r = await db.query<{ u: string }>('SELECT CURRENT_USER AS u');
-  return r.rows[0]?.u ?? '';
 }
 
 /**
@@ -432,7 +449,7 @@ export async function ensureSchemaTenant(pool: pg.Pool, inDatabase: InDatabase, 
       if (code !== SQLSTATE.duplicateDatabase && code !== SQLSTATE.uniqueViolation) throw err;
     }
     row = await sql.findDatabase(pool, s.database);
-    if (!row) throw new Error(`shared database ${s.database} vanished right after it was created`);
+    if (!row) throw new NotThereAfterCreate(`shared database ${s.database}`);
   }
   if (sql.markerUid(row.comment))
     throw new TerminalError('Conflict', `sharedDatabase ${s.database} is a tenant's own database, not a shared one`);

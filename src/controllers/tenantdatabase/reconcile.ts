@@ -38,6 +38,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileInfo, ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
+import { messageEndingWith } from '../../runtime/events.js';
 import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
 import {
   DEFAULT_POOLER_ADMIN_USER,
@@ -68,6 +69,7 @@ import {
   ensureRoleSettings,
   ensureTwinRole,
   ensureTwinSearchPath,
+  NotThereAfterCreate,
   type ExtensionOutcome,
   type InDatabase,
   type Owner,
@@ -261,7 +263,7 @@ async function saveStatus(
     // objects and then its readiness (a burst of new tenants costs the API server one Event each).
     if (provisionedEvent !== undefined) {
       if (after?.status === 'True') {
-        ctx.events.normal(ref, 'Provisioned', `${provisionedEvent}; Ready: ${after.message}`);
+        ctx.events.normal(ref, 'Provisioned', messageEndingWith(provisionedEvent, `; Ready: ${after.message}`));
         return;
       }
       ctx.events.normal(ref, 'Provisioned', provisionedEvent);
@@ -357,6 +359,8 @@ async function provision(
   let inDatabase!: InDatabase;
   let owner!: Owner;
   let roleClaim!: Awaited<ReturnType<typeof claimOfRole>>;
+  /** Databases the claims step found missing: created without a second look (see ensureDatabase). */
+  const absentAtClaim = new Set<string>();
   let password!: string;
   let rotating = false;
   let rotateFor: string | undefined;
@@ -697,6 +701,7 @@ async function provision(
       }
       const claims = ownDatabases(names).map((db) => async () => {
         const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
+        if (claim.state === 'absent') absentAtClaim.add(db);
         if (claim.state !== 'foreign') return claim;
         const took = await adopt('database', db, claim.message);
         return took === true ? ({ state: 'ours' } as const) : { state: 'foreign' as const, message: took };
@@ -965,7 +970,7 @@ async function provision(
         login: loginOn(role),
         validUntil: prev?.role === role ? prev.until : Infinity,
       });
-      const roleChanges = await ensureRole(pool, owner, spec(logins.group));
+      const roleChanges = await ensureRole(pool, owner, spec(logins.group), roleClaim.state === 'absent');
       createdRole = roleChanges.some((c) => c.startsWith('Created role'));
       if (createdRole) {
         credential.passwordChangedAt = new Date().toISOString();
@@ -1031,7 +1036,7 @@ async function provision(
       accessMode = accessModeOf(td, lastSizeOf(ctx, td, serverName, names));
       for (const db of ownDatabases(names)) {
         const spec = { database: db, role: names.role, connectionLimit, readOnly: !!accessMode };
-        note(await ensureDatabase(pool, inDatabase, owner, spec), 'Database');
+        note(await ensureDatabase(pool, inDatabase, owner, spec, absentAtClaim.has(db)), 'Database');
       }
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
@@ -1064,7 +1069,9 @@ async function provision(
       if (!fresh)
         for (const role of twinUsed ? [logins.group, twin] : [logins.group])
           note(await ensureRoleSettings(pool, role, names.database, wantedSettings), 'Settings');
-      if (names.isolation === 'Database' && !td.spec.shadowDatabase) {
+      // A tenant's first role has no shadow database of its own yet: nothing to look for.
+      const firstProvisioning = createdRole && !td.status?.roleName;
+      if (names.isolation === 'Database' && !td.spec.shadowDatabase && !firstProvisioning) {
         note(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
       }
       // The server renders its configs from its catalog, which just moved: it looks again now
@@ -1376,10 +1383,8 @@ async function provision(
               } catch (err) {
                 if (err instanceof TerminalError) throw err;
                 // (Recorded, a CREATE DATABASE leaves no database to look into: said as such.)
-                const why = errorMessage(err).replace(
-                  / vanished right after it was created$/,
-                  ' does not exist until the statements above run',
-                );
+                const why =
+                  err instanceof NotThereAfterCreate ? `${err.what} does not exist until the statements above run` : errorMessage(err);
                 observationCut = `the plan stops here: ${why} (what follows depends on what the statements above would create)`;
                 if (planning) planning.cut = observationCut;
                 return undefined;

@@ -1,0 +1,21 @@
+import { EVENT_MESSAGE_MAX, messageEndingWith } from '../../src/runtime/events.js';
+
+describe('messageEndingWith', () => {
+  it('joins a head and a tail that fit as they are', () => {
+    expect(messageEndingWith('Created role a', '; Ready: ok')).toBe('Created role a; Ready: ok');
+  });
+
+  it('shortens a long head and keeps the tail whole, within the Event limit', () => {
+    const head = `Created ${'x'.repeat(2000)}`;
+    const tail = '; Ready: all objects are in place';
+    const m = messageEndingWith(head, tail);
+    expect(m).toHaveLength(EVENT_MESSAGE_MAX);
+    expect(m.endsWith(`\u2026${tail}`)).toBe(true);
+    expect(m.startsWith('Created xxx')).toBe(true);
+  });
+
+  it('never exceeds the limit, even with a tail longer than it', () => {
+    const m = messageEndingWith('head', 'y'.repeat(EVENT_MESSAGE_MAX + 10));
+    expect(m.length).toBeLessThanOrEqual(EVENT_MESSAGE_MAX);
+  });
+});
