@@ -2,6 +2,7 @@
  * What a burst of N new tenants costs, against the real control plane, PostgreSQL, PgBouncer, agent
  * and the operator as a separate process. Figures, not assertions.
  *   npm run bench:provision -- [N] [--workers n] [--idle-minutes m] [--resync 5m] [--missing-server]
+ *     [--no-leader-elect] [--profile dir] [--built] [--node-options "..."]
  *
  * 1. The floor: the statements the operator issues for a new tenant (the very functions of
  *    pg/tenant-sql.ts), run for N tenants over the admin sessions the operator may hold (AdminPools).
@@ -601,6 +602,7 @@ interface Options {
   built: boolean;
   nodeOptions?: string;
   profile?: string;
+  leaderElect: boolean;
 }
 
 type Td = k8s.KubernetesObject & {
@@ -729,7 +731,11 @@ async function main(n: number, o: Options): Promise<void> {
     kubeconfig: sb.operatorKubeconfig,
     logFile: join(dir, 'operator.log'),
     resync: o.resync,
-    extraArgs: [`--metrics-port=${metricsPort}`, ...(o.workers !== undefined ? [`--workers=${o.workers}`] : [])],
+    extraArgs: [
+      `--metrics-port=${metricsPort}`,
+      ...(o.workers !== undefined ? [`--workers=${o.workers}`] : []),
+      ...(o.leaderElect ? [] : ['--no-leader-elect']),
+    ],
     built: o.built,
     ...(o.nodeOptions !== undefined || o.profile
       ? { nodeOptions: [o.nodeOptions ?? '', o.profile ? `--cpu-prof --cpu-prof-dir=${o.profile}` : ''].join(' ').trim() }
@@ -872,7 +878,7 @@ async function main(n: number, o: Options): Promise<void> {
   say('');
   say(`=== tenantdb provisioning bench, N=${n}${o.missingServer ? ', TenantDatabases naming a missing PostgresServer' : ''} ===`);
   say(
-    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: 2 cores shared, absolute times are noisy`,
+    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}${o.leaderElect ? '' : ', no leader election'}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: 2 cores shared, absolute times are noisy`,
   );
   const rows: [string, string][] = [];
   if (floorResult) {
@@ -1012,6 +1018,10 @@ program
   .option('--no-floor', 'skip the raw-SQL floor')
   .option('--timeout <s>', 'seconds to wait for the burst', int, 1800)
   .option('--keep', 'keep the logs folder (operator, agent, PostgreSQL, audit)', false)
+  .option(
+    '--no-leader-elect',
+    'run the operator without leader election (one replica): no Lease renewals, 30 API writes a minute, while idle',
+  )
   .option('--node-options <flags>', "NODE_OPTIONS for the operator process (e.g. '--max-old-space-size=128')")
   .option(
     '--profile <dir>',

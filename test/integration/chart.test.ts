@@ -323,6 +323,7 @@ describe('the values schema refuses bad values', () => {
     ['a string for replicas', { replicas: 'two' }, /replicas/],
     ['a security context field that does not exist', { securityContext: { readOnlyRootFileSystem: true } }, /readOnlyRootFileSystem/],
     ['a resync the operator cannot parse', { resync: '5 minutes' }, /resync/],
+    ['a malloc arena count that is no number', { mallocArenaMax: 'two' }, /mallocArenaMax/],
     ['a per-tenant metrics level the operator does not know', { metrics: { port: 8080, tenantMetrics: 'all' } }, /tenantMetrics/],
   ])('%s', (_what, values, message) => {
     const err = renderChartError(dir, { namespace: 'chart-defaults', values });
