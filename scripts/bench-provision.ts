@@ -852,9 +852,11 @@ async function main(n: number, o: Options): Promise<void> {
 
   // What one tenant costs the API server to store and send: its object and its Secret, as read back.
   const sample = [...finals.values()].find((t) => readyOf(t)?.status === 'True');
-  const someSecret = o.missingServer
-    ? undefined
-    : (await makeApiClient(kc, k8s.CoreV1Api).listNamespacedSecret({ namespace: NS, limit: 1 })).items[0];
+  const sampleSecret = (sample?.status as { secretName?: string } | undefined)?.secretName;
+  const someSecret =
+    o.missingServer || !sampleSecret
+      ? undefined
+      : await makeApiClient(kc, k8s.CoreV1Api).readNamespacedSecret({ name: sampleSecret, namespace: NS });
   const size = (x: unknown) => Buffer.byteLength(JSON.stringify(x ?? {}));
 
   // Idle: nothing changes; per minute.

@@ -25,7 +25,11 @@ export const EVENT_MESSAGE_MAX = 1024;
  */
 export function messageEndingWith(head: string, tail: string): string {
   if (head.length + tail.length <= EVENT_MESSAGE_MAX) return head + tail;
-  return `${head.slice(0, Math.max(0, EVENT_MESSAGE_MAX - tail.length - 1))}\u2026${tail}`.slice(0, EVENT_MESSAGE_MAX);
+  let cut = Math.max(0, EVENT_MESSAGE_MAX - tail.length - 1);
+  // Not between the two halves of a character outside the BMP.
+  const last = head.charCodeAt(cut - 1);
+  if (last >= 0xd800 && last <= 0xdbff) cut -= 1;
+  return `${head.slice(0, cut)}\u2026${tail}`.slice(0, EVENT_MESSAGE_MAX);
 }
 
 /**

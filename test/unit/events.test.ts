@@ -18,4 +18,11 @@ describe('messageEndingWith', () => {
     const m = messageEndingWith('head', 'y'.repeat(EVENT_MESSAGE_MAX + 10));
     expect(m.length).toBeLessThanOrEqual(EVENT_MESSAGE_MAX);
   });
+
+  it('does not split a character outside the BMP', () => {
+    const tail = '; Ready: ok';
+    const head = `${'a'.repeat(EVENT_MESSAGE_MAX - tail.length - 2)}\u{1F600}${'b'.repeat(50)}`;
+    const m = messageEndingWith(head, tail);
+    expect(m.endsWith(`a\u2026${tail}`)).toBe(true);
+  });
 });

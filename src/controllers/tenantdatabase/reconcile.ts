@@ -440,6 +440,8 @@ async function provision(
    */
   /** Whether the server lets this tenant's namespace take over that unmanaged role. */
   const consented = (role: string) => server.spec.unmanagedAdoption.some((a) => a.role === role && a.namespace === owner.namespace);
+  /** Whether this reconcile took over objects (an earlier tenant's databases, its shadow among them). */
+  let adoptedHere = false;
   const adopt = async (kind: 'role' | 'database', name: string, conflict: string): Promise<true | string> => {
     const comment = kind === 'role' ? (await sql.findRole(pool, name))?.comment : (await sql.findDatabase(pool, name))?.comment;
     const origin = originOf(comment, td, new Set(ctx.tenants.list().map((t) => t.metadata?.uid ?? '')));
@@ -452,6 +454,7 @@ async function provision(
         await sql.setRolePassword(pool, name, verifierFor(owner.uid, name, adoptedPassword));
       }
       const taken = await adoptRetained(pool, origin.uid, marker);
+      adoptedHere = true;
       record([`Adopted ${taken.join(', ')}, kept for an earlier TenantDatabase of this name (uid ${origin.uid})`], '');
       return true;
     }
@@ -1069,8 +1072,10 @@ async function provision(
       if (!fresh)
         for (const role of twinUsed ? [logins.group, twin] : [logins.group])
           note(await ensureRoleSettings(pool, role, names.database, wantedSettings), 'Settings');
-      // A tenant's first role has no shadow database of its own yet: nothing to look for.
-      const firstProvisioning = createdRole && !td.status?.roleName;
+      // A tenant provisioned for the first time, whose role did not exist and that took over nothing,
+      // has no shadow database of its own: nothing to look for. (After a failed attempt, its status
+      // has conditions: the look is made then.)
+      const firstProvisioning = createdRole && !td.status?.roleName && !td.status?.conditions?.length && !adoptedHere;
       if (names.isolation === 'Database' && !td.spec.shadowDatabase && !firstProvisioning) {
         note(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
       }
