@@ -842,6 +842,7 @@ async function main(n: number, o: Options): Promise<void> {
     }
   }
   const burst = await rec.mark();
+  const rssAloneAtBurst = rssMiB(pid, false);
   const lastDone = Math.max(...doneAt.values());
   const burstSeconds = doneAt.size ? (lastDone - t0) / 1000 : NaN;
   const perTenant = [...doneAt.entries()].map(([k, v]) => (v - (appliedAt.get(k) ?? t0)) / 1000);
@@ -938,7 +939,7 @@ async function main(n: number, o: Options): Promise<void> {
     ['  postgres by process', pgKinds(burst.pg)],
     [
       'operator RSS',
-      `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (operator process alone: ${fmt(rssMiB(pid, false), 0)} MiB)`,
+      `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (the operator process alone then: ${fmt(rssAloneAtBurst, 0)} MiB)`,
     ],
     [
       'objects, each',
