@@ -25,11 +25,20 @@ export const EVENT_MESSAGE_MAX = 1024;
  */
 export function messageEndingWith(head: string, tail: string): string {
   if (head.length + tail.length <= EVENT_MESSAGE_MAX) return head + tail;
-  let cut = Math.max(0, EVENT_MESSAGE_MAX - tail.length - 1);
-  // Not between the two halves of a character outside the BMP.
-  const last = head.charCodeAt(cut - 1);
-  if (last >= 0xd800 && last <= 0xdbff) cut -= 1;
-  return `${head.slice(0, cut)}\u2026${tail}`.slice(0, EVENT_MESSAGE_MAX);
+  return cutMessage(`${cutAt(head, EVENT_MESSAGE_MAX - tail.length - 1)}\u2026${tail}`);
+}
+
+/** The first `max` UTF-16 units of `s`, one fewer where the last would be half of a character outside the BMP. */
+function cutAt(s: string, max: number): string {
+  if (max <= 0) return '';
+  if (s.length <= max) return s;
+  const last = s.charCodeAt(max - 1);
+  return s.slice(0, last >= 0xd800 && last <= 0xdbff ? max - 1 : max);
+}
+
+/** A message within the Event limit, never ending in half a character. */
+export function cutMessage(message: string): string {
+  return cutAt(message, EVENT_MESSAGE_MAX);
 }
 
 /**
@@ -53,7 +62,7 @@ export function eventRecorder(core: k8s.CoreV1Api, component: string, log: Logge
       },
       type,
       reason,
-      message: message.slice(0, EVENT_MESSAGE_MAX),
+      message: cutMessage(message),
       source: { component, host },
       reportingComponent: component,
       reportingInstance: host,

@@ -1,4 +1,4 @@
-import { EVENT_MESSAGE_MAX, messageEndingWith } from '../../src/runtime/events.js';
+import { EVENT_MESSAGE_MAX, cutMessage, messageEndingWith } from '../../src/runtime/events.js';
 
 describe('messageEndingWith', () => {
   it('joins a head and a tail that fit as they are', () => {
@@ -24,5 +24,17 @@ describe('messageEndingWith', () => {
     const head = `${'a'.repeat(EVENT_MESSAGE_MAX - tail.length - 2)}\u{1F600}${'b'.repeat(50)}`;
     const m = messageEndingWith(head, tail);
     expect(m.endsWith(`a\u2026${tail}`)).toBe(true);
+  });
+});
+
+describe('cutMessage', () => {
+  it('keeps a message that fits', () => {
+    expect(cutMessage('Created role a')).toBe('Created role a');
+  });
+
+  it('cuts a long one to the limit, never between the halves of a character outside the BMP', () => {
+    expect(cutMessage('z'.repeat(EVENT_MESSAGE_MAX + 5))).toHaveLength(EVENT_MESSAGE_MAX);
+    const m = cutMessage(`${'a'.repeat(EVENT_MESSAGE_MAX - 1)}\u{1F600}tail`);
+    expect(m).toBe('a'.repeat(EVENT_MESSAGE_MAX - 1));
   });
 });
