@@ -36,7 +36,7 @@ import {
 import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
-import type pg from 'pg';
+import pg from 'pg';
 import { makeApiClient } from '../src/kube/client.js';
 import { AdminPools, tryLogin, type AdminCredentials, type ServerEndpoint } from '../src/pg/connections.js';
 import { deterministicSalt, generatePassword, scramVerifier } from '../src/pg/scram.js';
@@ -58,6 +58,13 @@ const WRITE_VERBS = new Set(['create', 'update', 'patch', 'delete', 'deletecolle
 const DDL = /^(CREATE|ALTER|DROP|GRANT|REVOKE|COMMENT)\b/i;
 
 const say = (s = '') => process.stdout.write(`${s}\n`);
+
+/** `name=value` of a PostgreSQL setting: the name checked here, the value by the server. */
+function pgSetting(v: string, prev: [string, string][]): [string, string][] {
+  const m = /^([a-z_][a-z0-9_.]*)=(.*)$/.exec(v);
+  if (!m?.[1] || m[2] === undefined) throw new InvalidArgumentError('must be name=value, e.g. autovacuum=off');
+  return [...prev, [m[1], m[2]]];
+}
 
 function int(v: string): number {
   const n = Number(v);
@@ -510,6 +517,23 @@ function topList(title: string, m: Map<string, number>, per: number, limit = 14)
   for (const [k, v] of rows) say(`  ${String(v).padStart(7)}  ${fmt(v / per, 2).padStart(7)}/tenant  ${k}`);
 }
 
+/**
+ * The burst's CPU in two parts, PostgreSQL's and the rest's (the Kubernetes side: API server, etcd,
+ * operator, agent, PgBouncer, the bench), against PostgreSQL's in the floor with its logins. On a
+ * machine that both saturate, wall time follows CPU: PostgreSQL's part alone, over every core,
+ * bounds the burst from below whatever the rest costs.
+ */
+function cpuSplit(components: Map<string, number>, floorPg: number, floorSeconds: number, burstSeconds: number): string {
+  const machine = components.get('machine') ?? 0;
+  const pgBurst = components.get('postgres') ?? 0;
+  const cores = cpus().length;
+  return [
+    `postgres ${fmt(pgBurst, 1)} s (the floor with its logins ${fmt(floorPg, 1)} s)`,
+    `the rest ${fmt(machine - pgBurst, 1)} s`,
+    `postgres alone over ${cores} cores: ${fmt(pgBurst / cores, 1)} s = ${fmt(pgBurst / cores / floorSeconds, 2)} x floor; the burst took ${fmt(burstSeconds, 1)} s`,
+  ].join('; ');
+}
+
 // --- the floor --------------------------------------------------------------------------------------
 
 /**
@@ -522,7 +546,14 @@ async function floor(
   pgs: PgServer,
   n: number,
   pgCpu: PgCpuSampler,
-): Promise<{ seconds: number; loginSeconds: number; sessions: number; cpu: Map<string, number>; pg: Map<string, number> }> {
+): Promise<{
+  seconds: number;
+  loginSeconds: number;
+  sessions: number;
+  cpu: Map<string, number>;
+  pg: Map<string, number>;
+  loginCpu: Map<string, number>;
+}> {
   const before = componentSeconds();
   const pgBefore = pgCpu.totals();
   const pools = new AdminPools(createLogger('silent'));
@@ -564,11 +595,14 @@ async function floor(
     // The same floor with the one login per new tenant the operator makes to prove it (through
     // PgBouncer there; here directly, the same backend start): timed on its own, added to the floor.
     const t1 = performance.now();
+    const beforeLogins = componentSeconds();
     const failed = (await Promise.all(names.map((name) => limit(async () => tryLogin(ep, name, passwords.get(name) ?? '', name))))).filter(
       (e) => e !== undefined,
     );
     if (failed.length) throw new Error(`the floor's logins failed: ${failed[0] instanceof Error ? failed[0].message : 'unknown error'}`);
     const loginSeconds = (performance.now() - t1) / 1000;
+    const afterLogins = componentSeconds();
+    const loginCpu = new Map([...afterLogins].map(([k, v]) => [k, v - (beforeLogins.get(k) ?? 0)]));
     // Gone again before the operator starts: its server re-check must not meet them. As the
     // superuser: DROP DATABASE ... WITH (FORCE) must also end an autovacuum worker inside.
     const su = await pgs.superClient();
@@ -583,7 +617,7 @@ async function floor(
     } finally {
       await su.end();
     }
-    return { seconds, loginSeconds, sessions: pools.maxSessionsPerServer, cpu, pg: pgCpuOfFloor };
+    return { seconds, loginSeconds, sessions: pools.maxSessionsPerServer, cpu, pg: pgCpuOfFloor, loginCpu };
   } finally {
     await pools.closeAll();
   }
@@ -603,6 +637,7 @@ interface Options {
   nodeOptions?: string;
   profile?: string;
   leaderElect: boolean;
+  pgSet: [string, string][];
 }
 
 type Td = k8s.KubernetesObject & {
@@ -660,6 +695,15 @@ async function main(n: number, o: Options): Promise<void> {
   // The admin's statements go to the log; the superuser's sampling does not.
   const su = await sb.pg.superClient();
   await su.query(`ALTER ROLE ${sql.id(sb.pg.admin.user)} SET log_statement = 'all'`);
+  for (const [name, value] of o.pgSet) {
+    const r = await su.query<{ context: string }>('SELECT context FROM pg_catalog.pg_settings WHERE name = $1', [name]);
+    const context = r.rows[0]?.context;
+    if (!context) throw new Error(`--pg-set ${name}: PostgreSQL has no such setting`);
+    if (context === 'postmaster' || context === 'internal') throw new Error(`--pg-set ${name}: takes effect only at a server start`);
+    // ALTER SYSTEM takes no parameters: the value goes as a literal (the server checks it).
+    await su.query(`ALTER SYSTEM SET ${sql.id(name)} = ${pg.escapeLiteral(value)}`);
+  }
+  if (o.pgSet.length) await su.query('SELECT pg_catalog.pg_reload_conf()');
   const sessions = new SessionSampler(await sb.pg.superClient(), sb.pg.admin.user);
   await su.end();
   sessions.start();
@@ -715,6 +759,7 @@ async function main(n: number, o: Options): Promise<void> {
         maxSessions: number;
         cpu: Map<string, number>;
         pg: Map<string, number>;
+        loginCpu: Map<string, number>;
       }
     | undefined;
   if (o.floor && !o.missingServer) {
@@ -881,7 +926,7 @@ async function main(n: number, o: Options): Promise<void> {
   say('');
   say(`=== tenantdb provisioning bench, N=${n}${o.missingServer ? ', TenantDatabases naming a missing PostgresServer' : ''} ===`);
   say(
-    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}${o.leaderElect ? '' : ', no leader election'}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: 2 cores shared, absolute times are noisy`,
+    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}${o.leaderElect ? '' : ', no leader election'}${o.pgSet.map(([k, v]) => `, PostgreSQL ${k}=${v}`).join('')}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: 2 cores shared, absolute times are noisy`,
   );
   const rows: [string, string][] = [];
   if (floorResult) {
@@ -891,7 +936,7 @@ async function main(n: number, o: Options): Promise<void> {
     ]);
     rows.push([
       '  floor + a login each',
-      `${fmt(floorResult.seconds + floorResult.loginSeconds, 2)} s (the logins ${fmt(floorResult.loginSeconds, 2)} s): the burst is ${fmt(burstSeconds / (floorResult.seconds + floorResult.loginSeconds), 2)} x this`,
+      `${fmt(floorResult.seconds + floorResult.loginSeconds, 2)} s (the logins ${fmt(floorResult.loginSeconds, 2)} s, postgres ${fmt(floorResult.loginCpu.get('postgres') ?? 0, 1)} s CPU): the burst is ${fmt(burstSeconds / (floorResult.seconds + floorResult.loginSeconds), 2)} x this`,
     ]);
     rows.push([
       '  floor CPU',
@@ -937,6 +982,19 @@ async function main(n: number, o: Options): Promise<void> {
         )}; the machine ${fmt(burst.components.get('machine') ?? 0, 1)} s busy of ${fmt(burst.seconds * cpus().length, 1)} s (${cpus().length} cores)`,
     ],
     ['  postgres by process', pgKinds(burst.pg)],
+    ...(floorResult
+      ? [
+          [
+            '  where the gap is',
+            cpuSplit(
+              burst.components,
+              (floorResult.cpu.get('postgres') ?? 0) + (floorResult.loginCpu.get('postgres') ?? 0),
+              floorResult.seconds,
+              burstSeconds,
+            ),
+          ] as [string, string],
+        ]
+      : []),
     [
       'operator RSS',
       `${fmt(rssBefore, 0)} MiB before, ${fmt(burst.rss, 0)} MiB with ${n} tenants (the operator process alone then: ${fmt(rssAloneAtBurst, 0)} MiB)`,
@@ -1029,6 +1087,12 @@ program
   .option(
     '--profile <dir>',
     "CPU profiles into <dir>: the operator's (--cpu-prof, written when it stops) and the API server's over the burst (go tool pprof -top <dir>/kube-apiserver.pprof)",
+  )
+  .option(
+    '--pg-set <name=value>',
+    'a PostgreSQL setting for the whole run (ALTER SYSTEM, reloaded), e.g. autovacuum=off; repeatable',
+    pgSetting,
+    [],
   )
   .option('--built', 'run the compiled operator (npm run build first) as the image does, not the sources through tsx', false)
   .action(async (n: number, o: Options) => {
