@@ -572,12 +572,7 @@ async function floor(
           passwords.set(name, password);
           const verifier = scramVerifier(password, deterministicSalt(name, password));
           const marker = sql.ownerMarker({ namespace: NS, name, uid: randomUUID(), server: 'floor' });
-          const client = await pool.connect();
-          try {
-            await sql.createRole(client, name, verifier, 20, marker);
-          } finally {
-            client.release();
-          }
+          await sql.createRole(pool, name, verifier, 20, marker);
           await sql.createDatabase(pool, name, 20);
           await sql.commentOnDatabase(pool, name, marker);
           await sql.revokeAllFrom(pool, name, 'PUBLIC');

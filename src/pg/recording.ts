@@ -10,7 +10,7 @@
  * verifiers) are never kept: `PASSWORD '…'` is shown as `PASSWORD <redacted>`.
  */
 import type pg from 'pg';
-import type { Queryable } from './tenant-sql.js';
+import { RUN_TOGETHER, type Queryable } from './tenant-sql.js';
 
 const READ = /^\s*(select|with|show|values|table)\b/i;
 const ACTS =
@@ -45,12 +45,17 @@ export class Recorder {
   newPassword = false;
 
   queryable(real: Queryable): Queryable & { release?: () => void } {
+    const query = async <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
+      if (isRead(text)) return real.query<R>(text, values);
+      if (!TRANSACTION.test(text)) this.statements.push(shown(text, values));
+      const none: pg.QueryResult<R> = { rows: [], rowCount: 0, command: '', oid: 0, fields: [] };
+      return none;
+    };
     return {
-      query: async <R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>> => {
-        if (isRead(text)) return real.query<R>(text, values);
-        if (!TRANSACTION.test(text)) this.statements.push(shown(text, values));
-        const none: pg.QueryResult<R> = { rows: [], rowCount: 0, command: '', oid: 0, fields: [] };
-        return none;
+      query,
+      // Statements meant to run together are kept one by one, each its own line of the plan.
+      [RUN_TOGETHER]: async (statements: readonly string[]) => {
+        for (const text of statements) await query(text);
       },
     };
   }
@@ -60,6 +65,7 @@ export class Recorder {
     const q = this.queryable(real);
     return {
       query: (text: string, values?: unknown[]) => q.query(text, values),
+      [RUN_TOGETHER]: q[RUN_TOGETHER],
       connect: async () => {
         const client = await real.connect();
         return Object.assign(this.queryable(client), { release: (err?: Error | boolean) => client.release(err) });

@@ -34,6 +34,22 @@ export function fitsIdentifier(name: string): boolean {
 
 export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+  /** How this session runs statements together, where it does not send them as one query (pg/recording). */
+  [RUN_TOGETHER]?: (statements: readonly string[]) => Promise<void>;
+}
+
+export const RUN_TOGETHER = Symbol('runTogether');
+
+/**
+ * Statements sent as one simple query: one round trip instead of one each (and none for BEGIN and
+ * COMMIT), and PostgreSQL runs them as one implicit transaction, all or none. Each is built here
+ * from escaped names and literals, so joining them adds no statement of anyone else's. Not for
+ * statements that refuse a transaction block (CREATE DATABASE, DROP DATABASE).
+ */
+export async function runTogether(db: Queryable, statements: readonly string[]): Promise<void> {
+  const own = db[RUN_TOGETHER];
+  if (own) return own(statements);
+  await db.query(statements.join(';\n'));
 }
 
 /** The ownership marker: a comment naming the TenantDatabase, parsed back by uid. */
@@ -148,30 +164,23 @@ export async function findDatabase(db: Queryable, name: string): Promise<Databas
   );
 }
 
-/** Role creation, marker and the admin's membership in one transaction: a crash leaves all or nothing. */
+/** Role creation, marker and the admin's membership in one transaction (one round trip): a crash leaves all or nothing. */
 export async function createRole(
-  client: pg.ClientBase,
+  db: Queryable,
   role: string,
   verifier: string,
   connLimit: number,
   marker: string,
   login = true,
 ): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await client.query(
-      `CREATE ROLE ${id(role)} ${login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
-        `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)}`,
-    );
-    await client.query(`COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`);
+  await runTogether(db, [
+    `CREATE ROLE ${id(role)} ${login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
+      `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)}`,
+    `COMMENT ON ROLE ${id(role)} IS ${lit(marker)}`,
     // Handing the tenant its schema, taking over a database it owned and DROP OWNED need the
     // privileges of the role.
-    await client.query(`GRANT ${id(role)} TO CURRENT_USER`);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+    `GRANT ${id(role)} TO CURRENT_USER`,
+  ]);
 }
 
 export async function ensureAdminMembership(db: Queryable, role: string): Promise<void> {
@@ -192,7 +201,7 @@ export async function setRoleValidUntil(db: Queryable, role: string, until: numb
  * its sessions and drop it).
  */
 export async function createTwinRole(
-  client: pg.ClientBase,
+  db: Queryable,
   twin: string,
   group: string,
   verifier: string,
@@ -200,20 +209,13 @@ export async function createTwinRole(
   marker: string,
   login: boolean,
 ): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await client.query(
-      `CREATE ROLE ${id(twin)} ${login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
-        `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)} IN ROLE ${id(group)}`,
-    );
-    await client.query(`COMMENT ON ROLE ${id(twin)} IS ${lit(marker)}`);
-    await client.query(`GRANT ${id(twin)} TO CURRENT_USER`);
-    await client.query(`ALTER ROLE ${id(twin)} SET role TO ${lit(group)}`);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+  await runTogether(db, [
+    `CREATE ROLE ${id(twin)} ${login ? 'LOGIN' : 'NOLOGIN'} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT ` +
+      `CONNECTION LIMIT ${Number(connLimit)} PASSWORD ${lit(verifier)} IN ROLE ${id(group)}`,
+    `COMMENT ON ROLE ${id(twin)} IS ${lit(marker)}`,
+    `GRANT ${id(twin)} TO CURRENT_USER`,
+    `ALTER ROLE ${id(twin)} SET role TO ${lit(group)}`,
+  ]);
 }
 
 /** What an existing role holds that a tenant role must not (adoption of a role no tenantdb object created). */

@@ -397,17 +397,25 @@ describe('SQL escaping of generated names and literals', () => {
 
   test('every statement the tenant SQL builds from generated names is one statement with balanced quotes', async () => {
     const texts: string[] = [];
+    // Statements sent together: each checked alone, and the text PostgreSQL would get as just as many.
+    const together: (readonly string[])[] = [];
     const db = {
       query: async (text: string) => {
         texts.push(text);
         return { rows: [], rowCount: 0, command: '', oid: 0, fields: [] };
       },
+      [sql.RUN_TOGETHER]: async (statements: readonly string[]) => {
+        texts.push(...statements);
+        together.push(statements);
+      },
     } as unknown as pg.ClientBase;
     await fc.assert(
       fc.asyncProperty(sqlName, sqlName, fc.string({ unit: 'binary', maxLength: 60 }), fc.integer(), async (a, b, literal, limit) => {
         texts.length = 0;
+        together.length = 0;
         const calls: (() => Promise<unknown>)[] = [
           () => sql.createRole(db, a, literal, limit, literal),
+          () => sql.createTwinRole(db, a, b, literal, limit, literal, limit % 2 === 0),
           () => sql.setRolePassword(db, a, literal),
           () => sql.setRoleLogin(db, a, limit % 2 === 0, limit),
           () => sql.disableLogin(db, a),
@@ -439,6 +447,8 @@ describe('SQL escaping of generated names and literals', () => {
           }
         }
         for (const text of texts) expect(splitSql(text)).toEqual({ statements: 1, balanced: true });
+        for (const statements of together)
+          expect(splitSql(statements.join(';\n'))).toEqual({ statements: statements.length, balanced: true });
       }),
       fuzzParams(),
     );

@@ -1,4 +1,5 @@
 import { Recorder, isRead, shown } from '../../src/pg/recording.js';
+import { createRole } from '../../src/pg/tenant-sql.js';
 
 describe('observe: what passes as a read', () => {
   test.each([
@@ -44,5 +45,34 @@ describe('observe: what passes as a read', () => {
     await q.query('COMMIT');
     expect(ran).toEqual(['SELECT 1']);
     expect(rec.statements).toEqual(['DROP ROLE x']);
+  });
+
+  test('statements sent together are kept one line each, none run, the password redacted', async () => {
+    const ran: string[] = [];
+    const rec = new Recorder();
+    const real = { query: async (text: string) => (ran.push(text), { rows: [], rowCount: 0, command: '', oid: 0, fields: [] }) };
+    await createRole(rec.queryable(real as never), 'tenant_a', 'SCRAM-SHA-256$4096:abc$def:ghi', 5, 'managed by tenantdb; uid=u');
+    expect(ran).toEqual([]);
+    expect(rec.statements).toEqual([
+      'CREATE ROLE "tenant_a" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT 5 PASSWORD <redacted>',
+      `COMMENT ON ROLE "tenant_a" IS 'managed by tenantdb; uid=u'`,
+      'GRANT "tenant_a" TO CURRENT_USER',
+    ]);
+    // Through a recording pool too.
+    const pooled = new Recorder();
+    await createRole(pooled.pool(real as never), 'tenant_b', 'SCRAM-SHA-256$4096:abc$def:ghi', 5, 'm');
+    expect(pooled.statements).toHaveLength(3);
+    expect(ran).toEqual([]);
+  });
+
+  test('without a session of its own, statements sent together go as one query', async () => {
+    const ran: string[] = [];
+    const real = { query: async (text: string) => (ran.push(text), { rows: [], rowCount: 0, command: '', oid: 0, fields: [] }) };
+    await createRole(real as never, 'tenant_a', 'v', 5, 'm');
+    expect(ran).toHaveLength(1);
+    expect(ran[0]).toBe(
+      `CREATE ROLE "tenant_a" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT CONNECTION LIMIT 5 PASSWORD 'v';\n` +
+        `COMMENT ON ROLE "tenant_a" IS 'm';\nGRANT "tenant_a" TO CURRENT_USER`,
+    );
   });
 });
