@@ -2,7 +2,7 @@
  * What a burst of N new tenants costs, against the real control plane, PostgreSQL, PgBouncer, agent
  * and the operator as a separate process. Figures, not assertions.
  *   npm run bench:provision -- [N] [--workers n] [--idle-minutes m] [--resync 5m] [--missing-server]
- *     [--no-leader-elect] [--profile dir] [--built] [--node-options "..."]
+ *     [--no-leader-elect] [--profile dir] [--sources] [--node-options "..."] [--pg-set name=value]
  *
  * 1. The floor: the statements the operator issues for a new tenant (the very functions of
  *    pg/tenant-sql.ts), run for N tenants over the admin sessions the operator may hold (AdminPools).
@@ -17,7 +17,7 @@
  * log (log_statement=all for the admin role only); admin sessions by sampling pg_stat_activity.
  */
 import * as k8s from '@kubernetes/client-node';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
@@ -628,7 +628,7 @@ interface Options {
   floor: boolean;
   timeout: number;
   keep: boolean;
-  built: boolean;
+  sources: boolean;
   nodeOptions?: string;
   profile?: string;
   leaderElect: boolean;
@@ -649,6 +649,11 @@ async function main(n: number, o: Options): Promise<void> {
   if (o.profile) {
     o.profile = resolve(o.profile);
     mkdirSync(o.profile, { recursive: true });
+  }
+  if (!o.sources) {
+    // The operator as the image runs it: the bundle of what is checked out now, never a stale one.
+    say('building the operator (npm run build) ...');
+    execFileSync('npm', ['run', '--silent', 'build'], { cwd: join(import.meta.dirname, '..'), stdio: ['ignore', 'ignore', 'inherit'] });
   }
   const dir = mkdtempSync(join(tmpdir(), 'tenantdb-bench-provision-'));
   cleanups.push(async () => {
@@ -776,7 +781,7 @@ async function main(n: number, o: Options): Promise<void> {
       ...(o.workers !== undefined ? [`--workers=${o.workers}`] : []),
       ...(o.leaderElect ? [] : ['--no-leader-elect']),
     ],
-    built: o.built,
+    built: !o.sources,
     ...(o.nodeOptions !== undefined || o.profile
       ? { nodeOptions: [o.nodeOptions ?? '', o.profile ? `--cpu-prof --cpu-prof-dir=${o.profile}` : ''].join(' ').trim() }
       : {}),
@@ -1089,7 +1094,8 @@ program
     pgSetting,
     [],
   )
-  .option('--built', 'run the compiled operator (npm run build first) as the image does, not the sources through tsx', false)
+  .option('--sources', 'run the operator from its sources through tsx, not built and bundled as the image runs it', false)
+  .addOption(new Option('--built', 'the default now: the operator is built (npm run build) and run as the image runs it').hideHelp())
   .action(async (n: number, o: Options) => {
     let stopping = false;
     const stop = async (code: number) => {
