@@ -56,6 +56,9 @@ export const PINNED_SETTINGS: Readonly<Record<string, string>> = {
   default_transaction_isolation: 'read committed',
   // How literals are read: escapeLiteral's output means the same under both, pinned all the same.
   standard_conforming_strings: 'on',
+  // node-postgres writes UTF-8 and escapeLiteral assumes an encoding where a backslash or a quote
+  // byte is always that character (not so in SJIS or GBK): the session's, whatever a default says.
+  client_encoding: 'UTF8',
   statement_timeout: '60s',
   lock_timeout: '30s',
   idle_in_transaction_session_timeout: '60s',

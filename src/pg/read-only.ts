@@ -7,7 +7,7 @@
  * not be able to shadow anything the operator's session resolves.
  */
 import pg from 'pg';
-import { id, type Queryable } from './tenant-sql.js';
+import { id, runTogether, type Queryable } from './tenant-sql.js';
 
 const { escapeLiteral: lit } = pg;
 
@@ -19,18 +19,13 @@ const { escapeLiteral: lit } = pg;
  */
 export type ReadOnlyMode = 'Read' | 'ReadAndTruncate';
 
-export async function createHolderRole(client: pg.ClientBase, holder: string, marker: string): Promise<void> {
-  await client.query('BEGIN');
-  try {
-    await client.query(`CREATE ROLE ${id(holder)} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT`);
-    await client.query(`COMMENT ON ROLE ${id(holder)} IS ${lit(marker)}`);
+export async function createHolderRole(db: Queryable, holder: string, marker: string): Promise<void> {
+  await runTogether(db, [
+    `CREATE ROLE ${id(holder)} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT`,
+    `COMMENT ON ROLE ${id(holder)} IS ${lit(marker)}`,
     // REASSIGN OWNED needs the privileges of both roles.
-    await client.query(`GRANT ${id(holder)} TO CURRENT_USER`);
-    await client.query('COMMIT');
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    throw err;
-  }
+    `GRANT ${id(holder)} TO CURRENT_USER`,
+  ]);
 }
 
 /** How the session's database stands for a read-only tenant: what is out of place, if anything. */

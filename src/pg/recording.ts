@@ -32,7 +32,8 @@ export function shown(text: string, values?: readonly unknown[]): string {
       const v = values[Number(n) - 1];
       return v === undefined ? m : typeof v === 'string' ? `'${v.replace(/'/g, "''")}'` : JSON.stringify(v);
     });
-  return t.replace(/PASSWORD\s+'(?:[^']|'')*'/gi, 'PASSWORD <redacted>');
+  // escapeLiteral doubles quotes and backslashes (and writes E'...' where there is a backslash): '' is the only escape.
+  return t.replace(/PASSWORD\s+E?'(?:[^']|'')*'/gi, 'PASSWORD <redacted>');
 }
 
 export class Recorder {

@@ -40,15 +40,26 @@ export interface Queryable {
 
 export const RUN_TOGETHER = Symbol('runTogether');
 
+/** What must not go into runTogether: transaction control (it would split the all-or-none) and what refuses a transaction. */
+const NOT_TOGETHER =
+  /^\s*(begin|commit|end|abort|rollback|savepoint|release|start\s+transaction|prepare\s+transaction|vacuum|(create|drop)\s+(database|tablespace)|alter\s+system|reindex\s+(database|system)|(create|drop)\s+index\s+concurrently)\b/i;
+
 /**
- * Statements sent as one simple query: one round trip instead of one each (and none for BEGIN and
- * COMMIT), and PostgreSQL runs them as one implicit transaction, all or none. Each is built here
- * from escaped names and literals, so joining them adds no statement of anyone else's. Not for
- * statements that refuse a transaction block (CREATE DATABASE, DROP DATABASE).
+ * Statements sent as one simple query (no parameters: node-postgres sends such a query over the
+ * simple protocol, which alone takes several statements): one round trip instead of one each, and
+ * none for BEGIN and COMMIT, and PostgreSQL runs them as one implicit transaction, all or none.
+ * Each is built in this file from escaped names and literals, so joining them adds no statement of
+ * anyone else's. A failing one is logged by the server with the whole text, as a failing single
+ * statement was (a verifier is not a password).
  */
 export async function runTogether(db: Queryable, statements: readonly string[]): Promise<void> {
+  if (statements.length === 0) throw new Error('runTogether: no statements');
+  for (const st of statements) {
+    if (NOT_TOGETHER.test(st))
+      throw new Error(`runTogether: not for a statement that controls or refuses a transaction: ${st.slice(0, 40)}`);
+  }
   const own = db[RUN_TOGETHER];
-  if (own) return own(statements);
+  if (own) return own.call(db, statements);
   await db.query(statements.join(';\n'));
 }
 

@@ -103,6 +103,40 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     e = await setup(major);
   }, 60_000);
 
+  test("a role's statements sent together are all or none, and the session goes on", async () => {
+    const marker = 'managed by tenantdb; tenantdatabase=ns/atomic; uid=u';
+    const client = await e.pool.connect();
+    try {
+      // The last one fails: the role and its comment made before it in the same query go too.
+      await expect(
+        sql.runTogether(client, [
+          'CREATE ROLE "atomic_a" NOLOGIN',
+          `COMMENT ON ROLE "atomic_a" IS ${pg.escapeLiteral(marker)}`,
+          'GRANT "no_such_role_x" TO CURRENT_USER',
+        ]),
+      ).rejects.toMatchObject({ code: '42704' });
+      // The same session, usable at once (no transaction left open), sees nothing of it.
+      expect(await sql.findRole(client, 'atomic_a')).toBeUndefined();
+      expect((await client.query<{ x: number }>('SELECT 1 AS x')).rows[0]?.x).toBe(1);
+      // A role created whole: marker and the admin's membership included, one round trip.
+      await sql.createRole(client, 'atomic_b', verifierFor('u', 'atomic_b', `pw-${'y'.repeat(24)}`), 3, marker);
+      const row = await sql.findRole(client, 'atomic_b');
+      expect(row?.comment).toBe(marker);
+      const member = await client.query<{ m: boolean }>("SELECT pg_has_role(CURRENT_USER, 'atomic_b', 'MEMBER') AS m");
+      expect(member.rows[0]?.m).toBe(true);
+      // A second CREATE of it fails as a duplicate and leaves the first as it was.
+      await expect(
+        sql.createRole(client, 'atomic_b', verifierFor('u', 'atomic_b', `pw-${'z'.repeat(24)}`), 5, 'other'),
+      ).rejects.toMatchObject({
+        code: '42710',
+      });
+      expect((await sql.findRole(client, 'atomic_b'))?.comment).toBe(marker);
+      await expect(sql.runTogether(client, ['BEGIN', 'CREATE ROLE "atomic_c"'])).rejects.toThrow(/transaction/);
+    } finally {
+      client.release();
+    }
+  });
+
   test('a tenant gets its database to use, not to own, and no other tenant gets in', async () => {
     const a = await provision(e, 'tenant_a', ['pgcrypto']);
     const b = await provision(e, 'tenant_b');

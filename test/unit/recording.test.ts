@@ -1,5 +1,5 @@
 import { Recorder, isRead, shown } from '../../src/pg/recording.js';
-import { createRole } from '../../src/pg/tenant-sql.js';
+import { createRole, runTogether } from '../../src/pg/tenant-sql.js';
 
 describe('observe: what passes as a read', () => {
   test.each([
@@ -31,6 +31,8 @@ describe('observe: what passes as a read', () => {
   test('a plan line has values in place and never a password', () => {
     expect(shown("CREATE ROLE a LOGIN PASSWORD 'SCRAM-SHA-256$4096:abc$def:ghi'")).toBe('CREATE ROLE a LOGIN PASSWORD <redacted>');
     expect(shown('ALTER ROLE "a" IN DATABASE "b" SET x TO $1', ["it's"])).toBe(`ALTER ROLE "a" IN DATABASE "b" SET x TO 'it''s'`);
+    // escapeLiteral's form for a value with a backslash.
+    expect(shown(`CREATE ROLE a PASSWORD E'x\\\\y''z' LOGIN`)).toBe('CREATE ROLE a PASSWORD <redacted> LOGIN');
   });
 
   test('writes are kept, not run; transaction control is neither', async () => {
@@ -62,6 +64,15 @@ describe('observe: what passes as a read', () => {
     const pooled = new Recorder();
     await createRole(pooled.pool(real as never), 'tenant_b', 'SCRAM-SHA-256$4096:abc$def:ghi', 5, 'm');
     expect(pooled.statements).toHaveLength(3);
+    expect(ran).toEqual([]);
+  });
+
+  test('nothing to send, or transaction control among them, is refused before anything is sent', async () => {
+    const ran: string[] = [];
+    const real = { query: async (text: string) => (ran.push(text), { rows: [], rowCount: 0, command: '', oid: 0, fields: [] }) };
+    await expect(runTogether(real as never, [])).rejects.toThrow(/no statements/);
+    for (const bad of ['COMMIT', ' begin', 'CREATE DATABASE "x"', 'DROP DATABASE "x"', 'ALTER SYSTEM SET x = 1', 'VACUUM'])
+      await expect(runTogether(real as never, ['CREATE ROLE "a"', bad])).rejects.toThrow(/transaction/);
     expect(ran).toEqual([]);
   });
 

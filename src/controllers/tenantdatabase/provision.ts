@@ -79,18 +79,23 @@ export async function ensureRole(pool: pg.Pool, owner: Owner, r: RoleSpec, absen
   const changes: string[] = [];
   const row = absent ? undefined : await sql.findRole(pool, r.role);
   if (!row) {
+    // On a session of its own: a failed CREATE leaves it usable (the implicit transaction is over)
+    // and the look that tells whose role it is needs no new one.
+    const client = await pool.connect();
     try {
-      await sql.createRole(pool, r.role, r.verifier, r.connectionLimit, sql.ownerMarker(owner), r.login);
+      await sql.createRole(client, r.role, r.verifier, r.connectionLimit, sql.ownerMarker(owner), r.login);
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation) {
         // Someone else created it between our look and our CREATE: theirs, not a failure of ours.
-        const again = await sql.findRole(pool, r.role);
+        const again = await sql.findRole(client, r.role);
         if (again && sql.markerUid(again.comment) !== owner.uid)
           throw new TerminalError('Conflict', foreignMessage('role', r.role, again.comment));
         throw new RetryableError('Conflict', `role ${r.role} was created concurrently; looking again`);
       }
       throw err;
+    } finally {
+      client.release();
     }
     return [`Created role ${r.role}${r.login ? '' : ' with login off (suspended)'}`];
   }
@@ -127,17 +132,22 @@ export interface TwinSpec extends RoleSpec {
 export async function ensureTwinRole(pool: pg.Pool, owner: Owner, t: TwinSpec): Promise<string[]> {
   const row = await sql.findRole(pool, t.role);
   if (!row) {
+    // On a session of its own: a failed CREATE leaves it usable (the implicit transaction is over)
+    // and the look that tells whose role it is needs no new one.
+    const client = await pool.connect();
     try {
-      await sql.createTwinRole(pool, t.role, t.group, t.verifier, t.connectionLimit, sql.ownerMarker(owner), t.login);
+      await sql.createTwinRole(client, t.role, t.group, t.verifier, t.connectionLimit, sql.ownerMarker(owner), t.login);
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation) {
-        const again = await sql.findRole(pool, t.role);
+        const again = await sql.findRole(client, t.role);
         if (again && sql.markerUid(again.comment) !== owner.uid)
           throw new TerminalError('Conflict', foreignMessage('role', t.role, again.comment));
         throw new RetryableError('Conflict', `role ${t.role} was created concurrently; looking again`);
       }
       throw err;
+    } finally {
+      client.release();
     }
     const changes = [`Created role ${t.role}, a second login acting as ${t.group}`];
     if (t.validUntil !== undefined && Number.isFinite(t.validUntil)) changes.push(...(await ensureRole(pool, owner, t)));

@@ -163,13 +163,16 @@ export async function ensureGroupLogin(
 
   const row = await sql.findRole(pool, role);
   if (!row) {
+    const client = await pool.connect();
     try {
-      await sql.createRole(pool, role, verifier, login.connectionLimit, gsql.groupMarker(owner), true);
+      await sql.createRole(client, role, verifier, login.connectionLimit, gsql.groupMarker(owner), true);
     } catch (err) {
       const code = sqlState(err);
       if (code === SQLSTATE.duplicateObject || code === SQLSTATE.uniqueViolation)
         throw new RetryableError('Conflict', `role ${role} was created concurrently; looking again`);
       throw err;
+    } finally {
+      client.release();
     }
     changes.push(`Created group login role ${role}`);
   } else if (sql.markerUid(row.comment) !== g.metadata.uid || row.superuser) {
