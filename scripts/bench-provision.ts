@@ -536,24 +536,23 @@ function cpuSplit(components: Map<string, number>, floorPg: number, floorSeconds
 
 // --- the floor --------------------------------------------------------------------------------------
 
-/**
- * The statements a new tenant gets from the operator (provision.ts: ensureRole, ensureDatabase and
- * its privileges, the schema public hand-over inside the new database), without the reads that
- * decide them, for N tenants at once over AdminPools: its pool for server-wide statements and its
- * single sessions inside databases, so at most maxSessionsPerServer admin sessions.
- */
-async function floor(
-  pgs: PgServer,
-  n: number,
-  pgCpu: PgCpuSampler,
-): Promise<{
+/** The floor's figures: its time and CPU, then its logins' (timed on their own). */
+interface FloorResult {
   seconds: number;
   loginSeconds: number;
   sessions: number;
   cpu: Map<string, number>;
   pg: Map<string, number>;
   loginCpu: Map<string, number>;
-}> {
+}
+
+/**
+ * The statements a new tenant gets from the operator (provision.ts: ensureRole, ensureDatabase and
+ * its privileges, the schema public hand-over inside the new database), without the reads that
+ * decide them, for N tenants at once over AdminPools: its pool for server-wide statements and its
+ * single sessions inside databases, so at most maxSessionsPerServer admin sessions.
+ */
+async function floor(pgs: PgServer, n: number, pgCpu: PgCpuSampler): Promise<FloorResult> {
   const before = componentSeconds();
   const pgBefore = pgCpu.totals();
   const pools = new AdminPools(createLogger('silent'));
@@ -773,18 +772,7 @@ async function main(n: number, o: Options): Promise<void> {
     });
   }
 
-  let floorResult:
-    | {
-        seconds: number;
-        loginSeconds: number;
-        sessions: number;
-        sql: SqlTally;
-        maxSessions: number;
-        cpu: Map<string, number>;
-        pg: Map<string, number>;
-        loginCpu: Map<string, number>;
-      }
-    | undefined;
+  let floorResult: (FloorResult & { sql: SqlTally; maxSessions: number }) | undefined;
   if (o.floor && !o.missingServer) {
     say(`floor: the operator's statements for ${n} new tenants over the operator's admin sessions ...`);
     pgLog.skip();
