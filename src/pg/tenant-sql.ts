@@ -416,6 +416,34 @@ export async function setPublicSchemaOwner(db: Queryable, role: string): Promise
   await db.query(`ALTER SCHEMA public OWNER TO ${id(role)}`);
 }
 
+/**
+ * What a database createDatabase just made gets before anyone may connect to it: its marker, no
+ * privileges for PUBLIC, the admin's own (CONNECT first of all: an owner holds it through the ACL
+ * too), and connections allowed. One round trip, all or none: if it fails, the database stays as
+ * CREATE DATABASE left it, unmarked and closed, which the next reconcile recognises (provision.ts).
+ * The tenant role is granted nothing here: see handOverDatabase.
+ */
+export async function openNewDatabase(db: Queryable, name: string, marker: string): Promise<void> {
+  await runTogether(db, [
+    `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
+    `REVOKE ALL ON DATABASE ${id(name)} FROM PUBLIC`,
+    `GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(name)} TO CURRENT_USER`,
+    `ALTER DATABASE ${id(name)} WITH ALLOW_CONNECTIONS true`,
+  ]);
+}
+
+/**
+ * From a session inside the tenant's database (the admin's only one there): schema public to the
+ * tenant role where `giveSchema`, then the tenant's CONNECT, CREATE and TEMPORARY on the database,
+ * together, so the tenant cannot connect before its schema is its own. GRANT ... ON DATABASE acts
+ * on the cluster's shared catalog, the same from any database.
+ */
+export async function handOverDatabase(db: Queryable, database: string, role: string, giveSchema: boolean): Promise<void> {
+  const grant = `GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(database)} TO ${id(role)}`;
+  if (!giveSchema) return void (await db.query(grant));
+  await runTogether(db, [`ALTER SCHEMA public OWNER TO ${id(role)}`, grant]);
+}
+
 export interface ManagedObject {
   kind: 'role' | 'database';
   name: string;

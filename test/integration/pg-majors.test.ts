@@ -151,6 +151,20 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     expect(await code(as(b.url, async () => undefined, 'tenant_a'))).toBe('42501');
     const [db] = await e.superQuery("SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = 'tenant_a'");
     expect(db?.owner).toBe(e.s.admin.user);
+    // What the creation's few round trips left, as a full look sees it: marked, open, PUBLIC without
+    // anything, the admin's and the tenant's privileges alone; so a second pass has nothing to do.
+    const row = await sql.findDatabase(e.pool, 'tenant_a');
+    expect(sql.markerUid(row?.comment)).toBe(a.owner.uid);
+    expect(row?.allowConnections).toBe(true);
+    expect(row?.defaultAcl).toBe(false);
+    expect(new Set(row?.grants.map((g) => `${g.grantee}:${g.privilege}`))).toEqual(
+      new Set([e.s.admin.user, 'tenant_a'].flatMap((r) => ['CONNECT', 'CREATE', 'TEMPORARY'].map((p) => `${r}:${p}`))),
+    );
+    if (major >= 15) {
+      const [schema] = await e.superQuery("SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'public'", 'tenant_a');
+      expect(schema?.owner).toBe('tenant_a');
+    }
+    expect(await ensureDatabase(e.pool, e.inDatabase, a.owner, { database: 'tenant_a', role: 'tenant_a', connectionLimit: 10 })).toEqual([]);
   });
 
   test('schema tenants: a schema each in one shared database, nothing of the other, no CREATE in public', async () => {

@@ -435,6 +435,9 @@ describe('SQL escaping of generated names and literals', () => {
           () => sql.revokeAllFrom(db, a, b),
           () => sql.grantTenantPrivileges(db, a, b),
           () => sql.grantOwnPrivileges(db, a),
+          () => sql.openNewDatabase(db, a, literal),
+          () => sql.handOverDatabase(db, a, b, true),
+          () => sql.handOverDatabase(db, a, b, false),
         ];
         const fits = (s: string) => sql.fitsIdentifier(s);
         for (const call of calls) {

@@ -190,14 +190,16 @@ export async function ensureDatabase(
   inDatabase: InDatabase,
   owner: Owner,
   d: DatabaseSpec,
-  absent = false,
+  opts: { absent?: boolean; recording?: boolean } = {},
 ): Promise<string[]> {
   const changes: string[] = [];
   // (`absent`: as for ensureRole; a database made meanwhile fails the CREATE as a duplicate.)
-  let row = absent ? undefined : await sql.findDatabase(pool, d.database);
+  let row = opts.absent ? undefined : await sql.findDatabase(pool, d.database);
+  let created = false;
   if (!row) {
     try {
       await sql.createDatabase(pool, d.database, d.connectionLimit);
+      created = true;
       changes.push(`Created database ${d.database}`);
     } catch (err) {
       const code = sqlState(err);
@@ -213,8 +215,27 @@ export async function ensureDatabase(
       }
       throw err;
     }
-    row = await sql.findDatabase(pool, d.database);
-    if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
+    if (opts.recording) {
+      // A plan's CREATE did not run: the look finds nothing, and the plan ends there.
+      row = await sql.findDatabase(pool, d.database);
+      if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
+    } else {
+      // Just made by this session, so known without a look: the admin's, closed, no ACL, no
+      // settings. Marked, closed to PUBLIC and opened in one round trip.
+      const marker = sql.ownerMarker(owner);
+      await sql.openNewDatabase(pool, d.database, marker);
+      row = {
+        name: d.database,
+        owner: '',
+        ownedByAdmin: true,
+        allowConnections: true,
+        connLimit: d.connectionLimit,
+        comment: marker,
+        grants: [],
+        defaultAcl: false,
+        settings: [],
+      };
+    }
   }
   if (!sql.markerUid(row.comment)) {
     await sql.commentOnDatabase(pool, d.database, sql.ownerMarker(owner));
@@ -233,7 +254,7 @@ export async function ensureDatabase(
     await sql.setDatabaseConnLimit(pool, d.database, d.connectionLimit);
     changes.push(`Set connection limit of database ${d.database} to ${d.connectionLimit}`);
   }
-  changes.push(...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role, !!d.readOnly)));
+  changes.push(...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role, !!d.readOnly, created)));
   return changes;
 }
 
@@ -249,6 +270,8 @@ async function ensureDatabasePrivileges(
   row: sql.DatabaseRow,
   role: string,
   readOnly: boolean,
+  /** Just made and opened by openNewDatabase, which granted the admin its own privileges. */
+  created: boolean,
 ): Promise<string[]> {
   const changes: string[] = [];
   const grantees = new Set(row.grants.map((g) => g.grantee));
@@ -284,18 +307,16 @@ async function ensureDatabasePrivileges(
   }
   if (!sql.TENANT_DATABASE_PRIVILEGES.every((p) => own.has(p))) {
     // An edited ACL may have taken CONNECT from the owner too.
-    await sql.grantOwnPrivileges(pool, row.name);
+    if (!created) await sql.grantOwnPrivileges(pool, row.name);
     await inDatabase(row.name, async (db) => {
       // From template0, schema public belongs to pg_database_owner (PostgreSQL 15+), that is the
       // operator; before 15 to the bootstrap superuser, with CREATE for PUBLIC, which only this
       // tenant can connect to use. A schema the tenant already owns or replaced is left as it is.
       const { owner: schemaOwner, me } = await sql.publicSchemaOwner(db);
-      if (schemaOwner === 'pg_database_owner' || schemaOwner === me) {
-        await sql.setPublicSchemaOwner(db, role);
-        changes.push(`Gave schema public of ${row.name} to ${role}`);
-      }
+      const give = schemaOwner === 'pg_database_owner' || schemaOwner === me;
+      await sql.handOverDatabase(db, row.name, role, give);
+      if (give) changes.push(`Gave schema public of ${row.name} to ${role}`);
     });
-    await sql.grantTenantPrivileges(pool, row.name, role);
     changes.push(`Granted CONNECT, CREATE and TEMPORARY on database ${row.name} to ${role}`);
   }
   return changes;
