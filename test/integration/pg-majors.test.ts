@@ -161,10 +161,15 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
       new Set([e.s.admin.user, 'tenant_a'].flatMap((r) => ['CONNECT', 'CREATE', 'TEMPORARY'].map((p) => `${r}:${p}`))),
     );
     if (major >= 15) {
-      const [schema] = await e.superQuery("SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'public'", 'tenant_a');
+      const [schema] = await e.superQuery(
+        "SELECT pg_get_userbyid(nspowner) AS owner FROM pg_namespace WHERE nspname = 'public'",
+        'tenant_a',
+      );
       expect(schema?.owner).toBe('tenant_a');
     }
-    expect(await ensureDatabase(e.pool, e.inDatabase, a.owner, { database: 'tenant_a', role: 'tenant_a', connectionLimit: 10 })).toEqual([]);
+    expect(await ensureDatabase(e.pool, e.inDatabase, a.owner, { database: 'tenant_a', role: 'tenant_a', connectionLimit: 10 })).toEqual(
+      [],
+    );
   });
 
   test('schema tenants: a schema each in one shared database, nothing of the other, no CREATE in public', async () => {
