@@ -56,8 +56,10 @@ import type { Logger } from './runtime/logger.js';
 import { ReconcileTimes, createMetrics, registerTenantMetrics, type TenantMetricsLevel } from './runtime/metrics.js';
 import { consolePools, tenantMetricsSource } from './controllers/tenant-metrics.js';
 
-/** A PostgresServer is reconciled at most once per this interval. */
+/** A PostgresServer is reconciled at most once per this interval, */
 const SERVER_MIN_INTERVAL_MS = 1000;
+/** and its reconciles take at most this share of the time (1/5) where they take long. */
+const SERVER_DURATION_FACTOR = 5;
 
 /** Secrets per page when the Secret cache lists: bounds the memory of one list page. */
 const SECRET_PAGE = 20;
@@ -311,8 +313,11 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       metrics,
       (key, err) => reportFailure(ctx, POSTGRES_SERVER, servers, key, err),
       // Each reconcile reads the server's catalog and renders its configs from all its tenants: in
-      // a burst of new tenants, once a second serves them all (they wait for it parked).
+      // a burst of new tenants, once a second serves them all (they wait for it parked). With
+      // thousands of tenants a reconcile takes longer, and they come further apart: the catalog
+      // reads cost the server's CPU, and each tenant's pooler entry waits for at most one of them.
       SERVER_MIN_INTERVAL_MS,
+      SERVER_DURATION_FACTOR,
     ));
     const tenant = (controllers.tenantdatabase = createController(
       'tenantdatabase',

@@ -47,9 +47,16 @@ export function createController(
    * of the interval and joins that one reconcile (a server that many tenant events concern).
    */
   minIntervalMs = 0,
+  /**
+   * And, where its reconciles take long, at most once per this many times its last one's duration
+   * (5: they take at most a fifth of the time): a reconcile whose cost grows with what the key
+   * covers (a server's catalog and configs, with its tenants) does not run back to back.
+   */
+  durationFactor = 0,
 ): Controller {
   const queue = new WorkQueue();
-  const lastStart = new Map<string, number>();
+  /** When each recently reconciled key may start again. */
+  const notBefore = new Map<string, number>();
   const inFlight = new Set<Promise<void>>();
   let slots = new Slots(1);
   const park = (key: string) => async (timeoutMs: number) => {
@@ -64,6 +71,7 @@ export function createController(
     metrics.queueDepth.set({ controller: name }, queue.length);
     const rlog = log.child({ controller: name, key, reconcileId: randomBytes(4).toString('hex') });
     const end = metrics.reconcileDuration.startTimer({ controller: name });
+    const started = Date.now();
     try {
       const result = await reconcile(key, rlog, { periodic: !queue.takeEventful(key), park: park(key) });
       queue.forget(key);
@@ -79,6 +87,10 @@ export function createController(
       await onError?.(key, err).catch((e: unknown) => rlog.warn({ err: errorMessage(e) }, 'Could not report the failure in status'));
     } finally {
       end();
+      if (durationFactor > 0 && minIntervalMs > 0) {
+        const next = started + (Date.now() - started) * durationFactor;
+        if (next > (notBefore.get(key) ?? 0)) notBefore.set(key, next);
+      }
       queue.done(key);
       slots.release();
     }
@@ -90,7 +102,7 @@ export function createController(
       if (key === undefined) return;
       if (minIntervalMs > 0) {
         const now = Date.now();
-        const wait = (lastStart.get(key) ?? 0) + minIntervalMs - now;
+        const wait = (notBefore.get(key) ?? 0) - now;
         if (wait > 0) {
           // Not yet: back after the interval, with whatever asked for it meanwhile.
           const eventful = queue.takeEventful(key);
@@ -98,8 +110,8 @@ export function createController(
           queue.addAfter(key, wait, !eventful);
           continue;
         }
-        lastStart.set(key, now);
-        for (const [k, at] of lastStart) if (now - at > minIntervalMs) lastStart.delete(k);
+        for (const [k, at] of notBefore) if (at <= now) notBefore.delete(k);
+        notBefore.set(key, now + minIntervalMs);
       }
       await slots.acquire(false);
       const p = reconcileOne(key).finally(() => inFlight.delete(p));

@@ -71,3 +71,32 @@ test('with a minimum interval, what asks for a key again soon joins one later re
   await c.stop();
   await done;
 });
+
+test('with a duration factor, a key whose reconciles take long is reconciled that many times their duration apart', async () => {
+  const starts: number[] = [];
+  const c = createController(
+    'spaced',
+    async () => {
+      starts.push(Date.now());
+      await new Promise((r) => setTimeout(r, 100));
+      return {};
+    },
+    createLogger('silent'),
+    createMetrics(),
+    undefined,
+    50,
+    3,
+  );
+  const done = c.run(2);
+  c.queue.add('s');
+  while (starts.length === 0) await new Promise((r) => setTimeout(r, 5));
+  // Asked again at once: the second waits for three times the first one's 100 ms, not for 50 ms.
+  c.queue.add('s');
+  while (starts.length < 2) await new Promise((r) => setTimeout(r, 5));
+  expect((starts[1] ?? 0) - (starts[0] ?? 0)).toBeGreaterThanOrEqual(295);
+  // Another key is not held up by it.
+  c.queue.add('other');
+  while (starts.length < 3) await new Promise((r) => setTimeout(r, 5));
+  await c.stop();
+  await done;
+});
