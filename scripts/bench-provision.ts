@@ -22,6 +22,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import {
   closeSync,
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -722,7 +723,11 @@ async function main(n: number, o: Options): Promise<void> {
       ...(o.profile ? ['--profiling=true'] : []),
     ],
   });
-  cleanups.push(() => sb.stop());
+  cleanups.push(async () => {
+    // --keep: PostgreSQL's log too (its folder goes with the sandbox).
+    if (o.keep) copyFileSync(join(sb.pg.dir, 'postgres.log'), join(dir, 'postgres.log'));
+    await sb.stop();
+  });
   const kc = new k8s.KubeConfig();
   kc.loadFromFile(sb.cp.adminKubeconfig);
   // Connections kept alive, as kubectl applying one file does: a TLS handshake per request would
