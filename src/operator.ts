@@ -58,8 +58,10 @@ import { consolePools, tenantMetricsSource } from './controllers/tenant-metrics.
 
 /** A PostgresServer is reconciled at most once per this interval, */
 const SERVER_MIN_INTERVAL_MS = 1000;
-/** and its reconciles take at most this share of the time (1/5) where they take long. */
+/** and its reconciles take at most this share of the time (1/5) where they take long, */
 const SERVER_DURATION_FACTOR = 5;
+/** but never wait more than this for the next: a parked tenant waits 15 s for its pooler entry. */
+const SERVER_MAX_SPACING_MS = 5000;
 
 /** Secrets per page when the Secret cache lists: bounds the memory of one list page. */
 const SECRET_PAGE = 20;
@@ -318,6 +320,7 @@ export async function startOperator(o: OperatorOptions): Promise<RunningOperator
       // reads cost the server's CPU, and each tenant's pooler entry waits for at most one of them.
       SERVER_MIN_INTERVAL_MS,
       SERVER_DURATION_FACTOR,
+      SERVER_MAX_SPACING_MS,
     ));
     const tenant = (controllers.tenantdatabase = createController(
       'tenantdatabase',

@@ -416,15 +416,25 @@ export async function setPublicSchemaOwner(db: Queryable, role: string): Promise
   await db.query(`ALTER SCHEMA public OWNER TO ${id(role)}`);
 }
 
+/** What openNewDatabase fails with when the database is no longer as CREATE DATABASE left it. */
+export const TOUCHED_SINCE_CREATE = '22012';
+
 /**
  * What a database createDatabase just made gets before anyone may connect to it: its marker, no
  * privileges for PUBLIC, the admin's own (CONNECT first of all: an owner holds it through the ACL
  * too), and connections allowed. One round trip, all or none: if it fails, the database stays as
  * CREATE DATABASE left it, unmarked and closed, which the next reconcile recognises (provision.ts).
  * The tenant role is granted nothing here: see handOverDatabase.
+ *
+ * First, in the same transaction, a check that it is still as CREATE DATABASE left it (no comment,
+ * closed): another tenant's reconcile naming the same database may recognise an unmarked, closed
+ * one as its own and take it meanwhile. Plain SQL has no assertion: a division by zero
+ * (TOUCHED_SINCE_CREATE) aborts the whole query where it was touched.
  */
 export async function openNewDatabase(db: Queryable, name: string, marker: string): Promise<void> {
   await runTogether(db, [
+    `SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN d.datallowconn OR pg_catalog.shobj_description(d.oid, 'pg_database') IS NOT NULL THEN 0 ELSE 1 END)
+       FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`,
     `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
     `REVOKE ALL ON DATABASE ${id(name)} FROM PUBLIC`,
     `GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(name)} TO CURRENT_USER`,

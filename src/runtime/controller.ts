@@ -48,11 +48,13 @@ export function createController(
    */
   minIntervalMs = 0,
   /**
-   * And, where its reconciles take long, at most once per this many times its last one's duration
-   * (5: they take at most a fifth of the time): a reconcile whose cost grows with what the key
-   * covers (a server's catalog and configs, with its tenants) does not run back to back.
+   * And, where its reconciles take long, at most once per this many times its last successful
+   * one's duration (5: they take at most a fifth of the time), up to maxSpacingMs: a reconcile whose
+   * cost grows with what the key covers (a server's catalog and configs, with its tenants) does not
+   * run back to back. A failed one is spaced by the backoff alone.
    */
   durationFactor = 0,
+  maxSpacingMs = 0,
 ): Controller {
   const queue = new WorkQueue();
   /** When each recently reconciled key may start again. */
@@ -71,9 +73,13 @@ export function createController(
     metrics.queueDepth.set({ controller: name }, queue.length);
     const rlog = log.child({ controller: name, key, reconcileId: randomBytes(4).toString('hex') });
     const end = metrics.reconcileDuration.startTimer({ controller: name });
-    const started = Date.now();
+    const started = performance.now();
     try {
       const result = await reconcile(key, rlog, { periodic: !queue.takeEventful(key), park: park(key) });
+      if (durationFactor > 0 && minIntervalMs > 0) {
+        const spacing = Math.min((performance.now() - started) * durationFactor, maxSpacingMs);
+        if (started + spacing > (notBefore.get(key) ?? 0)) notBefore.set(key, started + spacing);
+      }
       queue.forget(key);
       metrics.reconcileTotal.inc({ controller: name, result: 'success' });
       metrics.lastSuccess.get(name)?.record(key);
@@ -87,10 +93,6 @@ export function createController(
       await onError?.(key, err).catch((e: unknown) => rlog.warn({ err: errorMessage(e) }, 'Could not report the failure in status'));
     } finally {
       end();
-      if (durationFactor > 0 && minIntervalMs > 0) {
-        const next = started + (Date.now() - started) * durationFactor;
-        if (next > (notBefore.get(key) ?? 0)) notBefore.set(key, next);
-      }
       queue.done(key);
       slots.release();
     }
@@ -101,7 +103,7 @@ export function createController(
       const key = await queue.get();
       if (key === undefined) return;
       if (minIntervalMs > 0) {
-        const now = Date.now();
+        const now = performance.now();
         const wait = (notBefore.get(key) ?? 0) - now;
         if (wait > 0) {
           // Not yet: back after the interval, with whatever asked for it meanwhile.

@@ -172,6 +172,23 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     );
   });
 
+  test('a new database marked by someone else between its CREATE and its opening is left closed and theirs', async () => {
+    await sql.createDatabase(e.pool, 'raced', 10);
+    const theirs = 'managed by tenantdb; tenantdatabase=other/raced; uid=11111111-2222-4333-8444-555555555555';
+    await sql.commentOnDatabase(e.pool, 'raced', theirs);
+    await expect(sql.openNewDatabase(e.pool, 'raced', 'managed by tenantdb; tenantdatabase=ns/raced; uid=u')).rejects.toMatchObject({
+      code: sql.TOUCHED_SINCE_CREATE,
+    });
+    const row = await sql.findDatabase(e.pool, 'raced');
+    expect(row?.comment).toBe(theirs);
+    expect(row?.allowConnections).toBe(false);
+    expect(row?.defaultAcl).toBe(true);
+    // Untouched, it opens.
+    await sql.createDatabase(e.pool, 'unraced', 10);
+    await sql.openNewDatabase(e.pool, 'unraced', theirs);
+    expect((await sql.findDatabase(e.pool, 'unraced'))?.allowConnections).toBe(true);
+  });
+
   test('schema tenants: a schema each in one shared database, nothing of the other, no CREATE in public', async () => {
     const tenant = async (name: string) => {
       const owner: Owner = {

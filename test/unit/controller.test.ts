@@ -86,6 +86,7 @@ test('with a duration factor, a key whose reconciles take long is reconciled tha
     undefined,
     50,
     3,
+    10_000,
   );
   const done = c.run(2);
   c.queue.add('s');
@@ -97,6 +98,43 @@ test('with a duration factor, a key whose reconciles take long is reconciled tha
   // Another key is not held up by it.
   c.queue.add('other');
   while (starts.length < 3) await new Promise((r) => setTimeout(r, 5));
+  await c.stop();
+  await done;
+});
+
+test('the duration factor is capped, and a failed reconcile is spaced by the backoff alone', async () => {
+  const starts: number[] = [];
+  let fail = true;
+  const c = createController(
+    'capped',
+    async () => {
+      starts.push(Date.now());
+      await new Promise((r) => setTimeout(r, 100));
+      if (fail) {
+        fail = false;
+        throw new Error('first one fails');
+      }
+      return {};
+    },
+    createLogger('silent'),
+    createMetrics(),
+    undefined,
+    20,
+    100,
+    1500,
+  );
+  const done = c.run(1);
+  c.queue.add('s');
+  // The failure is retried after its backoff, not after 100 x its duration (or the cap, 1.5 s).
+  while (starts.length < 2) await new Promise((r) => setTimeout(r, 5));
+  expect((starts[1] ?? 0) - (starts[0] ?? 0)).toBeLessThan(1400);
+  // A success spaces the next by the cap, not by 100 x 100 ms.
+  while (starts.length < 2 || Date.now() - (starts[1] ?? 0) < 120) await new Promise((r) => setTimeout(r, 5));
+  c.queue.add('s');
+  while (starts.length < 3) await new Promise((r) => setTimeout(r, 5));
+  const gap = (starts[2] ?? 0) - (starts[1] ?? 0);
+  expect(gap).toBeGreaterThanOrEqual(1495);
+  expect(gap).toBeLessThan(5000);
   await c.stop();
   await done;
 });

@@ -223,7 +223,13 @@ export async function ensureDatabase(
       // Just made by this session, so known without a look: the admin's, closed, no ACL, no
       // settings. Marked, closed to PUBLIC and opened in one round trip.
       const marker = sql.ownerMarker(owner);
-      await sql.openNewDatabase(pool, d.database, marker);
+      try {
+        await sql.openNewDatabase(pool, d.database, marker);
+      } catch (err) {
+        if (sqlState(err) !== sql.TOUCHED_SINCE_CREATE) throw err;
+        // Marked or opened by someone else since our CREATE: whose it is now, the next look says.
+        throw new RetryableError('Conflict', `database ${d.database} was changed by someone else right after its creation; looking again`);
+      }
       row = {
         name: d.database,
         owner: '',

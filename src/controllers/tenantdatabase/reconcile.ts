@@ -1039,7 +1039,7 @@ async function provision(
       accessMode = accessModeOf(td, lastSizeOf(ctx, td, serverName, names));
       for (const db of ownDatabases(names)) {
         const spec = { database: db, role: names.role, connectionLimit, readOnly: !!accessMode };
-        note(await ensureDatabase(pool, inDatabase, owner, spec, { absent: absentAtClaim.has(db), recording: observing }), 'Database');
+        note(await ensureDatabase(pool, inDatabase, owner, spec, { absent: absentAtClaim.has(db), recording: !!rec }), 'Database');
       }
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
