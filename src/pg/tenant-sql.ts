@@ -662,6 +662,12 @@ export async function usage(db: Queryable, database: string, role: string): Prom
   return { sizeBytes: Number(row?.size ?? 0), activeConnections: Number(row?.conns ?? 0) };
 }
 
+/** The major version in a server_version string ("15.4", "17.2 (Debian 17.2-1)"); 0 when unknown. */
+export function majorOf(version: string | undefined): number {
+  const m = /^(\d+)/.exec(version ?? '');
+  return m ? Number(m[1]) : 0;
+}
+
 export async function serverVersion(db: Queryable): Promise<string> {
   const r = await db.query<{ server_version: string }>('SHOW server_version');
   return r.rows[0]?.server_version ?? 'unknown';

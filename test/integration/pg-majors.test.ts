@@ -72,7 +72,14 @@ async function provision(e: Env, name: string, extensions: string[] = []): Promi
   };
   const password = `pw-${name}-${'x'.repeat(24)}`;
   await ensureRole(e.pool, owner, { role: name, verifier: verifierFor(owner.uid, name, password), connectionLimit: 10, login: true });
-  await ensureDatabase(e.pool, e.inDatabase, owner, { database: name, role: name, connectionLimit: 10 });
+  // As the operator calls it: on 15 and later, schema public of the new database is given without a look.
+  await ensureDatabase(
+    e.pool,
+    e.inDatabase,
+    owner,
+    { database: name, role: name, connectionLimit: 10 },
+    { publicOwnedByDatabaseOwner: e.major >= 15 },
+  );
   const session = await asTenant(e.ep, name, password, name, (c) => ensureExtensions(c, extensions));
   if (!session.ok) throw session.error as Error;
   expect(session.value.failed).toEqual([]);

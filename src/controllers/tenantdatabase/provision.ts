@@ -190,7 +190,15 @@ export async function ensureDatabase(
   inDatabase: InDatabase,
   owner: Owner,
   d: DatabaseSpec,
-  opts: { absent?: boolean; recording?: boolean } = {},
+  opts: {
+    absent?: boolean;
+    recording?: boolean;
+    /**
+     * The server is PostgreSQL 15 or later (as its status says): schema public of a database just
+     * made from template0 belongs to pg_database_owner, the admin, and is given without a look.
+     */
+    publicOwnedByDatabaseOwner?: boolean;
+  } = {},
 ): Promise<string[]> {
   const changes: string[] = [];
   // (`absent`: as for ensureRole; a database made meanwhile fails the CREATE as a duplicate.)
@@ -260,7 +268,9 @@ export async function ensureDatabase(
     await sql.setDatabaseConnLimit(pool, d.database, d.connectionLimit);
     changes.push(`Set connection limit of database ${d.database} to ${d.connectionLimit}`);
   }
-  changes.push(...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role, !!d.readOnly, created)));
+  changes.push(
+    ...(await ensureDatabasePrivileges(pool, inDatabase, row, d.role, !!d.readOnly, created, created && !!opts.publicOwnedByDatabaseOwner)),
+  );
   return changes;
 }
 
@@ -278,6 +288,8 @@ async function ensureDatabasePrivileges(
   readOnly: boolean,
   /** Just made and opened by openNewDatabase, which granted the admin its own privileges. */
   created: boolean,
+  /** Schema public is known to be the database owner's (see ensureDatabase): no look inside first. */
+  publicIsOwners = false,
 ): Promise<string[]> {
   const changes: string[] = [];
   const grantees = new Set(row.grants.map((g) => g.grantee));
@@ -318,7 +330,9 @@ async function ensureDatabasePrivileges(
       // From template0, schema public belongs to pg_database_owner (PostgreSQL 15+), that is the
       // operator; before 15 to the bootstrap superuser, with CREATE for PUBLIC, which only this
       // tenant can connect to use. A schema the tenant already owns or replaced is left as it is.
-      const { owner: schemaOwner, me } = await sql.publicSchemaOwner(db);
+      // (The first statement of a new session in a new database loads its catalog caches: a look
+      // costs the server about as much as the hand-over itself.)
+      const { owner: schemaOwner, me } = publicIsOwners ? { owner: 'pg_database_owner', me: '' } : await sql.publicSchemaOwner(db);
       const give = schemaOwner === 'pg_database_owner' || schemaOwner === me;
       await sql.handOverDatabase(db, row.name, role, give);
       if (give) changes.push(`Gave schema public of ${row.name} to ${role}`);

@@ -1039,7 +1039,12 @@ async function provision(
       accessMode = accessModeOf(td, lastSizeOf(ctx, td, serverName, names));
       for (const db of ownDatabases(names)) {
         const spec = { database: db, role: names.role, connectionLimit, readOnly: !!accessMode };
-        note(await ensureDatabase(pool, inDatabase, owner, spec, { absent: absentAtClaim.has(db), recording: !!rec }), 'Database');
+        const opts = {
+          absent: absentAtClaim.has(db),
+          recording: !!rec,
+          publicOwnedByDatabaseOwner: sql.majorOf(server.status?.version) >= 15,
+        };
+        note(await ensureDatabase(pool, inDatabase, owner, spec, opts), 'Database');
       }
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
