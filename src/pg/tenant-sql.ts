@@ -395,10 +395,6 @@ export async function revokeAllFrom(db: Queryable, database: string, grantee: st
 /** What the tenant role holds on its database: everything but ownership. */
 export const TENANT_DATABASE_PRIVILEGES = ['CONNECT', 'CREATE', 'TEMPORARY'] as const;
 
-export async function grantTenantPrivileges(db: Queryable, database: string, role: string): Promise<void> {
-  await db.query(`GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(database)} TO ${id(role)}`);
-}
-
 export async function grantOwnPrivileges(db: Queryable, database: string): Promise<void> {
   await db.query(`GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(database)} TO CURRENT_USER`);
 }
@@ -410,10 +406,6 @@ export async function publicSchemaOwner(db: Queryable): Promise<{ owner: string 
             CURRENT_USER AS me`,
   );
   return { owner: r.rows[0]?.owner ?? undefined, me: r.rows[0]?.me ?? '' };
-}
-
-export async function setPublicSchemaOwner(db: Queryable, role: string): Promise<void> {
-  await db.query(`ALTER SCHEMA public OWNER TO ${id(role)}`);
 }
 
 /** What openNewDatabase fails with when the database is no longer as CREATE DATABASE left it. */

@@ -332,8 +332,9 @@ async function ensureDatabasePrivileges(
       // tenant can connect to use. A schema the tenant already owns or replaced is left as it is.
       // (The first statement of a new session in a new database loads its catalog caches: a look
       // costs the server about as much as the hand-over itself.)
-      const { owner: schemaOwner, me } = publicIsOwners ? { owner: 'pg_database_owner', me: '' } : await sql.publicSchemaOwner(db);
-      const give = schemaOwner === 'pg_database_owner' || schemaOwner === me;
+      const give =
+        publicIsOwners ||
+        (await sql.publicSchemaOwner(db).then(({ owner: schemaOwner, me }) => schemaOwner === 'pg_database_owner' || schemaOwner === me));
       await sql.handOverDatabase(db, row.name, role, give);
       if (give) changes.push(`Gave schema public of ${row.name} to ${role}`);
     });
