@@ -614,8 +614,15 @@ async function floor(pgs: PgServer, n: number, pgCpu: PgCpuSampler): Promise<Flo
           const verifier = scramVerifier(password, deterministicSalt(name, password));
           const marker = sql.ownerMarker({ namespace: NS, name, uid: randomUUID(), server: 'floor' });
           await sql.createRole(pool, name, verifier, 20, marker);
-          await sql.createDatabase(pool, name, 20);
-          await sql.openNewDatabase(pool, name, marker);
+          // As ensureDatabase: the name locked on the session that creates and opens the database.
+          const client = await pool.connect();
+          try {
+            await sql.lockDatabaseName(client, name);
+            await sql.createDatabase(client, name, 20);
+            await sql.openNewDatabase(client, name, marker);
+          } finally {
+            client.release();
+          }
           await pools.withDatabase(ep, creds, name, (db) => sql.handOverDatabase(db, name, name, true));
         }),
       ),

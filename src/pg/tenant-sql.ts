@@ -408,8 +408,34 @@ export async function publicSchemaOwner(db: Queryable): Promise<{ owner: string 
   return { owner: r.rows[0]?.owner ?? undefined, me: r.rows[0]?.me ?? '' };
 }
 
-/** What openNewDatabase fails with when the database is no longer as CREATE DATABASE left it. */
+/** What openNewDatabase and markUnmarkedDatabase fail with when the database is not as they must find it. */
 export const TOUCHED_SINCE_CREATE = '22012';
+
+/**
+ * The advisory lock on a database name held by the session that creates the database, from before
+ * its CREATE DATABASE until its marker is committed: an unmarked database whose name is locked is
+ * being made by someone, not left behind by a crash. Two 32-bit keys (a key space of its own, apart
+ * from single 64-bit keys), the first one tenantdb's; a hash collision only makes a recogniser wait.
+ */
+const CREATION_LOCK_CLASS = 0x74646263; // "tdbc"
+function creationLock(name: string): string {
+  return `${CREATION_LOCK_CLASS}, pg_catalog.hashtext(${lit(name)})`;
+}
+
+/** Plain SQL has no assertion: a division by zero (TOUCHED_SINCE_CREATE) aborts the query where `cond` is false. */
+function assert(cond: string, from = ''): string {
+  return `SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN ${cond} THEN 1 ELSE 0 END)${from}`;
+}
+
+/** Taken before CREATE DATABASE, on the session that will open it: released by openNewDatabase. */
+export async function lockDatabaseName(db: Queryable, name: string): Promise<void> {
+  await db.query(`SELECT pg_catalog.pg_advisory_lock(${creationLock(name)})`);
+}
+
+/** Where openNewDatabase did not run to its end. */
+export async function unlockDatabaseName(db: Queryable, name: string): Promise<void> {
+  await db.query(`SELECT pg_catalog.pg_advisory_unlock(${creationLock(name)})`);
+}
 
 /**
  * What a database createDatabase just made gets before anyone may connect to it: its marker, no
@@ -418,19 +444,41 @@ export const TOUCHED_SINCE_CREATE = '22012';
  * CREATE DATABASE left it, unmarked and closed, which the next reconcile recognises (provision.ts).
  * The tenant role is granted nothing here: see handOverDatabase.
  *
- * First, in the same transaction, a check that it is still as CREATE DATABASE left it (no comment,
- * closed): another tenant's reconcile naming the same database may recognise an unmarked, closed
- * one as its own and take it meanwhile. Plain SQL has no assertion: a division by zero
- * (TOUCHED_SINCE_CREATE) aborts the whole query where it was touched.
+ * Run on the session holding lockDatabaseName, which it gives up at the end; the same lock taken
+ * for the transaction keeps the name locked until the marker is committed and visible. First, a
+ * check that the database is still as CREATE DATABASE left it (no comment, closed).
  */
 export async function openNewDatabase(db: Queryable, name: string, marker: string): Promise<void> {
   await runTogether(db, [
-    `SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN d.datallowconn OR pg_catalog.shobj_description(d.oid, 'pg_database') IS NOT NULL THEN 0 ELSE 1 END)
-       FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`,
+    `SELECT pg_catalog.pg_advisory_xact_lock(${creationLock(name)})`,
+    assert(
+      `NOT d.datallowconn AND pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL`,
+      ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`,
+    ),
     `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
     `REVOKE ALL ON DATABASE ${id(name)} FROM PUBLIC`,
     `GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(name)} TO CURRENT_USER`,
     `ALTER DATABASE ${id(name)} WITH ALLOW_CONNECTIONS true`,
+    `SELECT pg_catalog.pg_advisory_unlock(${creationLock(name)})`,
+  ]);
+}
+
+/**
+ * Marks a database that has no comment as `role`'s tenant's, only if it is still what a crash of
+ * its creator leaves (the admin's and closed) or what an earlier version left (owned by `role`),
+ * and nobody is creating it now (its name is not locked): one transaction, so two reconciles that
+ * both recognise it cannot both have it. Fails with TOUCHED_SINCE_CREATE otherwise.
+ */
+export async function markUnmarkedDatabase(db: Queryable, name: string, role: string, marker: string): Promise<void> {
+  await runTogether(db, [
+    assert(`pg_catalog.pg_try_advisory_xact_lock(${creationLock(name)})`),
+    assert(
+      `pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL
+         AND ((d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AND NOT d.datallowconn)
+           OR d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ${lit(role)}))`,
+      ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`,
+    ),
+    `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
   ]);
 }
 
@@ -453,23 +501,35 @@ export interface ManagedObject {
   comment: string;
 }
 
+/**
+ * The markers of roles and databases, joined with pg_shdescription (world-readable) rather than
+ * looked up one object at a time through shobj_description: one pass over each catalog.
+ */
+const MARKED_ROLES = `pg_catalog.pg_roles r JOIN pg_catalog.pg_shdescription c
+        ON c.objoid OPERATOR(pg_catalog.=) r.oid AND c.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_authid'::pg_catalog.regclass
+       AND c.description OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`;
+const MARKED_DATABASES = `pg_catalog.pg_database d JOIN pg_catalog.pg_shdescription c
+        ON c.objoid OPERATOR(pg_catalog.=) d.oid AND c.classoid OPERATOR(pg_catalog.=) 'pg_catalog.pg_database'::pg_catalog.regclass
+       AND c.description OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`;
+
+function managedOf(rows: { kind: string; name: string; comment: string | null }[]): ManagedObject[] {
+  const out: ManagedObject[] = [];
+  for (const row of rows) {
+    const uid = markerUid(row.comment);
+    if (uid && row.comment && (row.kind === 'role' || row.kind === 'database'))
+      out.push({ kind: row.kind, name: row.name, uid, comment: row.comment });
+  }
+  return out;
+}
+
 /** Every role and database carrying a tenantdb marker, in one catalog read. */
 export async function managedObjects(db: Queryable): Promise<ManagedObject[]> {
   const r = await db.query<{ kind: 'role' | 'database'; name: string; comment: string }>(
-    `SELECT 'role' AS kind, r.rolname AS name, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment
-       FROM pg_catalog.pg_roles r
-      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'
+    `SELECT 'role' AS kind, r.rolname AS name, c.description AS comment FROM ${MARKED_ROLES}
      UNION ALL
-     SELECT 'database', d.datname, pg_catalog.shobj_description(d.oid, 'pg_database')
-       FROM pg_catalog.pg_database d
-      WHERE pg_catalog.shobj_description(d.oid, 'pg_database') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+     SELECT 'database', d.datname, c.description FROM ${MARKED_DATABASES}`,
   );
-  const out: ManagedObject[] = [];
-  for (const row of r.rows) {
-    const uid = markerUid(row.comment);
-    if (uid) out.push({ kind: row.kind, name: row.name, uid, comment: row.comment });
-  }
-  return out;
+  return managedOf(r.rows);
 }
 
 export interface CatalogSnapshot {
@@ -479,25 +539,39 @@ export interface CatalogSnapshot {
   sessions: Map<string, number>;
   /** The schemas of marked roles in the server's sharedDatabase: owner, and size when it could be read. */
   schemas?: Map<string, { owner: string; sizeBytes: number | undefined }> | undefined;
+  /** The size of template0, which a database just made from it has too (read with the others). */
+  templateSizeBytes?: number | undefined;
 }
 
 /**
- * What the periodic re-check of every tenant on a server needs, in three queries for all of them:
- * the attributes of every marked role and database, their sizes, and sessions per role. A tenant
- * whose objects look as they should here is not visited one by one. Sizes walk every file of every
- * database (pg_database_size stats each one): without `withSizes` they are left undefined.
+ * What a server's re-check needs of every tenant on it, in two queries for all of them: every
+ * marked role and database with its marker and attributes (and sizes), then sessions per role. A
+ * tenant whose objects look as they should here is not visited one by one. Sizes walk every file of
+ * every database (pg_database_size stats each one): without `withSizes` they are left undefined.
  */
-export async function catalogSnapshot(db: Queryable, withSizes = true): Promise<CatalogSnapshot> {
-  const roles = await db.query<{ name: string; login: boolean; lim: number }>(
-    `SELECT r.rolname AS name, r.rolcanlogin AS login, r.rolconnlimit AS lim FROM pg_catalog.pg_roles r
-      WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
-  );
-  const dbs = await db.query<{ name: string; lim: number; mine: boolean; allow: boolean; size: string | null }>(
-    `SELECT d.datname AS name, d.datconnlimit AS lim, d.datallowconn AS allow,
-            d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS mine,
-            CASE WHEN $1 AND pg_catalog.has_database_privilege(d.oid, 'CONNECT') THEN pg_catalog.pg_database_size(d.oid)::text END AS size
-       FROM pg_catalog.pg_database d
-      WHERE pg_catalog.shobj_description(d.oid, 'pg_database') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+export async function serverCatalog(db: Queryable, withSizes = true): Promise<{ managed: ManagedObject[]; snapshot: CatalogSnapshot }> {
+  const size = `CASE WHEN $1 AND pg_catalog.has_database_privilege(d.oid, 'CONNECT') THEN pg_catalog.pg_database_size(d.oid)::pg_catalog.text END`;
+  const r = await db.query<{
+    kind: 'role' | 'database' | 'template';
+    name: string;
+    comment: string | null;
+    login: boolean | null;
+    lim: number | null;
+    allow: boolean | null;
+    mine: boolean | null;
+    size: string | null;
+  }>(
+    `SELECT 'role' AS kind, r.rolname AS name, c.description AS comment, r.rolcanlogin AS login, r.rolconnlimit AS lim,
+            NULL::pg_catalog.bool AS allow, NULL::pg_catalog.bool AS mine, NULL::pg_catalog.text AS size
+       FROM ${MARKED_ROLES}
+     UNION ALL
+     SELECT 'database', d.datname, c.description, NULL, d.datconnlimit, d.datallowconn,
+            d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+            ${size}
+       FROM ${MARKED_DATABASES}
+     UNION ALL
+     SELECT 'template', d.datname, NULL, NULL, NULL, NULL, NULL, ${size}
+       FROM pg_catalog.pg_database d WHERE $1 AND d.datname OPERATOR(pg_catalog.=) 'template0'`,
     [withSizes],
   );
   const sessions = await db.query<{ name: string; n: string }>(
@@ -505,16 +579,21 @@ export async function catalogSnapshot(db: Queryable, withSizes = true): Promise<
       WHERE a.usename IS NOT NULL AND a.application_name IS DISTINCT FROM $1 GROUP BY a.usename`,
     [LOGIN_CHECK_APP],
   );
-  return {
-    roles: new Map(roles.rows.map((r) => [r.name, { canLogin: r.login, connLimit: r.lim }])),
-    databases: new Map(
-      dbs.rows.map((d) => [
-        d.name,
-        { connLimit: d.lim, ownedByAdmin: d.mine, allowConn: d.allow, sizeBytes: d.size === null ? undefined : Number(d.size) },
-      ]),
-    ),
-    sessions: new Map(sessions.rows.map((s) => [s.name, Number(s.n)])),
-  };
+  const sizeOf = (v: string | null) => (v === null ? undefined : Number(v));
+  const snapshot: CatalogSnapshot = { roles: new Map(), databases: new Map(), sessions: new Map() };
+  for (const row of r.rows) {
+    if (row.kind === 'role') snapshot.roles.set(row.name, { canLogin: !!row.login, connLimit: row.lim ?? -1 });
+    else if (row.kind === 'database')
+      snapshot.databases.set(row.name, {
+        connLimit: row.lim ?? -1,
+        ownedByAdmin: !!row.mine,
+        allowConn: !!row.allow,
+        sizeBytes: sizeOf(row.size),
+      });
+    else snapshot.templateSizeBytes = sizeOf(row.size);
+  }
+  for (const s of sessions.rows) snapshot.sessions.set(s.name, Number(s.n));
+  return { managed: managedOf(r.rows), snapshot };
 }
 
 /** Which of these roles carry a tenantdb marker (one lookup by name, not a scan of every role). */

@@ -7,7 +7,9 @@
  */
 import pg from 'pg';
 import {
+  claimOfDatabase,
   clearRoleDependencies,
+  dropShadowIfOurs,
   ensureAccessMode,
   ensureDatabase,
   ensureHolderRole,
@@ -20,6 +22,7 @@ import {
 import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
 import { AdminPools, asTenant, type ServerEndpoint } from '../../src/pg/connections.js';
 import * as sql from '../../src/pg/tenant-sql.js';
+import { TerminalError } from '../../src/runtime/errors.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { startPostgres, supportedMajors, type PgServer } from '../env/postgres.js';
 
@@ -194,6 +197,55 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     await sql.createDatabase(e.pool, 'unraced', 10);
     await sql.openNewDatabase(e.pool, 'unraced', theirs);
     expect((await sql.findDatabase(e.pool, 'unraced'))?.allowConnections).toBe(true);
+  });
+
+  test('a database another tenant is creating is not taken by a tenant naming it; one left by a crash is', async () => {
+    const owners = (name: string, n: number): Owner => ({
+      namespace: 'ns',
+      name,
+      uid: `00000000-0000-4000-a000-${String(e.major).padStart(4, '0')}0000000${n}`,
+    });
+    const creator = owners('creator', 1);
+    const namer = owners('namer', 2);
+    for (const [o, role] of [
+      [creator, 'contest_creator'],
+      [namer, 'contest_namer'],
+    ] as const)
+      await ensureRole(e.pool, o, { role, verifier: verifierFor(o.uid, role, `pw-${'z'.repeat(30)}`), connectionLimit: 5, login: true });
+    const spec = { database: 'contested', role: 'contest_namer', connectionLimit: 5 };
+    // The creator's session, between its CREATE DATABASE and its opening.
+    const session = await e.pool.connect();
+    try {
+      await sql.lockDatabaseName(session, 'contested');
+      await sql.createDatabase(session, 'contested', 5);
+      // The namer's claim reads it as its own (no marker, the admin's, closed) ...
+      expect(await claimOfDatabase(e.pool, 'contested', 'contest_namer', namer.uid, true)).toEqual({ state: 'ours', unmarked: true });
+      // ... but marks and changes nothing while the name is locked,
+      await expect(ensureDatabase(e.pool, e.inDatabase, namer, spec)).rejects.toMatchObject({ reason: 'Conflict' });
+      await expect(dropShadowIfOurs(e.pool, 'contested', 'contest_namer', namer)).resolves.toEqual([]);
+      const row = await sql.findDatabase(e.pool, 'contested');
+      expect(row?.comment).toBeNull();
+      expect(row?.allowConnections).toBe(false);
+      await sql.openNewDatabase(session, 'contested', sql.ownerMarker(creator));
+    } finally {
+      session.release();
+    }
+    // ... and once its creator has marked it, a claim read before that changes nothing either.
+    await expect(ensureDatabase(e.pool, e.inDatabase, namer, spec)).rejects.toBeInstanceOf(TerminalError);
+    const row = await sql.findDatabase(e.pool, 'contested');
+    expect(sql.markerUid(row?.comment)).toBe(creator.uid);
+    expect(row?.grants.map((g) => g.grantee)).not.toContain('contest_namer');
+    // The creator's lock is gone with its opening: a leftover no session is creating (a crash
+    // between CREATE and opening) is marked by the tenant whose role recognises it, and only once.
+    await sql.createDatabase(e.pool, 'leftover', 5);
+    const left = { ...spec, database: 'leftover' };
+    expect(await ensureDatabase(e.pool, e.inDatabase, namer, left)).toContain(
+      'Granted CONNECT, CREATE and TEMPORARY on database leftover to contest_namer',
+    );
+    expect(sql.markerUid((await sql.findDatabase(e.pool, 'leftover'))?.comment)).toBe(namer.uid);
+    await expect(sql.markUnmarkedDatabase(e.pool, 'leftover', 'contest_creator', sql.ownerMarker(creator))).rejects.toMatchObject({
+      code: sql.TOUCHED_SINCE_CREATE,
+    });
   });
 
   test('schema tenants: a schema each in one shared database, nothing of the other, no CREATE in public', async () => {

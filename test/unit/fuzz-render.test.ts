@@ -434,6 +434,9 @@ describe('SQL escaping of generated names and literals', () => {
           () => sql.revokeAllFrom(db, a, b),
           () => sql.grantOwnPrivileges(db, a),
           () => sql.openNewDatabase(db, a, literal),
+          () => sql.lockDatabaseName(db, a),
+          () => sql.unlockDatabaseName(db, a),
+          () => sql.markUnmarkedDatabase(db, a, b, literal),
           () => sql.handOverDatabase(db, a, b, true),
           () => sql.handOverDatabase(db, a, b, false),
         ];

@@ -209,19 +209,19 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   try {
     version = await sql.serverVersion(pool);
     rights = await sql.adminRights(pool);
-    const managed = await sql.managedObjects(pool);
-    // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
     const at = Date.now();
-    ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
-    const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn);
     // Sizes cost a walk of every file of every tenant database: they are read once per half resync
     // period, not on each of the many reconciles a burst of new tenants brings; in between, the
     // last sizes known are carried over.
     const last = ctx.catalog.get(name);
     const withSizes = !last || at - last.sizedAt >= ctx.config.resyncMs / 2;
-    const snapshot = await sql.catalogSnapshot(pool, withSizes);
+    const { managed, snapshot } = await sql.serverCatalog(pool, withSizes);
+    // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
+    ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
+    const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn);
     if (!withSizes && last) {
       for (const [db, row] of snapshot.databases) row.sizeBytes = last.databases.get(db)?.sizeBytes;
+      snapshot.templateSizeBytes = last.templateSizeBytes;
     }
     const shared = server.spec.sharedDatabase;
     // The schema tenants' schemas, owners and sizes, in one session inside the shared database. A

@@ -10,7 +10,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import { RetryableError } from '../../runtime/errors.js';
 import { removeFinalizer } from '../../runtime/status.js';
 import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, tenantRef, type OperatorContext } from '../context.js';
-import { claimOfDatabase, clearRoleDependencies, type InDatabase } from './provision.js';
+import { claimOfDatabase, clearRoleDependencies, markIfUnmarked, type InDatabase } from './provision.js';
 import { resolveServer } from './resolve.js';
 
 /**
@@ -102,12 +102,16 @@ async function finalizeOn(
   const schema = schemaTenant
     ? (td.spec.schemaName ?? deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name, MAX_SCHEMA))
     : undefined;
-  // A database created just before a crash has no marker yet, but belongs to our marked role.
+  // A database created just before a crash has no marker yet, but belongs to our marked role: marked
+  // now (unless someone is creating it right now), whatever the policy, or nothing would ever
+  // recognise it again (not the next tenant of that name, not maxTenants, not a cleanup).
+  const owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid, server: serverName };
   for (const role of schemaTenant ? [] : roles) {
     for (const base of [td.spec.databaseName, deriveIdentifier(td.metadata.namespace ?? '', td.metadata.name)]) {
       for (const db of base ? [base, shadowDatabaseName(base)] : []) {
         if (!sql.fitsIdentifier(db) || databases.has(db)) continue;
-        if ((await claimOfDatabase(pool, db, role, uid, true)).state === 'ours') databases.add(db);
+        const claim = await claimOfDatabase(pool, db, role, uid, true);
+        if (claim.state === 'ours' && (!claim.unmarked || (await markIfUnmarked(pool, db, role, owner)))) databases.add(db);
       }
     }
   }
@@ -120,11 +124,6 @@ async function finalizeOn(
     ctx.events.normal(ref, 'LoginDisabled', msg);
   }
   if (td.spec.deletionPolicy !== 'Delete') {
-    // A database created just before a crash, never marked: marked now, or nothing would ever
-    // recognise it again (not the next tenant of that name, not maxTenants, not a cleanup).
-    const markedDatabases = new Set(marked.filter((o) => o.kind === 'database').map((o) => o.name));
-    const owner = { namespace: td.metadata.namespace ?? '', name: td.metadata.name, uid, server: serverName };
-    for (const db of databases) if (!markedDatabases.has(db)) await sql.commentOnDatabase(pool, db, sql.ownerMarker(owner));
     const what = [
       ...[...databases].sort().map((d) => `database ${d}`),
       ...(schema && shared && roles.length ? [`schema ${schema} in ${shared}`] : []),

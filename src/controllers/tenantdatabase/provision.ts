@@ -29,7 +29,11 @@ export class NotThereAfterCreate extends Error {
   }
 }
 
-export type Claim = { state: 'absent' } | { state: 'ours' } | { state: 'foreign'; message: string };
+export type Claim =
+  | { state: 'absent' }
+  /** `unmarked`: recognised without a marker, which only markUnmarkedDatabase may then write. */
+  | { state: 'ours'; unmarked?: boolean }
+  | { state: 'foreign'; message: string };
 
 function foreignMessage(what: string, name: string, comment: string | null): string {
   const other = comment && /tenantdatabase=(\S+);/.exec(comment)?.[1];
@@ -49,7 +53,9 @@ export async function claimOfRole(db: sql.Queryable, role: string, uid: string):
  * A database is ours when its marker carries our uid, or, while our role exists, when it has no
  * comment and is either the admin's and closed to connections (how CREATE DATABASE leaves it: it
  * cannot share a transaction with its COMMENT, so a crash between the two leaves exactly that) or
- * owned by our role (how an earlier version left it).
+ * owned by our role (how an earlier version left it). Such a recognition is only a reading: another
+ * tenant naming the same database may be creating it right now, so nothing is done to it before
+ * markIfUnmarked has made it ours.
  */
 export async function claimOfDatabase(db: sql.Queryable, database: string, role: string, uid: string, roleIsOurs: boolean): Promise<Claim> {
   const row = await sql.findDatabase(db, database);
@@ -57,8 +63,22 @@ export async function claimOfDatabase(db: sql.Queryable, database: string, role:
   const marked = sql.markerUid(row.comment);
   if (marked === uid) return { state: 'ours' };
   if (!marked && !row.comment && roleIsOurs && ((row.ownedByAdmin && !row.allowConnections) || row.owner === role))
-    return { state: 'ours' };
+    return { state: 'ours', unmarked: true };
   return { state: 'foreign', message: foreignMessage('database', database, row.comment) };
+}
+
+/**
+ * Marks a database recognised without a marker (markUnmarkedDatabase) before anything is done to
+ * it; false when it is no longer as recognised, or its name is locked by the session creating it.
+ */
+export async function markIfUnmarked(pool: sql.Queryable, database: string, role: string, owner: Owner): Promise<boolean> {
+  try {
+    await sql.markUnmarkedDatabase(pool, database, role, sql.ownerMarker(owner));
+    return true;
+  } catch (err) {
+    if (sqlState(err) === sql.TOUCHED_SINCE_CREATE) return false;
+    throw err;
+  }
 }
 
 export interface RoleSpec {
@@ -205,54 +225,87 @@ export async function ensureDatabase(
   let row = opts.absent ? undefined : await sql.findDatabase(pool, d.database);
   let created = false;
   if (!row) {
+    // A plan's CREATE does not run, and it takes no lock.
+    const client = opts.recording ? undefined : await pool.connect();
+    const session: sql.Queryable = client ?? pool;
+    let locked = false;
     try {
-      await sql.createDatabase(pool, d.database, d.connectionLimit);
-      created = true;
-      changes.push(`Created database ${d.database}`);
-    } catch (err) {
-      const code = sqlState(err);
-      if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
-        // Someone else created it between our look and our CREATE (another tenant naming the same
-        // database): a Conflict, said at once rather than as a failed reconcile.
-        // Its creator writes its marker right after CREATE DATABASE: until then, look again soon.
-        const again = await sql.findDatabase(pool, d.database);
-        const marked = sql.markerUid(again?.comment);
-        if (marked && marked !== owner.uid)
-          throw new TerminalError('Conflict', foreignMessage('database', d.database, again?.comment ?? null));
-        throw new RetryableError('Conflict', `database ${d.database} was created concurrently; looking again`);
+      if (client) {
+        await sql.lockDatabaseName(client, d.database);
+        locked = true;
       }
-      throw err;
-    }
-    if (opts.recording) {
-      // A plan's CREATE did not run: the look finds nothing, and the plan ends there.
-      row = await sql.findDatabase(pool, d.database);
-      if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
-    } else {
-      // Just made by this session, so known without a look: the admin's, closed, no ACL, no
-      // settings. Marked, closed to PUBLIC and opened in one round trip.
-      const marker = sql.ownerMarker(owner);
       try {
-        await sql.openNewDatabase(pool, d.database, marker);
+        await sql.createDatabase(session, d.database, d.connectionLimit);
+        created = true;
+        changes.push(`Created database ${d.database}`);
       } catch (err) {
-        if (sqlState(err) !== sql.TOUCHED_SINCE_CREATE) throw err;
-        // Marked or opened by someone else since our CREATE: whose it is now, the next look says.
-        throw new RetryableError('Conflict', `database ${d.database} was changed by someone else right after its creation; looking again`);
+        const code = sqlState(err);
+        if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
+          // Someone else created it between our look and our CREATE (another tenant naming the same
+          // database): a Conflict, said at once rather than as a failed reconcile.
+          // Its creator writes its marker right after CREATE DATABASE: until then, look again soon.
+          const again = await sql.findDatabase(session, d.database);
+          const marked = sql.markerUid(again?.comment);
+          if (marked && marked !== owner.uid)
+            throw new TerminalError('Conflict', foreignMessage('database', d.database, again?.comment ?? null));
+          throw new RetryableError('Conflict', `database ${d.database} was created concurrently; looking again`);
+        }
+        throw err;
       }
-      row = {
-        name: d.database,
-        owner: '',
-        ownedByAdmin: true,
-        allowConnections: true,
-        connLimit: d.connectionLimit,
-        comment: marker,
-        grants: [],
-        defaultAcl: false,
-        settings: [],
-      };
+      if (!client) {
+        // A plan's CREATE did not run: the look finds nothing, and the plan ends there.
+        row = await sql.findDatabase(pool, d.database);
+        if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
+      } else {
+        // Just made by this session, so known without a look: the admin's, closed, no ACL, no
+        // settings. Marked, closed to PUBLIC, opened and its name unlocked in one round trip.
+        const marker = sql.ownerMarker(owner);
+        try {
+          await sql.openNewDatabase(client, d.database, marker);
+          locked = false;
+        } catch (err) {
+          if (sqlState(err) !== sql.TOUCHED_SINCE_CREATE) throw err;
+          // Marked or opened by someone else since our CREATE: whose it is now, the next look says.
+          throw new RetryableError(
+            'Conflict',
+            `database ${d.database} was changed by someone else right after its creation; looking again`,
+          );
+        }
+        row = {
+          name: d.database,
+          owner: '',
+          ownedByAdmin: true,
+          allowConnections: true,
+          connLimit: d.connectionLimit,
+          comment: marker,
+          grants: [],
+          defaultAcl: false,
+          settings: [],
+        };
+      }
+    } finally {
+      if (client) {
+        // A session that cannot say it gave the lock up is not given to anyone else: closing it does.
+        const kept = locked
+          ? await sql.unlockDatabaseName(client, d.database).then(
+              () => undefined,
+              (err: Error) => err,
+            )
+          : undefined;
+        client.release(kept);
+      }
     }
   }
-  if (!sql.markerUid(row.comment)) {
-    await sql.commentOnDatabase(pool, d.database, sql.ownerMarker(owner));
+  const marked = sql.markerUid(row.comment);
+  if (marked && marked !== owner.uid) {
+    // Recognised as ours by the claim while it had no marker, marked by its creator since.
+    throw new TerminalError('Conflict', foreignMessage('database', d.database, row.comment));
+  }
+  if (!marked) {
+    // Recognised without a marker (its creator crashed before marking it, or an earlier version
+    // made it): marked only if it still is as the claim saw it and nobody is creating it now.
+    if (!(await markIfUnmarked(pool, d.database, d.role, owner)))
+      throw new RetryableError('Conflict', `database ${d.database} is being created or changed by someone else; looking again`);
   }
   if (!row.ownedByAdmin) {
     await sql.takeDatabaseOwnership(pool, d.database);
@@ -347,10 +400,11 @@ async function ensureDatabasePrivileges(
  * Drops the shadow database a tenant no longer asks for. A name PostgreSQL would truncate is never
  * looked up: `<63-byte name>_shadow` truncates back to the tenant's own database.
  */
-export async function dropShadowIfOurs(pool: pg.Pool, shadow: string, role: string, uid: string): Promise<string[]> {
+export async function dropShadowIfOurs(pool: pg.Pool, shadow: string, role: string, owner: Owner): Promise<string[]> {
   if (!sql.fitsIdentifier(shadow)) return [];
-  const claim = await claimOfDatabase(pool, shadow, role, uid, true);
+  const claim = await claimOfDatabase(pool, shadow, role, owner.uid, true);
   if (claim.state !== 'ours') return [];
+  if (claim.unmarked && !(await markIfUnmarked(pool, shadow, role, owner))) return [];
   await sql.dropDatabase(pool, shadow);
   return [`Dropped shadow database ${shadow}`];
 }

@@ -361,6 +361,20 @@ async function provision(
   let roleClaim!: Awaited<ReturnType<typeof claimOfRole>>;
   /** Databases the claims step found missing: created without a second look (see ensureDatabase). */
   const absentAtClaim = new Set<string>();
+  /**
+   * A tenant nothing has been done for yet, whose names the claims step took to be free without
+   * looking: CREATE ROLE and CREATE DATABASE look for it, and a name found taken is a retry, whose
+   * reconcile (the Secret now written) makes the full claims with their conflicts and adoption.
+   */
+  let unseen = false;
+  const unlessTaken = async <T>(made: Promise<T>): Promise<T> => {
+    try {
+      return await made;
+    } catch (err) {
+      if (!unseen || !(err instanceof TerminalError) || err.reason !== 'Conflict') throw err;
+      throw new RetryableError('Conflict', `${err.message}; looking again`);
+    }
+  };
   let password!: string;
   let rotating = false;
   let rotateFor: string | undefined;
@@ -369,6 +383,8 @@ async function provision(
   let justProvisioned = false;
   /** Whether this reconcile created the tenant's role (with the verifier of the Secret's password). */
   let createdRole = false;
+  /** Whether this reconcile created the tenant's (main) database. */
+  let createdDatabase = false;
   let written: Record<string, string> | undefined;
   /** What this reconcile did to the role's password, for status. */
   const credential: { passwordChangedAt?: string; passwordRotatedFor?: string } = {};
@@ -678,6 +694,21 @@ async function provision(
     // Change nothing that belongs to someone else.
     step<Provisioned>('claims', async () => {
       if (justProvisioned) return undefined;
+      // Nothing in status, no Secret of its name, no marked object of its uid in the server's last
+      // snapshot, nothing to adopt, no schema (whose claim looks inside the shared database).
+      unseen =
+        !observing &&
+        !td.status?.conditions?.length &&
+        !td.status?.secretName &&
+        !td.spec.adoption &&
+        names.schema === undefined &&
+        !ctx.secrets.get(names.secret, owner.namespace) &&
+        !ctx.markers.get(serverName)?.get(owner.uid);
+      if (unseen) {
+        roleClaim = { state: 'absent' };
+        for (const db of ownDatabases(names)) absentAtClaim.add(db);
+        return undefined;
+      }
       try {
         roleClaim = await claimOfRole(pool, names.role, owner.uid);
       } catch (err) {
@@ -973,7 +1004,7 @@ async function provision(
         login: loginOn(role),
         validUntil: prev?.role === role ? prev.until : Infinity,
       });
-      const roleChanges = await ensureRole(pool, owner, spec(logins.group), roleClaim.state === 'absent');
+      const roleChanges = await unlessTaken(ensureRole(pool, owner, spec(logins.group), roleClaim.state === 'absent'));
       createdRole = roleChanges.some((c) => c.startsWith('Created role'));
       if (createdRole) {
         credential.passwordChangedAt = new Date().toISOString();
@@ -1044,7 +1075,9 @@ async function provision(
           recording: !!rec,
           publicOwnedByDatabaseOwner: sql.majorOf(server.status?.version) >= 15,
         };
-        note(await ensureDatabase(pool, inDatabase, owner, spec, opts), 'Database');
+        const changes = await unlessTaken(ensureDatabase(pool, inDatabase, owner, spec, opts));
+        if (db === names.database && changes.includes(`Created database ${db}`)) createdDatabase = true;
+        note(changes, 'Database');
       }
       if (names.schema !== undefined) {
         const spec = { database: names.database, schema: names.schema, role: names.role, server: serverName };
@@ -1082,7 +1115,7 @@ async function provision(
       // has conditions: the look is made then.)
       const firstProvisioning = createdRole && !td.status?.roleName && !td.status?.conditions?.length && !adoptedHere;
       if (names.isolation === 'Database' && !td.spec.shadowDatabase && !firstProvisioning) {
-        note(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner.uid), 'Database');
+        note(await dropShadowIfOurs(pool, shadowDatabaseName(names.database), names.role, owner), 'Database');
       }
       // The server renders its configs from its catalog, which just moved: it looks again now
       // rather than at its next re-check.
@@ -1221,13 +1254,18 @@ async function provision(
     // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
     step<Provisioned>('observe', async () => {
       let usage: sql.UsageRow;
+      // Both made moments ago in this reconcile: the database is a copy of template0, whose size the
+      // server's re-check read (a walk of every file of the new database would cost the server more
+      // than the rest of this reconcile's reads), and the role had no sessions before.
+      const templateSize = createdRole && createdDatabase ? ctx.catalog.get(serverName)?.templateSizeBytes : undefined;
       if (names.schema !== undefined) {
         // The shared database's size is everyone's: the tenant's is that of its schema, as the
         // server's re-check measured it (one session for all schema tenants, not one per reconcile);
         // until then the last one known.
         const size = ctx.catalog.get(serverName)?.schemas?.get(names.schema)?.sizeBytes;
         usage = { sizeBytes: size ?? td.status?.sizeBytes ?? 0, activeConnections: await sql.roleSessions(pool, names.role) };
-      } else usage = await sql.usage(pool, names.database, names.role);
+      } else if (templateSize !== undefined) usage = { sizeBytes: templateSize, activeConnections: 0 };
+      else usage = await sql.usage(pool, names.database, names.role);
       if (ctx.markers.get(serverName)?.get(owner.uid)?.roles.has(logins.twin))
         usage = { ...usage, activeConnections: usage.activeConnections + (await sql.roleSessions(pool, logins.twin)) };
       // A suspended tenant's pooled login is proven again once it resumes.
