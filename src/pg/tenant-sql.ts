@@ -89,32 +89,36 @@ export interface RoleRow {
   validUntil: number;
 }
 
+interface RoleColumns {
+  rolname: string;
+  rolcanlogin: boolean;
+  rolconnlimit: number;
+  rolsuper: boolean;
+  comment: string | null;
+  until: string | null;
+}
+
+const ROLE_COLUMNS = `r.rolname, r.rolcanlogin, r.rolconnlimit, r.rolsuper, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
+            pg_catalog.date_part('epoch', r.rolvaliduntil)::pg_catalog.text AS until`;
+
+function roleRowOf(row: RoleColumns): RoleRow {
+  const until = row.until === null ? Infinity : Number(row.until) * 1000;
+  return {
+    name: row.rolname,
+    canLogin: row.rolcanlogin,
+    connLimit: row.rolconnlimit,
+    superuser: row.rolsuper,
+    comment: row.comment,
+    validUntil: Number.isNaN(until) ? Infinity : until,
+  };
+}
+
 export async function findRole(db: Queryable, role: string): Promise<RoleRow | undefined> {
-  const r = await db.query<{
-    rolname: string;
-    rolcanlogin: boolean;
-    rolconnlimit: number;
-    rolsuper: boolean;
-    comment: string | null;
-    until: string | null;
-  }>(
-    `SELECT r.rolname, r.rolcanlogin, r.rolconnlimit, r.rolsuper, pg_catalog.shobj_description(r.oid, 'pg_authid') AS comment,
-            pg_catalog.date_part('epoch', r.rolvaliduntil)::text AS until
-       FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`,
-    [role],
-  );
+  const r = await db.query<RoleColumns>(`SELECT ${ROLE_COLUMNS} FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1`, [
+    role,
+  ]);
   const row = r.rows[0];
-  const until = row?.until === null || row?.until === undefined ? Infinity : Number(row.until) * 1000;
-  return (
-    row && {
-      name: row.rolname,
-      canLogin: row.rolcanlogin,
-      connLimit: row.rolconnlimit,
-      superuser: row.rolsuper,
-      comment: row.comment,
-      validUntil: Number.isNaN(until) ? Infinity : until,
-    }
-  );
+  return row && roleRowOf(row);
 }
 
 export interface DatabaseRow {
@@ -133,19 +137,19 @@ export interface DatabaseRow {
   settings: string[];
 }
 
-export async function findDatabase(db: Queryable, name: string): Promise<DatabaseRow | undefined> {
-  const r = await db.query<{
-    datname: string;
-    owner: string;
-    mine: boolean;
-    datallowconn: boolean;
-    datconnlimit: number;
-    comment: string | null;
-    grants: { grantee: string; privilege: string }[] | null;
-    nullacl: boolean;
-    settings: string[] | null;
-  }>(
-    `SELECT d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
+interface DatabaseColumns {
+  datname: string;
+  owner: string;
+  mine: boolean;
+  datallowconn: boolean;
+  datconnlimit: number;
+  comment: string | null;
+  grants: { grantee: string; privilege: string }[] | null;
+  nullacl: boolean;
+  settings: string[] | null;
+}
+
+const DATABASE_COLUMNS = `d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
             d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS mine,
             d.datallowconn, d.datconnlimit,
             pg_catalog.shobj_description(d.oid, 'pg_database') AS comment,
@@ -155,24 +159,52 @@ export async function findDatabase(db: Queryable, name: string): Promise<Databas
                FROM pg_catalog.aclexplode(d.datacl) a) AS grants,
             d.datacl IS NULL AS nullacl,
             (SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s
-              WHERE s.setdatabase OPERATOR(pg_catalog.=) d.oid AND s.setrole OPERATOR(pg_catalog.=) 0) AS settings
-       FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1`,
+              WHERE s.setdatabase OPERATOR(pg_catalog.=) d.oid AND s.setrole OPERATOR(pg_catalog.=) 0) AS settings`;
+
+function databaseRowOf(row: DatabaseColumns): DatabaseRow {
+  return {
+    name: row.datname,
+    owner: row.owner,
+    ownedByAdmin: row.mine,
+    allowConnections: row.datallowconn,
+    connLimit: row.datconnlimit,
+    comment: row.comment,
+    grants: row.grants ?? [],
+    defaultAcl: row.nullacl,
+    settings: row.settings ?? [],
+  };
+}
+
+export async function findDatabase(db: Queryable, name: string): Promise<DatabaseRow | undefined> {
+  const r = await db.query<DatabaseColumns>(
+    `SELECT ${DATABASE_COLUMNS} FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) $1`,
     [name],
   );
   const row = r.rows[0];
-  return (
-    row && {
-      name: row.datname,
-      owner: row.owner,
-      ownedByAdmin: row.mine,
-      allowConnections: row.datallowconn,
-      connLimit: row.datconnlimit,
-      comment: row.comment,
-      grants: row.grants ?? [],
-      defaultAcl: row.nullacl,
-      settings: row.settings ?? [],
-    }
+  return row && databaseRowOf(row);
+}
+
+/**
+ * A role and databases in one round trip (a new tenant's claims): each as findRole and findDatabase
+ * read it, through JSON, whose values map back to the same types.
+ */
+export async function findRoleAndDatabases(
+  db: Queryable,
+  role: string,
+  databases: readonly string[],
+): Promise<{ role: RoleRow | undefined; databases: Map<string, DatabaseRow> }> {
+  const r = await db.query<{ role: RoleColumns | null; databases: DatabaseColumns[] | null }>(
+    `SELECT (SELECT pg_catalog.row_to_json(x) FROM (SELECT ${ROLE_COLUMNS}
+               FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) $1) x) AS role,
+            (SELECT pg_catalog.json_agg(x) FROM (SELECT ${DATABASE_COLUMNS}
+               FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ANY ($2::pg_catalog.text[])) x) AS databases`,
+    [role, databases],
   );
+  const row = r.rows[0];
+  return {
+    role: row?.role ? roleRowOf(row.role) : undefined,
+    databases: new Map((row?.databases ?? []).map((d) => [d.datname, databaseRowOf(d)])),
+  };
 }
 
 /** Role creation, marker and the admin's membership in one transaction (one round trip): a crash leaves all or nothing. */
@@ -601,7 +633,7 @@ export async function managedAmong(db: Queryable, roles: readonly string[]): Pro
   if (roles.length === 0) return new Set();
   const r = await db.query<{ name: string }>(
     `SELECT r.rolname AS name FROM pg_catalog.pg_roles r
-      WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::text[])
+      WHERE r.rolname OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])
         AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
     [roles],
   );
@@ -801,8 +833,7 @@ export async function connectionSlots(db: Queryable): Promise<ConnectionSlots> {
 /** The sum of connection limits of the tenant roles on a server (-1, no limit, counts as maxConnections). */
 export async function tenantConnectionLimits(db: Queryable): Promise<Map<string, number>> {
   const r = await db.query<{ rolname: string; rolconnlimit: number }>(
-    `SELECT r.rolname, r.rolconnlimit FROM pg_catalog.pg_roles r
-      WHERE r.rolcanlogin AND pg_catalog.shobj_description(r.oid, 'pg_authid') OPERATOR(pg_catalog.~~) 'managed by tenantdb;%'`,
+    `SELECT r.rolname, r.rolconnlimit FROM ${MARKED_ROLES} WHERE r.rolcanlogin`,
   );
   return new Map(r.rows.map((x) => [x.rolname, x.rolconnlimit]));
 }

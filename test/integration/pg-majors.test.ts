@@ -246,6 +246,17 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     await expect(sql.markUnmarkedDatabase(e.pool, 'leftover', 'contest_creator', sql.ownerMarker(creator))).rejects.toMatchObject({
       code: sql.TOUCHED_SINCE_CREATE,
     });
+    // The claims' one read gives what each look alone gives, settings and deadlines included.
+    await e.superQuery("ALTER DATABASE leftover SET work_mem = '8MB'");
+    await e.superQuery("ALTER ROLE contest_namer VALID UNTIL '2031-02-03 04:05:06+00'");
+    const together = await sql.findRoleAndDatabases(e.pool, 'contest_namer', ['contested', 'leftover', 'nonesuch']);
+    expect(together.role).toEqual(await sql.findRole(e.pool, 'contest_namer'));
+    expect(together.role?.validUntil).toBe(Date.parse('2031-02-03T04:05:06Z'));
+    expect(together.databases.get('contested')).toEqual(await sql.findDatabase(e.pool, 'contested'));
+    expect(together.databases.get('leftover')).toEqual(await sql.findDatabase(e.pool, 'leftover'));
+    expect(together.databases.get('leftover')?.settings).toEqual(['work_mem=8MB']);
+    expect([...together.databases.keys()].sort()).toEqual(['contested', 'leftover']);
+    expect(await sql.findRoleAndDatabases(e.pool, 'nonesuch', ['nonesuch'])).toEqual({ role: undefined, databases: new Map() });
   });
 
   test('schema tenants: a schema each in one shared database, nothing of the other, no CREATE in public', async () => {

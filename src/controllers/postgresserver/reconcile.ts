@@ -244,7 +244,8 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     await dropTombstones(ctx, pool, inDatabase, managed, everyones, log);
     publicCreate = await sql.schemasPublicCanCreateIn(pool);
     slots = await sql.connectionSlots(pool);
-    limits = await sql.tenantConnectionLimits(pool);
+    // The tenant roles that may log in, and their limits: in the catalog read above.
+    limits = new Map([...snapshot.roles].filter(([, r]) => r.canLogin).map(([role, r]) => [role, r.connLimit]));
   } catch (err) {
     const f = connectionFailure(err, where);
     const c: ConditionInput = { type: 'Connected', status: 'False', ...f };

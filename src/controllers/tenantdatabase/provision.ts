@@ -42,8 +42,7 @@ function foreignMessage(what: string, name: string, comment: string | null): str
     : `${what} ${name} already exists and is not managed by tenantdb`;
 }
 
-export async function claimOfRole(db: sql.Queryable, role: string, uid: string): Promise<Claim> {
-  const row = await sql.findRole(db, role);
+export function roleClaimOf(row: sql.RoleRow | undefined, role: string, uid: string): Claim {
   if (!row) return { state: 'absent' };
   if (sql.markerUid(row.comment) === uid) return { state: 'ours' };
   return { state: 'foreign', message: foreignMessage('role', role, row.comment) };
@@ -58,7 +57,10 @@ export async function claimOfRole(db: sql.Queryable, role: string, uid: string):
  * markIfUnmarked has made it ours.
  */
 export async function claimOfDatabase(db: sql.Queryable, database: string, role: string, uid: string, roleIsOurs: boolean): Promise<Claim> {
-  const row = await sql.findDatabase(db, database);
+  return databaseClaimOf(await sql.findDatabase(db, database), database, role, uid, roleIsOurs);
+}
+
+export function databaseClaimOf(row: sql.DatabaseRow | undefined, database: string, role: string, uid: string, roleIsOurs: boolean): Claim {
   if (!row) return { state: 'absent' };
   const marked = sql.markerUid(row.comment);
   if (marked === uid) return { state: 'ours' };

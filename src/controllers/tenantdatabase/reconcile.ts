@@ -56,9 +56,8 @@ import { finalizeTenant } from './delete.js';
 import { gateOnMigration } from '../migrations/tenant.js';
 import { defaultServerName } from '../watches.js';
 import {
-  claimOfDatabase,
-  claimOfRole,
   claimOfSchema,
+  databaseClaimOf,
   dropShadowIfOurs,
   ensureAccessMode,
   ensureDatabase,
@@ -69,7 +68,9 @@ import {
   ensureRoleSettings,
   ensureTwinRole,
   ensureTwinSearchPath,
+  roleClaimOf,
   NotThereAfterCreate,
+  type Claim,
   type ExtensionOutcome,
   type InDatabase,
   type Owner,
@@ -358,23 +359,9 @@ async function provision(
   let pool!: pg.Pool;
   let inDatabase!: InDatabase;
   let owner!: Owner;
-  let roleClaim!: Awaited<ReturnType<typeof claimOfRole>>;
+  let roleClaim!: Claim;
   /** Databases the claims step found missing: created without a second look (see ensureDatabase). */
   const absentAtClaim = new Set<string>();
-  /**
-   * A tenant nothing has been done for yet, whose names the claims step took to be free without
-   * looking: CREATE ROLE and CREATE DATABASE look for it, and a name found taken is a retry, whose
-   * reconcile (the Secret now written) makes the full claims with their conflicts and adoption.
-   */
-  let unseen = false;
-  const unlessTaken = async <T>(made: Promise<T>): Promise<T> => {
-    try {
-      return await made;
-    } catch (err) {
-      if (!unseen || !(err instanceof TerminalError) || err.reason !== 'Conflict') throw err;
-      throw new RetryableError('Conflict', `${err.message}; looking again`);
-    }
-  };
   let password!: string;
   let rotating = false;
   let rotateFor: string | undefined;
@@ -694,23 +681,11 @@ async function provision(
     // Change nothing that belongs to someone else.
     step<Provisioned>('claims', async () => {
       if (justProvisioned) return undefined;
-      // Nothing in status, no Secret of its name, no marked object of its uid in the server's last
-      // snapshot, nothing to adopt, no schema (whose claim looks inside the shared database).
-      unseen =
-        !observing &&
-        !td.status?.conditions?.length &&
-        !td.status?.secretName &&
-        !td.spec.adoption &&
-        names.schema === undefined &&
-        !ctx.secrets.get(names.secret, owner.namespace) &&
-        !ctx.markers.get(serverName)?.get(owner.uid);
-      if (unseen) {
-        roleClaim = { state: 'absent' };
-        for (const db of ownDatabases(names)) absentAtClaim.add(db);
-        return undefined;
-      }
+      // The role and the databases in one read.
+      let found: Awaited<ReturnType<typeof sql.findRoleAndDatabases>>;
       try {
-        roleClaim = await claimOfRole(pool, names.role, owner.uid);
+        found = await sql.findRoleAndDatabases(pool, names.role, ownDatabases(names));
+        roleClaim = roleClaimOf(found.role, names.role, owner.uid);
       } catch (err) {
         throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
       }
@@ -734,7 +709,7 @@ async function provision(
         roleClaim = { state: 'ours' };
       }
       const claims = ownDatabases(names).map((db) => async () => {
-        const claim = await claimOfDatabase(pool, db, names.role, owner.uid, roleClaim.state === 'ours');
+        const claim = databaseClaimOf(found.databases.get(db), db, names.role, owner.uid, roleClaim.state === 'ours');
         if (claim.state === 'absent') absentAtClaim.add(db);
         if (claim.state !== 'foreign') return claim;
         const took = await adopt('database', db, claim.message);
@@ -1004,7 +979,7 @@ async function provision(
         login: loginOn(role),
         validUntil: prev?.role === role ? prev.until : Infinity,
       });
-      const roleChanges = await unlessTaken(ensureRole(pool, owner, spec(logins.group), roleClaim.state === 'absent'));
+      const roleChanges = await ensureRole(pool, owner, spec(logins.group), roleClaim.state === 'absent');
       createdRole = roleChanges.some((c) => c.startsWith('Created role'));
       if (createdRole) {
         credential.passwordChangedAt = new Date().toISOString();
@@ -1075,7 +1050,7 @@ async function provision(
           recording: !!rec,
           publicOwnedByDatabaseOwner: sql.majorOf(server.status?.version) >= 15,
         };
-        const changes = await unlessTaken(ensureDatabase(pool, inDatabase, owner, spec, opts));
+        const changes = await ensureDatabase(pool, inDatabase, owner, spec, opts);
         if (db === names.database && changes.includes(`Created database ${db}`)) createdDatabase = true;
         note(changes, 'Database');
       }
