@@ -623,17 +623,13 @@ async function floor(pgs: PgServer, n: number, pgCpu: PgCpuSampler): Promise<Flo
           const password = generatePassword();
           passwords.set(name, password);
           const verifier = scramVerifier(password, deterministicSalt(name, password));
-          const marker = sql.ownerMarker({ namespace: NS, name, uid: randomUUID(), server: 'floor' });
+          const uid = randomUUID();
+          const marker = sql.ownerMarker({ namespace: NS, name, uid, server: 'floor' });
           await sql.createRole(pool, name, verifier, 20, marker);
-          // As ensureDatabase: the name locked on the session that creates and opens the database.
-          const client = await pool.connect();
-          try {
-            await sql.lockDatabaseName(client, name);
-            await sql.createDatabase(client, name, 20);
-            await sql.openNewDatabase(client, name, marker);
-          } finally {
-            client.release();
-          }
+          // As ensureDatabase: created closed with its creation tag, then marked and opened.
+          const tag = sql.creationTag(uid);
+          await sql.createDatabase(pool, name, tag);
+          await sql.openNewDatabase(pool, name, marker, tag, 20);
           await pools.withDatabase(ep, creds, name, (db) => sql.handOverDatabase(db, name, name, true));
         }),
       ),

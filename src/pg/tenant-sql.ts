@@ -10,6 +10,7 @@
  *   through escapeLiteral. Names are validated (api/naming, api/common) before they get here.
  * - Nothing runs tenant code: no statement calls a function, operator or view a tenant can define.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { LOGIN_CHECK_APP } from './connections.js';
 
@@ -444,14 +445,14 @@ export async function publicSchemaOwner(db: Queryable): Promise<{ owner: string 
 export const TOUCHED_SINCE_CREATE = '22012';
 
 /**
- * The advisory lock on a database name held by the session that creates the database, from before
- * its CREATE DATABASE until its marker is committed: an unmarked database whose name is locked is
- * being made by someone, not left behind by a crash. Two 32-bit keys (a key space of its own, apart
- * from single 64-bit keys), the first one tenantdb's; a hash collision only makes a recogniser wait.
+ * The connection limit a tenant's database is created with, closed to connections, until its
+ * opening sets the real one: a number from the TenantDatabase's uid (1 to 2^31 - 2), so that an
+ * unmarked database a crash left between CREATE DATABASE and its marker is recognised by its
+ * creator alone, never by another tenant naming the same database while it is being made. Only
+ * the database's owner (the admin) can change it; another uid gives the same number once in 2^31.
  */
-const CREATION_LOCK_CLASS = 0x74646263; // "tdbc"
-function creationLock(name: string): string {
-  return `${CREATION_LOCK_CLASS}, pg_catalog.hashtext(${lit(name)})`;
+export function creationTag(uid: string): number {
+  return 1 + (createHash('sha256').update(uid).digest().readUInt32BE(0) % 2147483646);
 }
 
 /** Plain SQL has no assertion: a division by zero (TOUCHED_SINCE_CREATE) aborts the query where `cond` is false. */
@@ -459,56 +460,42 @@ function assert(cond: string, from = ''): string {
   return `SELECT 1 OPERATOR(pg_catalog./) (CASE WHEN ${cond} THEN 1 ELSE 0 END)${from}`;
 }
 
-/** Taken before CREATE DATABASE, on the session that will open it: released by openNewDatabase. */
-export async function lockDatabaseName(db: Queryable, name: string): Promise<void> {
-  await db.query(`SELECT pg_catalog.pg_advisory_lock(${creationLock(name)})`);
-}
-
-/** Where openNewDatabase did not run to its end. */
-export async function unlockDatabaseName(db: Queryable, name: string): Promise<void> {
-  await db.query(`SELECT pg_catalog.pg_advisory_unlock(${creationLock(name)})`);
-}
+const DATABASE_BY_NAME = (name: string) => ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`;
+const CREATED_UNMARKED = (tag: number) =>
+  `pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL AND NOT d.datallowconn AND d.datconnlimit OPERATOR(pg_catalog.=) ${Number(tag)}
+     AND d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)`;
 
 /**
- * What a database createDatabase just made gets before anyone may connect to it: its marker, no
- * privileges for PUBLIC, the admin's own (CONNECT first of all: an owner holds it through the ACL
- * too), and connections allowed. One round trip, all or none: if it fails, the database stays as
- * CREATE DATABASE left it, unmarked and closed, which the next reconcile recognises (provision.ts).
- * The tenant role is granted nothing here: see handOverDatabase.
- *
- * Run on the session holding lockDatabaseName, which it gives up at the end; the same lock taken
- * for the transaction keeps the name locked until the marker is committed and visible. First, a
- * check that the database is still as CREATE DATABASE left it (no comment, closed).
+ * What a database createDatabase just made (with `tag`, creationTag) gets before anyone may
+ * connect to it: its marker, no privileges for PUBLIC, the admin's own (CONNECT first of all: an
+ * owner holds it through the ACL too), its connection limit, and connections allowed. One round
+ * trip, all or none: if it fails, the database stays as CREATE DATABASE left it, unmarked, closed
+ * and tagged, which its creator's next reconcile recognises (provision.ts). The tenant role is
+ * granted nothing here: see handOverDatabase. First, a check that it is still so.
  */
-export async function openNewDatabase(db: Queryable, name: string, marker: string): Promise<void> {
+export async function openNewDatabase(db: Queryable, name: string, marker: string, tag: number, connLimit: number): Promise<void> {
   await runTogether(db, [
-    `SELECT pg_catalog.pg_advisory_xact_lock(${creationLock(name)})`,
-    assert(
-      `NOT d.datallowconn AND pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL`,
-      ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`,
-    ),
+    assert(CREATED_UNMARKED(tag), DATABASE_BY_NAME(name)),
     `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
     `REVOKE ALL ON DATABASE ${id(name)} FROM PUBLIC`,
     `GRANT CONNECT, CREATE, TEMPORARY ON DATABASE ${id(name)} TO CURRENT_USER`,
-    `ALTER DATABASE ${id(name)} WITH ALLOW_CONNECTIONS true`,
-    `SELECT pg_catalog.pg_advisory_unlock(${creationLock(name)})`,
+    `ALTER DATABASE ${id(name)} WITH ALLOW_CONNECTIONS true CONNECTION LIMIT ${Number(connLimit)}`,
   ]);
 }
 
 /**
- * Marks a database that has no comment as `role`'s tenant's, only if it is still what a crash of
- * its creator leaves (the admin's and closed) or what an earlier version left (owned by `role`),
- * and nobody is creating it now (its name is not locked): one transaction, so two reconciles that
- * both recognise it cannot both have it. Fails with TOUCHED_SINCE_CREATE otherwise.
+ * Marks a database that has no comment as the tenant's (`role`, `tag`), only if it still is what a
+ * crash of its creator leaves (the admin's, closed, with the tenant's creationTag) or what an
+ * earlier version left (owned by `role`): one transaction. Fails with TOUCHED_SINCE_CREATE
+ * otherwise.
  */
-export async function markUnmarkedDatabase(db: Queryable, name: string, role: string, marker: string): Promise<void> {
+export async function markUnmarkedDatabase(db: Queryable, name: string, role: string, marker: string, tag: number): Promise<void> {
   await runTogether(db, [
-    assert(`pg_catalog.pg_try_advisory_xact_lock(${creationLock(name)})`),
     assert(
-      `pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL
-         AND ((d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AND NOT d.datallowconn)
-           OR d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ${lit(role)}))`,
-      ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`,
+      `(${CREATED_UNMARKED(tag)})
+         OR (pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL
+             AND d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ${lit(role)}))`,
+      DATABASE_BY_NAME(name),
     ),
     `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
   ]);

@@ -63,6 +63,9 @@ test('a re-created Retain tenant gets its database back, with its data, once it 
 
   await applyTenant(c, NS, 'ledger', { ...spec, adoption: { from: 'Retained' } });
   const td = await tenantReady(c, NS, 'ledger');
+  // In one go: the databases the role's adoption re-marked are not then taken for someone else's.
+  const events = await c.core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=ledger' });
+  expect(events.items.map((e) => e.message ?? '').filter((m) => /already belongs to TenantDatabase/.test(m))).toEqual([]);
   const after = (await readSecretData(c, NS, 'ledger-db')) ?? {};
   expect(after.password).not.toBe(before.password);
   // The data is there, directly and through the pooler (the role's verifier is the pooler's again).

@@ -10,6 +10,7 @@ import {
   claimOfDatabase,
   clearRoleDependencies,
   dropShadowIfOurs,
+  markIfUnmarked,
   ensureAccessMode,
   ensureDatabase,
   ensureHolderRole,
@@ -183,23 +184,29 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
   });
 
   test('a new database marked by someone else between its CREATE and its opening is left closed and theirs', async () => {
-    await sql.createDatabase(e.pool, 'raced', 10);
+    const tag = sql.creationTag('u');
+    await sql.createDatabase(e.pool, 'raced', tag);
     const theirs = 'managed by tenantdb; tenantdatabase=other/raced; uid=11111111-2222-4333-8444-555555555555';
     await sql.commentOnDatabase(e.pool, 'raced', theirs);
-    await expect(sql.openNewDatabase(e.pool, 'raced', 'managed by tenantdb; tenantdatabase=ns/raced; uid=u')).rejects.toMatchObject({
+    await expect(
+      sql.openNewDatabase(e.pool, 'raced', 'managed by tenantdb; tenantdatabase=ns/raced; uid=u', tag, 10),
+    ).rejects.toMatchObject({
       code: sql.TOUCHED_SINCE_CREATE,
     });
     const row = await sql.findDatabase(e.pool, 'raced');
     expect(row?.comment).toBe(theirs);
     expect(row?.allowConnections).toBe(false);
     expect(row?.defaultAcl).toBe(true);
-    // Untouched, it opens.
-    await sql.createDatabase(e.pool, 'unraced', 10);
-    await sql.openNewDatabase(e.pool, 'unraced', theirs);
-    expect((await sql.findDatabase(e.pool, 'unraced'))?.allowConnections).toBe(true);
+    // Nor one created with another tenant's tag.
+    await sql.createDatabase(e.pool, 'retagged', tag + 1);
+    await expect(sql.openNewDatabase(e.pool, 'retagged', theirs, tag, 10)).rejects.toMatchObject({ code: sql.TOUCHED_SINCE_CREATE });
+    // Untouched, it opens, with its real limit.
+    await sql.createDatabase(e.pool, 'unraced', tag);
+    await sql.openNewDatabase(e.pool, 'unraced', theirs, tag, 10);
+    expect(await sql.findDatabase(e.pool, 'unraced')).toMatchObject({ allowConnections: true, connLimit: 10 });
   });
 
-  test('a database another tenant is creating is not taken by a tenant naming it; one left by a crash is', async () => {
+  test('a database another tenant is creating is not taken by a tenant naming it; one its creator left by a crash is its own', async () => {
     const owners = (name: string, n: number): Owner => ({
       namespace: 'ns',
       name,
@@ -213,40 +220,38 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     ] as const)
       await ensureRole(e.pool, o, { role, verifier: verifierFor(o.uid, role, `pw-${'z'.repeat(30)}`), connectionLimit: 5, login: true });
     const spec = { database: 'contested', role: 'contest_namer', connectionLimit: 5 };
-    // The creator's session, between its CREATE DATABASE and its opening.
-    const session = await e.pool.connect();
-    try {
-      await sql.lockDatabaseName(session, 'contested');
-      await sql.createDatabase(session, 'contested', 5);
-      // The namer's claim reads it as its own (no marker, the admin's, closed) ...
-      expect(await claimOfDatabase(e.pool, 'contested', 'contest_namer', namer.uid, true)).toEqual({ state: 'ours', unmarked: true });
-      // ... but marks and changes nothing while the name is locked,
-      await expect(ensureDatabase(e.pool, e.inDatabase, namer, spec)).rejects.toMatchObject({ reason: 'Conflict' });
-      await expect(dropShadowIfOurs(e.pool, 'contested', 'contest_namer', namer)).resolves.toEqual([]);
-      const row = await sql.findDatabase(e.pool, 'contested');
-      expect(row?.comment).toBeNull();
-      expect(row?.allowConnections).toBe(false);
-      await sql.openNewDatabase(session, 'contested', sql.ownerMarker(creator));
-    } finally {
-      session.release();
-    }
-    // ... and once its creator has marked it, a claim read before that changes nothing either.
-    await expect(ensureDatabase(e.pool, e.inDatabase, namer, spec)).rejects.toBeInstanceOf(TerminalError);
-    const row = await sql.findDatabase(e.pool, 'contested');
-    expect(sql.markerUid(row?.comment)).toBe(creator.uid);
-    expect(row?.grants.map((g) => g.grantee)).not.toContain('contest_namer');
-    // The creator's lock is gone with its opening: a leftover no session is creating (a crash
-    // between CREATE and opening) is marked by the tenant whose role recognises it, and only once.
-    await sql.createDatabase(e.pool, 'leftover', 5);
-    const left = { ...spec, database: 'leftover' };
-    expect(await ensureDatabase(e.pool, e.inDatabase, namer, left)).toContain(
-      'Granted CONNECT, CREATE and TEMPORARY on database leftover to contest_namer',
+    // The creator between its CREATE DATABASE and its opening (or crashed there).
+    await sql.createDatabase(e.pool, 'contested', sql.creationTag(creator.uid));
+    // The namer's claim does not take it for its own (another tenant's creation tag) ...
+    expect(await claimOfDatabase(e.pool, 'contested', 'contest_namer', namer.uid, true)).toMatchObject({
+      state: 'foreign',
+      message: expect.stringMatching(/being created for another TenantDatabase/),
+    });
+    // ... and a claim read too early changes nothing either: marking checks the tag again,
+    await expect(markIfUnmarked(e.pool, 'contested', 'contest_namer', namer)).resolves.toBe(false);
+    await expect(dropShadowIfOurs(e.pool, 'contested', 'contest_namer', namer)).resolves.toEqual([]);
+    let row = await sql.findDatabase(e.pool, 'contested');
+    expect(row).toMatchObject({ comment: null, allowConnections: false });
+    // ... while its creator recognises it as its own, marks it and opens it.
+    expect(await claimOfDatabase(e.pool, 'contested', 'contest_creator', creator.uid, true)).toEqual({ state: 'ours', unmarked: true });
+    const mine = { ...spec, role: 'contest_creator' };
+    expect(await ensureDatabase(e.pool, e.inDatabase, creator, mine)).toContain(
+      'Granted CONNECT, CREATE and TEMPORARY on database contested to contest_creator',
     );
-    expect(sql.markerUid((await sql.findDatabase(e.pool, 'leftover'))?.comment)).toBe(namer.uid);
-    await expect(sql.markUnmarkedDatabase(e.pool, 'leftover', 'contest_creator', sql.ownerMarker(creator))).rejects.toMatchObject({
+    // Once it is marked, the namer's claim read before that changes nothing: refused where it would.
+    await expect(ensureDatabase(e.pool, e.inDatabase, namer, spec)).rejects.toBeInstanceOf(TerminalError);
+    row = await sql.findDatabase(e.pool, 'contested');
+    expect(sql.markerUid(row?.comment)).toBe(creator.uid);
+    expect(row).toMatchObject({ allowConnections: true, connLimit: 5 });
+    expect(row?.grants.map((g) => g.grantee)).not.toContain('contest_namer');
+    // Marked once: a second mark (the creator's own, racing) finds it marked.
+    await expect(
+      sql.markUnmarkedDatabase(e.pool, 'contested', 'contest_creator', sql.ownerMarker(creator), sql.creationTag(creator.uid)),
+    ).rejects.toMatchObject({
       code: sql.TOUCHED_SINCE_CREATE,
     });
     // The claims' one read gives what each look alone gives, settings and deadlines included.
+    await sql.createDatabase(e.pool, 'leftover', 5);
     await e.superQuery("ALTER DATABASE leftover SET work_mem = '8MB'");
     await e.superQuery("ALTER ROLE contest_namer VALID UNTIL '2031-02-03 04:05:06+00'");
     const together = await sql.findRoleAndDatabases(e.pool, 'contest_namer', ['contested', 'leftover', 'nonesuch']);

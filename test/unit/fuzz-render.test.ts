@@ -433,10 +433,8 @@ describe('SQL escaping of generated names and literals', () => {
           () => sql.setDatabaseConnLimit(db, a, limit),
           () => sql.revokeAllFrom(db, a, b),
           () => sql.grantOwnPrivileges(db, a),
-          () => sql.openNewDatabase(db, a, literal),
-          () => sql.lockDatabaseName(db, a),
-          () => sql.unlockDatabaseName(db, a),
-          () => sql.markUnmarkedDatabase(db, a, b, literal),
+          () => sql.openNewDatabase(db, a, literal, limit, limit),
+          () => sql.markUnmarkedDatabase(db, a, b, literal, limit),
           () => sql.handOverDatabase(db, a, b, true),
           () => sql.handOverDatabase(db, a, b, false),
         ];

@@ -64,8 +64,15 @@ export function databaseClaimOf(row: sql.DatabaseRow | undefined, database: stri
   if (!row) return { state: 'absent' };
   const marked = sql.markerUid(row.comment);
   if (marked === uid) return { state: 'ours' };
-  if (!marked && !row.comment && roleIsOurs && ((row.ownedByAdmin && !row.allowConnections) || row.owner === role))
-    return { state: 'ours', unmarked: true };
+  if (!marked && !row.comment && roleIsOurs) {
+    if ((row.ownedByAdmin && !row.allowConnections && row.connLimit === sql.creationTag(uid)) || row.owner === role)
+      return { state: 'ours', unmarked: true };
+    if (row.ownedByAdmin && !row.allowConnections)
+      return {
+        state: 'foreign',
+        message: `database ${database} is being created for another TenantDatabase (or was left unmarked by a crash of a tenantdb older than its creation tags: drop it if it is empty)`,
+      };
+  }
   return { state: 'foreign', message: foreignMessage('database', database, row.comment) };
 }
 
@@ -75,7 +82,7 @@ export function databaseClaimOf(row: sql.DatabaseRow | undefined, database: stri
  */
 export async function markIfUnmarked(pool: sql.Queryable, database: string, role: string, owner: Owner): Promise<boolean> {
   try {
-    await sql.markUnmarkedDatabase(pool, database, role, sql.ownerMarker(owner));
+    await sql.markUnmarkedDatabase(pool, database, role, sql.ownerMarker(owner), sql.creationTag(owner.uid));
     return true;
   } catch (err) {
     if (sqlState(err) === sql.TOUCHED_SINCE_CREATE) return false;
@@ -227,75 +234,52 @@ export async function ensureDatabase(
   let row = opts.absent ? undefined : await sql.findDatabase(pool, d.database);
   let created = false;
   if (!row) {
-    // A plan's CREATE does not run, and it takes no lock.
-    const client = opts.recording ? undefined : await pool.connect();
-    const session: sql.Queryable = client ?? pool;
-    let locked = false;
+    // Closed, and tagged as this tenant's until its marker is written (creationTag).
+    const tag = sql.creationTag(owner.uid);
     try {
-      if (client) {
-        await sql.lockDatabaseName(client, d.database);
-        locked = true;
+      await sql.createDatabase(pool, d.database, tag);
+      created = true;
+      changes.push(`Created database ${d.database}`);
+    } catch (err) {
+      const code = sqlState(err);
+      if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
+        // Someone else created it between our look and our CREATE (another tenant naming the same
+        // database): a Conflict, said at once rather than as a failed reconcile.
+        // Its creator writes its marker right after CREATE DATABASE: until then, look again soon.
+        const again = await sql.findDatabase(pool, d.database);
+        const marked = sql.markerUid(again?.comment);
+        if (marked && marked !== owner.uid)
+          throw new TerminalError('Conflict', foreignMessage('database', d.database, again?.comment ?? null));
+        throw new RetryableError('Conflict', `database ${d.database} was created concurrently; looking again`);
       }
+      throw err;
+    }
+    if (opts.recording) {
+      // A plan's CREATE did not run: the look finds nothing, and the plan ends there.
+      row = await sql.findDatabase(pool, d.database);
+      if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
+    } else {
+      // Just made by this session, so known without a look: the admin's, closed, no ACL, no
+      // settings. Marked, closed to PUBLIC, given its limit and opened in one round trip.
+      const marker = sql.ownerMarker(owner);
       try {
-        await sql.createDatabase(session, d.database, d.connectionLimit);
-        created = true;
-        changes.push(`Created database ${d.database}`);
+        await sql.openNewDatabase(pool, d.database, marker, tag, d.connectionLimit);
       } catch (err) {
-        const code = sqlState(err);
-        if (code === SQLSTATE.duplicateDatabase || code === SQLSTATE.uniqueViolation) {
-          // Someone else created it between our look and our CREATE (another tenant naming the same
-          // database): a Conflict, said at once rather than as a failed reconcile.
-          // Its creator writes its marker right after CREATE DATABASE: until then, look again soon.
-          const again = await sql.findDatabase(session, d.database);
-          const marked = sql.markerUid(again?.comment);
-          if (marked && marked !== owner.uid)
-            throw new TerminalError('Conflict', foreignMessage('database', d.database, again?.comment ?? null));
-          throw new RetryableError('Conflict', `database ${d.database} was created concurrently; looking again`);
-        }
-        throw err;
+        if (sqlState(err) !== sql.TOUCHED_SINCE_CREATE) throw err;
+        // Changed by someone else since our CREATE: whose it is now, the next look says.
+        throw new RetryableError('Conflict', `database ${d.database} was changed by someone else right after its creation; looking again`);
       }
-      if (!client) {
-        // A plan's CREATE did not run: the look finds nothing, and the plan ends there.
-        row = await sql.findDatabase(pool, d.database);
-        if (!row) throw new NotThereAfterCreate(`database ${d.database}`);
-      } else {
-        // Just made by this session, so known without a look: the admin's, closed, no ACL, no
-        // settings. Marked, closed to PUBLIC, opened and its name unlocked in one round trip.
-        const marker = sql.ownerMarker(owner);
-        try {
-          await sql.openNewDatabase(client, d.database, marker);
-          locked = false;
-        } catch (err) {
-          if (sqlState(err) !== sql.TOUCHED_SINCE_CREATE) throw err;
-          // Marked or opened by someone else since our CREATE: whose it is now, the next look says.
-          throw new RetryableError(
-            'Conflict',
-            `database ${d.database} was changed by someone else right after its creation; looking again`,
-          );
-        }
-        row = {
-          name: d.database,
-          owner: '',
-          ownedByAdmin: true,
-          allowConnections: true,
-          connLimit: d.connectionLimit,
-          comment: marker,
-          grants: [],
-          defaultAcl: false,
-          settings: [],
-        };
-      }
-    } finally {
-      if (client) {
-        // A session that cannot say it gave the lock up is not given to anyone else: closing it does.
-        const kept = locked
-          ? await sql.unlockDatabaseName(client, d.database).then(
-              () => undefined,
-              (err: Error) => err,
-            )
-          : undefined;
-        client.release(kept);
-      }
+      row = {
+        name: d.database,
+        owner: '',
+        ownedByAdmin: true,
+        allowConnections: true,
+        connLimit: d.connectionLimit,
+        comment: marker,
+        grants: [],
+        defaultAcl: false,
+        settings: [],
+      };
     }
   }
   const marked = sql.markerUid(row.comment);

@@ -707,6 +707,8 @@ async function provision(
           };
         }
         roleClaim = { state: 'ours' };
+        // Taking over a retained role re-marks its databases too: read as they are now.
+        found = await sql.findRoleAndDatabases(pool, names.role, ownDatabases(names));
       }
       const claims = ownDatabases(names).map((db) => async () => {
         const claim = databaseClaimOf(found.databases.get(db), db, names.role, owner.uid, roleClaim.state === 'ours');
