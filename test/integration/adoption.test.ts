@@ -4,6 +4,7 @@
  * hand-made role and database are taken over only when named (from: Unmanaged), keeping the role's
  * password when passwordSecretRef says so. Until asked, each is a Conflict that says what to write.
  */
+import { readFileSync } from 'node:fs';
 import type { Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
 import { apply } from '../env/cluster.js';
@@ -64,8 +65,18 @@ test('a re-created Retain tenant gets its database back, with its data, once it 
   await applyTenant(c, NS, 'ledger', { ...spec, adoption: { from: 'Retained' } });
   const td = await tenantReady(c, NS, 'ledger');
   // In one go: the databases the role's adoption re-marked are not then taken for someone else's.
-  const events = await c.core.listNamespacedEvent({ namespace: NS, fieldSelector: 'involvedObject.name=ledger' });
-  expect(events.items.map((e) => e.message ?? '').filter((m) => /already belongs to TenantDatabase/.test(m))).toEqual([]);
+  // In one go: the reconcile that takes the role back keeps the databases it re-marked as its own
+  // and writes the Secret with the role's new password (no later reconcile repairs it).
+  const lines = readFileSync(op.logFile, 'utf8')
+    .split('\n')
+    .filter((l) => l.includes('"key":"adopt/ledger"'))
+    .map((l) => JSON.parse(l) as { reconcileId: string; msg: string });
+  const adoptedIn = lines.find((l) => l.msg.startsWith('Adopted role'))?.reconcileId;
+  expect(adoptedIn).toBeDefined();
+  expect(lines.filter((l) => l.reconcileId === adoptedIn).map((l) => l.msg)).toContainEqual(
+    expect.stringMatching(/^(Created|Updated) Secret/),
+  );
+  expect(lines.map((l) => l.msg).filter((m) => m.startsWith('Repaired password'))).toEqual([]);
   const after = (await readSecretData(c, NS, 'ledger-db')) ?? {};
   expect(after.password).not.toBe(before.password);
   // The data is there, directly and through the pooler (the role's verifier is the pooler's again).

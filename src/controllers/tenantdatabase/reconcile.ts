@@ -1231,10 +1231,13 @@ async function provision(
     // What is there now, seen from outside: size, sessions, the pooler, the allow-lists.
     step<Provisioned>('observe', async () => {
       let usage: sql.UsageRow;
-      // Both made moments ago in this reconcile: the database is a copy of template0, whose size the
-      // server's re-check read (a walk of every file of the new database would cost the server more
-      // than the rest of this reconcile's reads), and the role had no sessions before.
-      const templateSize = createdRole && createdDatabase ? ctx.catalog.get(serverName)?.templateSizeBytes : undefined;
+      // A new tenant whose role and database this reconcile made: the database is a copy of
+      // template0, whose size the server's re-check read (a walk of every file of the new database
+      // would cost the server more than the rest of this reconcile's reads; the relation cache file
+      // its first session wrote is within the size's settling margin), and no password for the role
+      // existed before this reconcile wrote its Secret: no sessions.
+      const templateSize =
+        createdRole && createdDatabase && !td.status?.roleName ? ctx.catalog.get(serverName)?.templateSizeBytes : undefined;
       if (names.schema !== undefined) {
         // The shared database's size is everyone's: the tenant's is that of its schema, as the
         // server's re-check measured it (one session for all schema tenants, not one per reconcile);
