@@ -78,7 +78,7 @@ export function databaseClaimOf(row: sql.DatabaseRow | undefined, database: stri
 
 /**
  * Marks a database recognised without a marker (markUnmarkedDatabase) before anything is done to
- * it; false when it is no longer as recognised, or its name is locked by the session creating it.
+ * it; false when it is no longer as recognised (marked, opened, or not the admin's with our tag).
  */
 export async function markIfUnmarked(pool: sql.Queryable, database: string, role: string, owner: Owner): Promise<boolean> {
   try {
@@ -289,7 +289,7 @@ export async function ensureDatabase(
   }
   if (!marked) {
     // Recognised without a marker (its creator crashed before marking it, or an earlier version
-    // made it): marked only if it still is as the claim saw it and nobody is creating it now.
+    // made it): marked only if it still is as the claim saw it, in one transaction.
     if (!(await markIfUnmarked(pool, d.database, d.role, owner)))
       throw new RetryableError('Conflict', `database ${d.database} is being created or changed by someone else; looking again`);
   }
