@@ -138,6 +138,10 @@ export interface DatabaseRow {
   settings: string[];
 }
 
+/** The condition "database d is owned by `role`" (an SQL expression: CURRENT_USER, or a literal from lit). */
+const OWNED_BY = (role: string) =>
+  `d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ${role})`;
+
 interface DatabaseColumns {
   datname: string;
   owner: string;
@@ -151,7 +155,7 @@ interface DatabaseColumns {
 }
 
 const DATABASE_COLUMNS = `d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
-            d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS mine,
+            ${OWNED_BY('CURRENT_USER')} AS mine,
             d.datallowconn, d.datconnlimit,
             pg_catalog.shobj_description(d.oid, 'pg_database') AS comment,
             (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
@@ -463,7 +467,7 @@ function assert(cond: string, from = ''): string {
 const DATABASE_BY_NAME = (name: string) => ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`;
 const CREATED_UNMARKED = (tag: number) =>
   `pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL AND NOT d.datallowconn AND d.datconnlimit OPERATOR(pg_catalog.=) ${Number(tag)}
-     AND d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER)`;
+     AND ${OWNED_BY('CURRENT_USER')}`;
 
 /**
  * What a database createDatabase just made (with `tag`, creationTag) gets before anyone may
@@ -494,7 +498,7 @@ export async function markUnmarkedDatabase(db: Queryable, name: string, role: st
     assert(
       `(${CREATED_UNMARKED(tag)})
          OR (pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL
-             AND d.datdba OPERATOR(pg_catalog.=) (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) ${lit(role)}))`,
+             AND ${OWNED_BY(lit(role))})`,
       DATABASE_BY_NAME(name),
     ),
     `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
@@ -585,7 +589,7 @@ export async function serverCatalog(db: Queryable, withSizes = true): Promise<{ 
        FROM ${MARKED_ROLES}
      UNION ALL
      SELECT 'database', d.datname, c.description, NULL, d.datconnlimit, d.datallowconn,
-            d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) CURRENT_USER),
+            ${OWNED_BY('CURRENT_USER')},
             ${size}
        FROM ${MARKED_DATABASES}
      UNION ALL
@@ -758,23 +762,10 @@ export function majorOf(version: string | undefined): number {
   return m ? Number(m[1]) : 0;
 }
 
-export async function serverVersion(db: Queryable): Promise<string> {
-  const r = await db.query<{ server_version: string }>('SHOW server_version');
-  return r.rows[0]?.server_version ?? 'unknown';
-}
-
 export interface AdminRights {
   superuser: boolean;
   createdb: boolean;
   createrole: boolean;
-}
-
-export async function adminRights(db: Queryable): Promise<AdminRights> {
-  const r = await db.query<{ rolsuper: boolean; rolcreatedb: boolean; rolcreaterole: boolean }>(
-    'SELECT r.rolsuper, r.rolcreatedb, r.rolcreaterole FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER',
-  );
-  const row = r.rows[0];
-  return { superuser: !!row?.rolsuper, createdb: !!row?.rolcreatedb, createrole: !!row?.rolcreaterole };
 }
 
 /** Schemas of the session's database in which PUBLIC (every role, tenants included) may create objects. */
@@ -814,6 +805,60 @@ export async function connectionSlots(db: Queryable): Promise<ConnectionSlots> {
     reserved: Number(row?.res ?? 0),
     adminMayUseReserved: !!row?.may,
     superuser: !!row?.su,
+  };
+}
+
+export interface ServerFacts {
+  version: string;
+  rights: AdminRights;
+  /** As schemasPublicCanCreateIn, for the session's database. */
+  publicCreate: string[];
+  slots: ConnectionSlots;
+}
+
+/**
+ * What the server's re-check reads besides the catalog, in one query: its version, the admin's
+ * rights, the schemas of the session's database PUBLIC may create in, and its connection slots
+ * (the last two as schemasPublicCanCreateIn and connectionSlots read them).
+ */
+export async function serverFacts(db: Queryable): Promise<ServerFacts> {
+  const r = await db.query<{
+    version: string;
+    su: boolean | null;
+    cdb: boolean | null;
+    crole: boolean | null;
+    pub: string[] | null;
+    max: string;
+    sure: string;
+    res: string | null;
+    may: boolean | null;
+  }>(
+    `SELECT pg_catalog.current_setting('server_version') AS version,
+            a.rolsuper AS su, a.rolcreatedb AS cdb, a.rolcreaterole AS crole,
+            (SELECT pg_catalog.json_agg(n.nspname ORDER BY n.nspname)
+               FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) x
+              WHERE x.grantee OPERATOR(pg_catalog.=) 0 AND x.privilege_type OPERATOR(pg_catalog.=) 'CREATE') AS pub,
+            pg_catalog.current_setting('max_connections') AS max,
+            pg_catalog.current_setting('superuser_reserved_connections') AS sure,
+            pg_catalog.current_setting('reserved_connections', true) AS res,
+            CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) 'pg_use_reserved_connections')
+                 THEN pg_catalog.pg_has_role(CURRENT_USER, 'pg_use_reserved_connections', 'USAGE') END AS may
+       FROM (SELECT 1) one
+       LEFT JOIN pg_catalog.pg_roles a ON a.rolname OPERATOR(pg_catalog.=) CURRENT_USER`,
+  );
+  const row = r.rows[0];
+  const superuser = !!row?.su;
+  return {
+    version: row?.version ?? 'unknown',
+    rights: { superuser, createdb: !!row?.cdb, createrole: !!row?.crole },
+    publicCreate: row?.pub ?? [],
+    slots: {
+      maxConnections: Number(row?.max ?? 100),
+      superuserReserved: Number(row?.sure ?? 3),
+      reserved: Number(row?.res ?? 0),
+      adminMayUseReserved: !!row?.may,
+      superuser,
+    },
   };
 }
 

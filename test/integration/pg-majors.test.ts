@@ -412,6 +412,22 @@ describe.each(supportedMajors())('PostgreSQL %i', (major) => {
     expect(slots.superuser).toBe(false);
     expect(slots.maxConnections).toBeGreaterThan(0);
     if (major < 16) expect(slots.reserved).toBe(0);
+    // The server's re-check reads all of it, version and the admin's rights too, in one query.
+    const facts = await sql.serverFacts(e.pool);
+    expect(facts).toEqual({
+      version: (await e.superQuery('SHOW server_version'))[0]?.server_version,
+      rights: { superuser: false, createdb: true, createrole: true },
+      publicCreate: schemas,
+      slots,
+    });
+    expect(sql.majorOf(facts.version)).toBe(major);
+    await e.superQuery('CREATE SCHEMA open_to_all; GRANT CREATE ON SCHEMA open_to_all TO PUBLIC');
+    try {
+      expect((await sql.serverFacts(e.pool)).publicCreate).toEqual(major < 15 ? ['open_to_all', 'public'] : ['open_to_all']);
+      expect(await sql.schemasPublicCanCreateIn(e.pool)).toEqual((await sql.serverFacts(e.pool)).publicCreate);
+    } finally {
+      await e.superQuery('DROP SCHEMA open_to_all');
+    }
   });
 
   // reserved_connections and pg_use_reserved_connections exist from 16 on.

@@ -207,8 +207,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   let slots: sql.ConnectionSlots;
   let limits: Map<string, number>;
   try {
-    version = await sql.serverVersion(pool);
-    rights = await sql.adminRights(pool);
+    ({ version, rights, publicCreate, slots } = await sql.serverFacts(pool));
     const at = Date.now();
     // Sizes cost a walk of every file of every tenant database: they are read once per half resync
     // period, not on each of the many reconciles a burst of new tenants brings; in between, the
@@ -242,8 +241,6 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     ctx.catalog.set(name, { ...snapshot, at, sizedAt: withSizes ? at : (last?.sizedAt ?? at) });
     const everyones = new Set([creds.value.database, ...(shared ? [shared] : [])]);
     await dropTombstones(ctx, pool, inDatabase, managed, everyones, log);
-    publicCreate = await sql.schemasPublicCanCreateIn(pool);
-    slots = await sql.connectionSlots(pool);
     // The tenant roles that may log in, and their limits: in the catalog read above.
     limits = new Map([...snapshot.roles].filter(([, r]) => r.canLogin).map(([role, r]) => [role, r.connLimit]));
   } catch (err) {
