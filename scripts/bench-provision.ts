@@ -38,6 +38,7 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import pLimit from 'p-limit';
 import pg from 'pg';
+import YAML from 'yaml';
 import { makeApiClient } from '../src/kube/client.js';
 import { AdminPools, tryLogin, type AdminCredentials, type ServerEndpoint } from '../src/pg/connections.js';
 import { deterministicSalt, generatePassword, scramVerifier } from '../src/pg/scram.js';
@@ -671,6 +672,16 @@ async function floor(pgs: PgServer, n: number, pgCpu: PgCpuSampler): Promise<Flo
 
 // --- main ---------------------------------------------------------------------------------------------
 
+/** The chart's settings for the operator process (charts/tenantdb/values.yaml): what a user deploys. */
+function chartSettings(): { nodeOptions?: string | undefined; mallocArenaMax?: string | undefined } {
+  const values = YAML.parse(readFileSync(join(import.meta.dirname, '..', 'charts', 'tenantdb', 'values.yaml'), 'utf8')) as {
+    nodeOptions?: unknown;
+    mallocArenaMax?: unknown;
+  };
+  const text = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
+  return { nodeOptions: text(values.nodeOptions), mallocArenaMax: text(values.mallocArenaMax) };
+}
+
 interface Options {
   workers?: number;
   idleMinutes: number;
@@ -682,6 +693,7 @@ interface Options {
   keep: boolean;
   sources: boolean;
   nodeOptions?: string;
+  chartSettings: boolean;
   profile?: string;
   leaderElect: boolean;
   pgSet: [string, string][];
@@ -842,6 +854,11 @@ async function main(n: number, o: Options): Promise<void> {
   }
 
   const metricsPort = await freePort();
+  // The operator as the chart runs it: its V8 heap flags and glibc's malloc arenas from the chart's
+  // values, unless --node-options (or --no-chart-settings) says otherwise.
+  const chart = o.chartSettings ? chartSettings() : {};
+  const nodeOptions = o.nodeOptions ?? chart.nodeOptions;
+  const mallocArenaMax = chart.mallocArenaMax;
   const op = startOperatorProcess({
     kubeconfig: sb.operatorKubeconfig,
     logFile: join(dir, 'operator.log'),
@@ -852,9 +869,10 @@ async function main(n: number, o: Options): Promise<void> {
       ...(o.leaderElect ? [] : ['--no-leader-elect']),
     ],
     built: !o.sources,
-    ...(o.nodeOptions !== undefined || o.profile
-      ? { nodeOptions: [o.nodeOptions ?? '', o.profile ? `--cpu-prof --cpu-prof-dir=${o.profile}` : ''].join(' ').trim() }
+    ...(nodeOptions || o.profile
+      ? { nodeOptions: [nodeOptions ?? '', o.profile ? `--cpu-prof --cpu-prof-dir=${o.profile}` : ''].join(' ').trim() }
       : {}),
+    ...(mallocArenaMax ? { env: { MALLOC_ARENA_MAX: mallocArenaMax } } : {}),
   });
   cleanups.push(() => op.stop());
   const pid = op.child.pid ?? 0;
@@ -1021,7 +1039,7 @@ async function main(n: number, o: Options): Promise<void> {
   say('');
   say(`=== tenantdb provisioning bench, N=${n}${o.missingServer ? ', TenantDatabases naming a missing PostgresServer' : ''} ===`);
   say(
-    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}${o.leaderElect ? '' : ', no leader election'}${o.pgSet.map(([k, v]) => `, PostgreSQL ${k}=${v}`).join('')}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: ${o.pgCores === undefined ? `${cpus().length} cores shared by all` : `PostgreSQL alone on ${o.pgCores} of ${cpus().length} cores, the rest on the others`}, absolute times are noisy`,
+    `operator: workers ${o.workers ?? 'CLI default'}, resync ${o.resync}${o.leaderElect ? '' : ', no leader election'}, NODE_OPTIONS '${nodeOptions ?? ''}'${mallocArenaMax ? `, MALLOC_ARENA_MAX ${mallocArenaMax}` : ''}${o.chartSettings && o.nodeOptions === undefined ? " (the chart's)" : ''}${o.pgSet.map(([k, v]) => `, PostgreSQL ${k}=${v}`).join('')}; ${n} created in ${fmt(appliedSeconds, 2)} s (16 in flight); machine: ${o.pgCores === undefined ? `${cpus().length} cores shared by all` : `PostgreSQL alone on ${o.pgCores} of ${cpus().length} cores, the rest on the others`}, absolute times are noisy`,
   );
   const rows: [string, string][] = [];
   if (floorResult) {
@@ -1185,7 +1203,14 @@ program
     '--no-leader-elect',
     'run the operator without leader election (one replica): no Lease renewals, 30 API writes a minute, while idle',
   )
-  .option('--node-options <flags>', "NODE_OPTIONS for the operator process (e.g. '--max-old-space-size=128')")
+  .option(
+    '--node-options <flags>',
+    "NODE_OPTIONS for the operator process (e.g. '--max-old-space-size=128'; default: the chart's nodeOptions)",
+  )
+  .option(
+    '--no-chart-settings',
+    "run the operator without the chart's nodeOptions (V8 heap flags) and mallocArenaMax (MALLOC_ARENA_MAX), which it runs with by default",
+  )
   .option(
     '--profile <dir>',
     "CPU profiles into <dir>: the operator's (--cpu-prof, written when it stops) and the API server's over the burst (go tool pprof -top <dir>/kube-apiserver.pprof)",

@@ -29,7 +29,7 @@ export function messageEndingWith(head: string, tail: string): string {
 }
 
 /** The first `max` UTF-16 units of `s`, one fewer where the last would be half of a character outside the BMP. */
-function cutAt(s: string, max: number): string {
+export function cutAt(s: string, max: number): string {
   if (max <= 0) return '';
   if (s.length <= max) return s;
   const last = s.charCodeAt(max - 1);

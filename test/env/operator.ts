@@ -13,6 +13,8 @@ export interface OperatorProcOptions {
   built?: boolean;
   /** NODE_OPTIONS for the operator process alone (heap limits, say). */
   nodeOptions?: string;
+  /** More environment of the operator process (MALLOC_ARENA_MAX, say). */
+  env?: Record<string, string>;
 }
 
 export function startOperatorProcess(o: OperatorProcOptions): Proc {
@@ -37,6 +39,7 @@ export function startOperatorProcess(o: OperatorProcOptions): Proc {
         LOG_LEVEL: process.env.LOG_LEVEL ?? 'info',
         ...(o.identity ? { POD_NAME: o.identity } : {}),
         ...(o.nodeOptions !== undefined ? { NODE_OPTIONS: o.nodeOptions } : {}),
+        ...o.env,
       },
     },
   );

@@ -1,4 +1,4 @@
-import { EVENT_MESSAGE_MAX, cutMessage, messageEndingWith } from '../../src/runtime/events.js';
+import { EVENT_MESSAGE_MAX, cutAt, cutMessage, messageEndingWith } from '../../src/runtime/events.js';
 
 describe('messageEndingWith', () => {
   it('joins a head and a tail that fit as they are', () => {
@@ -36,5 +36,15 @@ describe('cutMessage', () => {
     expect(cutMessage('z'.repeat(EVENT_MESSAGE_MAX + 5))).toHaveLength(EVENT_MESSAGE_MAX);
     const m = cutMessage(`${'a'.repeat(EVENT_MESSAGE_MAX - 1)}\u{1F600}tail`);
     expect(m).toBe('a'.repeat(EVENT_MESSAGE_MAX - 1));
+  });
+});
+
+describe('cutAt', () => {
+  test('keeps what fits, and never ends in half a character', () => {
+    expect(cutAt('abc', 5)).toBe('abc');
+    expect(cutAt('abcdef', 3)).toBe('abc');
+    expect(cutAt('ab\u{1F600}c', 3)).toBe('ab');
+    expect(cutAt('ab\u{1F600}c', 4)).toBe('ab\u{1F600}');
+    expect(cutAt('abc', 0)).toBe('');
   });
 });

@@ -38,7 +38,7 @@ import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileInfo, ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
-import { messageEndingWith } from '../../runtime/events.js';
+import { cutAt, messageEndingWith } from '../../runtime/events.js';
 import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
 import {
   DEFAULT_POOLER_ADMIN_USER,
@@ -1573,7 +1573,7 @@ const PLAN_LINES = 100;
 
 /** Status for an observed tenant: in sync or not, and the plan. */
 function observationOutcome(rec: Recorder, cut: string | undefined, names: TenantNames, serverName: string): Provisioned {
-  const lines = [...rec.statements, ...rec.notes, ...(cut ? [cut] : [])].map((l) => (l.length > 1024 ? `${l.slice(0, 1020)} ...` : l));
+  const lines = [...rec.statements, ...rec.notes, ...(cut ? [cut] : [])].map((l) => (l.length > 1024 ? `${cutAt(l, 1020)} ...` : l));
   const plan = lines.length > PLAN_LINES ? [...lines.slice(0, PLAN_LINES), `... and ${lines.length - PLAN_LINES} more`] : lines;
   const inSync = lines.length === 0;
   const what = names.schema !== undefined ? `schema ${names.schema} in database ${names.database}` : `database ${names.database}`;
