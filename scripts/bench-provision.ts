@@ -155,15 +155,26 @@ interface SqlTally {
   queries: number;
   ddl: number;
   bySignature: Map<string, number>;
+  /** Sessions started (log_connections), by who: see sessionKind. */
+  sessions: Map<string, number>;
 }
 
-/** The admin's queries in PostgreSQL's log (log_statement=all is set for that role only). */
+/** Who opened a session, from its user: set in main once the sandbox's users are known. */
+let sessionKind: (user: string) => string = () => 'all';
+
+/** The admin's queries in PostgreSQL's log (log_statement=all is set for that role only), and every session started. */
 function tallySql(lines: string[]): SqlTally {
-  const t: SqlTally = { queries: 0, ddl: 0, bySignature: new Map() };
+  const t: SqlTally = { queries: 0, ddl: 0, bySignature: new Map(), sessions: new Map() };
   // A query's text runs on over the lines that follow its LOG line, each starting with a tab.
   const queries: string[] = [];
   let open = false;
   for (const line of lines) {
+    const c = /LOG: {2}connection authorized: user=(\S+)/.exec(line);
+    if (c) {
+      bump(t.sessions, sessionKind(c[1] ?? ''));
+      open = false;
+      continue;
+    }
     const m = /LOG: {2}(?:statement|execute [^:]*): (.*)$/.exec(line);
     if (m) {
       queries.push(m[1] ?? '');
@@ -437,6 +448,15 @@ function pgKind(title: string, admin: string, superuser: string): string {
 }
 
 const pgDelta = (a: Map<string, number>, b: Map<string, number>) => new Map([...a].map(([k, v]) => [k, v - (b.get(k) ?? 0)]));
+/** "2.0/tenant (admin 1.0, tenants 1.0)": sessions started, per tenant, by who. */
+const sessionsLine = (m: Map<string, number>, n: number) =>
+  `${fmt(total(m) / n, 1)}/tenant (${
+    [...m]
+      .sort((x, y) => y[1] - x[1])
+      .map(([k, v]) => `${k} ${fmt(v / n, 2)}`)
+      .join(', ') || '-'
+  })`;
+
 const pgKinds = (m: Map<string, number>) =>
   [...m]
     .filter(([, v]) => v >= 0.05)
@@ -761,10 +781,20 @@ async function main(n: number, o: Options): Promise<void> {
   // charge the bench's own requests to the API server's CPU in the burst.
   const custom = makeApiClient(kc, k8s.CustomObjectsApi);
 
+  sessionKind = (user) =>
+    user === sb.pg.admin.user
+      ? 'admin'
+      : user === sb.pg.superuser.user
+        ? 'the bench'
+        : /^(?:floor_\d+|bench_t\d+)$/.test(user)
+          ? 'tenants'
+          : user;
   // The admin's statements go to the log; the superuser's sampling does not.
   const su = await sb.pg.superClient();
   await su.query(`ALTER ROLE ${sql.id(sb.pg.admin.user)} SET log_statement = 'all'`);
-  for (const [name, value] of o.pgSet) {
+  // Every session's start is logged too: sessions per tenant, by who opened them, are counted from it.
+  const pgSettings: [string, string][] = [['log_connections', 'on'], ...o.pgSet];
+  for (const [name, value] of pgSettings) {
     const r = await su.query<{ context: string }>('SELECT context FROM pg_catalog.pg_settings WHERE name = $1', [name]);
     const context = r.rows[0]?.context;
     if (!context) throw new Error(`--pg-set ${name}: PostgreSQL has no such setting`);
@@ -772,10 +802,10 @@ async function main(n: number, o: Options): Promise<void> {
     // ALTER SYSTEM takes no parameters: the value goes as a literal (the server checks it).
     await su.query(`ALTER SYSTEM SET ${sql.id(name)} = ${pg.escapeLiteral(value)}`);
   }
-  if (o.pgSet.length) {
+  {
     const bad = await su.query<{ name: string; error: string }>(
       'SELECT name, error FROM pg_catalog.pg_file_settings WHERE name = ANY($1) AND error IS NOT NULL',
-      [o.pgSet.map(([k]) => k)],
+      [pgSettings.map(([k]) => k)],
     );
     if (bad.rows[0]) throw new Error(`--pg-set ${bad.rows[0].name}: ${bad.rows[0].error}`);
     const asked = (await su.query<{ t: Date }>('SELECT pg_catalog.now() AS t')).rows[0]?.t ?? new Date(0);
@@ -1128,6 +1158,10 @@ async function main(n: number, o: Options): Promise<void> {
     [
       'SQL by the admin',
       `${burst.sql.queries} queries = ${fmt(burst.sql.queries / n, 1)}/tenant; with DDL ${burst.sql.ddl} = ${fmt(burst.sql.ddl / n, 1)}/tenant (statements sent together are one query)`,
+    ],
+    [
+      'PostgreSQL sessions started',
+      `${sessionsLine(burst.sql.sessions, n)}${floorResult ? `; the floor with its logins ${sessionsLine(floorResult.sql.sessions, n)}` : ''}`,
     ],
     [
       'API requests, operator',
