@@ -2,19 +2,23 @@
  * What a burst of N new tenants costs, against the real control plane, PostgreSQL, PgBouncer, agent
  * and the operator as a separate process. Figures, not assertions.
  *   npm run bench:provision -- [N] [--workers n] [--idle-minutes m] [--resync 5m] [--missing-server]
- *     [--no-leader-elect] [--profile dir] [--sources] [--node-options "..."] [--pg-set name=value]
+ *     [--no-leader-elect] [--profile dir] [--sources] [--node-options "..."] [--no-chart-settings]
+ *     [--pg-set name=value] [--pg-cores n] [--no-floor] [--no-floor-after]
  *
  * 1. The floor: the statements the operator issues for a new tenant (the very functions of
  *    pg/tenant-sql.ts), run for N tenants over the admin sessions the operator may hold (AdminPools).
- * 2. The burst: N TenantDatabases created at once; time until each is Ready (pooler-confirmed).
- * 3. Idle: per minute, what the operator does while nothing changes.
+ * 2. The burst: N TenantDatabases created at once; time until each is Ready (pooler-confirmed). The
+ *    operator runs as the chart runs it (its nodeOptions and mallocArenaMax from values.yaml).
+ * 3. The floor once more: how far the machine's speed drifted within the run.
+ * 4. Idle: per minute, what the operator does while nothing changes.
  * With --missing-server: N TenantDatabases naming a PostgresServer that does not exist, until each
  * has a status (the operator's memory at N, cheaply).
  *
  * Where the figures come from: reconciles and pooler config writes from the operator's /metrics;
  * CPU and RSS from /proc (the operator process and its children); API requests from the
  * kube-apiserver's audit log (the operator's ServiceAccount only); SQL statements from PostgreSQL's
- * log (log_statement=all for the admin role only); admin sessions by sampling pg_stat_activity.
+ * log (log_statement=all for the admin role only), and the sessions started (log_connections);
+ * admin sessions by sampling pg_stat_activity.
  */
 import * as k8s from '@kubernetes/client-node';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -694,11 +698,12 @@ async function floor(pgs: PgServer, n: number, pgCpu: PgCpuSampler): Promise<Flo
 
 /** The chart's settings for the operator process (charts/tenantdb/values.yaml): what a user deploys. */
 function chartSettings(): { nodeOptions?: string | undefined; mallocArenaMax?: string | undefined } {
-  const values = YAML.parse(readFileSync(join(import.meta.dirname, '..', 'charts', 'tenantdb', 'values.yaml'), 'utf8')) as {
+  const values = (YAML.parse(readFileSync(join(import.meta.dirname, '..', 'charts', 'tenantdb', 'values.yaml'), 'utf8')) ?? {}) as {
     nodeOptions?: unknown;
     mallocArenaMax?: unknown;
   };
-  const text = (v: unknown) => (typeof v === 'string' && v.trim() ? v.trim() : undefined);
+  // As the chart's template quotes them: a number (mallocArenaMax: 2) is taken as its text.
+  const text = (v: unknown) => (typeof v === 'number' ? String(v) : typeof v === 'string' && v.trim() ? v.trim() : undefined);
   return { nodeOptions: text(values.nodeOptions), mallocArenaMax: text(values.mallocArenaMax) };
 }
 
@@ -1041,6 +1046,9 @@ async function main(n: number, o: Options): Promise<void> {
   // second floor shows how far. Not used for the ratio, which stays against the floor before.
   let floorAfter: FloorResult | undefined;
   if (floorResult && o.floorAfter) {
+    // As before the burst: what the operator still does just after its last tenant is Ready (a
+    // server reconcile, a pooler write) is not the machine's drift.
+    await new Promise((r) => setTimeout(r, 3000));
     say('floor again, after the burst ...');
     floorAfter = await floor(sb.pg, n, pgCpu);
     say(`floor after: ${fmt(floorAfter.seconds, 2)} s; one login per tenant ${fmt(floorAfter.loginSeconds, 2)} s more`);

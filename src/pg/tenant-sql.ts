@@ -138,9 +138,9 @@ export interface DatabaseRow {
   settings: string[];
 }
 
-/** The condition "database d is owned by `role`" (an SQL expression: CURRENT_USER, or a literal from lit). */
-const OWNED_BY = (role: string) =>
-  `d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ${role})`;
+/** The condition "database d is owned by `role`" (a role name, made a literal here), or by the session's user. */
+const OWNED_BY = (role?: string) =>
+  `d.datdba OPERATOR(pg_catalog.=) (SELECT u.oid FROM pg_catalog.pg_roles u WHERE u.rolname OPERATOR(pg_catalog.=) ${role === undefined ? 'CURRENT_USER' : lit(role)})`;
 
 interface DatabaseColumns {
   datname: string;
@@ -155,7 +155,7 @@ interface DatabaseColumns {
 }
 
 const DATABASE_COLUMNS = `d.datname, pg_catalog.pg_get_userbyid(d.datdba) AS owner,
-            ${OWNED_BY('CURRENT_USER')} AS mine,
+            ${OWNED_BY()} AS mine,
             d.datallowconn, d.datconnlimit,
             pg_catalog.shobj_description(d.oid, 'pg_database') AS comment,
             (SELECT pg_catalog.json_agg(pg_catalog.json_build_object(
@@ -467,7 +467,7 @@ function assert(cond: string, from = ''): string {
 const DATABASE_BY_NAME = (name: string) => ` FROM pg_catalog.pg_database d WHERE d.datname OPERATOR(pg_catalog.=) ${lit(name)}`;
 const CREATED_UNMARKED = (tag: number) =>
   `pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL AND NOT d.datallowconn AND d.datconnlimit OPERATOR(pg_catalog.=) ${Number(tag)}
-     AND ${OWNED_BY('CURRENT_USER')}`;
+     AND ${OWNED_BY()}`;
 
 /**
  * What a database createDatabase just made (with `tag`, creationTag) gets before anyone may
@@ -498,7 +498,7 @@ export async function markUnmarkedDatabase(db: Queryable, name: string, role: st
     assert(
       `(${CREATED_UNMARKED(tag)})
          OR (pg_catalog.shobj_description(d.oid, 'pg_database') IS NULL
-             AND ${OWNED_BY(lit(role))})`,
+             AND ${OWNED_BY(role)})`,
       DATABASE_BY_NAME(name),
     ),
     `COMMENT ON DATABASE ${id(name)} IS ${lit(marker)}`,
@@ -589,7 +589,7 @@ export async function serverCatalog(db: Queryable, withSizes = true): Promise<{ 
        FROM ${MARKED_ROLES}
      UNION ALL
      SELECT 'database', d.datname, c.description, NULL, d.datconnlimit, d.datallowconn,
-            ${OWNED_BY('CURRENT_USER')},
+            ${OWNED_BY()},
             ${size}
        FROM ${MARKED_DATABASES}
      UNION ALL
