@@ -22,6 +22,20 @@ export interface ReconcileInfo {
   park?: (timeoutMs: number) => Promise<boolean>;
 }
 
+/** How much sooner than its period a periodic re-check may come, at most (a fraction of it). */
+export const RESYNC_SPREAD = 0.15;
+
+/**
+ * A periodic re-check's delay: the period, less a random part of up to RESYNC_SPREAD of it. Keys
+ * reconciled together (a burst of new tenants, every key at a restart) would otherwise come due
+ * together at every period, and a re-check that costs more now and then (the hourly deep one of a
+ * tenant) with them; each draw moves a key's phase, so they drift apart. Never later than the
+ * period: "re-checked every --resync" holds.
+ */
+export function periodicDelay(periodMs: number, random: () => number = Math.random): number {
+  return Math.round(periodMs * (1 - RESYNC_SPREAD * random()));
+}
+
 export type Reconciler = (key: string, log: Logger, info: ReconcileInfo) => Promise<ReconcileResult | void>;
 
 export interface Controller {

@@ -1,4 +1,4 @@
-import { createController } from '../../src/runtime/controller.js';
+import { RESYNC_SPREAD, createController, periodicDelay } from '../../src/runtime/controller.js';
 import { createLogger } from '../../src/runtime/logger.js';
 import { createMetrics } from '../../src/runtime/metrics.js';
 
@@ -137,4 +137,22 @@ test('the duration factor is capped, and a failed reconcile is spaced by the bac
   expect(gap).toBeLessThan(5000);
   await c.stop();
   await done;
+});
+
+describe('periodicDelay', () => {
+  test('is the period less at most RESYNC_SPREAD of it, never more', () => {
+    expect(periodicDelay(300_000, () => 0)).toBe(300_000);
+    expect(periodicDelay(300_000, () => 0.999999)).toBe(Math.round(300_000 * (1 - RESYNC_SPREAD * 0.999999)));
+    for (let i = 0; i < 1000; i++) {
+      const d = periodicDelay(300_000);
+      expect(d).toBeLessThanOrEqual(300_000);
+      expect(d).toBeGreaterThanOrEqual(300_000 * (1 - RESYNC_SPREAD));
+    }
+  });
+
+  test('keys reconciled together drift apart', () => {
+    // 1,000 keys due at once: after one period their next re-checks are spread over RESYNC_SPREAD of it.
+    const next = Array.from({ length: 1000 }, () => periodicDelay(300_000));
+    expect(Math.max(...next) - Math.min(...next)).toBeGreaterThan(300_000 * RESYNC_SPREAD * 0.9);
+  });
 });

@@ -6,7 +6,7 @@ import { schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { tenantDatabaseSpec } from '../../api/tenantdatabase.js';
 import { customResourceApi } from '../../kube/client.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
-import type { ReconcileResult } from '../../runtime/controller.js';
+import { periodicDelay, type ReconcileResult } from '../../runtime/controller.js';
 import { commitStatus } from '../../runtime/status.js';
 import { splitKey, type OperatorContext } from '../context.js';
 import { MAX_CIDRS_PER_TENANT, accessState, accessTarget, tenantWhitelists } from '../pooler-view.js';
@@ -99,5 +99,5 @@ export async function reconcileIpWhitelist(ctx: OperatorContext, key: string, _l
     observed: [d.applied, { ...d.applied, type: 'Ready' }],
     terminal,
   });
-  return { poll: d.soon, requeueAfterMs: ctx.config.resyncMs };
+  return { poll: d.soon, requeueAfterMs: periodicDelay(ctx.config.resyncMs) };
 }

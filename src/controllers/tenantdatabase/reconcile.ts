@@ -36,7 +36,7 @@ import { Recorder } from '../../pg/recording.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
-import type { ReconcileInfo, ReconcileResult } from '../../runtime/controller.js';
+import { periodicDelay, type ReconcileInfo, type ReconcileResult } from '../../runtime/controller.js';
 import { RetryableError, TerminalError, errorMessage } from '../../runtime/errors.js';
 import { cutAt, messageEndingWith } from '../../runtime/events.js';
 import { addFinalizer, commitStatus, transitioned } from '../../runtime/status.js';
@@ -213,7 +213,8 @@ export async function reconcileTenantDatabase(
     if (provisionedEvent !== undefined) ctx.events.normal(tenantRef(td), 'Provisioned', provisionedEvent);
     throw err;
   }
-  return { poll: soon, requeueAfterMs: Math.min(retryMs ?? ctx.config.resyncMs, ctx.config.resyncMs) };
+  const resync = periodicDelay(ctx.config.resyncMs);
+  return { poll: soon, requeueAfterMs: Math.min(retryMs ?? resync, resync) };
 }
 
 /**

@@ -13,7 +13,7 @@ import { tenantGroup, type TenantGroup } from '../../api/tenantgroup.js';
 import { customResourceApi, httpStatus } from '../../kube/client.js';
 import { DATA_HASH_ANNOTATION, dataHash, decodeSecretData, encodeSecretData } from '../../kube/secrets.js';
 import type { ConditionInput } from '../../runtime/conditions.js';
-import type { ReconcileResult } from '../../runtime/controller.js';
+import { periodicDelay, type ReconcileResult } from '../../runtime/controller.js';
 import { addFinalizer, commitStatus, removeFinalizer } from '../../runtime/status.js';
 import { FINALIZER, MANAGED_BY, MANAGED_BY_LABEL, controllerRef, splitKey, type OperatorContext } from '../context.js';
 import { GROUP_VERIFIER_ANNOTATION } from '../pooler-view.js';
@@ -200,5 +200,5 @@ export async function reconcileTenantGroup(ctx: OperatorContext, key: string, lo
     return login.pending ? { poll: true } : login.terminal ? result : { requeueAfterMs: 15_000 };
   }
   await finishAll(conds({ type: 'Ready', status: 'True', reason: near ? 'NearLimit' : 'Synced', message }), fields, true);
-  return login ? { requeueAfterMs: ctx.config.resyncMs } : {};
+  return login ? { requeueAfterMs: periodicDelay(ctx.config.resyncMs) } : {};
 }
