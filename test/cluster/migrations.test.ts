@@ -192,6 +192,9 @@ test('changing the template runs the migration again, under a new Job', async ()
 test("a TenantGroup's rollout stops at the first failure and names the tenant and its Job; fixed, it goes on at most maxParallel at a time", async () => {
   const members = ['m-a', 'm-b', 'm-c', 'm-d'];
   for (const m of members) apply(tenant(m, { deletionPolicy: 'Delete' }, { app: 'merchants' }));
+  // All four provisioned first: the rollout goes by name among members that can migrate, and one
+  // still being provisioned would be passed over (m-c could start before m-a).
+  for (const m of members) await waitReady(m);
   // m-b's migration fails; the others take a few seconds.
   const failing = psqlMigration(
     'create table orders (id int primary key)',
