@@ -76,22 +76,35 @@ export function schemaAlias(schema: string): string {
  */
 export const HOLDER_SUFFIX = '_hold';
 export function holderRoleName(role: string): string {
-  const plain = `${role}${HOLDER_SUFFIX}`;
-  if (plain.length <= 63) return plain;
-  const suffix = `_${shortHash(role)}${HOLDER_SUFFIX}`;
-  return role.slice(0, 63 - suffix.length).replace(/_+$/, '') + suffix;
+  return suffixed(role, HOLDER_SUFFIX);
 }
 
 /**
- * The second login role of a tenant whose passwords rotate with overlap: `<role>_2`, or, when that
- * would pass 63 bytes, a prefix of the role, a hash of it and `_2`. It is a member of the tenant's
+ * The second login role of a tenant whose passwords rotate with overlap: `<role>-2`, or, when that
+ * would pass 63 bytes, a prefix of the role, a hash of it and `-2`. It is a member of the tenant's
  * role and acts as it (its sessions start with SET ROLE to it), so whatever either login creates is
- * owned by the one tenant role.
+ * owned by the one tenant role. The `-` is what keeps the name the tenant's: no name a tenant can
+ * choose or derive holds one (roleName is `[a-z_][a-z0-9_]*`, derived names too), so no other
+ * tenant can take it first and hold this one's rotation in Conflict.
  */
+export const TWIN_SUFFIX = '-2';
 export function twinRoleName(role: string): string {
-  const plain = `${role}_2`;
+  return suffixed(role, TWIN_SUFFIX);
+}
+
+/**
+ * The second login role as earlier releases named it, `<role>_2` (hashed past 63 bytes like the
+ * new name). A tenant that has one, marked as its own, keeps it as its second login (an existing
+ * role cannot be taken by anyone else); no new twin gets this name.
+ */
+export function legacyTwinRoleName(role: string): string {
+  return suffixed(role, '_2');
+}
+
+function suffixed(role: string, end: string): string {
+  const plain = `${role}${end}`;
   if (plain.length <= 63) return plain;
-  const suffix = `_${shortHash(role)}_2`;
+  const suffix = `_${shortHash(role)}${end}`;
   return role.slice(0, 63 - suffix.length).replace(/_+$/, '') + suffix;
 }
 

@@ -238,7 +238,7 @@ export const tenantDatabaseSpec = z
           .enum(['InPlace', 'Overlap'])
           .default('InPlace')
           .describe(
-            'InPlace: a rotation gives the role a new password at once; sessions open go on, new logins with the old password fail. Overlap: the tenant has two login roles, <roleName> and <roleName>_2, both acting as <roleName> (objects stay owned by it); a rotation gives the idle one a new password, switches the Secret to it once it logs in directly and through the pooler, and lets the old one log in until gracePeriod ends (VALID UNTIL, enforced by PostgreSQL even while the operator is down). A rotation asked while a grace period runs waits for its end.',
+            'InPlace: a rotation gives the role a new password at once; sessions open go on, new logins with the old password fail. Overlap: the tenant has two login roles, <roleName> and <roleName>-2 (a twin made by an earlier release keeps its name <roleName>_2), both acting as <roleName> (objects stay owned by it); a rotation gives the idle one a new password, switches the Secret to it once it logs in directly and through the pooler, and lets the old one log in until gracePeriod ends (VALID UNTIL, enforced by PostgreSQL even while the operator is down). A rotation asked while a grace period runs waits for its end.',
           ),
         gracePeriod: duration('passwordRotation.gracePeriod', 5, 30 * 24 * 3600)
           .default('1h')

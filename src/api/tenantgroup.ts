@@ -10,9 +10,7 @@ const secretKey = z
   .max(253)
   .regex(/^[-._a-zA-Z0-9]+$/, 'a Secret key is made of letters, digits, -, _ and .');
 
-// Nor end in _2: that is the shape of a tenant's second login role (overlapping rotation), which a
-// group taking first would keep that tenant from rotating.
-const ROLE_RULES = `groupLogin.roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')}, start with pg_, or end in ${HOLDER_SUFFIX} or _2 (names of a tenant's own roles)`;
+const ROLE_RULES = `groupLogin.roleName must not be one of ${[...RESERVED_ROLES].sort().join(', ')}, start with pg_, or end in ${HOLDER_SUFFIX} (the name of a read-only tenant's holder role)`;
 
 /**
  * One login role for a backend that routes by search_path in a schema-per-tenant shared database:
@@ -33,7 +31,7 @@ export const groupLogin = z
         MAX_GROUP_ROLE,
         `groupLogin.roleName must be at most ${MAX_GROUP_ROLE} bytes, so that its pooler alias ${GROUP_ALIAS_PREFIX}<roleName> fits in 63`,
       )
-      .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_') && !v.endsWith(HOLDER_SUFFIX) && !v.endsWith('_2'), {
+      .refine((v) => !RESERVED_ROLES.has(v) && !v.startsWith('pg_') && !v.endsWith(HOLDER_SUFFIX), {
         message: ROLE_RULES,
       })
       .optional()
@@ -47,7 +45,7 @@ export const groupLogin = z
             rule: `!(self in [${[...RESERVED_ROLES]
               .sort()
               .map((r) => `'${r}'`)
-              .join(', ')}]) && !self.startsWith('pg_') && !self.endsWith('${HOLDER_SUFFIX}') && !self.endsWith('_2')`,
+              .join(', ')}]) && !self.startsWith('pg_') && !self.endsWith('${HOLDER_SUFFIX}')`,
             message: ROLE_RULES,
           },
         ),

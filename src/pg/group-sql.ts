@@ -12,7 +12,7 @@
  *   follow membership at check time; on leaving, the group's own grants in the member's schemas go
  *   and its sessions are ended, since one that did SET ROLE keeps the member's rights); per-object grants would leave residue
  *   on every table the member created, and default privileges to keep in step with each member.
- * - Only the member role is granted, never its twin (<role>_2) or holder: the twin is a member of
+ * - Only the member role is granted, never its twin (<role>-2) or holder: the twin is a member of
  *   the member role (so the group gets nothing through it), and the holder's objects are the
  *   member's only as far as the member's read grants say.
  * - The group role is a member of nothing else: every other membership found is revoked, so

@@ -768,16 +768,6 @@ export interface AdminRights {
   createrole: boolean;
 }
 
-/** Schemas of the session's database in which PUBLIC (every role, tenants included) may create objects. */
-export async function schemasPublicCanCreateIn(db: Queryable): Promise<string[]> {
-  const r = await db.query<{ nspname: string }>(
-    `SELECT n.nspname FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
-      WHERE a.grantee OPERATOR(pg_catalog.=) 0 AND a.privilege_type OPERATOR(pg_catalog.=) 'CREATE'
-      ORDER BY 1`,
-  );
-  return r.rows.map((x) => x.nspname);
-}
-
 export interface ConnectionSlots {
   maxConnections: number;
   /** superuser_reserved_connections: slots only superusers may use. */
@@ -789,37 +779,19 @@ export interface ConnectionSlots {
   superuser: boolean;
 }
 
-export async function connectionSlots(db: Queryable): Promise<ConnectionSlots> {
-  const r = await db.query<{ max: string; sure: string; res: string | null; may: boolean | null; su: boolean }>(
-    `SELECT pg_catalog.current_setting('max_connections') AS max,
-            pg_catalog.current_setting('superuser_reserved_connections') AS sure,
-            pg_catalog.current_setting('reserved_connections', true) AS res,
-            CASE WHEN EXISTS (SELECT 1 FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) 'pg_use_reserved_connections')
-                 THEN pg_catalog.pg_has_role(CURRENT_USER, 'pg_use_reserved_connections', 'USAGE') END AS may,
-            (SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname OPERATOR(pg_catalog.=) CURRENT_USER) AS su`,
-  );
-  const row = r.rows[0];
-  return {
-    maxConnections: Number(row?.max ?? 100),
-    superuserReserved: Number(row?.sure ?? 3),
-    reserved: Number(row?.res ?? 0),
-    adminMayUseReserved: !!row?.may,
-    superuser: !!row?.su,
-  };
-}
-
 export interface ServerFacts {
   version: string;
   rights: AdminRights;
-  /** As schemasPublicCanCreateIn, for the session's database. */
+  /** Schemas of the session's database in which PUBLIC (every role, tenants included) may create objects, sorted. */
   publicCreate: string[];
   slots: ConnectionSlots;
 }
 
 /**
  * What the server's re-check reads besides the catalog, in one query: its version, the admin's
- * rights, the schemas of the session's database PUBLIC may create in, and its connection slots
- * (the last two as schemasPublicCanCreateIn and connectionSlots read them).
+ * rights, the schemas of the session's database PUBLIC may create in, and its connection slots.
+ * The tenant path reads the same (a connection budget's slots, the schemas a read-only tenant's
+ * database leaves open): one cheap query, one place for its SQL.
  */
 export async function serverFacts(db: Queryable): Promise<ServerFacts> {
   const r = await db.query<{

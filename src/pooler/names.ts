@@ -14,6 +14,12 @@ export const CONSOLE_DATABASE = 'pgbouncer';
 /** A PostgreSQL identifier as the operator creates them (and as the files carry them, unquoted). */
 export const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
+/**
+ * A tenant's second login role (api/naming's twinRoleName): an identifier and `-2`, 63 bytes at
+ * most. A role name only: `-` ends no token in either HBA file, and PgBouncer's userlist quotes it.
+ */
+export const TWIN_ROLE = /^[a-z_][a-z0-9_]{0,60}-2$/;
+
 export type NameUse = 'alias' | 'database' | 'role';
 
 /** Why a name cannot appear in the pooler's or the server's files in that place; undefined when it can. */
@@ -28,6 +34,7 @@ export const GROUP_ALIAS = /^group\.[a-z_][a-z0-9_]{0,56}$/;
 
 export function nameProblem(use: NameUse, name: string): string | undefined {
   if (use === 'alias' && (SCHEMA_ALIAS.test(name) || GROUP_ALIAS.test(name))) return undefined;
+  if (use === 'role' && TWIN_ROLE.test(name)) return undefined;
   if (!IDENT.test(name)) return `${use} ${JSON.stringify(name)} is not a lower case identifier of at most 63 bytes`;
   if (HBA_KEYWORDS.has(name)) return `${use} ${name} is an HBA keyword`;
   if (use === 'alias' && name === CONSOLE_DATABASE) return `alias ${name} is PgBouncer's admin console`;

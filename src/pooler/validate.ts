@@ -67,7 +67,7 @@ export function validateUserlist(text: string, o: ValidateOptions = {}): Validat
   const seen = new Set<string>();
   lines(text).forEach((l, i) => {
     const at = (message: string) => errs.push({ file: 'userlist.txt', line: i + 1, message });
-    const m = /^"([a-z_][a-z0-9_]{0,62})" "(.+)"$/.exec(l);
+    const m = /^"([^"]+)" "(.+)"$/.exec(l);
     if (!m) return at('not a "user" "verifier" line');
     const [, user = '', verifier = ''] = m;
     // PgBouncer keeps the last line of a user: a second line, or one for the admin, would replace a password.

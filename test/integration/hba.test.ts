@@ -1,4 +1,5 @@
 /** Allow-lists on the direct path: the agent beside a self-hosted PostgreSQL manages its pg_hba.conf. */
+import * as k8s from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
 import { startPgAgent } from '../env/pg-agent.js';
@@ -186,4 +187,46 @@ test('a file PostgreSQL itself rejects is put back, not reloaded, and the server
   await waitForCondition(() => getWhitelist('lab'), 'Applied', 'True');
   await waitForCondition(() => getTenant(c, NS, 'epsilon'), 'Ready', 'True');
   expect(await refusedFrom('127.0.0.4', await directUrl('epsilon'))).toBe(true);
+});
+
+test("an Overlap tenant's second login is named in its allow-list rules: it logs in from listed addresses only", async () => {
+  await applyTenant(c, NS, 'zeta', { serverRef: { name: SERVER }, passwordRotation: { strategy: 'Overlap', gracePeriod: '1h' } });
+  await tenantReady(c, NS, 'zeta');
+  await apply(c.kc, [
+    {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'IpWhitelist',
+      metadata: { name: 'zeta-office', namespace: NS },
+      spec: { tenantDatabaseRef: { name: 'zeta' }, entries: [{ cidr: '127.0.0.2/32' }] },
+    } as never,
+  ]);
+  await waitForCondition(() => getTenant(c, NS, 'zeta'), 'AccessRulesApplied', 'True', 'Enforced');
+  const before = (await readSecretData(c, NS, 'zeta-db')) ?? {};
+  await c.custom.patchNamespacedCustomObject(
+    {
+      group: 'tenantdb.dev',
+      version: 'v1alpha1',
+      namespace: NS,
+      plural: 'tenantdatabases',
+      name: 'zeta',
+      body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': 'z1' } } },
+    },
+    k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+  );
+  const after = await waitFor(
+    'the switch to the second login',
+    async () => {
+      const s = await readSecretData(c, NS, 'zeta-db');
+      return s && s.password !== before.password ? s : undefined;
+    },
+    60_000,
+    200,
+  );
+  expect(after.username).toBe('direct_zeta-2');
+  // The rule naming both logins is in the server's own pg_hba.conf, which PostgreSQL loaded.
+  expect(await queryFrom('127.0.0.2', after.DIRECT_URL ?? '', 'SELECT current_user AS u, session_user AS s')).toEqual([
+    { u: 'direct_zeta', s: 'direct_zeta-2' },
+  ]);
+  await expect(queryFrom('127.0.0.3', after.DIRECT_URL ?? '')).rejects.toMatchObject({ code: '28000' });
+  expect(await queryFrom('127.0.0.2', before.DIRECT_URL ?? '')).toEqual([{ u: 'direct_zeta' }]);
 });

@@ -8,14 +8,17 @@ import * as k8s from '@kubernetes/client-node';
 import pg from 'pg';
 import type { Pooler } from '../env/pgbouncer.js';
 import type { Proc } from '../env/process.js';
+import { apply } from '../env/cluster.js';
 import { waitFor } from '../env/ports.js';
 import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
+import { createTwinRole, ownerMarker } from '../../src/pg/tenant-sql.js';
 import {
   applyTenant,
   cluster,
   getTenant,
   namespace,
   operator,
+  queryFrom,
   queryWith,
   readSecretData,
   startPooledServer,
@@ -146,7 +149,7 @@ test('clients that re-read the Secret never fail across rotations; old credentia
           (GRACE_S + 30) * 1000,
           100,
         );
-        expect(next.username).toBe(after.username === 'rot_shop' ? 'rot_shop_2' : 'rot_shop');
+        expect(next.username).toBe(after.username === 'rot_shop' ? 'rot_shop-2' : 'rot_shop');
         generation++;
         retired.push(after);
         before = next;
@@ -168,7 +171,7 @@ test('clients that re-read the Secret never fail across rotations; old credentia
   }
   expect(failures).toEqual([]);
   expect(logins).toBeGreaterThan(20);
-  expect(seen).toEqual(new Set(['rot_shop', 'rot_shop_2']));
+  expect(seen).toEqual(new Set(['rot_shop', 'rot_shop-2']));
   // Every credential ever handed out but the current one is refused now.
   for (const s of [first, ...retired]) {
     if (s.password === before.password) continue;
@@ -182,7 +185,7 @@ test('clients that re-read the Secret never fail across rotations; old credentia
   await waitFor(
     'the other login role to be retired',
     async () => {
-      const roles = await superQuery(c, "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rot_shop', 'rot_shop_2') ORDER BY 1");
+      const roles = await superQuery(c, "SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ('rot_shop', 'rot_shop-2') ORDER BY 1");
       return roles.length === 2 && roles.every((r) => r.rolcanlogin === (r.rolname === before.username)) ? true : undefined;
     },
     30_000,
@@ -229,23 +232,130 @@ test("a tenant that names another tenant's role in its rotation state, or takes 
     const pool = await readSecretData(c, 'rvictim', 'app-db');
     expect(await works(pool?.DATABASE_URL ?? '')).toBe(true);
 
-    // Asking for overlapping rotation makes the victim's role its second login: refused, nothing touched.
+    // Overlapping rotation: the evil tenant's second login is clash-2, a name no tenant can hold;
+    // the victim's clash_2 is not taken for it, and stays as it was.
     await evil.apply('TenantDatabase', 'app', {
       serverRef: { name: SERVER },
       roleName: 'clash',
       passwordRotation: { strategy: 'Overlap' },
     });
-    const refused = await waitForCondition(() => getTenant(c, 'revil', 'app'), 'Ready', 'False', 'Conflict', 30_000);
-    expect(JSON.stringify(refused.status?.conditions)).toMatch(/clash_2/);
+    await waitFor(
+      "the evil tenant's second login",
+      async () => (await superQuery(c, "SELECT 1 FROM pg_roles WHERE rolname = 'clash-2'")).length === 1 || undefined,
+      30_000,
+    );
+    await tenantReady(c, 'revil', 'app');
     expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
     const after = await superQuery(
       c,
       "SELECT rolcanlogin, rolvaliduntil, pg_has_role('clash_2', 'clash', 'MEMBER') AS m FROM pg_roles WHERE rolname = 'clash_2'",
     );
     expect(after[0]).toEqual({ rolcanlogin: true, rolvaliduntil: null, m: false });
+    // Its rotation switches to clash-2, which logs in and acts as clash.
+    await evil.apply(
+      'TenantDatabase',
+      'app',
+      { serverRef: { name: SERVER }, roleName: 'clash', passwordRotation: { strategy: 'Overlap' } },
+      { annotations: { 'tenantdb.dev/rotate-password': 'e2' } },
+    );
+    const switched = await waitFor(
+      'the evil tenant switched to its second login',
+      async () => {
+        const es = await evil.core.readNamespacedSecret({ name: 'app-db', namespace: 'revil' });
+        const user = Buffer.from(es.data?.username ?? '', 'base64').toString('utf8');
+        return user === 'clash-2' ? Buffer.from(es.data?.DIRECT_URL ?? '', 'base64').toString('utf8') : undefined;
+      },
+      30_000,
+    );
+    expect(await queryWith(switched, 'SELECT current_user AS u, session_user AS s')).toEqual([{ u: 'clash', s: 'clash-2' }]);
+    expect((await open.query('SELECT 1 AS one')).rows).toEqual([{ one: 1 }]);
+    // Nor can a tenant ask for a role of a twin's shape: the API server refuses it, as the tenant.
+    await expect(evil.apply('TenantDatabase', 'other', { serverRef: { name: SERVER }, roleName: 'clash-2' })).rejects.toMatchObject({
+      code: 422,
+    });
   } finally {
     await open.end().catch(() => undefined);
   }
+}, 120_000);
+
+test("a second login an earlier release made (<role>_2, marked as the tenant's) stays its twin: the rotation switches to it", async () => {
+  await applyTenant(c, NS, 'legacy', { serverRef: { name: SERVER } });
+  const td = await tenantReady(c, NS, 'legacy');
+  // What an earlier release left: the twin under its old name, made by the admin as it made it then.
+  const p = c.env.pg;
+  const admin = new pg.Client({ host: p.host, port: p.port, user: p.admin.user, password: p.admin.password, database: 'postgres' });
+  await admin.connect();
+  try {
+    const marker = ownerMarker({ namespace: NS, name: 'legacy', uid: td.metadata.uid, server: SERVER });
+    await createTwinRole(
+      admin,
+      'rot_legacy_2',
+      'rot_legacy',
+      verifierFor(td.metadata.uid, 'rot_legacy_2', 'x'.repeat(30)),
+      20,
+      marker,
+      false,
+    );
+  } finally {
+    await admin.end();
+  }
+  const before = (await readSecretData(c, NS, 'legacy-db')) ?? {};
+  await applyTenant(c, NS, 'legacy', {
+    serverRef: { name: SERVER },
+    passwordRotation: { strategy: 'Overlap', gracePeriod: `${GRACE_S}s` },
+  });
+  await rotate('legacy', 'l1');
+  const after = await waitFor(
+    'the switch to the earlier twin',
+    async () => {
+      const s = await readSecretData(c, NS, 'legacy-db');
+      return s && s.password !== before.password ? s : undefined;
+    },
+    60_000,
+    200,
+  );
+  expect(after.username).toBe('rot_legacy_2');
+  for (const url of [after.DIRECT_URL ?? '', after.DATABASE_URL ?? ''])
+    expect(await queryWith(url, 'SELECT current_user AS u, session_user AS s')).toEqual([{ u: 'rot_legacy', s: 'rot_legacy_2' }]);
+  expect(await works(before.DIRECT_URL ?? '')).toBe(true);
+  expect(await superQuery(c, "SELECT rolname FROM pg_roles WHERE rolname LIKE 'rot\\_legacy%' ORDER BY 1")).toEqual([
+    { rolname: 'rot_legacy' },
+    { rolname: 'rot_legacy_2' },
+  ]);
+}, 120_000);
+
+test("with an allow-list the pooler's HBA rules name both login roles: the second one passes from listed addresses only", async () => {
+  await applyTenant(c, NS, 'listed', { serverRef: { name: SERVER }, passwordRotation: { strategy: 'Overlap', gracePeriod: '1h' } });
+  await tenantReady(c, NS, 'listed');
+  await apply(c.kc, [
+    {
+      apiVersion: 'tenantdb.dev/v1alpha1',
+      kind: 'IpWhitelist',
+      metadata: { name: 'listed-office', namespace: NS },
+      // 127.0.0.1: the operator's own login checks through the pooler.
+      spec: { tenantDatabaseRef: { name: 'listed' }, entries: [{ cidr: '127.0.0.1/32' }, { cidr: '127.0.0.2/32' }] },
+    } as never,
+  ]);
+  await waitForCondition(() => getTenant(c, NS, 'listed'), 'AccessRulesApplied', 'True');
+  const before = (await readSecretData(c, NS, 'listed-db')) ?? {};
+  await rotate('listed', 'w1');
+  const after = await waitFor(
+    'the switch to the second login',
+    async () => {
+      const s = await readSecretData(c, NS, 'listed-db');
+      return s && s.password !== before.password ? s : undefined;
+    },
+    60_000,
+    200,
+  );
+  expect(after.username).toBe('rot_listed-2');
+  expect(await queryFrom('127.0.0.2', after.DATABASE_URL ?? '', 'SELECT current_user AS u, session_user AS s')).toEqual([
+    { u: 'rot_listed', s: 'rot_listed-2' },
+  ]);
+  await expect(queryFrom('127.0.0.3', after.DATABASE_URL ?? '')).rejects.toThrow();
+  // The previous login, in its grace period, is named by the rules too.
+  expect(await queryFrom('127.0.0.2', before.DATABASE_URL ?? '')).toEqual([{ u: 'rot_listed' }]);
+  await expect(queryFrom('127.0.0.3', before.DATABASE_URL ?? '')).rejects.toThrow();
 }, 120_000);
 
 test('passwordRotation.interval rotates on its own, with no annotation, and says when the next one is due', async () => {
@@ -301,13 +411,13 @@ test('deleting an Overlap tenant takes both login roles: dropped with Delete, lo
     await waitFor('the tenant gone', async () => !(await getTenant(c, NS, name)) || undefined, 60_000);
     const roles = await superQuery(c, 'SELECT rolname, rolcanlogin FROM pg_roles WHERE rolname IN ($1, $2) ORDER BY 1', [
       role,
-      `${role}_2`,
+      `${role}-2`,
     ]);
     if (policy === 'Delete') expect(roles).toEqual([]);
     else
       expect(roles).toEqual([
         { rolname: role, rolcanlogin: false },
-        { rolname: `${role}_2`, rolcanlogin: false },
+        { rolname: `${role}-2`, rolcanlogin: false },
       ]);
   }
 }, 120_000);

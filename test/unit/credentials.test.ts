@@ -12,7 +12,7 @@ import {
   previousLogin,
   rotationDueAt,
 } from '../../src/controllers/tenantdatabase/credentials.js';
-import { twinRoleName } from '../../src/api/naming.js';
+import { legacyTwinRoleName, twinRoleName } from '../../src/api/naming.js';
 import { adoptionHint, originOf } from '../../src/controllers/tenantdatabase/adoption.js';
 import { renderPoolerConfig, renderServerHba } from '../../src/pooler/render.js';
 import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
@@ -21,26 +21,38 @@ import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js
 const l = loginRolesOf('ns_app');
 const v = (role: string) => verifierFor('uid-1', role, 'a-password-of-enough-length-1234');
 
-test('the twin is <role>_2, and a hashed prefix when that passes 63 bytes', () => {
-  expect(twinRoleName('ns_app')).toBe('ns_app_2');
+test('the twin is <role>-2, and a hashed prefix when that passes 63 bytes; no name a tenant may choose is one', () => {
+  expect(twinRoleName('ns_app')).toBe('ns_app-2');
   const long = 'a'.repeat(63);
   const twin = twinRoleName(long);
   expect(twin.length).toBeLessThanOrEqual(63);
-  expect(twin).toMatch(/^a+_[0-9a-f]{8}_2$/);
+  expect(twin).toMatch(/^a+_[0-9a-f]{8}-2$/);
   expect(twinRoleName('b'.repeat(63))).not.toBe(twin);
+  // roleName and derived names match [a-z_][a-z0-9_]*: none of them is a twin's name.
+  for (const name of ['ns_app', 'ns_app_2', 'a'.repeat(63), 'ns_app-2_']) expect(/^[a-z_][a-z0-9_]*$/.test(twinRoleName(name))).toBe(false);
+  expect(legacyTwinRoleName('ns_app')).toBe('ns_app_2');
+  expect(legacyTwinRoleName(long)).toMatch(/^a+_[0-9a-f]{8}_2$/);
+});
+
+test("a twin made by an earlier release (<role>_2, marked as the tenant's) keeps its name; anyone else's <role>_2 is not a login", () => {
+  expect(loginRolesOf('ns_app').twin).toBe('ns_app-2');
+  expect(loginRolesOf('ns_app', new Set(['ns_app', 'ns_app_2'])).twin).toBe('ns_app_2');
+  expect(loginRolesOf('ns_app', new Set(['ns_app'])).twin).toBe('ns_app-2');
+  // Another tenant's role named ns_app_2 is not in this tenant's marked roles: its Secret naming it changes nothing.
+  expect(activeLogin({ username: 'ns_app_2' }, loginRolesOf('ns_app', new Set(['ns_app'])))).toBe('ns_app');
 });
 
 test('the login in use is one of the two only: any other username in the Secret means the tenant role', () => {
-  expect(activeLogin({ username: 'ns_app_2' }, l)).toBe('ns_app_2');
+  expect(activeLogin({ username: 'ns_app-2' }, l)).toBe('ns_app-2');
   expect(activeLogin({ username: 'ns_app' }, l)).toBe('ns_app');
-  for (const u of ['other_tenant', 'postgres', '', 'ns_app_3']) expect(activeLogin({ username: u }, l)).toBe('ns_app');
+  for (const u of ['other_tenant', 'postgres', '', 'ns_app_3', 'ns_app_2']) expect(activeLogin({ username: u }, l)).toBe('ns_app');
   expect(activeLogin(undefined, l)).toBe('ns_app');
 });
 
 test('previous and next logins: only the other login role, a real verifier and a date are taken', () => {
   const until = Date.parse('2030-01-01T00:00:00Z');
   const good = { [PREVIOUS_LOGIN_ANNOTATION]: formatPrevious({ role: 'ns_app', until, verifier: v('ns_app') }) };
-  expect(previousLogin(good, l, 'ns_app_2')).toEqual({ role: 'ns_app', until, verifier: v('ns_app') });
+  expect(previousLogin(good, l, 'ns_app-2')).toEqual({ role: 'ns_app', until, verifier: v('ns_app') });
   // The role in use is not its own previous login; a foreign role, a bad verifier or date are ignored.
   expect(previousLogin(good, l, 'ns_app')).toBeUndefined();
   const bad = [
@@ -51,7 +63,7 @@ test('previous and next logins: only the other login role, a real verifier and a
     '{not json',
     JSON.stringify(['ns_app']),
   ];
-  for (const text of bad) expect(previousLogin({ [PREVIOUS_LOGIN_ANNOTATION]: text }, l, 'ns_app_2')).toBeUndefined();
+  for (const text of bad) expect(previousLogin({ [PREVIOUS_LOGIN_ANNOTATION]: text }, l, 'ns_app-2')).toBeUndefined();
 });
 
 test("the pooler holds the previous login until its deadline and the next one, when the server shows them as the tenant's", () => {
@@ -59,11 +71,11 @@ test("the pooler holds the previous login until its deadline and the next one, w
   const ann = {
     [PREVIOUS_LOGIN_ANNOTATION]: formatPrevious({ role: 'ns_app', until: now + 1000, verifier: v('ns_app') }),
   };
-  const owned = (r: string) => r === 'ns_app' || r === 'ns_app_2';
-  expect(extraLogins(ann, l, 'ns_app_2', owned, now)).toEqual([{ role: 'ns_app', verifier: v('ns_app') }]);
-  expect(extraLogins(ann, l, 'ns_app_2', owned, now + 1000)).toEqual([]);
-  const next = { [NEXT_LOGIN_ANNOTATION]: formatNext({ role: 'ns_app_2', verifier: v('ns_app_2') }) };
-  expect(extraLogins(next, l, 'ns_app', owned, now)).toEqual([{ role: 'ns_app_2', verifier: v('ns_app_2') }]);
+  const owned = (r: string) => r === 'ns_app' || r === 'ns_app-2';
+  expect(extraLogins(ann, l, 'ns_app-2', owned, now)).toEqual([{ role: 'ns_app', verifier: v('ns_app') }]);
+  expect(extraLogins(ann, l, 'ns_app-2', owned, now + 1000)).toEqual([]);
+  const next = { [NEXT_LOGIN_ANNOTATION]: formatNext({ role: 'ns_app-2', verifier: v('ns_app-2') }) };
+  expect(extraLogins(next, l, 'ns_app', owned, now)).toEqual([{ role: 'ns_app-2', verifier: v('ns_app-2') }]);
   // A twin name that another tenant holds on the server (no marker of this tenant) gets nothing.
   expect(extraLogins(next, l, 'ns_app', (r) => r === 'ns_app', now)).toEqual([]);
 });
@@ -87,8 +99,8 @@ test('both login roles are in the userlist and the HBA rules, and the agent acce
       {
         alias: 'app',
         database: 'app',
-        role: 'ns_app_2',
-        verifier: v('ns_app_2'),
+        role: 'ns_app-2',
+        verifier: v('ns_app-2'),
         extraLogins: [{ role: 'ns_app', verifier: v('ns_app') }],
         poolMode: 'transaction',
         poolSize: 5,
@@ -98,18 +110,25 @@ test('both login roles are in the userlist and the HBA rules, and the agent acce
       },
     ],
   });
-  expect(files['userlist.txt']).toBe(`"ns_app_2" "${v('ns_app_2')}"\n"ns_app" "${v('ns_app')}"\n`);
+  expect(files['userlist.txt']).toBe(`"ns_app-2" "${v('ns_app-2')}"\n"ns_app" "${v('ns_app')}"\n`);
   expect(files['hba.conf']).toContain('host app ns_app 192.168.0.0/16 scram-sha-256');
-  expect(files['hba.conf']).toContain('host app ns_app_2 192.168.0.0/16 scram-sha-256');
+  expect(files['hba.conf']).toContain('host app ns_app-2 192.168.0.0/16 scram-sha-256');
   expect(validatePoolerFiles(files)).toEqual([]);
   const server = renderServerHba(
-    [{ databases: ['shared'], role: 'ns_app', otherRoles: ['ns_app_2'], shared: true, allowedCidrs: ['192.168.0.0/16'] }],
+    [{ databases: ['shared'], role: 'ns_app', otherRoles: ['ns_app-2'], shared: true, allowedCidrs: ['192.168.0.0/16'] }],
     ['10.0.0.0/8'],
   );
-  expect(server).toContain('host shared ns_app,ns_app_2 192.168.0.0/16 scram-sha-256');
-  expect(server).toContain('host shared ns_app,ns_app_2 0.0.0.0/0 reject');
+  expect(server).toContain('host shared ns_app,ns_app-2 192.168.0.0/16 scram-sha-256');
+  expect(server).toContain('host shared ns_app,ns_app-2 0.0.0.0/0 reject');
   expect(validateServerHba(server)).toEqual([]);
   expect(validateServerHba('host shared ns_app,all 0.0.0.0/0 reject\n')).not.toEqual([]);
+  // A twin's shape is a role's only, and only an identifier followed by -2.
+  for (const user of ['ns-app', 'ns_app-3', '-2', 'ns_app-2-2', 'Ns_app-2', 'ns app-2', `${'a'.repeat(62)}-2`]) {
+    expect([user, validatePoolerFiles({ ...files, 'userlist.txt': `"${user}" "${v('x')}"\n` })]).not.toEqual([user, []]);
+    expect([user, validateServerHba(`host shared ns_app,${user} 0.0.0.0/0 reject\n`)]).not.toEqual([user, []]);
+  }
+  expect(validatePoolerFiles({ ...files, 'databases.ini': files['databases.ini'].replace('app =', 'app-2 =') })).not.toEqual([]);
+  expect(validatePoolerFiles({ ...files, 'hba.conf': 'host app-2 ns_app 10.0.0.0/8 scram-sha-256\n' })).not.toEqual([]);
 });
 
 test('while a grace period runs nothing comes due before its end; times outside 2000-2200 are not taken', () => {
@@ -117,7 +136,7 @@ test('while a grace period runs nothing comes due before its end; times outside 
   expect(credentialDueAt(undefined, 1000)).toBe(1000);
   expect(credentialDueAt(undefined, undefined)).toBeUndefined();
   const far = { [PREVIOUS_LOGIN_ANNOTATION]: JSON.stringify({ role: 'ns_app', until: '+275760-09-13T00:00:00Z', verifier: v('ns_app') }) };
-  expect(previousLogin(far, l, 'ns_app_2')).toBeUndefined();
+  expect(previousLogin(far, l, 'ns_app-2')).toBeUndefined();
   expect(lastRotatedAt({ 'tenantdb.dev/rotated-at': '1970-01-01T00:00:00Z' }, undefined, '2029-01-01T00:00:00Z')).toBe(
     Date.parse('2029-01-01T00:00:00Z'),
   );

@@ -253,7 +253,7 @@ function tenantLogins(
   if (!secret?.metadata?.ownerReferences?.some((r) => r.controller && r.uid === t.uid)) return undefined;
   const pw = secretValue(secret, 'password');
   if (!pw || !isAcceptablePassword(pw)) return undefined;
-  const logins = loginRolesOf(t.role);
+  const logins = loginRolesOf(t.role, t.owned);
   const active = activeLogin({ username: secretValue(secret, 'username') ?? '' }, logins);
   const owned = (role: string) => role === t.role || t.owned.has(role);
   if (!owned(active)) return undefined;
@@ -371,7 +371,7 @@ export function serverHbaCandidates(ctx: OperatorContext, server: PostgresServer
   for (const t of verifiedTenants(ctx, server.metadata.name)) {
     const cidrs = whitelistCidrs(ctx, t.namespace, t.name);
     if (cidrs === undefined) continue;
-    const twin = loginRolesOf(t.role).twin;
+    const twin = loginRolesOf(t.role, t.owned).twin;
     candidates.push({
       namespace: t.namespace,
       role: t.role,

@@ -1,6 +1,6 @@
 /**
  * Which login roles of a tenant may log in, and with what, as its Secret records it. With the
- * Overlap rotation strategy a tenant has two login roles, its own role and a twin (`<role>_2`) that
+ * Overlap rotation strategy a tenant has two login roles, its own role and a twin (`<role>-2`) that
  * acts as it; the Secret's `username` names the one in use, and two annotations carry what the
  * pooler needs beside it: the login a rotation is switching to (before the Secret switches) and the
  * previous one with its deadline (after). Pure functions of the Secret and the clock: the tenant's
@@ -10,7 +10,7 @@
  * a role outside the tenant's two login roles is ignored, and a verifier must be one.
  */
 import { durationSeconds } from '../../api/common.js';
-import { twinRoleName } from '../../api/naming.js';
+import { legacyTwinRoleName, twinRoleName } from '../../api/naming.js';
 import { VERIFIER } from '../../pooler/validate.js';
 
 /** On the Secret: the login that was in use before the last rotation, until its grace period ends. */
@@ -29,8 +29,14 @@ export interface LoginRoles {
   twin: string;
 }
 
-export function loginRolesOf(role: string): LoginRoles {
-  return { group: role, twin: twinRoleName(role) };
+/**
+ * A tenant's two login roles. `owned` holds the roles that carry the tenant's marker: one named as
+ * earlier releases named the twin (`<role>_2`) stays its twin; otherwise the twin is `<role>-2`. A
+ * `<role>_2` of anyone else is never one of this tenant's logins.
+ */
+export function loginRolesOf(role: string, owned?: ReadonlySet<string>): LoginRoles {
+  const legacy = legacyTwinRoleName(role);
+  return { group: role, twin: owned?.has(legacy) ? legacy : twinRoleName(role) };
 }
 
 export const isLoginOf = (l: LoginRoles, role: unknown): role is string => role === l.group || role === l.twin;

@@ -4,7 +4,7 @@
  * Nothing is altered or dropped unless its ownership marker names this TenantDatabase.
  */
 import type pg from 'pg';
-import { holderRoleName, twinRoleName } from '../../api/naming.js';
+import { holderRoleName } from '../../api/naming.js';
 import * as ro from '../../pg/read-only.js';
 import { SQLSTATE, describePgError, sqlState } from '../../pg/errors.js';
 import * as sql from '../../pg/tenant-sql.js';
@@ -704,12 +704,15 @@ export async function ensureAccessMode(
   inDatabase: InDatabase,
   database: string,
   login: string,
+  twin: string,
   mode: ro.ReadOnlyMode | undefined,
 ): Promise<{ changes: string[]; open: string[] }> {
   const holder = holderRoleName(login);
   // The second login role of overlapping rotation acts as the first, but may act as itself too
-  // (RESET ROLE): what it owns or was granted counts the same.
-  const logins = [login, twinRoleName(login)];
+  // (RESET ROLE): what it owns or was granted counts the same. Only the tenant's own twin
+  // (credentials.ts loginRolesOf): a role of the name an earlier release gave twins may be another
+  // tenant's, whose sessions and objects are not this tenant's to touch.
+  const logins = [login, twin];
   return inDatabase(database, async (db) => {
     const state = await ro.readOnlyState(db, logins, holder, mode);
     const changes: string[] = [];
@@ -730,11 +733,11 @@ export async function ensureAccessMode(
           : `Repaired the read-only grants of role ${login} in ${database}${ended ? `; ended ${ended} session(s)` : ''}`,
       );
     }
-    let open = await sql.schemasPublicCanCreateIn(db);
+    let open = (await sql.serverFacts(db)).publicCreate;
     if (open.length) {
       // Revoked where the admin can (a schema of the holder's); a schema of the bootstrap superuser only warns.
       for (const schema of open) await db.query(`REVOKE CREATE ON SCHEMA ${sql.id(schema)} FROM PUBLIC`);
-      const still = await sql.schemasPublicCanCreateIn(db);
+      const still = (await sql.serverFacts(db)).publicCreate;
       for (const schema of open.filter((x) => !still.includes(x)))
         changes.push(`Revoked CREATE on schema ${schema} of ${database} from PUBLIC (read-only)`);
       open = still;

@@ -75,7 +75,7 @@ import {
   type InDatabase,
   type Owner,
 } from './provision.js';
-import { holderRoleName, shadowDatabaseName, twinRoleName } from '../../api/naming.js';
+import { holderRoleName, legacyTwinRoleName, shadowDatabaseName, twinRoleName } from '../../api/naming.js';
 import {
   namespaceAllowed,
   namesMatchMarkers,
@@ -403,7 +403,7 @@ async function provision(
   const refuse = async (reason: string, message: string, act: (pool: pg.Pool, role: string) => Promise<string[]>) => {
     // Each of its login roles (the second one of an overlapping rotation too).
     const mine = ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles;
-    const roles = [names.role, twinRoleName(names.role)].filter((r) => mine?.has(r));
+    const roles = [names.role, twinRoleName(names.role), legacyTwinRoleName(names.role)].filter((r) => mine?.has(r));
     // (Observed too: these are the platform's limits, not the spec's; Observe does not lift them.)
     if (roles.length) {
       const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
@@ -604,7 +604,7 @@ async function provision(
       // may change what the outcome depends on beyond what the fingerprint holds.
       const v = periodic && !observing ? verified.get(td.metadata.uid) : undefined;
       if (!v || v.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
-      const cred = cachedCredentials(ctx, td, names);
+      const cred = cachedCredentials(ctx, td, names, serverName);
       if (cred.dueAt !== undefined && cred.dueAt <= Date.now()) return undefined;
       if (Date.now() - v.at > ctx.config.resyncMs * DEEP_RECHECKS) return undefined;
       if (td.status?.conditions?.find((c) => c.type === 'Ready')?.status !== 'True') return undefined;
@@ -631,7 +631,7 @@ async function provision(
       const p = periodic || observing ? undefined : provisioned.get(td.metadata.uid);
       if (!p || Date.now() - p.at > JUST_PROVISIONED_MS) return undefined;
       if (p.fingerprint !== verifiedFingerprint(ctx, td, server, names, connectionLimit)) return undefined;
-      const cred = cachedCredentials(ctx, td, names);
+      const cred = cachedCredentials(ctx, td, names, serverName);
       if (cred.dueAt !== undefined && cred.dueAt <= Date.now()) return undefined;
       const snap = ctx.catalog.get(serverName);
       if (snap && snap.at > p.at && !intactIn(snap, names, cred.active, connectionLimit, !td.spec.suspend, !!modeInStatus(td))) {
@@ -652,8 +652,9 @@ async function provision(
       if (server.spec.pooler && td.spec.pooling.enabled) {
         const poolerAdmin = await loadPoolerAdmin(ctx, server);
         const reserved = (r: string) => r === DEFAULT_POOLER_ADMIN_USER || (poolerAdmin.ok && poolerAdmin.value.user === r);
-        if (reserved(names.role) || (td.spec.passwordRotation.strategy === 'Overlap' && reserved(twinRoleName(names.role)))) {
-          const message = `role ${names.role}${reserved(names.role) ? '' : ` (its second login role ${twinRoleName(names.role)})`} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
+        const twin = loginRolesOf(names.role, ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles).twin;
+        if (reserved(names.role) || (td.spec.passwordRotation.strategy === 'Overlap' && reserved(twin))) {
+          const message = `role ${names.role}${reserved(names.role) ? '' : ` (its second login role ${twin})`} is the admin user of PostgresServer ${serverName}'s pooler; set another roleName`;
           return {
             outcome: notReady('Conflict', message, true, [{ type: 'RoleReady', status: 'False', reason: 'Conflict', message }]),
             serverName,
@@ -764,7 +765,7 @@ async function provision(
             names.role,
             connectionLimit,
             async () => ({
-              slots: await sql.connectionSlots(pool),
+              slots: (await sql.serverFacts(pool)).slots,
               limits: await sql.tenantConnectionLimits(pool),
             }),
             ctx.pools.maxSessionsPerServer,
@@ -823,7 +824,7 @@ async function provision(
       // A rotation request the Secret has not answered yet gets a new password; the answer is recorded on
       // the Secret together with the password, so a crash cannot rotate twice or lose the new one.
       const ann = current.kind === 'owned' ? (current.secret.metadata?.annotations ?? {}) : {};
-      logins = loginRolesOf(names.role);
+      logins = loginRolesOf(names.role, await twinNameRoles(ctx, pool, serverName, names.role, td, adoptedHere));
       active = current.kind === 'owned' ? activeLogin(current.data, logins) : logins.group;
       const now = Date.now();
       prev = previousLogin(ann, logins, active);
@@ -1077,7 +1078,7 @@ async function provision(
       if (accessMode || (holderKnown && (await holderOurs()))) {
         if (accessMode) note(await ensureHolderRole(pool, owner, names.role), 'Role');
         for (const db of names.schema !== undefined ? [names.database] : ownDatabases(names)) {
-          const { changes, open } = await ensureAccessMode(inDatabase, db, names.role, accessMode);
+          const { changes, open } = await ensureAccessMode(inDatabase, db, names.role, logins.twin, accessMode);
           for (const schema of open) openSchemas.push(`${schema} of ${db}`);
           for (const c of changes) note([c], c.startsWith('Made') || c.startsWith('Returned') ? '' : 'Access');
         }
@@ -1470,8 +1471,9 @@ function cachedCredentials(
   ctx: OperatorContext,
   td: TenantDatabase,
   names: TenantNames,
+  serverName: string,
 ): { logins: LoginRoles; active: string; dueAt: number | undefined } {
-  const logins = loginRolesOf(names.role);
+  const logins = loginRolesOf(names.role, ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles);
   const secret = ctx.secrets.get(names.secret, td.metadata.namespace);
   const ann = secret?.metadata?.annotations;
   const active = activeLogin(decodeSecretData(secret?.data), logins);
@@ -1482,6 +1484,29 @@ function cachedCredentials(
   );
   return { logins, active, dueAt: credentialDueAtOf(prev?.until, scheduled) };
 }
+/**
+ * The tenant's marked roles as far as its twin's name depends on them (credentials.ts loginRolesOf):
+ * the server's catalog snapshot, or, where that may not show the tenant's own `<role>_2` of an
+ * earlier release (no snapshot yet after a start, a take-over this reconcile re-marked it, or an
+ * Overlap tenant the snapshot shows with no twin at all), one look at the catalog. A tenant
+ * without Overlap and with its snapshot in place, the common case, costs nothing.
+ */
+async function twinNameRoles(
+  ctx: OperatorContext,
+  pool: pg.Pool,
+  serverName: string,
+  role: string,
+  td: TenantDatabase,
+  adoptedHere: boolean,
+): Promise<ReadonlySet<string> | undefined> {
+  const snap = ctx.markers.get(serverName);
+  const mine = snap?.get(td.metadata.uid)?.roles;
+  const legacy = legacyTwinRoleName(role);
+  const twinless = td.spec.passwordRotation.strategy === 'Overlap' && !mine?.has(legacy) && !mine?.has(twinRoleName(role));
+  if (snap && !adoptedHere && !twinless) return mine;
+  return sql.markerUid((await sql.findRole(pool, legacy))?.comment) === td.metadata.uid ? new Set([...(mine ?? []), legacy]) : mine;
+}
+
 /** How long a reconcile waits inside for the pooler to serve what it provisioned; then it polls. */
 const POOLER_WAIT_MS = 15_000;
 const DEEP_RECHECKS = 12;

@@ -10,6 +10,7 @@ import {
   deriveIdentifier,
   schemaAlias,
   shadowDatabaseName,
+  legacyTwinRoleName,
   twinRoleName,
   holderRoleName,
   HOLDER_SUFFIX,
@@ -195,7 +196,7 @@ export function namesMatchMarkers(
 ): Resolved<true> {
   for (const r of mine?.roles ?? []) {
     // Its second login role (overlapping rotation) goes with the name.
-    if (r !== names.role && r !== twinRoleName(names.role) && r !== holderRoleName(names.role))
+    if (r !== names.role && r !== twinRoleName(names.role) && r !== legacyTwinRoleName(names.role) && r !== holderRoleName(names.role))
       return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
   }
   for (const d of mine?.databases ?? []) {

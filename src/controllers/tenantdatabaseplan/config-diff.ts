@@ -71,11 +71,13 @@ export function configChanges(
   // The pooler: the alias as served now (only a tenant the server's catalog proves has one), and as
   // the spec would have it.
   const now = poolerTenants(ctx, server).find((t) => t.alias === names.alias);
+  // Its login roles as its server's catalog shows them (a twin of an earlier release keeps its name).
+  const logins = loginRolesOf(names.role, ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles);
   let next: PoolerTenant | undefined;
   if (server.spec.pooler && td.spec.pooling.enabled) {
     const secret = ctx.secrets.get(names.secret, ns);
     const ours = !!secret?.metadata?.ownerReferences?.some((r) => r.controller && r.uid === td.metadata.uid);
-    const role = activeLogin(ours ? { username: secretValue(secret, 'username') ?? '' } : undefined, loginRolesOf(names.role));
+    const role = activeLogin(ours ? { username: secretValue(secret, 'username') ?? '' } : undefined, logins);
     const limits = server.spec.pooler.clientLimits ?? { default: 200, max: 2000 };
     const p = td.spec.pooling;
     next = {
@@ -108,7 +110,7 @@ export function configChanges(
   const serverHba: string[] = [];
   if (server.spec.hba?.mode === 'Agent') {
     const candidates = serverHbaCandidates(ctx, server);
-    const twin = loginRolesOf(names.role).twin;
+    const twin = logins.twin;
     const mine = candidates.find((t) => t.role === names.role);
     const others = candidates.filter((t) => t !== mine);
     const withTwin = td.spec.passwordRotation.strategy === 'Overlap' || !!mine?.otherRoles?.includes(twin);
