@@ -81,15 +81,20 @@ export function holderRoleName(role: string): string {
 
 /**
  * The second login role of a tenant whose passwords rotate with overlap: `<role>-2`, or, when that
- * would pass 63 bytes, a prefix of the role, a hash of it and `-2`. It is a member of the tenant's
- * role and acts as it (its sessions start with SET ROLE to it), so whatever either login creates is
- * owned by the one tenant role. The `-` is what keeps the name the tenant's: no name a tenant can
- * choose or derive holds one (roleName is `[a-z_][a-z0-9_]*`, derived names too), so no other
- * tenant can take it first and hold this one's rotation in Conflict.
+ * would pass 63 bytes, `<prefix>-<hash>-2` (a prefix of the role and a hash of all of it). It is a
+ * member of the tenant's role and acts as it (its sessions start with SET ROLE to it), so whatever
+ * either login creates is owned by the one tenant role. The `-` is what keeps the name the
+ * tenant's: no name a tenant can choose or derive holds one (roleName is `[a-z_][a-z0-9_]*`,
+ * derived names too), so no other tenant can take it first and hold this one's rotation in
+ * Conflict. The hashed form has two, so it is not the plain form of any other role either (with
+ * `_<hash>` it would be: a tenant could name its role `<prefix>_<hash>`).
  */
 export const TWIN_SUFFIX = '-2';
 export function twinRoleName(role: string): string {
-  return suffixed(role, TWIN_SUFFIX);
+  const plain = `${role}${TWIN_SUFFIX}`;
+  if (plain.length <= 63) return plain;
+  const suffix = `-${shortHash(role)}${TWIN_SUFFIX}`;
+  return role.slice(0, 63 - suffix.length) + suffix;
 }
 
 /**

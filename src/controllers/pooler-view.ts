@@ -19,6 +19,7 @@ import { renderServerHba, renderTenantHba } from '../pooler/render.js';
 import { outsideOperatorNamespace, type OperatorContext, type Resolved } from './context.js';
 import { cachedConfigReport, poolerConfigRef, serverHbaRef } from './postgresserver/config-secrets.js';
 import { SERVER_HBA_BUDGET, serverHbaPlan, whitelistCidrs } from './postgresserver/pooler-plan.js';
+import { loginRolesOf } from './tenantdatabase/credentials.js';
 import { cachedPoolerReport, cachedShardFiles } from './postgresserver/pooler-shards.js';
 
 export {
@@ -162,11 +163,21 @@ export function accessState(
   // Such a tenant is left out of the pooler's and the server's files (its rules would be syntax).
   const badName = nameProblem('alias', alias) ?? nameProblem('role', role);
   if (badName) return { kind: 'rejected', message: `the tenant's rules cannot be written: ${badName}` };
+  // With overlapping rotation the rules name its second login too: beside the role, or alone while
+  // it is the one in use (the pooler's lines come in the order of its logins: the one in use first).
+  const uid = ctx.tenants.get(tenant, namespace)?.metadata?.uid;
+  const twin = loginRolesOf(role, uid ? ctx.markers.get(server.metadata.name)?.get(uid)?.roles : undefined).twin;
   if (pooled) {
     const shard = cachedShardFiles(ctx, poolerConfigRef(server, ctx.config.namespace), alias);
-    const expected = renderTenantHba({ alias, role, allowedCidrs: cidrs }, server.spec.alwaysAllowedCidrs ?? []);
-    if (!shard || !`\n${shard['hba.conf']}`.includes(`\n${expected}`))
-      return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
+    const always = server.spec.alwaysAllowedCidrs ?? [];
+    const held = [[role], [twin], [role, twin], [twin, role]].some(([first = role, ...rest]) => {
+      const expected = renderTenantHba(
+        { alias, role: first, extraLogins: rest.map((r) => ({ role: r, verifier: '' })), allowedCidrs: cidrs },
+        always,
+      );
+      return !!shard && `\n${shard['hba.conf']}`.includes(`\n${expected}`);
+    });
+    if (!held) return { kind: 'pending', message: 'the pooler config does not hold the current rules yet' };
     const st = poolerConfigApplied(ctx, server);
     if (st.error) return { kind: 'rejected', message: `the pooler agent refused the config: ${st.error}` };
     if (!st.applied) return { kind: 'pending', message: 'waiting for the pooler agent to load the rules' };
@@ -178,7 +189,7 @@ export function accessState(
     };
   }
   if (agentHba) {
-    const d = directAccessState(ctx, server, target, cidrs);
+    const d = directAccessState(ctx, server, target, twin, cidrs);
     if (d === 'pending') return { kind: 'pending', message: 'waiting for the agent beside PostgreSQL to load the rules into pg_hba.conf' };
     if (typeof d === 'object') return { kind: 'rejected', message: `the agent beside PostgreSQL refused the rules: ${d.error}` };
   }
@@ -191,12 +202,16 @@ function directAccessState(
   ctx: OperatorContext,
   server: PostgresServer,
   target: AccessTarget,
+  twin: string,
   cidrs: string[],
 ): 'enforced' | 'pending' | { error: string } {
   const st = cachedConfigReport(ctx, serverHbaRef(server, ctx.config.namespace));
   const { databases, role, shared } = target;
-  const expected = renderServerHba([{ databases, role, shared, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? []);
-  if (!st.text.includes(expected)) return 'pending';
+  // Its second login (overlapping rotation) is named beside the role once the server's catalog shows it.
+  const held = [[], [twin]].some((otherRoles) =>
+    st.text.includes(renderServerHba([{ databases, role, otherRoles, shared, allowedCidrs: cidrs }], server.spec.alwaysAllowedCidrs ?? [])),
+  );
+  if (!held) return 'pending';
   if (st.error) return { error: st.error };
   return st.applied ? 'enforced' : 'pending';
 }

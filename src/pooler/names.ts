@@ -15,10 +15,11 @@ export const CONSOLE_DATABASE = 'pgbouncer';
 export const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /**
- * A tenant's second login role (api/naming's twinRoleName): an identifier and `-2`, 63 bytes at
- * most. A role name only: `-` ends no token in either HBA file, and PgBouncer's userlist quotes it.
+ * A tenant's second login role (api/naming's twinRoleName): an identifier and `-2`, or a prefix,
+ * `-`, an 8-digit hash and `-2`; 63 bytes at most. A role name only: `-` ends no token in either
+ * HBA file, and PgBouncer's userlist quotes it.
  */
-export const TWIN_ROLE = /^[a-z_][a-z0-9_]{0,60}-2$/;
+export const TWIN_ROLE = /^(?:[a-z_][a-z0-9_]{0,60}|[a-z_][a-z0-9_]{0,51}-[0-9a-f]{8})-2$/;
 
 export type NameUse = 'alias' | 'database' | 'role';
 

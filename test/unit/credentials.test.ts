@@ -16,6 +16,7 @@ import { legacyTwinRoleName, twinRoleName } from '../../src/api/naming.js';
 import { adoptionHint, originOf } from '../../src/controllers/tenantdatabase/adoption.js';
 import { renderPoolerConfig, renderServerHba } from '../../src/pooler/render.js';
 import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
+import { nameProblem } from '../../src/pooler/names.js';
 import { verifierFor } from '../../src/controllers/postgresserver/pooler-plan.js';
 
 const l = loginRolesOf('ns_app');
@@ -26,7 +27,18 @@ test('the twin is <role>-2, and a hashed prefix when that passes 63 bytes; no na
   const long = 'a'.repeat(63);
   const twin = twinRoleName(long);
   expect(twin.length).toBeLessThanOrEqual(63);
-  expect(twin).toMatch(/^a+_[0-9a-f]{8}-2$/);
+  expect(twin).toMatch(/^a+-[0-9a-f]{8}-2$/);
+  // Hashed, it is no other role's twin: not the plain twin of its own prefix, nor of any name.
+  for (const r of ['a'.repeat(61), 'a'.repeat(62), 'a'.repeat(63), `${'x'.repeat(40)}_${'y'.repeat(21)}`]) {
+    const t = twinRoleName(r);
+    expect(t.length).toBeLessThanOrEqual(63);
+    expect(nameProblem('role', t)).toBeUndefined();
+    if (t === `${r}-2`) continue;
+    // The earlier shape's attack: a role named like the hashed twin's head takes that twin.
+    const head = t.slice(0, -2);
+    expect(/^[a-z_][a-z0-9_]*$/.test(head)).toBe(false);
+    expect(twinRoleName(head.replace('-', '_'))).not.toBe(t);
+  }
   expect(twinRoleName('b'.repeat(63))).not.toBe(twin);
   // roleName and derived names match [a-z_][a-z0-9_]*: none of them is a twin's name.
   for (const name of ['ns_app', 'ns_app_2', 'a'.repeat(63), 'ns_app-2_']) expect(/^[a-z_][a-z0-9_]*$/.test(twinRoleName(name))).toBe(false);
@@ -123,10 +135,13 @@ test('both login roles are in the userlist and the HBA rules, and the agent acce
   expect(validateServerHba(server)).toEqual([]);
   expect(validateServerHba('host shared ns_app,all 0.0.0.0/0 reject\n')).not.toEqual([]);
   // A twin's shape is a role's only, and only an identifier followed by -2.
-  for (const user of ['ns-app', 'ns_app-3', '-2', 'ns_app-2-2', 'Ns_app-2', 'ns app-2', `${'a'.repeat(62)}-2`]) {
+  for (const user of ['ns-app', 'ns_app-3', '-2', 'ns_app-2-2', 'Ns_app-2', 'ns_app-zzzzzzzz-2', `${'a'.repeat(62)}-2`]) {
     expect([user, validatePoolerFiles({ ...files, 'userlist.txt': `"${user}" "${v('x')}"\n` })]).not.toEqual([user, []]);
     expect([user, validateServerHba(`host shared ns_app,${user} 0.0.0.0/0 reject\n`)]).not.toEqual([user, []]);
+    expect([user, nameProblem('role', user)]).not.toEqual([user, undefined]);
   }
+  expect(validatePoolerFiles({ ...files, 'userlist.txt': `"ns app-2" "${v('x')}"\n` })).not.toEqual([]);
+  for (const user of ['ns_app-2', twinRoleName('q'.repeat(63))]) expect([user, nameProblem('role', user)]).toEqual([user, undefined]);
   expect(validatePoolerFiles({ ...files, 'databases.ini': files['databases.ini'].replace('app =', 'app-2 =') })).not.toEqual([]);
   expect(validatePoolerFiles({ ...files, 'hba.conf': 'host app-2 ns_app 10.0.0.0/8 scram-sha-256\n' })).not.toEqual([]);
 });
