@@ -238,12 +238,13 @@ test('what a tenant prepares while it may write gives it no write once read-only
     },
     30_000,
   );
+  // Its name (<role>-2) is quoted where SQL names it.
   const twin = second.username ?? '';
   await queryWith(
     first.DIRECT_URL ?? '',
     [
-      `GRANT INSERT, UPDATE ON t TO ${twin} WITH GRANT OPTION`,
-      `GRANT CREATE ON SCHEMA public TO ${twin} WITH GRANT OPTION`,
+      `GRANT INSERT, UPDATE ON t TO "${twin}" WITH GRANT OPTION`,
+      `GRANT CREATE ON SCHEMA public TO "${twin}" WITH GRANT OPTION`,
       // A rule that writes when rows are deleted, and default privileges that outlive the switch.
       'CREATE RULE on_delete AS ON DELETE TO t DO ALSO INSERT INTO log VALUES (old.n)',
       'ALTER DEFAULT PRIVILEGES GRANT SELECT ON TABLES TO PUBLIC',
