@@ -244,10 +244,19 @@ function cpuSeconds(root: number): number {
 
 /**
  * CPU seconds of the other parts of the sandbox, by process name (user + system, children that
- * exited included, so PostgreSQL's ended backends count through the postmaster), and of the
- * whole machine (/proc/stat): where the two cores went.
+ * exited included, so PostgreSQL's ended backends count through the postmaster), of the kernel's
+ * own work, and of the whole machine (/proc/stat): where the two cores went.
  */
-const COMPONENTS = ['kube-apiserver', 'etcd', 'kube-controller-manager', 'postgres', 'pgbouncer', 'pooler agent', 'bench'] as const;
+const COMPONENTS = [
+  'kube-apiserver',
+  'etcd',
+  'kube-controller-manager',
+  'postgres',
+  'pgbouncer',
+  'pooler agent',
+  'bench',
+  'kernel',
+] as const;
 function componentSeconds(): Map<string, number> {
   const out = new Map<string, number>(COMPONENTS.map((c) => [c, 0]));
   // The sandbox's processes only (the bench started them): another test run's servers do not count.
@@ -273,6 +282,16 @@ function componentSeconds(): Map<string, number> {
   // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
   const busy = cpu.reduce((a, b, i) => (i === 3 || i === 4 ? a : a + (b ?? 0)), 0);
   out.set('machine', busy / CLK_TCK);
+  // The kernel's own work, which no process of the sandbox is charged with: its threads (kthreadd,
+  // pid 2, and its children: writeback of PostgreSQL's new files, the journal, deferred network
+  // work) and the time in interrupts (loopback traffic is softirq work).
+  let kernel = (cpu[5] ?? 0) + (cpu[6] ?? 0);
+  for (const d of readdirSync('/proc')) {
+    const pid = Number(d);
+    const st = Number.isInteger(pid) ? procStat(pid) : undefined;
+    if (st && (pid === 2 || st.ppid === 2)) kernel += st.own;
+  }
+  out.set('kernel', kernel / CLK_TCK);
   return out;
 }
 
@@ -587,6 +606,12 @@ function splitCores(postmaster: number, pgCores: number): void {
 function coreSplit(o: { pgCores?: number | undefined }): { pg: number; rest: number; all: number } {
   const all = cpus().length;
   return o.pgCores === undefined ? { pg: all, rest: all, all } : { pg: o.pgCores, rest: all - o.pgCores, all };
+}
+
+/** The machine's busy seconds in a phase that no part above (nor the operator) was charged with: other processes of the machine. */
+function untracked(p: Phase): number {
+  const parts = [...p.components].filter(([k]) => k !== 'machine').reduce((a, [, v]) => a + v, 0);
+  return Math.max(0, (p.components.get('machine') ?? 0) - parts - p.cpu);
 }
 
 function cpuSplit(
@@ -1135,7 +1160,7 @@ async function main(n: number, o: Options): Promise<void> {
         .map(([k, v]) => `${k} ${fmt(v, 1)} s`)
         .join(
           ', ',
-        )}; the machine ${fmt(burst.components.get('machine') ?? 0, 1)} s busy of ${fmt(burst.seconds * cpus().length, 1)} s (${cpus().length} cores)`,
+        )}; the machine ${fmt(burst.components.get('machine') ?? 0, 1)} s busy of ${fmt(burst.seconds * cpus().length, 1)} s (${cpus().length} cores), of which ${fmt(untracked(burst), 1)} s in none of these nor the operator`,
     ],
     ['  postgres by process', pgKinds(burst.pg)],
     ...(floorResult
