@@ -247,6 +247,34 @@ export async function readSecretData(c: Cluster, ns: string, name: string): Prom
   }
 }
 
+/** Asks for a rotation of a tenant's password (the rotate-password annotation), as the admin. */
+export async function rotatePassword(c: Cluster, ns: string, name: string, value: string): Promise<void> {
+  await c.custom.patchNamespacedCustomObject(
+    {
+      group: GROUP,
+      version: VERSION,
+      namespace: ns,
+      plural: 'tenantdatabases',
+      name,
+      body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': value } } },
+    },
+    k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
+  );
+}
+
+/** The Secret's data once its password is no longer `password` (a rotation wrote it). */
+export function newPassword(c: Cluster, ns: string, secret: string, password: string | undefined, timeoutMs = 60_000, intervalMs = 200) {
+  return waitFor(
+    `a new password in Secret ${ns}/${secret}`,
+    async () => {
+      const s = await readSecretData(c, ns, secret);
+      return s && s.password !== password ? s : undefined;
+    },
+    timeoutMs,
+    intervalMs,
+  );
+}
+
 /** Connects with a connection string as an application would and runs one query. */
 export async function queryWith(
   connectionString: string,

@@ -1,5 +1,4 @@
 /** Allow-lists on the direct path: the agent beside a self-hosted PostgreSQL manages its pg_hba.conf. */
-import * as k8s from '@kubernetes/client-node';
 import { join } from 'node:path';
 import { OPERATOR_NAMESPACE, agentKubeconfig, apply } from '../env/cluster.js';
 import { startPgAgent } from '../env/pg-agent.js';
@@ -14,9 +13,11 @@ import {
   getServer,
   getTenant,
   namespace,
+  newPassword,
   operator,
   queryFrom,
   readSecretData,
+  rotatePassword,
   tenantReady,
   waitForCondition,
   type Obj,
@@ -202,26 +203,8 @@ test("an Overlap tenant's second login is named in its allow-list rules: it logs
   ]);
   await waitForCondition(() => getTenant(c, NS, 'zeta'), 'AccessRulesApplied', 'True', 'Enforced');
   const before = (await readSecretData(c, NS, 'zeta-db')) ?? {};
-  await c.custom.patchNamespacedCustomObject(
-    {
-      group: 'tenantdb.dev',
-      version: 'v1alpha1',
-      namespace: NS,
-      plural: 'tenantdatabases',
-      name: 'zeta',
-      body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': 'z1' } } },
-    },
-    k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
-  );
-  const after = await waitFor(
-    'the switch to the second login',
-    async () => {
-      const s = await readSecretData(c, NS, 'zeta-db');
-      return s && s.password !== before.password ? s : undefined;
-    },
-    60_000,
-    200,
-  );
+  await rotatePassword(c, NS, 'zeta', 'z1');
+  const after = await newPassword(c, NS, 'zeta-db', before.password);
   expect(after.username).toBe('direct_zeta-2');
   // The rule naming both logins is in the server's own pg_hba.conf, which PostgreSQL loaded.
   expect(await queryFrom('127.0.0.2', after.DIRECT_URL ?? '', 'SELECT current_user AS u, session_user AS s')).toEqual([

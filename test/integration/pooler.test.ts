@@ -22,11 +22,13 @@ import {
   getServer,
   getTenant,
   namespace,
+  newPassword,
   operator,
   queryFrom,
   queryWith,
   readPoolerConfig,
   readSecretData,
+  rotatePassword,
   startServerPooler,
   superQuery,
   tenantReady,
@@ -112,25 +114,8 @@ test('a password rotation: new pooled logins use the new password within seconds
   open.on('error', () => undefined);
   await open.connect();
   try {
-    await c.custom.patchNamespacedCustomObject(
-      {
-        group: 'tenantdb.dev',
-        version: 'v1alpha1',
-        namespace: NS,
-        plural: 'tenantdatabases',
-        name: 'alpha',
-        body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': 'r1' } } },
-      },
-      (await import('@kubernetes/client-node')).setHeaderOptions('Content-Type', 'application/merge-patch+json'),
-    );
-    const after = await waitFor(
-      'a new password',
-      async () => {
-        const s = await readSecretData(c, NS, 'alpha-db');
-        return s && s.password !== before.password ? s : undefined;
-      },
-      30_000,
-    );
+    await rotatePassword(c, NS, 'alpha', 'r1');
+    const after = await newPassword(c, NS, 'alpha-db', before.password, 30_000);
     const t0 = Date.now();
     await waitFor(
       'a pooled login with the new password',

@@ -19,8 +19,10 @@ import {
   namespace,
   operator,
   queryFrom,
+  newPassword,
   queryWith,
   readSecretData,
+  rotatePassword,
   startPooledServer,
   superQuery,
   tenantIdentity,
@@ -36,18 +38,7 @@ const SERVER = 'rotating';
 const NS = 'rot';
 const GRACE_S = 6;
 
-const rotate = (name: string, value: string) =>
-  c.custom.patchNamespacedCustomObject(
-    {
-      group: 'tenantdb.dev',
-      version: 'v1alpha1',
-      namespace: NS,
-      plural: 'tenantdatabases',
-      name,
-      body: { metadata: { annotations: { 'tenantdb.dev/rotate-password': value } } },
-    },
-    k8s.setHeaderOptions('Content-Type', 'application/merge-patch+json'),
-  );
+const rotate = (name: string, value: string) => rotatePassword(c, NS, name, value);
 const credentials = (o: Obj | undefined) => (o?.status as { credentials?: Record<string, unknown> } | undefined)?.credentials ?? {};
 const works = (url: string) =>
   queryWith(url, 'SELECT 1 AS one').then(
@@ -109,15 +100,7 @@ test('clients that re-read the Secret never fail across rotations; old credentia
   try {
     for (const n of [1, 2, 3]) {
       await rotate('shop', `r${n}`);
-      const after = await waitFor(
-        `rotation r${n}`,
-        async () => {
-          const s = await readSecretData(c, NS, 'shop-db');
-          return s && s.password !== before.password ? s : undefined;
-        },
-        60_000,
-        100,
-      );
+      const after = await newPassword(c, NS, 'shop-db', before.password, 60_000, 100);
       // The Secret switched to the other login role, and the previous one still logs in.
       expect(after.username).not.toBe(before.username);
       expect(await works(before.DIRECT_URL ?? '')).toBe(true);
@@ -140,15 +123,7 @@ test('clients that re-read the Secret never fail across rotations; old credentia
         expect((await readSecretData(c, NS, 'shop-db'))?.password).toBe(after.password);
         // Then it happens once the grace period is over.
         retired.push(before);
-        const next = await waitFor(
-          `rotation r${n}-early after the grace period`,
-          async () => {
-            const s = await readSecretData(c, NS, 'shop-db');
-            return s && s.password !== after.password ? s : undefined;
-          },
-          (GRACE_S + 30) * 1000,
-          100,
-        );
+        const next = await newPassword(c, NS, 'shop-db', after.password, (GRACE_S + 30) * 1000, 100);
         expect(next.username).toBe(after.username === 'rot_shop' ? 'rot_shop-2' : 'rot_shop');
         generation++;
         retired.push(after);
@@ -305,15 +280,7 @@ test("a second login an earlier release made (<role>_2, marked as the tenant's) 
     passwordRotation: { strategy: 'Overlap', gracePeriod: `${GRACE_S}s` },
   });
   await rotate('legacy', 'l1');
-  const after = await waitFor(
-    'the switch to the earlier twin',
-    async () => {
-      const s = await readSecretData(c, NS, 'legacy-db');
-      return s && s.password !== before.password ? s : undefined;
-    },
-    60_000,
-    200,
-  );
+  const after = await newPassword(c, NS, 'legacy-db', before.password, 60_000, 200);
   expect(after.username).toBe('rot_legacy_2');
   for (const url of [after.DIRECT_URL ?? '', after.DATABASE_URL ?? ''])
     expect(await queryWith(url, 'SELECT current_user AS u, session_user AS s')).toEqual([{ u: 'rot_legacy', s: 'rot_legacy_2' }]);
@@ -339,15 +306,7 @@ test("with an allow-list the pooler's HBA rules name both login roles: the secon
   await waitForCondition(() => getTenant(c, NS, 'listed'), 'AccessRulesApplied', 'True');
   const before = (await readSecretData(c, NS, 'listed-db')) ?? {};
   await rotate('listed', 'w1');
-  const after = await waitFor(
-    'the switch to the second login',
-    async () => {
-      const s = await readSecretData(c, NS, 'listed-db');
-      return s && s.password !== before.password ? s : undefined;
-    },
-    60_000,
-    200,
-  );
+  const after = await newPassword(c, NS, 'listed-db', before.password, 60_000, 200);
   expect(after.username).toBe('rot_listed-2');
   expect(await queryFrom('127.0.0.2', after.DATABASE_URL ?? '', 'SELECT current_user AS u, session_user AS s')).toEqual([
     { u: 'rot_listed', s: 'rot_listed-2' },
@@ -364,15 +323,7 @@ test('passwordRotation.interval rotates on its own, with no annotation, and says
   const first = (await readSecretData(c, NS, 'sched-db')) ?? {};
   const due = Date.parse(String(credentials(td).nextRotationAt));
   expect(due - Date.parse(String(credentials(td).rotatedAt))).toBe(60_000);
-  const after = await waitFor(
-    'the scheduled rotation',
-    async () => {
-      const s = await readSecretData(c, NS, 'sched-db');
-      return s && s.password !== first.password ? s : undefined;
-    },
-    120_000,
-    500,
-  );
+  const after = await newPassword(c, NS, 'sched-db', first.password, 120_000, 500);
   expect(Date.now()).toBeGreaterThanOrEqual(due);
   // InPlace: the Secret first, then the role, then the pooler's userlist (within seconds).
   await waitFor('the new password directly', async () => (await works(after.DIRECT_URL ?? '')) || undefined, 15_000);
