@@ -24,8 +24,8 @@ export const RESERVED_DATABASES = new Set<string>(['postgres', 'template0', 'tem
 /** Room left for the `_shadow` suffix, so every derived database name can get a shadow database. */
 export const MAX_DERIVED = 63 - '_shadow'.length;
 
-function shortHash(input: string): string {
-  return createHash('sha256').update(input).digest('hex').slice(0, 8);
+function shortHash(input: string, digits = 8): string {
+  return createHash('sha256').update(input).digest('hex').slice(0, digits);
 }
 
 /**
@@ -81,29 +81,38 @@ export function holderRoleName(role: string): string {
 
 /**
  * The second login role of a tenant whose passwords rotate with overlap: `<role>-2`, or, when that
- * would pass 63 bytes, `<prefix>-<hash>-2` (a prefix of the role and a hash of all of it). It is a
- * member of the tenant's role and acts as it (its sessions start with SET ROLE to it), so whatever
- * either login creates is owned by the one tenant role. The `-` is what keeps the name the
- * tenant's: no name a tenant can choose or derive holds one (roleName is `[a-z_][a-z0-9_]*`,
- * derived names too), so no other tenant can take it first and hold this one's rotation in
- * Conflict. The hashed form has two, so it is not the plain form of any other role either (with
- * `_<hash>` it would be: a tenant could name its role `<prefix>_<hash>`).
+ * would pass 63 bytes, `<prefix>-<hash>-2` (36 bytes of the role and 24 hex digits of a hash of all
+ * of it). It is a member of the tenant's role and acts as it (its sessions start with SET ROLE to
+ * it), so whatever either login creates is owned by the one tenant role. The `-` is what keeps the
+ * name the tenant's: no name a tenant can choose or derive holds one (roleName is
+ * `[a-z_][a-z0-9_]*`, derived names too), so no other tenant can take it first and hold this one's
+ * rotation in Conflict. The hashed form has two, so it is not the plain form of any other role
+ * either (with `_<hash>` it would be: a tenant could name its role `<prefix>_<hash>`), and its hash
+ * is long enough that no tenant can search out another role name with the same prefix and hash
+ * (96 bits; with 8 digits, 2^32 tries, minutes on one machine, found a second name with the same twin).
  */
 export const TWIN_SUFFIX = '-2';
+const TWIN_HASH_DIGITS = 24;
 export function twinRoleName(role: string): string {
   const plain = `${role}${TWIN_SUFFIX}`;
   if (plain.length <= 63) return plain;
-  const suffix = `-${shortHash(role)}${TWIN_SUFFIX}`;
+  const suffix = `-${shortHash(role, TWIN_HASH_DIGITS)}${TWIN_SUFFIX}`;
   return role.slice(0, 63 - suffix.length) + suffix;
 }
 
 /**
- * The second login role as earlier releases named it, `<role>_2` (hashed past 63 bytes like the
- * new name). A tenant that has one, marked as its own, keeps it as its second login (an existing
- * role cannot be taken by anyone else); no new twin gets this name.
+ * The names earlier releases gave a second login role: `<role>_2` (hashed past 63 bytes with `_`),
+ * and, for a role of 62 or 63 bytes, `<prefix>-<8 hex digits>-2`. A tenant that has one, marked as
+ * its own, keeps it as its second login (an existing role cannot be taken by anyone else); no new
+ * twin gets these names.
  */
-export function legacyTwinRoleName(role: string): string {
-  return suffixed(role, '_2');
+export function legacyTwinRoleNames(role: string): string[] {
+  const names = [suffixed(role, '_2')];
+  if (`${role}${TWIN_SUFFIX}`.length > 63) {
+    const suffix = `-${shortHash(role)}${TWIN_SUFFIX}`;
+    names.push(role.slice(0, 63 - suffix.length) + suffix);
+  }
+  return names;
 }
 
 function suffixed(role: string, end: string): string {

@@ -16,10 +16,10 @@ export const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /**
  * A tenant's second login role (api/naming's twinRoleName): an identifier and `-2`, or a prefix,
- * `-`, an 8-digit hash and `-2`; 63 bytes at most. A role name only: `-` ends no token in either
+ * `-`, a 24-digit hash and `-2` (an 8-digit one as an earlier release named it); 63 bytes at most. A role name only: `-` ends no token in either
  * HBA file, and PgBouncer's userlist quotes it.
  */
-export const TWIN_ROLE = /^(?:[a-z_][a-z0-9_]{0,60}|[a-z_][a-z0-9_]{0,51}-[0-9a-f]{8})-2$/;
+export const TWIN_ROLE = /^(?:[a-z_][a-z0-9_]{0,60}|[a-z_][a-z0-9_]{0,35}-[0-9a-f]{24}|[a-z_][a-z0-9_]{0,51}-[0-9a-f]{8})-2$/;
 
 export type NameUse = 'alias' | 'database' | 'role';
 

@@ -8,13 +8,19 @@ import { waitFor } from '../env/ports.js';
 import {
   applyTenant,
   cluster,
+  condition,
   ensureDefaultServer,
+  getTenant,
   namespace,
   operator,
   queryWith,
   readSecretData,
+  scrapeOperator,
+  seriesValue,
   superQuery,
+  tenantIdentity,
   tenantReady,
+  waitForCondition,
 } from './harness.js';
 
 const c = cluster();
@@ -161,3 +167,60 @@ test('a leader whose Lease is taken exits non-zero, so that its pod restarts as 
     await coordination.deleteNamespacedLease(id).catch(() => undefined);
   }
 }, 120_000);
+
+test('names a tenant adds to its provisioned TenantDatabase stay refused when the operator starts again', async () => {
+  // The API server lets a name be added to a spec that had none (a transition rule does not see a
+  // missing field). The operator refuses it by the objects' markers; right after a start, before
+  // its server's catalog is read, it must not take the new names for a new tenant's.
+  const first = start('rename-1');
+  await ensureDefaultServer(c);
+  const team = await tenantIdentity(c, 'rename');
+  await team.apply('TenantDatabase', 'keep', {});
+  const ready = await tenantReady(c, 'rename', 'keep', 90_000);
+  expect(ready.status?.roleName).toBe('rename_keep');
+  // As the tenant, with its own token.
+  await team.apply('TenantDatabase', 'keep', { roleName: 'rename_second', databaseName: 'rename_second' });
+  await waitForCondition(() => getTenant(c, 'rename', 'keep'), 'Ready', 'False', 'ImmutableName');
+  await first.stop('SIGKILL');
+  const second = start('rename-2');
+  try {
+    // Its first reconciles of the tenant and of the server are over, and then some.
+    await waitFor(
+      'the restarted operator to reconcile the server and the tenant',
+      async () => {
+        const text = await scrapeOperator(c, 'rename-2').catch(() => '');
+        const server = seriesValue(text, 'tenantdb_reconcile_total', { controller: 'postgresserver', result: 'success' }) ?? 0;
+        const tenant = ['success', 'error', 'terminal', 'requeue'].reduce(
+          (n, result) => n + (seriesValue(text, 'tenantdb_reconcile_total', { controller: 'tenantdatabase', result }) ?? 0),
+          0,
+        );
+        return (server >= 1 && tenant >= 1) || undefined;
+      },
+      90_000,
+    );
+    await new Promise((r) => setTimeout(r, 3000));
+    const made = await superQuery<{ name: string }>(
+      c,
+      "SELECT rolname AS name FROM pg_roles WHERE rolname = 'rename_second' UNION ALL SELECT datname FROM pg_database WHERE datname = 'rename_second'",
+    );
+    expect(made).toEqual([]);
+    const td = await getTenant(c, 'rename', 'keep');
+    expect(condition(td, 'Ready')).toMatchObject({ status: 'False', reason: 'ImmutableName' });
+    expect(condition(td, 'Ready')?.message).toMatch(/the role is rename_keep; roleName cannot change to rename_second/);
+    // The tenant's own role and database are as they were: it still logs in with its Secret.
+    const s = (await readSecretData(c, 'rename', 'keep-db')) ?? {};
+    expect((await queryWith(s.DIRECT_URL ?? s.DATABASE_URL ?? ''))[0]).toEqual({ u: 'rename_keep', d: 'rename_keep' });
+    // A tenant whose derived names were another's (a Conflict, nothing made) still gets the names it
+    // sets afterwards, as the README tells it to: no object carries its marker.
+    await team.apply('TenantDatabase', 'x-y', {});
+    await tenantReady(c, 'rename', 'x-y', 90_000);
+    await namespace(c, 'rename-x');
+    await applyTenant(c, 'rename-x', 'y');
+    await waitForCondition(() => getTenant(c, 'rename-x', 'y'), 'Ready', 'False', 'Conflict');
+    await applyTenant(c, 'rename-x', 'y', { roleName: 'rename_x_y_2nd', databaseName: 'rename_x_y_2nd' });
+    const second2 = await tenantReady(c, 'rename-x', 'y', 90_000);
+    expect([second2.status?.roleName, second2.status?.databaseName]).toEqual(['rename_x_y_2nd', 'rename_x_y_2nd']);
+  } finally {
+    await second.stop();
+  }
+}, 240_000);

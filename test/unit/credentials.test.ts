@@ -12,7 +12,8 @@ import {
   previousLogin,
   rotationDueAt,
 } from '../../src/controllers/tenantdatabase/credentials.js';
-import { legacyTwinRoleName, twinRoleName } from '../../src/api/naming.js';
+import { createHash } from 'node:crypto';
+import { legacyTwinRoleNames, twinRoleName } from '../../src/api/naming.js';
 import { adoptionHint, originOf } from '../../src/controllers/tenantdatabase/adoption.js';
 import { renderPoolerConfig, renderServerHba } from '../../src/pooler/render.js';
 import { validatePoolerFiles, validateServerHba } from '../../src/pooler/validate.js';
@@ -27,7 +28,7 @@ test('the twin is <role>-2, and a hashed prefix when that passes 63 bytes; no na
   const long = 'a'.repeat(63);
   const twin = twinRoleName(long);
   expect(twin.length).toBeLessThanOrEqual(63);
-  expect(twin).toMatch(/^a+-[0-9a-f]{8}-2$/);
+  expect(twin).toMatch(/^a{36}-[0-9a-f]{24}-2$/);
   // Hashed, it is no other role's twin: not the plain twin of its own prefix, nor of any name.
   for (const r of ['a'.repeat(61), 'a'.repeat(62), 'a'.repeat(63), `${'x'.repeat(40)}_${'y'.repeat(21)}`]) {
     const t = twinRoleName(r);
@@ -42,14 +43,34 @@ test('the twin is <role>-2, and a hashed prefix when that passes 63 bytes; no na
   expect(twinRoleName('b'.repeat(63))).not.toBe(twin);
   // roleName and derived names match [a-z_][a-z0-9_]*: none of them is a twin's name.
   for (const name of ['ns_app', 'ns_app_2', 'a'.repeat(63), 'ns_app-2_']) expect(/^[a-z_][a-z0-9_]*$/.test(twinRoleName(name))).toBe(false);
-  expect(legacyTwinRoleName('ns_app')).toBe('ns_app_2');
-  expect(legacyTwinRoleName(long)).toMatch(/^a+_[0-9a-f]{8}_2$/);
+  expect(legacyTwinRoleNames('ns_app')).toEqual(['ns_app_2']);
+  const [underscored, short] = legacyTwinRoleNames(long);
+  expect(underscored).toMatch(/^a+_[0-9a-f]{8}_2$/);
+  expect(short).toMatch(/^a{52}-[0-9a-f]{8}-2$/);
+});
+
+test('two long role names with the same head get different twins: the hash is too long to search out a second name', () => {
+  // A tenant that knows another's 62- or 63-byte roleName keeps its head and varies the rest; with
+  // 8 hex digits, 2^32 tries found a name whose twin is the other's. Now the twin's hash has 96 bits.
+  const victim = `${'v'.repeat(51)}_victim_role`;
+  const twin = twinRoleName(victim);
+  expect(twin).toBe(`${victim.slice(0, 36)}-${createHash('sha256').update(victim).digest('hex').slice(0, 24)}-2`);
+  expect(twin.length).toBe(63);
+  // Names that differ only past the head the twin keeps still get twins of their own.
+  expect(twinRoleName(`${victim.slice(0, 61)}_x`)).not.toBe(twin);
+  expect(twinRoleName(victim.slice(0, 62))).not.toBe(twin);
 });
 
 test("a twin made by an earlier release (<role>_2, marked as the tenant's) keeps its name; anyone else's <role>_2 is not a login", () => {
   expect(loginRolesOf('ns_app').twin).toBe('ns_app-2');
   expect(loginRolesOf('ns_app', new Set(['ns_app', 'ns_app_2'])).twin).toBe('ns_app_2');
   expect(loginRolesOf('ns_app', new Set(['ns_app'])).twin).toBe('ns_app-2');
+  // A 62- or 63-byte role's twin of the release before (an 8-digit hash), marked as the tenant's, stays too.
+  const long = 'w'.repeat(62);
+  const earlier = legacyTwinRoleNames(long)[1] ?? '';
+  expect(loginRolesOf(long, new Set([long])).twin).toBe(twinRoleName(long));
+  expect(loginRolesOf(long, new Set([long, earlier])).twin).toBe(earlier);
+  expect(nameProblem('role', earlier)).toBeUndefined();
   // Another tenant's role named ns_app_2 is not in this tenant's marked roles: its Secret naming it changes nothing.
   expect(activeLogin({ username: 'ns_app_2' }, loginRolesOf('ns_app', new Set(['ns_app'])))).toBe('ns_app');
 });

@@ -17,6 +17,7 @@ import { duration } from '../options.js';
 import { deriveIdentifier, holderRoleName, MAX_SCHEMA, schemaAlias, shadowDatabaseName } from '../../api/naming.js';
 import { postgresServer, type PostgresServer } from '../../api/postgresserver.js';
 import { tenantDatabase, type TenantDatabase } from '../../api/tenantdatabase.js';
+import { renamedFromStatus } from '../../controllers/tenantdatabase/resolve.js';
 import { ROTATE_ANNOTATION } from '../../controllers/tenantdatabase/secret.js';
 import { PROGRAM, examples, note, print, sessionOf } from './command.js';
 import { CliError, describeError, statusCode } from './errors.js';
@@ -126,16 +127,7 @@ export function planTenant(
   const before = namesOf(ns, name, l, server);
   // Names are kept once the objects exist (status names them): the API server lets a name be added
   // to a spec that had none, but the operator refuses the change (ImmutableName).
-  const had = live.status;
-  const renamed = [
-    had?.roleName && had.roleName !== n.role ? `the role is ${had.roleName}; roleName cannot change to ${n.role}` : '',
-    had?.databaseName && n.schema === undefined && had.databaseName !== n.database
-      ? `the database is ${had.databaseName}; databaseName cannot change to ${n.database}`
-      : '',
-    had?.schemaName && n.schema !== undefined && had.schemaName !== n.schema
-      ? `the schema is ${had.schemaName}; schemaName cannot change to ${n.schema}`
-      : '',
-  ].filter(Boolean);
+  const renamed = renamedFromStatus(n, live.status);
   if (renamed.length)
     return {
       namespace: ns,

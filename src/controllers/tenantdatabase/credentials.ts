@@ -10,7 +10,7 @@
  * a role outside the tenant's two login roles is ignored, and a verifier must be one.
  */
 import { durationSeconds } from '../../api/common.js';
-import { legacyTwinRoleName, twinRoleName } from '../../api/naming.js';
+import { legacyTwinRoleNames, twinRoleName } from '../../api/naming.js';
 import { VERIFIER } from '../../pooler/validate.js';
 
 /** On the Secret: the login that was in use before the last rotation, until its grace period ends. */
@@ -31,12 +31,12 @@ export interface LoginRoles {
 
 /**
  * A tenant's two login roles. `owned` holds the roles that carry the tenant's marker: one named as
- * earlier releases named the twin (`<role>_2`) stays its twin; otherwise the twin is `<role>-2`. A
- * `<role>_2` of anyone else is never one of this tenant's logins.
+ * earlier releases named the twin (`<role>_2`, legacyTwinRoleNames) stays its twin; otherwise the
+ * twin is `<role>-2`. A role of such a name that is anyone else's is never one of this tenant's logins.
  */
 export function loginRolesOf(role: string, owned?: ReadonlySet<string>): LoginRoles {
-  const legacy = legacyTwinRoleName(role);
-  return { group: role, twin: owned?.has(legacy) ? legacy : twinRoleName(role) };
+  const legacy = owned && legacyTwinRoleNames(role).find((r) => owned.has(r));
+  return { group: role, twin: legacy ?? twinRoleName(role) };
 }
 
 export const isLoginOf = (l: LoginRoles, role: unknown): role is string => role === l.group || role === l.twin;

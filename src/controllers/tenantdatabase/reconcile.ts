@@ -75,10 +75,11 @@ import {
   type InDatabase,
   type Owner,
 } from './provision.js';
-import { holderRoleName, legacyTwinRoleName, shadowDatabaseName, twinRoleName } from '../../api/naming.js';
+import { holderRoleName, legacyTwinRoleNames, shadowDatabaseName, twinRoleName } from '../../api/naming.js';
 import {
   namespaceAllowed,
   namesMatchMarkers,
+  renamedFromStatus,
   ownDatabases,
   placeOnServer,
   resolveNames,
@@ -403,7 +404,7 @@ async function provision(
   const refuse = async (reason: string, message: string, act: (pool: pg.Pool, role: string) => Promise<string[]>) => {
     // Each of its login roles (the second one of an overlapping rotation too).
     const mine = ctx.markers.get(serverName)?.get(td.metadata.uid)?.roles;
-    const roles = [names.role, twinRoleName(names.role), legacyTwinRoleName(names.role)].filter((r) => mine?.has(r));
+    const roles = [names.role, twinRoleName(names.role), ...legacyTwinRoleNames(names.role)].filter((r) => mine?.has(r));
     // (Observed too: these are the platform's limits, not the spec's; Observe does not lift them.)
     if (roles.length) {
       const admin = await loadAdminCredentials(ctx.clients, server, ctx.config.namespace);
@@ -683,6 +684,24 @@ async function provision(
     // Change nothing that belongs to someone else.
     step<Provisioned>('claims', async () => {
       if (justProvisioned) return undefined;
+      // The server step compared the names with the markers its snapshot holds. A snapshot read
+      // before this tenant's objects were made (their server reads its catalog again moments after),
+      // or none yet after a start, shows no objects of this tenant: a name the spec gained since
+      // (the API server lets a name be added to a spec that had none) would then be taken for a new
+      // tenant's, and a second role or database made under this uid. Where the names are not those
+      // status recorded, the catalog itself says which objects carry this tenant's marker.
+      if (!ctx.markers.get(serverName)?.get(owner.uid) && renamedFromStatus(names, td.status).length) {
+        let managed: sql.ManagedObject[];
+        try {
+          managed = await sql.managedObjects(pool);
+        } catch (err) {
+          throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
+        }
+        const mine = { roles: new Set<string>(), databases: new Set<string>() };
+        for (const o of managed) if (o.uid === owner.uid) (o.kind === 'role' ? mine.roles : mine.databases).add(o.name);
+        const same = namesMatchMarkers(names, mine);
+        if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
+      }
       // The role and the databases in one read.
       let found: Awaited<ReturnType<typeof sql.findRoleAndDatabases>>;
       try {
@@ -1486,8 +1505,8 @@ function cachedCredentials(
 }
 /**
  * The tenant's marked roles as far as its twin's name depends on them (credentials.ts loginRolesOf):
- * the server's catalog snapshot, or, where that may not show the tenant's own `<role>_2` of an
- * earlier release (no snapshot yet after a start, a take-over this reconcile re-marked it, or an
+ * the server's catalog snapshot, or, where that may not show the tenant's own twin named by an
+ * earlier release (legacyTwinRoleNames) (no snapshot yet after a start, a take-over this reconcile re-marked it, or an
  * Overlap tenant the snapshot shows with no twin at all), one look at the catalog. A tenant
  * without Overlap and with its snapshot in place, the common case, costs nothing.
  */
@@ -1501,10 +1520,12 @@ async function twinNameRoles(
 ): Promise<ReadonlySet<string> | undefined> {
   const snap = ctx.markers.get(serverName);
   const mine = snap?.get(td.metadata.uid)?.roles;
-  const legacy = legacyTwinRoleName(role);
-  const twinless = td.spec.passwordRotation.strategy === 'Overlap' && !mine?.has(legacy) && !mine?.has(twinRoleName(role));
+  const legacy = legacyTwinRoleNames(role);
+  const twinless = td.spec.passwordRotation.strategy === 'Overlap' && !legacy.some((r) => mine?.has(r)) && !mine?.has(twinRoleName(role));
   if (snap && !adoptedHere && !twinless) return mine;
-  return sql.markerUid((await sql.findRole(pool, legacy))?.comment) === td.metadata.uid ? new Set([...(mine ?? []), legacy]) : mine;
+  const found = new Set(mine ?? []);
+  for (const r of legacy) if (sql.markerUid((await sql.findRole(pool, r))?.comment) === td.metadata.uid) found.add(r);
+  return found.size === (mine?.size ?? 0) ? mine : found;
 }
 
 /** How long a reconcile waits inside for the pooler to serve what it provisioned; then it polls. */

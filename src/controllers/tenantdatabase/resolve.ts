@@ -10,7 +10,7 @@ import {
   deriveIdentifier,
   schemaAlias,
   shadowDatabaseName,
-  legacyTwinRoleName,
+  legacyTwinRoleNames,
   twinRoleName,
   holderRoleName,
   HOLDER_SUFFIX,
@@ -196,7 +196,12 @@ export function namesMatchMarkers(
 ): Resolved<true> {
   for (const r of mine?.roles ?? []) {
     // Its second login role (overlapping rotation) goes with the name.
-    if (r !== names.role && r !== twinRoleName(names.role) && r !== legacyTwinRoleName(names.role) && r !== holderRoleName(names.role))
+    if (
+      r !== names.role &&
+      r !== twinRoleName(names.role) &&
+      !legacyTwinRoleNames(names.role).includes(r) &&
+      r !== holderRoleName(names.role)
+    )
       return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
   }
   for (const d of mine?.databases ?? []) {
@@ -205,4 +210,26 @@ export function namesMatchMarkers(
     }
   }
   return { ok: true, value: true };
+}
+
+/**
+ * How the names the spec gives now differ from those status recorded (status names what a reconcile
+ * resolved): one sentence each, none when they agree. The API server lets a name be added to a spec
+ * that had none (a transition rule does not see a missing field); the objects' markers decide
+ * whether that is a rename (namesMatchMarkers), and this is what stands in for them until the
+ * server's catalog has been read (after a start), and what a plan can see without the server.
+ */
+export function renamedFromStatus(
+  names: Pick<TenantNames, 'role' | 'database' | 'schema'>,
+  had: { roleName?: string | undefined; databaseName?: string | undefined; schemaName?: string | undefined } | undefined,
+): string[] {
+  return [
+    had?.roleName && had.roleName !== names.role ? `the role is ${had.roleName}; roleName cannot change to ${names.role}` : '',
+    had?.databaseName && names.schema === undefined && had.databaseName !== names.database
+      ? `the database is ${had.databaseName}; databaseName cannot change to ${names.database}`
+      : '',
+    had?.schemaName && names.schema !== undefined && had.schemaName !== names.schema
+      ? `the schema is ${had.schemaName}; schemaName cannot change to ${names.schema}`
+      : '',
+  ].filter(Boolean);
 }
