@@ -555,6 +555,24 @@ export async function managedObjects(db: Queryable): Promise<ManagedObject[]> {
   return managedOf(r.rows);
 }
 
+/**
+ * The roles and databases whose marker names this TenantDatabase uid, in one catalog read (the
+ * marker's text narrows it on the server; markerUid confirms each).
+ */
+export async function markedObjectsOf(db: Queryable, uid: string): Promise<{ roles: Set<string>; databases: Set<string> }> {
+  const r = await db.query<{ kind: 'role' | 'database'; name: string; comment: string }>(
+    `SELECT 'role' AS kind, r.rolname AS name, c.description AS comment FROM ${MARKED_ROLES}
+       AND pg_catalog.strpos(c.description, $1) OPERATOR(pg_catalog.>) 0
+     UNION ALL
+     SELECT 'database', d.datname, c.description FROM ${MARKED_DATABASES}
+       AND pg_catalog.strpos(c.description, $1) OPERATOR(pg_catalog.>) 0`,
+    [`; uid=${uid}`],
+  );
+  const out = { roles: new Set<string>(), databases: new Set<string>() };
+  for (const o of managedOf(r.rows)) if (o.uid === uid) (o.kind === 'role' ? out.roles : out.databases).add(o.name);
+  return out;
+}
+
 export interface CatalogSnapshot {
   roles: Map<string, { canLogin: boolean; connLimit: number }>;
   databases: Map<string, { connLimit: number; ownedByAdmin: boolean; allowConn: boolean; sizeBytes: number | undefined }>;

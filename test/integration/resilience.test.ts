@@ -181,6 +181,15 @@ test('names a tenant adds to its provisioned TenantDatabase stay refused when th
   // As the tenant, with its own token.
   await team.apply('TenantDatabase', 'keep', { roleName: 'rename_second', databaseName: 'rename_second' });
   await waitForCondition(() => getTenant(c, 'rename', 'keep'), 'Ready', 'False', 'ImmutableName');
+  // A first reconcile that fails after making the role and database (a time zone PostgreSQL
+  // refuses) records no names in status and asks the server for no new catalog read: names added
+  // then are held to the objects' markers all the same.
+  await team.apply('TenantDatabase', 'half', { settings: { timezone: 'Nowhere/Atlantis' } });
+  const half = await waitForCondition(() => getTenant(c, 'rename', 'half'), 'Ready', 'False', 'InvalidSetting', 60_000);
+  expect(half.status?.roleName).toBeUndefined();
+  await team.apply('TenantDatabase', 'half', { settings: {}, roleName: 'rename_half_2nd', databaseName: 'rename_half_2nd' });
+  const refused = await waitForCondition(() => getTenant(c, 'rename', 'half'), 'Ready', 'False', 'ImmutableName', 60_000);
+  expect(condition(refused, 'Ready')?.message).toMatch(/rename_half; (roleName|databaseName) cannot change to rename_half_2nd/);
   await first.stop('SIGKILL');
   const second = start('rename-2');
   try {
@@ -201,7 +210,7 @@ test('names a tenant adds to its provisioned TenantDatabase stay refused when th
     await new Promise((r) => setTimeout(r, 3000));
     const made = await superQuery<{ name: string }>(
       c,
-      "SELECT rolname AS name FROM pg_roles WHERE rolname = 'rename_second' UNION ALL SELECT datname FROM pg_database WHERE datname = 'rename_second'",
+      "SELECT rolname AS name FROM pg_roles WHERE rolname IN ('rename_second', 'rename_half_2nd') UNION ALL SELECT datname FROM pg_database WHERE datname IN ('rename_second', 'rename_half_2nd')",
     );
     expect(made).toEqual([]);
     const td = await getTenant(c, 'rename', 'keep');

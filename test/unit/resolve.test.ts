@@ -117,6 +117,14 @@ describe('resolveNames', () => {
     [{ roles: [], databases: [] }, true],
     [{ roles: ['older_role'], databases: ['team_app'] }, false],
     [{ roles: ['team_app'], databases: ['older'] }, false],
+    // The twin, the holder and the shadow go with the names, the last three only beside the main one.
+    [{ roles: ['team_app', 'team_app-2', 'team_app_2', 'team_app_hold'], databases: ['team_app'] }, true],
+    [{ roles: ['team_app-2'], databases: [] }, true],
+    // A tenant named team/app-2 (its role team_app_2) adding roleName team_app; one named
+    // team/app-shadow adding databaseName team_app; a holder without its role.
+    [{ roles: ['team_app_2'], databases: ['team_app'] }, false],
+    [{ roles: ['team_app'], databases: ['team_app_shadow'] }, false],
+    [{ roles: ['team_app_hold'], databases: [] }, false],
   ])('names checked against the markers %j', (m, ok) => {
     const names = {
       isolation: 'Database' as const,

@@ -79,7 +79,6 @@ import { holderRoleName, legacyTwinRoleNames, shadowDatabaseName, twinRoleName }
 import {
   namespaceAllowed,
   namesMatchMarkers,
-  renamedFromStatus,
   ownDatabases,
   placeOnServer,
   resolveNames,
@@ -280,8 +279,9 @@ async function saveStatus(
 }
 
 /**
- * Names go into status only once they are claimed (the Secret step is reached): a tenant that lost a
- * name to a Conflict can still be given another one.
+ * Names go into status only from a reconcile that got through its steps (a Conflict or a failure
+ * writes none): a tenant that lost a name to a Conflict can still be given another one. Status is
+ * not what holds a tenant to its names: the claims step reads its objects' markers.
  */
 async function provision(
   ctx: OperatorContext,
@@ -529,8 +529,11 @@ async function provision(
       if (!s.ok) return { outcome: notReady(s.reason, s.message, false) };
       server = s.value;
       serverName = server.metadata.name;
-      if (td.status?.serverName && td.status.serverName !== serverName) {
-        const message = `the tenant lives on PostgresServer ${td.status.serverName}; moving it to ${serverName} is not supported (set serverRef.name to ${td.status.serverName}, or create a new TenantDatabase)`;
+      // Where it lives: status says, or (a first reconcile that failed after making objects writes
+      // no server name) another server's markers do.
+      const home = td.status?.serverName ?? [...ctx.markers].find(([other, m]) => other !== serverName && m.has(td.metadata.uid))?.[0];
+      if (home && home !== serverName) {
+        const message = `the tenant lives on PostgresServer ${home}; moving it to ${serverName} is not supported (set serverRef.name to ${home}, or create a new TenantDatabase)`;
         return { outcome: notReady('ServerChangeRefused', message, true) };
       }
       const placed = placeOnServer(names, server);
@@ -684,24 +687,6 @@ async function provision(
     // Change nothing that belongs to someone else.
     step<Provisioned>('claims', async () => {
       if (justProvisioned) return undefined;
-      // The server step compared the names with the markers its snapshot holds. A snapshot read
-      // before this tenant's objects were made (their server reads its catalog again moments after),
-      // or none yet after a start, shows no objects of this tenant: a name the spec gained since
-      // (the API server lets a name be added to a spec that had none) would then be taken for a new
-      // tenant's, and a second role or database made under this uid. Where the names are not those
-      // status recorded, the catalog itself says which objects carry this tenant's marker.
-      if (!ctx.markers.get(serverName)?.get(owner.uid) && renamedFromStatus(names, td.status).length) {
-        let managed: sql.ManagedObject[];
-        try {
-          managed = await sql.managedObjects(pool);
-        } catch (err) {
-          throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
-        }
-        const mine = { roles: new Set<string>(), databases: new Set<string>() };
-        for (const o of managed) if (o.uid === owner.uid) (o.kind === 'role' ? mine.roles : mine.databases).add(o.name);
-        const same = namesMatchMarkers(names, mine);
-        if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
-      }
       // The role and the databases in one read.
       let found: Awaited<ReturnType<typeof sql.findRoleAndDatabases>>;
       try {
@@ -753,6 +738,24 @@ async function provision(
             serverName,
           };
         }
+      }
+      // The server step compared the names with the markers of the server's last catalog read,
+      // which may predate this tenant's objects (the server reads it again moments after they are
+      // made; a reconcile that failed after making them does not ask it to) or be missing (after a
+      // start), and an adoption here re-marked objects under this uid just now. A name the spec
+      // gained meanwhile (the API server lets a name be added to a spec that had none) would be
+      // taken for a new tenant's, and a second role or database made under this uid. So a tenant
+      // an earlier reconcile got to (its finalizer) or one that adopted here is held to the names
+      // its objects carry in the catalog. A new tenant's first reconcile (a burst's) reads nothing.
+      if ((td.metadata.finalizers?.includes(FINALIZER) || adoptedHere) && !observing) {
+        let marked: { roles: Set<string>; databases: Set<string> };
+        try {
+          marked = await sql.markedObjectsOf(pool, owner.uid);
+        } catch (err) {
+          throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
+        }
+        const same = namesMatchMarkers(names, marked);
+        if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
       }
       return undefined;
     }),

@@ -194,18 +194,24 @@ export function namesMatchMarkers(
   names: TenantNames,
   mine: { roles: ReadonlySet<string>; databases: ReadonlySet<string> } | undefined,
 ): Resolved<true> {
+  // Its second login role (overlapping rotation), its read-only holder and its shadow database go
+  // with the names. The `-2` twin holds a character no tenant name can have; the others are names a
+  // tenant could choose for its main role or database (`<role>_2`, `<db>_shadow`), so they count
+  // only beside the main one: a tenant `ns/app-2` (role ns_app_2) that adds roleName ns_app must not
+  // have its role taken for ns_app's twin, nor `ns/foo-shadow` adding databaseName ns_foo its
+  // database for ns_foo's shadow (which a spec without shadowDatabase then drops).
+  const mainRole = mine?.roles.has(names.role) ?? false;
+  const mainDatabase = mine?.databases.has(names.database) ?? false;
   for (const r of mine?.roles ?? []) {
-    // Its second login role (overlapping rotation) goes with the name.
     if (
       r !== names.role &&
       r !== twinRoleName(names.role) &&
-      !legacyTwinRoleNames(names.role).includes(r) &&
-      r !== holderRoleName(names.role)
+      !(mainRole && (legacyTwinRoleNames(names.role).includes(r) || r === holderRoleName(names.role)))
     )
       return { ok: false, reason: 'ImmutableName', message: `the role is ${r}; roleName cannot change to ${names.role}` };
   }
   for (const d of mine?.databases ?? []) {
-    if (d !== names.database && d !== shadowDatabaseName(names.database)) {
+    if (d !== names.database && !(mainDatabase && d === shadowDatabaseName(names.database))) {
       return { ok: false, reason: 'ImmutableName', message: `the database is ${d}; databaseName cannot change to ${names.database}` };
     }
   }
