@@ -219,11 +219,10 @@ export function namesMatchMarkers(
 }
 
 /**
- * How the names the spec gives now differ from those status recorded (status names what a reconcile
- * resolved): one sentence each, none when they agree. The API server lets a name be added to a spec
- * that had none (a transition rule does not see a missing field); the objects' markers decide
- * whether that is a rename (namesMatchMarkers), and this is what stands in for them until the
- * server's catalog has been read (after a start), and what a plan can see without the server.
+ * How the names the spec gives now differ from those status recorded: one sentence each, none when
+ * they agree. What `kubectl tenantdb plan` can tell without the server; the operator holds a tenant
+ * to the names its objects' markers carry (namesMatchMarkers, in its claims step), since a
+ * reconcile that failed records none in status.
  */
 export function renamedFromStatus(
   names: Pick<TenantNames, 'role' | 'database' | 'schema'>,
