@@ -545,31 +545,30 @@ function managedOf(rows: { kind: string; name: string; comment: string | null }[
   return out;
 }
 
-/** Every role and database carrying a tenantdb marker, in one catalog read. */
-export async function managedObjects(db: Queryable): Promise<ManagedObject[]> {
+/**
+ * Every role and database carrying a tenantdb marker, in one catalog read; with `uid`, only those
+ * whose marker names that TenantDatabase (the marker's text narrows it on the server; markerUid
+ * confirms each).
+ */
+export async function managedObjects(db: Queryable, uid?: string): Promise<ManagedObject[]> {
+  const only = uid === undefined ? '' : ' AND pg_catalog.strpos(c.description, $1) OPERATOR(pg_catalog.>) 0';
   const r = await db.query<{ kind: 'role' | 'database'; name: string; comment: string }>(
-    `SELECT 'role' AS kind, r.rolname AS name, c.description AS comment FROM ${MARKED_ROLES}
+    `SELECT 'role' AS kind, r.rolname AS name, c.description AS comment FROM ${MARKED_ROLES}${only}
      UNION ALL
-     SELECT 'database', d.datname, c.description FROM ${MARKED_DATABASES}`,
+     SELECT 'database', d.datname, c.description FROM ${MARKED_DATABASES}${only}`,
+    uid === undefined ? [] : [`; uid=${uid}`],
   );
-  return managedOf(r.rows);
+  return managedOf(r.rows).filter((o) => uid === undefined || o.uid === uid);
 }
 
-/**
- * The roles and databases whose marker names this TenantDatabase uid, in one catalog read (the
- * marker's text narrows it on the server; markerUid confirms each).
- */
-export async function markedObjectsOf(db: Queryable, uid: string): Promise<{ roles: Set<string>; databases: Set<string> }> {
-  const r = await db.query<{ kind: 'role' | 'database'; name: string; comment: string }>(
-    `SELECT 'role' AS kind, r.rolname AS name, c.description AS comment FROM ${MARKED_ROLES}
-       AND pg_catalog.strpos(c.description, $1) OPERATOR(pg_catalog.>) 0
-     UNION ALL
-     SELECT 'database', d.datname, c.description FROM ${MARKED_DATABASES}
-       AND pg_catalog.strpos(c.description, $1) OPERATOR(pg_catalog.>) 0`,
-    [`; uid=${uid}`],
-  );
-  const out = { roles: new Set<string>(), databases: new Set<string>() };
-  for (const o of managedOf(r.rows)) if (o.uid === uid) (o.kind === 'role' ? out.roles : out.databases).add(o.name);
+/** Marked objects by the TenantDatabase uid their marker names: its roles and its databases. */
+export function markersByUid(objects: readonly ManagedObject[]): Map<string, { roles: Set<string>; databases: Set<string> }> {
+  const out = new Map<string, { roles: Set<string>; databases: Set<string> }>();
+  for (const o of objects) {
+    let e = out.get(o.uid);
+    if (!e) out.set(o.uid, (e = { roles: new Set(), databases: new Set() }));
+    (o.kind === 'role' ? e.roles : e.databases).add(o.name);
+  }
   return out;
 }
 

@@ -15,7 +15,7 @@ import type { ConditionInput } from '../../runtime/conditions.js';
 import type { ReconcileResult } from '../../runtime/controller.js';
 import { addFinalizer, commitStatus, removeFinalizer, transitioned } from '../../runtime/status.js';
 import { BY_SERVER } from '../watches.js';
-import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext, type ServerMarkers } from '../context.js';
+import { FINALIZER, endpointOf, loadAdminCredentials, loadCa, splitKey, type OperatorContext } from '../context.js';
 
 /** Maps a connection failure to a reason and message a person can act on. */
 export function connectionFailure(err: unknown, where: string): { reason: string; message: string } {
@@ -216,7 +216,7 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
     const withSizes = !last || at - last.sizedAt >= ctx.config.resyncMs / 2;
     const { managed, snapshot } = await sql.serverCatalog(pool, withSizes);
     // Several PostgresServers may name one PostgreSQL: markers that name a server count only for it.
-    ctx.markers.set(name, markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
+    ctx.markers.set(name, sql.markersByUid(managed.filter((o) => (sql.markerServer(o.comment) ?? name) === name)));
     const inDatabase: InDatabase = (database, fn) => ctx.pools.withDatabase(endpointOf(server, ca.value), creds.value, database, fn);
     if (!withSizes && last) {
       for (const [db, row] of snapshot.databases) row.sizeBytes = last.databases.get(db)?.sizeBytes;
@@ -293,16 +293,6 @@ export async function reconcilePostgresServer(ctx: OperatorContext, key: string,
   const reserve = adminReserveCondition(slots, [...limits.values()], ctx.pools.maxSessionsPerServer, creds.value.username);
   await save([connected, pooler, hba, publicSchemas, reserve, ready], { version, pooler: seen.pooler }, true);
   return { poll: soon, requeueAfterMs: later ? Math.min(15_000, ctx.config.resyncMs) : ctx.config.resyncMs };
-}
-
-function markersByUid(objects: sql.ManagedObject[]): ServerMarkers {
-  const out: ServerMarkers = new Map();
-  for (const o of objects) {
-    let e = out.get(o.uid);
-    if (!e) out.set(o.uid, (e = { roles: new Set(), databases: new Set() }));
-    (o.kind === 'role' ? e.roles : e.databases).add(o.name);
-  }
-  return out;
 }
 
 /** Roles of deleted tenants that could not be dropped then: a few per re-check, once free. */

@@ -748,13 +748,13 @@ async function provision(
       // an earlier reconcile got to (its finalizer) or one that adopted here is held to the names
       // its objects carry in the catalog. A new tenant's first reconcile (a burst's) reads nothing.
       if ((td.metadata.finalizers?.includes(FINALIZER) || adoptedHere) && !observing) {
-        let marked: { roles: Set<string>; databases: Set<string> };
+        let marked: sql.ManagedObject[];
         try {
-          marked = await sql.markedObjectsOf(pool, owner.uid);
+          marked = await sql.managedObjects(pool, owner.uid);
         } catch (err) {
           throw new RetryableError('ServerUnreachable', `cannot reach PostgresServer ${serverName}: ${describePgError(err)}`);
         }
-        const same = namesMatchMarkers(names, marked);
+        const same = namesMatchMarkers(names, sql.markersByUid(marked).get(owner.uid));
         if (!same.ok) return { outcome: notReady(same.reason, same.message, true), serverName };
       }
       return undefined;
@@ -1508,9 +1508,9 @@ function cachedCredentials(
 }
 /**
  * The tenant's marked roles as far as its twin's name depends on them (credentials.ts loginRolesOf):
- * the server's catalog snapshot, or, where that may not show the tenant's own twin named by an
- * earlier release (legacyTwinRoleNames) (no snapshot yet after a start, a take-over this reconcile re-marked it, or an
- * Overlap tenant the snapshot shows with no twin at all), one look at the catalog. A tenant
+ * the server's catalog snapshot, or, where that may not show the tenant's own twin as an earlier
+ * release named it (legacyTwinRoleNames), as with no snapshot yet after a start, a take-over this
+ * reconcile re-marked it, or an Overlap tenant the snapshot shows with no twin at all: a look at the catalog. A tenant
  * without Overlap and with its snapshot in place, the common case, costs nothing.
  */
 async function twinNameRoles(
